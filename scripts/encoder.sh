@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# scripts/encoder.sh — timecoded LL-DASH test-pattern encoder for h3live.
+#
+# Runs ffmpeg: testsrc2 + a sine tone, the encoder's wall clock burned in
+# ("ENCODER hh:mm:ss.mmm"), plus a machine-readable timecode strip along the
+# bottom of the picture, and pushes LL-DASH (CMAF, chunked PUT over HTTP/1.1)
+# to an h3live origin.  ffmpeg is supervised: it is restarted with backoff when
+# it exits (e.g. the origin is not up yet), and SIGINT/SIGTERM stop it cleanly
+# (ffmpeg is asked to quit with 'q', so it finishes its uploads and writes the
+# final manifest instead of cutting the PUTs off).
+#
+# Timecode strip (decoded by web/timecode.js, see docs there):
+#   The bottom 2*R pixel rows (R = 2*floor(H/60), at least 8) hold 38 cells of
+#   equal width, two rows each.  Top row: the bits, bottom row: the same bits
+#   inverted (each cell is self-referencing, so the decoder needs no threshold).
+#   cell 0 = 1, cell 1 = 0 (marker), cells 2..33 = V (32 bits, MSB first),
+#   cells 34..37 = (sum of the 8 nibbles of V) mod 16, MSB first,
+#   with V = (encoder wall-clock time in ms since the Unix epoch) mod 2^32.
+#   The time is read per frame inside the filter graph (setpts=RTCTIME, the
+#   same moment drawtext's %{localtime} is rendered), i.e. when the frame is
+#   produced by the -re paced source: the frame's capture time.
+#
+# Usage: scripts/encoder.sh [options]     (scripts/encoder.sh --help)
+set -u
+
+ORIGIN="${H3LIVE_ORIGIN:-http://127.0.0.1:8080}"
+STREAM="${H3LIVE_STREAM:-test}"
+SIZE="${H3LIVE_SIZE:-1280x720}"
+FPS="${H3LIVE_FPS:-30}"
+BITRATE="${H3LIVE_BITRATE:-2M}"
+SEG="${H3LIVE_SEG_DURATION:-2}"
+CHUNKING="${H3LIVE_CHUNKING:-every_frame}"
+TARGET_LATENCY="${H3LIVE_TARGET_LATENCY:-1.5}"
+WINDOW="${H3LIVE_WINDOW:-5}"
+OUTPUT=""
+DURATION=""
+TC_LOG=""
+RESTART=1
+DRY_RUN=0
+LOGLEVEL="${H3LIVE_FFMPEG_LOGLEVEL:-warning}"
+
+usage() {
+  cat <<EOF
+Usage: $0 [options]
+  --origin URL          origin base URL for ingest (default $ORIGIN) [H3LIVE_ORIGIN]
+  --stream NAME         stream name: pushes to ORIGIN/live/NAME/manifest.mpd (default $STREAM)
+  --size WxH            picture size (default $SIZE)
+  --fps N               frame rate (default $FPS)
+  --bitrate RATE        video bitrate (default $BITRATE)
+  --seg-duration S      segment duration in seconds (default $SEG)
+  --chunking MODE       every_frame (default) or a fragment duration in seconds, e.g. 0.2
+  --target-latency S    target latency written in the MPD (default $TARGET_LATENCY)
+  --window N            segments kept in the MPD (default $WINDOW)
+  --output PATH         write DASH to a local manifest path instead of the origin
+  --duration S          stop after S seconds (no restart after a normal end)
+  --timecode-log FILE   log each frame's encoded wall clock (µs, "pts:" lines) to FILE
+  --no-restart          run ffmpeg once, do not supervise
+  --dry-run             print the ffmpeg command and exit
+  --loglevel LEVEL      ffmpeg log level (default $LOGLEVEL)
+Environment variables H3LIVE_* set the same defaults.
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --origin) ORIGIN="$2"; shift 2 ;;
+    --stream) STREAM="$2"; shift 2 ;;
+    --size|--resolution) SIZE="$2"; shift 2 ;;
+    --fps) FPS="$2"; shift 2 ;;
+    --bitrate) BITRATE="$2"; shift 2 ;;
+    --seg-duration) SEG="$2"; shift 2 ;;
+    --chunking) CHUNKING="$2"; shift 2 ;;
+    --target-latency) TARGET_LATENCY="$2"; shift 2 ;;
+    --window) WINDOW="$2"; shift 2 ;;
+    --output) OUTPUT="$2"; shift 2 ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --timecode-log) TC_LOG="$2"; shift 2 ;;
+    --no-restart) RESTART=0; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --loglevel) LOGLEVEL="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "encoder.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "[encoder $(date +%T)] $*" >&2; }
+
+command -v ffmpeg >/dev/null 2>&1 || { log "ffmpeg not found (run ./run.sh, or apt-get install ffmpeg / brew install ffmpeg)"; exit 1; }
+
+W="${SIZE%x*}"; H="${SIZE#*x}"
+case "$W$H" in *[!0-9]*|"") log "bad --size $SIZE"; exit 2 ;; esac
+ORIGIN="${ORIGIN%/}"
+
+# --- font for the burned-in clock -------------------------------------------
+FONT=""
+for f in /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf \
+         /usr/share/fonts/dejavu/DejaVuSansMono.ttf \
+         /usr/local/share/fonts/DejaVuSansMono.ttf \
+         /opt/homebrew/share/fonts/DejaVuSansMono.ttf \
+         "$HOME/Library/Fonts/DejaVuSansMono.ttf" \
+         /System/Library/Fonts/Supplemental/Courier\ New.ttf \
+         /Library/Fonts/Courier\ New.ttf; do
+  if [ -f "$f" ]; then FONT="fontfile='$f'"; break; fi
+done
+[ -n "$FONT" ] || FONT="font=monospace"
+
+# --- filter graph -------------------------------------------------------------
+CELLS=38
+ROW=$(( 2 * (H / 60) )); [ "$ROW" -lt 8 ] && ROW=8
+STRIP=$(( 2 * ROW ))
+FONTSIZE=$(( H / 12 ))
+MARGIN=$(( H / 36 ))
+V="mod(floor(T*1000),4294967296)"
+BIT="mod(floor(($V)/pow(2,33-X)),2)"
+CK="mod(floor(($V)/268435456),16)"
+for d in 16777216 1048576 65536 4096 256 16 1; do CK="$CK+mod(floor(($V)/$d),16)"; done
+CBIT="mod(floor(mod($CK,16)/pow(2,37-X)),2)"
+B="if(lt(X,1),1,if(lt(X,2),0,if(lt(X,34),$BIT,$CBIT)))"
+LUM="16+219*if(lt(Y,1),$B,1-($B))"
+TCLOGF=""
+if [ -n "$TC_LOG" ]; then
+  : > "$TC_LOG"
+  TCLOGF=",metadata=mode=add:key=tc:value=1,metadata=mode=print:file='$TC_LOG'"
+fi
+FG="[0:v]split[m][s];[s]crop=${CELLS}:2:0:0,settb=1/1000000,setpts=RTCTIME,geq=lum='${LUM}':cb=128:cr=128${TCLOGF},setpts=N/(${FPS}*TB),settb=1/${FPS},scale=${W}:${STRIP}:flags=neighbor[st];"
+FG="${FG}[m][st]overlay=0:H-h,drawtext=${FONT}:text='ENCODER %{localtime\:%T.%3N}':fontsize=${FONTSIZE}:fontcolor=white:box=1:boxcolor=black:boxborderw=$((FONTSIZE/6)):x=${MARGIN}:y=${MARGIN}[v]"
+
+# --- DASH options --------------------------------------------------------------
+if [ "$CHUNKING" = "every_frame" ]; then
+  FRAG=(-frag_type every_frame)
+else
+  FRAG=(-frag_type duration -frag_duration "$CHUNKING")
+fi
+GOP=$(awk "BEGIN{printf \"%d\", $FPS*$SEG + 0.5}")
+
+if [ -n "$OUTPUT" ]; then
+  mkdir -p "$(dirname "$OUTPUT")"
+  DEST=("$OUTPUT")
+  REMOVE=0
+  IO=(-utc_timing_url "$ORIGIN/time")
+else
+  DEST=("$ORIGIN/live/$STREAM/manifest.mpd")
+  REMOVE=1
+  IO=(-utc_timing_url "$ORIGIN/time" -method PUT -http_persistent 1 -ignore_io_errors 1 -http_opts tcp_nodelay=1)
+fi
+DUR=(); [ -n "$DURATION" ] && DUR=(-t "$DURATION")
+
+CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats
+  -re -f lavfi -i "testsrc2=size=${W}x${H}:rate=${FPS}"
+  -re -f lavfi -i "sine=frequency=1000:sample_rate=48000"
+  -filter_complex "$FG" -map "[v]" -map 1:a "${DUR[@]}"
+  -c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0
+  -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" -pix_fmt yuv420p
+  -c:a aac -b:a 128k
+  -f dash -ldash 1 -streaming 1 "${FRAG[@]}" -use_template 1 -use_timeline 0
+  -seg_duration "$SEG" -window_size "$WINDOW" -extra_window_size "$WINDOW" -remove_at_exit "$REMOVE"
+  -format_options movflags=cmaf -write_prft 1 -target_latency "$TARGET_LATENCY"
+  "${IO[@]}" "${DEST[@]}")
+
+if [ "$DRY_RUN" = 1 ]; then printf '%q ' "${CMD[@]}"; echo; exit 0; fi
+
+# --- supervision ---------------------------------------------------------------
+# ffmpeg reads 'q' from a FIFO on stdin: that is how it is stopped cleanly.
+# It runs in its own process group (set -m), so a terminal Ctrl-C reaches only
+# this script, which then asks ffmpeg to quit.
+TMPD=$(mktemp -d "${TMPDIR:-/tmp}/h3live-encoder.XXXXXX")
+mkfifo "$TMPD/ctl"
+exec 3<>"$TMPD/ctl"
+set -m
+
+PID=""
+STOPPING=0
+stop() {
+  [ "$STOPPING" = 1 ] && return
+  STOPPING=1
+  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+    log "stopping ffmpeg (pid $PID) cleanly"
+    printf 'q' >&3
+  fi
+}
+trap stop INT TERM HUP
+cleanup() { exec 3>&-; rm -rf "$TMPD"; }
+trap cleanup EXIT
+
+log "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to ${DEST[*]}"
+[ "${H3LIVE_VERBOSE:-0}" = 1 ] && log "ffmpeg command: $(printf '%q ' "${CMD[@]}")"
+BACKOFF=0.5
+N=0
+while :; do
+  START=$(date +%s)
+  "${CMD[@]}" <&3 &
+  PID=$!
+  log "ffmpeg started (pid $PID)"
+  # wait returns early (>128) when a trapped signal arrives; keep waiting, with
+  # a grace period after which ffmpeg is terminated.
+  GRACE=0
+  while :; do
+    wait "$PID"; RC=$?
+    kill -0 "$PID" 2>/dev/null || break
+    if [ "$STOPPING" = 1 ]; then
+      GRACE=$((GRACE + 1))
+      if [ "$GRACE" -gt 1 ]; then kill -TERM "$PID" 2>/dev/null; fi
+      ( sleep 5; kill -0 "$PID" 2>/dev/null && kill -TERM "$PID" 2>/dev/null ) &
+    fi
+  done
+  PID=""
+  RAN=$(( $(date +%s) - START ))
+  if [ "$STOPPING" = 1 ]; then log "ffmpeg stopped (exit code $RC)"; exit 0; fi
+  if [ "$RESTART" = 0 ] || { [ -n "$DURATION" ] && [ "$RC" = 0 ]; }; then
+    log "ffmpeg exited (exit code $RC after ${RAN}s)"; exit "$RC"
+  fi
+  [ "$RAN" -ge 30 ] && BACKOFF=0.5
+  N=$((N + 1))
+  log "ffmpeg exited with code $RC after ${RAN}s (origin unreachable?); restart #$N in ${BACKOFF}s"
+  sleep "$BACKOFF" &
+  wait $! 2>/dev/null
+  [ "$STOPPING" = 1 ] && { log "stopped"; exit 0; }
+  BACKOFF=$(awk "BEGIN{b=$BACKOFF*2; if (b>10) b=10; print b}")
+done
