@@ -1,0 +1,283 @@
+#!/usr/bin/env node
+// End-to-end test: h3live origin + the real encoder + headless Chromium
+// playing web/index.html, on free ports (so it never collides with a running
+// demo).  For each transport arm it plays for --duration seconds and checks:
+//   - the video plays (currentTime advances), no player errors;
+//   - the segment requests used the arm's protocol (h3, http/1.1) per
+//     performance resource entries' nextHopProtocol;
+//   - both latency readings (decoded timecode, dash.js getCurrentLiveLatency)
+//     are present, below 3 s, and agree within 250 ms.
+// Prints a summary ending in "N passed, N failed"; exits non-zero on failure.
+//
+// Usage (from the repository root, after cargo build --release and npm ci in web/):
+//   node web/e2e/e2e.js [--duration 20] [--arms h3,h1] [--bin target/release/h3live]
+//                        [--screenshot docs/player.png] [--keep-logs]
+//   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
+//                        --spki BASE64 --quic localhost:4433   (against a running origin)
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Browser } from './cdp.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const t0 = Date.now();
+const log = (...a) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+
+// ------------------------------------------------------------------ options
+const opts = {
+  duration: 20, arms: 'h3,h1', bin: join(root, 'target', 'release', 'h3live'), screenshot: null,
+  keepLogs: false, url: null, expect: null, spki: null, quic: null, maxLatency: 3000, agree: 250,
+};
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  const next = () => argv[++i];
+  if (a === '--duration') opts.duration = Number(next());
+  else if (a === '--arms') opts.arms = next();
+  else if (a === '--bin') opts.bin = resolve(next());
+  else if (a === '--screenshot') opts.screenshot = resolve(next());
+  else if (a === '--keep-logs') opts.keepLogs = true;
+  else if (a === '--url') opts.url = next();
+  else if (a === '--expect') opts.expect = next();
+  else if (a === '--spki') opts.spki = next();
+  else if (a === '--quic') opts.quic = next();
+  else if (a === '--max-latency') opts.maxLatency = Number(next());
+  else if (a === '-h' || a === '--help') {
+    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+    process.exit(0);
+  } else { console.error(`unknown option ${a}`); process.exit(2); }
+}
+
+// ------------------------------------------------------------ child processes
+const children = [];
+const work = mkdtempSync(join(tmpdir(), 'h3live-e2e-'));
+function start(name, cmd, args, env = {}) {
+  const logFile = join(work, `${name}.log`);
+  const out = [];
+  const p = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const sink = (d) => { out.push(d); };
+  p.stdout.on('data', sink);
+  p.stderr.on('data', sink);
+  p.on('exit', () => writeFileSync(logFile, Buffer.concat(out)));
+  children.push({ name, p, out, logFile });
+  log(`started ${name} (pid ${p.pid}): ${cmd} ${args.join(' ')}`);
+  return p;
+}
+function outputOf(name) {
+  const c = children.find((x) => x.name === name);
+  return c ? Buffer.concat(c.out).toString() : '';
+}
+async function stopAll() {
+  for (const c of [...children].reverse()) {
+    if (c.p.exitCode === null && c.p.signalCode === null) {
+      c.p.kill('SIGTERM');
+      for (let i = 0; i < 80 && c.p.exitCode === null && c.p.signalCode === null; i++) await sleep(100);
+      if (c.p.exitCode === null && c.p.signalCode === null) c.p.kill('SIGKILL');
+    }
+  }
+}
+let browser = null;
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  if (browser) await browser.close().catch(() => {});
+  await stopAll();
+  if (!opts.keepLogs) rmSync(work, { recursive: true, force: true });
+  else log(`logs kept in ${work}`);
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => { log(`${sig}: cleaning up`); await cleanup(); process.exit(130); });
+}
+
+// ---------------------------------------------------------------- free ports
+function freeTcp(host = '127.0.0.1') {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, host, () => { const { port } = s.address(); s.close(() => res(port)); });
+  });
+}
+function udpFree(port) {
+  return new Promise((res) => {
+    const s = createSocket('udp6');
+    s.once('error', () => res(false));
+    s.bind(port, '::', () => s.close(() => res(true)));
+  });
+}
+async function freeTcpUdp() {
+  for (let i = 0; i < 20; i++) {
+    const p = await freeTcp('::').catch(() => freeTcp());
+    if (await udpFree(p)) return p;
+  }
+  throw new Error('no free TCP+UDP port');
+}
+
+async function httpOk(url, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(), 1000);
+      const r = await fetch(url, { signal: ctl.signal });
+      clearTimeout(timer);
+      if (r.ok) { ctl.abort(); return true; }
+    } catch { /* not yet */ }
+    await sleep(200);
+  }
+  return false;
+}
+
+function spkiOf(certFile) {
+  const pub = execFileSync('openssl', ['x509', '-in', certFile, '-pubkey', '-noout']);
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
+  return execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
+}
+
+// ------------------------------------------------------------- one test arm
+const results = [];
+let shotTaken = false;
+function check(arm, name, ok, detail) {
+  results.push({ arm, name, ok, detail });
+  log(`${ok ? 'PASS' : 'FAIL'} [${arm}] ${name}${detail ? ` — ${detail}` : ''}`);
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor(s.length / 2)] : null; };
+
+async function runArm(arm, url, expectProto) {
+  log(`[${arm}] opening ${url}`);
+  const page = await browser.newPage();
+  await page.goto(url);
+  const samples = [];
+  let stats = null;
+  const deadline = Date.now() + opts.duration * 1000;
+  let firstTime = null;
+  while (Date.now() < deadline) {
+    await sleep(1000);
+    stats = await page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+    if (!stats) continue;
+    if (firstTime === null && stats.currentTime > 0) firstTime = { wall: Date.now(), media: stats.currentTime };
+    samples.push({ t: Date.now(), tc: stats.latency.timecodeAvgMs, dash: stats.latency.dashAvgMs, ct: stats.currentTime });
+  }
+  if (opts.screenshot && !shotTaken) {
+    shotTaken = true;
+    mkdirSync(dirname(opts.screenshot), { recursive: true });
+    const png = await page.screenshot({ width: 1000, height: 420 });
+    writeFileSync(opts.screenshot, png);
+    log(`[${arm}] screenshot ${opts.screenshot} (${png.length} bytes)`);
+  }
+  if (!stats) {
+    check(arm, 'page exposes window.h3liveStats', false, `console: ${JSON.stringify(page.console.slice(-5))}`);
+    await page.close();
+    return;
+  }
+  log(`[${arm}] final stats: ${JSON.stringify({ ...stats, history: undefined })}`);
+  // plays
+  const advanced = firstTime ? stats.currentTime - firstTime.media : 0;
+  const wallS = firstTime ? (Date.now() - firstTime.wall) / 1000 : 0;
+  check(arm, 'video plays (currentTime advances)', firstTime !== null && advanced > wallS * 0.7 && wallS > 3,
+    `advanced ${advanced.toFixed(1)} s in ${wallS.toFixed(1)} s; first frame ${stats.firstFrameMs} ms after navigation`);
+  // transport
+  const counts = stats.transport.counts;
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  check(arm, `segment requests used ${expectProto}`, total > 0 && counts[expectProto] === total,
+    `nextHopProtocol counts ${JSON.stringify(counts)}`);
+  // latency: use the second half of the run (after catch-up settled)
+  const late = samples.slice(Math.floor(samples.length / 2));
+  const tc = late.map((s) => s.tc).filter((v) => v != null);
+  const dash = late.map((s) => s.dash).filter((v) => v != null);
+  const diffs = late.filter((s) => s.tc != null && s.dash != null).map((s) => Math.abs(s.tc - s.dash));
+  const mtc = median(tc), mdash = median(dash), mdiff = median(diffs);
+  check(arm, 'timecode latency present and < 3 s', tc.length > 0 && mtc < opts.maxLatency && Math.max(...tc) < opts.maxLatency,
+    `median ${mtc} ms, max ${tc.length ? Math.max(...tc) : null} ms; frames decoded ${stats.frames.decoded}, errors ${stats.frames.decodeErrors}`);
+  check(arm, 'dash.js latency present and < 3 s', dash.length > 0 && mdash < opts.maxLatency && Math.max(...dash) < opts.maxLatency,
+    `median ${mdash} ms, max ${dash.length ? Math.max(...dash) : null} ms`);
+  check(arm, `latency readings agree within ${opts.agree} ms`, diffs.length > 0 && mdiff <= opts.agree,
+    `median |timecode - dash.js| ${mdiff} ms (max ${diffs.length ? Math.max(...diffs) : null})`);
+  check(arm, 'no player errors', stats.errors.length === 0 && page.exceptions.length === 0,
+    `${JSON.stringify(stats.errors.slice(0, 3))} ${page.exceptions.slice(0, 3).join(' | ')}`);
+  results.push({ arm, info: { latencyTimecodeMs: mtc, latencyDashMs: mdash, stalls: stats.stalls, firstFrameMs: stats.firstFrameMs, transport: counts, buffer: stats.bufferS, rate: stats.playbackRate } });
+  await page.close();
+}
+
+// --------------------------------------------------------------------- main
+async function main() {
+  if (opts.url) {
+    // Against an already running origin.
+    const flags = [];
+    if (opts.quic) flags.push(`--origin-to-force-quic-on=${opts.quic}`);
+    if (opts.spki) flags.push(`--ignore-certificate-errors-spki-list=${opts.spki}`);
+    browser = await Browser.launch(flags, { log });
+    await runArm(opts.expect || 'url', opts.url, opts.expect || 'h3');
+    return;
+  }
+  if (!existsSync(opts.bin)) throw new Error(`${opts.bin} not found: run cargo build --release first`);
+  if (!existsSync(join(root, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
+
+  const httpPort = await freeTcp();
+  const tlsPort = await freeTcpUdp();
+  const h1Port = await freeTcp('::').catch(() => freeTcp());
+  const h2Port = await freeTcp('::').catch(() => freeTcp());
+  const certDir = join(work, 'certs');
+  execFileSync(opts.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
+  const cert = join(certDir, 'cert.pem');
+  const key = join(certDir, 'key.pem');
+  const spki = spkiOf(cert);
+  log(`ports: http ${httpPort}, h3+tls ${tlsPort}, https-h1 ${h1Port}, https-h2 ${h2Port}; spki ${spki}`);
+
+  start('origin', opts.bin, ['serve', '--http', `127.0.0.1:${httpPort}`, '--h3', `[::]:${tlsPort}`,
+    '--https', `[::]:${tlsPort}`, '--https-h1', `[::]:${h1Port}`, '--https-h2', `[::]:${h2Port}`,
+    '--cert', cert, '--key', key, '--web-dir', join(root, 'web')]);
+  const base = `http://127.0.0.1:${httpPort}`;
+  if (!(await httpOk(`${base}/time`, 15000))) throw new Error(`origin did not answer ${base}/time:\n${outputOf('origin')}`);
+
+  const stream = `e2e${process.pid}`;
+  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', base, '--stream', stream]);
+  if (!(await httpOk(`${base}/live/${stream}/manifest.mpd`, 20000))) {
+    throw new Error(`manifest not live:\n${outputOf('encoder')}\n${outputOf('origin')}`);
+  }
+  log('manifest is live');
+  await sleep(1500); // let a first segment start so the player joins a running stream
+
+  browser = await Browser.launch([
+    `--origin-to-force-quic-on=localhost:${tlsPort}`,
+    `--ignore-certificate-errors-spki-list=${spki}`,
+  ], { log });
+
+  const arms = {
+    h3: [`https://localhost:${tlsPort}/?stream=${stream}`, 'h3'],
+    h1: [`https://localhost:${h1Port}/?stream=${stream}`, 'http/1.1'],
+    h2: [`https://localhost:${h2Port}/?stream=${stream}`, 'h2'],
+    http: [`http://127.0.0.1:${httpPort}/?stream=${stream}`, 'http/1.1'],
+  };
+  for (const arm of opts.arms.split(',')) {
+    if (!arms[arm]) throw new Error(`unknown arm ${arm}`);
+    await runArm(arm, ...arms[arm]);
+  }
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  log(`ERROR: ${e.stack || e}`);
+  results.push({ arm: 'setup', name: 'setup', ok: false, detail: String(e.message || e) });
+}
+await cleanup();
+const checks = results.filter((r) => r.name);
+const passed = checks.filter((r) => r.ok).length;
+const failed = checks.length - passed;
+console.log('\n==== h3live browser e2e summary ====');
+for (const r of results) {
+  if (r.info) console.log(`  [${r.arm}] measured: ${JSON.stringify(r.info)}`);
+  else console.log(`  ${r.ok ? 'PASS' : 'FAIL'}  [${r.arm}] ${r.name}${r.ok ? '' : ` — ${r.detail}`}`);
+}
+if (failed > 0) code = 1;
+console.log(`e2e: ${passed} passed, ${failed} failed`);
+process.exit(code);
