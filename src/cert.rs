@@ -1,0 +1,156 @@
+//! Self-signed certificates for development origins, and the SPKI hash that
+//! Chromium needs to use HTTP/3 with them (REFERENCE.md §2).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Names always put in a generated certificate: Chromium resolves
+/// `localhost` to `::1` for QUIC, and users type all three.
+pub const DEFAULT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Paths of a PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct CertPaths {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+impl CertPaths {
+    /// `cert.pem` and `key.pem` in `dir`.
+    pub fn in_dir(dir: &Path) -> CertPaths {
+        CertPaths {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    }
+}
+
+/// A loaded certificate chain and key.
+#[derive(Debug)]
+pub struct TlsKeys {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// Base64 SHA-256 of the leaf's SubjectPublicKeyInfo.
+    pub spki_sha256: String,
+}
+
+impl Clone for TlsKeys {
+    fn clone(&self) -> Self {
+        TlsKeys {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            spki_sha256: self.spki_sha256.clone(),
+        }
+    }
+}
+
+/// Generate an ECDSA P-256 self-signed certificate for the default names
+/// plus `hosts`, valid for one year from yesterday. Returns (cert PEM, key PEM).
+pub fn generate(hosts: &[String]) -> Result<(String, String)> {
+    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+    for h in hosts {
+        if !names.contains(h) {
+            names.push(h.clone());
+        }
+    }
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating key")?;
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "h3live development origin");
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    params.not_before = (now - day).into();
+    params.not_after = (now + 365 * day).into();
+    let cert = params.self_signed(&key).context("signing certificate")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Write a freshly generated certificate and key to `paths`.
+pub fn write_new(paths: &CertPaths, hosts: &[String]) -> Result<()> {
+    let (cert, key) = generate(hosts)?;
+    if let Some(dir) = paths.cert.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&paths.cert, cert).with_context(|| format!("writing {}", paths.cert.display()))?;
+    write_private(&paths.key, key.as_bytes()).with_context(|| format!("writing {}", paths.key.display()))?;
+    Ok(())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(data)
+}
+
+/// Load a certificate chain and key from PEM files.
+pub fn load(paths: &CertPaths) -> Result<TlsKeys> {
+    let chain = CertificateDer::pem_file_iter(&paths.cert)
+        .with_context(|| format!("reading {}", paths.cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", paths.cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "no certificate in {}", paths.cert.display());
+    let key_pem = std::fs::read_to_string(&paths.key).with_context(|| format!("reading {}", paths.key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .with_context(|| format!("parsing {}", paths.key.display()))?;
+    let spki_sha256 = spki_hash(&key_pem).with_context(|| format!("public key of {}", paths.key.display()))?;
+    Ok(TlsKeys { chain, key, spki_sha256 })
+}
+
+/// Load the certificate, generating it first when both files are missing.
+pub fn load_or_generate(paths: &CertPaths, hosts: &[String]) -> Result<TlsKeys> {
+    if !paths.cert.exists() && !paths.key.exists() {
+        write_new(paths, hosts)?;
+        tracing::info!(cert = %paths.cert.display(), key = %paths.key.display(), "generated a self-signed certificate");
+    }
+    load(paths)
+}
+
+/// Base64 SHA-256 of the SubjectPublicKeyInfo of a PEM private key: the value
+/// for Chromium's `--ignore-certificate-errors-spki-list`.
+pub fn spki_hash(key_pem: &str) -> Result<String> {
+    let key = rcgen::KeyPair::from_pem(key_pem).context("unsupported private key")?;
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
+}
+
+/// The Chromium command line that makes Chromium use HTTP/3 for `host:port`
+/// with this certificate.
+pub fn chromium_command(spki: &str, host: &str, port: u16, url: &str) -> String {
+    format!(
+        "chromium --user-data-dir=$(mktemp -d) --origin-to-force-quic-on={host}:{port} \
+         --ignore-certificate-errors-spki-list={spki} '{url}'"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_cert_loads_and_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = CertPaths::in_dir(dir.path());
+        write_new(&paths, &["example.test".into()]).unwrap();
+        let keys = load(&paths).unwrap();
+        assert_eq!(keys.chain.len(), 1);
+        // 32 bytes of SHA-256 in base64 are 44 characters.
+        assert_eq!(keys.spki_sha256.len(), 44);
+        assert_eq!(keys.spki_sha256, load(&paths).unwrap().spki_sha256);
+    }
+}

@@ -1,0 +1,30 @@
+//! # h3live
+//!
+//! An experimental origin for low-latency live video. An encoder (ffmpeg)
+//! pushes LL-DASH with HTTP/1.1 chunked PUTs; the origin keeps each segment in
+//! memory while it is written and serves it to players *as the bytes arrive*
+//! over HTTP/3, HTTP/2 and HTTP/1.1, so the transports can be compared on the
+//! same timecoded stream.
+//!
+//! Layout, one job per module:
+//! - [`store`]: the live store. Growing objects ([`store::Object`]) read by
+//!   many while written by one; retention, memory caps, held reads.
+//! - [`core`]: the transport-independent origin: routing, ingest, reads and
+//!   every HTTP rule (status codes, headers, caching, CORS).
+//! - [`transport`]: thin adapters. `transport::hyper` (HTTP/1.1 + HTTP/2 via
+//!   hyper, cleartext or tokio-rustls), `transport::h3` (HTTP/3 via
+//!   h3 + h3-quinn), `transport::tls` (rustls configs).
+//! - [`server`]: [`server::run`] serves already-bound listeners until a
+//!   shutdown future resolves; `main.rs` only parses flags and binds.
+//! - [`cert`]: self-signed certificates and the SPKI hash Chromium needs.
+//! - [`metrics`]: Prometheus text exposition, including the origin-delay
+//!   histogram.
+//! - [`cli`]: clap option groups shared by the binary's subcommands.
+
+pub mod cert;
+pub mod cli;
+pub mod core;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod transport;

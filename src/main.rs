@@ -1,0 +1,139 @@
+//! `h3live`: the origin binary. Parses flags, binds listeners, runs
+//! [`h3live::server::run`] until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use h3live::cert::{self, CertPaths};
+use h3live::cli::{CertArgs, HttpArgs, ListenArgs, StoreArgs};
+use h3live::server::{self, Listeners, ServerConfig};
+use h3live::transport::{bind_tcp, bind_udp};
+use tracing::info;
+
+/// Low-latency live video origin: LL-DASH ingest over HTTP/1.1, progressive
+/// delivery over HTTP/3, HTTP/2 and HTTP/1.1.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the origin.
+    Serve(Box<ServeArgs>),
+    /// Generate a self-signed certificate and print the Chromium flags for HTTP/3.
+    Cert(CertCmd),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
+    cert: CertArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+#[derive(clap::Args)]
+struct CertCmd {
+    /// Output directory (cert.pem, key.pem).
+    #[arg(long, default_value = "certs")]
+    out: PathBuf,
+    /// Extra host names or IPs (localhost, 127.0.0.1 and ::1 are always in).
+    #[arg(long = "host", value_name = "NAME")]
+    hosts: Vec<String>,
+    /// Do not generate: print the SPKI hash and Chromium flags of the existing files.
+    #[arg(long)]
+    show: bool,
+    /// Port of the HTTP/3 listener, for the printed Chromium command.
+    #[arg(long, default_value_t = 4433)]
+    port: u16,
+}
+
+fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,quinn=warn,h3=warn,rustls=warn,hyper=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
+    match cli.command {
+        Command::Serve(args) => rt.block_on(serve(*args)),
+        Command::Cert(args) => cert_cmd(args),
+    }
+}
+
+fn cert_cmd(args: CertCmd) -> Result<()> {
+    let paths = CertPaths::in_dir(&args.out);
+    if !args.show {
+        cert::write_new(&paths, &args.hosts)?;
+        println!("wrote {} and {}", paths.cert.display(), paths.key.display());
+    }
+    let keys = cert::load(&paths)?;
+    let host = args.hosts.first().map_or("localhost", String::as_str);
+    println!("SPKI SHA-256 (base64): {}", keys.spki_sha256);
+    println!("Chromium with HTTP/3 for this origin:");
+    println!(
+        "  {}",
+        cert::chromium_command(&keys.spki_sha256, host, args.port, &format!("https://{host}:{}/", args.port))
+    );
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let l = &args.listen;
+    let bind = |a: Option<std::net::SocketAddr>, what: &str| -> Result<_> {
+        a.map(|a| bind_tcp(a).with_context(|| format!("binding --{what} {a}"))).transpose()
+    };
+    let listeners = Listeners {
+        http: bind(l.http.0, "http")?,
+        https: bind(l.https.0, "https")?,
+        https_h1: bind(l.https_h1.0, "https-h1")?,
+        https_h2: bind(l.https_h2.0, "https-h2")?,
+        h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
+    };
+    let needs_tls = listeners.https.is_some() || listeners.https_h1.is_some() || listeners.https_h2.is_some() || listeners.h3.is_some();
+    let tls = if needs_tls {
+        let paths = match (&args.cert.cert, &args.cert.key) {
+            (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
+            _ => CertPaths::in_dir(&args.cert.cert_dir),
+        };
+        let keys = if args.cert.cert.is_some() {
+            cert::load(&paths)?
+        } else {
+            cert::load_or_generate(&paths, &args.cert.hosts)?
+        };
+        info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
+        if let Some(h3) = l.h3.0 {
+            info!("Chromium: {}", cert::chromium_command(&keys.spki_sha256, "localhost", h3.port(), &format!("https://localhost:{}/", h3.port())));
+        }
+        Some(keys)
+    } else {
+        None
+    };
+    let config = ServerConfig {
+        store: args.store.config(),
+        origin: args.http.origin_config(),
+        limits: args.http.limits(),
+        tls,
+        ingest_on_http: !args.http.no_ingest,
+    };
+    server::run(config, listeners, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+        _ = term.recv() => info!("SIGTERM"),
+    }
+}

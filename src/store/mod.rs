@@ -1,0 +1,627 @@
+//! The in-memory live store: streams of named objects, written by ingest and
+//! read by any number of viewers while they grow.
+//!
+//! Rules enforced here (and only here):
+//! - **Visibility.** Media and init segments are published under their name at
+//!   the first byte of their upload and grow in place. Manifests and playlists
+//!   (`.mpd`, `.m3u8`) are buffered and swapped in whole when their upload
+//!   completes, so a reader sees the old or the new document, never a mix.
+//! - **Replacement and DELETE** change what the *name* points to. A reader
+//!   holds the object itself (`Arc`), so it finishes what it started even if
+//!   the name is replaced, deleted or evicted meanwhile.
+//! - **Retention.** Per stream and per representation (the file name with its
+//!   last run of digits taken as the sequence number, e.g.
+//!   `chunk-stream0-00042.m4s` is number 42 of `chunk-stream0-#.m4s`), only the
+//!   newest `keep_segments` *finished* media segments keep their names. Growing
+//!   segments, init segments and manifests are never evicted while the stream
+//!   lives. ffmpeg sends init segments once per run, so losing one would break
+//!   the stream until the encoder restarts.
+//! - **Memory.** One object may hold at most `max_object_bytes` (413 beyond).
+//!   While the named objects hold `max_store_bytes` or more, new uploads are
+//!   refused (503). The cap counts what ingest owns (named objects): readers
+//!   that still stream an evicted object keep its memory alive, but cannot
+//!   push ingest out. A stream without ingest for `stream_idle_timeout` is
+//!   dropped whole.
+//! - **Hold.** A read of a name that does not exist yet waits up to `hold` for
+//!   its upload to start (LL-DASH players ask for the next segment early).
+
+mod object;
+
+pub use object::{allocated_bytes, Chunk, Object, ObjectError, ObjectReader, ObjectWriter, Status};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Limits and timings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Finished media segments kept per representation.
+    pub keep_segments: usize,
+    /// Largest object an upload may create.
+    pub max_object_bytes: u64,
+    /// New uploads are refused while named objects hold this many bytes.
+    pub max_store_bytes: u64,
+    /// A stream with no ingest for this long is dropped.
+    pub stream_idle_timeout: Duration,
+    /// How long a read waits for a missing object to appear.
+    pub hold: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            keep_segments: 10,
+            max_object_bytes: 64 << 20,
+            max_store_bytes: 1 << 30,
+            stream_idle_timeout: Duration::from_secs(60),
+            hold: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What kind of file a name is; decides visibility and retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `.mpd` / `.m3u8`: replaced atomically, cached briefly.
+    Manifest,
+    /// Initialization segment (name contains `init`): kept while the stream lives.
+    Init,
+    /// Everything else: visible from the first byte, subject to retention.
+    Media,
+}
+
+impl Kind {
+    /// Classify a validated file name.
+    pub fn of(name: &str) -> Kind {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".mpd") || lower.ends_with(".m3u8") {
+            Kind::Manifest
+        } else if lower.contains("init") {
+            Kind::Init
+        } else {
+            Kind::Media
+        }
+    }
+}
+
+/// Why ingest refused or lost an upload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The upload grew past `max_object_bytes`.
+    #[error("object larger than {0} bytes")]
+    TooLarge(u64),
+    /// The store holds `max_store_bytes` already.
+    #[error("store full ({used} of {cap} bytes)")]
+    StoreFull {
+        /// Bytes held by named objects.
+        used: u64,
+        /// The configured cap.
+        cap: u64,
+    },
+}
+
+/// Representation key and sequence number of a media segment name.
+/// Digits in the extension (`.m4s`, `.mp4`) are not a sequence number.
+fn sequence_of(name: &str) -> Option<(String, u64)> {
+    let stem_len = name.rfind('.').unwrap_or(name.len());
+    let bytes = &name.as_bytes()[..stem_len];
+    let end = bytes.iter().rposition(|b| b.is_ascii_digit())? + 1;
+    let start = bytes[..end]
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let seq = name[start..end].parse().ok()?;
+    Some((format!("{}#{}", &name[..start], &name[end..]), seq))
+}
+
+/// Ingest counters of one stream, updated without the store lock.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Bytes received by ingest.
+    pub bytes: AtomicU64,
+    /// Chunks received by ingest.
+    pub chunks: AtomicU64,
+    /// Unix time in ms of the last ingest activity.
+    pub last_ingest_ms: AtomicU64,
+}
+
+impl StreamStats {
+    fn touch(&self) {
+        self.last_ingest_ms.store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One stream: its named objects and its counters.
+struct StreamState {
+    /// Objects by file name.
+    objects: HashMap<String, Arc<Object>>,
+    /// Shared with running uploads.
+    stats: Arc<StreamStats>,
+}
+
+/// State shared by the store handle and running uploads.
+struct Inner {
+    /// Limits.
+    config: StoreConfig,
+    /// Streams by name. A `std` mutex: every critical section is a map
+    /// operation, never held across `.await`.
+    streams: Mutex<HashMap<String, StreamState>>,
+    /// Woken whenever a name is published, for held reads.
+    published: Notify,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Description of an object for `/streams`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObjectInfo {
+    /// File name.
+    pub name: String,
+    /// growing / complete / aborted.
+    pub state: &'static str,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+/// Description of a stream for `/streams` and `/metrics`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamInfo {
+    /// Stream name.
+    pub name: String,
+    /// Last ingest activity, RFC 3339 with ms.
+    pub last_ingest: String,
+    /// Age of the last ingest activity in ms.
+    pub last_ingest_age_ms: u64,
+    /// Bytes received by ingest over the stream's life.
+    pub ingest_bytes: u64,
+    /// Chunks received by ingest over the stream's life.
+    pub ingest_chunks: u64,
+    /// Named objects, sorted by name.
+    pub objects: Vec<ObjectInfo>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(config: StoreConfig) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                published: Notify::new(),
+            }),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    fn streams(&self) -> MutexGuard<'_, HashMap<String, StreamState>> {
+        self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The object currently published under `stream/name`.
+    pub fn get(&self, stream: &str, name: &str) -> Option<Arc<Object>> {
+        self.streams().get(stream)?.objects.get(name).cloned()
+    }
+
+    /// Like [`Store::get`], but waits up to the hold time for the name to be
+    /// published. `None` if it did not appear in time.
+    pub async fn get_or_wait(&self, stream: &str, name: &str) -> Option<Arc<Object>> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.hold;
+        loop {
+            // Register interest before looking, so a publish between the look
+            // and the wait is not missed.
+            let notified = self.inner.published.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(obj) = self.get(stream, name) {
+                return Some(obj);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Remove `stream/name`. Readers already streaming it finish normally.
+    pub fn delete(&self, stream: &str, name: &str) -> bool {
+        let mut streams = self.streams();
+        let Some(s) = streams.get_mut(stream) else {
+            return false;
+        };
+        s.stats.touch();
+        s.objects.remove(name).is_some()
+    }
+
+    /// Bytes held by named objects (what the store cap counts).
+    pub fn named_bytes(&self) -> u64 {
+        self.streams()
+            .values()
+            .flat_map(|s| s.objects.values())
+            .map(|o| o.len())
+            .sum()
+    }
+
+    /// Start an upload to `stream/name`. Refused with
+    /// [`IngestError::StoreFull`] while the store is at its cap, and with
+    /// [`IngestError::TooLarge`] when the announced length is over the limit.
+    pub fn begin_upload(
+        &self,
+        stream: &str,
+        name: &str,
+        announced_len: Option<u64>,
+    ) -> Result<Upload, IngestError> {
+        let cfg = &self.inner.config;
+        if let Some(n) = announced_len {
+            if n > cfg.max_object_bytes {
+                return Err(IngestError::TooLarge(cfg.max_object_bytes));
+            }
+        }
+        let used = self.named_bytes();
+        if used >= cfg.max_store_bytes {
+            return Err(IngestError::StoreFull {
+                used,
+                cap: cfg.max_store_bytes,
+            });
+        }
+        let kind = Kind::of(name);
+        let mut streams = self.streams();
+        let s = streams.entry(stream.to_string()).or_insert_with(|| StreamState {
+            objects: HashMap::new(),
+            stats: Arc::new(StreamStats::default()),
+        });
+        s.stats.touch();
+        let replaced = s.objects.contains_key(name);
+        let target = if kind == Kind::Manifest {
+            Target::Buffered(Vec::new())
+        } else {
+            let (obj, writer) = Object::growing();
+            s.objects.insert(name.to_string(), obj);
+            Target::Live(writer)
+        };
+        let stats = s.stats.clone();
+        drop(streams);
+        if kind != Kind::Manifest {
+            self.inner.published.notify_waiters();
+        }
+        Ok(Upload {
+            store: self.clone(),
+            stream: stream.to_string(),
+            name: name.to_string(),
+            kind,
+            replaced,
+            len: 0,
+            stats,
+            target: Some(target),
+        })
+    }
+
+    /// Apply the retention rule to the representation of `name` in `stream`.
+    fn retain(&self, stream: &str, name: &str) {
+        let Some((key, _)) = sequence_of(name) else {
+            return;
+        };
+        let keep = self.inner.config.keep_segments;
+        let mut streams = self.streams();
+        let Some(s) = streams.get_mut(stream) else {
+            return;
+        };
+        let mut finished: Vec<(u64, String)> = s
+            .objects
+            .iter()
+            .filter(|(n, o)| Kind::of(n) == Kind::Media && o.status() != Status::Growing)
+            .filter_map(|(n, _)| match sequence_of(n) {
+                Some((k, seq)) if k == key => Some((seq, n.clone())),
+                _ => None,
+            })
+            .collect();
+        if finished.len() <= keep {
+            return;
+        }
+        finished.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        for (_, old) in finished.into_iter().skip(keep) {
+            tracing::debug!(stream, name = %old, "retention: evicting old segment");
+            s.objects.remove(&old);
+        }
+    }
+
+    /// Drop streams that had no ingest for the idle timeout. Returns their names.
+    pub fn sweep_idle(&self) -> Vec<String> {
+        let now = unix_ms(SystemTime::now());
+        let limit = self.inner.config.stream_idle_timeout.as_millis() as u64;
+        let mut dropped = Vec::new();
+        self.streams().retain(|name, s| {
+            let idle = now.saturating_sub(s.stats.last_ingest_ms.load(Ordering::Relaxed));
+            let keep = idle < limit || Arc::strong_count(&s.stats) > 1;
+            if !keep {
+                dropped.push(name.clone());
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// Every stream with its objects, sorted by name.
+    pub fn snapshot(&self) -> Vec<StreamInfo> {
+        let now = SystemTime::now();
+        let streams = self.streams();
+        let mut out: Vec<StreamInfo> = streams
+            .iter()
+            .map(|(name, s)| {
+                let last_ms = s.stats.last_ingest_ms.load(Ordering::Relaxed);
+                let last = UNIX_EPOCH + Duration::from_millis(last_ms);
+                let mut objects: Vec<ObjectInfo> = s
+                    .objects
+                    .iter()
+                    .map(|(n, o)| {
+                        let (bytes, status) = o.snapshot();
+                        ObjectInfo {
+                            name: n.clone(),
+                            state: status.as_str(),
+                            bytes,
+                        }
+                    })
+                    .collect();
+                objects.sort_by(|a, b| a.name.cmp(&b.name));
+                StreamInfo {
+                    name: name.clone(),
+                    last_ingest: humantime::format_rfc3339_millis(last).to_string(),
+                    last_ingest_age_ms: unix_ms(now).saturating_sub(last_ms),
+                    ingest_bytes: s.stats.bytes.load(Ordering::Relaxed),
+                    ingest_chunks: s.stats.chunks.load(Ordering::Relaxed),
+                    objects,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// Where an upload's bytes go.
+enum Target {
+    /// Published at the first byte; readers follow it as it grows.
+    Live(ObjectWriter),
+    /// Collected and published whole on completion (manifests).
+    Buffered(Vec<Chunk>),
+}
+
+/// A running upload. Dropping it without [`Upload::finish`] aborts it: a live
+/// object becomes an error for its readers, a buffered manifest is discarded.
+pub struct Upload {
+    /// The store it publishes into.
+    store: Store,
+    /// Stream name.
+    stream: String,
+    /// File name.
+    name: String,
+    /// Decides retention after completion.
+    kind: Kind,
+    /// Whether the name existed when the upload started (201 vs 204).
+    replaced: bool,
+    /// Bytes received.
+    len: u64,
+    /// The stream's ingest counters.
+    stats: Arc<StreamStats>,
+    /// `None` once finished.
+    target: Option<Target>,
+}
+
+impl Upload {
+    /// True if the upload replaces an existing object (204), false if it
+    /// creates one (201).
+    pub fn replaces(&self) -> bool {
+        self.replaced
+    }
+
+    /// Append received bytes. Over the object size limit the upload is
+    /// aborted (readers see an error) and `TooLarge` is returned.
+    pub fn push(&mut self, data: Bytes) -> Result<(), IngestError> {
+        let max = self.store.inner.config.max_object_bytes;
+        let n = data.len() as u64;
+        if self.len + n > max {
+            self.abort();
+            return Err(IngestError::TooLarge(max));
+        }
+        self.len += n;
+        self.stats.bytes.fetch_add(n, Ordering::Relaxed);
+        self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+        self.stats.touch();
+        match self.target.as_mut() {
+            Some(Target::Live(w)) => w.push(data),
+            Some(Target::Buffered(chunks)) => chunks.push(Chunk {
+                data,
+                arrived: Instant::now(),
+            }),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was received yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The upload ended cleanly: complete the object (or publish the
+    /// manifest) and apply retention.
+    pub fn finish(mut self) {
+        match self.target.take() {
+            Some(Target::Live(w)) => w.finish(),
+            Some(Target::Buffered(chunks)) => {
+                let obj = Object::complete(chunks);
+                let mut streams = self.store.streams();
+                if let Some(s) = streams.get_mut(&self.stream) {
+                    s.objects.insert(self.name.clone(), obj);
+                }
+                drop(streams);
+                self.store.inner.published.notify_waiters();
+            }
+            None => return,
+        }
+        self.stats.touch();
+        if self.kind == Kind::Media {
+            self.store.retain(&self.stream, &self.name);
+        }
+    }
+
+    /// The upload broke: readers of a live object see an error; a buffered
+    /// manifest is discarded and the previous one stays published.
+    pub fn abort(&mut self) {
+        if let Some(Target::Live(w)) = self.target.take() {
+            w.abort();
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(cfg: StoreConfig) -> Store {
+        Store::new(cfg)
+    }
+
+    #[test]
+    fn sequence_parsing() {
+        assert_eq!(
+            sequence_of("chunk-stream0-00042.m4s"),
+            Some(("chunk-stream0-#.m4s".to_string(), 42))
+        );
+        assert_eq!(sequence_of("seg_7.cmfv"), Some(("seg_#.cmfv".to_string(), 7)));
+        assert_eq!(sequence_of("manifest.mpd"), None);
+        assert_eq!(Kind::of("init-stream0.m4s"), Kind::Init);
+        assert_eq!(Kind::of("media_0.m3u8"), Kind::Manifest);
+        assert_eq!(Kind::of("chunk-stream1-00001.m4s"), Kind::Media);
+    }
+
+    #[test]
+    fn retention_keeps_newest_and_init() {
+        let st = store(StoreConfig {
+            keep_segments: 3,
+            ..Default::default()
+        });
+        let mut up = st.begin_upload("s", "init-stream0.m4s", None).unwrap();
+        up.push(Bytes::from_static(b"init")).unwrap();
+        up.finish();
+        for i in 1..=10 {
+            for track in 0..2 {
+                let mut up = st
+                    .begin_upload("s", &format!("chunk-stream{track}-{i:05}.m4s"), None)
+                    .unwrap();
+                up.push(Bytes::from(vec![0u8; 100])).unwrap();
+                up.finish();
+            }
+        }
+        let names: Vec<String> = st.snapshot()[0].objects.iter().map(|o| o.name.clone()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "chunk-stream0-00008.m4s",
+                "chunk-stream0-00009.m4s",
+                "chunk-stream0-00010.m4s",
+                "chunk-stream1-00008.m4s",
+                "chunk-stream1-00009.m4s",
+                "chunk-stream1-00010.m4s",
+                "init-stream0.m4s"
+            ]
+        );
+    }
+
+    #[test]
+    fn growing_segment_is_not_evicted() {
+        let st = store(StoreConfig {
+            keep_segments: 1,
+            ..Default::default()
+        });
+        let mut growing = st.begin_upload("s", "c-1.m4s", None).unwrap();
+        growing.push(Bytes::from_static(b"a")).unwrap();
+        for i in 2..5 {
+            st.begin_upload("s", &format!("c-{i}.m4s"), None).unwrap().finish();
+        }
+        assert!(st.get("s", "c-1.m4s").is_some());
+        assert!(st.get("s", "c-4.m4s").is_some());
+        assert!(st.get("s", "c-2.m4s").is_none());
+    }
+
+    #[test]
+    fn manifest_is_published_only_when_complete() {
+        let st = store(StoreConfig::default());
+        let mut up = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        up.push(Bytes::from_static(b"<MPD")).unwrap();
+        assert!(st.get("s", "manifest.mpd").is_none());
+        up.push(Bytes::from_static(b"/>")).unwrap();
+        up.finish();
+        assert_eq!(st.get("s", "manifest.mpd").unwrap().len(), 6);
+        // A broken replacement leaves the old one in place.
+        let mut up = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        assert!(up.replaces());
+        up.push(Bytes::from_static(b"<MPD partial")).unwrap();
+        drop(up);
+        assert_eq!(st.get("s", "manifest.mpd").unwrap().len(), 6);
+    }
+
+    #[test]
+    fn limits() {
+        let st = store(StoreConfig {
+            max_object_bytes: 10,
+            max_store_bytes: 15,
+            ..Default::default()
+        });
+        assert_eq!(
+            st.begin_upload("s", "a-1.m4s", Some(11)).err(),
+            Some(IngestError::TooLarge(10))
+        );
+        let mut up = st.begin_upload("s", "a-1.m4s", None).unwrap();
+        up.push(Bytes::from(vec![0u8; 8])).unwrap();
+        assert_eq!(up.push(Bytes::from(vec![0u8; 3])), Err(IngestError::TooLarge(10)));
+        assert_eq!(st.get("s", "a-1.m4s").unwrap().status(), Status::Aborted);
+        let mut up = st.begin_upload("s", "a-2.m4s", None).unwrap();
+        up.push(Bytes::from(vec![0u8; 9])).unwrap();
+        up.finish();
+        assert!(matches!(
+            st.begin_upload("s", "a-3.m4s", None),
+            Err(IngestError::StoreFull { used: 17, cap: 15 })
+        ));
+        assert!(st.delete("s", "a-1.m4s"));
+        assert!(st.begin_upload("s", "a-3.m4s", None).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_read_is_answered_when_upload_starts() {
+        let st = store(StoreConfig::default());
+        let st2 = st.clone();
+        let waiter = tokio::spawn(async move { st2.get_or_wait("s", "c-1.m4s").await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _up = st.begin_upload("s", "c-1.m4s", None).unwrap();
+        assert!(waiter.await.unwrap().is_some());
+        assert!(st.get_or_wait("s", "never.m4s").await.is_none());
+    }
+}

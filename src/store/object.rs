@@ -1,0 +1,386 @@
+//! One stored object: a growing sequence of chunks that any number of readers
+//! consume while the single writer appends to it.
+//!
+//! Shape (after moq-lite's `Frame`): the state is `{ chunks, status }` behind a
+//! small `std::sync::Mutex`. The writer pushes synchronously and never blocks
+//! on readers; each reader keeps its own cursor and is woken by the write.
+//! Nothing is copied: chunks are `Bytes`, a reader clones the handle.
+//!
+//! Why a `std::sync::Mutex` and a hand-made waker list rather than
+//! `tokio::sync::watch`: readers are polled from inside `http_body::Body::
+//! poll_frame`, which must not create-and-drop a `changed()` future per poll
+//! (the wake-up is lost and the body stalls, see REFERENCE.md §3). A
+//! poll-based reader that registers its `Waker` in the object is cancel safe
+//! by construction: its only progress is the `next` index, kept in a field.
+//! The critical sections are a few pointer copies and never `.await`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+/// Why a reader cannot get the rest of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// The upload ended without its terminating chunk (encoder killed,
+    /// connection reset, body over the size limit). What the reader already
+    /// got is a truncated prefix and must not look like a whole object.
+    #[error("upload aborted before completion")]
+    Aborted,
+}
+
+/// Where an object is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The upload is still running; more chunks may come.
+    Growing,
+    /// The upload finished cleanly; the object will not change again.
+    Complete,
+    /// The upload broke; readers get [`ObjectError::Aborted`] at the end.
+    Aborted,
+}
+
+impl Status {
+    /// Lower-case name for logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Growing => "growing",
+            Status::Complete => "complete",
+            Status::Aborted => "aborted",
+        }
+    }
+}
+
+/// One piece of an object as it arrived on ingest.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// The bytes, shared with every other reader.
+    pub data: Bytes,
+    /// When the ingest side received them: origin delay is measured from here.
+    pub arrived: Instant,
+}
+
+/// Mutable part of an object.
+struct State {
+    /// Every chunk received so far, in order.
+    chunks: Vec<Chunk>,
+    /// Sum of the chunk lengths.
+    len: u64,
+    /// Growing, complete or aborted.
+    status: Status,
+    /// Readers waiting for the next change; drained and woken on each change.
+    wakers: Vec<Waker>,
+    /// Bumped on each drain of `wakers`, so a reader knows whether the slot it
+    /// registered earlier is still there (then it replaces its waker in place
+    /// instead of pushing a second one).
+    generation: u64,
+}
+
+/// Process-wide count of bytes held by objects that still exist (named in the
+/// store or still held by a reader). Exported as a metric.
+static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes held by all live objects in this process, including evicted objects
+/// that readers still stream.
+pub fn allocated_bytes() -> u64 {
+    ALLOCATED_BYTES.load(Ordering::Relaxed)
+}
+
+/// A stored object. Shared as `Arc<Object>` between the store, the writer and
+/// every reader; dropped (and its memory freed) when the last one lets go.
+pub struct Object {
+    /// Wall-clock creation time, for `/streams` and `Last-Modified`-like info.
+    created: SystemTime,
+    /// The growing state.
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Object")
+            .field("len", &st.len)
+            .field("chunks", &st.chunks.len())
+            .field("status", &st.status)
+            .finish()
+    }
+}
+
+impl Object {
+    fn new(status: Status, chunks: Vec<Chunk>) -> Arc<Object> {
+        let len = chunks.iter().map(|c| c.data.len() as u64).sum();
+        ALLOCATED_BYTES.fetch_add(len, Ordering::Relaxed);
+        Arc::new(Object {
+            created: SystemTime::now(),
+            state: Mutex::new(State {
+                chunks,
+                len,
+                status,
+                wakers: Vec::new(),
+                generation: 0,
+            }),
+        })
+    }
+
+    /// A new empty object that is still being written, and its writer.
+    pub fn growing() -> (Arc<Object>, ObjectWriter) {
+        let obj = Object::new(Status::Growing, Vec::new());
+        let writer = ObjectWriter {
+            obj: Some(obj.clone()),
+        };
+        (obj, writer)
+    }
+
+    /// A finished object from chunks that were buffered elsewhere (manifests,
+    /// which are published only once whole).
+    pub fn complete(chunks: Vec<Chunk>) -> Arc<Object> {
+        Object::new(Status::Complete, chunks)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent
+        // (every mutation is a single push or assignment), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.lock().len
+    }
+
+    /// True when no byte has arrived yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Growing, complete or aborted.
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// Length and status read together.
+    pub fn snapshot(&self) -> (u64, Status) {
+        let st = self.lock();
+        (st.len, st.status)
+    }
+
+    /// When the object was created.
+    pub fn created(&self) -> SystemTime {
+        self.created
+    }
+
+    /// A reader positioned at the first chunk.
+    pub fn reader(self: &Arc<Self>) -> ObjectReader {
+        ObjectReader {
+            obj: self.clone(),
+            next: 0,
+            registered: None,
+            done: false,
+        }
+    }
+
+    /// Apply `f` to the state and wake every waiting reader.
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let wakers = {
+            let mut st = self.lock();
+            f(&mut st);
+            st.generation = st.generation.wrapping_add(1);
+            std::mem::take(&mut st.wakers)
+        };
+        // Wake outside the lock so woken readers do not contend on it at once.
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        let len = self.state.get_mut().map(|s| s.len).unwrap_or_else(|e| e.into_inner().len);
+        ALLOCATED_BYTES.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
+/// The single writer of a growing object. Dropping it without calling
+/// [`ObjectWriter::finish`] marks the object aborted, so a broken upload can
+/// never look like a clean end to readers.
+pub struct ObjectWriter {
+    /// `None` once finished or aborted.
+    obj: Option<Arc<Object>>,
+}
+
+impl ObjectWriter {
+    /// Append a chunk and wake the readers. Never blocks on readers.
+    pub fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if let Some(obj) = &self.obj {
+            let n = data.len() as u64;
+            ALLOCATED_BYTES.fetch_add(n, Ordering::Relaxed);
+            obj.update(|st| {
+                st.len += n;
+                st.chunks.push(Chunk {
+                    data,
+                    arrived: Instant::now(),
+                });
+            });
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.obj.as_ref().map_or(0, |o| o.len())
+    }
+
+    /// True when nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The upload finished cleanly.
+    pub fn finish(mut self) {
+        self.close(Status::Complete);
+    }
+
+    /// The upload broke; readers see an error.
+    pub fn abort(mut self) {
+        self.close(Status::Aborted);
+    }
+
+    fn close(&mut self, status: Status) {
+        if let Some(obj) = self.obj.take() {
+            obj.update(|st| st.status = status);
+        }
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        self.close(Status::Aborted);
+    }
+}
+
+/// One reader's cursor into an object. Cancel safe: all progress is in fields.
+pub struct ObjectReader {
+    /// The object being read (keeps it alive even after eviction or DELETE).
+    obj: Arc<Object>,
+    /// Index of the next chunk to hand out.
+    next: usize,
+    /// `(generation, slot)` of this reader's waker in the object's list, if
+    /// it is still there.
+    registered: Option<(u64, usize)>,
+    /// Set once the end or the error was returned; later polls return `None`.
+    done: bool,
+}
+
+impl ObjectReader {
+    /// The object this reader reads.
+    pub fn object(&self) -> &Arc<Object> {
+        &self.obj
+    }
+
+    /// The next chunk; `None` at a clean end, `Some(Err)` if the upload was
+    /// aborted. Returns `Pending` (waker registered) while the object grows.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Chunk, ObjectError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let mut st = self.obj.lock();
+        if let Some(chunk) = st.chunks.get(self.next) {
+            self.next += 1;
+            return Poll::Ready(Some(Ok(chunk.clone())));
+        }
+        match st.status {
+            Status::Complete => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Status::Aborted => {
+                self.done = true;
+                Poll::Ready(Some(Err(ObjectError::Aborted)))
+            }
+            Status::Growing => {
+                match self.registered {
+                    Some((gen, slot)) if gen == st.generation => {
+                        st.wakers[slot].clone_from(cx.waker());
+                    }
+                    _ => {
+                        let slot = st.wakers.len();
+                        st.wakers.push(cx.waker().clone());
+                        self.registered = Some((st.generation, slot));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Async form of [`ObjectReader::poll_chunk`].
+    pub async fn next_chunk(&mut self) -> Option<Result<Chunk, ObjectError>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn reader_gets_existing_then_new_chunks() {
+        let (obj, mut w) = Object::growing();
+        w.push(Bytes::from_static(b"ab"));
+        let mut r = obj.reader();
+        assert_eq!(r.next_chunk().await.unwrap().unwrap().data, "ab");
+        let task = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(c) = r.next_chunk().await {
+                got.push(c.unwrap().data);
+            }
+            got
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        w.push(Bytes::from_static(b"cd"));
+        w.push(Bytes::from_static(b"ef"));
+        w.finish();
+        assert_eq!(task.await.unwrap(), vec!["cd", "ef"]);
+        assert_eq!(obj.status(), Status::Complete);
+        assert_eq!(obj.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn dropped_writer_aborts_readers() {
+        let (obj, mut w) = Object::growing();
+        w.push(Bytes::from_static(b"x"));
+        let mut r = obj.reader();
+        let task = tokio::spawn(async move {
+            let mut out = Vec::new();
+            while let Some(c) = r.next_chunk().await {
+                out.push(c.map(|c| c.data));
+            }
+            out
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(w);
+        let out = task.await.unwrap();
+        assert_eq!(out, vec![Ok(Bytes::from_static(b"x")), Err(ObjectError::Aborted)]);
+    }
+
+    #[tokio::test]
+    async fn many_readers_repeated_polls_do_not_grow_waker_list() {
+        let (obj, mut w) = Object::growing();
+        let mut r = obj.reader();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..100 {
+            assert!(r.poll_chunk(&mut cx).is_pending());
+        }
+        assert_eq!(obj.lock().wakers.len(), 1);
+        w.push(Bytes::from_static(b"z"));
+        assert!(obj.lock().wakers.is_empty());
+        assert!(matches!(r.poll_chunk(&mut cx), Poll::Ready(Some(Ok(_)))));
+    }
+}
