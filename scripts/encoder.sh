@@ -169,6 +169,7 @@ exec 3<>"$TMPD/ctl"
 set -m
 
 PID=""
+KILLER=""
 STOPPING=0
 stop() {
   [ "$STOPPING" = 1 ] && return
@@ -200,9 +201,13 @@ while :; do
     if [ "$STOPPING" = 1 ]; then
       GRACE=$((GRACE + 1))
       if [ "$GRACE" -gt 1 ]; then kill -TERM "$PID" 2>/dev/null; fi
-      ( sleep 5; kill -0 "$PID" 2>/dev/null && kill -TERM "$PID" 2>/dev/null ) &
+      if [ -z "$KILLER" ]; then
+        ( sleep 5; kill -0 "$PID" 2>/dev/null && kill -TERM "$PID" 2>/dev/null ) &
+        KILLER=$!
+      fi
     fi
   done
+  if [ -n "$KILLER" ]; then kill "$KILLER" 2>/dev/null; wait "$KILLER" 2>/dev/null; KILLER=""; fi
   PID=""
   RAN=$(( $(date +%s) - START ))
   if [ "$STOPPING" = 1 ]; then log "ffmpeg stopped (exit code $RC)"; exit 0; fi
@@ -215,5 +220,5 @@ while :; do
   sleep "$BACKOFF" &
   wait $! 2>/dev/null
   [ "$STOPPING" = 1 ] && { log "stopped"; exit 0; }
-  BACKOFF=$(awk "BEGIN{b=$BACKOFF*2; if (b>10) b=10; print b}")
+  BACKOFF=$(awk "BEGIN{b=$BACKOFF*2; if (b>5) b=5; print b}")
 done

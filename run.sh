@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# ./run.sh — set up and run the h3live demo: origin + timecoded test-pattern
+# encoder, then print the player URLs for each transport arm and the Chrome
+# command line that makes Chrome use HTTP/3 with this origin's certificate.
+#
+# On a fresh Debian/Ubuntu (or macOS with Homebrew) it installs what is
+# missing (ffmpeg, fonts, Node.js/npm, openssl, curl), runs `npm ci` in web/,
+# builds the release binary and generates certificates.  Ctrl-C stops what it
+# started, by PID: the encoder first (ffmpeg finishes its uploads cleanly),
+# then the origin.
+#
+# Usage: ./run.sh [options]            (./run.sh --help)
+set -u
+cd "$(dirname "$0")"
+ROOT="$(pwd)"
+
+STREAM="${H3LIVE_STREAM:-test}"
+SIZE="${H3LIVE_SIZE:-1280x720}"
+FPS="${H3LIVE_FPS:-30}"
+BITRATE="${H3LIVE_BITRATE:-2M}"
+SEG="${H3LIVE_SEG_DURATION:-2}"
+CHUNKING="${H3LIVE_CHUNKING:-every_frame}"
+LATENCY="${H3LIVE_LATENCY:-}"
+HOST="${H3LIVE_HOST:-localhost}"
+HTTP_ADDR="${H3LIVE_HTTP_ADDR:-127.0.0.1}"
+HTTP_PORT="${H3LIVE_HTTP_PORT:-8080}"
+H3_PORT="${H3LIVE_H3_PORT:-4433}"
+H1_PORT="${H3LIVE_H1_PORT:-4443}"
+H2_PORT="${H3LIVE_H2_PORT:-4444}"
+ENCODER=1
+ORIGIN=1
+ENCODER_ONLY=""
+SETUP=1
+BUILD=1
+
+usage() {
+  cat <<EOF
+Usage: ./run.sh [options]
+  --stream NAME          stream name (default $STREAM)
+  --size WxH             encoder picture size (default $SIZE)
+  --fps N                encoder frame rate (default $FPS)
+  --bitrate RATE         encoder video bitrate (default $BITRATE)
+  --seg-duration S       segment duration in seconds (default $SEG)
+  --chunking MODE        every_frame (default) or a fragment duration in seconds, e.g. 0.2
+  --latency S            target latency (MPD and player ?latency=); default: the player's
+  --host NAME            host name for the certificate and the printed URLs (default $HOST)
+  --http-addr ADDR       address of the cleartext ingest/HTTP listener (default $HTTP_ADDR;
+                         use 0.0.0.0 to accept an encoder on another machine)
+  --http-port N          cleartext HTTP/1.1 port: ingest + playback (default $HTTP_PORT)
+  --h3-port N            HTTP/3 (UDP) + HTTPS h2/h1 (TCP) port (default $H3_PORT)
+  --h1-port N            HTTPS HTTP/1.1-only port (default $H1_PORT)
+  --h2-port N            HTTPS h2-only port (default $H2_PORT)
+  --no-encoder           run the origin only (push from elsewhere)
+  --encoder-only HOST    run only the encoder, pushing to http://HOST:HTTP_PORT
+                         (or give a full URL: --encoder-only http://host:8080)
+  --no-setup             do not install system packages
+  --no-build             do not run cargo build
+Every option also has an H3LIVE_* environment variable (see the top of this script).
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stream) STREAM="$2"; shift 2 ;;
+    --size|--resolution) SIZE="$2"; shift 2 ;;
+    --fps) FPS="$2"; shift 2 ;;
+    --bitrate) BITRATE="$2"; shift 2 ;;
+    --seg-duration) SEG="$2"; shift 2 ;;
+    --chunking) CHUNKING="$2"; shift 2 ;;
+    --latency|--target-latency) LATENCY="$2"; shift 2 ;;
+    --host) HOST="$2"; shift 2 ;;
+    --http-addr) HTTP_ADDR="$2"; shift 2 ;;
+    --http-port) HTTP_PORT="$2"; shift 2 ;;
+    --h3-port) H3_PORT="$2"; shift 2 ;;
+    --h1-port) H1_PORT="$2"; shift 2 ;;
+    --h2-port) H2_PORT="$2"; shift 2 ;;
+    --no-encoder) ENCODER=0; shift ;;
+    --encoder-only) ENCODER_ONLY="$2"; ORIGIN=0; shift 2 ;;
+    --no-setup) SETUP=0; shift ;;
+    --no-build) BUILD=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1m[run]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[run] %s\033[0m\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ setup
+install_packages() {
+  local os; os="$(uname -s)"
+  if [ "$os" = Darwin ]; then
+    local need=()
+    command -v ffmpeg >/dev/null || need+=(ffmpeg)
+    if [ "$ORIGIN" = 1 ]; then
+      command -v node >/dev/null || need+=(node)
+      command -v openssl >/dev/null || need+=(openssl)
+    fi
+    [ ${#need[@]} -eq 0 ] && return 0
+    command -v brew >/dev/null || die "missing ${need[*]}: install Homebrew (https://brew.sh) or install them yourself"
+    say "installing with Homebrew: ${need[*]}"
+    brew install "${need[@]}" || die "brew install failed"
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null; then
+    for c in ffmpeg curl; do command -v "$c" >/dev/null || die "$c is missing: please install it"; done
+    return 0
+  fi
+  local pkgs=(ffmpeg fonts-dejavu-core curl ca-certificates)
+  [ "$ORIGIN" = 1 ] && pkgs+=(openssl nodejs npm gcc libc6-dev pkg-config)
+  local need=()
+  for p in "${pkgs[@]}"; do
+    # nodejs from another source (NodeSource, nvm) also counts
+    case "$p" in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+  done
+  [ ${#need[@]} -eq 0 ] && return 0
+  local SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "missing packages ${need[*]}: run as root or install them"
+    SUDO=sudo
+  fi
+  say "installing Debian packages: ${need[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q || die "apt-get update failed"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" \
+    || die "apt-get install ${need[*]} failed"
+}
+
+[ "$SETUP" = 1 ] && install_packages
+
+mkdir -p out
+BIN="$ROOT/target/release/h3live"
+if [ "$ORIGIN" = 1 ]; then
+  if [ ! -d web/node_modules/dashjs ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    say "npm ci in web/ (dash.js from the npm registry, pinned by web/package-lock.json)"
+    (cd web && npm ci --no-audit --no-fund) || die "npm ci failed"
+  fi
+  if [ "$BUILD" = 1 ]; then
+    command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs), then re-run ./run.sh"
+    say "cargo build --release"
+    cargo build --release || die "cargo build failed"
+  fi
+  [ -x "$BIN" ] || die "$BIN missing (cargo build --release)"
+  # certificate: generate when missing or when it does not name --host
+  if [ ! -f certs/cert.pem ] || [ ! -f certs/key.pem ] || \
+     ! openssl x509 -in certs/cert.pem -noout -text 2>/dev/null | grep -q "DNS:$HOST\b\|IP Address:$HOST\b"; then
+    say "generating certs/cert.pem and certs/key.pem for $HOST"
+    HOSTARGS=(); [ "$HOST" != localhost ] && HOSTARGS=(--host "$HOST")
+    "$BIN" cert --out certs "${HOSTARGS[@]}" >/dev/null || die "h3live cert failed"
+  fi
+fi
+
+# --------------------------------------------------------------- processes
+set -m   # children get their own process groups: Ctrl-C reaches only this script
+ORIGIN_PID=""
+ENCODER_PID=""
+STOPPING=0
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+wait_gone() { # pid seconds
+  local i=0
+  while alive "$1" && [ "$i" -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+  ! alive "$1"
+}
+shutdown() {
+  [ "$STOPPING" = 1 ] && return
+  STOPPING=1
+  echo
+  if alive "$ENCODER_PID"; then
+    say "stopping encoder (pid $ENCODER_PID): ffmpeg ends its uploads"
+    kill -TERM "$ENCODER_PID" 2>/dev/null
+    wait_gone "$ENCODER_PID" 15 || { say "encoder did not stop, killing pid $ENCODER_PID"; kill -KILL "$ENCODER_PID" 2>/dev/null; }
+  fi
+  if alive "$ORIGIN_PID"; then
+    say "stopping origin (pid $ORIGIN_PID)"
+    kill -TERM "$ORIGIN_PID" 2>/dev/null
+    wait_gone "$ORIGIN_PID" 10 || { say "origin did not stop, killing pid $ORIGIN_PID"; kill -KILL "$ORIGIN_PID" 2>/dev/null; }
+  fi
+  say "stopped"
+  exit 0
+}
+trap shutdown INT TERM HUP
+
+http_base="http://127.0.0.1:$HTTP_PORT"
+[ "$HTTP_ADDR" != 127.0.0.1 ] && [ "$HTTP_ADDR" != 0.0.0.0 ] && http_base="http://$HTTP_ADDR:$HTTP_PORT"
+case "$HTTP_ADDR" in *:*) http_base="http://[$HTTP_ADDR]:$HTTP_PORT"; HTTP_LISTEN="[$HTTP_ADDR]:$HTTP_PORT" ;; *) HTTP_LISTEN="$HTTP_ADDR:$HTTP_PORT" ;; esac
+[ "$HTTP_ADDR" = "::" ] && http_base="http://127.0.0.1:$HTTP_PORT"
+
+ENC_ARGS=(--stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE" --seg-duration "$SEG" --chunking "$CHUNKING")
+[ -n "$LATENCY" ] && ENC_ARGS+=(--target-latency "$LATENCY")
+
+if [ -n "$ENCODER_ONLY" ]; then
+  case "$ENCODER_ONLY" in *://*) target="$ENCODER_ONLY" ;; *) target="http://$ENCODER_ONLY:$HTTP_PORT" ;; esac
+  say "encoder only: pushing stream '$STREAM' to $target (log: out/encoder.log); Ctrl-C to stop"
+  scripts/encoder.sh --origin "$target" "${ENC_ARGS[@]}" > out/encoder.log 2>&1 &
+  ENCODER_PID=$!
+  tail -n +1 -f out/encoder.log --pid="$ENCODER_PID" 2>/dev/null &
+  TAIL_PID=$!
+  while alive "$ENCODER_PID"; do wait "$ENCODER_PID"; done
+  kill "$TAIL_PID" 2>/dev/null
+  exit 0
+fi
+
+say "starting origin (log: out/origin.log)"
+"$BIN" serve --http "$HTTP_LISTEN" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
+  --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" \
+  --cert certs/cert.pem --key certs/key.pem --web-dir web > out/origin.log 2>&1 &
+ORIGIN_PID=$!
+ok=0
+for _ in $(seq 1 100); do
+  alive "$ORIGIN_PID" || break
+  curl -fsS -o /dev/null --max-time 1 "$http_base/time" 2>/dev/null && { ok=1; break; }
+  sleep 0.1
+done
+[ "$ok" = 1 ] || { tail -n 30 out/origin.log >&2; say "origin did not come up (ports in use?)"; shutdown; }
+say "origin is up (pid $ORIGIN_PID)"
+
+if [ "$ENCODER" = 1 ]; then
+  say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, ${SEG}s segments, chunking $CHUNKING (log: out/encoder.log)"
+  scripts/encoder.sh --origin "$http_base" "${ENC_ARGS[@]}" > out/encoder.log 2>&1 &
+  ENCODER_PID=$!
+  ok=0
+  for _ in $(seq 1 300); do
+    alive "$ENCODER_PID" || break
+    curl -fsS -o /dev/null --max-time 1 "$http_base/live/$STREAM/manifest.mpd" 2>/dev/null && { ok=1; break; }
+    sleep 0.1
+  done
+  [ "$ok" = 1 ] || { tail -n 30 out/encoder.log >&2; say "the manifest did not go live"; shutdown; }
+  say "manifest is live: $http_base/live/$STREAM/manifest.mpd"
+fi
+
+Q="?stream=$STREAM"; [ -n "$LATENCY" ] && Q="$Q&latency=$LATENCY"
+H="$HOST"; case "$H" in *:*) H="[$H]" ;; esac
+H3_URL="https://$H:$H3_PORT/$Q"
+cat <<EOF
+
+  Player URLs (same page, the URL picks the transport arm):
+    HTTP/3            $H3_URL
+    HTTP/2            https://$H:$H2_PORT/$Q
+    HTTP/1.1 + TLS    https://$H:$H1_PORT/$Q
+    HTTP/1.1 clear    $http_base/$Q
+EOF
+[ -f web/compare.html ] && echo "    compare page      https://$H:$H3_PORT/compare.html$Q"
+cat <<EOF
+
+  Open it over HTTP/3 in Chrome/Chromium (fresh profile, QUIC forced for this certificate):
+    $(scripts/chrome.sh --print --cert certs/cert.pem --h3-port "$H3_PORT" "$H3_URL")
+  or simply: scripts/chrome.sh '$H3_URL'
+
+  Ingest: ffmpeg PUTs to $http_base/live/$STREAM/   Logs: out/origin.log out/encoder.log
+  Ctrl-C stops everything.
+EOF
+
+# Stay in the foreground until Ctrl-C or until the origin exits.
+while :; do
+  if ! alive "$ORIGIN_PID"; then
+    say "origin exited; see out/origin.log"; tail -n 20 out/origin.log >&2; shutdown
+  fi
+  if [ "$ENCODER" = 1 ] && ! alive "$ENCODER_PID"; then
+    say "encoder exited; see out/encoder.log"; shutdown
+  fi
+  sleep 1 &
+  wait $! 2>/dev/null
+done
