@@ -20,9 +20,11 @@
 //! - [`metrics`]: Prometheus text exposition, including the origin-delay
 //!   histogram.
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
+//! - [`client`]: a streaming client for all four transports (tests, viewer tools).
 
 pub mod cert;
 pub mod cli;
+pub mod client;
 pub mod core;
 pub mod metrics;
 pub mod server;

@@ -1,0 +1,207 @@
+//! Test harness: a real origin on ephemeral ports (cleartext, three TLS
+//! listeners and QUIC) with a freshly generated certificate, clients for every
+//! transport, and a chunked-PUT uploader driven chunk by chunk.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h3live::cert::{self, CertPaths};
+use h3live::client::Client;
+use h3live::core::Origin;
+use h3live::server::{self, Listeners, ServerConfig};
+use h3live::store::{Store, StoreConfig};
+use h3live::transport::{bind_tcp, bind_udp, Limits, Transport};
+use http::StatusCode;
+use http_body::Frame;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::CertificateDer;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+pub const ALL: [Transport; 4] = Transport::ALL;
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+pub struct TestOrigin {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub https_h1: SocketAddr,
+    pub https_h2: SocketAddr,
+    pub h3: SocketAddr,
+    pub roots: Vec<CertificateDer<'static>>,
+    pub origin: Arc<Origin>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_config() -> ServerConfig {
+    ServerConfig {
+        store: StoreConfig { hold: Duration::from_millis(300), ..Default::default() },
+        origin: Default::default(),
+        limits: Limits { shutdown_grace: Duration::from_secs(1), ..Default::default() },
+        tls: None,
+        ingest_on_http: true,
+    }
+}
+
+impl TestOrigin {
+    pub async fn start() -> TestOrigin {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut ServerConfig)) -> TestOrigin {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let paths = CertPaths::in_dir(dir.path());
+        cert::write_new(&paths, &[]).unwrap();
+        let keys = cert::load(&paths).unwrap();
+        let roots = keys.chain.clone();
+        let mut config = test_config();
+        config.tls = Some(keys);
+        f(&mut config);
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listeners = Listeners {
+            http: Some(bind_tcp(local).unwrap()),
+            https: Some(bind_tcp(local).unwrap()),
+            https_h1: Some(bind_tcp(local).unwrap()),
+            https_h2: Some(bind_tcp(local).unwrap()),
+            h3: Some(bind_udp(local).unwrap()),
+        };
+        let addr = |l: &Option<tokio::net::TcpListener>| l.as_ref().unwrap().local_addr().unwrap();
+        let (http, https, https_h1, https_h2) =
+            (addr(&listeners.http), addr(&listeners.https), addr(&listeners.https_h1), addr(&listeners.https_h2));
+        let h3 = listeners.h3.as_ref().unwrap().local_addr().unwrap();
+        let origin = Arc::new(Origin::new(Store::new(config.store.clone()), config.origin.clone()));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run_origin(origin.clone(), config, listeners, async move {
+            let _ = rx.await;
+        }));
+        TestOrigin { http, https, https_h1, https_h2, h3, roots, origin, shutdown: Some(tx), task: Some(task), _dir: dir }
+    }
+
+    /// The listener address that serves `t` as a dedicated arm.
+    pub fn addr(&self, t: Transport) -> SocketAddr {
+        match t {
+            Transport::H1Clear => self.http,
+            Transport::H1Tls => self.https_h1,
+            Transport::H2 => self.https_h2,
+            Transport::H3 => self.h3,
+        }
+    }
+
+    pub async fn client(&self, t: Transport) -> Client {
+        Client::connect(t, self.addr(t), "localhost", &self.roots).await.unwrap_or_else(|e| panic!("{t}: {e:#}"))
+    }
+
+    /// Start a chunked PUT (or another method) on the ingest listener.
+    pub async fn put(&self, path: &str) -> Upload {
+        self.upload("PUT", path, &[]).await
+    }
+
+    pub async fn upload(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Upload {
+        let tcp = tokio::net::TcpStream::connect(self.http).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+        tokio::spawn(conn);
+        let (tx, rx) = mpsc::channel(64);
+        let mut req = http::Request::builder().method(method).uri(path).header("host", self.http.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(ChannelBody(rx)).unwrap();
+        let resp = tokio::spawn(async move { send.send_request(req).await.map(|r| r.status()).map_err(|e| e.to_string()) });
+        Upload { tx: Some(tx), resp }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task).await.expect("shutdown timed out").unwrap().unwrap();
+        }
+    }
+}
+
+/// A request body fed chunk by chunk from the test.
+pub struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+pub struct Upload {
+    tx: Option<mpsc::Sender<Bytes>>,
+    resp: tokio::task::JoinHandle<Result<StatusCode, String>>,
+}
+
+impl Upload {
+    pub async fn send(&self, data: impl Into<Bytes>) {
+        self.tx.as_ref().unwrap().send(data.into()).await.unwrap();
+    }
+
+    /// End the body cleanly and return the response status.
+    pub async fn finish(mut self) -> StatusCode {
+        self.tx.take();
+        tokio::time::timeout(Duration::from_secs(10), self.resp).await.expect("PUT response").unwrap().expect("PUT failed")
+    }
+
+    /// The response status of a request the origin answered before the body ended.
+    pub async fn early_status(self) -> StatusCode {
+        tokio::time::timeout(Duration::from_secs(10), self.resp).await.expect("PUT response").unwrap().expect("PUT failed")
+    }
+}
+
+/// A raw chunked PUT that sends `chunks` and then drops the connection
+/// without the terminating zero-length chunk, as a killed encoder does.
+pub struct RawUpload(tokio::net::TcpStream);
+
+impl RawUpload {
+    pub async fn start(addr: SocketAddr, path: &str) -> RawUpload {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!("PUT {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nUser-Agent: Lavf/59.27.100\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        RawUpload(s)
+    }
+
+    pub async fn chunk(&mut self, data: &[u8]) {
+        let mut buf = format!("{:x}\r\n", data.len()).into_bytes();
+        buf.extend_from_slice(data);
+        buf.extend_from_slice(b"\r\n");
+        self.0.write_all(&buf).await.unwrap();
+    }
+
+    /// Reset the connection (RST), no terminating chunk.
+    pub fn kill(self) {
+        let _ = socket2::SockRef::from(&self.0).set_linger(Some(Duration::ZERO));
+        drop(self.0);
+    }
+}
+
+/// Everything a reader received, with an error if the body broke.
+pub async fn read_all(resp: &mut h3live::client::ClientResponse) -> (Vec<u8>, Option<String>) {
+    let mut out = Vec::new();
+    while let Some(c) = resp.chunk().await {
+        match c {
+            Ok(b) => out.extend_from_slice(&b),
+            Err(e) => return (out, Some(format!("{e:#}"))),
+        }
+    }
+    (out, None)
+}
