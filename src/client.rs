@@ -70,7 +70,7 @@ pub struct ClientResponse {
 
 enum RespBody {
     Hyper(Incoming),
-    H3(h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>),
+    H3(Box<h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>>),
 }
 
 impl ClientResponse {
@@ -213,7 +213,7 @@ impl Client {
                 Ok(ClientResponse {
                     status: resp.status(),
                     headers: resp.headers().clone(),
-                    body: RespBody::H3(stream),
+                    body: RespBody::H3(Box::new(stream)),
                 })
             }
         }

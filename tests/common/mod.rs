@@ -40,6 +40,8 @@ pub struct TestOrigin {
     pub https_h2: SocketAddr,
     pub h3: SocketAddr,
     pub roots: Vec<CertificateDer<'static>>,
+    /// PEM file of the origin's certificate, for external clients.
+    pub cert_pem: std::path::PathBuf,
     pub origin: Arc<Origin>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -88,7 +90,7 @@ impl TestOrigin {
         let task = tokio::spawn(server::run_origin(origin.clone(), config, listeners, async move {
             let _ = rx.await;
         }));
-        TestOrigin { http, https, https_h1, https_h2, h3, roots, origin, shutdown: Some(tx), task: Some(task), _dir: dir }
+        TestOrigin { http, https, https_h1, https_h2, h3, roots, cert_pem: paths.cert.clone(), origin, shutdown: Some(tx), task: Some(task), _dir: dir }
     }
 
     /// The listener address that serves `t` as a dedicated arm.

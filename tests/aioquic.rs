@@ -1,0 +1,86 @@
+//! An independent HTTP/3 implementation (aioquic, from PyPI) reads a live
+//! segment from the origin while it is being uploaded.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::TestOrigin;
+use ring::digest;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The Python with aioquic: `$H3LIVE_PYTHON`, else the `.venv` that the
+/// README's test command creates.
+fn python() -> PathBuf {
+    let p = std::env::var_os("H3LIVE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let ok = std::process::Command::new(&p)
+        .args(["-c", "import aioquic"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "{} cannot import aioquic: run scripts/test.sh (it creates .venv with aioquic) or set H3LIVE_PYTHON", p.display());
+    p
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aioquic_reads_a_live_segment_progressively() {
+    let py = python();
+    let o = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(5)).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/h3_get.py");
+    let url = format!("https://127.0.0.1:{}/live/aq/chunk-stream0-00001.m4s", o.h3.port());
+    let mut child = tokio::process::Command::new(py)
+        .arg(script)
+        .arg(&url)
+        .arg("--ca")
+        .arg(&o.cert_pem)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    // The client asks first (held request), then the upload starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let up = o.put("/live/aq/chunk-stream0-00001.m4s").await;
+    let mut expected = Vec::new();
+    for i in 0..10u8 {
+        let chunk = vec![i; 3000];
+        expected.extend_from_slice(&chunk);
+        up.send(chunk).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let upload_finished = now_secs();
+    assert_eq!(up.finish().await, http::StatusCode::CREATED);
+
+    let mut events = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap() {
+        events.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "aioquic client failed: {events:?}");
+    assert_eq!(events[0]["event"], "headers");
+    assert_eq!(events[0]["status"], 200);
+    let data: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "data").collect();
+    let first = data.first().expect("no data")["t"].as_f64().unwrap();
+    assert!(
+        first < upload_finished - 1.0,
+        "first bytes arrived {:.3} s before the upload finished: not progressive",
+        upload_finished - first
+    );
+    assert!(data.len() >= 5, "only {} data events", data.len());
+    let end = events.last().unwrap();
+    assert_eq!(end["event"], "end");
+    assert_eq!(end["bytes"], expected.len());
+    let sha: String = digest::digest(&digest::SHA256, &expected).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(end["sha256"], sha, "aioquic got different bytes");
+    o.stop().await;
+}

@@ -1,0 +1,141 @@
+//! The real encoder: Debian's ffmpeg pushes LL-DASH (the command of
+//! REFERENCE.md §1, at a smaller picture size to spare the CPU) into the
+//! origin for about ten seconds; the manifest, both init segments and a live
+//! segment are then read over HTTP/3 and HTTP/1.1, the live one while ffmpeg
+//! is still writing it.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::TestOrigin;
+use h3live::transport::Transport;
+use http::StatusCode;
+
+struct Encoder(tokio::process::Child);
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn ffmpeg_push(origin: std::net::SocketAddr, stream: &str) -> Encoder {
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
+    let drawtext = format!(
+        "drawtext=fontfile={font}:text='%{{localtime\\:%T.%3N}}':fontsize=32:fontcolor=white:box=1:boxcolor=black:x=10:y=10"
+    );
+    let args: Vec<String> = [
+        "-hide_banner", "-loglevel", "warning", "-nostdin",
+        "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+        "-re", "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+        "-vf", &drawtext,
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-bf", "0",
+        "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "1M",
+        "-c:a", "aac", "-b:a", "128k",
+        "-f", "dash", "-ldash", "1", "-streaming", "1", "-frag_type", "every_frame",
+        "-use_template", "1", "-use_timeline", "0", "-seg_duration", "2",
+        "-window_size", "5", "-extra_window_size", "5", "-remove_at_exit", "1",
+        "-format_options", "movflags=cmaf", "-write_prft", "1", "-target_latency", "1.5",
+        "-utc_timing_url", &format!("http://{origin}/time"),
+        "-method", "PUT", "-http_persistent", "1", "-ignore_io_errors", "1",
+        "-http_opts", "tcp_nodelay=1",
+        &format!("http://{origin}/live/{stream}/manifest.mpd"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let child = tokio::process::Command::new("ffmpeg")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg must be installed (apt-get install ffmpeg); the README's test command installs it");
+    Encoder(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_ffmpeg_push_is_served_live_over_h3_and_h1() {
+    // A long hold lets the test ask for the next segment before it exists.
+    let o = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(4)).await;
+    let _enc = ffmpeg_push(o.http, "ff");
+    let started = Instant::now();
+
+    // The manifest appears (ffmpeg writes it once the first segment closes).
+    let mut h3 = o.client(Transport::H3).await;
+    let mut h1 = o.client(Transport::H1Clear).await;
+    let manifest = loop {
+        let mut r = h3.get("/live/ff/manifest.mpd").await.unwrap();
+        if r.status == StatusCode::OK {
+            break String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no manifest from ffmpeg after 20 s");
+    };
+    assert!(manifest.contains("availabilityTimeComplete=\"false\""), "not an LL-DASH manifest:\n{manifest}");
+    assert!(manifest.contains("http-xsdate"), "UTCTiming missing:\n{manifest}");
+    let mut r = h1.get("/live/ff/manifest.mpd").await.unwrap();
+    assert_eq!(r.header("content-type"), Some("application/dash+xml"));
+    assert!(String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap().contains("<MPD"));
+
+    // Both init segments, identical over both transports.
+    for init in ["init-stream0.m4s", "init-stream1.m4s"] {
+        let path = format!("/live/ff/{init}");
+        let mut a = h3.get(&path).await.unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{init}");
+        let a = a.bytes().await.unwrap();
+        let b = h1.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&a[4..8], b"ftyp", "{init} is not an init segment");
+        assert!(a.windows(4).any(|w| w == b"moov"));
+        assert_eq!(a, b, "{init}: h3 and h1 bodies differ");
+    }
+
+    // Ask for the video segment after the one being written: the request is
+    // held until ffmpeg starts it, then streams for the segment's 2 s.
+    let streams: serde_json::Value =
+        serde_json::from_slice(&h1.get("/streams").await.unwrap().bytes().await.unwrap()).unwrap();
+    let newest = streams["streams"][0]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["name"].as_str()?.strip_prefix("chunk-stream0-")?.strip_suffix(".m4s")?.parse::<u32>().ok())
+        .max()
+        .expect("no video segment yet");
+    let path = format!("/live/ff/chunk-stream0-{:05}.m4s", newest + 1);
+    let mut tasks = Vec::new();
+    for t in [Transport::H3, Transport::H1Clear] {
+        let mut c = o.client(t).await;
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = c.get(&path).await.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "{t}");
+            assert!(r.header("content-length").is_none(), "{t}: the segment should still be growing");
+            let mut body = Vec::new();
+            let mut arrivals = Vec::new();
+            while let Some(c) = r.chunk().await {
+                body.extend_from_slice(&c.unwrap());
+                arrivals.push(Instant::now());
+            }
+            (t, body, arrivals)
+        }));
+    }
+    let mut bodies = Vec::new();
+    for task in tasks {
+        let (t, body, arrivals) = tokio::time::timeout(Duration::from_secs(15), task).await.unwrap().unwrap();
+        assert_eq!(&body[4..8], b"styp", "{t}");
+        assert!(body.windows(4).any(|w| w == b"prft"), "{t}: no prft box");
+        let spread = *arrivals.last().unwrap() - arrivals[0];
+        // every_frame at 30 fps: ~60 fragments spread over the 2 s segment.
+        assert!(arrivals.len() >= 20, "{t}: only {} pieces: not progressive", arrivals.len());
+        assert!(spread >= Duration::from_millis(1000), "{t}: first and last bytes only {spread:?} apart");
+        bodies.push(body);
+    }
+    assert_eq!(bodies[0], bodies[1], "h3 and h1 bodies differ");
+    // What the readers got is exactly what the store holds.
+    let mut r = h3.get(&path).await.unwrap();
+    assert_eq!(r.header("content-length").map(|v| v.parse::<usize>().unwrap()), Some(bodies[0].len()));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bodies[0]);
+    o.stop().await;
+}
