@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian/Ubuntu
+# machine (ffmpeg, fonts, Chromium, Node.js, a Python venv with aioquic,
+# web/'s npm packages), then runs every test suite:
+#   1. cargo clippy (warnings are errors) and cargo test: unit tests, the
+#      origin over real sockets on all four transports, real ffmpeg ingest,
+#      aioquic as an independent HTTP/3 client;
+#   2. the timecode decoder's unit tests on frames from the real encoder (node --test);
+#   3. headless Chromium with the QUIC flags playing the real stream over h3 and
+#      HTTP/1.1-over-TLS (web/e2e/e2e.js).
+# Usage: scripts/test.sh [--no-install] [--no-e2e]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+INSTALL=1
+E2E=1
+for a in "$@"; do
+  case "$a" in
+    --no-install) INSTALL=0 ;;
+    --no-e2e) E2E=0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '\n=== %s\n' "$*"; }
+
+if [ "$INSTALL" = 1 ]; then
+  step "installing test dependencies"
+  need=()
+  command -v ffmpeg >/dev/null || need+=(ffmpeg)
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+  command -v node >/dev/null || need+=(nodejs)
+  command -v npm >/dev/null || need+=(npm)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v curl >/dev/null || need+=(curl)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "apt-get install: ${need[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  else
+    echo "system packages: all present"
+  fi
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import aioquic' 2>/dev/null; then
+    echo "creating .venv with aioquic"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt
+  fi
+  echo "npm ci in web/"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo build --release"
+cargo build --release --locked
+
+step "cargo test"
+H3LIVE_PYTHON="$PWD/.venv/bin/python" cargo test --locked
+
+step "timecode decoder tests (node --test)"
+(cd web && npm test)
+
+if [ "$E2E" = 1 ]; then
+  step "headless Chromium end-to-end (h3 and HTTP/1.1 over TLS)"
+  node web/e2e/e2e.js --bin target/release/h3live
+fi
+echo
+echo "all test suites passed"
