@@ -22,6 +22,10 @@ impl Drop for Encoder {
 }
 
 fn ffmpeg_push(origin: std::net::SocketAddr, stream: &str) -> Encoder {
+    ffmpeg_push_with(&format!("http://{origin}/live/{stream}/manifest.mpd"), origin, "tcp_nodelay=1")
+}
+
+fn ffmpeg_push_with(url: &str, origin: std::net::SocketAddr, http_opts: &str) -> Encoder {
     let font = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
     let drawtext = format!(
         "drawtext=fontfile={font}:text='%{{localtime\\:%T.%3N}}':fontsize=32:fontcolor=white:box=1:boxcolor=black:x=10:y=10"
@@ -40,8 +44,8 @@ fn ffmpeg_push(origin: std::net::SocketAddr, stream: &str) -> Encoder {
         "-format_options", "movflags=cmaf", "-write_prft", "1", "-target_latency", "1.5",
         "-utc_timing_url", &format!("http://{origin}/time"),
         "-method", "PUT", "-http_persistent", "1", "-ignore_io_errors", "1",
-        "-http_opts", "tcp_nodelay=1",
-        &format!("http://{origin}/live/{stream}/manifest.mpd"),
+        "-http_opts", http_opts,
+        url,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -137,5 +141,29 @@ async fn real_ffmpeg_push_is_served_live_over_h3_and_h1() {
     let mut r = h3.get(&path).await.unwrap();
     assert_eq!(r.header("content-length").map(|v| v.parse::<usize>().unwrap()), Some(bodies[0].len()));
     assert_eq!(r.bytes().await.unwrap().to_vec(), bodies[0]);
+    o.stop().await;
+}
+
+/// With `--ingest-token`, ffmpeg authenticates with the token as the URL's
+/// Basic-auth password. Without `-http_opts auth_type=basic` it sends the
+/// credentials only after a 401 on each connection, and the first request of
+/// each track's connection (its init segment, sent once per run) is lost:
+/// this checks the documented command loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_with_ingest_token_loses_nothing() {
+    let o = TestOrigin::start_with(|c| c.origin.ingest_token = Some("s3cret".into())).await;
+    let url = format!("http://ffmpeg:s3cret@{}/live/tok/manifest.mpd", o.http);
+    let _enc = ffmpeg_push_with(&url, o.http, "auth_type=basic:tcp_nodelay=1");
+    let store = o.origin.store();
+    let started = Instant::now();
+    while store.get("tok", "chunk-stream0-00002.m4s").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "ffmpeg did not get two segments in");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for name in ["init-stream0.m4s", "init-stream1.m4s", "manifest.mpd", "chunk-stream0-00001.m4s", "chunk-stream1-00001.m4s"] {
+        assert!(store.get("tok", name).is_some(), "{name} was lost");
+    }
+    let metrics = o.origin.metrics().render(store);
+    assert!(!metrics.contains("h3live_ingest_rejected_total{"), "ingest requests were refused:\n{metrics}");
     o.stop().await;
 }

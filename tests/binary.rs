@@ -1,0 +1,94 @@
+//! The `h3live` binary itself: `cert` prints what Chromium needs, `serve`
+//! binds what the flags say, answers, and exits cleanly on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_h3live");
+
+#[test]
+fn cert_prints_spki_and_chromium_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cert", "--out"])
+        .arg(dir.path())
+        .args(["--host", "origin.test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(dir.path().join("cert.pem").exists() && dir.path().join("key.pem").exists());
+    let spki = text.lines().find_map(|l| l.strip_prefix("SPKI SHA-256 (base64): ")).expect(&text).to_string();
+    assert_eq!(spki.len(), 44);
+    assert!(text.contains(&format!("--ignore-certificate-errors-spki-list={spki}")), "{text}");
+    assert!(text.contains("--origin-to-force-quic-on=origin.test:4433"), "{text}");
+    // --show reads the same files back.
+    let out = Command::new(BIN).args(["cert", "--show", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains(&spki));
+}
+
+#[tokio::test]
+async fn serve_answers_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--http", "127.0.0.1:0", "--h3", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .args(["--https-h1", "off", "--https-h2", "off", "--cert-dir"])
+        .arg(dir.path().join("certs"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut http = None;
+    let mut seen = Vec::new();
+    while http.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().expect("serve exited");
+        let plain: String = strip_ansi(&line);
+        if plain.contains("listening") && plain.contains("listener=\"http\"") {
+            let addr = plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+            http = Some(addr.parse::<std::net::SocketAddr>().unwrap());
+        }
+        seen.push(plain);
+    }
+    assert!(seen.iter().any(|l| l.contains("generated a self-signed certificate")), "{seen:?}");
+    assert!(dir.path().join("certs/cert.pem").exists());
+    let mut c = h3live::client::Client::connect(h3live::transport::Transport::H1Clear, http.unwrap(), "localhost", &[])
+        .await
+        .unwrap();
+    assert_eq!(c.get("/healthz").await.unwrap().status, http::StatusCode::OK);
+    drop(c);
+
+    let pid = child.id().unwrap() as i32;
+    let started = Instant::now();
+    assert_eq!(unsafe_kill(pid), 0);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("no exit after SIGTERM").unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// SIGTERM via the `kill` command (no libc dependency for one call).
+fn unsafe_kill(pid: i32) -> i32 {
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().map_or(1, |s| s.code().unwrap_or(1))
+}
