@@ -11,7 +11,7 @@
 //
 // Usage (from the repository root, after cargo build --release and npm ci in web/):
 //   node web/e2e/e2e.js [--duration 20] [--arms h3,h1] [--bin target/release/h3live]
-//                        [--screenshot docs/player.png] [--keep-logs]
+//                        [--latency S] [--screenshot docs/player.png] [--keep-logs]
 //   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
 //                        --spki BASE64 --quic localhost:4433   (against a running origin)
 import { spawn, execFileSync } from 'node:child_process';
@@ -32,7 +32,7 @@ const log = (...a) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)
 // ------------------------------------------------------------------ options
 const opts = {
   duration: 20, arms: 'h3,h1', bin: join(root, 'target', 'release', 'h3live'), screenshot: null,
-  keepLogs: false, url: null, expect: null, spki: null, quic: null, maxLatency: 3000, agree: 250,
+  keepLogs: false, latency: null, url: null, expect: null, spki: null, quic: null, maxLatency: 3000, agree: 250,
 };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
@@ -48,6 +48,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--spki') opts.spki = next();
   else if (a === '--quic') opts.quic = next();
   else if (a === '--max-latency') opts.maxLatency = Number(next());
+  else if (a === '--latency') opts.latency = next();
   else if (a === '-h' || a === '--help') {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
     process.exit(0);
@@ -258,7 +259,8 @@ async function main() {
   };
   for (const arm of opts.arms.split(',')) {
     if (!arms[arm]) throw new Error(`unknown arm ${arm}`);
-    await runArm(arm, ...arms[arm]);
+    const [url, proto] = arms[arm];
+    await runArm(arm, opts.latency ? `${url}&latency=${opts.latency}` : url, proto);
   }
 }
 
