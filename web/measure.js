@@ -1,0 +1,117 @@
+// Measurement pieces shared by the h3live pages: the dash.js low-latency
+// settings, per-frame timecode latency, stall tracking and the transport a
+// resource actually used.  Used by compare.js; player.js keeps its own copy of
+// the same logic for now (see the README's A/B section for the planned switch).
+//
+// Nothing here touches the DOM beyond the <video> element it is given, so a
+// page can run several players side by side.
+
+import { decodeVideo } from './timecode.js';
+
+/** Default target latency (s): the same value as player.js's DEFAULT_LATENCY. */
+export const DEFAULT_LATENCY = 0.8;
+
+/** The protocol each transport arm must use (performance nextHopProtocol). */
+export const ARM_PROTOCOL = { h3: 'h3', h2: 'h2', h1: 'http/1.1', http: 'http/1.1' };
+
+/**
+ * dash.js settings for low-latency playback at `targetLatency` seconds from
+ * `origin` (same values as player.js).  ffmpeg nests its UTCTiming inside
+ * ProducerReferenceTime, where dash.js does not look, so the origin's /time
+ * is given as the default timing source.
+ */
+export function dashSettings(dashjs, targetLatency, origin, debug = false) {
+  return {
+    debug: { logLevel: debug ? dashjs.Debug.LOG_LEVEL_DEBUG : dashjs.Debug.LOG_LEVEL_WARNING },
+    streaming: {
+      delay: { liveDelay: targetLatency },
+      liveCatchup: {
+        enabled: true,
+        mode: 'liveCatchupModeDefault',
+        maxDrift: Math.max(2, targetLatency * 2),
+        playbackRate: { min: -0.3, max: 0.3 },
+      },
+      buffer: { bufferTimeDefault: 4, stallThreshold: 0.05, lowLatencyStallThreshold: 0.05 },
+      utcSynchronization: {
+        enabled: true,
+        defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-xsdate:2014', value: `${origin}/time` },
+      },
+    },
+  };
+}
+
+/**
+ * Call `onSample(shownAtMs, latencyMs)` for every presented frame whose
+ * timecode strip decodes; `onFirstFrame(msSinceNavigation)` once; and
+ * `onError(message)` for frames that do not decode.  shownAtMs is the wall
+ * clock (epoch ms) at which the frame is expected on screen; latency is that
+ * minus the encoder's wall clock decoded from the frame.
+ * Returns false when the browser has no requestVideoFrameCallback.
+ */
+export function watchFrames(video, { onSample, onFirstFrame = () => {}, onError = () => {} }) {
+  if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) return false;
+  const scratch = document.createElement('canvas');
+  let first = true;
+  const onFrame = (now, meta) => {
+    if (first) {
+      first = false;
+      onFirstFrame(Math.round(performance.now()));
+    }
+    const shownAt = performance.timeOrigin + (meta.expectedDisplayTime || now);
+    const r = decodeVideo(video, scratch, shownAt);
+    if (r.ok) onSample(shownAt, shownAt - r.ms);
+    else onError(r.error);
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+  return true;
+}
+
+/**
+ * Stall tracking: a stall is a 'waiting' event after the first frame, until
+ * the next 'playing'.  `state` gets { count, totalMs, events: [[startEpochMs,
+ * durationMs]] }; `stalledNowMs()` includes a stall still in progress.
+ */
+export function watchStalls(video, hasStarted) {
+  const state = { count: 0, totalMs: 0, events: [] };
+  let since = null;
+  video.addEventListener('waiting', () => {
+    if (hasStarted() && since === null) {
+      since = performance.now();
+      state.count++;
+    }
+  });
+  video.addEventListener('playing', () => {
+    if (since !== null) {
+      const d = Math.round(performance.now() - since);
+      state.totalMs += d;
+      state.events.push([Math.round(performance.timeOrigin + since), d]);
+      since = null;
+    }
+  });
+  return {
+    state,
+    stalledNowMs: () => state.totalMs + (since !== null ? performance.now() - since : 0),
+  };
+}
+
+/**
+ * Take the finished resource timing entries whose URL starts with one of
+ * `origins` (keys: arm names), and clear the buffer.  For each arm adds to
+ * acc[arm] = { counts: {protocol: n} (media segments only), last, bytes }
+ * (bytes: encodedBodySize of every finished request of that origin; streams
+ * still downloading are counted when they end).
+ */
+export function scanResources(origins, acc) {
+  for (const e of performance.getEntriesByType('resource')) {
+    const arm = Object.keys(origins).find((a) => e.name.startsWith(`${origins[a]}/`));
+    if (!arm) continue;
+    const a = acc[arm];
+    a.bytes += e.encodedBodySize || 0;
+    if (!/\.m4s(\?|$)/.test(e.name)) continue;
+    const p = e.nextHopProtocol || 'unknown';
+    a.counts[p] = (a.counts[p] || 0) + 1;
+    a.last = p;
+  }
+  performance.clearResourceTimings();
+}
