@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+// A/B driver: headless Chromium (launched through web/e2e/cdp.js) plays
+// web/compare.html for each transport arm and records everything the page
+// measures into one JSON file.  scripts/ab.sh runs it once per impairment
+// profile, inside the client network namespace (`ip netns exec`), so CDP
+// stays on that namespace's loopback.
+//
+// Sequential (default): each arm in a fresh browser context (its own
+// connections and QUIC sessions), the page served by that arm's own origin
+// with only that arm's player.  --concurrent: all arms in one page at once.
+//
+// Usage: node scripts/ab/driver.mjs --out FILE --profile NAME --arms h3,h1,h2
+//          --duration S --host NAME [--ip ADDR] --spki BASE64 --stream NAME
+//          [--latency S] [--ports h3=4433,h1=4443,h2=4444] [--concurrent]
+// --ip maps --host to ADDR (Chromium --host-resolver-rules); without it the
+// host must be localhost.
+import { writeFileSync } from 'node:fs';
+import { Browser, Page } from '../../web/e2e/cdp.js';
+
+const opts = {
+  out: null, profile: 'clean', arms: 'h3,h1', duration: 30, host: 'localhost', ip: null, spki: null,
+  stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false,
+};
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  const key = a.replace(/^--/, '');
+  if (a === '--concurrent') opts.concurrent = true;
+  else if (a.startsWith('--') && key in opts) opts[key] = argv[++i];
+  else { console.error(`driver: unknown option ${a}`); process.exit(2); }
+}
+if (!opts.out || !opts.spki) { console.error('driver: --out and --spki are required'); process.exit(2); }
+const duration = Number(opts.duration);
+const arms = opts.arms.split(',');
+const ports = Object.fromEntries(opts.ports.split(',').map((kv) => kv.split('=')));
+const EXPECT = { h3: 'h3', h2: 'h2', h1: 'http/1.1' };
+for (const a of arms) if (!EXPECT[a] || !ports[a]) { console.error(`driver: unknown arm ${a}`); process.exit(2); }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ts = () => new Date().toISOString().slice(11, 23);
+const log = (...a) => console.error(`[ab ${ts()}] [${opts.profile}]`, ...a);
+
+function pageUrl(servingArm, shownArms) {
+  const p = new URLSearchParams({ stream: opts.stream, arms: shownArms.join(','), host: opts.host });
+  for (const a of shownArms) p.set(`${a}port`, ports[a]);
+  if (opts.latency) p.set('latency', opts.latency);
+  return `https://${opts.host}:${ports[servingArm]}/compare.html?${p}`;
+}
+
+let browser = null;
+const result = {
+  version: 1, profile: opts.profile, mode: opts.concurrent ? 'concurrent' : 'sequential',
+  durationS: duration, startedAt: new Date().toISOString(), chromium: null, arms: {},
+};
+
+/** Play `shownArms` in one fresh browser context for `duration` s. */
+async function play(shownArms) {
+  const url = pageUrl(shownArms[0], shownArms);
+  const { browserContextId } = await browser.send('Target.createBrowserContext', { disposeOnDetach: true });
+  const { targetId } = await browser.send('Target.createTarget', { url: 'about:blank', browserContextId });
+  const { sessionId } = await browser.send('Target.attachToTarget', { targetId, flatten: true });
+  const page = new Page(browser, targetId, sessionId);
+  await page.send('Runtime.enable');
+  await page.send('Page.enable');
+  for (const a of shownArms) {
+    result.arms[a] = { url, expect: EXPECT[a], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
+  }
+  log(`playing ${shownArms.join('+')} for ${duration} s: ${url}`);
+  const navigatedAt = Date.now();
+  await page.goto(url);
+  for (const a of shownArms) result.arms[a].navigatedAt = navigatedAt;
+  const end = navigatedAt + duration * 1000;
+  let lastNote = 0;
+  const take = async () => {
+    const got = await page.eval('window.h3liveCompare ? window.h3liveCompare.take() : null').catch(() => null);
+    if (!got) return;
+    for (const a of shownArms) {
+      if (!got[a]) continue;
+      result.arms[a].frames.push(...got[a].frames);
+      result.arms[a].dash.push(...got[a].dash);
+    }
+  };
+  while (Date.now() < end) {
+    await sleep(Math.min(1000, Math.max(0, end - Date.now())));
+    await take();
+    if (Date.now() - lastNote >= 10000) {
+      lastNote = Date.now();
+      const st = await page.eval('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, { tc: p.latency.timecodeAvgMs, proto: p.transport.last, stalls: p.stalls.count, first: p.firstFrameMs }])))').catch(() => null);
+      log(`  ${Math.round((Date.now() - navigatedAt) / 1000)} s: ${st}`);
+    }
+  }
+  await take();
+  const players = await page.eval('window.h3liveCompare ? JSON.parse(JSON.stringify(window.h3liveCompare.players)) : null').catch(() => null);
+  for (const a of shownArms) {
+    const r = result.arms[a];
+    r.final = players ? players[a] : null;
+    r.pageExceptions = page.exceptions.slice(0, 20);
+    const f = r.final;
+    log(`  ${a}: ${r.frames.length} frame samples, first frame ${f && f.firstFrameMs} ms, transport ${f && JSON.stringify(f.transport.counts)}, stalls ${f && f.stalls.count}, errors ${f ? f.errors.length : '?'}`);
+  }
+  await browser.send('Target.disposeBrowserContext', { browserContextId }).catch(() => {});
+}
+
+async function main() {
+  const flags = [
+    `--origin-to-force-quic-on=${opts.host}:${ports.h3}`,
+    `--ignore-certificate-errors-spki-list=${opts.spki}`,
+  ];
+  // Given after cdp.js's own rule: Chromium keeps the last value of a switch.
+  if (opts.ip) flags.push(`--host-resolver-rules=MAP ${opts.host} ${opts.ip}, MAP * ~NOTFOUND`);
+  browser = await Browser.launch(flags, { log: (m) => log(m) });
+  const v = await browser.send('Browser.getVersion');
+  result.chromium = v.product;
+  if (opts.concurrent) await play(arms);
+  else for (const a of arms) await play([a]);
+}
+
+let code = 0;
+let finished = false;
+async function finish() {
+  if (finished) return;
+  finished = true;
+  result.endedAt = new Date().toISOString();
+  writeFileSync(opts.out, JSON.stringify(result));
+  if (browser) await browser.close().catch(() => {});
+}
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => { log(`${sig}: closing Chromium`); result.interrupted = true; await finish(); process.exit(130); });
+}
+try {
+  await main();
+} catch (e) {
+  log(`ERROR: ${e.stack || e}`);
+  result.error = String(e.message || e);
+  code = 1;
+}
+await finish();
+process.exit(code);
