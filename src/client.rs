@@ -9,8 +9,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Empty, StreamBody};
 use hyper::body::Incoming;
+use tokio::sync::mpsc;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
 
@@ -49,9 +51,12 @@ pub struct Client {
     conn: Conn,
 }
 
+/// Request body type of the hyper connections: empty, or fed chunk by chunk.
+type ReqBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
 enum Conn {
-    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
-    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    H1(hyper::client::conn::http1::SendRequest<ReqBody>),
+    H2(hyper::client::conn::http2::SendRequest<ReqBody>),
     H3 {
         send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
         /// Kept alive for as long as the connection is used.
@@ -114,29 +119,72 @@ impl ClientResponse {
     }
 }
 
-impl Client {
-    /// Connect to `addr` over `transport`. `server_name` is checked against the
-    /// certificate (TLS/QUIC) and sent as the authority; `tls` must trust the
-    /// origin's certificate for every transport but cleartext.
-    pub async fn connect(
-        transport: Transport,
-        addr: SocketAddr,
-        server_name: &str,
-        roots: &[CertificateDer<'static>],
-    ) -> Result<Client> {
+/// Everything needed to open connections to one origin over one transport,
+/// built once and shared by many clients: the TLS config and, for HTTP/3, the
+/// quinn client endpoint (one UDP socket carrying many QUIC connections).
+#[derive(Clone)]
+pub struct Connector {
+    /// The protocol spoken.
+    transport: Transport,
+    /// Where to connect.
+    addr: SocketAddr,
+    /// Checked against the certificate and sent as the authority.
+    server_name: String,
+    /// TLS config for TLS transports (`None` for cleartext).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Client endpoint for HTTP/3.
+    endpoint: Option<quinn::Endpoint>,
+}
+
+impl Connector {
+    /// A connector for `transport` to `addr`. `roots` must trust the origin's
+    /// certificate for every transport but cleartext.
+    pub fn new(transport: Transport, addr: SocketAddr, server_name: &str, roots: &[CertificateDer<'static>]) -> Result<Connector> {
+        let tls = match transport {
+            Transport::H1Clear => None,
+            _ => Some(tls_config(roots, alpn(transport))?),
+        };
+        let endpoint = match (&tls, transport) {
+            (Some(tls), Transport::H3) => {
+                let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+                let mut endpoint = quinn::Endpoint::client(bind)?;
+                let mut tls = (**tls).clone();
+                tls.enable_early_data = true;
+                let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+                let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+                let mut t = quinn::TransportConfig::default();
+                t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+                cfg.transport_config(Arc::new(t));
+                endpoint.set_default_client_config(cfg);
+                Some(endpoint)
+            }
+            _ => None,
+        };
+        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint })
+    }
+
+    /// The transport connections are made over.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Open one connection (for HTTP/3: one more QUIC connection on the
+    /// shared endpoint).
+    pub async fn connect(&self) -> Result<Client> {
+        let (transport, addr, server_name) = (self.transport, self.addr, self.server_name.as_str());
         let authority = format!("{server_name}:{}", addr.port());
-        let conn = match transport {
-            Transport::H1Clear => {
+        let conn = match (transport, &self.tls, &self.endpoint) {
+            (Transport::H1Clear, _, _) => {
                 let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
                 tcp.set_nodelay(true)?;
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
                 Conn::H1(send)
             }
-            Transport::H1Tls | Transport::H2 => {
+            (Transport::H1Tls | Transport::H2, Some(tls), _) => {
                 let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
                 tcp.set_nodelay(true)?;
-                let connector = tokio_rustls::TlsConnector::from(tls_config(roots, alpn(transport))?);
+                let connector = tokio_rustls::TlsConnector::from(tls.clone());
                 let name = ServerName::try_from(server_name.to_string())?;
                 let tls = connector.connect(name, tcp).await.context("TLS handshake")?;
                 let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
@@ -154,26 +202,32 @@ impl Client {
                     Conn::H1(send)
                 }
             }
-            Transport::H3 => {
-                let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-                let mut endpoint = quinn::Endpoint::client(bind)?;
-                let mut tls = (*tls_config(roots, alpn(transport))?).clone();
-                tls.enable_early_data = true;
-                let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-                let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-                let mut t = quinn::TransportConfig::default();
-                t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
-                cfg.transport_config(Arc::new(t));
-                endpoint.set_default_client_config(cfg);
+            (Transport::H3, _, Some(endpoint)) => {
                 let conn = endpoint.connect(addr, server_name)?.await.context("QUIC handshake")?;
                 let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
                 tokio::spawn(async move {
                     let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
                 });
-                Conn::H3 { send, _endpoint: endpoint }
+                Conn::H3 { send, _endpoint: endpoint.clone() }
             }
+            _ => anyhow::bail!("connector for {transport} has no TLS config"),
         };
         Ok(Client { transport, authority, conn })
+    }
+}
+
+impl Client {
+    /// Connect to `addr` over `transport`. `server_name` is checked against the
+    /// certificate (TLS/QUIC) and sent as the authority; `roots` must trust the
+    /// origin's certificate for every transport but cleartext. Many
+    /// connections to one origin should share a [`Connector`] instead.
+    pub async fn connect(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+    ) -> Result<Client> {
+        Connector::new(transport, addr, server_name, roots)?.connect().await
     }
 
     /// The transport of this connection.
@@ -181,8 +235,42 @@ impl Client {
         self.transport
     }
 
+    /// Another handle on the same connection, for concurrent requests
+    /// (HTTP/2 and HTTP/3 streams); `None` for HTTP/1.1, which carries one
+    /// request at a time.
+    pub fn share(&self) -> Option<Client> {
+        let conn = match &self.conn {
+            Conn::H1(_) => return None,
+            Conn::H2(send) => Conn::H2(send.clone()),
+            Conn::H3 { send, _endpoint } => Conn::H3 { send: send.clone(), _endpoint: _endpoint.clone() },
+        };
+        Some(Client { transport: self.transport, authority: self.authority.clone(), conn })
+    }
+
     /// Send a request without a body; the response body streams.
     pub async fn request(&mut self, method: Method, path: &str) -> Result<ClientResponse> {
+        self.send(method, path, None).await
+    }
+
+    /// Send a request whose body is fed chunk by chunk through `body` (each
+    /// piece goes out as it is received, HTTP/1.1 uses chunked encoding);
+    /// the body ends cleanly when the sender is dropped. The response comes
+    /// once the server answers, which for an origin's ingest is after the end
+    /// of the body, so feed the channel from another task.
+    pub async fn request_streaming(&mut self, method: Method, path: &str, body: mpsc::Receiver<Bytes>) -> Result<ClientResponse> {
+        self.send(method, path, Some(body)).await
+    }
+
+    async fn send(&mut self, method: Method, path: &str, body: Option<mpsc::Receiver<Bytes>>) -> Result<ClientResponse> {
+        let hyper_body = |body: Option<mpsc::Receiver<Bytes>>| -> ReqBody {
+            match body {
+                None => Empty::new().boxed_unsync(),
+                Some(rx) => StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|b| (Ok(http_body::Frame::data(b)), rx))
+                }))
+                .boxed_unsync(),
+            }
+        };
         let scheme = if self.transport == Transport::H1Clear { "http" } else { "https" };
         match &mut self.conn {
             Conn::H1(send) => {
@@ -190,7 +278,7 @@ impl Client {
                     .method(method)
                     .uri(path)
                     .header(http::header::HOST, &self.authority)
-                    .body(Empty::new())?;
+                    .body(hyper_body(body))?;
                 send.ready().await?;
                 let resp = send.send_request(req).await?;
                 let (parts, body) = resp.into_parts();
@@ -198,7 +286,7 @@ impl Client {
             }
             Conn::H2(send) => {
                 let uri = format!("{scheme}://{}{path}", self.authority);
-                let req = Request::builder().method(method).uri(uri).body(Empty::new())?;
+                let req = Request::builder().method(method).uri(uri).body(hyper_body(body))?;
                 send.ready().await?;
                 let resp = send.send_request(req).await?;
                 let (parts, body) = resp.into_parts();
@@ -208,6 +296,11 @@ impl Client {
                 let uri = format!("{scheme}://{}{path}", self.authority);
                 let req = Request::builder().method(method).uri(uri).body(())?;
                 let mut stream = send.send_request(req).await?;
+                if let Some(mut rx) = body {
+                    while let Some(b) = rx.recv().await {
+                        stream.send_data(b).await?;
+                    }
+                }
                 stream.finish().await?;
                 let resp = stream.recv_response().await?;
                 Ok(ClientResponse {

@@ -21,11 +21,14 @@
 //!   histogram.
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
 //! - [`client`]: a streaming client for all four transports (tests, viewer tools).
+//! - [`load`]: `h3live load`, a viewer swarm with per-fragment latency, and
+//!   stream capture/replay for benchmarks.
 
 pub mod cert;
 pub mod cli;
 pub mod client;
 pub mod core;
+pub mod load;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -26,6 +26,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Generate a self-signed certificate and print the Chromium flags for HTTP/3.
     Cert(CertCmd),
+    /// Viewer swarm (N live viewers over h3/h2/h1, latency from prft) and stream record/replay.
+    Load(Box<h3live::load::LoadCmd>),
 }
 
 #[derive(clap::Args)]
@@ -69,6 +71,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => rt.block_on(serve(*args)),
         Command::Cert(args) => cert_cmd(args),
+        Command::Load(args) => rt.block_on(h3live::load::main(*args)),
     }
 }
 

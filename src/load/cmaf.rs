@@ -1,0 +1,391 @@
+//! Just enough ISO-BMFF/CMAF to measure and re-stamp a live stream:
+//! - [`FragmentTracker`] follows a media segment *as it arrives*, in pieces of
+//!   any size, and reports each fragment (`prft` + `moof` + `mdat`) when the
+//!   last byte of its `mdat` is in, with the `prft` wall-clock time;
+//! - [`fragments`] and [`track_timescales`] walk whole buffers for the replay
+//!   (where to re-stamp `prft` and shift `tfdt`);
+//! - a few writers ([`boxed`], [`prft`]) for the synthetic stream.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// Wall-clock time of a 64-bit NTP timestamp (32.32 fixed point).
+pub fn ntp_to_system(ntp: u64) -> Option<SystemTime> {
+    let secs = (ntp >> 32).checked_sub(NTP_UNIX_OFFSET)?;
+    let nanos = ((ntp & 0xffff_ffff) * 1_000_000_000) >> 32;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos as u32))
+}
+
+/// 64-bit NTP timestamp of a wall-clock time.
+pub fn system_to_ntp(t: SystemTime) -> u64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    ((d.as_secs() + NTP_UNIX_OFFSET) << 32) | frac
+}
+
+/// Where the parser is inside the current top-level box.
+#[derive(Debug)]
+enum State {
+    /// Collecting a box header (8 bytes, or 16 with a 64-bit size).
+    Header,
+    /// Collecting a `prft` body (small) to read its timestamp.
+    Prft { remaining: usize },
+    /// Skipping the rest of a box body; `mdat` marks a fragment's end.
+    Skip { remaining: u64, mdat: bool },
+    /// A box of size 0 (to the end of the segment): nothing more to find.
+    ToEnd,
+}
+
+/// One fragment whose last byte just arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentDone {
+    /// The `prft` wall-clock time of the fragment, if it carried one.
+    pub prft: Option<SystemTime>,
+}
+
+/// Incremental parser of one media segment's top-level boxes. Feed it the
+/// body pieces in order; it keeps its progress in fields, so pieces may split
+/// boxes anywhere.
+#[derive(Debug)]
+pub struct FragmentTracker {
+    /// Parser state.
+    state: State,
+    /// Partial header or `prft` body.
+    buf: Vec<u8>,
+    /// `prft` time waiting for its fragment's `mdat` to complete.
+    pending_prft: Option<SystemTime>,
+    /// Fragments completed so far.
+    fragments: u64,
+}
+
+impl Default for FragmentTracker {
+    fn default() -> Self {
+        FragmentTracker { state: State::Header, buf: Vec::with_capacity(64), pending_prft: None, fragments: 0 }
+    }
+}
+
+impl FragmentTracker {
+    /// Fragments completed so far.
+    pub fn fragments(&self) -> u64 {
+        self.fragments
+    }
+
+    /// Consume one piece of the segment; `done` is called for every fragment
+    /// whose `mdat` ends inside it.
+    pub fn feed(&mut self, mut data: &[u8], mut done: impl FnMut(FragmentDone)) {
+        while !data.is_empty() {
+            match &mut self.state {
+                State::ToEnd => return,
+                State::Header => {
+                    let want = if self.buf.len() >= 8 && be32(&self.buf[0..4]) == 1 { 16 } else { 8 };
+                    let take = (want - self.buf.len()).min(data.len());
+                    self.buf.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if self.buf.len() < want {
+                        continue;
+                    }
+                    let size32 = be32(&self.buf[0..4]);
+                    if size32 == 1 && want == 8 {
+                        continue; // a 64-bit size follows
+                    }
+                    let kind: [u8; 4] = self.buf[4..8].try_into().unwrap_or_default();
+                    let (size, header) = match size32 {
+                        0 => {
+                            self.state = State::ToEnd;
+                            self.buf.clear();
+                            continue;
+                        }
+                        1 => (be64(&self.buf[8..16]), 16),
+                        n => (n as u64, 8),
+                    };
+                    self.buf.clear();
+                    let body = size.saturating_sub(header);
+                    self.state = if &kind == b"prft" && body <= 64 {
+                        State::Prft { remaining: body as usize }
+                    } else {
+                        State::Skip { remaining: body, mdat: &kind == b"mdat" }
+                    };
+                    self.finish_box_if_empty(&mut done);
+                }
+                State::Prft { remaining } => {
+                    let take = (*remaining).min(data.len());
+                    self.buf.extend_from_slice(&data[..take]);
+                    *remaining -= take;
+                    data = &data[take..];
+                    self.finish_box_if_empty(&mut done);
+                }
+                State::Skip { remaining, .. } => {
+                    let take = (*remaining).min(data.len() as u64);
+                    *remaining -= take;
+                    data = &data[take as usize..];
+                    self.finish_box_if_empty(&mut done);
+                }
+            }
+        }
+    }
+
+    /// At the end of a box body: read a `prft`, report a finished `mdat`.
+    fn finish_box_if_empty(&mut self, done: &mut impl FnMut(FragmentDone)) {
+        match self.state {
+            State::Prft { remaining: 0 } => {
+                self.pending_prft = prft_time(&self.buf);
+                self.buf.clear();
+                self.state = State::Header;
+            }
+            State::Skip { remaining: 0, mdat } => {
+                if mdat {
+                    self.fragments += 1;
+                    done(FragmentDone { prft: self.pending_prft.take() });
+                }
+                self.state = State::Header;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().unwrap_or_default())
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes(b[..8].try_into().unwrap_or_default())
+}
+
+/// The NTP time of a `prft` body (version/flags, reference track, NTP, media time).
+fn prft_time(body: &[u8]) -> Option<SystemTime> {
+    (body.len() >= 16).then(|| ntp_to_system(be64(&body[8..16]))).flatten()
+}
+
+/// Iterate the boxes in `buf[start..end]`: (type, box start, body start, box end).
+fn children(buf: &[u8], start: usize, end: usize) -> Vec<([u8; 4], usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at + 8 <= end {
+        let size32 = be32(&buf[at..]) as u64;
+        let kind: [u8; 4] = buf[at + 4..at + 8].try_into().unwrap_or_default();
+        let (size, header) = match size32 {
+            0 => ((end - at) as u64, 8),
+            1 if at + 16 <= end => (be64(&buf[at + 8..]), 16),
+            1 => break,
+            n => (n, 8),
+        };
+        if size < header as u64 || at as u64 + size > end as u64 {
+            break;
+        }
+        out.push((kind, at, at + header, at + size as usize));
+        at += size as usize;
+    }
+    out
+}
+
+/// Byte positions inside one fragment of a complete segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fragment {
+    /// Offset of the 8-byte NTP timestamp of its `prft`, if any.
+    pub prft_ntp: Option<usize>,
+    /// `tfdt` base media decode times: (offset, width in bytes 4 or 8, track ID).
+    pub tfdt: Vec<(usize, usize, u32)>,
+    /// Offset just past the end of its `mdat` (its last byte + 1).
+    pub end: usize,
+}
+
+/// The fragments of a complete media segment, in order.
+pub fn fragments(seg: &[u8]) -> Vec<Fragment> {
+    let mut out = Vec::new();
+    let mut cur = Fragment::default();
+    for (kind, _, body, end) in children(seg, 0, seg.len()) {
+        match &kind {
+            b"prft" if end - body >= 16 => cur.prft_ntp = Some(body + 8),
+            b"moof" => {
+                for (k, _, tb, te) in children(seg, body, end) {
+                    if &k != b"traf" {
+                        continue;
+                    }
+                    let mut track = 0;
+                    for (k, _, b, e) in children(seg, tb, te) {
+                        match &k {
+                            b"tfhd" if e - b >= 8 => track = be32(&seg[b + 4..]),
+                            b"tfdt" if e - b >= 8 => {
+                                let width = if seg[b] == 1 { 8 } else { 4 };
+                                if b + 4 + width <= e {
+                                    cur.tfdt.push((b + 4, width, track));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            b"mdat" => {
+                cur.end = end;
+                out.push(std::mem::take(&mut cur));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Overwrite the NTP timestamp at `at` with `t`.
+pub fn write_ntp(seg: &mut [u8], at: usize, t: SystemTime) {
+    seg[at..at + 8].copy_from_slice(&system_to_ntp(t).to_be_bytes());
+}
+
+/// Read the NTP timestamp at `at`.
+pub fn read_ntp(seg: &[u8], at: usize) -> Option<SystemTime> {
+    ntp_to_system(be64(&seg[at..]))
+}
+
+/// Add `delta` to the `tfdt` value at (`at`, `width`).
+pub fn shift_tfdt(seg: &mut [u8], at: usize, width: usize, delta: u64) {
+    if width == 8 {
+        let v = be64(&seg[at..]).wrapping_add(delta);
+        seg[at..at + 8].copy_from_slice(&v.to_be_bytes());
+    } else {
+        let v = (be32(&seg[at..]) as u64).wrapping_add(delta) as u32;
+        seg[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// (track ID, media timescale) of every track of an init segment.
+pub fn track_timescales(init: &[u8]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for (k, _, b, e) in children(init, 0, init.len()) {
+        if &k != b"moov" {
+            continue;
+        }
+        for (k, _, tb, te) in children(init, b, e) {
+            if &k != b"trak" {
+                continue;
+            }
+            let (mut id, mut scale) = (None, None);
+            for (k, _, b, e) in children(init, tb, te) {
+                let v1 = init.get(b) == Some(&1);
+                match &k {
+                    b"tkhd" => {
+                        let at = b + if v1 { 20 } else { 12 };
+                        if at + 4 <= e {
+                            id = Some(be32(&init[at..]));
+                        }
+                    }
+                    b"mdia" => {
+                        for (k, _, b, e) in children(init, b, e) {
+                            let at = b + if init.get(b) == Some(&1) { 20 } else { 12 };
+                            if &k == b"mdhd" && at + 4 <= e {
+                                scale = Some(be32(&init[at..]));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(id), Some(scale)) = (id, scale) {
+                out.push((id, scale));
+            }
+        }
+    }
+    out
+}
+
+/// A box: 32-bit size, type, body.
+pub fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + body.len());
+    out.extend_from_slice(&(8 + body.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A version-1 `prft` box for `track` at wall-clock `t`.
+pub fn prft(track: u32, t: SystemTime, media_time: u64) -> Vec<u8> {
+    let mut body = vec![1, 0, 0, 0x18];
+    body.extend_from_slice(&track.to_be_bytes());
+    body.extend_from_slice(&system_to_ntp(t).to_be_bytes());
+    body.extend_from_slice(&media_time.to_be_bytes());
+    boxed(b"prft", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment(track: u32, t: SystemTime, payload: usize) -> Vec<u8> {
+        let mut out = prft(track, t, 0);
+        let mut tfdt = vec![1, 0, 0, 0];
+        tfdt.extend_from_slice(&1000u64.to_be_bytes());
+        let mut tfhd = vec![0, 0, 0, 0];
+        tfhd.extend_from_slice(&track.to_be_bytes());
+        let traf = [boxed(b"tfhd", &tfhd), boxed(b"tfdt", &tfdt)].concat();
+        out.extend(boxed(b"moof", &boxed(b"traf", &traf)));
+        out.extend(boxed(b"mdat", &vec![7u8; payload]));
+        out
+    }
+
+    #[test]
+    fn ntp_round_trip() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_763_000_000_123_456);
+        let back = ntp_to_system(system_to_ntp(t)).unwrap();
+        let diff = back.duration_since(t).unwrap_or_else(|e| e.duration());
+        assert!(diff < Duration::from_micros(1), "{diff:?}");
+    }
+
+    #[test]
+    fn tracker_reports_fragments_across_any_split() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut seg = boxed(b"styp", b"msdh\0\0\0\0msdhmsix");
+        for i in 0..3 {
+            seg.extend(fragment(1, t0 + Duration::from_millis(33 * i), 100 + 50 * i as usize));
+        }
+        for piece in [1, 3, 7, 16, 33, 1000] {
+            let mut tr = FragmentTracker::default();
+            let mut got = Vec::new();
+            for c in seg.chunks(piece) {
+                tr.feed(c, |f| got.push(f.prft));
+            }
+            assert_eq!(got.len(), 3, "piece {piece}");
+            assert_eq!(got[2], Some(ntp_to_system(system_to_ntp(t0 + Duration::from_millis(66))).unwrap()));
+        }
+        // The last byte of an mdat is what completes a fragment.
+        let mut tr = FragmentTracker::default();
+        let mut n = 0;
+        let first_end = 24 + fragment(1, t0, 100).len();
+        tr.feed(&seg[..first_end - 1], |_| n += 1);
+        assert_eq!(n, 0);
+        tr.feed(&seg[first_end - 1..first_end], |_| n += 1);
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn layout_and_restamp() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut seg = boxed(b"styp", b"msdh");
+        seg.extend(fragment(2, t0, 10));
+        seg.extend(fragment(2, t0, 20));
+        let frags = fragments(&seg);
+        assert_eq!(frags.len(), 2);
+        assert_eq!(frags[1].end, seg.len());
+        let t1 = t0 + Duration::from_secs(10);
+        write_ntp(&mut seg, frags[0].prft_ntp.unwrap(), t1);
+        let (at, width, track) = frags[0].tfdt[0];
+        assert_eq!((width, track), (8, 2));
+        shift_tfdt(&mut seg, at, width, 500);
+        assert_eq!(be64(&seg[at..]), 1500);
+        assert_eq!(read_ntp(&seg, frags[0].prft_ntp.unwrap()).unwrap().duration_since(t1).unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn timescales_of_an_init_segment() {
+        let mut tkhd = vec![0u8; 12];
+        tkhd.extend_from_slice(&3u32.to_be_bytes());
+        tkhd.extend_from_slice(&[0u8; 8]);
+        let mut mdhd = vec![0u8; 12];
+        mdhd.extend_from_slice(&15360u32.to_be_bytes());
+        mdhd.extend_from_slice(&[0u8; 8]);
+        let trak = [boxed(b"tkhd", &tkhd), boxed(b"mdia", &boxed(b"mdhd", &mdhd))].concat();
+        let init = [boxed(b"ftyp", b"iso6"), boxed(b"moov", &boxed(b"trak", &trak))].concat();
+        assert_eq!(track_timescales(&init), vec![(3, 15360)]);
+    }
+}

@@ -1,0 +1,535 @@
+//! `h3live load`: a swarm of simulated live viewers, and the tools that feed
+//! an origin a realistic stream without running an encoder.
+//!
+//! - [`viewer`]: one viewer (manifest, init segments once, then each media
+//!   segment while it is written); thousands run as tasks on the two tokio
+//!   worker threads of the binary, sharing one [`Connector`] (for HTTP/3 a
+//!   few quinn client endpoints, each carrying many QUIC connections).
+//! - [`cmaf`]: incremental box parsing; the latency of a fragment is the time
+//!   from its `prft` wall clock to the arrival of the last byte of its `mdat`.
+//! - [`mpd`]: the manifest fields a live viewer needs.
+//! - [`stats`]: lock-free counters and a 1 %-resolution latency histogram.
+//! - [`capture`], [`record`], [`replay`]: a capture format with per-chunk
+//!   timing, a recorder ffmpeg can push to, a looping real-time replay into
+//!   the origin's ingest (re-stamping `prft`), and a synthetic stream.
+//!
+//! Subcommands: `h3live load [viewer flags]` runs viewers (optionally with
+//! `--replay DIR` feeding the origin in the same process); `load record`,
+//! `load replay`, `load synth` handle captures.
+
+pub mod capture;
+pub mod cmaf;
+pub mod mpd;
+pub mod record;
+pub mod replay;
+pub mod stats;
+pub mod viewer;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::CertificateDer;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cli::parse_duration;
+use crate::client::Connector;
+use crate::transport::Transport;
+use stats::{Percentiles, Totals, ViewerReport};
+use viewer::{Pace, Shared, Tracks};
+
+/// Viewer swarm and stream replay for benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "load", args_conflicts_with_subcommands = true)]
+pub struct LoadCmd {
+    /// Capture tools; without one, run viewers.
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
+    /// Viewer options.
+    #[command(flatten)]
+    pub viewers: LoadArgs,
+}
+
+/// Capture tools.
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// Act as the ingest listener and record what an encoder pushes.
+    Record(RecordArgs),
+    /// Push a capture into an origin at real-time pace, looping.
+    Replay(ReplayArgs),
+    /// Write a synthetic capture (CMAF-shaped filler, real prft/tfdt timing).
+    Synth(SynthArgs),
+}
+
+/// A transport, as named on the command line and in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// HTTP/3 over QUIC.
+    H3,
+    /// HTTP/2 over TLS.
+    H2,
+    /// HTTP/1.1 over TLS.
+    H1Tls,
+    /// Cleartext HTTP/1.1.
+    H1Clear,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Transport {
+        match t {
+            TransportArg::H3 => Transport::H3,
+            TransportArg::H2 => Transport::H2,
+            TransportArg::H1Tls => Transport::H1Tls,
+            TransportArg::H1Clear => Transport::H1Clear,
+        }
+    }
+}
+
+/// Viewer swarm options.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Transport every viewer uses.
+    #[arg(long, short = 't', value_enum, default_value = "h3")]
+    pub transport: TransportArg,
+    /// Origin address. Default: the `serve` default listener of the transport
+    /// (h3 127.0.0.1:4433, h2 :4444, h1-tls :4443, h1-clear :8080).
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// Server name checked against the certificate.
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+    /// PEM certificate(s) to trust.
+    #[arg(long, default_value = "certs/cert.pem")]
+    pub ca: PathBuf,
+    /// Stream name: the manifest is /live/STREAM/manifest.mpd.
+    #[arg(long, default_value = "test")]
+    pub stream: String,
+    /// Manifest path, overriding --stream (e.g. /static/manifest.mpd).
+    #[arg(long)]
+    pub manifest: Option<String>,
+    /// Number of viewers.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub viewers: usize,
+    /// How long to run (after the ramp).
+    #[arg(long, short = 'd', default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Spread viewer starts over this long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub ramp: Duration,
+    /// When the next segment is requested.
+    #[arg(long, value_enum, default_value = "live")]
+    pub pace: Pace,
+    /// Representations each viewer follows.
+    #[arg(long, value_enum, default_value = "all")]
+    pub tracks: Tracks,
+    /// A segment ending more than this beyond its duration after the previous one is a stall.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub stall_margin: Duration,
+    /// Connect and read the manifest, then hold the connection idle (memory per idle viewer).
+    #[arg(long)]
+    pub idle: bool,
+    /// How long a viewer waits for the stream to appear (manifest/init 404s).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// HTTP/3: QUIC connections per client endpoint (UDP socket).
+    #[arg(long, default_value_t = 128)]
+    pub conns_per_endpoint: usize,
+    /// Write the report as JSON here (`-` for stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Also replay this capture into the origin's ingest while the viewers run.
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+    /// Cleartext ingest address for --replay.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub ingest: SocketAddr,
+    /// prft re-stamping for --replay.
+    #[arg(long, value_enum, default_value = "push")]
+    pub prft: replay::PrftMode,
+}
+
+impl LoadArgs {
+    fn addr(&self) -> SocketAddr {
+        self.addr.unwrap_or_else(|| {
+            let port = match self.transport {
+                TransportArg::H3 => 4433,
+                TransportArg::H2 => 4444,
+                TransportArg::H1Tls => 4443,
+                TransportArg::H1Clear => 8080,
+            };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
+    }
+
+    fn manifest_path(&self) -> String {
+        self.manifest.clone().unwrap_or_else(|| format!("/live/{}/manifest.mpd", self.stream))
+    }
+}
+
+/// `load record` options.
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// Address to listen on; point the encoder's output URL here.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Capture directory to write.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Stop after this long (default: at SIGINT/SIGTERM).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// `load replay` options.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Capture directory.
+    #[arg(long, short = 'c')]
+    pub capture: PathBuf,
+    /// Cleartext ingest address of the origin.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub ingest: SocketAddr,
+    /// Stream name to push as.
+    #[arg(long, default_value = "test")]
+    pub stream: String,
+    /// prft re-stamping.
+    #[arg(long, value_enum, default_value = "push")]
+    pub prft: replay::PrftMode,
+    /// Stop after this long (default: at SIGINT/SIGTERM).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Instead of pushing, write a static copy (manifest, init and this many
+    /// media segments, timeline starting now) into --static-out.
+    #[arg(long, requires = "static_out")]
+    pub static_segments: Option<u64>,
+    /// Directory for --static-segments.
+    #[arg(long)]
+    pub static_out: Option<PathBuf>,
+    /// With --static-segments: start the timeline this long from now.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub static_delay: Duration,
+}
+
+/// `load synth` options.
+#[derive(Debug, Clone, Args)]
+pub struct SynthArgs {
+    /// Capture directory to write.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Length.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Segment duration.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub segment: Duration,
+    /// Video bitrate in bit/s.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub bitrate: u64,
+    /// Video fragments per second.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+}
+
+/// The result of a viewer run (the JSON report).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Transport label.
+    pub transport: String,
+    /// Origin address.
+    pub addr: String,
+    /// Manifest path.
+    pub manifest: String,
+    /// Viewers started.
+    pub viewers: usize,
+    /// Viewers with their connection up at the end.
+    pub connected: u64,
+    /// Request pacing.
+    pub pace: Pace,
+    /// Idle viewers (connection held, nothing streamed).
+    pub idle: bool,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Measured duration (ramp included), seconds.
+    pub duration_s: f64,
+    /// Body bytes received by all viewers.
+    pub bytes: u64,
+    /// Aggregate receive rate.
+    pub mbit_per_s: f64,
+    /// Fragments completed.
+    pub fragments: u64,
+    /// Media segments completed.
+    pub segments: u64,
+    /// Errors (failed connections and requests, broken bodies).
+    pub errors: u64,
+    /// Segments slower than real time.
+    pub stalls: u64,
+    /// prft → last byte of each fragment (join segments excluded).
+    pub latency: Percentiles,
+    /// Errors by root cause.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// The in-process replay, if any: requests, bytes, errors.
+    pub replay: Option<BTreeMap<String, u64>>,
+    /// Per viewer.
+    pub per_viewer: Vec<ViewerReport>,
+}
+
+impl Report {
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        let l = &self.latency;
+        format!(
+            "{} x{} {}: {:.1} s, {} MB, {:.2} Mbit/s ({:.3} per viewer), {} segments, {} fragments\n\
+             latency prft→last byte (n={}): p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms  mean {:.1} ms\n\
+             errors {}  stalls {}  connected at end {}/{}{}",
+            self.transport,
+            self.viewers,
+            if self.idle { "idle" } else { "viewers" },
+            self.duration_s,
+            self.bytes / 1_000_000,
+            self.mbit_per_s,
+            self.mbit_per_s / self.viewers.max(1) as f64,
+            self.segments,
+            self.fragments,
+            l.count,
+            l.p50_ms,
+            l.p95_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.mean_ms,
+            self.errors,
+            self.stalls,
+            self.connected,
+            self.viewers,
+            if self.error_kinds.is_empty() { String::new() } else { format!("\nerror kinds: {:?}", self.error_kinds) },
+        )
+    }
+}
+
+/// Run the `load` command.
+pub async fn main(cmd: LoadCmd) -> Result<()> {
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            info!("SIGINT: stopping");
+            stop.cancel();
+        });
+    }
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            term.recv().await;
+            stop.cancel();
+        });
+    }
+    match cmd.mode {
+        Some(Mode::Record(a)) => {
+            if let Some(d) = a.duration {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    stop.cancel();
+                });
+            }
+            record::run(a.listen, &a.out, stop).await
+        }
+        Some(Mode::Replay(a)) => {
+            let plan = replay::load_plan(&a.capture)?;
+            if let (Some(n), Some(dir)) = (a.static_segments, &a.static_out) {
+                let bytes = replay::write_static(&plan, dir, n, SystemTime::now() + a.static_delay)?;
+                println!("wrote {n} segments per representation ({bytes} bytes) to {}", dir.display());
+                return Ok(());
+            }
+            let stats = Arc::new(replay::ReplayStats::default());
+            replay::run(plan, a.ingest, &a.stream, a.prft, a.duration, stop, stats.clone()).await?;
+            println!(
+                "replay: {} requests, {} bytes, {} errors",
+                stats.requests.load(Ordering::Relaxed),
+                stats.bytes.load(Ordering::Relaxed),
+                stats.errors.load(Ordering::Relaxed)
+            );
+            Ok(())
+        }
+        Some(Mode::Synth(a)) => {
+            let opts = capture::SynthOptions { duration: a.duration, segment: a.segment, video_bitrate: a.bitrate, fps: a.fps };
+            capture::synthesize(&a.out, &opts)?;
+            println!("wrote a synthetic capture to {}", a.out.display());
+            Ok(())
+        }
+        None => {
+            let report = run(cmd.viewers, stop).await?;
+            eprintln!("{}", report.summary());
+            Ok(())
+        }
+    }
+}
+
+/// Run viewers as `args` say until the duration ends or `stop` is
+/// cancelled; write the JSON report if asked and return it.
+pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
+    let transport: Transport = args.transport.into();
+    let addr = args.addr();
+    let roots: Vec<CertificateDer<'static>> = if transport == Transport::H1Clear {
+        Vec::new()
+    } else {
+        CertificateDer::pem_file_iter(&args.ca)
+            .with_context(|| format!("reading --ca {}", args.ca.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("parsing --ca {}", args.ca.display()))?
+    };
+    // HTTP/3: one client endpoint (UDP socket) per `conns_per_endpoint` viewers.
+    let endpoints = if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
+    let connectors: Vec<Connector> =
+        (0..endpoints).map(|_| Connector::new(transport, addr, &args.host, &roots)).collect::<Result<_>>()?;
+
+    // The in-process replay feeds the origin first.
+    let replay_stats = Arc::new(replay::ReplayStats::default());
+    let replay_stop = CancellationToken::new();
+    let replay_task = match &args.replay {
+        Some(dir) => {
+            let plan = replay::load_plan(dir)?;
+            let (stream, prft, ingest) = (args.stream.clone(), args.prft, args.ingest);
+            let (st, rs) = (replay_stats.clone(), replay_stop.clone());
+            Some(tokio::spawn(async move { replay::run(plan, ingest, &stream, prft, None, rs, st).await }))
+        }
+        None => None,
+    };
+
+    let totals = Arc::new(Totals::new(args.viewers));
+    let viewers_stop = stop.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let shared: Vec<Arc<Shared>> = connectors
+        .into_iter()
+        .map(|connector| {
+            Arc::new(Shared {
+                connector,
+                manifest_path: args.manifest_path(),
+                pace: args.pace,
+                tracks: args.tracks,
+                stall_margin: args.stall_margin,
+                idle: args.idle,
+                wait_for_stream: args.wait,
+                totals: totals.clone(),
+                stop: viewers_stop.clone(),
+            })
+        })
+        .collect();
+    {
+        let (shared, n, ramp) = (shared.clone(), args.viewers, args.ramp);
+        let per_endpoint = args.conns_per_endpoint.max(1);
+        let stop = viewers_stop.clone();
+        tasks.spawn(async move {
+            let mut inner = tokio::task::JoinSet::new();
+            for id in 0..n {
+                let at = started + ramp.mul_f64(id as f64 / n as f64);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = stop.cancelled() => break,
+                }
+                let s = shared[(id / per_endpoint).min(shared.len() - 1)].clone();
+                inner.spawn(viewer::run(s, id));
+            }
+            while inner.join_next().await.is_some() {}
+        });
+    }
+    info!(%transport, %addr, viewers = args.viewers, endpoints, "viewers starting");
+
+    let end = started + args.ramp + args.duration;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut last_bytes = 0u64;
+    let mut last_t = started;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(end.into()) => break,
+            _ = stop.cancelled() => break,
+        }
+        let now = Instant::now();
+        let bytes = totals.sum(|v| &v.bytes);
+        let rate = (bytes - last_bytes) as f64 * 8.0 / now.duration_since(last_t).as_secs_f64() / 1e6;
+        (last_bytes, last_t) = (bytes, now);
+        let p = totals.latency_interval.percentiles();
+        totals.latency_interval.reset();
+        if !args.quiet {
+            eprint!(
+                "\r[{:>4.0}s] {} conn {}/{} | {:>8.2} Mbit/s | frags {:>8} | lat p50 {:>6.1} p99 {:>6.1} max {:>6.1} ms | err {} | stalls {} ",
+                started.elapsed().as_secs_f64(),
+                transport,
+                totals.sum(|v| &v.connected),
+                args.viewers,
+                rate,
+                totals.sum(|v| &v.fragments),
+                p.p50_ms,
+                p.p99_ms,
+                p.max_ms,
+                totals.sum(|v| &v.errors),
+                totals.sum(|v| &v.stalls),
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+    if !args.quiet {
+        eprintln!();
+    }
+    let connected = totals.sum(|v| &v.connected);
+    let elapsed = started.elapsed();
+    viewers_stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    replay_stop.cancel();
+    if let Some(t) = replay_task {
+        t.await.context("replay task")??;
+    }
+    let bytes = totals.sum(|v| &v.bytes);
+    let report = Report {
+        transport: transport.to_string(),
+        addr: addr.to_string(),
+        manifest: args.manifest_path(),
+        viewers: args.viewers,
+        connected,
+        pace: args.pace,
+        idle: args.idle,
+        started_unix_ms: crate::store::unix_ms(started_wall),
+        duration_s: elapsed.as_secs_f64(),
+        bytes,
+        mbit_per_s: bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
+        fragments: totals.sum(|v| &v.fragments),
+        segments: totals.sum(|v| &v.segments),
+        errors: totals.sum(|v| &v.errors),
+        stalls: totals.sum(|v| &v.stalls),
+        latency: totals.latency.percentiles(),
+        error_kinds: totals.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        replay: args.replay.as_ref().map(|_| {
+            BTreeMap::from([
+                ("requests".to_string(), replay_stats.requests.load(Ordering::Relaxed)),
+                ("bytes".to_string(), replay_stats.bytes.load(Ordering::Relaxed)),
+                ("errors".to_string(), replay_stats.errors.load(Ordering::Relaxed)),
+            ])
+        }),
+        per_viewer: totals.reports(elapsed),
+    };
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)? + "\n";
+        if path.as_os_str() == "-" {
+            print!("{json}");
+        } else {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(report)
+}
