@@ -99,6 +99,23 @@ const mdTable = [md(head), md(head.map(() => '---')), ...table.map(md)].join('\n
 const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
 const txtTable = [head, ...table].map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n');
 
+// What the impairment really did (nftables / tc counters saved by ab.sh).
+function netNote(profile) {
+  const file = join(dir, 'raw', `${profile}.net.txt`);
+  if (!existsSync(file)) return '';
+  const parts = readFileSync(file, 'utf8').split(/^== /m).filter(Boolean);
+  const notes = [];
+  for (const part of parts) {
+    const dirName = part.startsWith('origin') ? 'upstream' : 'downstream';
+    const all = part.match(/^\s*counter packets (\d+)/m);
+    const drop = part.match(/counter packets (\d+) bytes \d+ drop/);
+    if (all && drop) notes.push(`${dirName} ${drop[1]}/${all[1]} packets dropped (${((100 * drop[1]) / Math.max(1, all[1])).toFixed(2)} %)`);
+    const q = part.match(/qdisc (tbf|netem)[\s\S]*?Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)/);
+    if (q) notes.push(`${dirName} ${q[1]}: ${q[3]} packets sent, ${q[4]} dropped, ${q[5]} overlimits`);
+  }
+  return notes.length ? ` — measured: ${notes.join('; ')}` : '';
+}
+
 const skipped = meta.skipped || [];
 const report = `# h3live transport A/B report
 
@@ -108,7 +125,7 @@ const report = `# h3live transport A/B report
 - stream: ${meta.encoder}; player target latency ${meta.targetLatencyS} s; ${meta.durationS} s per arm and profile; statistics leave out the first ${meta.warmupS} s after the first frame
 
 ## Profiles
-${Object.entries(meta.profiles).map(([p, d]) => `- \`${p}\`: ${d}`).join('\n')}
+${Object.entries(meta.profiles).map(([p, d]) => `- \`${p}\`: ${d}${netNote(p)}`).join('\n')}
 ${skipped.length ? `\nSkipped:\n${skipped.map((s) => `- \`${s.profile}\`: ${s.reason}`).join('\n')}\n` : ''}
 ## Results
 
@@ -141,14 +158,14 @@ function svg() {
     const pw = W - L - R, ph = PH - T - B;
     const all = Object.values(series[p]).flat();
     const tMax = Math.max(10, ...all.map(([t]) => t));
-    let vMax = Math.max(1000, ...all.map(([, v]) => v));
-    vMax = Math.ceil(vMax / 500) * 500;
+    const top = Math.max(1000, ...all.map(([, v]) => v));
+    const tick = [100, 200, 250, 500, 1000, 2000, 2500, 5000].find((s) => top / s <= 6) || 10000;
+    const vMax = Math.ceil(top / tick) * tick;
     const X = (t) => (L + (t / tMax) * pw).toFixed(1);
     const Y = (v) => (y0 + T + ph - (Math.min(v, vMax) / vMax) * ph).toFixed(1);
     out.push(`<text x="${L}" y="${y0 + 22}" font-weight="bold">${p}</text><text x="${L + 60}" y="${y0 + 22}" fill="#666">${(meta.profiles[p] || '').replace(/[<&]/g, '')}</text>`);
     out.push(`<rect x="${L}" y="${y0 + T}" width="${pw}" height="${ph}" fill="none" stroke="#bbb"/>`);
-    for (let k = 0; k <= 4; k++) {
-      const v = (vMax / 4) * k;
+    for (let v = 0; v <= vMax; v += tick) {
       out.push(`<line x1="${L}" x2="${L + pw}" y1="${Y(v)}" y2="${Y(v)}" stroke="#eee"/><text x="${L - 4}" y="${Number(Y(v)) + 4}" text-anchor="end" fill="#444">${v}</text>`);
     }
     const step = tMax > 120 ? 30 : tMax > 40 ? 10 : 5;

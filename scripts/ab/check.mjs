@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// Checks an A/B output folder (scripts/ab.sh) for the test command:
+//   - report.md, summary.json, samples.csv, latency.svg, meta.json, raw/*.json exist and parse;
+//   - every profile x arm produced frame samples (at least --min-samples after the warm-up);
+//   - each arm's media segments all used its protocol (h3 / http/1.1 / h2);
+//   - latencies are plausible: every frame sample and p50/p95/p99 above 0 and below 10 s;
+//   - loss profiles really dropped packets (nftables counters).
+// It asserts nothing about which transport is faster: that is what the report is for.
+// Usage: node scripts/ab/check.mjs DIR --arms h3,h1 --profiles clean,loss1 [--min-samples 100]
+// Ends with "ab-check: N passed, N failed"; exits non-zero on any failure.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const argv = process.argv.slice(2);
+const dir = argv[0];
+const opt = (name, def) => { const i = argv.indexOf(`--${name}`); return i > 0 ? argv[i + 1] : def; };
+const arms = opt('arms', 'h3,h1').split(',');
+const profiles = opt('profiles', 'clean,loss1').split(',');
+const minSamples = Number(opt('min-samples', '100'));
+const MAX_MS = 10000;
+const EXPECT = { h3: 'h3', h1: 'http/1.1', h2: 'h2' };
+
+let passed = 0, failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) passed++; else failed++;
+  console.log(`${ok ? 'PASS' : 'FAIL'}  ${name}${detail ? ` — ${detail}` : ''}`);
+}
+function parse(file, how) {
+  const path = join(dir, file);
+  if (!existsSync(path)) { check(`${file} exists`, false); return null; }
+  try {
+    const v = how(readFileSync(path, 'utf8'));
+    check(`${file} exists and parses`, true);
+    return v;
+  } catch (e) {
+    check(`${file} exists and parses`, false, e.message);
+    return null;
+  }
+}
+
+const summary = parse('summary.json', JSON.parse);
+parse('meta.json', JSON.parse);
+const report = parse('report.md', (s) => { if (!s.includes('| profile | transport |')) throw new Error('no result table'); return s; });
+const svg = parse('latency.svg', (s) => {
+  if (!/^<svg[\s\S]*<\/svg>$/.test(s.trim())) throw new Error('not an <svg> document');
+  return s;
+});
+const csvRows = parse('samples.csv', (s) => {
+  const lines = s.trim().split('\n');
+  const head = lines[0].split(',');
+  if (head.join(',') !== 'profile,arm,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,in_stats') throw new Error(`header ${lines[0]}`);
+  return lines.slice(1).map((l, i) => {
+    const c = l.split(',');
+    if (c.length !== head.length || !Number.isFinite(Number(c[3]))) throw new Error(`line ${i + 2}: ${l}`);
+    return { profile: c[0], arm: c[1], kind: c[2], latency: c[5] === '' ? null : Number(c[5]), inStats: c[8] === '1' };
+  });
+});
+for (const p of profiles) parse(`raw/${p}.json`, JSON.parse);
+
+for (const p of profiles) {
+  for (const a of arms) {
+    const id = `[${p}/${a}]`;
+    const row = summary && summary.rows.find((r) => r.profile === p && r.arm === a);
+    if (!row) { check(`${id} has a row in summary.json`, false); continue; }
+    check(`${id} produced frame samples`, row.samples >= minSamples, `${row.samples} after warm-up (of ${row.framesTotal}), need ${minSamples}`);
+    check(`${id} media segments used ${EXPECT[a]}`, row.protocolOk && row.expect === EXPECT[a], `nextHopProtocol ${JSON.stringify(row.protocolCounts)}`);
+    const ps = [row.p50, row.p95, row.p99];
+    check(`${id} p50/p95/p99 plausible (0 < x < 10 s)`, ps.every((v) => v != null && v > 0 && v < MAX_MS), `${ps.join(' / ')} ms`);
+    if (csvRows) {
+      const frames = csvRows.filter((r) => r.profile === p && r.arm === a && r.kind === 'frame');
+      const bad = frames.filter((r) => !(r.latency > 0 && r.latency < MAX_MS));
+      check(`${id} every frame sample plausible`, frames.length === row.framesTotal && bad.length === 0,
+        `${frames.length} rows in samples.csv (summary: ${row.framesTotal}), ${bad.length} outside (0, 10 s)${bad.length ? `: ${bad.slice(0, 3).map((r) => r.latency).join(', ')}` : ''}`);
+    }
+    if (report) check(`${id} in report.md`, report.includes(`| ${p} |`));
+    if (row.errors) console.log(`note  ${id} player errors: ${row.errorSamples.join(' | ')}`);
+  }
+  if (svg) check(`[${p}] plotted in latency.svg`, svg.includes(`>${p}</text>`));
+  if (/^loss\d+$/.test(p)) {
+    const net = existsSync(join(dir, 'raw', `${p}.net.txt`)) ? readFileSync(join(dir, 'raw', `${p}.net.txt`), 'utf8') : '';
+    const drops = [...net.matchAll(/counter packets (\d+) bytes \d+ drop/g)].map((m) => Number(m[1]));
+    check(`[${p}] nftables dropped packets both ways`, drops.length === 2 && drops.every((n) => n > 0), `dropped ${drops.join(', ') || 'nothing'}`);
+  }
+}
+console.log(`ab-check: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
