@@ -180,24 +180,22 @@ shutdown() {
 }
 trap shutdown INT TERM HUP
 
-http_base="http://127.0.0.1:$HTTP_PORT"
-[ "$HTTP_ADDR" != 127.0.0.1 ] && [ "$HTTP_ADDR" != 0.0.0.0 ] && http_base="http://$HTTP_ADDR:$HTTP_PORT"
-case "$HTTP_ADDR" in *:*) http_base="http://[$HTTP_ADDR]:$HTTP_PORT"; HTTP_LISTEN="[$HTTP_ADDR]:$HTTP_PORT" ;; *) HTTP_LISTEN="$HTTP_ADDR:$HTTP_PORT" ;; esac
-[ "$HTTP_ADDR" = "::" ] && http_base="http://127.0.0.1:$HTTP_PORT"
+case "$HTTP_ADDR" in *:*) HTTP_LISTEN="[$HTTP_ADDR]:$HTTP_PORT" ;; *) HTTP_LISTEN="$HTTP_ADDR:$HTTP_PORT" ;; esac
+case "$HTTP_ADDR" in
+  127.0.0.1|0.0.0.0|::|::1) http_base="http://127.0.0.1:$HTTP_PORT" ;;  # how this machine reaches it
+  *:*) http_base="http://[$HTTP_ADDR]:$HTTP_PORT" ;;
+  *) http_base="http://$HTTP_ADDR:$HTTP_PORT" ;;
+esac
+[ "$HTTP_ADDR" = "::1" ] && http_base="http://[::1]:$HTTP_PORT"
 
 ENC_ARGS=(--stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE" --seg-duration "$SEG" --chunking "$CHUNKING")
 [ -n "$LATENCY" ] && ENC_ARGS+=(--target-latency "$LATENCY")
 
 if [ -n "$ENCODER_ONLY" ]; then
   case "$ENCODER_ONLY" in *://*) target="$ENCODER_ONLY" ;; *) target="http://$ENCODER_ONLY:$HTTP_PORT" ;; esac
-  say "encoder only: pushing stream '$STREAM' to $target (log: out/encoder.log); Ctrl-C to stop"
-  scripts/encoder.sh --origin "$target" "${ENC_ARGS[@]}" > out/encoder.log 2>&1 &
-  ENCODER_PID=$!
-  tail -n +1 -f out/encoder.log --pid="$ENCODER_PID" 2>/dev/null &
-  TAIL_PID=$!
-  while alive "$ENCODER_PID"; do wait "$ENCODER_PID"; done
-  kill "$TAIL_PID" 2>/dev/null
-  exit 0
+  say "encoder only: pushing stream '$STREAM' to $target; Ctrl-C stops it cleanly"
+  trap - INT TERM HUP
+  exec scripts/encoder.sh --origin "$target" "${ENC_ARGS[@]}"
 fi
 
 say "starting origin (log: out/origin.log)"

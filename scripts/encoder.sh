@@ -30,7 +30,7 @@ FPS="${H3LIVE_FPS:-30}"
 BITRATE="${H3LIVE_BITRATE:-2M}"
 SEG="${H3LIVE_SEG_DURATION:-2}"
 CHUNKING="${H3LIVE_CHUNKING:-every_frame}"
-TARGET_LATENCY="${H3LIVE_TARGET_LATENCY:-1.5}"
+TARGET_LATENCY="${H3LIVE_TARGET_LATENCY:-0.5}"
 WINDOW="${H3LIVE_WINDOW:-5}"
 OUTPUT=""
 DURATION=""
@@ -42,7 +42,8 @@ LOGLEVEL="${H3LIVE_FFMPEG_LOGLEVEL:-warning}"
 usage() {
   cat <<EOF
 Usage: $0 [options]
-  --origin URL          origin base URL for ingest (default $ORIGIN) [H3LIVE_ORIGIN]
+  --origin URL          origin base URL for ingest (default $ORIGIN) [H3LIVE_ORIGIN];
+                        http://user:TOKEN@host:8080 for an origin with --ingest-token
   --stream NAME         stream name: pushes to ORIGIN/live/NAME/manifest.mpd (default $STREAM)
   --size WxH            picture size (default $SIZE)
   --fps N               frame rate (default $FPS)
@@ -141,7 +142,10 @@ if [ -n "$OUTPUT" ]; then
 else
   DEST=("$ORIGIN/live/$STREAM/manifest.mpd")
   REMOVE=1
-  IO=(-utc_timing_url "$ORIGIN/time" -method PUT -http_persistent 1 -ignore_io_errors 1 -http_opts tcp_nodelay=1)
+  HTTP_OPTS="tcp_nodelay=1"
+  # http://user:TOKEN@host:port (origin started with --ingest-token): send Basic auth up front
+  case "$ORIGIN" in *://*@*) HTTP_OPTS="$HTTP_OPTS:auth_type=basic" ;; esac
+  IO=(-utc_timing_url "$(printf '%s' "$ORIGIN" | sed -E 's#://[^/@]*@#://#')/time" -method PUT -http_persistent 1 -ignore_io_errors 1 -http_opts "$HTTP_OPTS")
 fi
 DUR=(); [ -n "$DURATION" ] && DUR=(-t "$DURATION")
 

@@ -25,7 +25,8 @@
 //     dashAvgMs: number | null,   // mean over the last 2 s
 //   },
 //   bufferS: number | null, playbackRate: number,
-//   stalls: { count, totalMs },   // 'waiting' after the first frame, until 'playing'
+//   stalls: { count, totalMs,     // 'waiting' after the first frame, until 'playing'
+//             events: [ { t, sinceFirstFrameMs, ms } ] },  // last 20
 //   transport: { last: "h3" | "h2" | "http/1.1" | null, counts: {proto: n} },
 //                                 // nextHopProtocol of finished segment requests (.m4s)
 //   frames: { presented, decoded, decodeErrors, lastError },
@@ -35,8 +36,9 @@
 
 import { decodeVideo } from './timecode.js';
 
-/** Default target latency (s); chosen by measurement on loopback (see README). */
-export const DEFAULT_LATENCY = 0.8;
+/** Default target latency (s): the lowest with no stall in any run of a loopback sweep
+ *  (0.15 s stalled; 0.3/0.4 s had one ~15 ms stall in one of two 90 s runs under load). */
+export const DEFAULT_LATENCY = 0.5;
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
@@ -60,7 +62,7 @@ const stats = {
   latency: { timecodeMs: null, timecodeAvgMs: null, dashMs: null, dashAvgMs: null },
   bufferS: null,
   playbackRate: 1,
-  stalls: { count: 0, totalMs: 0 },
+  stalls: { count: 0, totalMs: 0, events: [] },
   transport: { last: null, counts: {} },
   frames: { presented: 0, decoded: 0, decodeErrors: 0, lastError: null },
   errors: [],
@@ -145,7 +147,10 @@ video.addEventListener('waiting', () => {
 });
 const endStall = () => {
   if (stallStart !== null) {
-    stats.stalls.totalMs += Math.round(performance.now() - stallStart);
+    const ms = Math.round(performance.now() - stallStart);
+    stats.stalls.totalMs += ms;
+    stats.stalls.events.push({ t: Date.now(), sinceFirstFrameMs: Math.round(stallStart - stats.firstFrameMs), ms });
+    if (stats.stalls.events.length > 20) stats.stalls.events.shift();
     stallStart = null;
   }
 };
@@ -219,7 +224,12 @@ function start() {
         playbackRate: { min: -0.3, max: 0.3 },
       },
       buffer: { bufferTimeDefault: 4, stallThreshold: 0.05, lowLatencyStallThreshold: 0.05 },
-      utcSynchronization: { enabled: true },
+      // ffmpeg nests its UTCTiming inside ProducerReferenceTime, where dash.js
+      // does not look; without this dash.js would try a public time server.
+      utcSynchronization: {
+        enabled: true,
+        defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-xsdate:2014', value: `${origin}/time` },
+      },
     },
   });
   const ev = dashjs.MediaPlayer.events;

@@ -11,7 +11,7 @@
 //
 // Usage (from the repository root, after cargo build --release and npm ci in web/):
 //   node web/e2e/e2e.js [--duration 20] [--arms h3,h1] [--bin target/release/h3live]
-//                        [--latency S] [--screenshot docs/player.png] [--keep-logs]
+//                        [--latency S] [--stream NAME] [--screenshot docs/player.png] [--keep-logs]
 //   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
 //                        --spki BASE64 --quic localhost:4433   (against a running origin)
 import { spawn, execFileSync } from 'node:child_process';
@@ -32,7 +32,7 @@ const log = (...a) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)
 // ------------------------------------------------------------------ options
 const opts = {
   duration: 20, arms: 'h3,h1', bin: join(root, 'target', 'release', 'h3live'), screenshot: null,
-  keepLogs: false, latency: null, url: null, expect: null, spki: null, quic: null, maxLatency: 3000, agree: 250,
+  keepLogs: false, latency: null, stream: null, url: null, expect: null, spki: null, quic: null, maxLatency: 3000, agree: 250,
 };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
@@ -49,6 +49,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--quic') opts.quic = next();
   else if (a === '--max-latency') opts.maxLatency = Number(next());
   else if (a === '--latency') opts.latency = next();
+  else if (a === '--stream') opts.stream = next();
   else if (a === '-h' || a === '--help') {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
     process.exit(0);
@@ -169,7 +170,7 @@ async function runArm(arm, url, expectProto) {
   if (opts.screenshot && !shotTaken) {
     shotTaken = true;
     mkdirSync(dirname(opts.screenshot), { recursive: true });
-    const png = await page.screenshot({ width: 1000, height: 420 });
+    const png = await page.screenshot({ width: 1040, height: 440 });
     writeFileSync(opts.screenshot, png);
     log(`[${arm}] screenshot ${opts.screenshot} (${png.length} bytes)`);
   }
@@ -238,7 +239,7 @@ async function main() {
   const base = `http://127.0.0.1:${httpPort}`;
   if (!(await httpOk(`${base}/time`, 15000))) throw new Error(`origin did not answer ${base}/time:\n${outputOf('origin')}`);
 
-  const stream = `e2e${process.pid}`;
+  const stream = opts.stream || `e2e${process.pid}`;
   start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', base, '--stream', stream]);
   if (!(await httpOk(`${base}/live/${stream}/manifest.mpd`, 20000))) {
     throw new Error(`manifest not live:\n${outputOf('encoder')}\n${outputOf('origin')}`);
