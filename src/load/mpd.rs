@@ -231,15 +231,21 @@ fn track(rep: &Tag, tpl: &Tag, set: Option<&Tag>) -> Result<Track> {
 
 /// Replace the value of every `name="..."` attribute with `f(old)`.
 pub fn rewrite_attr(xml: &str, name: &str, mut f: impl FnMut(&str) -> Option<String>) -> String {
-    let needle = format!(" {name}=\"");
+    let needle = format!("{name}=\"");
     let mut out = String::with_capacity(xml.len());
     let mut rest = xml;
     while let Some(i) = rest.find(&needle) {
         let vstart = i + needle.len();
+        // Only a whole attribute name: preceded by whitespace (a space, or
+        // ffmpeg's newline + tab).
+        let whole = rest[..i].chars().next_back().is_some_and(char::is_whitespace);
         let Some(len) = rest[vstart..].find('"') else { break };
         out.push_str(&rest[..vstart]);
         let old = &rest[vstart..vstart + len];
-        out.push_str(&f(old).unwrap_or_else(|| old.to_string()));
+        match whole.then(|| f(old)).flatten() {
+            Some(new) => out.push_str(&new),
+            None => out.push_str(old),
+        }
         rest = &rest[vstart + len..];
     }
     out.push_str(rest);
@@ -251,7 +257,8 @@ mod tests {
     use super::*;
 
     const FFMPEG_MPD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011" type="dynamic"
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011"
+	type="dynamic"
 	minimumUpdatePeriod="PT500S" availabilityStartTime="2026-11-24T00:40:00.500Z" publishTime="2026-11-24T00:40:10Z">
 	<Period id="0" start="PT0.0S">
 		<AdaptationSet id="0" contentType="video" startWithSAP="1">
@@ -287,8 +294,14 @@ mod tests {
 
     #[test]
     fn rewrites_attributes() {
+        // ffmpeg puts attributes on their own lines after a tab.
         let out = rewrite_attr(FFMPEG_MPD, "availabilityStartTime", |_| Some("X".into()));
-        assert!(out.contains(" availabilityStartTime=\"X\""));
+        assert!(out.contains("\tminimumUpdatePeriod=\"PT500S\" availabilityStartTime=\"X\""));
         assert_eq!(out.len(), FFMPEG_MPD.len() - "2026-11-24T00:40:00.500Z".len() + 1);
+        let out = rewrite_attr(FFMPEG_MPD, "publishTime", |_| Some("Y".into()));
+        assert!(out.contains("\n\tminimumUpdatePeriod=\"PT500S\" availabilityStartTime=\"2026-11-24T00:40:00.500Z\" publishTime=\"Y\">"));
+        let out = rewrite_attr(FFMPEG_MPD, "type", |_| Some("static".into()));
+        assert!(out.contains("\n\ttype=\"static\"\n"));
+        assert_eq!(rewrite_attr("<a xpublishTime=\"1\"/>", "publishTime", |_| Some("Y".into())), "<a xpublishTime=\"1\"/>");
     }
 }

@@ -454,7 +454,8 @@ mod tests {
         let plan = load_plan(dir.path()).unwrap();
         assert_eq!(plan.loop_segments, 3);
         assert_eq!(plan.period(), Duration::from_secs(6));
-        let zero = SystemTime::now();
+        // Replayed 100 s after it was captured: every time moves.
+        let zero = SystemTime::now() + Duration::from_secs(100);
         let l1 = plan.render_loop(1, zero, PrftMode::Push);
         assert!(l1.iter().all(|r| !r.file.starts_with("init")));
         let seg = l1.iter().find(|r| r.file == "chunk-stream0-00004.m4s").unwrap();
