@@ -28,9 +28,11 @@
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
 #   --concurrent      play all arms at once in one page (they share the link)
 #                     instead of one after another in fresh browser contexts
+#   --screenshots     save a screenshot of the page at the end of each play (raw/*.png)
 #   --latency S       target latency for every player (default: the page's, 0.8)
 #   --size WxH --fps N --bitrate RATE   encoder settings (default 1280x720, 30, 2M)
-#   --rate-kbit N     tbf rate of the 'rate' profile (default: 1.25 x (video + 128k audio))
+#   --rate-kbit N     tbf rate of the 'rate' profile (default: 1.25 x (video + 128k audio),
+#                     times the number of arms with --concurrent)
 #   --out DIR         output folder (default out/ab-YYYYmmdd-HHMMSS)
 #   --bin PATH        h3live binary (default target/release/h3live)
 #   --loopback        no namespaces, no impairment (clean only), no root needed:
@@ -48,6 +50,7 @@ ARMS="h3,h1,h2"
 DURATION=30
 WARMUP=5
 CONCURRENT=0
+SCREENSHOTS=0
 LATENCY=""
 SIZE="1280x720"
 FPS=30
@@ -67,6 +70,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
     --concurrent) CONCURRENT=1; shift ;;
+    --screenshots) SCREENSHOTS=1; shift ;;
     --latency) LATENCY="$2"; shift 2 ;;
     --size) SIZE="$2"; shift 2 ;;
     --fps) FPS="$2"; shift 2 ;;
@@ -111,7 +115,8 @@ done
 to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
   awk -v r="$1" 'BEGIN{ m=1/1000; if (r ~ /[kK]$/) m=1; else if (r ~ /[mM]$/) m=1000; sub(/[kKmM]$/, "", r); printf "%d", r*m }'
 }
-[ -n "$RATE_KBIT" ] || RATE_KBIT=$(awk -v v="$(to_kbit "$BITRATE")" 'BEGIN{printf "%d", 1.25*(v+128)}')
+N_STREAMS=1; [ "$CONCURRENT" = 1 ] && N_STREAMS=${#ARM_LIST[@]}
+[ -n "$RATE_KBIT" ] || RATE_KBIT=$(awk -v v="$(to_kbit "$BITRATE")" -v n="$N_STREAMS" 'BEGIN{printf "%d", 1.25*(v+128)*n}')
 
 # ---------------------------------------------------------- state, cleanup
 TAG="h3ab$$"
@@ -121,8 +126,11 @@ ORIGIN_IP=198.18.0.1; CLIENT_IP=198.18.0.2
 NS_CREATED=0
 ORIGIN_PID=""; ENCODER_PID=""; DRIVER_PID=""
 CLEANED=0
-inO() { if [ "$LOOPBACK" = 1 ]; then "$@"; else ip netns exec "$NSO" "$@"; fi; }
-inC() { if [ "$LOOPBACK" = 1 ]; then "$@"; else ip netns exec "$NSC" "$@"; fi; }
+# Command prefixes that run a command in a namespace.  Arrays, not functions:
+# a backgrounded function would be a subshell, and $! its PID, not the program's.
+IN_O=(); IN_C=()
+[ "$LOOPBACK" = 1 ] || { IN_O=(ip netns exec "$NSO"); IN_C=(ip netns exec "$NSC"); }
+inO() { "${IN_O[@]}" "$@"; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 stop_pid() { # name pid seconds
   alive "$2" || return 0
@@ -279,7 +287,7 @@ else
   fi
   PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
   say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
-  inO "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
+  "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
     --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
     --web-dir "$ROOT/web" > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
@@ -292,7 +300,7 @@ else
   [ "$ok" = 1 ] || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
   say "starting encoder: ${SIZE}@${FPS} ${BITRATE} (log encoder.log)"
-  inO "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
+  "${IN_O[@]}" "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
   ENCODER_PID=$!
   ok=0
   for _ in $(seq 1 300); do
@@ -303,7 +311,7 @@ else
   [ "$ok" = 1 ] || { tail -n 20 "$OUT/encoder.log" >&2; die "the manifest did not go live"; }
   say "stream is live (origin pid $ORIGIN_PID, encoder pid $ENCODER_PID)"
   if [ "$LOOPBACK" = 0 ]; then
-    inC curl -fsS -k -o /dev/null --max-time 3 --resolve "$HOST:$H1_PORT:$ORIGIN_IP" "https://$HOST:$H1_PORT/healthz" \
+    "${IN_C[@]}" curl -fsS -k -o /dev/null --max-time 3 --resolve "$HOST:$H1_PORT:$ORIGIN_IP" "https://$HOST:$H1_PORT/healthz" \
       || die "the client namespace cannot reach https://$HOST:$H1_PORT (veth setup?)"
     say "client namespace reaches the origin at $HOST ($ORIGIN_IP)"
   fi
@@ -349,7 +357,8 @@ for p in "${RUN_PROFILES[@]}"; do
   say "profile $n/${#RUN_PROFILES[@]}: $p — $PROFILE_DESC"
   [ "$n" -gt 1 ] && echo "," >> "$OUT/meta.json.part"
   printf '    %s: %s' "$(json_str "$p")" "$(json_str "$PROFILE_DESC")" >> "$OUT/meta.json.part"
-  inC node "$ROOT/scripts/ab/driver.mjs" --out "$OUT/raw/$p.json" --profile "$p" "${DRIVER_ARGS[@]}" \
+  SHOT=(); [ "$SCREENSHOTS" = 1 ] && SHOT=(--screenshot "$OUT/raw/$p")
+  "${IN_C[@]}" node "$ROOT/scripts/ab/driver.mjs" --out "$OUT/raw/$p.json" --profile "$p" "${DRIVER_ARGS[@]}" "${SHOT[@]}" \
     2> >(tee -i -a "$LOG" >&2) &
   DRIVER_PID=$!
   wait "$DRIVER_PID"; rc=$?

@@ -25,9 +25,11 @@
 //     frames: { presented, decoded, decodeErrors, lastError },
 //     errors: [ { t, message } ] } },
 //   take(): { ARM: { frames: [[shownAtEpochMs, latencyMs]],
-//                    dash: [[epochMs, dashLatencyMs|null, playbackRate, bufferS|null]] } }
+//                    dash: [[epochMs, dashLatencyMs|null, playbackRate, bufferS|null, screenMs|null]] } }
 //           returns the samples gathered since the previous take() and forgets them
-//           (per-frame timecode latency; dash.js readings 4 times a second).
+//           (per-frame timecode latency; 4 times a second: dash.js latency, rate, buffer
+//           and screenMs = now minus the encoder time of the frame on screen, which keeps
+//           growing while the picture is frozen).  The live chart plots screenMs.
 // }
 
 import { ARM_PROTOCOL, DEFAULT_LATENCY, dashSettings, scanResources, watchFrames, watchStalls } from './measure.js';
@@ -85,7 +87,8 @@ function el(tag, attrs = {}, text = '') {
 function setupArm(arm) {
   const p = {
     firstFrameMs: null, playing: false, currentTime: 0, playbackRate: 1, bufferS: null,
-    latency: { timecodeMs: null, timecodeAvgMs: null, dashMs: null },
+    latency: { timecodeMs: null, timecodeAvgMs: null, dashMs: null, screenMs: null },
+    lastEncoderMs: null, // encoder wall clock of the last decoded frame
     stalls: null, transport: { last: null, counts: {} }, bytes: 0,
     frames: { presented: 0, decoded: 0, decodeErrors: 0, lastError: null },
     errors: [],
@@ -134,6 +137,7 @@ function setupArm(arm) {
       p.frames.presented++;
       p.frames.decoded++;
       p.latency.timecodeMs = Math.round(lat);
+      p.lastEncoderMs = shownAt - lat;
       recent.push([shownAt, lat]);
       while (recent.length && recent[0][0] < shownAt - 2000) recent.shift();
       p.latency.timecodeAvgMs = Math.round(recent.reduce((s, x) => s + x[1], 0) / recent.length);
@@ -176,13 +180,14 @@ function sample(s) {
   try { buf = player.getBufferLength('video'); } catch { /* not ready */ }
   p.bufferS = Number.isFinite(buf) ? Math.round(buf * 1000) / 1000 : null;
   const now = Date.now();
+  p.latency.screenMs = p.lastEncoderMs === null ? null : Math.round(now - p.lastEncoderMs);
   if (p.firstFrameMs !== null) {
     const d = pending[arm].dash;
-    d.push([now, p.latency.dashMs, p.playbackRate, p.bufferS]);
+    d.push([now, p.latency.dashMs, p.playbackRate, p.bufferS, p.latency.screenMs]);
     if (d.length > MAX_BUFFERED) d.shift();
   }
   const hist = chartHistory[arm];
-  if (p.latency.timecodeMs !== null) hist.push([now, p.latency.timecodeMs]);
+  if (p.latency.screenMs !== null) hist.push([now, p.latency.screenMs]);
   while (hist.length && hist[0][0] < now - 60000) hist.shift();
 }
 
@@ -218,7 +223,7 @@ function drawChart() {
     cctx.fillText(`${v} ms`, 2, y(v) - 2);
     cctx.fillRect(0, y(v), w, 0.5);
   }
-  cctx.fillText('last 60 s', w - 50, h - 2);
+  cctx.fillText('on-screen latency, last 60 s', w - 160, h - 2);
   cctx.strokeStyle = '#f84';
   cctx.setLineDash([4, 3]);
   cctx.beginPath(); cctx.moveTo(0, y(targetLatency * 1000)); cctx.lineTo(w, y(targetLatency * 1000)); cctx.stroke();

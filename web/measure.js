@@ -100,7 +100,8 @@ export function watchStalls(video, hasStarted) {
  * `origins` (keys: arm names), and clear the buffer.  For each arm adds to
  * acc[arm] = { counts: {protocol: n} (media segments only), last, bytes }
  * (bytes: encodedBodySize of every finished request of that origin; streams
- * still downloading are counted when they end).
+ * still downloading are counted when they end).  Protocol 'none': aborted or
+ * failed before a response.
  */
 export function scanResources(origins, acc) {
   for (const e of performance.getEntriesByType('resource')) {
@@ -109,7 +110,8 @@ export function scanResources(origins, acc) {
     const a = acc[arm];
     a.bytes += e.encodedBodySize || 0;
     if (!/\.m4s(\?|$)/.test(e.name)) continue;
-    const p = e.nextHopProtocol || 'unknown';
+    // No protocol: the request was aborted or failed before a response.
+    const p = e.nextHopProtocol || 'none';
     a.counts[p] = (a.counts[p] || 0) + 1;
     a.last = p;
   }

@@ -2,7 +2,8 @@
 // Checks an A/B output folder (scripts/ab.sh) for the test command:
 //   - report.md, summary.json, samples.csv, latency.svg, meta.json, raw/*.json exist and parse;
 //   - every profile x arm produced frame samples (at least --min-samples after the warm-up);
-//   - each arm's media segments all used its protocol (h3 / http/1.1 / h2);
+//   - each arm's media segments all used its protocol (h3 / http/1.1 / h2; requests
+//     aborted before a response have none and are not counted);
 //   - latencies are plausible: every frame sample and p50/p95/p99 above 0 and below 10 s;
 //   - loss profiles really dropped packets (nftables counters).
 // It asserts nothing about which transport is faster: that is what the report is for.
@@ -48,11 +49,11 @@ const svg = parse('latency.svg', (s) => {
 const csvRows = parse('samples.csv', (s) => {
   const lines = s.trim().split('\n');
   const head = lines[0].split(',');
-  if (head.join(',') !== 'profile,arm,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,in_stats') throw new Error(`header ${lines[0]}`);
+  if (head.join(',') !== 'profile,arm,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats') throw new Error(`header ${lines[0]}`);
   return lines.slice(1).map((l, i) => {
     const c = l.split(',');
     if (c.length !== head.length || !Number.isFinite(Number(c[3]))) throw new Error(`line ${i + 2}: ${l}`);
-    return { profile: c[0], arm: c[1], kind: c[2], latency: c[5] === '' ? null : Number(c[5]), inStats: c[8] === '1' };
+    return { profile: c[0], arm: c[1], kind: c[2], latency: c[5] === '' ? null : Number(c[5]), inStats: c[9] === '1' };
   });
 });
 for (const p of profiles) parse(`raw/${p}.json`, JSON.parse);

@@ -12,6 +12,7 @@
 // Usage: node scripts/ab/driver.mjs --out FILE --profile NAME --arms h3,h1,h2
 //          --duration S --host NAME [--ip ADDR] --spki BASE64 --stream NAME
 //          [--latency S] [--ports h3=4433,h1=4443,h2=4444] [--concurrent]
+//          [--screenshot PREFIX]   (PREFIX-ARMS.png at the end of each play)
 // --ip maps --host to ADDR (Chromium --host-resolver-rules); without it the
 // host must be localhost.
 import { writeFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { Browser, Page } from '../../web/e2e/cdp.js';
 
 const opts = {
   out: null, profile: 'clean', arms: 'h3,h1', duration: 30, host: 'localhost', ip: null, spki: null,
-  stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false,
+  stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false, screenshot: null,
 };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
@@ -90,6 +91,10 @@ async function play(shownArms) {
     }
   }
   await take();
+  if (opts.screenshot) {
+    const png = await page.screenshot({ width: 1280, height: shownArms.length > 1 ? 760 : 900 }).catch(() => null);
+    if (png) writeFileSync(`${opts.screenshot}-${shownArms.join('+')}.png`, png);
+  }
   const players = await page.eval('window.h3liveCompare ? JSON.parse(JSON.stringify(window.h3liveCompare.players)) : null').catch(() => null);
   for (const a of shownArms) {
     const r = result.arms[a];

@@ -20,13 +20,14 @@ const warmupMs = meta.warmupS * 1000;
 const LABEL = { h3: 'h3', h1: 'h1 (TLS)', h2: 'h2' };
 const COLOR = { h3: '#1a9850', h2: '#e08214', h1: '#2166ac' };
 
+const FROZEN_GAP_MS = 200; // > 6 frame times at 30 fps
 const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] : null);
 const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 
 const rows = [];
 const series = {}; // profile -> arm -> [[tS, latencyMs]] (250 ms bins)
 const stallMarks = {}; // profile -> arm -> [tS]
-const csv = ['profile,arm,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,in_stats'];
+const csv = ['profile,arm,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats'];
 let chromium = null;
 
 for (const profile of Object.keys(meta.profiles)) {
@@ -45,14 +46,23 @@ for (const profile of Object.keys(meta.profiles)) {
     for (const [t, l] of frames) {
       const inStats = t >= statsFrom;
       if (inStats) lat.push(l);
-      csv.push(`${profile},${arm},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,${inStats ? 1 : 0}`);
+      csv.push(`${profile},${arm},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0}`);
     }
+    // Frozen time: gaps of more than FROZEN_GAP_MS between decoded frames, and from
+    // the last one to the end of the play (a stall that never ended).
+    let frozenMs = 0;
+    const endAt = r.navigatedAt + raw.durationS * 1000;
+    for (let i = 1; i <= frames.length; i++) {
+      const gap = (i < frames.length ? frames[i][0] : endAt) - frames[i - 1][0];
+      if (gap > FROZEN_GAP_MS) frozenMs += gap;
+    }
+    if (!frames.length) frozenMs = raw.durationS * 1000;
     const dashL = [];
     const rates = [];
-    for (const [t, d, rate, buf] of r.dash || []) {
+    for (const [t, d, rate, buf, screen] of r.dash || []) {
       const inStats = t >= statsFrom;
       if (inStats) { if (d != null) dashL.push(d); rates.push(rate); }
-      csv.push(`${profile},${arm},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${inStats ? 1 : 0}`);
+      csv.push(`${profile},${arm},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${screen ?? ''},${inStats ? 1 : 0}`);
     }
     lat.sort((a, b) => a - b);
     dashL.sort((a, b) => a - b);
@@ -67,7 +77,9 @@ for (const profile of Object.keys(meta.profiles)) {
     series[profile][arm] = [...bins.entries()].sort((a, b) => a[0] - b[0]).map(([k, [s, n]]) => [k / 4, s / n]);
     stallMarks[profile][arm] = ((f.stalls && f.stalls.events) || []).map(([t]) => (t - t0) / 1000);
     const counts = (f.transport && f.transport.counts) || {};
-    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    // 'none': aborted before a response (no protocol to judge)
+    const known = Object.entries(counts).filter(([k]) => k !== 'none');
+    const total = known.reduce((a, [, n]) => a + n, 0);
     const protocol = Object.keys(counts).length === 1 ? Object.keys(counts)[0]
       : Object.entries(counts).map(([k, v]) => `${k}:${v}`).join(' ') || 'none';
     rows.push({
@@ -76,6 +88,7 @@ for (const profile of Object.keys(meta.profiles)) {
       p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99), max: lat.length ? lat[lat.length - 1] : null,
       dashP50: pct(dashL, 50),
       stalls: f.stalls ? f.stalls.count : null, stalledS: f.stalls ? f.stalls.totalMs / 1000 : null,
+      frozenS: frozenMs / 1000,
       startupMs: f.firstFrameMs ?? null,
       rateMean: rates.length ? mean(rates) : null, rateMin: rates.length ? Math.min(...rates) : null, rateMax: rates.length ? Math.max(...rates) : null,
       bytes: f.bytes ?? null,
@@ -89,9 +102,9 @@ for (const profile of Object.keys(meta.profiles)) {
 // ------------------------------------------------------------------ table
 const fmt = (v, d = 0) => (v == null ? '–' : Number(v).toFixed(d));
 const head = ['profile', 'transport', 'protocol used', 'samples', 'p50 ms', 'p95 ms', 'p99 ms', 'dash.js p50 ms',
-  'stalls', 'stalled s', 'startup ms', 'rate (mean, min–max)', 'MB', 'errors'];
+  'stalls', 'stalled s', 'frozen s', 'startup ms', 'rate (mean, min–max)', 'MB', 'errors'];
 const table = rows.map((r) => [r.profile, LABEL[r.arm] || r.arm, r.protocolOk ? r.protocol : `${r.protocol} (expected ${r.expect}!)`,
-  String(r.samples), fmt(r.p50), fmt(r.p95), fmt(r.p99), fmt(r.dashP50), fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.startupMs),
+  String(r.samples), fmt(r.p50), fmt(r.p95), fmt(r.p99), fmt(r.dashP50), fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.startupMs),
   r.rateMean == null ? '–' : `${r.rateMean.toFixed(2)} (${r.rateMin.toFixed(2)}–${r.rateMax.toFixed(2)})`,
   r.bytes == null ? '–' : (r.bytes / 1e6).toFixed(1), String(r.errors)]);
 const md = (cells) => `| ${cells.join(' | ')} |`;
@@ -135,7 +148,9 @@ Columns: latency = player wall clock when a frame is shown minus the encoder wal
 decoded from that frame's timecode strip (one sample per decoded frame, after the warm-up);
 p50/p95/p99 are percentiles of those samples. dash.js p50: median of
 getCurrentLiveLatency(). stalls / stalled s: 'waiting' events after the first frame and
-their total duration (whole run). startup: navigation start to the first frame shown.
+their total duration (whole run). frozen s: time without a new decoded frame, counting
+every gap over 200 ms between frames and a picture still frozen at the end (catches stalls
+the video element does not report as 'waiting'). startup: navigation start to the first frame shown.
 rate: video playbackRate (dash.js catch-up). MB: bytes of finished requests to that arm.
 protocol used: nextHopProtocol of the media segment requests. errors: dash.js/video errors
 and page exceptions.
