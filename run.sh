@@ -209,7 +209,7 @@ for _ in $(seq 1 100); do
   curl -fsS -o /dev/null --max-time 1 "$http_base/time" 2>/dev/null && { ok=1; break; }
   sleep 0.1
 done
-[ "$ok" = 1 ] || { tail -n 30 out/origin.log >&2; say "origin did not come up (ports in use?)"; shutdown; }
+[ "$ok" = 1 ] || { grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2; say "origin did not come up (ports in use? see out/origin.log)"; shutdown; }
 say "origin is up (pid $ORIGIN_PID)"
 
 if [ "$ENCODER" = 1 ]; then
@@ -237,7 +237,7 @@ cat <<EOF
     HTTP/1.1 + TLS    https://$H:$H1_PORT/$Q
     HTTP/1.1 clear    $http_base/$Q
 EOF
-[ -f web/compare.html ] && echo "    compare page      https://$H:$H3_PORT/compare.html$Q"
+[ -f web/compare.html ] && echo "    compare (h3/h1/h2 side by side)  https://$H:$H3_PORT/compare.html$Q&h3port=$H3_PORT&h1port=$H1_PORT&h2port=$H2_PORT"
 cat <<EOF
 
   Open it over HTTP/3 in Chrome/Chromium (fresh profile, QUIC forced for this certificate):
