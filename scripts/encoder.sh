@@ -19,6 +19,11 @@
 #   The time is read per frame inside the filter graph (setpts=RTCTIME, the
 #   same moment drawtext's %{localtime} is rendered), i.e. when the frame is
 #   produced by the -re paced source: the frame's capture time.
+#   Measured (web/test/timecode.test.js, every frame of 5 s of real output,
+#   720p30 2 Mbit/s and 360p25 500 kbit/s): every frame decodes exactly to the
+#   ms the encoder logged for it (error 0 ms); ffmpeg's prft for the same frame
+#   (wall clock when the muxer writes the fragment) is 35-43 ms later (median),
+#   p95 < 50 ms, max ~66 ms: the encode + mux delay, never earlier.
 #
 # Usage: scripts/encoder.sh [options]     (scripts/encoder.sh --help)
 set -u
