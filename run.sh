@@ -142,11 +142,18 @@ if [ "$ORIGIN" = 1 ]; then
   fi
   [ -x "$BIN" ] || die "$BIN missing (cargo build --release)"
   # certificate: generate when missing or when it does not name --host
-  if [ ! -f certs/cert.pem ] || [ ! -f certs/key.pem ] || \
-     ! openssl x509 -in certs/cert.pem -noout -text 2>/dev/null | grep -q "DNS:$HOST\b\|IP Address:$HOST\b"; then
+  NEWCERT=0
+  if [ ! -f certs/cert.pem ] || [ ! -f certs/key.pem ]; then NEWCERT=1
+  else
+    case "$HOST" in
+      localhost|127.0.0.1|::1) ;;  # always in the generated certificate
+      *) openssl x509 -in certs/cert.pem -noout -text 2>/dev/null | grep -Eq "(DNS|IP Address):$HOST(,|\$| )" || NEWCERT=1 ;;
+    esac
+  fi
+  if [ "$NEWCERT" = 1 ]; then
     say "generating certs/cert.pem and certs/key.pem for $HOST"
     HOSTARGS=(); [ "$HOST" != localhost ] && HOSTARGS=(--host "$HOST")
-    "$BIN" cert --out certs "${HOSTARGS[@]}" >/dev/null || die "h3live cert failed"
+    "$BIN" cert --out certs ${HOSTARGS[@]+"${HOSTARGS[@]}"} >/dev/null || die "h3live cert failed"
   fi
 fi
 
@@ -192,7 +199,13 @@ ENC_ARGS=(--stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE" --
 [ -n "$LATENCY" ] && ENC_ARGS+=(--target-latency "$LATENCY")
 
 if [ -n "$ENCODER_ONLY" ]; then
-  case "$ENCODER_ONLY" in *://*) target="$ENCODER_ONLY" ;; *) target="http://$ENCODER_ONLY:$HTTP_PORT" ;; esac
+  case "$ENCODER_ONLY" in
+    *://*) target="$ENCODER_ONLY" ;;                      # full URL
+    \[*\]:*) target="http://$ENCODER_ONLY" ;;              # [v6]:port
+    *:*:*) target="http://[$ENCODER_ONLY]:$HTTP_PORT" ;;  # bare IPv6 address
+    *:*) target="http://$ENCODER_ONLY" ;;                 # host:port
+    *) target="http://$ENCODER_ONLY:$HTTP_PORT" ;;
+  esac
   say "encoder only: pushing stream '$STREAM' to $target; Ctrl-C stops it cleanly"
   trap - INT TERM HUP
   exec scripts/encoder.sh --origin "$target" "${ENC_ARGS[@]}"
@@ -228,6 +241,8 @@ fi
 
 Q="?stream=$STREAM"; [ -n "$LATENCY" ] && Q="$Q&latency=$LATENCY"
 H="$HOST"; case "$H" in *:*) H="[$H]" ;; esac
+clear_base="$http_base"
+case "$HTTP_ADDR" in 0.0.0.0|::) clear_base="http://$H:$HTTP_PORT" ;; esac
 H3_URL="https://$H:$H3_PORT/$Q"
 cat <<EOF
 
@@ -235,7 +250,7 @@ cat <<EOF
     HTTP/3            $H3_URL
     HTTP/2            https://$H:$H2_PORT/$Q
     HTTP/1.1 + TLS    https://$H:$H1_PORT/$Q
-    HTTP/1.1 clear    $http_base/$Q
+    HTTP/1.1 clear    $clear_base/$Q
 EOF
 [ -f web/compare.html ] && echo "    compare (h3/h1/h2 side by side)  https://$H:$H3_PORT/compare.html$Q&h3port=$H3_PORT&h1port=$H1_PORT&h2port=$H2_PORT"
 cat <<EOF
@@ -244,9 +259,17 @@ cat <<EOF
     $(scripts/chrome.sh --print --cert certs/cert.pem --h3-port "$H3_PORT" "$H3_URL")
   or simply: scripts/chrome.sh '$H3_URL'
 
-  Ingest: ffmpeg PUTs to $http_base/live/$STREAM/   Logs: out/origin.log out/encoder.log
-  Ctrl-C stops everything.
+  Ingest: ffmpeg PUTs to $clear_base/live/<stream>/manifest.mpd   Logs: out/origin.log out/encoder.log
 EOF
+if [ "$ENCODER" = 0 ]; then
+  cat <<EOF
+  No encoder started. Push one from this or another machine (stream '$STREAM'):
+    ./run.sh --encoder-only $H:$HTTP_PORT --stream $STREAM
+    scripts/encoder.sh --origin $clear_base --stream $STREAM
+EOF
+  case "$HTTP_ADDR" in 127.0.0.1|::1) echo "  (ingest listens on $HTTP_ADDR only: use --http-addr 0.0.0.0 to accept a remote encoder)";; esac
+fi
+echo "  Ctrl-C stops everything."
 
 # Stay in the foreground until Ctrl-C or until the origin exits.
 while :; do

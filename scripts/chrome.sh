@@ -81,7 +81,7 @@ if [ "$HEADLESS" = 1 ]; then
          "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]")
   [ "$(id -u)" = 0 ] && ARGS+=(--no-sandbox)
 fi
-ARGS+=("${EXTRA[@]}" "$URL")
+ARGS+=(${EXTRA[@]+"${EXTRA[@]}"} "$URL")
 
 # Quote an argument for a POSIX shell only when it needs it.
 shq() {

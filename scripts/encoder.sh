@@ -157,7 +157,7 @@ DUR=(); [ -n "$DURATION" ] && DUR=(-t "$DURATION")
 CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats
   -re -f lavfi -i "testsrc2=size=${W}x${H}:rate=${FPS}"
   -re -f lavfi -i "sine=frequency=1000:sample_rate=48000"
-  -filter_complex "$FG" -map "[v]" -map 1:a "${DUR[@]}"
+  -filter_complex "$FG" -map "[v]" -map 1:a ${DUR[@]+"${DUR[@]}"}
   -c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0
   -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" -pix_fmt yuv420p
   -c:a aac -b:a 128k
