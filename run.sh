@@ -107,13 +107,21 @@ install_packages() {
     return 0
   fi
   local pkgs=(ffmpeg fonts-dejavu-core curl ca-certificates)
-  [ "$ORIGIN" = 1 ] && pkgs+=(openssl nodejs npm gcc libc6-dev pkg-config)
+  [ "$ORIGIN" = 1 ] && pkgs+=(openssl nodejs npm gcc libc6-dev)
   local need=()
   for p in "${pkgs[@]}"; do
     # nodejs from another source (NodeSource, nvm) also counts
     case "$p" in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
+  # Rust: the distribution's cargo only when it is new enough (rust-version 1.80)
+  if [ "$ORIGIN" = 1 ] && [ "$BUILD" = 1 ] && ! command -v cargo >/dev/null; then
+    local v; v=$(apt-cache policy cargo 2>/dev/null | awk '/Candidate:/{print $2}' | sed -E 's/^[0-9]+://')
+    case "$v" in
+      0.*|1.[0-9].*|1.[0-7][0-9].*|"(none)"|"") say "cargo: the distribution's (${v:-none}) is older than Rust 1.80: install Rust with rustup (https://rustup.rs)" ;;
+      *) need+=(cargo) ;;
+    esac
+  fi
   [ ${#need[@]} -eq 0 ] && return 0
   local SUDO=""
   if [ "$(id -u)" != 0 ]; then
