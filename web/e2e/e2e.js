@@ -183,7 +183,7 @@ async function runArm(arm, url, expectProto) {
   // plays
   const advanced = firstTime ? stats.currentTime - firstTime.media : 0;
   const wallS = firstTime ? (Date.now() - firstTime.wall) / 1000 : 0;
-  check(arm, 'video plays (currentTime advances)', firstTime !== null && advanced > wallS * 0.7 && wallS > 3,
+  check(arm, 'video plays (currentTime advances)', firstTime !== null && advanced > wallS * 0.5 && wallS > 3,
     `advanced ${advanced.toFixed(1)} s in ${wallS.toFixed(1)} s; first frame ${stats.firstFrameMs} ms after navigation`);
   // transport
   const counts = stats.transport.counts;
