@@ -83,8 +83,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-say() { printf '\033[1m[run]\033[0m %s\n' "$*"; }
-die() { printf '\033[1;31m[run] %s\033[0m\n' "$*" >&2; exit 1; }
+if [ -t 1 ]; then B=$'\033[1m'; R=$'\033[1;31m'; N=$'\033[0m'; else B=""; R=""; N=""; fi
+say() { printf '%s[run]%s %s\n' "$B" "$N" "$*"; }
+die() { printf '%s[run] %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
 
 # ------------------------------------------------------------------ setup
 install_packages() {
