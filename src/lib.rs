@@ -20,6 +20,7 @@
 //! - [`metrics`]: Prometheus text exposition, including the origin-delay
 //!   histogram.
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
+//! - [`interop`]: the quic-interop-runner server endpoint (hq-interop + h3).
 //! - [`client`]: a streaming client for all four transports (tests, viewer tools).
 //! - [`load`]: `h3live load`, a viewer swarm with per-fragment latency, and
 //!   stream capture/replay for benchmarks.
@@ -28,6 +29,7 @@ pub mod cert;
 pub mod cli;
 pub mod client;
 pub mod core;
+pub mod interop;
 pub mod load;
 pub mod metrics;
 pub mod server;

@@ -26,6 +26,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Generate a self-signed certificate and print the Chromium flags for HTTP/3.
     Cert(CertCmd),
+    /// QUIC interop endpoint (quic-interop-runner server): serves a www directory over hq-interop and h3.
+    InteropServer(h3live::interop::InteropArgs),
     /// Viewer swarm (N live viewers over h3/h2/h1, latency from prft) and stream record/replay.
     Load(Box<h3live::load::LoadCmd>),
 }
@@ -71,6 +73,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => rt.block_on(serve(*args)),
         Command::Cert(args) => cert_cmd(args),
+        Command::InteropServer(args) => rt.block_on(h3live::interop::run_cli(args, shutdown_signal())),
         Command::Load(args) => rt.block_on(h3live::load::main(*args)),
     }
 }

@@ -72,7 +72,9 @@ pub async fn serve(
     }
 }
 
-async fn serve_conn(
+/// Serve HTTP/3 on one established QUIC connection (also used by
+/// [`crate::interop`], which dispatches on ALPN first).
+pub async fn serve_conn(
     quic: quinn::Connection,
     conn: Arc<ConnInfo>,
     origin: Arc<Origin>,

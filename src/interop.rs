@@ -1,0 +1,408 @@
+//! QUIC interop endpoint: the server role of the quic-interop-runner
+//! (`interop/run_endpoint.sh` maps its `TESTCASE` to these options).
+//!
+//! One QUIC endpoint offers two ALPNs and dispatches on the negotiated one:
+//! - `hq-interop`: HTTP/0.9 over QUIC. The request is one line,
+//!   `GET /path\r\n`, on a bidirectional stream; the response is the file's
+//!   bytes, then FIN. A missing or refused file resets the stream.
+//! - `h3`: the origin's own HTTP/3 adapter ([`crate::transport::h3`]) over an
+//!   origin whose web directory is the www directory, so HTTP rules are not
+//!   duplicated here.
+//!
+//! Test-case switches: Retry for every new address (`--retry`), only
+//! TLS_CHACHA20_POLY1305_SHA256 (`--chacha20`), 0-RTT (`--zero-rtt`), a
+//! server-initiated key update mid-transfer (`--key-update`), one qlog trace
+//! per connection (`--qlog-dir`). Session resumption is always on (rustls'
+//! in-memory session cache, two TLS 1.3 tickets per handshake); ECN is on
+//! whenever quinn-udp supports it on the platform (Linux does). quinn 0.11
+//! does not implement QUIC v2 (RFC 9369), so there is no switch for it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::AsyncReadExt as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, info_span, warn, Instrument as _};
+
+use crate::cert::{self, CertPaths, TlsKeys};
+use crate::core::route::Route;
+use crate::core::{Origin, OriginConfig};
+use crate::store::{Store, StoreConfig};
+use crate::transport::{self, ConnInfo, Limits, ListenerInfo, Transport};
+
+/// ALPN of HTTP/0.9 over QUIC, as the interop runner names it.
+pub const ALPN_HQ: &[u8] = b"hq-interop";
+/// ALPN of HTTP/3.
+pub const ALPN_H3: &[u8] = b"h3";
+
+/// Longest HTTP/0.9 request line accepted.
+const MAX_REQUEST_LINE: usize = 4096;
+/// Read size when streaming a file to an hq-interop stream.
+const FILE_CHUNK: usize = 64 << 10;
+/// Stream reset code for a refused hq-interop request (H3_REQUEST_REJECTED's
+/// value; HTTP/0.9 has no codes of its own).
+const HQ_REJECTED: u32 = 0x10b;
+/// Server-sent bytes after which `--key-update` updates the keys: far enough
+/// into a transfer that both key phases carry data.
+const KEY_UPDATE_AFTER_BYTES: u64 = 64 << 10;
+
+/// Options of `h3live interop-server`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InteropArgs {
+    /// UDP address to listen on (`[::]` is dual-stack).
+    #[arg(long, default_value = "[::]:443")]
+    pub listen: SocketAddr,
+    /// Directory whose files are served.
+    #[arg(long, default_value = "/www")]
+    pub www: PathBuf,
+    /// PEM certificate chain.
+    #[arg(long, default_value = "/certs/cert.pem")]
+    pub cert: PathBuf,
+    /// PEM private key.
+    #[arg(long, default_value = "/certs/priv.key")]
+    pub key: PathBuf,
+    /// Validate every client address with a Retry packet before accepting it.
+    #[arg(long)]
+    pub retry: bool,
+    /// Offer only the TLS_CHACHA20_POLY1305_SHA256 cipher suite.
+    #[arg(long)]
+    pub chacha20: bool,
+    /// Accept 0-RTT data from resuming clients (and send 0.5-RTT data).
+    #[arg(long)]
+    pub zero_rtt: bool,
+    /// Initiate one key update per connection, 64 KiB into the transfer.
+    #[arg(long)]
+    pub key_update: bool,
+    /// Write one qlog trace (JSON-SEQ, `.sqlog`, opens in qvis) per connection here.
+    #[arg(long)]
+    pub qlog_dir: Option<PathBuf>,
+}
+
+/// Load the certificate and run the endpoint until SIGINT/SIGTERM.
+pub async fn run_cli(args: InteropArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let keys = cert::load(&CertPaths { cert: args.cert.clone(), key: args.key.clone() })?;
+    let socket = transport::bind_udp(args.listen).with_context(|| format!("binding --listen {}", args.listen))?;
+    serve(&args, &keys, socket, shutdown).await
+}
+
+/// The rustls config for the endpoint: TLS 1.3, both ALPNs, optionally
+/// ChaCha20 only and 0-RTT.
+fn tls_config(args: &InteropArgs, keys: &TlsKeys) -> Result<quinn::crypto::rustls::QuicServerConfig> {
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    let mut provider = default_provider();
+    if args.chacha20 {
+        provider.cipher_suites = vec![cipher_suite::TLS13_CHACHA20_POLY1305_SHA256];
+    }
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3")?
+        .with_no_client_auth()
+        .with_single_cert(keys.chain.clone(), keys.key.clone_key())
+        .context("certificate and key do not match or are unsupported")?;
+    tls.alpn_protocols = vec![ALPN_HQ.to_vec(), ALPN_H3.to_vec()];
+    tls.key_log = Arc::new(rustls::KeyLogFile::new());
+    // QUIC allows only 0 or u32::MAX here (RFC 9001 §4.6.1).
+    tls.max_early_data_size = if args.zero_rtt { u32::MAX } else { 0 };
+    // Packet protection of Initial packets is always AES-128-GCM (RFC 9001
+    // §5.2), even when the handshake may only negotiate ChaCha20.
+    let initial = cipher_suite::TLS13_AES_128_GCM_SHA256
+        .tls13()
+        .and_then(|s| s.quic_suite())
+        .context("ring lacks the QUIC initial suite")?;
+    quinn::crypto::rustls::QuicServerConfig::with_initial(Arc::new(tls), initial).context("QUIC TLS config")
+}
+
+/// Transport parameters, with a qlog trace for one connection when asked.
+fn transport_config(limits: &Limits, qlog: Option<&Path>) -> quinn::TransportConfig {
+    let mut t = transport::h3::transport_config(limits);
+    if let Some(path) = qlog {
+        match std::fs::File::create(path) {
+            Ok(file) => {
+                let mut q = quinn::QlogConfig::default();
+                // Line-buffered: each event reaches the file as it happens, so a
+                // trace can be read while the server runs.
+                q.writer(Box::new(std::io::LineWriter::new(file)))
+                    .title(Some("h3live interop-server".into()));
+                t.qlog_stream(q.into_stream());
+            }
+            Err(e) => warn!(path = %path.display(), error = %e, "cannot create qlog file"),
+        }
+    }
+    t
+}
+
+/// Serve `args.www` on `socket` until `shutdown` resolves.
+pub async fn serve(
+    args: &InteropArgs,
+    keys: &TlsKeys,
+    socket: std::net::UdpSocket,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let limits = Limits { idle_timeout: Duration::from_secs(30), ..Limits::default() };
+    let mut base = quinn::ServerConfig::with_crypto(Arc::new(tls_config(args, keys)?));
+    base.transport_config(Arc::new(transport_config(&limits, None)));
+    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(base.clone()), socket, Arc::new(quinn::TokioRuntime))
+        .context("starting the QUIC endpoint")?;
+    if let Some(dir) = &args.qlog_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    info!(addr = %endpoint.local_addr()?, www = %args.www.display(), retry = args.retry, chacha20 = args.chacha20,
+        zero_rtt = args.zero_rtt, key_update = args.key_update, "interop server listening (hq-interop, h3)");
+
+    let origin = Arc::new(Origin::new(
+        Store::new(StoreConfig::default()),
+        OriginConfig { web_dir: args.www.clone(), ..OriginConfig::default() },
+    ));
+    let ctx = Arc::new(ConnCtx {
+        www: args.www.clone(),
+        origin,
+        listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None }),
+        zero_rtt: args.zero_rtt,
+        key_update: args.key_update,
+    });
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let seq = AtomicU64::new(0);
+    tokio::pin!(shutdown);
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = &mut shutdown => break,
+        };
+        let remote = incoming.remote_address();
+        if args.retry && !incoming.remote_address_validated() && incoming.may_retry() {
+            debug!(%remote, "sending Retry");
+            if let Err(e) = incoming.retry() {
+                warn!(%remote, error = %e, "Retry failed");
+            }
+            continue;
+        }
+        let n = seq.fetch_add(1, Ordering::Relaxed);
+        let accepted = match &args.qlog_dir {
+            Some(dir) => {
+                let path = dir.join(format!("server-{n:04}-{}.sqlog", incoming.orig_dst_cid()));
+                let mut cfg = base.clone();
+                cfg.transport_config(Arc::new(transport_config(&limits, Some(&path))));
+                incoming.accept_with(Arc::new(cfg))
+            }
+            None => incoming.accept(),
+        };
+        let connecting = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(%remote, error = %e, "QUIC accept failed");
+                continue;
+            }
+        };
+        let (ctx, token2, tracker2) = (ctx.clone(), token.clone(), tracker.clone());
+        tracker.spawn(
+            async move {
+                if let Err(e) = handle_conn(connecting, ctx, remote, token2, tracker2).await {
+                    debug!(error = format!("{e:#}"), "connection failed");
+                }
+            }
+            .instrument(info_span!("conn", %remote, n)),
+        );
+    }
+    info!("shutting down");
+    token.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(limits.shutdown_grace, tracker.wait()).await;
+    endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+/// What every connection task shares.
+struct ConnCtx {
+    /// Root of the files served over hq-interop.
+    www: PathBuf,
+    /// The origin serving h3 (its web directory is `www`).
+    origin: Arc<Origin>,
+    /// Listener description for the origin's logs and metrics.
+    listener: Arc<ListenerInfo>,
+    /// Whether 0-RTT / 0.5-RTT is accepted.
+    zero_rtt: bool,
+    /// Whether the server initiates a key update.
+    key_update: bool,
+}
+
+async fn handle_conn(
+    connecting: quinn::Connecting,
+    ctx: Arc<ConnCtx>,
+    remote: SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Result<()> {
+    let handshake = Duration::from_secs(10);
+    let conn = if ctx.zero_rtt {
+        match connecting.into_0rtt() {
+            Ok((conn, accepted)) => {
+                // On the server this resolves when the handshake completes.
+                tokio::spawn(async move {
+                    let used = accepted.await;
+                    info!(%remote, zero_rtt_accepted = used, "handshake complete");
+                });
+                conn
+            }
+            Err(connecting) => tokio::time::timeout(handshake, connecting).await.context("handshake timed out")??,
+        }
+    } else {
+        let conn = tokio::time::timeout(handshake, connecting).await.context("handshake timed out")??;
+        info!(%remote, "handshake complete");
+        conn
+    };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .unwrap_or_default();
+    if ctx.key_update {
+        tokio::spawn(update_keys_mid_transfer(conn.clone()));
+    }
+    match alpn.as_slice() {
+        ALPN_HQ => serve_hq(conn, ctx).await,
+        ALPN_H3 => {
+            let info = Arc::new(ConnInfo { listener: ctx.listener.clone(), transport: Transport::H3, remote });
+            transport::h3::serve_conn(conn, info, ctx.origin.clone(), shutdown, tracker).await;
+        }
+        other => warn!(alpn = %String::from_utf8_lossy(other), "unexpected ALPN"),
+    }
+    Ok(())
+}
+
+/// Initiate one key update once `KEY_UPDATE_AFTER_BYTES` have been sent (or
+/// when the connection closes first, never).
+async fn update_keys_mid_transfer(conn: quinn::Connection) {
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = conn.closed() => return,
+        }
+        if conn.stats().udp_tx.bytes >= KEY_UPDATE_AFTER_BYTES {
+            conn.force_key_update();
+            info!(sent = conn.stats().udp_tx.bytes, "initiated a key update");
+            return;
+        }
+    }
+}
+
+/// HTTP/0.9 over QUIC: one request per bidirectional stream.
+async fn serve_hq(conn: quinn::Connection, ctx: Arc<ConnCtx>) {
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return,
+            Err(e) => return debug!(error = %e, "hq connection ended"),
+        };
+        let ctx = ctx.clone();
+        let id = send.id();
+        tokio::spawn(
+            async move {
+                if let Err(e) = hq_request(send, recv, &ctx.www).await {
+                    debug!(error = format!("{e:#}"), "hq request failed");
+                }
+            }
+            .instrument(info_span!("hq", stream = %id)),
+        );
+    }
+}
+
+async fn hq_request(mut send: quinn::SendStream, mut recv: quinn::RecvStream, www: &Path) -> Result<()> {
+    let line = read_request_line(&mut recv).await?;
+    let Some(path) = parse_request_line(&line) else {
+        debug!(line = %String::from_utf8_lossy(&line), "bad hq request");
+        send.reset(HQ_REJECTED.into()).ok();
+        return Ok(());
+    };
+    let Some(mut file) = open_in(www, path).await else {
+        debug!(path, "hq: not found");
+        send.reset(HQ_REJECTED.into()).ok();
+        return Ok(());
+    };
+    let mut buf = vec![0u8; FILE_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).await.context("reading the file")?;
+        if n == 0 {
+            break;
+        }
+        send.write_all(&buf[..n]).await.context("writing to the stream")?;
+        total += n as u64;
+    }
+    send.finish().context("finishing the stream")?;
+    debug!(path, bytes = total, "hq: served");
+    Ok(())
+}
+
+/// Read up to the end of the request line (`\n`) or the end of the stream.
+async fn read_request_line(recv: &mut quinn::RecvStream) -> Result<Vec<u8>> {
+    let mut line = Vec::new();
+    while !line.contains(&b'\n') {
+        anyhow::ensure!(line.len() <= MAX_REQUEST_LINE, "request line too long");
+        match recv.read_chunk(MAX_REQUEST_LINE, true).await.context("reading the request")? {
+            Some(chunk) => line.extend_from_slice(&chunk.bytes),
+            None => break,
+        }
+    }
+    Ok(line)
+}
+
+/// The path of an HTTP/0.9 request line `GET /path` (CRLF or LF optional).
+pub fn parse_request_line(line: &[u8]) -> Option<&str> {
+    let line = std::str::from_utf8(line).ok()?;
+    let line = line.split('\n').next()?.trim_end_matches('\r');
+    let mut words = line.split(' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some("GET"), Some(path), None) if path.starts_with('/') => Some(path),
+        _ => None,
+    }
+}
+
+/// Open the file `path` names under `www`, with the origin's path rules
+/// ([`Route::parse`]: percent-decoding, no separators or dot-names in a
+/// component) and the canonical path required to stay inside `www`.
+async fn open_in(www: &Path, path: &str) -> Option<tokio::fs::File> {
+    let Ok(Route::Static(parts)) = Route::parse(path) else { return None };
+    let root = tokio::fs::canonicalize(www).await.ok()?;
+    let mut p = root.clone();
+    p.extend(&parts);
+    let p = tokio::fs::canonicalize(&p).await.ok()?;
+    if !p.starts_with(&root) || !tokio::fs::metadata(&p).await.ok()?.is_file() {
+        return None;
+    }
+    tokio::fs::File::open(&p).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(parse_request_line(b"GET /a.bin\r\n"), Some("/a.bin"));
+        assert_eq!(parse_request_line(b"GET /a.bin"), Some("/a.bin"));
+        assert_eq!(parse_request_line(b"GET /x/y\n"), Some("/x/y"));
+        assert_eq!(parse_request_line(b"PUT /a\r\n"), None);
+        assert_eq!(parse_request_line(b"GET a\r\n"), None);
+        assert_eq!(parse_request_line(b"GET /a HTTP/1.1\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn paths_stay_inside_www() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.bin"), b"x").unwrap();
+        assert!(open_in(dir.path(), "/f.bin").await.is_some());
+        assert!(open_in(dir.path(), "/missing").await.is_none());
+        assert!(open_in(dir.path(), "/../etc/passwd").await.is_none());
+        assert!(open_in(dir.path(), "/%2e%2e/etc/passwd").await.is_none());
+        assert!(open_in(dir.path(), "/").await.is_none());
+    }
+}
