@@ -252,12 +252,14 @@ impairment_stats() { # profile -> raw/PROFILE.net.txt
   [ "$LOOPBACK" = 1 ] && return
   local file="$OUT/raw/$1.net.txt"
   {
-    for x in "$NSO $VO origin-ingress(upstream)" "$NSC $VC client-ingress(downstream)"; do
-      set -- $x
-      echo "== $3"
-      ip netns exec "$1" nft list table netdev h3ab 2>/dev/null | grep counter
-      ip netns exec "$1" tc -s qdisc show dev "$2"
-    done
+    echo "== upstream nft (ingress of the origin's veth)"
+    ip netns exec "$NSO" nft list table netdev h3ab 2>/dev/null | grep counter
+    echo "== downstream nft (ingress of the client's veth)"
+    ip netns exec "$NSC" nft list table netdev h3ab 2>/dev/null | grep counter
+    echo "== downstream qdisc (egress of the origin's veth)"
+    ip netns exec "$NSO" tc -s qdisc show dev "$VO"
+    echo "== upstream qdisc (egress of the client's veth)"
+    ip netns exec "$NSC" tc -s qdisc show dev "$VC"
   } > "$file" 2>&1
 }
 

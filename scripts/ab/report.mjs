@@ -119,7 +119,7 @@ function netNote(profile) {
   const parts = readFileSync(file, 'utf8').split(/^== /m).filter(Boolean);
   const notes = [];
   for (const part of parts) {
-    const dirName = part.startsWith('origin') ? 'upstream' : 'downstream';
+    const dirName = part.startsWith('upstream') ? 'upstream' : 'downstream';
     const all = part.match(/^\s*counter packets (\d+)/m);
     const drop = part.match(/counter packets (\d+) bytes \d+ drop/);
     if (all && drop) notes.push(`${dirName} ${drop[1]}/${all[1]} packets dropped (${((100 * drop[1]) / Math.max(1, all[1])).toFixed(2)} %)`);
