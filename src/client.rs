@@ -301,7 +301,13 @@ impl Client {
                         stream.send_data(b).await?;
                     }
                 }
-                stream.finish().await?;
+                // The origin may answer a body-less request and drop its read
+                // side (STOP_SENDING 0) before our FIN goes out; finishing then
+                // fails although the response is on its way. A real failure
+                // shows up in recv_response.
+                if let Err(e) = stream.finish().await {
+                    tracing::debug!(error = %e, "h3: finishing the request stream failed");
+                }
                 let resp = stream.recv_response().await?;
                 Ok(ClientResponse {
                     status: resp.status(),
