@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Turn a scripts/bench.sh output folder into results.json, table.md and plot.svg.
+
+Usage: scripts/bench-report.py OUT_DIR
+Reads OUT_DIR/runs.jsonl (one line per run, written by bench.sh) and, per run,
+raw/TAG.json (the load tool's report) and raw/TAG.m0 / raw/TAG.m1 (the
+origin's /metrics before and after).
+"""
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+
+TRANSPORTS = ["h3", "h2", "h1-tls", "h1-clear"]
+COLORS = {"h3": "#d62728", "h2": "#1f77b4", "h1-tls": "#2ca02c", "h1-clear": "#7f7f7f"}
+
+
+def histogram(path, transport):
+    """Cumulative buckets {le: count} of h3live_origin_delay_seconds for a transport."""
+    out = {}
+    if not os.path.exists(path):
+        return out
+    pat = re.compile(r'^h3live_origin_delay_seconds_bucket\{transport="([^"]+)",le="([^"]+)"\} (\d+)')
+    with open(path) as f:
+        for line in f:
+            m = pat.match(line)
+            if m and m.group(1) == transport:
+                le = math.inf if m.group(2) == "+Inf" else float(m.group(2))
+                out[le] = int(m.group(3))
+    return out
+
+
+def quantile(q, buckets):
+    """Prometheus histogram_quantile over cumulative buckets (linear inside a bucket)."""
+    items = sorted(buckets.items())
+    if not items or items[-1][1] == 0:
+        return None
+    total = items[-1][1]
+    rank = q * total
+    prev_le, prev_c = 0.0, 0
+    for le, c in items:
+        if c >= rank:
+            if le == math.inf:
+                return prev_le
+            if c == prev_c:
+                return le
+            return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
+        prev_le, prev_c = le, c
+    return items[-1][0]
+
+
+def load_runs(out):
+    runs = []
+    with open(os.path.join(out, "runs.jsonl")) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            rep_path = os.path.join(out, "raw", r["tag"] + ".json")
+            rep = json.load(open(rep_path)) if os.path.exists(rep_path) else {}
+            cpu_s = r["cpu_ticks"] / r["clk_tck"]
+            dur = rep.get("duration_s") or 0
+            gb = rep.get("bytes", 0) / 1e9
+            h0 = histogram(os.path.join(out, "raw", r["tag"] + ".m0"), r["transport"])
+            h1 = histogram(os.path.join(out, "raw", r["tag"] + ".m1"), r["transport"])
+            delta = {le: h1.get(le, 0) - h0.get(le, 0) for le in h1}
+            q = lambda p: (lambda v: None if v is None else v * 1000)(quantile(p, delta))
+            n = r["viewers"]
+            lat = rep.get("latency", {})
+            runs.append({
+                **r,
+                "duration_s": dur,
+                "bytes": rep.get("bytes", 0),
+                "mbit_per_s": rep.get("mbit_per_s", 0),
+                "cpu_s": cpu_s,
+                "cpu_pct_of_core": 100 * cpu_s / dur if dur else None,
+                "cpu_s_per_gb": cpu_s / gb if gb > 0 else None,
+                "rss_peak_mb": r["rss_peak_kb"] / 1024,
+                "kib_per_viewer": (r["rss_peak_kb"] - r["rss0_kb"]) / n if n else None,
+                "machine_busy_pct": 100 * r["sys_busy"] / r["sys_total"] if r["sys_total"] else None,
+                "origin_delay_samples": delta.get(math.inf, 0),
+                "origin_delay_p50_ms": q(0.5),
+                "origin_delay_p99_ms": q(0.99),
+                "prft_p50_ms": lat.get("p50_ms"),
+                "prft_p99_ms": lat.get("p99_ms"),
+                "prft_max_ms": lat.get("max_ms"),
+                "errors": rep.get("errors"),
+                "stalls": rep.get("stalls"),
+                "connected": rep.get("connected"),
+                "error_kinds": rep.get("error_kinds", {}),
+            })
+    return runs
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def table(out, runs):
+    lines = []
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines.append(f"Benchmark {now} on {platform.node()}: {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+                 "origin, replay and load tool on the same machine.\n")
+    live = [r for r in runs if r["server"] == "h3live" and r["mode"] == "live"]
+    lines.append("### Live viewers (h3live, LL-DASH replay, next segment requested early and held)\n")
+    lines.append("| transport | viewers | delivered Mbit/s | origin CPU s/GB | origin CPU % of a core | machine busy % | origin RSS MB | KiB/viewer | origin delay p50 / p99 ms | prft→last byte p50 / p99 / max ms | errors | stalls |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in sorted(live, key=lambda r: (TRANSPORTS.index(r["transport"]), r["viewers"])):
+        lines.append(f"| {r['transport']} | {r['viewers']} | {fmt(r['mbit_per_s'])} | {fmt(r['cpu_s_per_gb'], 2)} | {fmt(r['cpu_pct_of_core'])} | "
+                     f"{fmt(r['machine_busy_pct'], 0)} | {fmt(r['rss_peak_mb'])} | {fmt(r['kib_per_viewer'], 0)} | "
+                     f"{fmt(r['origin_delay_p50_ms'], 2)} / {fmt(r['origin_delay_p99_ms'], 2)} | "
+                     f"{fmt(r['prft_p50_ms'])} / {fmt(r['prft_p99_ms'])} / {fmt(r['prft_max_ms'])} | {fmt(r['errors'])} | {fmt(r['stalls'])} |")
+    idle = [r for r in runs if r["mode"] == "idle"]
+    if idle:
+        lines.append("\n### Idle viewers (connection open, manifest read, nothing streaming)\n")
+        lines.append("| transport | idle viewers | connected | origin RSS before → peak MB | KiB per idle viewer |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for r in sorted(idle, key=lambda r: TRANSPORTS.index(r["transport"])):
+            lines.append(f"| {r['transport']} | {r['viewers']} | {fmt(r['connected'])} | {r['rss0_kb']/1024:.1f} → {r['rss_peak_mb']:.1f} | {fmt(r['kib_per_viewer'], 0)} |")
+    cmp_rows = []
+    for t in TRANSPORTS:
+        ours = [r for r in runs if r["server"] == "h3live" and r["mode"] == "segment" and r["transport"] == t]
+        theirs = [r for r in runs if r["server"] == "caddy" and r["transport"] == t]
+        if ours and theirs:
+            o, c = ours[-1], theirs[-1]
+            ratio = o["cpu_s_per_gb"] / c["cpu_s_per_gb"] if o["cpu_s_per_gb"] and c["cpu_s_per_gb"] else None
+            cmp_rows.append((t, o, c, ratio))
+    if cmp_rows:
+        lines.append("\n### Side by side with caddy (same bytes; viewers fetch each segment once complete)\n")
+        lines.append("caddy's cleartext HTTP/1.1 uses sendfile(2): its CPU there is near zero and the ratio is not meaningful.\n")
+        lines.append("| transport | viewers | h3live CPU s/GB | caddy CPU s/GB | h3live / caddy | h3live RSS MB | caddy RSS MB | errors h3live / caddy |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for t, o, c, ratio in cmp_rows:
+            lines.append(f"| {t} | {o['viewers']} | {fmt(o['cpu_s_per_gb'], 2)} | {fmt(c['cpu_s_per_gb'], 2)} | {fmt(ratio, 2)} | "
+                         f"{fmt(o['rss_peak_mb'])} | {fmt(c['rss_peak_mb'])} | {fmt(o['errors'])} / {fmt(c['errors'])} |")
+    # Targets of issue 6.
+    lines.append("\n### Targets\n")
+    for t in TRANSPORTS:
+        r500 = [r for r in live if r["transport"] == t and r["viewers"] == 500]
+        if r500:
+            p99 = r500[0]["origin_delay_p99_ms"]
+            lines.append(f"- {t}: origin delay p99 at 500 viewers {fmt(p99, 2)} ms (target < 5): {'met' if p99 is not None and p99 < 5 else 'MISSED'}")
+    for n in sorted({r["viewers"] for r in live}):
+        h3 = [r for r in live if r["transport"] == "h3" and r["viewers"] == n]
+        h1 = [r for r in live if r["transport"] == "h1-tls" and r["viewers"] == n]
+        if h3 and h1 and h3[0]["cpu_s_per_gb"] and h1[0]["cpu_s_per_gb"]:
+            ratio = h3[0]["cpu_s_per_gb"] / h1[0]["cpu_s_per_gb"]
+            lines.append(f"- {n} viewers: h3 CPU/GB = {ratio:.2f}× h1-tls (target ≤ 2): {'met' if ratio <= 2 else 'MISSED'}")
+    for r in sorted(idle, key=lambda r: TRANSPORTS.index(r["transport"])):
+        limit = 300 if r["transport"] == "h3" else 100
+        k = r["kib_per_viewer"]
+        lines.append(f"- {r['transport']}: {fmt(k, 0)} KiB per idle viewer (target < {limit}): {'met' if k is not None and k < limit else 'MISSED'}")
+    errs = sum((r["errors"] or 0) for r in runs)
+    lines.append(f"- errors over all runs: {errs} (target 0): {'met' if errs == 0 else 'MISSED'}")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def plot(out, runs):
+    """Two panels against viewers (log x): origin CPU s/GB, and p99 latencies."""
+    live = [r for r in runs if r["server"] == "h3live" and r["mode"] == "live"]
+    counts = sorted({r["viewers"] for r in live})
+    if not counts:
+        return
+    W, H, M = 980, 420, 60
+    pw = (W - 3 * M) / 2
+    ph = H - 2 * M
+    xs = [math.log10(max(c, 1)) for c in counts]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>']
+
+    def panel(ox, title, series, ylabel):
+        vals = [v for _, pts, _ in series for _, v in pts if v is not None]
+        ymax = max(vals) * 1.1 if vals else 1
+        ymax = ymax or 1
+        X = lambda c: ox + (math.log10(max(c, 1)) - x0) / (x1 - x0) * pw
+        Y = lambda v: M + ph - v / ymax * ph
+        svg.append(f'<text x="{ox + pw/2}" y="{M - 25}" text-anchor="middle" font-weight="bold">{title}</text>')
+        svg.append(f'<line x1="{ox}" y1="{M+ph}" x2="{ox+pw}" y2="{M+ph}" stroke="black"/>')
+        svg.append(f'<line x1="{ox}" y1="{M}" x2="{ox}" y2="{M+ph}" stroke="black"/>')
+        for i in range(5):
+            v = ymax * i / 4
+            svg.append(f'<text x="{ox-5}" y="{Y(v)+4}" text-anchor="end">{v:.3g}</text>')
+            svg.append(f'<line x1="{ox}" y1="{Y(v)}" x2="{ox+pw}" y2="{Y(v)}" stroke="#eee"/>')
+        for c in counts:
+            svg.append(f'<text x="{X(c)}" y="{M+ph+16}" text-anchor="middle">{c}</text>')
+        svg.append(f'<text x="{ox+pw/2}" y="{M+ph+34}" text-anchor="middle">viewers (log)</text>')
+        svg.append(f'<text x="{ox-45}" y="{M+ph/2}" transform="rotate(-90 {ox-45} {M+ph/2})" text-anchor="middle">{ylabel}</text>')
+        for j, (name, pts, dash) in enumerate(series):
+            pts = [(c, v) for c, v in pts if v is not None]
+            if not pts:
+                continue
+            color = COLORS.get(name.split()[0], "black")
+            dash_attr = ' stroke-dasharray="5,4"' if dash else ""
+            d = " ".join(f"{X(c):.1f},{Y(v):.1f}" for c, v in pts)
+            svg.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"{dash_attr}/>')
+            for c, v in pts:
+                svg.append(f'<circle cx="{X(c):.1f}" cy="{Y(v):.1f}" r="3" fill="{color}"/>')
+            ly = M + 14 * j
+            svg.append(f'<line x1="{ox+pw-120}" y1="{ly}" x2="{ox+pw-100}" y2="{ly}" stroke="{color}" stroke-width="2"{dash_attr}/>')
+            svg.append(f'<text x="{ox+pw-95}" y="{ly+4}">{name}</text>')
+
+    def pts(t, key):
+        return [(r["viewers"], r[key]) for r in sorted(live, key=lambda r: r["viewers"]) if r["transport"] == t]
+
+    present = [t for t in TRANSPORTS if any(r["transport"] == t for r in live)]
+    panel(M, "origin CPU seconds per delivered GB", [(t, pts(t, "cpu_s_per_gb"), False) for t in present], "CPU s / GB")
+    series = [(f"{t} origin", pts(t, "origin_delay_p99_ms"), False) for t in present]
+    series += [(f"{t} prft", pts(t, "prft_p99_ms"), True) for t in present]
+    panel(2 * M + pw, "p99 latency: origin delay (solid), prft→last byte (dashed)", series, "ms")
+    svg.append("</svg>")
+    with open(os.path.join(out, "plot.svg"), "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    runs = load_runs(out)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    print(table(out, runs))
+    plot(out, runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Fan-out benchmark: cost per viewer and latency added per transport.
+#
+# For each transport (h3, h2, h1-tls, h1-clear) and viewer count, a fresh
+# origin (`h3live serve`) is fed a recorded LL-DASH stream by `h3live load
+# replay` (real-time pace, prft re-stamped at push time) and `h3live load`
+# runs that many viewers on the same machine. Per run it records the origin's
+# CPU seconds (/proc/PID/stat), peak RSS, the origin-delay histogram delta
+# from /metrics, and the load tool's JSON (throughput, prft->last byte
+# latency, errors, stalls). Then idle viewers (connection held, nothing
+# streamed) for memory per idle viewer, and a side-by-side with Debian's
+# caddy serving the same bytes as static files (viewers fetch each segment
+# once complete, `--pace segment`, against both servers) for the ratio of
+# CPU per delivered GB per transport.
+#
+# Output folder: runs.jsonl + raw/ (per-run JSON, metrics, logs),
+# results.json, table.md, plot.svg (scripts/bench-report.py).
+#
+# Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
+#          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
+#          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build]
+#   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
+#   --capture DIR replay this capture (h3live load record); default: record
+#                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
+#                 OUT/capture, or a synthetic stream with --synthetic / no ffmpeg
+# Needs: cargo, curl, python3; ffmpeg for the recording; caddy for the
+# comparison (apt-get install caddy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+OUT=""
+CAPTURE=""
+SYNTHETIC=0
+COUNTS=""
+TRANSPORTS="h3 h2 h1-tls h1-clear"
+DURATION=""
+IDLE_N=""
+COMPARE_N=""
+CADDY=1
+BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --out) OUT="$2"; shift ;;
+    --capture) CAPTURE="$2"; shift ;;
+    --synthetic) SYNTHETIC=1 ;;
+    --counts) COUNTS="$2"; shift ;;
+    --transports) TRANSPORTS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --idle) IDLE_N="$2"; shift ;;
+    --compare) COMPARE_N="$2"; shift ;;
+    --no-caddy) CADDY=0 ;;
+    --no-build) BUILD=0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$QUICK" = 1 ]; then
+  COUNTS=${COUNTS:-"1 10 50"}; DURATION=${DURATION:-6}; IDLE_N=${IDLE_N:-50}; COMPARE_N=${COMPARE_N:-10}
+else
+  COUNTS=${COUNTS:-"1 10 100 500 1000"}; DURATION=${DURATION:-20}; IDLE_N=${IDLE_N:-1000}; COMPARE_N=${COMPARE_N:-100}
+fi
+# 1000 HTTP/1.1 viewers hold 2000 sockets on each side.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+OUT=${OUT:-target/bench/$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT/raw" "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+BIN=$PWD/target/release/h3live
+RUNS=$OUT/runs.jsonl
+: > "$RUNS"
+
+# Ports (loopback only): ours, then caddy's.
+P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444
+C_HTTPS=29443 C_HTTP=29080
+STREAM=bench
+CLK_TCK=$(getconf CLK_TCK)
+WARMUP=6
+
+step() { printf '\n=== %s\n' "$*" >&2; }
+note() { printf '%s\n' "$*" >&2; }
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+for p in $P_HTTP $P_H3 $P_H1 $P_H2 $C_HTTPS $C_HTTP; do
+  if ss -Hltun "( sport = :$p )" | grep -q .; then
+    echo "port $p is in use: stop whatever listens there first" >&2; exit 1
+  fi
+done
+
+if [ "$BUILD" = 1 ]; then
+  step "cargo build --release"
+  cargo build --release --locked >&2
+fi
+[ -x "$BIN" ] || { echo "no $BIN (build first)" >&2; exit 1; }
+
+"$BIN" cert --out "$OUT/certs" >/dev/null
+CERT=$OUT/certs/cert.pem KEY=$OUT/certs/key.pem
+mkdir -p "$OUT/empty"
+
+# ---------------------------------------------------------------- capture
+if [ -z "$CAPTURE" ]; then
+  CAPTURE=$OUT/capture
+  if [ "$SYNTHETIC" = 0 ] && command -v ffmpeg >/dev/null; then
+    step "recording 30 s of ffmpeg LL-DASH into $CAPTURE"
+    "$BIN" load record --listen 127.0.0.1:$P_HTTP -o "$CAPTURE" --duration 34s 2> "$OUT/logs/record.log" &
+    REC=$!; PIDS+=("$REC")
+    sleep 0.5
+    timeout -s INT 31 ffmpeg -hide_banner -loglevel error -nostdin \
+      -re -f lavfi -i testsrc2=size=1280x720:rate=30 -re -f lavfi -i sine=frequency=1000:sample_rate=48000 \
+      -vf "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:text='%{localtime\:%T.%3N}':fontsize=48:fontcolor=white:box=1:boxcolor=black:x=20:y=20" \
+      -c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g 60 -keyint_min 60 -sc_threshold 0 -b:v 2M \
+      -c:a aac -b:a 128k \
+      -f dash -ldash 1 -streaming 1 -frag_type every_frame -use_template 1 -use_timeline 0 \
+      -seg_duration 2 -window_size 5 -extra_window_size 5 -remove_at_exit 1 \
+      -format_options movflags=cmaf -write_prft 1 -target_latency 1.5 \
+      -utc_timing_url "http://127.0.0.1:8080/time" -method PUT -http_persistent 1 -ignore_io_errors 1 \
+      -http_opts tcp_nodelay=1 "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 2> "$OUT/logs/ffmpeg.log" || true
+    wait "$REC" || true
+  else
+    step "writing a synthetic capture into $CAPTURE"
+    "$BIN" load synth -o "$CAPTURE" --duration 30s >&2
+  fi
+fi
+
+# ---------------------------------------------------------------- helpers
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+proc_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# busy and total jiffies of the whole machine
+sys_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
+
+wait_http() { # url seconds
+  local i=0
+  until curl -sf -o /dev/null "$1"; do
+    i=$((i + 1)); [ $i -le $(( $2 * 10 )) ] || return 1
+    sleep 0.1
+  done
+}
+
+ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
+start_origin() {
+  "$BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
+    --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
+    --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 2> "$OUT/logs/origin-$1.log" &
+  ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
+  wait_http "http://127.0.0.1:$P_HTTP/healthz" 10 || { echo "origin did not start" >&2; exit 1; }
+  "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1.log" > /dev/null &
+  REPLAY_PID=$!; PIDS+=("$REPLAY_PID")
+  wait_http "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 15 || { echo "no manifest from the replay" >&2; exit 1; }
+  # Let the store reach its steady size (3 finished + 1 growing segment per
+  # track) so RSS growth during the run is the viewers'.
+  sleep "$WARMUP"
+}
+stop_pid() { [ -n "$1" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
+stop_origin() { stop_pid "$REPLAY_PID"; stop_pid "$ORIGIN_PID"; REPLAY_PID="" ORIGIN_PID=""; }
+
+WWW=$OUT/www
+start_caddy() {
+  mkdir -p "$WWW" "$OUT/caddy"
+  cat > "$OUT/caddy/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+	servers {
+		protocols h1 h2 h3
+	}
+}
+https://localhost:$C_HTTPS {
+	tls $CERT $KEY
+	root * $WWW
+	file_server
+}
+http://:$C_HTTP {
+	root * $WWW
+	file_server
+}
+EOF
+  XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy caddy run --config "$OUT/caddy/Caddyfile" --adapter caddyfile \
+    2> "$OUT/logs/caddy-$1.log" &
+  CADDY_PID=$!; PIDS+=("$CADDY_PID")
+  wait_http "http://127.0.0.1:$C_HTTP/bench/manifest.mpd" 10 || { echo "caddy did not start" >&2; exit 1; }
+}
+
+addr_of() { # server transport
+  case "$1:$2" in
+    h3live:h3) echo 127.0.0.1:$P_H3 ;; h3live:h2) echo 127.0.0.1:$P_H2 ;;
+    h3live:h1-tls) echo 127.0.0.1:$P_H1 ;; h3live:h1-clear) echo 127.0.0.1:$P_HTTP ;;
+    caddy:h1-clear) echo 127.0.0.1:$C_HTTP ;; caddy:*) echo 127.0.0.1:$C_HTTPS ;;
+  esac
+}
+
+# One measured run against the running server: server transport viewers mode(live|segment|idle).
+# Origin CPU and the machine's CPU are counted over the whole load run (ramp
+# and connection set-up included); RSS is sampled every 0.5 s for the peak.
+measure() {
+  local server=$1 t=$2 n=$3 mode=$4 pid manifest
+  local tag="$server-$t-$mode-$n"
+  local ramp=$(( n / 200 > 1 ? n / 200 : 1 ))
+  if [ "$server" = h3live ]; then pid=$ORIGIN_PID; manifest=/live/$STREAM/manifest.mpd; else pid=$CADDY_PID; manifest=/bench/manifest.mpd; fi
+  local extra=()
+  [ "$mode" = idle ] && extra+=(--idle)
+  [ "$mode" = segment ] && extra+=(--pace segment)
+  [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m0"
+  local t0 rss0 s0 peak r
+  t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
+  "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
+    -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
+  local lp=$!
+  peak=$rss0
+  while kill -0 "$lp" 2>/dev/null; do
+    r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
+    sleep 0.5
+  done
+  local ok=true
+  wait "$lp" || ok=false
+  local t1 s1
+  t1=$(proc_ticks "$pid"); s1=$(sys_ticks)
+  [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m1"
+  printf '{"tag":"%s","server":"%s","transport":"%s","viewers":%s,"mode":"%s","ok":%s,"cpu_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s,"sys_busy":%s,"sys_total":%s}\n' \
+    "$tag" "$server" "$t" "$n" "$mode" "$ok" "$((t1 - t0))" "$CLK_TCK" "$rss0" "$peak" \
+    "$(( ${s1% *} - ${s0% *} ))" "$(( ${s1#* } - ${s0#* } ))" >> "$RUNS"
+  note "$(tail -n 3 "$OUT/raw/$tag.log" | tr '\n' ' ')"
+}
+
+note "output: $OUT"
+note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- h3live, live viewers
+for t in $TRANSPORTS; do
+  for n in $COUNTS; do
+    step "h3live $t: $n live viewers, ${DURATION}s"
+    start_origin "$t-$n"
+    measure h3live "$t" "$n" live
+    stop_origin
+  done
+  step "h3live $t: $IDLE_N idle viewers"
+  start_origin "$t-idle"
+  # Idle viewers only read the manifest: stop the ingest so the store stops
+  # changing and the RSS growth is the connections'.
+  stop_pid "$REPLAY_PID"; REPLAY_PID=""
+  measure h3live "$t" "$IDLE_N" idle
+  stop_origin
+done
+
+# ---------------------------------------------------------------- side by side with caddy
+if [ "$CADDY" = 1 ]; then
+  if ! command -v caddy >/dev/null; then
+    note "caddy not installed (apt-get install caddy): comparison skipped"
+  else
+    for t in $TRANSPORTS; do
+      step "h3live $t: $COMPARE_N viewers fetching whole segments"
+      start_origin "$t-cmp"
+      measure h3live "$t" "$COMPARE_N" segment
+      stop_origin
+      step "caddy $t: $COMPARE_N viewers fetching whole segments (static copy)"
+      rm -rf "$WWW"
+      "$BIN" load replay -c "$CAPTURE" --static-out "$WWW/bench" --static-segments $(( DURATION + 30 )) > /dev/null
+      start_caddy "$t"
+      measure caddy "$t" "$COMPARE_N" segment
+      stop_pid "$CADDY_PID"; CADDY_PID=""
+    done
+  fi
+fi
+
+step "report"
+python3 scripts/bench-report.py "$OUT"
+note "wrote $OUT/table.md and $OUT/plot.svg"
