@@ -28,6 +28,8 @@
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
 #   --concurrent      play all arms at once in one page (they share the link)
 #                     instead of one after another in fresh browser contexts
+#   --rounds N        play every arm N times per profile, rotating the arm order
+#                     (default 1); the report adds the plays up
 #   --screenshots     save a screenshot of the page at the end of each play (raw/*.png)
 #   --latency S       target latency for every player (default: the page's, 0.8)
 #   --size WxH --fps N --bitrate RATE   encoder settings (default 1280x720, 30, 2M)
@@ -51,6 +53,7 @@ DURATION=30
 WARMUP=5
 CONCURRENT=0
 SCREENSHOTS=0
+ROUNDS=1
 LATENCY=""
 SIZE="1280x720"
 FPS=30
@@ -71,6 +74,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP="$2"; shift 2 ;;
     --concurrent) CONCURRENT=1; shift ;;
     --screenshots) SCREENSHOTS=1; shift ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
     --latency) LATENCY="$2"; shift 2 ;;
     --size) SIZE="$2"; shift 2 ;;
     --fps) FPS="$2"; shift 2 ;;
@@ -106,6 +110,7 @@ fi
 [ -d web/node_modules/dashjs ] && [ -d web/node_modules/ws ] || die "web/node_modules missing: run (cd web && npm ci)"
 [ "$RUNNING" = 1 ] || [ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
 case "$DURATION$WARMUP" in *[!0-9.]*) die "--duration and --warmup take seconds" ;; esac
+case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
 for a in "${ARM_LIST[@]}"; do case "$a" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2)" ;; esac; done
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
@@ -162,7 +167,7 @@ trap on_signal INT TERM HUP
 trap cleanup EXIT
 
 say "output folder: $OUT"
-say "arms ${ARMS}, profiles ${PROFILES}, ${DURATION} s per arm and profile ($([ "$CONCURRENT" = 1 ] && echo 'all arms at once' || echo 'one arm after another, fresh browser context each')), warm-up ${WARMUP} s"
+say "arms ${ARMS}, profiles ${PROFILES}, ${DURATION} s per play, $ROUNDS round(s) ($([ "$CONCURRENT" = 1 ] && echo 'all arms at once' || echo 'one arm after another, fresh browser context each')), warm-up ${WARMUP} s"
 
 # --------------------------------------------------------------- network
 if [ "$LOOPBACK" = 0 ]; then
@@ -334,7 +339,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
   echo "  \"encoder\": $(json_str "${SIZE}@${FPS} ${BITRATE}, 2 s segments, one CMAF fragment per frame"),"
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.8}"),"
-  echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP,"
+  echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
   echo "  \"arms\": $(json_str "$ARMS"),"
   echo "  \"skipped\": ["
   first=1
@@ -348,7 +353,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
 } > "$OUT/meta.json.part"
 
 # -------------------------------------------------------------- profiles
-DRIVER_ARGS=(--arms "$ARMS" --duration "$DURATION" --host "$HOST" --spki "$SPKI" --stream "$STREAM" --ports "$PORTS")
+DRIVER_ARGS=(--arms "$ARMS" --rounds "$ROUNDS" --duration "$DURATION" --host "$HOST" --spki "$SPKI" --stream "$STREAM" --ports "$PORTS")
 [ "$LOOPBACK" = 0 ] && DRIVER_ARGS+=(--ip "$ORIGIN_IP")
 [ -n "$LATENCY" ] && DRIVER_ARGS+=(--latency "$LATENCY")
 [ "$CONCURRENT" = 1 ] && DRIVER_ARGS+=(--concurrent)

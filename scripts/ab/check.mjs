@@ -49,11 +49,11 @@ const svg = parse('latency.svg', (s) => {
 const csvRows = parse('samples.csv', (s) => {
   const lines = s.trim().split('\n');
   const head = lines[0].split(',');
-  if (head.join(',') !== 'profile,arm,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats') throw new Error(`header ${lines[0]}`);
+  if (head.join(',') !== 'profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats') throw new Error(`header ${lines[0]}`);
   return lines.slice(1).map((l, i) => {
     const c = l.split(',');
-    if (c.length !== head.length || !Number.isFinite(Number(c[3]))) throw new Error(`line ${i + 2}: ${l}`);
-    return { profile: c[0], arm: c[1], kind: c[2], latency: c[5] === '' ? null : Number(c[5]), inStats: c[9] === '1' };
+    if (c.length !== head.length || !Number.isFinite(Number(c[4]))) throw new Error(`line ${i + 2}: ${l}`);
+    return { profile: c[0], arm: c[1], kind: c[3], latency: c[6] === '' ? null : Number(c[6]), inStats: c[10] === '1' };
   });
 });
 for (const p of profiles) parse(`raw/${p}.json`, JSON.parse);

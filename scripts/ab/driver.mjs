@@ -8,10 +8,12 @@
 // Sequential (default): each arm in a fresh browser context (its own
 // connections and QUIC sessions), the page served by that arm's own origin
 // with only that arm's player.  --concurrent: all arms in one page at once.
+// --rounds N repeats that N times; sequential rounds rotate the arm order
+// (h3,h1,h2 / h1,h2,h3 / ...) so that no arm always goes first.
 //
 // Usage: node scripts/ab/driver.mjs --out FILE --profile NAME --arms h3,h1,h2
 //          --duration S --host NAME [--ip ADDR] --spki BASE64 --stream NAME
-//          [--latency S] [--ports h3=4433,h1=4443,h2=4444] [--concurrent]
+//          [--latency S] [--ports h3=4433,h1=4443,h2=4444] [--concurrent] [--rounds N]
 //          [--screenshot PREFIX]   (PREFIX-ARMS.png at the end of each play)
 // --ip maps --host to ADDR (Chromium --host-resolver-rules); without it the
 // host must be localhost.
@@ -20,7 +22,7 @@ import { Browser, Page } from '../../web/e2e/cdp.js';
 
 const opts = {
   out: null, profile: 'clean', arms: 'h3,h1', duration: 30, host: 'localhost', ip: null, spki: null,
-  stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false, screenshot: null,
+  stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false, screenshot: null, rounds: '1',
 };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
@@ -51,11 +53,12 @@ function pageUrl(servingArm, shownArms) {
 let browser = null;
 const result = {
   version: 1, profile: opts.profile, mode: opts.concurrent ? 'concurrent' : 'sequential',
-  durationS: duration, startedAt: new Date().toISOString(), chromium: null, arms: {},
+  durationS: duration, startedAt: new Date().toISOString(), chromium: null,
+  plays: [], // one per arm and round: { arm, round, url, expect, navigatedAt, frames, dash, final, pageExceptions }
 };
 
 /** Play `shownArms` in one fresh browser context for `duration` s. */
-async function play(shownArms) {
+async function play(shownArms, round) {
   const url = pageUrl(shownArms[0], shownArms);
   const { browserContextId } = await browser.send('Target.createBrowserContext', { disposeOnDetach: true });
   const { targetId } = await browser.send('Target.createTarget', { url: 'about:blank', browserContextId });
@@ -63,13 +66,15 @@ async function play(shownArms) {
   const page = new Page(browser, targetId, sessionId);
   await page.send('Runtime.enable');
   await page.send('Page.enable');
+  const plays = {};
   for (const a of shownArms) {
-    result.arms[a] = { url, expect: EXPECT[a], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
+    plays[a] = { arm: a, round, url, expect: EXPECT[a], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
+    result.plays.push(plays[a]);
   }
-  log(`playing ${shownArms.join('+')} for ${duration} s: ${url}`);
+  log(`round ${round}: playing ${shownArms.join('+')} for ${duration} s: ${url}`);
   const navigatedAt = Date.now();
   await page.goto(url);
-  for (const a of shownArms) result.arms[a].navigatedAt = navigatedAt;
+  for (const a of shownArms) plays[a].navigatedAt = navigatedAt;
   const end = navigatedAt + duration * 1000;
   let lastNote = 0;
   const take = async () => {
@@ -77,8 +82,8 @@ async function play(shownArms) {
     if (!got) return;
     for (const a of shownArms) {
       if (!got[a]) continue;
-      result.arms[a].frames.push(...got[a].frames);
-      result.arms[a].dash.push(...got[a].dash);
+      plays[a].frames.push(...got[a].frames);
+      plays[a].dash.push(...got[a].dash);
     }
   };
   while (Date.now() < end) {
@@ -93,11 +98,11 @@ async function play(shownArms) {
   await take();
   if (opts.screenshot) {
     const png = await page.screenshot({ width: 1280, height: shownArms.length > 1 ? 760 : 900 }).catch(() => null);
-    if (png) writeFileSync(`${opts.screenshot}-${shownArms.join('+')}.png`, png);
+    if (png) writeFileSync(`${opts.screenshot}-${shownArms.join('+')}${round > 1 ? `-${round}` : ''}.png`, png);
   }
   const players = await page.eval('window.h3liveCompare ? JSON.parse(JSON.stringify(window.h3liveCompare.players)) : null').catch(() => null);
   for (const a of shownArms) {
-    const r = result.arms[a];
+    const r = plays[a];
     r.final = players ? players[a] : null;
     r.pageExceptions = page.exceptions.slice(0, 20);
     const f = r.final;
@@ -116,8 +121,14 @@ async function main() {
   browser = await Browser.launch(flags, { log: (m) => log(m) });
   const v = await browser.send('Browser.getVersion');
   result.chromium = v.product;
-  if (opts.concurrent) await play(arms);
-  else for (const a of arms) await play([a]);
+  const rounds = Math.max(1, Number(opts.rounds) || 1);
+  for (let round = 1; round <= rounds; round++) {
+    if (opts.concurrent) await play(arms, round);
+    else {
+      const k = (round - 1) % arms.length;
+      for (const a of [...arms.slice(k), ...arms.slice(0, k)]) await play([a], round);
+    }
+  }
 }
 
 let code = 0;

@@ -5,7 +5,7 @@
 //   summary.json  the same table as data (+ meta)
 //   samples.csv   every sample: one row per decoded frame (kind=frame) and per
 //                 dash.js reading (kind=dash, 4 per second)
-//   latency.svg   latency over time, one panel per profile, one line per transport
+//   latency.svg   latency over time, one panel per profile, one line per transport and play
 // and prints the table.  Usage: node scripts/ab/report.mjs DIR
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,7 +27,7 @@ const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : nu
 const rows = [];
 const series = {}; // profile -> arm -> [[tS, latencyMs]] (250 ms bins)
 const stallMarks = {}; // profile -> arm -> [tS]
-const csv = ['profile,arm,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats'];
+const csv = ['profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats'];
 let chromium = null;
 
 for (const profile of Object.keys(meta.profiles)) {
@@ -37,74 +37,91 @@ for (const profile of Object.keys(meta.profiles)) {
   chromium = chromium || raw.chromium;
   series[profile] = {};
   stallMarks[profile] = {};
-  for (const [arm, r] of Object.entries(raw.arms)) {
-    const f = r.final || {};
-    const frames = r.frames || [];
-    const t0 = frames.length ? frames[0][0] : r.navigatedAt;
-    const statsFrom = t0 + warmupMs;
+  // Plays grouped by arm (older driver output: one play per arm in raw.arms).
+  const plays = raw.plays || Object.values(raw.arms).map((r) => ({ ...r, arm: Object.keys(raw.arms).find((k) => raw.arms[k] === r), round: 1 }));
+  const armOrder = [...new Set([...meta.arms.split(','), ...plays.map((x) => x.arm)])].filter((a) => plays.some((x) => x.arm === a));
+  for (const arm of armOrder) {
     const lat = [];
-    for (const [t, l] of frames) {
-      const inStats = t >= statsFrom;
-      if (inStats) lat.push(l);
-      csv.push(`${profile},${arm},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0}`);
-    }
-    // Frozen time: gaps of more than FROZEN_GAP_MS between decoded frames, and from
-    // the last one to the end of the play (a stall that never ended).
-    let frozenMs = 0;
-    const endAt = r.navigatedAt + raw.durationS * 1000;
-    for (let i = 1; i <= frames.length; i++) {
-      const gap = (i < frames.length ? frames[i][0] : endAt) - frames[i - 1][0];
-      if (gap > FROZEN_GAP_MS) frozenMs += gap;
-    }
-    if (!frames.length) frozenMs = raw.durationS * 1000;
     const dashL = [];
     const rates = [];
-    for (const [t, d, rate, buf, screen] of r.dash || []) {
-      const inStats = t >= statsFrom;
-      if (inStats) { if (d != null) dashL.push(d); rates.push(rate); }
-      csv.push(`${profile},${arm},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${screen ?? ''},${inStats ? 1 : 0}`);
+    const startups = [];
+    const counts = {};
+    let framesTotal = 0, frozenMs = 0, stalls = 0, stalledMs = 0, bytes = 0, decodeErrors = 0, errors = 0;
+    const errorSamples = [];
+    series[profile][arm] = [];
+    stallMarks[profile][arm] = [];
+    let expect = null;
+    for (const r of plays.filter((x) => x.arm === arm)) {
+      expect = r.expect;
+      const f = r.final || {};
+      const frames = r.frames || [];
+      framesTotal += frames.length;
+      const t0 = frames.length ? frames[0][0] : r.navigatedAt;
+      const statsFrom = t0 + warmupMs;
+      for (const [t, l] of frames) {
+        const inStats = t >= statsFrom;
+        if (inStats) lat.push(l);
+        csv.push(`${profile},${arm},${r.round},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0}`);
+      }
+      // Frozen time: gaps of more than FROZEN_GAP_MS between decoded frames, and from
+      // the last one to the end of the play (a stall that never ended).
+      const endAt = r.navigatedAt + raw.durationS * 1000;
+      for (let i = 1; i <= frames.length; i++) {
+        const gap = (i < frames.length ? frames[i][0] : endAt) - frames[i - 1][0];
+        if (gap > FROZEN_GAP_MS) frozenMs += gap;
+      }
+      if (!frames.length) frozenMs += raw.durationS * 1000;
+      for (const [t, d, rate, buf, screen] of r.dash || []) {
+        const inStats = t >= statsFrom;
+        if (inStats) { if (d != null) dashL.push(d); rates.push(rate); }
+        csv.push(`${profile},${arm},${r.round},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${screen ?? ''},${inStats ? 1 : 0}`);
+      }
+      // 250 ms bins for the plot, one line per play
+      const bins = new Map();
+      for (const [t, l] of frames) {
+        const k = Math.floor((t - t0) / 250);
+        const b = bins.get(k) || [0, 0];
+        b[0] += l; b[1]++;
+        bins.set(k, b);
+      }
+      series[profile][arm].push([...bins.entries()].sort((a, b) => a[0] - b[0]).map(([k, [sum, n]]) => [k / 4, sum / n]));
+      stallMarks[profile][arm].push(...((f.stalls && f.stalls.events) || []).map(([t]) => (t - t0) / 1000));
+      for (const [k, v] of Object.entries((f.transport && f.transport.counts) || {})) counts[k] = (counts[k] || 0) + v;
+      if (f.stalls) { stalls += f.stalls.count; stalledMs += f.stalls.totalMs; }
+      if (f.firstFrameMs != null) startups.push(f.firstFrameMs);
+      bytes += f.bytes || 0;
+      decodeErrors += f.frames ? f.frames.decodeErrors : 0;
+      errors += (f.errors || []).length + (r.pageExceptions || []).length;
+      errorSamples.push(...(f.errors || []).map((e) => e.message), ...(r.pageExceptions || []));
     }
     lat.sort((a, b) => a - b);
     dashL.sort((a, b) => a - b);
-    // 250 ms bins for the plot
-    const bins = new Map();
-    for (const [t, l] of frames) {
-      const k = Math.floor((t - t0) / 250);
-      const b = bins.get(k) || [0, 0];
-      b[0] += l; b[1]++;
-      bins.set(k, b);
-    }
-    series[profile][arm] = [...bins.entries()].sort((a, b) => a[0] - b[0]).map(([k, [s, n]]) => [k / 4, s / n]);
-    stallMarks[profile][arm] = ((f.stalls && f.stalls.events) || []).map(([t]) => (t - t0) / 1000);
-    const counts = (f.transport && f.transport.counts) || {};
+    startups.sort((a, b) => a - b);
     // 'none': aborted before a response (no protocol to judge)
     const known = Object.entries(counts).filter(([k]) => k !== 'none');
     const total = known.reduce((a, [, n]) => a + n, 0);
     const protocol = Object.keys(counts).length === 1 ? Object.keys(counts)[0]
       : Object.entries(counts).map(([k, v]) => `${k}:${v}`).join(' ') || 'none';
+    const nPlays = plays.filter((x) => x.arm === arm).length;
     rows.push({
-      profile, arm, expect: r.expect, protocol, protocolCounts: counts, protocolOk: total > 0 && counts[r.expect] === total,
-      samples: lat.length, framesTotal: frames.length,
+      profile, arm, plays: nPlays, expect, protocol, protocolCounts: counts, protocolOk: total > 0 && counts[expect] === total,
+      samples: lat.length, framesTotal,
       p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99), max: lat.length ? lat[lat.length - 1] : null,
       dashP50: pct(dashL, 50),
-      stalls: f.stalls ? f.stalls.count : null, stalledS: f.stalls ? f.stalls.totalMs / 1000 : null,
-      frozenS: frozenMs / 1000,
-      startupMs: f.firstFrameMs ?? null,
+      stalls, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
+      startupMs: pct(startups, 50), startupsMs: startups,
       rateMean: rates.length ? mean(rates) : null, rateMin: rates.length ? Math.min(...rates) : null, rateMax: rates.length ? Math.max(...rates) : null,
-      bytes: f.bytes ?? null,
-      decodeErrors: f.frames ? f.frames.decodeErrors : null,
-      errors: (f.errors || []).length + (r.pageExceptions || []).length,
-      errorSamples: [...(f.errors || []).map((e) => e.message), ...(r.pageExceptions || [])].slice(0, 3),
+      bytes, decodeErrors, errors, errorSamples: errorSamples.slice(0, 3),
     });
   }
 }
 
 // ------------------------------------------------------------------ table
 const fmt = (v, d = 0) => (v == null ? '–' : Number(v).toFixed(d));
-const head = ['profile', 'transport', 'protocol used', 'samples', 'p50 ms', 'p95 ms', 'p99 ms', 'dash.js p50 ms',
+const head = ['profile', 'transport', 'protocol used', 'plays', 'samples', 'p50 ms', 'p95 ms', 'p99 ms', 'dash.js p50 ms',
   'stalls', 'stalled s', 'frozen s', 'startup ms', 'rate (mean, min–max)', 'MB', 'errors'];
 const table = rows.map((r) => [r.profile, LABEL[r.arm] || r.arm, r.protocolOk ? r.protocol : `${r.protocol} (expected ${r.expect}!)`,
-  String(r.samples), fmt(r.p50), fmt(r.p95), fmt(r.p99), fmt(r.dashP50), fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.startupMs),
+  String(r.plays), String(r.samples), fmt(r.p50), fmt(r.p95), fmt(r.p99), fmt(r.dashP50), fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.startupMs),
   r.rateMean == null ? '–' : `${r.rateMean.toFixed(2)} (${r.rateMin.toFixed(2)}–${r.rateMax.toFixed(2)})`,
   r.bytes == null ? '–' : (r.bytes / 1e6).toFixed(1), String(r.errors)]);
 const md = (cells) => `| ${cells.join(' | ')} |`;
@@ -135,7 +152,7 @@ const report = `# h3live transport A/B report
 - date: ${meta.date}; machine: ${meta.machine}; load average at start: ${meta.load}
 - h3live ${meta.commit}; ${meta.ffmpeg}; ${chromium || 'Chromium'} (headless)
 - setup: ${meta.setup}; arms played ${meta.mode === 'concurrent' ? 'all at once in one page' : 'one after another, each in a fresh browser context'}
-- stream: ${meta.encoder}; player target latency ${meta.targetLatencyS} s; ${meta.durationS} s per arm and profile; statistics leave out the first ${meta.warmupS} s after the first frame
+- stream: ${meta.encoder}; player target latency ${meta.targetLatencyS} s; ${meta.durationS} s per play, ${meta.rounds || 1} play(s) per arm and profile; statistics leave out the first ${meta.warmupS} s after the first frame
 
 ## Profiles
 ${Object.entries(meta.profiles).map(([p, d]) => `- \`${p}\`: ${d}${netNote(p)}`).join('\n')}
@@ -147,10 +164,11 @@ ${mdTable}
 Columns: latency = player wall clock when a frame is shown minus the encoder wall clock
 decoded from that frame's timecode strip (one sample per decoded frame, after the warm-up);
 p50/p95/p99 are percentiles of those samples. dash.js p50: median of
-getCurrentLiveLatency(). stalls / stalled s: 'waiting' events after the first frame and
-their total duration (whole run). frozen s: time without a new decoded frame, counting
+getCurrentLiveLatency(). plays: how many times the arm was played (--rounds); samples,
+stalls and times add up over the plays. stalls / stalled s: 'waiting' events after the
+first frame and their total duration (whole play, warm-up included). frozen s: time without a new decoded frame, counting
 every gap over 200 ms between frames and a picture still frozen at the end (catches stalls
-the video element does not report as 'waiting'). startup: navigation start to the first frame shown.
+the video element does not report as 'waiting'). startup: navigation start to the first frame shown (median over the plays).
 rate: video playbackRate (dash.js catch-up). MB: bytes of finished requests to that arm.
 protocol used: nextHopProtocol of the media segment requests. errors: dash.js/video errors
 and page exceptions.
@@ -171,7 +189,7 @@ function svg() {
   profiles.forEach((p, i) => {
     const y0 = 30 + i * PH;
     const pw = W - L - R, ph = PH - T - B;
-    const all = Object.values(series[p]).flat();
+    const all = Object.values(series[p]).flat(2);
     const tMax = Math.max(10, ...all.map(([t]) => t));
     const top = Math.max(1000, ...all.map(([, v]) => v));
     const tick = [100, 200, 250, 500, 1000, 2000, 2500, 5000].find((s) => top / s <= 6) || 10000;
@@ -187,14 +205,16 @@ function svg() {
     for (let t = 0; t <= tMax; t += step) out.push(`<text x="${X(t)}" y="${y0 + T + ph + 14}" text-anchor="middle" fill="#444">${t}</text>`);
     const target = Number(meta.targetLatencyS) * 1000;
     out.push(`<line x1="${L}" x2="${L + pw}" y1="${Y(target)}" y2="${Y(target)}" stroke="#d73027" stroke-dasharray="5,4" stroke-width="0.8"/>`);
-    for (const [arm, pts] of Object.entries(series[p])) {
-      let d = '';
-      let prev = null;
-      for (const [t, v] of pts) {
-        d += `${prev === null || t - prev > 1 ? 'M' : 'L'}${X(t)},${Y(v)} `;
-        prev = t;
+    for (const [arm, lines] of Object.entries(series[p])) {
+      for (const pts of lines) {
+        let d = '';
+        let prev = null;
+        for (const [t, v] of pts) {
+          d += `${prev === null || t - prev > 1 ? 'M' : 'L'}${X(t)},${Y(v)} `;
+          prev = t;
+        }
+        out.push(`<path d="${d.trim()}" fill="none" stroke="${COLOR[arm] || '#000'}" stroke-width="1.3" stroke-opacity="${lines.length > 1 ? 0.75 : 1}"/>`);
       }
-      out.push(`<path d="${d.trim()}" fill="none" stroke="${COLOR[arm] || '#000'}" stroke-width="1.3"/>`);
       for (const t of stallMarks[p][arm] || []) {
         if (t >= 0 && t <= tMax) out.push(`<line x1="${X(t)}" x2="${X(t)}" y1="${y0 + T + ph - 8}" y2="${y0 + T + ph}" stroke="#d73027" stroke-width="2"/>`);
       }
