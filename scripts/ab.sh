@@ -22,7 +22,8 @@
 # are skipped and the report says so.  Everything is undone on exit and Ctrl-C.
 #
 # Usage: sudo scripts/ab.sh [options]
-#   --profiles LIST   comma list (default clean,loss1,loss3,rate,delay50,jitter)
+#   --profiles LIST   comma list (default clean,loss1,loss3,rate,delay50,jitter;
+#                     clean with --loopback)
 #   --arms LIST       h3,h1,h2 (default h3,h1,h2)
 #   --duration S      seconds each arm plays per profile (default 30)
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
@@ -47,7 +48,7 @@ set -u
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 
-PROFILES="clean,loss1,loss3,rate,delay50,jitter"
+PROFILES=""   # default: clean,loss1,loss3,rate,delay50,jitter (clean with --loopback)
 ARMS="h3,h1,h2"
 DURATION=30
 WARMUP=5
@@ -89,6 +90,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+[ -n "$PROFILES" ] || { [ "$LOOPBACK" = 1 ] && PROFILES=clean || PROFILES="clean,loss1,loss3,rate,delay50,jitter"; }
 [ -n "$OUT" ] || OUT="$ROOT/out/ab-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT/raw" || { echo "ab.sh: cannot create $OUT" >&2; exit 1; }
 OUT="$(cd "$OUT" && pwd)"
