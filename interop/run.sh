@@ -1,0 +1,440 @@
+#!/usr/bin/env bash
+# Local interop matrix on loopback: h3live's interop endpoint (run_endpoint.sh)
+# and origin (h3live serve) against independent clients from package
+# registries:
+#   aioquic  (PyPI)            hq-interop and h3     interop/aioquic_client.py, tests/py/h3_get.py
+#   ngtcp2   (Debian ngtcp2-client, gtlsclient)  h3 only: hq-interop cases run over h3
+#   chromium (Debian)          h3 (forced QUIC + SPKI pin)   interop/fetch.html
+#   curl     (Debian, 7.88)    HTTP/1.1 and HTTP/2 over TLS against h3live serve
+# For each client x case it downloads random files (5 KB, 10 KB, 500 KB, 10 MB),
+# compares SHA-256 and checks the case's own condition from client output or
+# the server's qlog. The live cell reads a segment from h3live serve while
+# curl uploads it slowly; the first bytes must arrive before the upload ends.
+# Prints the matrix, writes it to OUT/matrix.md, exits 1 if a supported cell
+# failed. Every process it starts is stopped on exit.
+#
+# Usage: interop/run.sh [--quick] [--out DIR] [--bin PATH] [--no-install] [--keep]
+#   --quick       a subset for CI: no 10 MB file, fewer cases (see QUICK_CASES)
+#   --out DIR     output folder (default interop/out)
+#   --bin PATH    h3live binary (default: cargo build --release, target/release/h3live)
+#   --no-install  do not apt-get/pip install missing clients
+#   --keep        keep the www files, logs and qlogs (default: only logs of failed cells and matrix.md)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0; OUT=interop/out; BIN=""; INSTALL=1; KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --out) OUT=$2; shift ;;
+    --bin) BIN=$2; shift ;;
+    --no-install) INSTALL=0 ;;
+    --keep) KEEP=1 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+T0=$(date +%s)
+log() { printf '[interop +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
+
+# ------------------------------------------------------------ dependencies
+PY=${H3LIVE_PYTHON:-$ROOT/.venv/bin/python}
+if [ "$INSTALL" = 1 ]; then
+  need=()
+  command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v curl >/dev/null || need+=(curl)
+  command -v openssl >/dev/null || need+=(openssl)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "apt-get install ${need[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  fi
+  if ! "$PY" -c 'import aioquic' 2>/dev/null; then
+    log "creating .venv with aioquic"
+    python3 -m venv .venv && .venv/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt
+    PY=$ROOT/.venv/bin/python
+  fi
+fi
+if [ -z "$BIN" ]; then
+  log "cargo build --release"
+  cargo build --release --locked -q || { echo "build failed" >&2; exit 1; }
+  BIN=$ROOT/target/release/h3live
+fi
+BIN=$(realpath "$BIN")
+
+# ------------------------------------------------------------ workspace
+mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+W=$(mktemp -d /tmp/h3live-interop.XXXXXX)
+PIDS=()
+cleanup() {
+  # Every process group start() made, including those started in subshells.
+  local p
+  for p in "${PIDS[@]}" $(cat "$W/pids" 2>/dev/null); do kill -- "-$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  if [ "$KEEP" = 1 ]; then log "kept $W"; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start "$@" in its own process group, log to $1-named file; sets $STARTED.
+start() {
+  local logf=$1; shift
+  setsid "$@" >"$logf" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+  echo "$STARTED" >>"$W/pids"
+}
+stop() {
+  kill -- "-$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::",0)); t=socket.socket(socket.AF_INET6); t.bind(("::", s.getsockname()[1])); print(s.getsockname()[1])'; }
+wait_udp() { for _ in $(seq 50); do ss -Hlun "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
+wait_tcp() { for _ in $(seq 50); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
+
+"$BIN" cert --out "$W/certs" >/dev/null
+CERT=$W/certs/cert.pem; KEY=$W/certs/key.pem
+SPKI=$("$BIN" cert --out "$W/certs" --show | sed -n 's/^SPKI SHA-256 (base64): //p')
+
+WWW=$W/www; mkdir -p "$WWW"
+SIZES=(5000 10000 500000 10000000)
+[ "$QUICK" = 1 ] && SIZES=(5000 10000 500000)
+FILES=()
+for s in "${SIZES[@]}"; do
+  f="f$s.bin"; head -c "$s" /dev/urandom >"$WWW/$f"; FILES+=("/$f")
+done
+MUX=()
+for i in $(seq 1 30); do head -c $((1000 + i * 97)) /dev/urandom >"$WWW/m$i.bin"; MUX+=("/m$i.bin"); done
+cp interop/fetch.html "$WWW/fetch.html"
+sha_of() { sha256sum "$WWW${1}" | cut -d' ' -f1; }
+# check_dir DIR PATHS...: every file downloaded into DIR matches.
+check_dir() {
+  local d=$1 p; shift
+  for p in "$@"; do
+    [ -f "$d/$(basename "$p")" ] || { echo "missing $p"; return 1; }
+    [ "$(sha256sum "$d/$(basename "$p")" | cut -d' ' -f1)" = "$(sha_of "$p")" ] || { echo "SHA-256 mismatch on $p"; return 1; }
+  done
+}
+
+CASES=(handshake transfer multiplexing retry chacha20 resumption zerortt keyupdate ecn v2 http3 live h1-tls h2)
+QUICK_CASES=(handshake transfer retry chacha20 resumption zerortt http3 live h1-tls h2)
+[ "$QUICK" = 1 ] && CASES=("${QUICK_CASES[@]}")
+CLIENTS=(aioquic ngtcp2 chromium curl)
+declare -A RES REASON
+
+# Files each case downloads (the runner's shapes: one small file; several
+# sizes on one connection; many small files; http3: 3 files in parallel).
+case_paths() {
+  case "$1" in
+    handshake) echo "/f5000.bin" ;;
+    multiplexing) echo "${MUX[*]}" ;;
+    http3) echo "/f5000.bin /f10000.bin /f500000.bin" ;;
+    *) echo "${FILES[*]}" ;;
+  esac
+}
+
+qlog_count() { find "$1" -name '*.sqlog' 2>/dev/null | wc -l; }
+qlog_0rtt() { cat "$1"/*.sqlog 2>/dev/null | grep -c '"packet_type":"0RTT"'; }
+
+# ------------------------------------------------------------ clients
+# Each cell function prints a reason line on failure and returns non-zero;
+# return 2 with a reason means "unsupported".
+
+cell_aioquic() {  # case port qlogdir dir
+  local c=$1 port=$2 q=$3 d=$4 alpn=hq opts=() paths
+  read -ra paths <<<"$(case_paths "$c")"
+  case "$c" in
+    http3) alpn=h3 ;;
+    retry|handshake|transfer|multiplexing) ;;
+    chacha20) opts+=(--chacha20) ;;
+    resumption) opts+=(--resumption) ;;
+    zerortt) opts+=(--zero-rtt) ;;
+    keyupdate) opts+=(--key-update) ;;
+    ecn) echo "aioquic neither marks nor reads ECN"; return 2 ;;
+    *) echo "n/a"; return 2 ;;
+  esac
+  local before; before=$(qlog_count "$q")
+  timeout 120 "$PY" interop/aioquic_client.py 127.0.0.1 "$port" "${paths[@]}" --alpn "$alpn" --ca "$CERT" \
+    --out "$d" "${opts[@]}" >"$d/client.json" 2>"$d/client.err" || { echo "client failed: $(tail -c 300 "$d/client.json" "$d/client.err" | tr '\n' ' ')"; return 1; }
+  check_dir "$d" "${paths[@]}" || return 1
+  local conns=$(( $(qlog_count "$q") - before ))
+  "$PY" - "$c" "$conns" "$q" "$d/client.json" <<'EOF'
+import json, sys, glob
+case, conns, q, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+r = json.load(open(path)); cs = r["connections"]
+def fail(msg): print(msg); sys.exit(1)
+if case in ("handshake", "transfer", "multiplexing", "http3", "chacha20", "keyupdate") and conns != 1:
+    fail(f"{conns} connections (server qlog), expected 1")
+if case == "retry" and not cs[0]["retry"]: fail("no Retry seen by the client")
+if case == "chacha20" and cs[0]["cipher"] != "CHACHA20_POLY1305_SHA256": fail(f"cipher {cs[0]['cipher']}")
+if case in ("resumption", "zerortt") and not (len(cs) == 2 and cs[1]["resumed"]): fail("second connection not resumed")
+if case == "zerortt":
+    if not cs[1]["early_data_accepted"]: fail("0-RTT not accepted")
+    n = sum(open(f).read().count('"packet_type":"0RTT"') for f in glob.glob(q + "/*.sqlog"))
+    if n == 0: fail("server qlog shows no 0-RTT packet")
+if case == "keyupdate" and cs[0]["key_phase"]["send"] == 0: fail("key phase never changed")
+EOF
+}
+
+ngtcp2_run() {  # port dir log paths... (extra gtlsclient options in NG_OPTS)
+  local port=$1 d=$2 logf=$3; shift 3
+  local urls=() p
+  for p in "$@"; do urls+=("https://localhost:$port$p"); done
+  mkdir -p "$d"
+  timeout 120 gtlsclient --exit-on-all-streams-close --no-quic-dump --no-http-dump --download="$d" \
+    "${NG_OPTS[@]}" 127.0.0.1 "$port" "${urls[@]}" >"$logf" 2>&1
+}
+
+cell_ngtcp2() {  # case port qlogdir dir
+  local c=$1 port=$2 q=$3 d=$4 paths
+  read -ra paths <<<"$(case_paths "$c")"
+  NG_OPTS=()
+  local before; before=$(qlog_count "$q")
+  case "$c" in
+    handshake|transfer|multiplexing|http3|retry|ecn) ;;
+    chacha20) NG_OPTS=(--ciphers='NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305') ;;
+    keyupdate) NG_OPTS=(--key-update=5ms) ;;
+    resumption|zerortt)
+      NG_OPTS=(--session-file="$d/session" --tp-file="$d/tp")
+      [ "$c" = resumption ] && NG_OPTS+=(--disable-early-data)
+      ngtcp2_run "$port" "$d/first" "$d/first.log" "${paths[0]}" || { echo "first connection failed: $(tail -3 "$d/first.log")"; return 1; }
+      ;;
+    *) echo "n/a"; return 2 ;;
+  esac
+  ngtcp2_run "$port" "$d" "$d/client.log" "${paths[@]}" || { echo "gtlsclient failed: $(tail -2 "$d/client.log" | tr '\n' ' ')"; return 1; }
+  check_dir "$d" "${paths[@]}" || return 1
+  local conns=$(( $(qlog_count "$q") - before ))
+  case "$c" in
+    handshake|transfer|multiplexing|http3|chacha20|keyupdate|ecn|retry)
+      [ "$conns" = 1 ] || { echo "$conns connections (server qlog), expected 1"; return 1; } ;;
+  esac
+  case "$c" in
+    retry) grep -q "type=Retry" "$d/client.log" || { echo "no Retry in the client log"; return 1; } ;;
+    chacha20) grep -q "Negotiated cipher suite is CHACHA20-POLY1305" "$d/client.log" || { echo "$(grep -m1 'Negotiated cipher' "$d/client.log")"; return 1; } ;;
+    ecn)
+      local n; n=$(grep -c "Received packet.*ecn=0x2" "$d/client.log")
+      [ "$n" -gt 0 ] || { echo "no ECT(0)-marked packet received from the server"; return 1; }
+      grep -q "path is ECN capable" "$d/client.log" || { echo "server did not echo ECN counts (path not ECN capable)"; return 1; } ;;
+    keyupdate) grep -q "pkt tx .*type=1RTT k=1" "$d/client.log" || { echo "client never sent with key phase 1"; return 1; } ;;
+    resumption|zerortt)
+      local full res
+      full=$(grep -m1 -oE "rx [0-9]+ Handshake CRYPTO\(0x06\) offset=0 len=[0-9]+" "$d/first.log" | sed 's/.*len=//')
+      res=$(grep -m1 -oE "rx [0-9]+ Handshake CRYPTO\(0x06\) offset=0 len=[0-9]+" "$d/client.log" | sed 's/.*len=//')
+      # A resumed TLS 1.3 handshake carries no Certificate/CertificateVerify.
+      [ -n "$res" ] && [ -n "$full" ] && [ "$res" -lt $((full - 200)) ] || { echo "not resumed (server handshake flight $full then $res bytes)"; return 1; }
+      if [ "$c" = zerortt ]; then
+        grep -q "type=0RTT" "$d/client.log" || { echo "client sent no 0-RTT packet"; return 1; }
+        [ "$(qlog_0rtt "$q")" -gt 0 ] || { echo "server qlog shows no 0-RTT packet"; return 1; }
+      fi ;;
+  esac
+  [ "$c" = http3 ] || echo "over h3 (gtlsclient has no hq-interop)"
+  return 0
+}
+
+chromium_run() {  # port url resultfile
+  local port=$1 url=$2 res=$3 ud; ud=$(mktemp -d "$W/chrome.XXXXXX")
+  start "$res.stderr" chromium --headless=new --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+    --disable-component-update --disable-sync --user-data-dir="$ud" \
+    --host-resolver-rules='MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]' \
+    --origin-to-force-quic-on="localhost:$port" --ignore-certificate-errors-spki-list="$SPKI" \
+    --enable-logging=stderr --v=0 "$url"
+  local pid=$STARTED ok=1
+  for _ in $(seq 600); do
+    if grep -q 'H3LIVE_RESULT' "$res.stderr"; then ok=0; break; fi
+    sleep 0.1
+  done
+  stop "$pid"
+  grep -m1 -o 'H3LIVE_RESULT {.*}' "$res.stderr" | sed 's/^H3LIVE_RESULT //' >"$res"
+  return $ok
+}
+
+cell_chromium() {  # case port qlogdir dir
+  local c=$1 port=$2 q=$3 d=$4 paths
+  case "$c" in
+    http3|transfer) ;;
+    *) echo "a browser offers no hq-interop and no control over Retry, ciphers, resumption or key updates"; return 2 ;;
+  esac
+  read -ra paths <<<"$(case_paths "$c")"
+  local before; before=$(qlog_count "$q") list
+  list=$(IFS=,; echo "${paths[*]}")
+  chromium_run "$port" "https://localhost:$port/fetch.html?files=$list" "$d/result.json" || { echo "no result from Chromium in 60 s"; return 1; }
+  local conns=$(( $(qlog_count "$q") - before ))
+  "$PY" - "$WWW" "$conns" "$d/result.json" <<'EOF' || return 1
+import hashlib, json, sys
+www, conns, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+r = json.load(open(path))
+if not r.get("ok"): print(r.get("error")); sys.exit(1)
+for f in r["files"]:
+    want = hashlib.sha256(open(www + f["path"], "rb").read()).hexdigest()
+    if f["sha256"] != want: print(f"SHA-256 mismatch on {f['path']}"); sys.exit(1)
+protos = set(r["protocols"]) | {r["page_protocol"]}
+if protos != {"h3"}: print(f"protocols {sorted(map(str, protos))}"); sys.exit(1)
+# Chromium opens a second, short QUIC connection of its own (seen in the
+# server's qlog); the check is that every fetch rode the page's connection.
+if r["new_connections"]: print(f"{r['new_connections']} fetches opened a new connection"); sys.exit(1)
+print(f"h3, no new connection for the fetches ({conns} QUIC connections in the server qlog)")
+EOF
+}
+
+cell_curl() {  # case port(https-h1 or https-h2) dir
+  local c=$1 port=$2 d=$3 want opt
+  case "$c" in
+    h1-tls) want=1.1; opt=--http1.1 ;;
+    h2) want=2; opt=--http2 ;;
+    *) echo "curl 7.88 (Debian) has no HTTP/3"; return 2 ;;
+  esac
+  local args=() p
+  for p in "${FILES[@]}"; do args+=(-o "$d/$(basename "$p")" "https://localhost:$port$p"); done
+  curl -sS --fail "$opt" --cacert "$CERT" -w '%{http_version} %{num_connects}\n' "${args[@]}" >"$d/curl.out" 2>"$d/curl.err" \
+    || { echo "curl failed: $(head -c 200 "$d/curl.err")"; return 1; }
+  check_dir "$d" "${FILES[@]}" || return 1
+  local v; v=$(sort -u <<<"$(cut -d' ' -f1 "$d/curl.out")")
+  [ "$v" = "$want" ] || { echo "HTTP version $v"; return 1; }
+  [ "$(awk '{s+=$2} END {print s}' "$d/curl.out")" = 1 ] || { echo "more than one TCP connection"; return 1; }
+}
+
+# ------------------------------------------------------------ live cell
+# h3live serve: ingest on HTTP, h3 for the readers. Each h3 client starts
+# reading a segment, then curl uploads it in 15 chunks 0.2 s apart.
+LIVE_CHUNKS=15
+head -c $((LIVE_CHUNKS * 2000)) /dev/urandom >"$W/live.bin"
+LIVE_SHA=$(sha256sum "$W/live.bin" | cut -d' ' -f1)
+upload() {  # http_port path -> prints the time the upload finished
+  local port=$1 path=$2 i
+  (for i in $(seq 0 $((LIVE_CHUNKS - 1))); do dd if="$W/live.bin" bs=2000 skip="$i" count=1 status=none; sleep 0.2; done) |
+    curl -sS -T - -H 'Transfer-Encoding: chunked' -o /dev/null "http://127.0.0.1:$port$path"
+  date +%s.%N
+}
+cell_live() {  # client h3port httpport dir
+  local client=$1 p3=$2 p1=$3 d=$4 path="/live/interop/seg-$1.m4s" first="" end rp
+  case "$client" in
+    aioquic)
+      timeout 30 "$PY" tests/py/h3_get.py "https://127.0.0.1:$p3$path" --ca "$CERT" >"$d/events.jsonl" 2>"$d/client.err" &
+      rp=$! ;;
+    ngtcp2)
+      mkdir -p "$d/dl"
+      NG_OPTS=(); (ngtcp2_run "$p3" "$d/dl" "$d/client.log" "$path") &
+      rp=$!
+      (for _ in $(seq 300); do [ -s "$d/dl/seg-$client.m4s" ] && { date +%s.%N >"$d/first"; exit; }; sleep 0.02; done) &
+      ;;
+    chromium)
+      chromium_run "$p3" "https://localhost:$p3/fetch.html?live=$path" "$d/result.json" &
+      rp=$! ;;
+    *) echo "curl 7.88 has no HTTP/3"; return 2 ;;
+  esac
+  sleep 0.8   # the reader's request is held until the upload starts
+  end=$(upload "$p1" "$path")
+  wait "$rp" || { echo "client failed"; return 1; }
+  case "$client" in
+    aioquic)
+      first=$(grep -m1 '"event": "data"' "$d/events.jsonl" | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.read())["t"])')
+      grep -q "\"sha256\": \"$LIVE_SHA\"" "$d/events.jsonl" || { echo "SHA-256 mismatch"; return 1; } ;;
+    ngtcp2)
+      sleep 0.1; first=$(cat "$d/first" 2>/dev/null)
+      [ "$(sha256sum "$d/dl/seg-$client.m4s" | cut -d' ' -f1)" = "$LIVE_SHA" ] || { echo "SHA-256 mismatch"; return 1; } ;;
+    chromium)
+      first=$("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); f=r["files"][0]; print(f["first"] if f["sha256"]==sys.argv[2] and r["page_protocol"]=="h3" else "")' "$d/result.json" "$LIVE_SHA") ;;
+  esac
+  [ -n "$first" ] || { echo "no first-byte time (or wrong bytes)"; return 1; }
+  local lead; lead=$("$PY" -c "print(f'{$end - $first:.2f}')")
+  "$PY" -c "import sys; sys.exit(0 if $end - $first > 1.0 else 1)" || { echo "first bytes only ${lead} s before the upload ended"; return 1; }
+  echo "first bytes ${lead} s before the upload ended"
+}
+
+# ------------------------------------------------------------ run
+record() {  # client case rc reason
+  case "$3" in
+    0) RES[$1,$2]=pass ;;
+    2) RES[$1,$2]=unsupported ;;
+    *) RES[$1,$2]=fail ;;
+  esac
+  REASON[$1,$2]=$4
+  log "$1 × $2: ${RES[$1,$2]}${4:+ ($4)}"
+}
+
+for c in "${CASES[@]}"; do
+  case "$c" in
+    live|h1-tls|h2)
+      P1=$(free_port); P3=$(free_port); PH1=$(free_port); PH2=$(free_port)
+      mkdir -p "$W/$c"
+      start "$W/$c/server.log" env RUST_LOG=info "$BIN" serve --http "127.0.0.1:$P1" --h3 "[::]:$P3" --https off \
+        --https-h1 "[::]:$PH1" --https-h2 "[::]:$PH2" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s
+      SPID=$STARTED
+      wait_tcp "$P1" && wait_udp "$P3" || log "h3live serve did not start"
+      for cl in "${CLIENTS[@]}"; do
+        d="$W/$c/$cl"; mkdir -p "$d"
+        if [ "$c" = live ]; then reason=$(cell_live "$cl" "$P3" "$P1" "$d"); rc=$?
+        elif [ "$cl" = curl ]; then reason=$(cell_curl "$c" "$([ "$c" = h1-tls ] && echo "$PH1" || echo "$PH2")" "$d"); rc=$?
+        else reason="HTTP/1.1 and HTTP/2 cells are for curl"; rc=2; fi
+        record "$cl" "$c" "$rc" "$reason"
+      done
+      stop "$SPID"
+      continue ;;
+  esac
+  PORT=$(free_port)
+  Q="$W/$c/qlog"; mkdir -p "$Q"
+  start "$W/$c/server.log" env ROLE=server TESTCASE="$c" PORT="$PORT" WWW="$WWW" CERT_FILE="$CERT" KEY_FILE="$KEY" \
+    QLOGDIR="$Q" SSLKEYLOGFILE="$W/$c/keys.log" H3LIVE_BIN="$BIN" interop/run_endpoint.sh
+  SPID=$STARTED
+  if ! wait_udp "$PORT"; then
+    wait "$SPID"; src=$?
+    for cl in "${CLIENTS[@]}"; do
+      if [ "$src" = 127 ]; then record "$cl" "$c" 2 "server: $(tail -1 "$W/$c/server.log" | sed 's/^run_endpoint.sh: //')"
+      else record "$cl" "$c" 1 "server did not start (exit $src)"; fi
+    done
+    continue
+  fi
+  for cl in "${CLIENTS[@]}"; do
+    d="$W/$c/$cl"; mkdir -p "$d"
+    if [ "$cl" = curl ]; then reason=$(cell_curl "$c" 0 "$d"); rc=$?
+    else reason=$(cell_"$cl" "$c" "$PORT" "$Q" "$d"); rc=$?; fi
+    record "$cl" "$c" "$rc" "$reason"
+  done
+  stop "$SPID"
+done
+
+# ------------------------------------------------------------ report
+ELAPSED=$(( $(date +%s) - T0 ))
+md=$OUT/matrix.md
+{
+  echo "# h3live interop matrix"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $( [ "$QUICK" = 1 ] && echo quick || echo full ) run, ${ELAPSED} s. h3live $("$BIN" --version | cut -d' ' -f2),"
+  echo "aioquic $("$PY" -c 'import aioquic; print(aioquic.__version__)'), ngtcp2-client $(dpkg-query -W -f='${Version}' ngtcp2-client 2>/dev/null), $(chromium --version 2>/dev/null | head -1), $(curl --version | head -1 | cut -d' ' -f1-2)."
+  echo "Files: $(printf '%s ' "${SIZES[@]}")bytes (random), SHA-256 compared."
+  echo
+  printf '| client |'; for c in "${CASES[@]}"; do printf ' %s |' "$c"; done; echo
+  printf '|---|'; for c in "${CASES[@]}"; do printf -- '---|'; done; echo
+  for cl in "${CLIENTS[@]}"; do
+    printf '| %s |' "$cl"
+    for c in "${CASES[@]}"; do
+      case "${RES[$cl,$c]}" in pass) s="✅" ;; fail) s="❌" ;; *) s="–" ;; esac
+      printf ' %s |' "$s"
+    done
+    echo
+  done
+  echo
+  echo "✅ pass, ❌ fail, – unsupported. Notes:"
+  echo
+  for cl in "${CLIENTS[@]}"; do for c in "${CASES[@]}"; do
+    r=${REASON[$cl,$c]}
+    [ -n "$r" ] && [ "$r" != "HTTP/1.1 and HTTP/2 cells are for curl" ] && echo "- $cl × $c (${RES[$cl,$c]}): $r"
+  done; done
+} >"$md"
+cat "$md"
+fails=0
+for k in "${!RES[@]}"; do [ "${RES[$k]}" = fail ] && fails=$((fails + 1)); done
+if [ "$fails" -gt 0 ]; then
+  mkdir -p "$OUT/logs"; cp -r "$W"/* "$OUT/logs/" 2>/dev/null; rm -rf "$OUT/logs/www"
+  echo "$fails supported cell(s) failed; logs in $OUT/logs" >&2
+  exit 1
+fi
+echo "all supported cells passed (${ELAPSED} s)" >&2

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# quic-interop-runner endpoint, server role, for h3live's interop-server.
+#
+# Contract (https://github.com/quic-interop/quic-interop-runner): ROLE=server,
+# TESTCASE names the test; serve the files of /www on port 443 with
+# /certs/cert.pem + /certs/priv.key; SSLKEYLOGFILE and QLOGDIR are honoured;
+# exit 127 for a test case this server does not support.
+# Everything is overridable so it also runs on loopback as an ordinary user:
+#   H3LIVE_BIN (default: target/release/h3live, else h3live on PATH)
+#   WWW (/www)  PORT (443)  LISTEN_ADDR ([::])  CERTS (/certs)
+#   CERT_FILE ($CERTS/cert.pem)  KEY_FILE ($CERTS/priv.key)
+# Cases other than http3 use HTTP/0.9 over ALPN hq-interop; the server offers
+# both ALPNs on every connection.
+set -euo pipefail
+
+ROLE=${ROLE:-server}
+TESTCASE=${TESTCASE:-}
+if [ "$ROLE" != server ]; then
+  echo "run_endpoint.sh: only ROLE=server is implemented (got ROLE=$ROLE)" >&2
+  exit 127
+fi
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${H3LIVE_BIN:-}
+if [ -z "$BIN" ]; then
+  if [ -x "$here/target/release/h3live" ]; then BIN="$here/target/release/h3live"; else BIN=h3live; fi
+fi
+CERTS=${CERTS:-/certs}
+args=(
+  interop-server
+  --listen "${LISTEN_ADDR:-[::]}:${PORT:-443}"
+  --www "${WWW:-/www}"
+  --cert "${CERT_FILE:-$CERTS/cert.pem}"
+  --key "${KEY_FILE:-$CERTS/priv.key}"
+)
+[ -n "${QLOGDIR:-}" ] && args+=(--qlog-dir "$QLOGDIR")
+
+case "$TESTCASE" in
+  handshake|transfer|multiplexing|longrtt|blackhole|http3|keyupdate|ecn|resumption) ;;
+  # The runner's keyupdate test has the client update its keys; quinn follows
+  # (and also updates on its own after 10..1000 packets of a key phase).
+  retry) args+=(--retry) ;;
+  chacha20) args+=(--chacha20) ;;
+  zerortt) args+=(--zero-rtt) ;;
+  v2)
+    echo "run_endpoint.sh: QUIC v2 (RFC 9369) is not implemented by quinn 0.11" >&2
+    exit 127 ;;
+  *)
+    echo "run_endpoint.sh: unsupported test case '${TESTCASE}'" >&2
+    exit 127 ;;
+esac
+
+echo "run_endpoint.sh: TESTCASE=$TESTCASE: $BIN ${args[*]}" >&2
+export RUST_LOG=${RUST_LOG:-info,quinn=warn,h3=warn,rustls=warn}
+exec "$BIN" "${args[@]}"
