@@ -19,11 +19,12 @@
 #   --bin PATH    h3live binary (default: cargo build --release, target/release/h3live)
 #   --no-install  do not apt-get/pip install missing clients
 #   --keep        keep the www files, logs and qlogs (default: only logs of failed cells and matrix.md)
+#   --cases a,b   only these cases;  --clients x,y  only these clients
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0; OUT=interop/out; BIN=""; INSTALL=1; KEEP=0
+QUICK=0; OUT=interop/out; BIN=""; INSTALL=1; KEEP=0; ONLY_CASES=""; ONLY_CLIENTS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -31,7 +32,9 @@ while [ $# -gt 0 ]; do
     --bin) BIN=$2; shift ;;
     --no-install) INSTALL=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --cases) ONLY_CASES=$2; shift ;;
+    --clients) ONLY_CLIENTS=$2; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -96,7 +99,17 @@ stop() {
   for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
   PIDS=("${keep[@]}")
 }
-free_port() { "$PY" -c 'import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::",0)); t=socket.socket(socket.AF_INET6); t.bind(("::", s.getsockname()[1])); print(s.getsockname()[1])'; }
+free_port() {  # a port free for both UDP and TCP, IPv4 and IPv6
+  "$PY" - <<'EOF'
+import socket
+for _ in range(100):
+    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(("::", 0)); port = u.getsockname()[1]
+    try:
+        t = socket.socket(socket.AF_INET6); t.bind(("::", port)); t.close(); u.close(); print(port); break
+    except OSError:
+        u.close()
+EOF
+}
 wait_udp() { for _ in $(seq 50); do ss -Hlun "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
 wait_tcp() { for _ in $(seq 50); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
 
@@ -128,6 +141,8 @@ CASES=(handshake transfer multiplexing retry chacha20 resumption zerortt keyupda
 QUICK_CASES=(handshake transfer retry chacha20 resumption zerortt http3 live h1-tls h2)
 [ "$QUICK" = 1 ] && CASES=("${QUICK_CASES[@]}")
 CLIENTS=(aioquic ngtcp2 chromium curl)
+[ -n "$ONLY_CASES" ] && IFS=, read -ra CASES <<<"$ONLY_CASES"
+[ -n "$ONLY_CLIENTS" ] && IFS=, read -ra CLIENTS <<<"$ONLY_CLIENTS"
 declare -A RES REASON
 
 # Files each case downloads (the runner's shapes: one small file; several
@@ -166,7 +181,7 @@ cell_aioquic() {  # case port qlogdir dir
     --out "$d" "${opts[@]}" >"$d/client.json" 2>"$d/client.err" || { echo "client failed: $(tail -c 300 "$d/client.json" "$d/client.err" | tr '\n' ' ')"; return 1; }
   check_dir "$d" "${paths[@]}" || return 1
   local conns=$(( $(qlog_count "$q") - before ))
-  "$PY" - "$c" "$conns" "$q" "$d/client.json" <<'EOF'
+  "$PY" - "$c" "$conns" "$q" "$d/client.json" 2>&1 <<'EOF'
 import json, sys, glob
 case, conns, q, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 r = json.load(open(path)); cs = r["connections"]
@@ -263,11 +278,12 @@ cell_chromium() {  # case port qlogdir dir
     *) echo "a browser offers no hq-interop and no control over Retry, ciphers, resumption or key updates"; return 2 ;;
   esac
   read -ra paths <<<"$(case_paths "$c")"
-  local before; before=$(qlog_count "$q") list
+  local before list
+  before=$(qlog_count "$q")
   list=$(IFS=,; echo "${paths[*]}")
   chromium_run "$port" "https://localhost:$port/fetch.html?files=$list" "$d/result.json" || { echo "no result from Chromium in 60 s"; return 1; }
   local conns=$(( $(qlog_count "$q") - before ))
-  "$PY" - "$WWW" "$conns" "$d/result.json" <<'EOF' || return 1
+  "$PY" - "$WWW" "$conns" "$d/result.json" 2>&1 <<'EOF' || return 1
 import hashlib, json, sys
 www, conns, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 r = json.load(open(path))
