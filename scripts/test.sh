@@ -5,8 +5,10 @@
 #   1. cargo clippy (warnings are errors) and cargo test: unit tests, the
 #      origin over real sockets on all four transports, real ffmpeg ingest,
 #      aioquic as an independent HTTP/3 client;
-#   2. the timecode decoder's unit tests on frames from the real encoder (node --test);
-#   3. headless Chromium with the QUIC flags playing the real stream over h3 and
+#   2. the QUIC interop matrix (interop/run.sh --quick) against aioquic,
+#      ngtcp2's client, headless Chromium and curl;
+#   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
+#   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
 set -euo pipefail
@@ -18,7 +20,7 @@ for a in "$@"; do
   case "$a" in
     --no-install) INSTALL=0 ;;
     --no-e2e) E2E=0 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#'; exit 0 ;;
     *) echo "unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +37,7 @@ if [ "$INSTALL" = 1 ]; then
   command -v npm >/dev/null || need+=(npm)
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
+  command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
     echo "apt-get install: ${need[*]}"
@@ -61,6 +64,9 @@ cargo build --release --locked
 
 step "cargo test"
 H3LIVE_PYTHON="$PWD/.venv/bin/python" cargo test --locked
+
+step "QUIC interop matrix (quick subset: aioquic, ngtcp2, Chromium, curl)"
+interop/run.sh --quick --no-install --bin target/release/h3live --out out/interop
 
 step "timecode decoder tests (node --test)"
 (cd web && npm test)

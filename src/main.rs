@@ -61,8 +61,12 @@ struct CertCmd {
 }
 
 fn main() -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,quinn=warn,h3=warn,rustls=warn,hyper=warn".into());
+    // An empty RUST_LOG (set but blank) counts as unset: the default applies.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| "info,quinn=warn,h3=warn,rustls=warn,hyper=warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
