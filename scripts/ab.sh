@@ -90,6 +90,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+if [ "$LOOPBACK" = 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "ab.sh: needs root to create network namespaces, nftables rules and tc qdiscs." >&2
+  echo "       Run it with sudo, or use --loopback for an unimpaired run without root." >&2
+  exit 1
+fi
 [ -n "$PROFILES" ] || { [ "$LOOPBACK" = 1 ] && PROFILES=clean || PROFILES="clean,loss1,loss3,rate,delay50,jitter"; }
 [ -n "$OUT" ] || OUT="$ROOT/out/ab-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT/raw" || { echo "ab.sh: cannot create $OUT" >&2; exit 1; }
@@ -99,11 +104,6 @@ say() { printf '[ab %s] %s\n' "$(date +%T.%3N)" "$*" | tee -i -a "$LOG" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 # ------------------------------------------------------------------ checks
-if [ "$LOOPBACK" = 0 ] && [ "$(id -u)" != 0 ]; then
-  echo "ab.sh: needs root to create network namespaces, nftables rules and tc qdiscs." >&2
-  echo "       Run it with sudo, or use --loopback for an unimpaired run without root." >&2
-  exit 1
-fi
 for c in node openssl curl; do command -v "$c" >/dev/null || die "$c not found (scripts/test.sh installs the test dependencies)"; done
 [ "$RUNNING" = 1 ] || command -v ffmpeg >/dev/null || die "ffmpeg not found"
 if [ "$LOOPBACK" = 0 ]; then

@@ -92,7 +92,7 @@ async function play(shownArms, round) {
     if (Date.now() - lastNote >= 10000) {
       lastNote = Date.now();
       const st = await page.eval('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, { tc: p.latency.timecodeAvgMs, proto: p.transport.last, stalls: p.stalls.count, first: p.firstFrameMs }])))').catch(() => null);
-      log(`  ${Math.round((Date.now() - navigatedAt) / 1000)} s: ${st}`);
+      log(`  ${Math.round((Date.now() - navigatedAt) / 1000)} s: ${st || 'page not ready'}`);
     }
   }
   await take();
