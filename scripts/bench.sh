@@ -213,8 +213,10 @@ measure() {
     -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
   local lp=$!
   peak=$rss0
+  local lt=0 x  # the load tool's own CPU ticks, last seen before it exits
   while kill -0 "$lp" 2>/dev/null; do
     r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
+    x=$(proc_ticks "$lp" 2>/dev/null) && lt=$x
     sleep 0.5
   done
   local ok=true
@@ -222,8 +224,8 @@ measure() {
   local t1 s1
   t1=$(proc_ticks "$pid"); s1=$(sys_ticks)
   [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m1"
-  printf '{"tag":"%s","server":"%s","transport":"%s","viewers":%s,"mode":"%s","ok":%s,"cpu_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s,"sys_busy":%s,"sys_total":%s}\n' \
-    "$tag" "$server" "$t" "$n" "$mode" "$ok" "$((t1 - t0))" "$CLK_TCK" "$rss0" "$peak" \
+  printf '{"tag":"%s","server":"%s","transport":"%s","viewers":%s,"mode":"%s","ok":%s,"cpu_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s,"load_ticks":%s,"sys_busy":%s,"sys_total":%s}\n' \
+    "$tag" "$server" "$t" "$n" "$mode" "$ok" "$((t1 - t0))" "$CLK_TCK" "$rss0" "$peak" "$lt" \
     "$(( ${s1% *} - ${s0% *} ))" "$(( ${s1#* } - ${s0#* } ))" >> "$RUNS"
   note "$(tail -n 3 "$OUT/raw/$tag.log" | tr '\n' ' ')"
 }
