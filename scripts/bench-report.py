@@ -180,19 +180,26 @@ def plot(out, runs):
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>']
 
-    def panel(ox, title, series, ylabel):
-        vals = [v for _, pts, _ in series for _, v in pts if v is not None]
+    def panel(ox, title, series, ylabel, logy=False, legend_left=False):
+        vals = [v for _, pts, _ in series for _, v in pts if v is not None and (v > 0 or not logy)]
         ymax = max(vals) * 1.1 if vals else 1
         ymax = ymax or 1
         X = lambda c: ox + (math.log10(max(c, 1)) - x0) / (x1 - x0) * pw
-        Y = lambda v: M + ph - v / ymax * ph
+        if logy:
+            lo = math.floor(math.log10(min(vals))) if vals else -1
+            hi = math.ceil(math.log10(ymax)) if vals else 0
+            hi = hi if hi > lo else lo + 1
+            Y = lambda v: M + ph - (math.log10(max(v, 10 ** lo)) - lo) / (hi - lo) * ph
+            ticks = [10 ** e for e in range(lo, hi + 1)]
+        else:
+            Y = lambda v: M + ph - v / ymax * ph
+            ticks = [ymax * i / 4 for i in range(5)]
         svg.append(f'<text x="{ox + pw/2}" y="{M - 25}" text-anchor="middle" font-weight="bold">{title}</text>')
         svg.append(f'<line x1="{ox}" y1="{M+ph}" x2="{ox+pw}" y2="{M+ph}" stroke="black"/>')
         svg.append(f'<line x1="{ox}" y1="{M}" x2="{ox}" y2="{M+ph}" stroke="black"/>')
-        for i in range(5):
-            v = ymax * i / 4
-            svg.append(f'<text x="{ox-5}" y="{Y(v)+4}" text-anchor="end">{v:.3g}</text>')
-            svg.append(f'<line x1="{ox}" y1="{Y(v)}" x2="{ox+pw}" y2="{Y(v)}" stroke="#eee"/>')
+        for v in ticks:
+            svg.append(f'<text x="{ox-5}" y="{Y(v)+4:.1f}" text-anchor="end">{(f"{v:g}" if logy else f"{v:.3g}")}</text>')
+            svg.append(f'<line x1="{ox}" y1="{Y(v):.1f}" x2="{ox+pw}" y2="{Y(v):.1f}" stroke="#eee"/>')
         for c in counts:
             svg.append(f'<text x="{X(c)}" y="{M+ph+16}" text-anchor="middle">{c}</text>')
         svg.append(f'<text x="{ox+pw/2}" y="{M+ph+34}" text-anchor="middle">viewers (log)</text>')
@@ -208,8 +215,9 @@ def plot(out, runs):
             for c, v in pts:
                 svg.append(f'<circle cx="{X(c):.1f}" cy="{Y(v):.1f}" r="3" fill="{color}"/>')
             ly = M + 14 * j
-            svg.append(f'<line x1="{ox+pw-120}" y1="{ly}" x2="{ox+pw-100}" y2="{ly}" stroke="{color}" stroke-width="2"{dash_attr}/>')
-            svg.append(f'<text x="{ox+pw-95}" y="{ly+4}">{name}</text>')
+            lx = ox + 10 if legend_left else ox + pw - 120
+            svg.append(f'<line x1="{lx}" y1="{ly}" x2="{lx+20}" y2="{ly}" stroke="{color}" stroke-width="2"{dash_attr}/>')
+            svg.append(f'<text x="{lx+25}" y="{ly+4}">{name}</text>')
 
     def pts(t, key):
         return [(r["viewers"], r[key]) for r in sorted(live, key=lambda r: r["viewers"]) if r["transport"] == t]
@@ -218,7 +226,7 @@ def plot(out, runs):
     panel(M, "origin CPU seconds per delivered GB", [(t, pts(t, "cpu_s_per_gb"), False) for t in present], "CPU s / GB")
     series = [(f"{t} origin", pts(t, "origin_delay_p99_ms"), False) for t in present]
     series += [(f"{t} prft", pts(t, "prft_p99_ms"), True) for t in present]
-    panel(2 * M + pw, "p99 latency: origin delay (solid), prft→last byte (dashed)", series, "ms")
+    panel(2 * M + pw, "p99 latency: origin delay (solid), prft→last byte (dashed)", series, "ms (log)", logy=True, legend_left=True)
     svg.append("</svg>")
     with open(os.path.join(out, "plot.svg"), "w") as f:
         f.write("\n".join(svg) + "\n")
