@@ -32,12 +32,14 @@
 #   --rounds N        play every arm N times per profile, rotating the arm order
 #                     (default 1); the report adds the plays up
 #   --screenshots     save a screenshot of the page at the end of each play (raw/*.png)
-#   --latency S       target latency for every player (default: the page's, 0.8)
+#   --latency S       target latency for every player (default: the page's, 0.5)
 #   --size WxH --fps N --bitrate RATE   encoder settings (default 1280x720, 30, 2M)
 #   --rate-kbit N     tbf rate of the 'rate' profile (default: 1.25 x (video + 128k audio),
 #                     times the number of arms with --concurrent)
 #   --out DIR         output folder (default out/ab-YYYYmmdd-HHMMSS)
 #   --bin PATH        h3live binary (default target/release/h3live)
+#   --serve-arg ARG   extra argument for 'h3live serve' (repeatable), e.g.
+#                     --serve-arg --tcp-notsent-lowat=128K to A/B an origin setting
 #   --loopback        no namespaces, no impairment (clean only), no root needed:
 #                     origin + encoder on free loopback ports
 #   --running         use the origin + encoder that ./run.sh runs (localhost, ports
@@ -62,6 +64,7 @@ BITRATE="2M"
 RATE_KBIT=""
 OUT=""
 BIN="$ROOT/target/release/h3live"
+SERVE_ARGS=()
 LOOPBACK=0
 RUNNING=0
 HOST="h3live.test"
@@ -83,6 +86,7 @@ while [ $# -gt 0 ]; do
     --rate-kbit) RATE_KBIT="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
+    --serve-arg) SERVE_ARGS+=("$2"); shift 2 ;;
     --loopback) LOOPBACK=1; shift ;;
     --running) RUNNING=1; LOOPBACK=1; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -298,7 +302,7 @@ else
   say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
   "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
     --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
-    --web-dir "$ROOT/web" > "$OUT/origin.log" 2>&1 &
+    --web-dir "$ROOT/web" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
   ok=0
   for _ in $(seq 1 100); do
@@ -340,7 +344,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
   echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
   echo "  \"encoder\": $(json_str "${SIZE}@${FPS} ${BITRATE}, 2 s segments, one CMAF fragment per frame"),"
-  echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.8}"),"
+  echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
   echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
   echo "  \"arms\": $(json_str "$ARMS"),"
   echo "  \"skipped\": ["

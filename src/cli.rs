@@ -148,6 +148,10 @@ pub struct HttpArgs {
     /// Time allowed for a TLS/QUIC handshake or HTTP/1.1 request headers.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// TCP_NOTSENT_LOWAT for accepted TCP connections (Linux), e.g. 128K; 0 leaves the kernel default.
+    /// Keeps an HTTP/2 connection's backlog out of the kernel send buffer so new responses are not queued behind it.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub tcp_notsent_lowat: u64,
     /// How long running responses may continue after SIGINT/SIGTERM.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -171,6 +175,7 @@ impl HttpArgs {
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
             max_streams_per_connection: self.max_streams,
+            tcp_notsent_lowat: (self.tcp_notsent_lowat > 0).then(|| self.tcp_notsent_lowat.min(u32::MAX as u64) as u32),
         }
     }
 }

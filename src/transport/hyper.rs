@@ -112,6 +112,9 @@ pub async fn serve(
             _ = shutdown.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
+        if let Some(lowat) = limits.tcp_notsent_lowat {
+            set_notsent_lowat(&stream, lowat);
+        }
         let (origin, info, mode, limits, shutdown) =
             (origin.clone(), info.clone(), mode.clone(), limits.clone(), shutdown.clone());
         let span = info_span!("conn", listener = info.name, %remote);
@@ -142,6 +145,16 @@ pub async fn serve(
         );
     }
 }
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_notsent_lowat(stream: &tokio::net::TcpStream, lowat: u32) {
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(lowat) {
+        debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_notsent_lowat(_stream: &tokio::net::TcpStream, _lowat: u32) {}
 
 async fn serve_conn<S>(stream: S, conn: ConnInfo, origin: Arc<Origin>, limits: &Limits, shutdown: CancellationToken)
 where

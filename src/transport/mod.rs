@@ -86,6 +86,11 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Concurrent requests per HTTP/2 or HTTP/3 connection.
     pub max_streams_per_connection: u32,
+    /// `TCP_NOTSENT_LOWAT` for accepted TCP sockets (Linux): cap on the bytes
+    /// queued in the kernel but not yet sent, so an HTTP/2 connection keeps
+    /// its backlog in user space where a new response (the next manifest or
+    /// segment) can still be interleaved. `None` leaves the kernel default.
+    pub tcp_notsent_lowat: Option<u32>,
 }
 
 impl Default for Limits {
@@ -96,6 +101,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(3),
             max_streams_per_connection: 256,
+            tcp_notsent_lowat: None,
         }
     }
 }
