@@ -32,7 +32,7 @@
 //           growing while the picture is frozen).  The live chart plots screenMs.
 // }
 
-import { ARM_PROTOCOL, DEFAULT_LATENCY, dashSettings, scanResources, watchFrames, watchStalls } from './measure.js';
+import { ARM_PROTOCOL, DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
@@ -154,17 +154,8 @@ function setupArm(arm) {
   video.addEventListener('pause', () => { p.playing = false; });
   video.addEventListener('error', () => addError(`video element: ${video.error && video.error.message}`));
 
-  const origin = config.arms[arm].origin;
-  const player = dashjs.MediaPlayer().create();
-  player.updateSettings(dashSettings(dashjs, targetLatency, origin, !!q.get('debug')));
-  const ev = dashjs.MediaPlayer.events;
-  player.on(ev.ERROR, (e) => {
-    const err = e.error || e;
-    addError(`dash.js: ${err.code || ''} ${err.message || JSON.stringify(err).slice(0, 200)}`);
-  });
-  player.on(ev.PLAYBACK_ERROR, (e) => addError(`playback: ${e.error && e.error.message}`));
-  player.initialize(video, config.arms[arm].mpd, true);
-  player.setMute(true);
+  const { origin, mpd } = config.arms[arm];
+  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError });
 
   return { arm, p, video, player, cells, stalls };
 }

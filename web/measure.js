@@ -1,24 +1,25 @@
 // Measurement pieces shared by the h3live pages: the dash.js low-latency
-// settings, per-frame timecode latency, stall tracking and the transport a
-// resource actually used.  Used by compare.js; player.js keeps its own copy of
-// the same logic for now (see the README's A/B section for the planned switch).
+// settings and player setup, per-frame timecode latency, stall tracking and
+// the transport a resource actually used.  Used by player.js (index.html) and
+// compare.js, so both pages measure by the same rules.
 //
 // Nothing here touches the DOM beyond the <video> element it is given, so a
 // page can run several players side by side.
 
 import { decodeVideo } from './timecode.js';
 
-/** Default target latency (s): the same value as player.js's DEFAULT_LATENCY. */
-export const DEFAULT_LATENCY = 0.8;
+/** Default target latency (s): the lowest with no stall in any run of a loopback sweep
+ *  (0.15 s stalled; 0.3/0.4 s had one ~15 ms stall in one of two 90 s runs under load). */
+export const DEFAULT_LATENCY = 0.5;
 
 /** The protocol each transport arm must use (performance nextHopProtocol). */
 export const ARM_PROTOCOL = { h3: 'h3', h2: 'h2', h1: 'http/1.1', http: 'http/1.1' };
 
 /**
  * dash.js settings for low-latency playback at `targetLatency` seconds from
- * `origin` (same values as player.js).  ffmpeg nests its UTCTiming inside
- * ProducerReferenceTime, where dash.js does not look, so the origin's /time
- * is given as the default timing source.
+ * `origin`.  ffmpeg nests its UTCTiming inside ProducerReferenceTime, where
+ * dash.js does not look, so the origin's /time is given as the default timing
+ * source (without it dash.js would try a public time server).
  */
 export function dashSettings(dashjs, targetLatency, origin, debug = false) {
   return {
@@ -38,6 +39,24 @@ export function dashSettings(dashjs, targetLatency, origin, debug = false) {
       },
     },
   };
+}
+
+/**
+ * Create a dash.js player with dashSettings() on `video`, playing `mpd` muted;
+ * dash.js ERROR and PLAYBACK_ERROR events go to `onError(message)`.
+ */
+export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError }) {
+  const player = dashjs.MediaPlayer().create();
+  player.updateSettings(dashSettings(dashjs, targetLatency, origin, debug));
+  const ev = dashjs.MediaPlayer.events;
+  player.on(ev.ERROR, (e) => {
+    const err = e.error || e;
+    onError(`dash.js: ${err.code || ''} ${err.message || JSON.stringify(err).slice(0, 200)}`);
+  });
+  player.on(ev.PLAYBACK_ERROR, (e) => onError(`playback: ${e.error && e.error.message}`));
+  player.initialize(video, mpd, true);
+  player.setMute(true);
+  return player;
 }
 
 /**
@@ -71,8 +90,9 @@ export function watchFrames(video, { onSample, onFirstFrame = () => {}, onError 
  * Stall tracking: a stall is a 'waiting' event after the first frame, until
  * the next 'playing'.  `state` gets { count, totalMs, events: [[startEpochMs,
  * durationMs]] }; `stalledNowMs()` includes a stall still in progress.
+ * `onStallEnd(startEpochMs, durationMs)`, if given, is called as each stall ends.
  */
-export function watchStalls(video, hasStarted) {
+export function watchStalls(video, hasStarted, onStallEnd = () => {}) {
   const state = { count: 0, totalMs: 0, events: [] };
   let since = null;
   video.addEventListener('waiting', () => {
@@ -85,8 +105,10 @@ export function watchStalls(video, hasStarted) {
     if (since !== null) {
       const d = Math.round(performance.now() - since);
       state.totalMs += d;
-      state.events.push([Math.round(performance.timeOrigin + since), d]);
+      const start = Math.round(performance.timeOrigin + since);
+      state.events.push([start, d]);
       since = null;
+      onStallEnd(start, d);
     }
   });
   return {

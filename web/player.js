@@ -1,5 +1,7 @@
 // h3live player page: dash.js 5.x in low-latency mode, the player's wall
 // clock drawn in the same style as the encoder's, and live measurements.
+// The dash.js settings, the default latency and the measurement rules come
+// from ./measure.js, shared with the transport A/B page (compare.html).
 //
 // Query parameters:
 //   stream=NAME      stream to play (default "test"): <origin>/live/NAME/manifest.mpd
@@ -27,23 +29,23 @@
 //   bufferS: number | null, playbackRate: number,
 //   stalls: { count, totalMs,     // 'waiting' after the first frame, until 'playing'
 //             events: [ { t, sinceFirstFrameMs, ms } ] },  // last 20
-//   transport: { last: "h3" | "h2" | "http/1.1" | null, counts: {proto: n} },
-//                                 // nextHopProtocol of finished segment requests (.m4s)
+//   transport: { last: "h3" | "h2" | "http/1.1" | "none" | null, counts: {proto: n},
+//                bytes },         // nextHopProtocol of finished segment requests (.m4s)
+//                                 // from the manifest's origin; "none": aborted or
+//                                 // failed before a response; bytes: encodedBodySize
+//                                 // of every finished request to that origin
 //   frames: { presented, decoded, decodeErrors, lastError },
 //   errors: [ { t: epoch ms, message } ],   // dash.js ERROR events, video errors
 //   history: [ { t, tcMs, dashMs, bufferS, rate } ],  // 2 samples/s, last 120 s
 // }
 
-import { decodeVideo } from './timecode.js';
-
-/** Default target latency (s): the lowest with no stall in any run of a loopback sweep
- *  (0.15 s stalled; 0.3/0.4 s had one ~15 ms stall in one of two 90 s runs under load). */
-export const DEFAULT_LATENCY = 0.5;
+import { DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
 const origin = (q.get('origin') || location.origin).replace(/\/$/, '');
 const mpd = q.get('mpd') || `${origin}/live/${encodeURIComponent(stream)}/manifest.mpd`;
+const mediaOrigin = new URL(mpd, location.href).origin;
 const targetLatency = Number(q.get('latency')) > 0 ? Number(q.get('latency')) : DEFAULT_LATENCY;
 
 const $ = (id) => document.getElementById(id);
@@ -62,8 +64,8 @@ const stats = {
   latency: { timecodeMs: null, timecodeAvgMs: null, dashMs: null, dashAvgMs: null },
   bufferS: null,
   playbackRate: 1,
-  stalls: { count: 0, totalMs: 0, events: [] },
-  transport: { last: null, counts: {} },
+  stalls: null, // below, from watchStalls
+  transport: { last: null, counts: {}, bytes: 0 },
   frames: { presented: 0, decoded: 0, decodeErrors: 0, lastError: null },
   errors: [],
   history: [],
@@ -71,6 +73,7 @@ const stats = {
 window.h3liveStats = stats;
 $('streamName').textContent = stream;
 $('s-target').textContent = `${targetLatency.toFixed(2)} s`;
+$('compareLink').search = location.search; // same stream and latency on the A/B page
 
 function addError(message) {
   stats.errors.push({ t: Date.now(), message: String(message).slice(0, 500) });
@@ -103,7 +106,6 @@ function tickClock() {
 requestAnimationFrame(tickClock);
 
 // ------------------------------------------------- timecode at each frame
-const scratch = document.createElement('canvas');
 const recent = { tc: [], dash: [] }; // [t, value] for 2 s averages
 function pushRecent(arr, v) {
   const now = Date.now();
@@ -111,64 +113,44 @@ function pushRecent(arr, v) {
   while (arr.length && arr[0][0] < now - 2000) arr.shift();
   return arr.reduce((s, x) => s + x[1], 0) / arr.length;
 }
-function onFrame(now, meta) {
-  stats.frames.presented++;
-  if (stats.firstFrameMs === null) {
-    stats.firstFrameMs = Math.round(performance.now());
-    $('s-first').textContent = `${stats.firstFrameMs} ms`;
-  }
-  // Wall-clock time at which this frame is (expected to be) on screen.
-  const shownAt = performance.timeOrigin + (meta.expectedDisplayTime || now);
-  const r = decodeVideo(video, scratch, shownAt);
-  if (r.ok) {
+const hasFrames = watchFrames(video, {
+  onFirstFrame: (ms) => {
+    stats.firstFrameMs = ms;
+    $('s-first').textContent = `${ms} ms`;
+  },
+  onSample: (shownAt, lat) => {
+    stats.frames.presented++;
     stats.frames.decoded++;
-    const lat = shownAt - r.ms;
     stats.latency.timecodeMs = Math.round(lat);
     stats.latency.timecodeAvgMs = Math.round(pushRecent(recent.tc, lat));
-  } else {
+  },
+  onError: (err) => {
+    stats.frames.presented++;
     stats.frames.decodeErrors++;
-    stats.frames.lastError = r.error;
-  }
-  video.requestVideoFrameCallback(onFrame);
-}
-if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
-  video.requestVideoFrameCallback(onFrame);
-} else {
-  addError('requestVideoFrameCallback not supported: no timecode latency');
-}
+    stats.frames.lastError = err;
+  },
+});
+if (!hasFrames) addError('requestVideoFrameCallback not supported: no timecode latency');
 
 // ---------------------------------------------------------------- stalls
-let stallStart = null;
-video.addEventListener('waiting', () => {
-  if (stats.firstFrameMs !== null && stallStart === null) {
-    stallStart = performance.now();
-    stats.stalls.count++;
-  }
+const stalls = watchStalls(video, () => stats.firstFrameMs !== null, (startMs, ms) => {
+  const sinceFirstFrameMs = Math.round(startMs - performance.timeOrigin - stats.firstFrameMs);
+  stats.stalls.events.push({ t: Date.now(), sinceFirstFrameMs, ms });
+  if (stats.stalls.events.length > 20) stats.stalls.events.shift();
 });
-const endStall = () => {
-  if (stallStart !== null) {
-    const ms = Math.round(performance.now() - stallStart);
-    stats.stalls.totalMs += ms;
-    stats.stalls.events.push({ t: Date.now(), sinceFirstFrameMs: Math.round(stallStart - stats.firstFrameMs), ms });
-    if (stats.stalls.events.length > 20) stats.stalls.events.shift();
-    stallStart = null;
-  }
+// count and totalMs read through to measure.js's state, so they are current
+// between ticks (JSON.stringify includes getters).
+stats.stalls = {
+  get count() { return stalls.state.count; },
+  get totalMs() { return stalls.state.totalMs; },
+  events: [],
 };
-video.addEventListener('playing', () => { stats.playing = true; endStall(); });
+video.addEventListener('playing', () => { stats.playing = true; });
 video.addEventListener('pause', () => { stats.playing = false; });
 video.addEventListener('error', () => addError(`video element: ${video.error && video.error.message}`));
 
 // ------------------------------------------------------------- transport
 performance.setResourceTimingBufferSize(1000);
-function scanResources() {
-  for (const e of performance.getEntriesByType('resource')) {
-    if (!/\.m4s(\?|$)/.test(e.name)) continue;
-    const p = e.nextHopProtocol || 'unknown';
-    stats.transport.counts[p] = (stats.transport.counts[p] || 0) + 1;
-    stats.transport.last = p;
-  }
-  performance.clearResourceTimings();
-}
 
 // ------------------------------------------------------------------ chart
 const chart = $('chart');
@@ -211,38 +193,11 @@ function start() {
     $('notice').textContent = 'dash.js did not load: run "npm ci" in web/';
     return;
   }
-  const player = dashjs.MediaPlayer().create();
+  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError });
   window.h3livePlayer = player;
-  player.updateSettings({
-    debug: { logLevel: q.get('debug') ? dashjs.Debug.LOG_LEVEL_DEBUG : dashjs.Debug.LOG_LEVEL_WARNING },
-    streaming: {
-      delay: { liveDelay: targetLatency },
-      liveCatchup: {
-        enabled: true,
-        mode: 'liveCatchupModeDefault',
-        maxDrift: Math.max(2, targetLatency * 2),
-        playbackRate: { min: -0.3, max: 0.3 },
-      },
-      buffer: { bufferTimeDefault: 4, stallThreshold: 0.05, lowLatencyStallThreshold: 0.05 },
-      // ffmpeg nests its UTCTiming inside ProducerReferenceTime, where dash.js
-      // does not look; without this dash.js would try a public time server.
-      utcSynchronization: {
-        enabled: true,
-        defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-xsdate:2014', value: `${origin}/time` },
-      },
-    },
-  });
-  const ev = dashjs.MediaPlayer.events;
-  player.on(ev.ERROR, (e) => {
-    const err = e.error || e;
-    addError(`dash.js: ${err.code || ''} ${err.message || JSON.stringify(err).slice(0, 200)}`);
-  });
-  player.on(ev.PLAYBACK_ERROR, (e) => addError(`playback: ${e.error && e.error.message}`));
-  player.initialize(video, mpd, true);
-  player.setMute(true);
 
   setInterval(() => {
-    scanResources();
+    scanResources({ media: mediaOrigin }, { media: stats.transport });
     stats.currentTime = video.currentTime;
     stats.videoSize = video.videoWidth ? `${video.videoWidth}x${video.videoHeight}` : null;
     stats.playbackRate = video.playbackRate;
@@ -267,8 +222,7 @@ function render() {
   $('s-dash').textContent = ms(stats.latency.dashAvgMs);
   $('s-buffer').textContent = stats.bufferS == null ? '–' : `${stats.bufferS.toFixed(2)} s`;
   $('s-rate').textContent = `${stats.playbackRate.toFixed(2)}×`;
-  const stallMs = stats.stalls.totalMs + (stallStart !== null ? performance.now() - stallStart : 0);
-  $('s-stalls').textContent = `${stats.stalls.count} / ${(stallMs / 1000).toFixed(1)} s`;
+  $('s-stalls').textContent = `${stats.stalls.count} / ${(stalls.stalledNowMs() / 1000).toFixed(1)} s`;
   $('s-proto').textContent = stats.transport.last || '–';
   drawChart();
 }
