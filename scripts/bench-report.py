@@ -111,7 +111,7 @@ def table(out, runs):
                  "origin, replay and load tool on the same machine.\n")
     live = [r for r in runs if r["server"] == "h3live" and r["mode"] == "live"]
     lines.append("### Live viewers (h3live, LL-DASH replay, next segment requested early and held)\n")
-    lines.append("| transport | viewers | delivered Mbit/s | origin CPU s/GB | origin CPU % of a core | load tool CPU % | machine busy % | origin RSS MB | KiB/viewer | origin delay p50 / p99 ms | prft→last byte p50 / p99 / max ms | errors | stalls |")
+    lines.append("| transport | viewers | delivered Mbit/s | origin CPU s/GB | origin CPU % of a core | load tool CPU % | machine busy % (all cores) | origin RSS MB | KiB/viewer | origin delay p50 / p99 ms | prft→last byte p50 / p99 / max ms | errors | stalls |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in sorted(live, key=lambda r: (TRANSPORTS.index(r["transport"]), r["viewers"])):
         lines.append(f"| {r['transport']} | {r['viewers']} | {fmt(r['mbit_per_s'])} | {fmt(r['cpu_s_per_gb'], 2)} | {fmt(r['cpu_pct_of_core'])} | {fmt(r['load_cpu_pct_of_core'], 0)} | "
