@@ -48,8 +48,11 @@ async fn aioquic_reads_a_live_segment_progressively() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
 
-    // The client asks first (held request), then the upload starts.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The client asks first (a held request), then the upload starts.
+    let sent = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().expect("client exited");
+    let sent: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    assert_eq!(sent["event"], "sent", "{sent}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let up = o.put("/live/aq/chunk-stream0-00001.m4s").await;
     let mut expected = Vec::new();
     for i in 0..10u8 {

@@ -3,6 +3,7 @@
 
 GETs one URL over HTTP/3 and prints one JSON line per event, with the wall
 clock, so the caller can check that the body arrived progressively:
+  {"event": "sent", "t": ...}            (request on the wire)
   {"event": "headers", "t": ..., "status": 200, "headers": {...}}
   {"event": "data", "t": ..., "n": 1234}
   {"event": "end", "t": ..., "bytes": N, "sha256": "..."}
@@ -77,6 +78,7 @@ class Client(QuicConnectionProtocol):
             end_stream=True,
         )
         self.transmit()
+        emit(event="sent")
         return await self.done
 
 
