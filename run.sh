@@ -172,6 +172,16 @@ ORIGIN_PID=""
 ENCODER_PID=""
 STOPPING=0
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# wait_url PID TRIES URL: poll URL every 0.1 s while PID lives; succeed once it answers.
+wait_url() {
+  local i
+  for i in $(seq 1 "$2"); do
+    alive "$1" || return 1
+    curl -fsS -o /dev/null --max-time 1 "$3" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
 wait_gone() { # pid seconds
   local i=0
   while alive "$1" && [ "$i" -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
@@ -225,26 +235,14 @@ say "starting origin (log: out/origin.log)"
   --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" \
   --cert certs/cert.pem --key certs/key.pem --web-dir web > out/origin.log 2>&1 &
 ORIGIN_PID=$!
-ok=0
-for _ in $(seq 1 100); do
-  alive "$ORIGIN_PID" || break
-  curl -fsS -o /dev/null --max-time 1 "$http_base/time" 2>/dev/null && { ok=1; break; }
-  sleep 0.1
-done
-[ "$ok" = 1 ] || { grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2; say "origin did not come up (ports in use? see out/origin.log)"; shutdown; }
+wait_url "$ORIGIN_PID" 100 "$http_base/time" || { grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2; say "origin did not come up (ports in use? see out/origin.log)"; shutdown; }
 say "origin is up (pid $ORIGIN_PID)"
 
 if [ "$ENCODER" = 1 ]; then
   say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, ${SEG}s segments, chunking $CHUNKING (log: out/encoder.log)"
   scripts/encoder.sh --origin "$http_base" "${ENC_ARGS[@]}" > out/encoder.log 2>&1 &
   ENCODER_PID=$!
-  ok=0
-  for _ in $(seq 1 300); do
-    alive "$ENCODER_PID" || break
-    curl -fsS -o /dev/null --max-time 1 "$http_base/live/$STREAM/manifest.mpd" 2>/dev/null && { ok=1; break; }
-    sleep 0.1
-  done
-  [ "$ok" = 1 ] || { tail -n 30 out/encoder.log >&2; say "the manifest did not go live"; shutdown; }
+  wait_url "$ENCODER_PID" 300 "$http_base/live/$STREAM/manifest.mpd" || { tail -n 30 out/encoder.log >&2; say "the manifest did not go live"; shutdown; }
   say "manifest is live: $http_base/live/$STREAM/manifest.mpd"
 fi
 

@@ -143,6 +143,16 @@ IN_O=(); IN_C=()
 [ "$LOOPBACK" = 1 ] || { IN_O=(ip netns exec "$NSO"); IN_C=(ip netns exec "$NSC"); }
 inO() { "${IN_O[@]}" "$@"; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# wait_url PID TRIES URL: poll URL (from the origin's namespace) every 0.1 s while PID lives.
+wait_url() {
+  local i
+  for i in $(seq 1 "$2"); do
+    alive "$1" || return 1
+    inO curl -fsS -o /dev/null --max-time 1 "$3" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
 stop_pid() { # name pid seconds
   alive "$2" || return 0
   kill -TERM "$2" 2>/dev/null
@@ -304,24 +314,12 @@ else
     --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
     --web-dir "$ROOT/web" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
-  ok=0
-  for _ in $(seq 1 100); do
-    alive "$ORIGIN_PID" || break
-    inO curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$HTTP_PORT/time" 2>/dev/null && { ok=1; break; }
-    sleep 0.1
-  done
-  [ "$ok" = 1 ] || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
+  wait_url "$ORIGIN_PID" 100 "http://127.0.0.1:$HTTP_PORT/time" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
   say "starting encoder: ${SIZE}@${FPS} ${BITRATE} (log encoder.log)"
   "${IN_O[@]}" "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
   ENCODER_PID=$!
-  ok=0
-  for _ in $(seq 1 300); do
-    alive "$ENCODER_PID" || break
-    inO curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$HTTP_PORT/live/$STREAM/manifest.mpd" 2>/dev/null && { ok=1; break; }
-    sleep 0.1
-  done
-  [ "$ok" = 1 ] || { tail -n 20 "$OUT/encoder.log" >&2; die "the manifest did not go live"; }
+  wait_url "$ENCODER_PID" 300 "http://127.0.0.1:$HTTP_PORT/live/$STREAM/manifest.mpd" || { tail -n 20 "$OUT/encoder.log" >&2; die "the manifest did not go live"; }
   say "stream is live (origin pid $ORIGIN_PID, encoder pid $ENCODER_PID)"
   if [ "$LOOPBACK" = 0 ]; then
     "${IN_C[@]}" curl -fsS -k -o /dev/null --max-time 3 --resolve "$HOST:$H1_PORT:$ORIGIN_IP" "https://$HOST:$H1_PORT/healthz" \

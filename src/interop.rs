@@ -99,14 +99,8 @@ fn tls_config(args: &InteropArgs, keys: &TlsKeys) -> Result<quinn::crypto::rustl
     if args.chacha20 {
         provider.cipher_suites = vec![cipher_suite::TLS13_CHACHA20_POLY1305_SHA256];
     }
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3")?
-        .with_no_client_auth()
-        .with_single_cert(keys.chain.clone(), keys.key.clone_key())
-        .context("certificate and key do not match or are unsupported")?;
-    tls.alpn_protocols = vec![ALPN_HQ.to_vec(), ALPN_H3.to_vec()];
-    tls.key_log = Arc::new(rustls::KeyLogFile::new());
+    let mut tls =
+        transport::tls::server_config_with(Arc::new(provider), &[&rustls::version::TLS13], keys, &[ALPN_HQ, ALPN_H3])?;
     // QUIC allows only 0 or u32::MAX here (RFC 9001 §4.6.1).
     tls.max_early_data_size = if args.zero_rtt { u32::MAX } else { 0 };
     // Packet protection of Initial packets is always AES-128-GCM (RFC 9001

@@ -21,7 +21,18 @@ pub fn server_config(keys: &TlsKeys, alpn: &[&[u8]], tls13_only: bool) -> Result
     } else {
         rustls::DEFAULT_VERSIONS
     };
-    let mut cfg = ServerConfig::builder_with_provider(provider())
+    server_config_with(provider(), versions, keys, alpn)
+}
+
+/// [`server_config`] with a given provider (e.g. fewer cipher suites) and
+/// protocol versions: the one place that sets certificate, ALPN and key log.
+pub fn server_config_with(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    keys: &TlsKeys,
+    alpn: &[&[u8]],
+) -> Result<ServerConfig> {
+    let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .context("TLS versions")?
         .with_no_client_auth()
