@@ -24,10 +24,7 @@ pub struct CertPaths {
 impl CertPaths {
     /// `cert.pem` and `key.pem` in `dir`.
     pub fn in_dir(dir: &Path) -> CertPaths {
-        CertPaths {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-        }
+        CertPaths { cert: dir.join("cert.pem"), key: dir.join("key.pem") }
     }
 }
 
@@ -44,11 +41,7 @@ pub struct TlsKeys {
 
 impl Clone for TlsKeys {
     fn clone(&self) -> Self {
-        TlsKeys {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-            spki_sha256: self.spki_sha256.clone(),
-        }
+        TlsKeys { chain: self.chain.clone(), key: self.key.clone_key(), spki_sha256: self.spki_sha256.clone() }
     }
 }
 
@@ -63,9 +56,7 @@ pub fn generate(hosts: &[String]) -> Result<(String, String)> {
     }
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating key")?;
     let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "h3live development origin");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "h3live development origin");
     let now = std::time::SystemTime::now();
     let day = std::time::Duration::from_secs(86_400);
     params.not_before = (now - day).into();

@@ -12,9 +12,9 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Empty, StreamBody};
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::sync::mpsc;
 
 use crate::transport::Transport;
 
@@ -139,7 +139,12 @@ pub struct Connector {
 impl Connector {
     /// A connector for `transport` to `addr`. `roots` must trust the origin's
     /// certificate for every transport but cleartext.
-    pub fn new(transport: Transport, addr: SocketAddr, server_name: &str, roots: &[CertificateDer<'static>]) -> Result<Connector> {
+    pub fn new(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+    ) -> Result<Connector> {
         let tls = match transport {
             Transport::H1Clear => None,
             _ => Some(tls_config(roots, alpn(transport))?),
@@ -257,11 +262,21 @@ impl Client {
     /// the body ends cleanly when the sender is dropped. The response comes
     /// once the server answers, which for an origin's ingest is after the end
     /// of the body, so feed the channel from another task.
-    pub async fn request_streaming(&mut self, method: Method, path: &str, body: mpsc::Receiver<Bytes>) -> Result<ClientResponse> {
+    pub async fn request_streaming(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: mpsc::Receiver<Bytes>,
+    ) -> Result<ClientResponse> {
         self.send(method, path, Some(body)).await
     }
 
-    async fn send(&mut self, method: Method, path: &str, body: Option<mpsc::Receiver<Bytes>>) -> Result<ClientResponse> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<mpsc::Receiver<Bytes>>,
+    ) -> Result<ClientResponse> {
         let hyper_body = |body: Option<mpsc::Receiver<Bytes>>| -> ReqBody {
             match body {
                 None => Empty::new().boxed_unsync(),

@@ -121,8 +121,7 @@ fn transport_config(limits: &Limits, qlog: Option<&Path>) -> quinn::TransportCon
                 let mut q = quinn::QlogConfig::default();
                 // Line-buffered: each event reaches the file as it happens, so a
                 // trace can be read while the server runs.
-                q.writer(Box::new(std::io::LineWriter::new(file)))
-                    .title(Some("h3live interop-server".into()));
+                q.writer(Box::new(std::io::LineWriter::new(file))).title(Some("h3live interop-server".into()));
                 t.qlog_stream(q.into_stream());
             }
             Err(e) => warn!(path = %path.display(), error = %e, "cannot create qlog file"),
@@ -141,8 +140,13 @@ pub async fn serve(
     let limits = Limits { idle_timeout: Duration::from_secs(30), ..Limits::default() };
     let mut base = quinn::ServerConfig::with_crypto(Arc::new(tls_config(args, keys)?));
     base.transport_config(Arc::new(transport_config(&limits, None)));
-    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(base.clone()), socket, Arc::new(quinn::TokioRuntime))
-        .context("starting the QUIC endpoint")?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(base.clone()),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .context("starting the QUIC endpoint")?;
     if let Some(dir) = &args.qlog_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -67,11 +67,7 @@ fn main() -> Result<()> {
         .filter(|v| !v.trim().is_empty())
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| "info,quinn=warn,h3=warn,rustls=warn,hyper=warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
     match cli.command {
@@ -111,7 +107,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         https_h2: bind(l.https_h2.0, "https-h2")?,
         h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
     };
-    let needs_tls = listeners.https.is_some() || listeners.https_h1.is_some() || listeners.https_h2.is_some() || listeners.h3.is_some();
+    let needs_tls = listeners.https.is_some()
+        || listeners.https_h1.is_some()
+        || listeners.https_h2.is_some()
+        || listeners.h3.is_some();
     let tls = if needs_tls {
         let paths = match (&args.cert.cert, &args.cert.key) {
             (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
@@ -124,7 +123,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         };
         info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
         if let Some(h3) = l.h3.0 {
-            info!("Chromium: {}", cert::chromium_command(&keys.spki_sha256, "localhost", h3.port(), &format!("https://localhost:{}/", h3.port())));
+            info!(
+                "Chromium: {}",
+                cert::chromium_command(
+                    &keys.spki_sha256,
+                    "localhost",
+                    h3.port(),
+                    &format!("https://localhost:{}/", h3.port())
+                )
+            );
         }
         Some(keys)
     } else {

@@ -18,10 +18,8 @@ use crate::store::{allocated_bytes, Store};
 use crate::transport::Transport;
 
 /// Upper bounds (seconds) of the origin-delay histogram buckets.
-const DELAY_BUCKETS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0,
-];
+const DELAY_BUCKETS: [f64; 14] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 /// A fixed-bucket histogram.
 #[derive(Debug, Default)]
@@ -38,10 +36,7 @@ impl Histogram {
     /// Record one observation.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = DELAY_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(DELAY_BUCKETS.len());
+        let i = DELAY_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(DELAY_BUCKETS.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -56,9 +51,7 @@ impl Histogram {
         let mut cumulative = 0;
         for (i, b) in self.buckets.iter().enumerate() {
             cumulative += b.load(Ordering::Relaxed);
-            let le = DELAY_BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |v| v.to_string());
+            let le = DELAY_BUCKETS.get(i).map_or_else(|| "+Inf".to_string(), |v| v.to_string());
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
@@ -105,10 +98,7 @@ pub struct GaugeGuard {
 impl GaugeGuard {
     fn new(metrics: &Arc<Metrics>, gauge: Gauge) -> GaugeGuard {
         metrics.gauge(gauge).fetch_add(1, Ordering::Relaxed);
-        GaugeGuard {
-            metrics: metrics.clone(),
-            gauge,
-        }
+        GaugeGuard { metrics: metrics.clone(), gauge }
     }
 }
 
@@ -121,12 +111,7 @@ impl Drop for GaugeGuard {
 impl Metrics {
     /// Count one response.
     pub fn response(&self, transport: Transport, status: u16) {
-        *self
-            .responses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((transport, status))
-            .or_default() += 1;
+        *self.responses.lock().unwrap_or_else(|e| e.into_inner()).entry((transport, status)).or_default() += 1;
     }
 
     fn gauge(&self, g: Gauge) -> &AtomicI64 {
@@ -163,12 +148,7 @@ impl Metrics {
 
     /// Count a refused ingest request.
     pub fn ingest_rejected(&self, reason: &'static str) {
-        *self
-            .rejected_ingest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        *self.rejected_ingest.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
     }
 
     /// Text exposition of everything, including the store's gauges.
@@ -196,7 +176,9 @@ impl Metrics {
         out.push_str("# TYPE h3live_store_bytes gauge\n");
         let named: u64 = streams.iter().flat_map(|s| &s.objects).map(|o| o.bytes).sum();
         let _ = writeln!(out, "h3live_store_bytes {named}");
-        out.push_str("# HELP h3live_allocated_bytes Bytes held by all objects, including evicted ones still being read.\n");
+        out.push_str(
+            "# HELP h3live_allocated_bytes Bytes held by all objects, including evicted ones still being read.\n",
+        );
         out.push_str("# TYPE h3live_allocated_bytes gauge\n");
         let _ = writeln!(out, "h3live_allocated_bytes {}", allocated_bytes());
 
@@ -231,8 +213,7 @@ impl Metrics {
         out.push_str("# HELP h3live_origin_delay_seconds Time from a chunk's arrival on ingest to its hand-off to the transport, per transport.\n");
         out.push_str("# TYPE h3live_origin_delay_seconds histogram\n");
         for t in Transport::ALL {
-            self.origin_delay(t)
-                .render(&mut out, "h3live_origin_delay_seconds", &format!("transport=\"{t}\""));
+            self.origin_delay(t).render(&mut out, "h3live_origin_delay_seconds", &format!("transport=\"{t}\""));
         }
         out
     }

@@ -69,8 +69,10 @@ pub async fn run_origin(
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let limits = config.limits.clone();
-    let needs_tls =
-        listeners.https.is_some() || listeners.https_h1.is_some() || listeners.https_h2.is_some() || listeners.h3.is_some();
+    let needs_tls = listeners.https.is_some()
+        || listeners.https_h1.is_some()
+        || listeners.https_h2.is_some()
+        || listeners.h3.is_some();
     let keys = match (&config.tls, needs_tls) {
         (Some(k), _) => Some(k),
         (None, false) => None,
@@ -94,7 +96,14 @@ pub async fn run_origin(
         info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
         alt_svc = Some(HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?);
         let info = Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None });
-        tracker.spawn(transport::h3::serve(ep.clone(), info, origin.clone(), limits.clone(), token.clone(), tracker.clone()));
+        tracker.spawn(transport::h3::serve(
+            ep.clone(),
+            info,
+            origin.clone(),
+            limits.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
         endpoint = Some(ep);
     }
 
@@ -116,7 +125,15 @@ pub async fn run_origin(
             alt_svc: if name == "https" { alt_svc.clone() } else { None },
         });
         info!(listener = name, addr = %listener.local_addr()?, ingest = info.ingest, "listening");
-        tracker.spawn(transport::hyper::serve(listener, mode, info, origin.clone(), limits.clone(), token.clone(), tracker.clone()));
+        tracker.spawn(transport::hyper::serve(
+            listener,
+            mode,
+            info,
+            origin.clone(),
+            limits.clone(),
+            token.clone(),
+            tracker.clone(),
+        ));
     }
 
     // Drop streams whose encoder went away.

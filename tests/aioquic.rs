@@ -17,12 +17,13 @@ fn python() -> PathBuf {
     let p = std::env::var_os("H3LIVE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let ok = std::process::Command::new(&p)
-        .args(["-c", "import aioquic"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{} cannot import aioquic: run scripts/test.sh (it creates .venv with aioquic) or set H3LIVE_PYTHON", p.display());
+    let ok =
+        std::process::Command::new(&p).args(["-c", "import aioquic"]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(
+        ok,
+        "{} cannot import aioquic: run scripts/test.sh (it creates .venv with aioquic) or set H3LIVE_PYTHON",
+        p.display()
+    );
     p
 }
 
@@ -49,7 +50,11 @@ async fn aioquic_reads_a_live_segment_progressively() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
 
     // The client asks first (a held request), then the upload starts.
-    let sent = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().expect("client exited");
+    let sent = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("client exited");
     let sent: serde_json::Value = serde_json::from_str(&sent).unwrap();
     assert_eq!(sent["event"], "sent", "{sent}");
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -11,12 +11,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_h3live");
 #[test]
 fn cert_prints_spki_and_chromium_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["cert", "--out"])
-        .arg(dir.path())
-        .args(["--host", "origin.test"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).args(["cert", "--out"]).arg(dir.path()).args(["--host", "origin.test"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(dir.path().join("cert.pem").exists() && dir.path().join("key.pem").exists());
@@ -47,7 +43,11 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
     let mut http = None;
     let mut seen = Vec::new();
     while http.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().expect("serve exited");
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("serve exited");
         let plain: String = strip_ansi(&line);
         if plain.contains("listening") && plain.contains("listener=\"http\"") {
             let addr = plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
@@ -66,7 +66,8 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
     let pid = child.id().unwrap() as i32;
     let started = Instant::now();
     assert_eq!(unsafe_kill(pid), 0);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("no exit after SIGTERM").unwrap();
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("no exit after SIGTERM").unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < Duration::from_secs(6));
 }

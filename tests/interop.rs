@@ -137,7 +137,8 @@ async fn retry_and_chacha20_only() {
     .await;
     // A client that offers only AES-GCM cannot agree on a suite.
     let aes = client(&s.keys, &[cipher_suite::TLS13_AES_128_GCM_SHA256]);
-    let refused = tokio::time::timeout(Duration::from_secs(5), aes.connect(s.addr, "localhost").unwrap()).await.unwrap();
+    let refused =
+        tokio::time::timeout(Duration::from_secs(5), aes.connect(s.addr, "localhost").unwrap()).await.unwrap();
     assert!(refused.is_err(), "AES-only client connected to a ChaCha20-only server");
     // One offering ChaCha20 connects (after a Retry round trip) and downloads.
     let chacha = client(&s.keys, &[cipher_suite::TLS13_CHACHA20_POLY1305_SHA256]);

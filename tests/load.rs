@@ -19,7 +19,12 @@ use tokio_util::sync::CancellationToken;
 const VIEWERS: usize = 3;
 
 fn synth(dir: &std::path::Path, secs: u64) {
-    let opts = SynthOptions { duration: Duration::from_secs(secs), segment: Duration::from_secs(1), video_bitrate: 500_000, fps: 30 };
+    let opts = SynthOptions {
+        duration: Duration::from_secs(secs),
+        segment: Duration::from_secs(1),
+        video_bitrate: 500_000,
+        fps: 30,
+    };
     synthesize(dir, &opts).unwrap();
 }
 
@@ -35,8 +40,24 @@ async fn viewers_on_every_transport_measure_latency_of_a_replayed_stream() {
     let mut runs = Vec::new();
     for t in Transport::ALL {
         let cmd = LoadCmd::try_parse_from([
-            "load", "--transport", t.as_str(), "--addr", &o.addr(t).to_string(), "--ca", o.cert_pem.to_str().unwrap(),
-            "--stream", "t", "-n", &VIEWERS.to_string(), "--duration", "4s", "--ramp", "200ms", "--wait", "5s", "--quiet",
+            "load",
+            "--transport",
+            t.as_str(),
+            "--addr",
+            &o.addr(t).to_string(),
+            "--ca",
+            o.cert_pem.to_str().unwrap(),
+            "--stream",
+            "t",
+            "-n",
+            &VIEWERS.to_string(),
+            "--duration",
+            "4s",
+            "--ramp",
+            "200ms",
+            "--wait",
+            "5s",
+            "--quiet",
         ])
         .unwrap();
         runs.push(tokio::spawn(h3live::load::run(cmd.viewers, CancellationToken::new())));
@@ -83,15 +104,24 @@ async fn a_replay_recorded_by_the_recorder_replays_again() {
     let plan = replay::load_plan(synthetic.path()).unwrap();
     let stats = Arc::new(ReplayStats::default());
     // One loop (2 s) plus a little: every request of the first loop completes.
-    replay::run(plan, addr, "t", PrftMode::Shift, Some(Duration::from_millis(2300)), CancellationToken::new(), stats.clone())
-        .await
-        .unwrap();
+    replay::run(
+        plan,
+        addr,
+        "t",
+        PrftMode::Shift,
+        Some(Duration::from_millis(2300)),
+        CancellationToken::new(),
+        stats.clone(),
+    )
+    .await
+    .unwrap();
     rec_stop.cancel();
     recorder.await.unwrap().unwrap();
 
     let original = Capture::load(synthetic.path()).unwrap();
     let copy = Capture::load(recorded.path()).unwrap();
-    let complete = |c: &Capture, f: &str| c.requests.iter().find(|r| r.file == f && r.end.is_some()).map(|r| r.body.clone());
+    let complete =
+        |c: &Capture, f: &str| c.requests.iter().find(|r| r.file == f && r.end.is_some()).map(|r| r.body.clone());
     for f in ["init-stream0.m4s", "init-stream1.m4s"] {
         assert_eq!(complete(&copy, f), complete(&original, f), "{f}");
     }

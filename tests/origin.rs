@@ -321,7 +321,10 @@ async fn ingest_token() {
     let up = o.put("/live/t/seg-1.m4s").await;
     assert_eq!(up.early_status().await, StatusCode::UNAUTHORIZED);
     let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ffmpeg:nope"));
-    assert_eq!(o.upload("PUT", "/live/t/seg-1.m4s", &[("authorization", &wrong)]).await.early_status().await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        o.upload("PUT", "/live/t/seg-1.m4s", &[("authorization", &wrong)]).await.early_status().await,
+        StatusCode::UNAUTHORIZED
+    );
     let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ffmpeg:s3cret"));
     let up = o.upload("PUT", "/live/t/seg-1.m4s", &[("authorization", &basic)]).await;
     up.send("ok").await;
@@ -388,13 +391,27 @@ async fn cors_preflight_time_alt_svc_streams_metrics() {
         // e.g. 2026-11-23T23:24:21.071Z
         let b = body.as_bytes();
         assert_eq!(body.len(), 24, "{body:?}");
-        assert!(b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b[19] == b'.' && b[23] == b'Z', "{body:?}");
+        assert!(
+            b[4] == b'-'
+                && b[7] == b'-'
+                && b[10] == b'T'
+                && b[13] == b':'
+                && b[16] == b':'
+                && b[19] == b'.'
+                && b[23] == b'Z',
+            "{body:?}"
+        );
         let t_ms = humantime::parse_rfc3339(&body).unwrap();
         let skew = std::time::SystemTime::now().duration_since(t_ms).unwrap_or_default();
         assert!(skew < Duration::from_secs(2));
     }
     // Alt-Svc only on the discovery listener.
-    let r = h3live::client::Client::connect(Transport::H2, o.https, "localhost", &o.roots).await.unwrap().get("/time").await.unwrap();
+    let r = h3live::client::Client::connect(Transport::H2, o.https, "localhost", &o.roots)
+        .await
+        .unwrap()
+        .get("/time")
+        .await
+        .unwrap();
     assert_eq!(r.header("alt-svc"), Some(format!("h3=\":{}\"; ma=86400", o.h3.port()).as_str()));
     for t in ALL {
         assert!(o.client(t).await.get("/time").await.unwrap().header("alt-svc").is_none(), "{t}");

@@ -38,11 +38,7 @@ pub struct OriginConfig {
 
 impl Default for OriginConfig {
     fn default() -> Self {
-        OriginConfig {
-            web_dir: PathBuf::from("web"),
-            ingest_token: None,
-            segment_max_age: 30,
-        }
+        OriginConfig { web_dir: PathBuf::from("web"), ingest_token: None, segment_max_age: 30 }
     }
 }
 
@@ -105,12 +101,7 @@ impl Body {
             BodyKind::Object { .. } => Some(origin.metrics.reader(transport)),
             _ => None,
         };
-        Body {
-            kind,
-            metrics: origin.metrics.clone(),
-            transport,
-            _reader: reader,
-        }
+        Body { kind, metrics: origin.metrics.clone(), transport, _reader: reader }
     }
 
     /// Exact length when known up front (complete objects, buffers).
@@ -142,9 +133,7 @@ impl Body {
             BodyKind::Object { reader, started } => match reader.poll_chunk(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     if chunk.arrived >= *started {
-                        self.metrics
-                            .origin_delay(self.transport)
-                            .observe(chunk.arrived.elapsed());
+                        self.metrics.origin_delay(self.transport).observe(chunk.arrived.elapsed());
                     }
                     Poll::Ready(Some(Ok(chunk.data)))
                 }
@@ -174,11 +163,7 @@ type Resp = Response<Body>;
 impl Origin {
     /// An origin over `store`.
     pub fn new(store: Store, config: OriginConfig) -> Origin {
-        Origin {
-            store,
-            metrics: Arc::new(Metrics::default()),
-            config,
-        }
+        Origin { store, metrics: Arc::new(Metrics::default()), config }
     }
 
     /// The store.
@@ -209,11 +194,26 @@ impl Origin {
         }
         if is_ingest {
             if !conn.listener.ingest {
-                return self.refuse_ingest(conn, &method, &path, StatusCode::METHOD_NOT_ALLOWED, "ingest is not accepted on this listener", "wrong_listener");
+                return self.refuse_ingest(
+                    conn,
+                    &method,
+                    &path,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "ingest is not accepted on this listener",
+                    "wrong_listener",
+                );
             }
             if !self.authorized(req.headers()) {
-                let mut r = self.refuse_ingest(conn, &method, &path, StatusCode::UNAUTHORIZED, "missing or wrong ingest token", "unauthorized");
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"h3live ingest\""));
+                let mut r = self.refuse_ingest(
+                    conn,
+                    &method,
+                    &path,
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong ingest token",
+                    "unauthorized",
+                );
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"h3live ingest\""));
                 return r;
             }
         } else if method != Method::GET && method != Method::HEAD {
@@ -224,7 +224,14 @@ impl Origin {
             Ok(r) => r,
             Err(e) => {
                 if is_ingest {
-                    return self.refuse_ingest(conn, &method, &path, StatusCode::BAD_REQUEST, &e.to_string(), "bad_path");
+                    return self.refuse_ingest(
+                        conn,
+                        &method,
+                        &path,
+                        StatusCode::BAD_REQUEST,
+                        &e.to_string(),
+                        "bad_path",
+                    );
                 }
                 return self.error(conn, StatusCode::BAD_REQUEST, &e.to_string());
             }
@@ -239,7 +246,14 @@ impl Origin {
                     _ => self.read_live(conn, &stream, &file, head).await,
                 }
             }
-            _ if is_ingest => self.refuse_ingest(conn, &method, &path, StatusCode::METHOD_NOT_ALLOWED, "only /live/<stream>/<file> is writable", "not_writable"),
+            _ if is_ingest => self.refuse_ingest(
+                conn,
+                &method,
+                &path,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only /live/<stream>/<file> is writable",
+                "not_writable",
+            ),
             Route::Time => {
                 let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
                 self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", now, head)
@@ -274,10 +288,7 @@ impl Origin {
         if obj.status() == Status::Aborted {
             return self.error(conn, StatusCode::BAD_GATEWAY, "the upload of this object was aborted");
         }
-        let kind = BodyKind::Object {
-            reader: obj.reader(),
-            started: Instant::now(),
-        };
+        let kind = BodyKind::Object { reader: obj.reader(), started: Instant::now() };
         let mut r = self.response(conn, StatusCode::OK, kind, head);
         set_type(&mut r, headers::content_type(file));
         headers::cache(r.headers_mut(), headers::live_policy(Kind::of(file)), self.config.segment_max_age);
@@ -287,11 +298,8 @@ impl Origin {
 
     /// PUT/POST: stream the body into the store.
     async fn ingest<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo, stream: &str, file: &str) -> Resp {
-        let announced = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let announced =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         let path = req.uri().path().to_string();
         let mut upload = match self.store.begin_upload(stream, file, announced) {
             Ok(u) => u,
@@ -350,7 +358,15 @@ impl Origin {
 
     /// A refused ingest request: logged at warn (ffmpeg ignores status codes,
     /// so the origin's log is where an operator sees it) and counted.
-    fn refuse_ingest(&self, conn: &ConnInfo, method: &Method, path: &str, status: StatusCode, why: &str, reason: &'static str) -> Resp {
+    fn refuse_ingest(
+        &self,
+        conn: &ConnInfo,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        why: &str,
+        reason: &'static str,
+    ) -> Resp {
         warn!(%method, path, status = status.as_u16(), remote = %conn.remote, listener = conn.listener.name, "ingest refused: {why}");
         self.metrics.ingest_rejected(reason);
         let mut r = self.error(conn, status, why);
@@ -387,11 +403,7 @@ impl Origin {
     fn preflight<B>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
         let mut r = self.response(conn, StatusCode::NO_CONTENT, BodyKind::Empty, false);
         let h = r.headers_mut();
-        let methods = if conn.listener.ingest {
-            "GET, HEAD, OPTIONS, PUT, POST, DELETE"
-        } else {
-            "GET, HEAD, OPTIONS"
-        };
+        let methods = if conn.listener.ingest { "GET, HEAD, OPTIONS, PUT, POST, DELETE" } else { "GET, HEAD, OPTIONS" };
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
         let allow_headers = req
             .headers()

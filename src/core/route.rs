@@ -51,15 +51,11 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 fn decode(component: &str) -> Result<String, PathError> {
-    let decoded = percent_decode_str(component)
-        .decode_utf8()
-        .map_err(|_| PathError::BadName(component.to_string()))?;
+    let decoded = percent_decode_str(component).decode_utf8().map_err(|_| PathError::BadName(component.to_string()))?;
     if valid_name(&decoded) {
         Ok(decoded.into_owned())
     } else {
@@ -82,10 +78,7 @@ impl Route {
         let raw: Vec<&str> = rest.split('/').collect();
         if raw[0] == "live" {
             return match raw.as_slice() {
-                [_, stream, file] => Ok(Route::Live {
-                    stream: decode(stream)?,
-                    file: decode(file)?,
-                }),
+                [_, stream, file] => Ok(Route::Live { stream: decode(stream)?, file: decode(file)? }),
                 _ => Err(PathError::BadLivePath),
             };
         }
@@ -110,26 +103,15 @@ mod tests {
     fn parses_routes() {
         assert_eq!(
             Route::parse("/live/test/chunk-stream0-00001.m4s"),
-            Ok(Route::Live {
-                stream: "test".into(),
-                file: "chunk-stream0-00001.m4s".into()
-            })
+            Ok(Route::Live { stream: "test".into(), file: "chunk-stream0-00001.m4s".into() })
         );
         assert_eq!(Route::parse("/time"), Ok(Route::Time));
         assert_eq!(Route::parse("/"), Ok(Route::Static(vec![])));
         assert_eq!(
             Route::parse("/node_modules/dashjs/dist/x.js"),
-            Ok(Route::Static(vec![
-                "node_modules".into(),
-                "dashjs".into(),
-                "dist".into(),
-                "x.js".into()
-            ]))
+            Ok(Route::Static(vec!["node_modules".into(), "dashjs".into(), "dist".into(), "x.js".into()]))
         );
-        assert_eq!(
-            Route::parse("/docs/"),
-            Ok(Route::Static(vec!["docs".into(), "index.html".into()]))
-        );
+        assert_eq!(Route::parse("/docs/"), Ok(Route::Static(vec!["docs".into(), "index.html".into()])));
     }
 
     #[test]

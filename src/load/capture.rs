@@ -70,7 +70,8 @@ impl CaptureWriter {
     /// Create `dir` (if needed) and a capture starting now.
     pub fn create(dir: &Path, start: SystemTime) -> Result<CaptureWriter> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let open = |n: &str| std::fs::File::create(dir.join(n)).with_context(|| format!("creating {}", dir.join(n).display()));
+        let open =
+            |n: &str| std::fs::File::create(dir.join(n)).with_context(|| format!("creating {}", dir.join(n).display()));
         let mut events = BufWriter::new(open("capture.jsonl")?);
         let header = Header { format: "h3live-capture".into(), version: 1, wall_start_unix_us: unix_us(start) };
         serde_json::to_writer(&mut events, &header)?;
@@ -90,14 +91,28 @@ impl CaptureWriter {
 
     /// A request for `file` started at `at`.
     pub fn start(&mut self, req: u64, at: SystemTime, method: &str, file: &str) -> Result<()> {
-        let e = Event { t_us: self.t_us(at), req, ev: "start".into(), method: Some(method.into()), file: Some(file.into()), len: None };
+        let e = Event {
+            t_us: self.t_us(at),
+            req,
+            ev: "start".into(),
+            method: Some(method.into()),
+            file: Some(file.into()),
+            len: None,
+        };
         self.event(&e)
     }
 
     /// A body piece of `req` arrived at `at`.
     pub fn data(&mut self, req: u64, at: SystemTime, data: &[u8]) -> Result<()> {
         self.data.write_all(data)?;
-        let e = Event { t_us: self.t_us(at), req, ev: "data".into(), method: None, file: None, len: Some(data.len() as u64) };
+        let e = Event {
+            t_us: self.t_us(at),
+            req,
+            ev: "data".into(),
+            method: None,
+            file: None,
+            len: Some(data.len() as u64),
+        };
         self.event(&e)
     }
 
@@ -144,11 +159,14 @@ pub struct Capture {
 impl Capture {
     /// Read a capture directory.
     pub fn load(dir: &Path) -> Result<Capture> {
-        let events = std::fs::File::open(dir.join("capture.jsonl")).with_context(|| format!("opening {}/capture.jsonl", dir.display()))?;
-        let data = std::fs::read(dir.join("data.bin")).with_context(|| format!("reading {}/data.bin", dir.display()))?;
+        let events = std::fs::File::open(dir.join("capture.jsonl"))
+            .with_context(|| format!("opening {}/capture.jsonl", dir.display()))?;
+        let data =
+            std::fs::read(dir.join("data.bin")).with_context(|| format!("reading {}/data.bin", dir.display()))?;
         let data = Bytes::from(data);
         let mut lines = std::io::BufReader::new(events).lines();
-        let header: Header = serde_json::from_str(&lines.next().context("empty capture.jsonl")??).context("capture header")?;
+        let header: Header =
+            serde_json::from_str(&lines.next().context("empty capture.jsonl")??).context("capture header")?;
         if header.format != "h3live-capture" || header.version != 1 {
             bail!("not an h3live capture (version 1)");
         }
@@ -221,7 +239,12 @@ pub struct SynthOptions {
 
 impl Default for SynthOptions {
     fn default() -> Self {
-        SynthOptions { duration: Duration::from_secs(10), segment: Duration::from_secs(2), video_bitrate: 2_000_000, fps: 30 }
+        SynthOptions {
+            duration: Duration::from_secs(10),
+            segment: Duration::from_secs(2),
+            video_bitrate: 2_000_000,
+            fps: 30,
+        }
     }
 }
 
@@ -337,7 +360,12 @@ pub fn synthesize(dir: &Path, opts: &SynthOptions) -> Result<()> {
             // The manifest, re-PUT as each track's segment closes.
             let m = req;
             req += 1;
-            let xml = synth_manifest(start, at(seg_end), opts.segment, &[(0, "video", opts.video_bitrate), (1, "audio", 128_000)]);
+            let xml = synth_manifest(
+                start,
+                at(seg_end),
+                opts.segment,
+                &[(0, "video", opts.video_bitrate), (1, "audio", 128_000)],
+            );
             events.push((seg_end, m, 0, Vec::new(), "manifest.mpd".into()));
             events.push((seg_end, m, 1, xml.into_bytes(), String::new()));
             events.push((seg_end, m, 2, Vec::new(), String::new()));

@@ -367,7 +367,12 @@ pub async fn main(cmd: LoadCmd) -> Result<()> {
             Ok(())
         }
         Some(Mode::Synth(a)) => {
-            let opts = capture::SynthOptions { duration: a.duration, segment: a.segment, video_bitrate: a.bitrate, fps: a.fps };
+            let opts = capture::SynthOptions {
+                duration: a.duration,
+                segment: a.segment,
+                video_bitrate: a.bitrate,
+                fps: a.fps,
+            };
             capture::synthesize(&a.out, &opts)?;
             println!("wrote a synthetic capture to {}", a.out.display());
             Ok(())
@@ -394,7 +399,8 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
             .with_context(|| format!("parsing --ca {}", args.ca.display()))?
     };
     // HTTP/3: one client endpoint (UDP socket) per `conns_per_endpoint` viewers.
-    let endpoints = if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
+    let endpoints =
+        if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
     let connectors: Vec<Connector> =
         (0..endpoints).map(|_| Connector::new(transport, addr, &args.host, &roots)).collect::<Result<_>>()?;
 

@@ -215,7 +215,9 @@ fn track(rep: &Tag, tpl: &Tag, set: Option<&Tag>) -> Result<Track> {
     }
     let content = set
         .and_then(|s| s.attr("contentType"))
-        .or_else(|| rep.attr("mimeType").or_else(|| set.and_then(|s| s.attr("mimeType"))).and_then(|m| m.split('/').next()))
+        .or_else(|| {
+            rep.attr("mimeType").or_else(|| set.and_then(|s| s.attr("mimeType"))).and_then(|m| m.split('/').next())
+        })
         .unwrap_or("")
         .to_string();
     Ok(Track {
@@ -299,9 +301,14 @@ mod tests {
         assert!(out.contains("\tminimumUpdatePeriod=\"PT500S\" availabilityStartTime=\"X\""));
         assert_eq!(out.len(), FFMPEG_MPD.len() - "2026-11-24T00:40:00.500Z".len() + 1);
         let out = rewrite_attr(FFMPEG_MPD, "publishTime", |_| Some("Y".into()));
-        assert!(out.contains("\n\tminimumUpdatePeriod=\"PT500S\" availabilityStartTime=\"2026-11-24T00:40:00.500Z\" publishTime=\"Y\">"));
+        assert!(out.contains(
+            "\n\tminimumUpdatePeriod=\"PT500S\" availabilityStartTime=\"2026-11-24T00:40:00.500Z\" publishTime=\"Y\">"
+        ));
         let out = rewrite_attr(FFMPEG_MPD, "type", |_| Some("static".into()));
         assert!(out.contains("\n\ttype=\"static\"\n"));
-        assert_eq!(rewrite_attr("<a xpublishTime=\"1\"/>", "publishTime", |_| Some("Y".into())), "<a xpublishTime=\"1\"/>");
+        assert_eq!(
+            rewrite_attr("<a xpublishTime=\"1\"/>", "publishTime", |_| Some("Y".into())),
+            "<a xpublishTime=\"1\"/>"
+        );
     }
 }

@@ -85,7 +85,10 @@ pub async fn run(listen: SocketAddr, out: &Path, stop: CancellationToken) -> Res
 /// [`run`] on an already-bound listener.
 pub async fn serve(listener: tokio::net::TcpListener, out: &Path, stop: CancellationToken) -> Result<()> {
     info!(addr = %listener.local_addr()?, out = %out.display(), "recording pushes");
-    let recorder = Arc::new(Recorder { writer: Mutex::new(CaptureWriter::create(out, SystemTime::now())?), next_req: AtomicU64::new(0) });
+    let recorder = Arc::new(Recorder {
+        writer: Mutex::new(CaptureWriter::create(out, SystemTime::now())?),
+        next_req: AtomicU64::new(0),
+    });
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => r?,
@@ -105,7 +108,9 @@ pub async fn serve(listener: tokio::net::TcpListener, out: &Path, stop: Cancella
                     }))
                 }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await {
+            if let Err(e) =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await
+            {
                 debug!(%remote, error = %e, "recorder connection ended");
             }
         });

@@ -110,7 +110,12 @@ impl Plan {
         };
         let manifest = (0..reqs.len())
             .rev()
-            .find(|&i| is_put(&reqs[i]) && Kind::of(&reqs[i].file) == Kind::Manifest && reqs[i].file.ends_with(".mpd") && dynamic(&reqs[i]))
+            .find(|&i| {
+                is_put(&reqs[i])
+                    && Kind::of(&reqs[i].file) == Kind::Manifest
+                    && reqs[i].file.ends_with(".mpd")
+                    && dynamic(&reqs[i])
+            })
             .context("the capture has no complete dynamic MPD")?;
         let m = Manifest::parse(&String::from_utf8_lossy(&reqs[manifest].body))?;
         let segment = m.tracks[0].duration;
@@ -128,17 +133,17 @@ impl Plan {
                 v.push(split_number(&r.file).map_or(0, |s| s.2));
             }
         }
-        let n = complete
-            .values()
-            .map(|v| (1..).take_while(|i| v.contains(i)).count() as u64)
-            .min()
-            .unwrap_or(0);
+        let n = complete.values().map(|v| (1..).take_while(|i| v.contains(i)).count() as u64).min().unwrap_or(0);
         if n == 0 {
             bail!("the capture has no complete media segment for every representation");
         }
         let loop_end = reqs
             .iter()
-            .filter(|r| Kind::of(&r.file) == Kind::Media && r.method != "DELETE" && split_number(&r.file).map(|s| s.2) == Some(n))
+            .filter(|r| {
+                Kind::of(&r.file) == Kind::Media
+                    && r.method != "DELETE"
+                    && split_number(&r.file).map(|s| s.2) == Some(n)
+            })
             .filter_map(|r| r.end)
             .max()
             .unwrap_or_default();
@@ -198,11 +203,9 @@ impl Plan {
                     if let Some(at) = f.prft_ntp {
                         let t = match prft {
                             PrftMode::Shift => cmaf::read_ntp(&b, at).map(|t| t + delta + shift),
-                            PrftMode::Push => r
-                                .chunks
-                                .iter()
-                                .find(|(_, end)| *end >= f.end)
-                                .map(|(t, _)| wall_zero + *t + shift),
+                            PrftMode::Push => {
+                                r.chunks.iter().find(|(_, end)| *end >= f.end).map(|(t, _)| wall_zero + *t + shift)
+                            }
                         };
                         if let Some(t) = t {
                             cmaf::write_ntp(&mut b, at, t);
@@ -267,7 +270,9 @@ impl Plan {
             .iter()
             .filter(|&&i| {
                 let r = &self.capture.requests[i];
-                r.method != "DELETE" && Kind::of(&r.file) == Kind::Media && split_number(&r.file).map(|s| s.2) == Some(base)
+                r.method != "DELETE"
+                    && Kind::of(&r.file) == Kind::Media
+                    && split_number(&r.file).map(|s| s.2) == Some(base)
             })
             .map(|&i| {
                 let r = self.render(i, k, wall_zero, PrftMode::Push);
@@ -372,7 +377,10 @@ async fn lane(
             _ = stop.cancelled() => return,
         };
         match result {
-            Ok(status) if status.is_success() || (item.method == http::Method::DELETE && status == http::StatusCode::NOT_FOUND) => {
+            Ok(status)
+                if status.is_success()
+                    || (item.method == http::Method::DELETE && status == http::StatusCode::NOT_FOUND) =>
+            {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 debug!(file = item.file, %status, "pushed");
             }
@@ -390,7 +398,13 @@ async fn lane(
 }
 
 /// Send one request, feeding its body pieces at their times.
-async fn push(client: &mut Client, base: &str, item: &Rendered, zero: Instant, stats: &ReplayStats) -> Result<http::StatusCode> {
+async fn push(
+    client: &mut Client,
+    base: &str,
+    item: &Rendered,
+    zero: Instant,
+    stats: &ReplayStats,
+) -> Result<http::StatusCode> {
     let (tx, rx) = mpsc::channel(16);
     let feed = async move {
         for (t, b) in &item.chunks {

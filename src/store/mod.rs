@@ -111,10 +111,7 @@ fn sequence_of(name: &str) -> Option<(String, u64)> {
     let stem_len = name.rfind('.').unwrap_or(name.len());
     let bytes = &name.as_bytes()[..stem_len];
     let end = bytes.iter().rposition(|b| b.is_ascii_digit())? + 1;
-    let start = bytes[..end]
-        .iter()
-        .rposition(|b| !b.is_ascii_digit())
-        .map_or(0, |i| i + 1);
+    let start = bytes[..end].iter().rposition(|b| !b.is_ascii_digit()).map_or(0, |i| i + 1);
     let seq = name[start..end].parse().ok()?;
     Some((format!("{}#{}", &name[..start], &name[end..]), seq))
 }
@@ -197,13 +194,7 @@ pub struct StreamInfo {
 impl Store {
     /// An empty store.
     pub fn new(config: StoreConfig) -> Store {
-        Store {
-            inner: Arc::new(Inner {
-                config,
-                streams: Mutex::new(HashMap::new()),
-                published: Notify::new(),
-            }),
-        }
+        Store { inner: Arc::new(Inner { config, streams: Mutex::new(HashMap::new()), published: Notify::new() }) }
     }
 
     /// The limits in force.
@@ -251,22 +242,13 @@ impl Store {
 
     /// Bytes held by named objects (what the store cap counts).
     pub fn named_bytes(&self) -> u64 {
-        self.streams()
-            .values()
-            .flat_map(|s| s.objects.values())
-            .map(|o| o.len())
-            .sum()
+        self.streams().values().flat_map(|s| s.objects.values()).map(|o| o.len()).sum()
     }
 
     /// Start an upload to `stream/name`. Refused with
     /// [`IngestError::StoreFull`] while the store is at its cap, and with
     /// [`IngestError::TooLarge`] when the announced length is over the limit.
-    pub fn begin_upload(
-        &self,
-        stream: &str,
-        name: &str,
-        announced_len: Option<u64>,
-    ) -> Result<Upload, IngestError> {
+    pub fn begin_upload(&self, stream: &str, name: &str, announced_len: Option<u64>) -> Result<Upload, IngestError> {
         let cfg = &self.inner.config;
         if let Some(n) = announced_len {
             if n > cfg.max_object_bytes {
@@ -275,17 +257,13 @@ impl Store {
         }
         let used = self.named_bytes();
         if used >= cfg.max_store_bytes {
-            return Err(IngestError::StoreFull {
-                used,
-                cap: cfg.max_store_bytes,
-            });
+            return Err(IngestError::StoreFull { used, cap: cfg.max_store_bytes });
         }
         let kind = Kind::of(name);
         let mut streams = self.streams();
-        let s = streams.entry(stream.to_string()).or_insert_with(|| StreamState {
-            objects: HashMap::new(),
-            stats: Arc::new(StreamStats::default()),
-        });
+        let s = streams
+            .entry(stream.to_string())
+            .or_insert_with(|| StreamState { objects: HashMap::new(), stats: Arc::new(StreamStats::default()) });
         s.stats.touch();
         let replaced = s.objects.contains_key(name);
         let target = if kind == Kind::Manifest {
@@ -371,11 +349,7 @@ impl Store {
                     .iter()
                     .map(|(n, o)| {
                         let (bytes, status) = o.snapshot();
-                        ObjectInfo {
-                            name: n.clone(),
-                            state: status.as_str(),
-                            bytes,
-                        }
+                        ObjectInfo { name: n.clone(), state: status.as_str(), bytes }
                     })
                     .collect();
                 objects.sort_by(|a, b| a.name.cmp(&b.name));
@@ -445,10 +419,7 @@ impl Upload {
         self.stats.touch();
         match self.target.as_mut() {
             Some(Target::Live(w)) => w.push(data),
-            Some(Target::Buffered(chunks)) => chunks.push(Chunk {
-                data,
-                arrived: Instant::now(),
-            }),
+            Some(Target::Buffered(chunks)) => chunks.push(Chunk { data, arrived: Instant::now() }),
             None => {}
         }
         Ok(())
@@ -511,10 +482,7 @@ mod tests {
 
     #[test]
     fn sequence_parsing() {
-        assert_eq!(
-            sequence_of("chunk-stream0-00042.m4s"),
-            Some(("chunk-stream0-#.m4s".to_string(), 42))
-        );
+        assert_eq!(sequence_of("chunk-stream0-00042.m4s"), Some(("chunk-stream0-#.m4s".to_string(), 42)));
         assert_eq!(sequence_of("seg_7.cmfv"), Some(("seg_#.cmfv".to_string(), 7)));
         assert_eq!(sequence_of("manifest.mpd"), None);
         assert_eq!(Kind::of("init-stream0.m4s"), Kind::Init);
@@ -524,18 +492,13 @@ mod tests {
 
     #[test]
     fn retention_keeps_newest_and_init() {
-        let st = store(StoreConfig {
-            keep_segments: 3,
-            ..Default::default()
-        });
+        let st = store(StoreConfig { keep_segments: 3, ..Default::default() });
         let mut up = st.begin_upload("s", "init-stream0.m4s", None).unwrap();
         up.push(Bytes::from_static(b"init")).unwrap();
         up.finish();
         for i in 1..=10 {
             for track in 0..2 {
-                let mut up = st
-                    .begin_upload("s", &format!("chunk-stream{track}-{i:05}.m4s"), None)
-                    .unwrap();
+                let mut up = st.begin_upload("s", &format!("chunk-stream{track}-{i:05}.m4s"), None).unwrap();
                 up.push(Bytes::from(vec![0u8; 100])).unwrap();
                 up.finish();
             }
@@ -557,10 +520,7 @@ mod tests {
 
     #[test]
     fn growing_segment_is_not_evicted() {
-        let st = store(StoreConfig {
-            keep_segments: 1,
-            ..Default::default()
-        });
+        let st = store(StoreConfig { keep_segments: 1, ..Default::default() });
         let mut growing = st.begin_upload("s", "c-1.m4s", None).unwrap();
         growing.push(Bytes::from_static(b"a")).unwrap();
         for i in 2..5 {
@@ -590,15 +550,8 @@ mod tests {
 
     #[test]
     fn limits() {
-        let st = store(StoreConfig {
-            max_object_bytes: 10,
-            max_store_bytes: 15,
-            ..Default::default()
-        });
-        assert_eq!(
-            st.begin_upload("s", "a-1.m4s", Some(11)).err(),
-            Some(IngestError::TooLarge(10))
-        );
+        let st = store(StoreConfig { max_object_bytes: 10, max_store_bytes: 15, ..Default::default() });
+        assert_eq!(st.begin_upload("s", "a-1.m4s", Some(11)).err(), Some(IngestError::TooLarge(10)));
         let mut up = st.begin_upload("s", "a-1.m4s", None).unwrap();
         up.push(Bytes::from(vec![0u8; 8])).unwrap();
         assert_eq!(up.push(Bytes::from(vec![0u8; 3])), Err(IngestError::TooLarge(10)));
@@ -606,10 +559,7 @@ mod tests {
         let mut up = st.begin_upload("s", "a-2.m4s", None).unwrap();
         up.push(Bytes::from(vec![0u8; 9])).unwrap();
         up.finish();
-        assert!(matches!(
-            st.begin_upload("s", "a-3.m4s", None),
-            Err(IngestError::StoreFull { used: 17, cap: 15 })
-        ));
+        assert!(matches!(st.begin_upload("s", "a-3.m4s", None), Err(IngestError::StoreFull { used: 17, cap: 15 })));
         assert!(st.delete("s", "a-1.m4s"));
         assert!(st.begin_upload("s", "a-3.m4s", None).is_ok());
     }

@@ -114,22 +114,14 @@ impl Object {
         ALLOCATED_BYTES.fetch_add(len, Ordering::Relaxed);
         Arc::new(Object {
             created: SystemTime::now(),
-            state: Mutex::new(State {
-                chunks,
-                len,
-                status,
-                wakers: Vec::new(),
-                generation: 0,
-            }),
+            state: Mutex::new(State { chunks, len, status, wakers: Vec::new(), generation: 0 }),
         })
     }
 
     /// A new empty object that is still being written, and its writer.
     pub fn growing() -> (Arc<Object>, ObjectWriter) {
         let obj = Object::new(Status::Growing, Vec::new());
-        let writer = ObjectWriter {
-            obj: Some(obj.clone()),
-        };
+        let writer = ObjectWriter { obj: Some(obj.clone()) };
         (obj, writer)
     }
 
@@ -173,12 +165,7 @@ impl Object {
 
     /// A reader positioned at the first chunk.
     pub fn reader(self: &Arc<Self>) -> ObjectReader {
-        ObjectReader {
-            obj: self.clone(),
-            next: 0,
-            registered: None,
-            done: false,
-        }
+        ObjectReader { obj: self.clone(), next: 0, registered: None, done: false }
     }
 
     /// Apply `f` to the state and wake every waiting reader.
@@ -222,10 +209,7 @@ impl ObjectWriter {
             ALLOCATED_BYTES.fetch_add(n, Ordering::Relaxed);
             obj.update(|st| {
                 st.len += n;
-                st.chunks.push(Chunk {
-                    data,
-                    arrived: Instant::now(),
-                });
+                st.chunks.push(Chunk { data, arrived: Instant::now() });
             });
         }
     }

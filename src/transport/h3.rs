@@ -82,14 +82,11 @@ pub async fn serve_conn(
     tracker: TaskTracker,
 ) {
     let _gauge = origin.metrics().connection(Transport::H3);
-    let mut h3conn = match h3::server::builder()
-        .send_grease(false)
-        .build::<_, Bytes>(h3_quinn::Connection::new(quic))
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return debug!(error = %e, "h3 connection setup failed"),
-    };
+    let mut h3conn =
+        match h3::server::builder().send_grease(false).build::<_, Bytes>(h3_quinn::Connection::new(quic)).await {
+            Ok(c) => c,
+            Err(e) => return debug!(error = %e, "h3 connection setup failed"),
+        };
     let mut closing = false;
     loop {
         tokio::select! {

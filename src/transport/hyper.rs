@@ -176,11 +176,7 @@ where
     // One builder for both protocols, pinned to the one this connection speaks.
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let mut builder = if transport == Transport::H2 { builder.http2_only() } else { builder.http1_only() };
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(limits.handshake_timeout);
+    builder.http1().timer(TokioTimer::new()).keep_alive(true).header_read_timeout(limits.handshake_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())

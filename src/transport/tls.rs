@@ -16,11 +16,8 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A TLS server config offering `alpn` (in preference order).
 pub fn server_config(keys: &TlsKeys, alpn: &[&[u8]], tls13_only: bool) -> Result<ServerConfig> {
-    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
-        &[&rustls::version::TLS13]
-    } else {
-        rustls::DEFAULT_VERSIONS
-    };
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if tls13_only { &[&rustls::version::TLS13] } else { rustls::DEFAULT_VERSIONS };
     server_config_with(provider(), versions, keys, alpn)
 }
 

@@ -90,7 +90,19 @@ impl TestOrigin {
         let task = tokio::spawn(server::run_origin(origin.clone(), config, listeners, async move {
             let _ = rx.await;
         }));
-        TestOrigin { http, https, https_h1, https_h2, h3, roots, cert_pem: paths.cert.clone(), origin, shutdown: Some(tx), task: Some(task), _dir: dir }
+        TestOrigin {
+            http,
+            https,
+            https_h1,
+            https_h2,
+            h3,
+            roots,
+            cert_pem: paths.cert.clone(),
+            origin,
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
     }
 
     /// The listener address that serves `t` as a dedicated arm.
@@ -123,7 +135,8 @@ impl TestOrigin {
             req = req.header(*k, *v);
         }
         let req = req.body(ChannelBody(rx)).unwrap();
-        let resp = tokio::spawn(async move { send.send_request(req).await.map(|r| r.status()).map_err(|e| e.to_string()) });
+        let resp =
+            tokio::spawn(async move { send.send_request(req).await.map(|r| r.status()).map_err(|e| e.to_string()) });
         Upload { tx: Some(tx), resp }
     }
 
@@ -161,12 +174,20 @@ impl Upload {
     /// End the body cleanly and return the response status.
     pub async fn finish(mut self) -> StatusCode {
         self.tx.take();
-        tokio::time::timeout(Duration::from_secs(10), self.resp).await.expect("PUT response").unwrap().expect("PUT failed")
+        tokio::time::timeout(Duration::from_secs(10), self.resp)
+            .await
+            .expect("PUT response")
+            .unwrap()
+            .expect("PUT failed")
     }
 
     /// The response status of a request the origin answered before the body ended.
     pub async fn early_status(self) -> StatusCode {
-        tokio::time::timeout(Duration::from_secs(10), self.resp).await.expect("PUT response").unwrap().expect("PUT failed")
+        tokio::time::timeout(Duration::from_secs(10), self.resp)
+            .await
+            .expect("PUT response")
+            .unwrap()
+            .expect("PUT failed")
     }
 }
 
@@ -177,7 +198,9 @@ pub struct RawUpload(tokio::net::TcpStream);
 impl RawUpload {
     pub async fn start(addr: SocketAddr, path: &str) -> RawUpload {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let head = format!("PUT {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nUser-Agent: Lavf/59.27.100\r\n\r\n");
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nUser-Agent: Lavf/59.27.100\r\n\r\n"
+        );
         s.write_all(head.as_bytes()).await.unwrap();
         RawUpload(s)
     }
