@@ -2,7 +2,7 @@
 # The test command: installs what the tests need on a fresh Debian/Ubuntu
 # machine (ffmpeg, fonts, Chromium, Node.js, a Python venv with aioquic,
 # web/'s npm packages), then runs every test suite:
-#   1. cargo clippy (warnings are errors) and cargo test: unit tests, the
+#   1. cargo fmt --check, cargo clippy (warnings are errors) and cargo test: unit tests, the
 #      origin over real sockets on all four transports, real ffmpeg ingest,
 #      aioquic as an independent HTTP/3 client;
 #   2. the QUIC interop matrix (interop/run.sh --quick) against aioquic,
@@ -59,6 +59,9 @@ if [ "$INSTALL" = 1 ]; then
   echo "npm ci in web/"
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+step "cargo fmt --check"
+cargo fmt --check
 
 step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
