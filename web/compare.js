@@ -16,6 +16,8 @@
 //   host=NAME          host of every arm (default: this page's host)
 //   h3port, h1port, h2port   ports (defaults 4433, 4443, 4444)
 //   h3=URL, h1=URL, h2=URL   full origin of one arm (overrides host/port)
+//   h3latency=SECONDS, ...   target latency of one arm (overrides latency=; e.g. to see
+//                      what a bigger buffer costs, or to check the verdict's highlight)
 //   profile=NAME       network path profile (shown in the header; scripts/ab.sh)
 //   path=DESCRIPTION   what that profile does, e.g. "3 % random loss each way"
 //   debug=1            dash.js debug logging
@@ -23,7 +25,7 @@
 // window.h3liveCompare (read by scripts/ab/driver.mjs) — shape, version 1:
 // {
 //   version: 1,
-//   config: { stream, targetLatency, profile, path, arms: { ARM: { origin, mpd, expect } } },
+//   config: { stream, targetLatency, profile, path, arms: { ARM: { origin, mpd, expect, targetLatency } } },
 //   players: { ARM: {
 //     firstFrameMs: ms from navigation start to this player's first frame | null,
 //     playing, currentTime, playbackRate, bufferS,
@@ -78,7 +80,10 @@ for (const arm of arms) {
   const scheme = arm === 'http' ? 'http' : 'https';
   const origin = (q.get(arm) || `${scheme}://${hostPart}:${port}`).replace(/\/$/, '');
   origins[arm] = origin;
-  config.arms[arm] = { origin, mpd: `${origin}/live/${encodeURIComponent(stream)}/manifest.mpd`, expect: ARM_PROTOCOL[arm] };
+  const armLatency = Number(q.get(`${arm}latency`)) > 0 ? Number(q.get(`${arm}latency`)) : targetLatency;
+  config.arms[arm] = {
+    origin, mpd: `${origin}/live/${encodeURIComponent(stream)}/manifest.mpd`, expect: ARM_PROTOCOL[arm], targetLatency: armLatency,
+  };
 }
 
 const players = {};
@@ -152,6 +157,7 @@ function setupArm(arm) {
   const proto = el('span', { className: 'proto' }, '–');
   const badge = el('span', { className: 'badge' });
   head.append(el('span', { className: 'name', style: `color:${COLORS[arm]}` }, `■ ${LABELS[arm]}`), ' ', proto, badge);
+  if (config.arms[arm].targetLatency !== targetLatency) head.append(' ', el('span', { className: 'target' }, `target ${config.arms[arm].targetLatency} s`));
   const stage = el('div', { className: 'stage' });
   const video = el('video', { muted: true, playsInline: true, autoplay: true });
   stage.append(video);
@@ -204,7 +210,7 @@ function setupArm(arm) {
   video.addEventListener('loadedmetadata', () => layout());
 
   const { origin, mpd } = config.arms[arm];
-  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError });
+  const player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug: !!q.get('debug'), onError: addError });
 
   return { arm, p, tile, stage, video, clock, player, cells, stalls, proto, badge, vNow, vP50, vStalls };
 }
