@@ -10,7 +10,7 @@
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js), and the compare page's verdict unit tests
-#      and screenshot test at four window sizes (web/e2e/compare-shots.js, ~30 s);
+#      and screenshot test at four window sizes (web/e2e/compare-shots.js, ~45 s);
 #   5. the transport A/B harness, short: origin and browser in two network
 #      namespaces, clean and 1 % loss, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]

@@ -27,6 +27,9 @@
 //   --screenshot F    write the 1280x800 screenshot to F, reduced to a 64-colour palette (ffmpeg)
 //   --out DIR         also write every raw screenshot to DIR (compare-WxH.png)
 //   --arms LIST       arms to show (default h3,h1,h2; also http)
+//   --no-highlight    skip the second part: the page again with h1latency=1.5 (HTTP/1.1
+//                     held 1 s further behind), whose tile must be marked higher
+//                     beyond the spread (verdict, red outline, "+N ms"), the others not
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -39,7 +42,7 @@ import { decodeStrip, stripHeight, unwrap } from '../timecode.js';
 const t0 = Date.now();
 const log = (...a) => console.log(`[compare-shots +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
-const opts = { bin: undefined, play: 12, screenshot: null, out: null, keepLogs: false, arms: 'h3,h1,h2' };
+const opts = { bin: undefined, play: 12, screenshot: null, out: null, keepLogs: false, arms: 'h3,h1,h2', highlight: true };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -49,6 +52,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--out') opts.out = resolve(argv[++i]);
   else if (a === '--keep-logs') opts.keepLogs = true;
   else if (a === '--arms') opts.arms = argv[++i];
+  else if (a === '--no-highlight') opts.highlight = false;
   else if (a === '-h' || a === '--help') {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
     process.exit(0);
@@ -93,23 +97,25 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 // Geometry and state the checks need, read in the page (CSS px = screenshot px at scale 1).
+// Missing elements give null boxes / empty text, so an unexpected page fails the checks, not the script.
 const GEOMETRY = `(() => {
-  const r = (e) => { const b = e.getBoundingClientRect(); return { x: b.left, y: b.top, w: b.width, h: b.height }; };
-  const c = window.h3liveCompare;
+  const r = (e) => { if (!e) return null; const b = e.getBoundingClientRect(); return { x: b.left, y: b.top, w: b.width, h: b.height }; };
+  const px = (e) => (e ? parseFloat(getComputedStyle(e).fontSize) : 0);
+  const c = window.h3liveCompare || { players: {} };
   const arms = {};
-  for (const tile of document.querySelectorAll('.arm')) {
-    const arm = tile.dataset.arm;
+  [...document.querySelectorAll('.arm')].forEach((tile, i) => {
+    const arm = tile.dataset.arm || 'tile' + i;
     const video = tile.querySelector('video');
     const verdict = tile.querySelector('.verdict');
+    const badge = tile.querySelector('.badge');
+    const p = c.players[arm];
     arms[arm] = {
-      video: r(video), verdict: r(verdict), verdictText: verdict.textContent,
-      verdictPx: parseFloat(getComputedStyle(verdict).fontSize),
-      clockPx: parseFloat(getComputedStyle(tile.querySelector('.clock')).fontSize),
-      srcH: video.videoHeight, state: tile.dataset.state,
-      badge: tile.querySelector('.badge').textContent,
-      screenMs: c.players[arm].latency.screenMs,
+      video: r(video), verdict: r(verdict), verdictText: verdict ? verdict.textContent : '',
+      verdictPx: px(verdict), clockPx: px(tile.querySelector('.clock')),
+      srcH: video ? video.videoHeight : 0, badge: badge ? badge.textContent : '',
+      screenMs: p && p.latency ? p.latency.screenMs : null,
     };
-  }
+  });
   const path = document.getElementById('path');
   const cw = document.documentElement.clientWidth;
   const overflowing = [...document.querySelectorAll('body *')]
@@ -118,14 +124,14 @@ const GEOMETRY = `(() => {
   return {
     overflowing,
     now: Date.now(), vw: innerWidth, vh: innerHeight,
-    scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth,
+    scrollWidth: document.documentElement.scrollWidth, clientWidth: cw,
     chart: r(document.getElementById('chart')), arms, layout: { ...c.layout },
-    pathShown: !path.hidden && path.getBoundingClientRect().height > 0 ? path.textContent : null,
+    pathShown: path && !path.hidden && path.getBoundingClientRect().height > 0 ? path.textContent : null,
   };
 })()`;
 
-const inside = (b, vw, vh) => b.x >= -0.5 && b.y >= -0.5 && b.x + b.w <= vw + 0.5 && b.y + b.h <= vh + 0.5 && b.w > 0 && b.h > 0;
-const fmtBox = (b) => `${Math.round(b.x)},${Math.round(b.y)} ${Math.round(b.w)}x${Math.round(b.h)}`;
+const inside = (b, vw, vh) => !!b && b.x >= -0.5 && b.y >= -0.5 && b.x + b.w <= vw + 0.5 && b.y + b.h <= vh + 0.5 && b.w > 0 && b.h > 0;
+const fmtBox = (b) => (!b ? 'missing' : `${Math.round(b.x)},${Math.round(b.y)} ${Math.round(b.w)}x${Math.round(b.h)}`);
 
 /** Decode both clocks from an arm's picture in the screenshot. */
 function clocksOf(img, box, srcH, nowMs) {
@@ -140,8 +146,8 @@ function clocksOf(img, box, srcH, nowMs) {
   return { encoder: band(box.y + box.h - sh), player: band(box.y + box.h - 2 * sh) };
 }
 
-async function shoot(page, size) {
-  const where = `${size.w}x${size.h}`;
+async function shoot(page, size, label = '') {
+  const where = `${size.w}x${size.h}${label}`;
   await page.send('Emulation.setDeviceMetricsOverride', { width: size.w, height: size.h, deviceScaleFactor: 1, mobile: false });
   await sleep(1500); // relayout, a few frames at the new size
   const before = Date.now();
@@ -149,7 +155,7 @@ async function shoot(page, size) {
   const after = Date.now();
   const geo = await page.eval(GEOMETRY);
   const png = Buffer.from(shot.data, 'base64');
-  if (opts.out) writeFileSync(join(opts.out, `compare-${where}.png`), png);
+  if (opts.out) writeFileSync(join(opts.out, `compare-${where.replace(/[^\w.]+/g, '-')}.png`), png);
   const img = decodePng(png);
   log(`[${where}] screenshot ${img.width}x${img.height} (${png.length} bytes) in ${after - before} ms; layout ${JSON.stringify(geo.layout)}`);
 
@@ -169,6 +175,10 @@ async function shoot(page, size) {
     check(w, `text readable (verdict ${a.verdictPx} px, clock ${a.clockPx.toFixed(1)} px >= ${MIN_TEXT_PX})`,
       a.verdictPx >= MIN_TEXT_PX && a.clockPx >= MIN_TEXT_PX);
     check(w, 'verdict line shows now, p50 and stalls', /\d+ ms now · p50 \d+ ms · \d+ stall/.test(a.verdictText), `"${a.verdictText}" [${a.badge}]`);
+    if (!a.video) {
+      check(w, 'arm has a video element', false);
+      continue;
+    }
     const c = clocksOf(img, a.video, a.srcH || 360, geo.now);
     check(w, 'ENCODER clock decodes from the screenshot', c.encoder.ok, c.encoder.error || '');
     check(w, 'PLAYER clock decodes from the screenshot', c.player.ok, c.player.error || '');
@@ -191,23 +201,28 @@ async function main() {
   await sleep(1000);
   browser = await Browser.launch(stack.chromiumFlags(), { log });
   const { tls, h1, h2, http } = stack.ports;
-  const qs = new URLSearchParams({ stream, arms: Object.keys(ARMS).join(','), h3port: tls, h1port: h1, h2port: h2, profile: PROFILE, path: PATH_DESC });
-  qs.set('http', `http://127.0.0.1:${http}`);
-  const url = `https://localhost:${tls}/compare.html?${qs}`;
-  const page = await browser.newPage();
-  await page.send('Emulation.setDeviceMetricsOverride', { width: 1280, height: 800, deviceScaleFactor: 1, mobile: false });
-  log(`opening ${url}`);
-  await page.goto(url);
-  // Play until every arm has shown frames for opts.play s (the verdict needs 10 s).
-  const deadline = Date.now() + (opts.play + 20) * 1000;
-  let firstAll = null;
-  while (Date.now() < deadline) {
-    await sleep(1000);
-    const st = await page.eval('window.h3liveCompare && Object.values(window.h3liveCompare.players).every((p) => p.firstFrameMs !== null)').catch(() => false);
-    if (st && firstAll === null) { firstAll = Date.now(); log('every arm shows frames'); }
-    if (firstAll !== null && Date.now() - firstAll >= opts.play * 1000) break;
-  }
-  check('page', 'every arm shows frames', firstAll !== null);
+  // Open the page with `extra` query parameters and play until every arm has
+  // shown frames for opts.play s (the verdict needs 10 s).
+  const open = async (extra = {}) => {
+    const qs = new URLSearchParams({ stream, arms: Object.keys(ARMS).join(','), h3port: tls, h1port: h1, h2port: h2, profile: PROFILE, path: PATH_DESC, ...extra });
+    qs.set('http', `http://127.0.0.1:${http}`);
+    const url = `https://localhost:${tls}/compare.html?${qs}`;
+    const page = await browser.newPage();
+    await page.send('Emulation.setDeviceMetricsOverride', { width: 1280, height: 800, deviceScaleFactor: 1, mobile: false });
+    log(`opening ${url}`);
+    await page.goto(url);
+    const deadline = Date.now() + (opts.play + 20) * 1000;
+    let firstAll = null;
+    while (Date.now() < deadline) {
+      await sleep(1000);
+      const st = await page.eval('window.h3liveCompare && Object.values(window.h3liveCompare.players).every((p) => p.firstFrameMs !== null)').catch(() => false);
+      if (st && firstAll === null) { firstAll = Date.now(); log('every arm shows frames'); }
+      if (firstAll !== null && Date.now() - firstAll >= opts.play * 1000) break;
+    }
+    check('page', 'every arm shows frames', firstAll !== null);
+    return page;
+  };
+  const page = await open();
   if (opts.out) mkdirSync(opts.out, { recursive: true });
   for (const size of SIZES) {
     const png = await shoot(page, size);
@@ -229,10 +244,35 @@ async function main() {
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
     check(`page ${arm}`, `media segments used ${proto}`, total > 0 && counts[proto] === total, JSON.stringify(counts));
     check(`page ${arm}`, 'no player errors', p.errors.length === 0, JSON.stringify(p.errors.slice(0, 3)));
-    const v = final.verdict.arms[arm];
+    const v = final.verdict ? final.verdict.arms[arm] : null;
     log(`[${arm}] verdict ${JSON.stringify(v)}; stalls ${p.stalls.count}; frames decoded ${p.frames.decoded}, errors ${p.frames.decodeErrors}`);
   }
   check('page', 'no page exceptions', page.exceptions.length === 0, page.exceptions.slice(0, 3).join(' | '));
+  await page.close();
+
+  // The highlight, for real: one arm played 1 s further behind (its own target
+  // latency) must be marked higher beyond the spread, in the page and on screen.
+  if (opts.highlight && ARMS.h1 && Object.keys(ARMS).length > 1) {
+    const late = await open({ h1latency: '1.5' });
+    await shoot(late, SIZES[0], ' h1latency=1.5');
+    const st = await late.eval(`(() => {
+      const v = window.h3liveCompare.verdict;
+      const tiles = {};
+      for (const t of document.querySelectorAll('.arm')) {
+        tiles[t.dataset.arm] = { outline: getComputedStyle(t).outlineColor, badge: t.querySelector('.badge').textContent };
+      }
+      return { v: JSON.parse(JSON.stringify(v)), tiles };
+    })()`);
+    const h = st.v.arms.h1;
+    log(`highlight: verdict ${JSON.stringify(st.v)}; tiles ${JSON.stringify(st.tiles)}`);
+    check('highlight', 'arm 1 s behind is marked higher', h.state === 'higher' && h.deltaMs > 500, `${h.state}, +${h.deltaMs} ms`);
+    check('highlight', 'the others are not', Object.entries(st.v.arms).every(([a, x]) => a === 'h1' || x.state !== 'higher'),
+      Object.entries(st.v.arms).map(([a, x]) => `${a} ${x.state}`).join(', '));
+    check('highlight', 'the lowest arm is marked lowest', !!st.v.lowest && st.v.arms[st.v.lowest].state === 'lowest', String(st.v.lowest));
+    check('highlight', 'higher arm drawn with a red outline and "+N ms"',
+      st.tiles.h1.outline === 'rgb(255, 102, 102)' && /^\+\d+ ms$/.test(st.tiles.h1.badge), JSON.stringify(st.tiles.h1));
+    await late.close();
+  }
 }
 
 let code = 0;
