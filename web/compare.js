@@ -38,7 +38,7 @@
 //   verdict: { lowest: ARM | null,                    // web/verdict.js, updated twice a second
 //              arms: { ARM: { state: 'pending'|'lowest'|'higher'|'same', deltaMs,
 //                             nowMs, p25, p50, p75, n, spanMs } } },
-//   layout: { columns, videoWidth, videoHeight, chartInGrid },
+//   layout: { columns, videoWidth, videoHeight, chartInGrid, verdictLines },
 //   take(): { ARM: { frames: [[shownAtEpochMs, latencyMs]],
 //                    dash: [[epochMs, dashLatencyMs|null, playbackRate, bufferS|null, screenMs|null]] } }
 //           returns the samples gathered since the previous take() and forgets them
@@ -71,6 +71,7 @@ if (profile || pathDesc) {
   $('path').hidden = false;
   $('profileName').textContent = profile || '';
   $('pathDesc').textContent = pathDesc ? (profile ? `— ${pathDesc}` : pathDesc) : '';
+  $('path').title = $('path').textContent.replace(/\s+/g, ' ').trim(); // one line, cut on narrow screens
 }
 
 const config = { stream, targetLatency, profile, path: pathDesc, arms: {} };
@@ -91,7 +92,7 @@ const pending = {};
 const resources = {};
 const chartHistory = {}; // arm -> [[t, screenMs]] at 4 Hz, last 60 s
 const verdict = { lowest: null, arms: {} };
-const layoutState = { columns: 0, videoWidth: 0, videoHeight: 0, chartInGrid: false };
+const layoutState = { columns: 0, videoWidth: 0, videoHeight: 0, chartInGrid: false, verdictLines: 1 };
 window.h3liveCompare = {
   version: 1,
   config,
@@ -156,8 +157,10 @@ function setupArm(arm) {
   const head = el('div', { className: 'arm-head', title: config.arms[arm].origin });
   const proto = el('span', { className: 'proto' }, '–');
   const badge = el('span', { className: 'badge' });
-  head.append(el('span', { className: 'name', style: `color:${COLORS[arm]}` }, `■ ${LABELS[arm]}`), ' ', proto, badge);
-  if (config.arms[arm].targetLatency !== targetLatency) head.append(' ', el('span', { className: 'target' }, `target ${config.arms[arm].targetLatency} s`));
+  const title = el('span', { className: 'title' });
+  title.append(el('span', { className: 'name', style: `color:${COLORS[arm]}` }, `■ ${LABELS[arm]}`), ' ', proto);
+  if (config.arms[arm].targetLatency !== targetLatency) title.append(' ', el('span', { className: 'target' }, `target ${config.arms[arm].targetLatency} s`));
+  head.append(title, badge);
   const stage = el('div', { className: 'stage' });
   const video = el('video', { muted: true, playsInline: true, autoplay: true });
   stage.append(video);
@@ -212,7 +215,7 @@ function setupArm(arm) {
   const { origin, mpd } = config.arms[arm];
   const player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug: !!q.get('debug'), onError: addError });
 
-  return { arm, p, tile, stage, video, clock, player, cells, stalls, proto, badge, vNow, vP50, vStalls };
+  return { arm, p, tile, head, stage, video, clock, player, cells, stalls, proto, badge, vNow, vP50, vStalls };
 }
 
 function sample(s) {
@@ -347,9 +350,13 @@ function drawChart() {
 // Choose the number of columns that gives the largest pictures while every
 // tile (head line, picture, verdict line) and the chart fit the window: the
 // chart takes the grid's empty cells when the last row is not full, else a
-// row of its own (at least CHART_MIN of the window height).
+// row of its own (at least CHART_MIN of the window height).  A verdict line
+// wider than its tile (tiny tiles: many arms on a small phone) wraps onto a
+// second line, reserved for every tile (class "narrow"), so heights never jump.
 const CHART_MIN = 0.16;
+const VERDICT_PROBE = '1888 ms now · p50 1888 ms · 8 stalls 8.8 s';
 let tiles = [];
+let probe = null;
 function layout() {
   if (!tiles.length) return;
   const grid = $('grid');
@@ -362,7 +369,13 @@ function layout() {
   const padY = parseFloat(cs.paddingTop) + parseFloat(cs.paddingBottom);
   const headerH = $('top').getBoundingClientRect().height;
   const t0 = tiles[0];
-  const extra = t0.tile.getBoundingClientRect().height - t0.stage.getBoundingClientRect().height;
+  if (!probe) {
+    probe = el('div', { className: 'verdict probe' }, VERDICT_PROBE);
+    t0.tile.append(probe);
+  }
+  const verdictW = probe.scrollWidth; // the longest verdict line, on one line
+  const lineH = parseFloat(getComputedStyle(probe).lineHeight) || probe.getBoundingClientRect().height;
+  const headH = Math.max(...tiles.map((s) => s.head.getBoundingClientRect().height));
   const v0 = tiles.find((s) => s.video.videoWidth) || t0;
   const aspect = v0.video.videoWidth ? v0.video.videoWidth / v0.video.videoHeight : 16 / 9;
   const n = tiles.length;
@@ -374,23 +387,31 @@ function layout() {
     const chartInGrid = rows * c > n;
     const cellW = (vw - padX - gap * (c - 1)) / c;
     const availH = vh - headerH - padY - gap * (rows - 1) - (chartInGrid ? 0 : chartMin + gap);
-    const stageH = availH / rows - extra;
-    const w = Math.floor(Math.min(cellW, stageH * aspect));
-    if (w > 0 && (!best || w > best.w)) best = { c, rows, w, chartInGrid };
+    const fit = (extra) => Math.floor(Math.min(cellW, (availH / rows - extra) * aspect));
+    let narrow = false;
+    let w = fit(headH + lineH);
+    if (w < verdictW) {
+      narrow = true;
+      w = fit(headH + 2 * lineH);
+    }
+    if (w > 0 && (!best || w > best.w)) best = { c, rows, w, chartInGrid, narrow, extra: headH + (narrow ? 2 : 1) * lineH };
   }
-  if (!best) best = { c: 1, rows: n, w: Math.floor(vw - padX), chartInGrid: false };
+  if (!best) best = { c: 1, rows: n, w: Math.floor(vw - padX), chartInGrid: false, narrow: true, extra: headH + 2 * lineH };
   const h = best.w / aspect;
+  grid.classList.toggle('narrow', best.narrow);
   grid.style.gridTemplateColumns = `repeat(${best.c}, ${best.w}px)`;
   for (const s of tiles) s.stage.style.height = `${h}px`;
   if (best.chartInGrid) {
     box.style.gridColumn = `span ${best.rows * best.c - n}`;
-    box.style.height = `${h + extra}px`;
+    box.style.height = `${h + best.extra}px`;
   } else {
     box.style.gridColumn = '1 / -1';
-    const used = headerH + padY + best.rows * (h + extra) + gap * best.rows;
+    const used = headerH + padY + best.rows * (h + best.extra) + gap * best.rows;
     box.style.height = `${Math.max(chartMin, vh - used - 1)}px`;
   }
-  Object.assign(layoutState, { columns: best.c, videoWidth: best.w, videoHeight: Math.round(h), chartInGrid: best.chartInGrid });
+  Object.assign(layoutState, {
+    columns: best.c, videoWidth: best.w, videoHeight: Math.round(h), chartInGrid: best.chartInGrid, verdictLines: best.narrow ? 2 : 1,
+  });
   drawChart();
 }
 
