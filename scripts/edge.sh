@@ -13,9 +13,9 @@
 #      h1-clear) and straight to edge 1's Varnish (h1-clear). Reported per
 #      group: prft -> last byte p50/p99, errors, stalls, bytes; per edge: origin
 #      GETs per segment (varnishncsa -b), and the origin's own count.
-#   2. the same viewers while (a) the origin restarts, (b) edge 2's Varnish
-#      restarts, (c) the encoder (replay) restarts; errors, stalls and
-#      recovery per event.
+#   2. the same viewers while (b) edge 2's Varnish restarts, (c) the encoder
+#      (replay) restarts, (a) the origin restarts; errors, stalls, segments
+#      delivered and origin GETs per segment per event.
 # --compare-fronts instead measures the protocol fronts on one edge: Caddy
 # (reverse_proxy, flush_interval -1) vs `h3live front`, h3 and h1-tls, N
 # viewers each: added latency (same-run direct reference group subtracted),
@@ -161,8 +161,9 @@ start_varnish() { # edge
     -f "$OUT/edge$e.vcl" -s malloc,256m >> "$OUT/logs/varnish$e.log" 2>&1 &
   PID[varnish$e]=$!
   wait_http "http://127.0.0.1:$(p_varnish "$e")/healthz" 20 || { echo "varnish $e did not start" >&2; exit 1; }
-  # Every backend request: URL and status (what the origin served this edge).
-  varnishncsa -n "$OUT/varnish$e" -b -F '%{%s}t %U %s' >> "$OUT/raw/backend$e.log" 2>/dev/null &
+  # Every backend request: time, URL, status, fetch error (a 503 with
+  # "unhealthy"/"errno"/"no backend" never reached the origin).
+  varnishncsa -n "$OUT/varnish$e" -b -F '%{%s}t %U %s %{VSL:FetchError}x' >> "$OUT/raw/backend$e.log" 2>/dev/null &
   PID[ncsa$e]=$!
 }
 start_front() { # edge
@@ -179,7 +180,8 @@ start_front() { # edge
   done
 }
 start_caddy() { # edge
-  local e=$1 dir=$OUT/caddy$e
+  local e=$1
+  local dir=$OUT/caddy$e
   mkdir -p "$dir"
   cat > "$dir/Caddyfile" <<EOF
 {
@@ -315,10 +317,32 @@ run_groups "$DURATION"
 wait_loads
 snapshot steady-1
 
+# Bytes lost: the complete media segments the origin still holds, fetched
+# through every edge path, must be byte-identical to the origin's copy.
+step "byte check: complete segments through Varnish, the fronts (h1-tls, h2) vs the origin"
+segs=$(curl -sf "http://127.0.0.1:$P_ORIGIN/streams" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["streams"]:
+    for o in s["objects"]:
+        if o["state"] == "complete" and "chunk-" in o["name"]:
+            print(s["name"] + "/" + o["name"])')
+: > "$OUT/raw/bytecheck.txt"
+for seg in $segs; do
+  ref=$(curl -sf "http://127.0.0.1:$P_ORIGIN/live/$seg" | sha256sum | cut -c1-16)
+  for path in "http://127.0.0.1:$(p_varnish 1)" "https://localhost:$(p_front_h1 1)" "https://localhost:$(p_front_h2 2)"; do
+    got=$(curl -sf --cacert "$CERT" --resolve "localhost:$(p_front_h1 1):127.0.0.1" --resolve "localhost:$(p_front_h2 2):127.0.0.1" \
+      "$path/live/$seg" | sha256sum | cut -c1-16)
+    echo "$seg $path $ref $got $([ "$ref" = "$got" ] && echo same || echo DIFFERENT)" >> "$OUT/raw/bytecheck.txt"
+  done
+done
+note "$(grep -c ' same$' "$OUT/raw/bytecheck.txt") identical, $(grep -c DIFFERENT "$OUT/raw/bytecheck.txt") different"
+
 EVENTS=()
 if [ "$RESTARTS" = 1 ]; then
   EVDUR=24
-  for ev in origin edge encoder; do
+  # The origin restart last: afterwards the origin has lost the init
+  # segments, so new sessions straight at the origin cannot start.
+  for ev in edge encoder origin; do
     RUN=restart-$ev
     step "restart of the $ev while viewers run (${EVDUR}s, event at 8 s)"
     snapshot "$RUN-0"
@@ -346,11 +370,15 @@ out, viewers, duration, events = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys
 def counters(tag):
     return {k: float(v) for k, v in (l.split() for l in open(f"{out}/raw/{tag}.counters") if len(l.split()) == 2)}
 
+import re
+NOT_SENT = re.compile(r"unhealthy|errno|no backend")
+
 def backend_log(e, t0, t1):
+    """Backend requests that reached the origin, as (url, status)."""
     rows = []
     for l in open(f"{out}/raw/backend{e}.log"):
-        p = l.split()
-        if len(p) == 3 and t0 <= float(p[0]) <= t1:
+        p = l.rstrip("\n").split(" ", 3)
+        if len(p) == 4 and t0 <= float(p[0]) <= t1 and not (p[2] == "503" and NOT_SENT.search(p[3])):
             rows.append((p[1], p[2]))
     return rows
 
@@ -392,6 +420,10 @@ for e in (1, 2):
     L.append(f"| {e} | {n} | {mean:.2f} / {max(seg.values()) if n else 0} | {mpd / (c1['time'] - c0['time']):.2f} | {init} | "
              f"{int(c1[f'edge{e}_fetch_failed'] - c0[f'edge{e}_fetch_failed'])} | {int(c1[f'edge{e}_client_req'] - c0[f'edge{e}_client_req'])} |")
 be = sum(c1[f"edge{e}_backend_req"] - c0[f"edge{e}_backend_req"] for e in (1, 2))
+bc = [l.split() for l in open(f"{out}/raw/bytecheck.txt")]
+same = sum(1 for b in bc if b[-1] == "same")
+L += ["", f"Bytes lost: {len(bc) - same} of {len(bc)} checks differ ({len(set(b[0] for b in bc))} complete segments, each fetched through "
+      "edge 1 Varnish (h1-clear), edge 1 front (h1-tls), edge 2 front (h2), SHA-256 against the origin's copy)."]
 L += ["", f"Origin side: {int(c1['origin_200'] - c0['origin_200'])} GETs answered 200 on the cleartext listener "
       f"(both edges' fetches {int(be)}, 2 health probes per second, 10 direct h1-clear viewers).", ""]
 

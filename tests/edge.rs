@@ -270,17 +270,37 @@ async fn twenty_viewers_cost_one_origin_fetch_per_segment() {
 /// operator pages are refused. Manifests live at most one second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_never_caches_errors_or_aborted_uploads() {
-    let o = TestOrigin::start().await;
+    // Segments live one second here, so the init-segment rule can be seen.
+    let o = TestOrigin::start_with(|c| c.origin.segment_max_age = 1).await;
     let varnish = Varnish::start(o.http).await;
     let front = Front::start(varnish.addr, &o.cert_pem).await;
     let mut v = varnish.client().await;
 
-    // 404, then the segment appears: served at once, not a cached 404.
+    // Viewers queued on a segment that never comes all get the 404 when the
+    // origin's hold (300 ms here) ends, not one hold after another.
+    let started = Instant::now();
+    let mut waiting = Vec::new();
+    for _ in 0..8 {
+        let mut c = varnish.client().await;
+        waiting.push(tokio::spawn(async move {
+            let mut r = c.get("/live/err/chunk-stream0-00006.m4s").await.unwrap();
+            let _ = r.bytes().await;
+            r.status
+        }));
+    }
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), StatusCode::NOT_FOUND);
+    }
+    assert!(started.elapsed() < Duration::from_millis(1500), "404s were serialized: {:?}", started.elapsed());
+
+    // 404, then the segment appears: served within a second, not a 404
+    // cached for the segments' lifetime.
     let seg = "/live/err/chunk-stream0-00007.m4s";
     let mut r = v.get(seg).await.unwrap();
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let _ = r.bytes().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     // Viewers arriving while it is uploaded still share one origin fetch: the
     // 404 left no hit-for-miss marker that would send each to the origin.
     let before = varnish.stat("MAIN.backend_req");
@@ -349,6 +369,23 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
     let mut r = v.get(seg).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(&r.bytes().await.unwrap()[..], b"eight, complete");
+
+    // An init segment the origin has lost (restart: the encoder never sends
+    // it again) is still served by the edge after its max-age.
+    let init = "/live/err/init-stream0.m4s";
+    let up = o.put(init).await;
+    up.send("ftyp+moov").await;
+    up.finish().await;
+    let mut r = v.get(init).await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], b"ftyp+moov");
+    assert!(o.origin.store().delete("err", "init-stream0.m4s"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..3 {
+        let mut r = v.get(init).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "init segment lost at the edge");
+        assert_eq!(&r.bytes().await.unwrap()[..], b"ftyp+moov");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     // Manifests: at most one second old at the edge.
     let mpd = "/live/err/manifest.mpd";

@@ -85,6 +85,16 @@ sub vcl_recv {
     if (std.healthy(req.backend_hint)) {
         set req.grace = 0s;
     }
+    # Init segments: the encoder sends each ONCE per run (ffmpeg never
+    # re-sends them), so an origin that restarts has lost them and the
+    # stream is broken until the encoder restarts. The edge keeps serving its
+    # copy: an expired init segment is delivered at once while a background
+    # fetch refreshes it, and a refresh that fails keeps the old copy (see
+    # vcl_backend_response). After an encoder restart the new init segment
+    # replaces it on the next refresh (within the origin's max-age).
+    if (req.url ~ "^/live/[^/]+/[^/]*init[^/]*$") {
+        set req.grace = 24h;
+    }
     return (hash);
 }
 
@@ -108,11 +118,32 @@ sub vcl_backend_response {
     # then reads the same growing object: request coalescing.
     set beresp.do_stream = true;
 
-    # 404 (a segment asked for too early), 502 (an aborted upload) and every
-    # other error: never cached, not even as hit-for-miss. ttl 0 makes the
-    # marker expire at once, so the next request for the URL is an ordinary
-    # miss that coalesces again. A cached 404 would break the stream at this
-    # edge for the object's lifetime.
+    # A background refresh (an init segment in grace) that fails keeps the
+    # copy the edge has: stale-if-error.
+    if (bereq.is_bgfetch && beresp.status >= 300) {
+        return (abandon);
+    }
+    # 404: the origin answers it only after holding the request for --hold
+    # (2 s) without the upload starting. It is kept for ONE second, for two
+    # reasons. Every viewer that queued behind that request gets the 404 at
+    # once; with ttl 0 Varnish wakes the queued requests one at a time and
+    # each waits out its own 2 s hold (measured: 12 requests for a missing
+    # segment answered after 2, 4, ... 24 s; viewers' fronts time out). And
+    # it is not cached longer: a segment that does appear is served at most
+    # one second later (a 404 that lived for the segments' max-age would
+    # break the stream at this edge). No hit-for-miss marker either: that
+    # would send every viewer of the next attempt to the origin separately.
+    if (beresp.status == 404) {
+        set beresp.ttl = 1s;
+        set beresp.grace = 0s;
+        set beresp.keep = 0s;
+        set beresp.http.Cache-Control = "no-store";
+        return (deliver);
+    }
+    # 502 (an aborted upload), 503 and every other error: never cached, not
+    # even as hit-for-miss. ttl 0 makes the marker expire at once, so the next
+    # request for the URL is an ordinary miss that coalesces again. These
+    # come back without a hold, so waking queued requests one by one is fast.
     if (beresp.status >= 300) {
         set beresp.ttl = 0s;
         set beresp.grace = 0s;
@@ -138,8 +169,13 @@ sub vcl_backend_response {
     }
     # Segments and static files: the origin's max-age (the same while a
     # segment grows and once it is finished). A little grace so a player that
-    # is behind can still fetch a recent segment while the origin restarts.
-    set beresp.grace = 10s;
+    # is behind can still fetch a recent segment while the origin restarts;
+    # init segments much more (see vcl_recv).
+    if (bereq.url ~ "^/live/[^/]+/[^/]*init[^/]*$") {
+        set beresp.grace = 24h;
+    } else {
+        set beresp.grace = 10s;
+    }
     # An aborted upload: the origin ends the response without the final
     # chunk (HTTP/1.1). Varnish then fails the fetch, drops the object from
     # the cache and cuts off every client streaming it, so a truncated
