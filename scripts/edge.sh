@@ -16,6 +16,11 @@
 #   2. the same viewers while (b) edge 2's Varnish restarts, (c) the encoder
 #      (replay) restarts, (a) the origin restarts; errors, stalls, segments
 #      delivered and origin GETs per segment per event.
+# --player instead checks the player page through the edges: the real
+# encoder (scripts/encoder.sh) feeds the origin, and headless Chromium
+# (web/e2e/e2e.js) plays https://localhost:EDGE1/?stream=edge over h3 and
+# https://localhost:EDGE2_H1/?stream=edge over HTTP/1.1+TLS: page, dash.js,
+# manifest, segments and /time all through Varnish and the front.
 # --compare-fronts instead measures the protocol fronts on one edge: Caddy
 # (reverse_proxy, flush_interval -1) vs `h3live front`, h3 and h1-tls, N
 # viewers each: added latency (same-run direct reference group subtracted),
@@ -26,7 +31,7 @@
 # --compare-fronts) with apt-get when missing.
 #
 # Usage: scripts/edge.sh [--viewers N] [--duration SECS] [--compare-fronts]
-#          [--no-restarts] [--base-port B] [--capture DIR] [--out DIR]
+#          [--player] [--no-restarts] [--base-port B] [--capture DIR] [--out DIR]
 #          [--pin] [--no-build]
 #   --viewers N     viewers per edge group (default 50)
 #   --duration S    seconds per measured run (default 20)
@@ -39,6 +44,7 @@ cd "$(dirname "$0")/.."
 VIEWERS=50
 DURATION=20
 COMPARE=0
+PLAYER=0
 RESTARTS=1
 B=18400
 CAPTURE=""
@@ -50,6 +56,7 @@ while [ $# -gt 0 ]; do
     --viewers) VIEWERS="$2"; shift ;;
     --duration) DURATION="$2"; shift ;;
     --compare-fronts) COMPARE=1 ;;
+    --player) PLAYER=1 ;;
     --no-restarts) RESTARTS=0 ;;
     --base-port) B="$2"; shift ;;
     --capture) CAPTURE="$2"; shift ;;
@@ -168,9 +175,10 @@ start_varnish() { # edge
 }
 start_front() { # edge
   local e=$1
+  # Dual-stack: Chromium reaches "localhost" over QUIC on ::1 only.
   "${CPU1[@]}" "$BIN" front --upstream "http://127.0.0.1:$(p_varnish "$e")" --http off \
-    --h3 127.0.0.1:"$(p_front "$e")" --https 127.0.0.1:"$(p_front "$e")" \
-    --https-h1 127.0.0.1:"$(p_front_h1 "$e")" --https-h2 127.0.0.1:"$(p_front_h2 "$e")" \
+    --h3 "[::]:$(p_front "$e")" --https "[::]:$(p_front "$e")" \
+    --https-h1 "[::]:$(p_front_h1 "$e")" --https-h2 "[::]:$(p_front_h2 "$e")" \
     --cert "$CERT" --key "$KEY" --web-dir "$PWD/web" >> "$OUT/logs/front$e.log" 2>&1 &
   PID[front$e]=$!
   local i=0
@@ -226,6 +234,25 @@ wait_loads() { for p in "${LOADS[@]}"; do wait "$p" || true; done; LOADS=(); }
 note "output: $OUT"
 note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); varnish $(varnishd -V 2>&1 | head -1 | sed 's/.*(\(varnish-[^ ]*\).*/\1/')"
 
+if [ "$PLAYER" = 1 ]; then
+  step "origin on :$P_ORIGIN, real encoder; edges 1 and 2"
+  start_origin
+  scripts/encoder.sh --origin "http://127.0.0.1:$P_ORIGIN" --stream $STREAM >> "$OUT/logs/encoder.log" 2>&1 &
+  PID[encoder]=$!
+  wait_http "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 20 || { echo "no manifest from the encoder" >&2; exit 1; }
+  for e in 1 2; do start_varnish $e; start_front $e; done
+  SPKI=$("$BIN" cert --show --out "$OUT/certs" | sed -n 's/^SPKI SHA-256 (base64): //p')
+  rc=0
+  step "Chromium, h3, through edge 1: https://localhost:$(p_front 1)/?stream=$STREAM"
+  node web/e2e/e2e.js --url "https://localhost:$(p_front 1)/?stream=$STREAM" --expect h3 --spki "$SPKI" \
+    --quic "localhost:$(p_front 1)" --duration "$DURATION" 2>&1 | tee "$OUT/raw/player-edge1-h3.log" || rc=1
+  step "Chromium, HTTP/1.1 over TLS, through edge 2: https://localhost:$(p_front_h1 2)/?stream=$STREAM"
+  node web/e2e/e2e.js --url "https://localhost:$(p_front_h1 2)/?stream=$STREAM" --expect http/1.1 --spki "$SPKI" \
+    --duration "$DURATION" 2>&1 | tee "$OUT/raw/player-edge2-h1.log" || rc=1
+  for e in 1 2; do note "edge $e backend requests: $(vstat $e MAIN.backend_req), client requests: $(vstat $e MAIN.client_req)"; done
+  exit $rc
+fi
+
 step "origin on :$P_ORIGIN, replay of $CAPTURE"
 start_origin
 start_replay
@@ -247,7 +274,9 @@ if [ "$COMPARE" = 1 ]; then
       else pid=${PID[front1]}; addr=127.0.0.1:$(p_front_h1 1); fi
       if [ "$t" = h3 ]; then daddr=127.0.0.1:$P_DIRECT_H3; else daddr=127.0.0.1:$P_DIRECT_H1; fi
       step "$front $t: $VIEWERS viewers through the edge + 10 direct, ${DURATION}s"
-      t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); peak=$rss0
+      # Varnish's cache process (the manager's child) does the caching work.
+      vpid=$(pgrep -P "${PID[varnish1]}" | head -1)
+      t0=$(proc_ticks "$pid"); v0=$(proc_ticks "$vpid"); rss0=$(proc_rss_kb "$pid"); peak=$rss0
       load_group edge "$t" "$addr" "$VIEWERS" "$DURATION"
       load_group direct "$t" "$daddr" 10 "$DURATION"
       while kill -0 "${LOADS[0]}" 2>/dev/null; do
@@ -255,9 +284,9 @@ if [ "$COMPARE" = 1 ]; then
         sleep 0.5
       done
       wait_loads
-      t1=$(proc_ticks "$pid")
-      printf '{"front":"%s","transport":"%s","viewers":%s,"cpu_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s}\n' \
-        "$front" "$t" "$VIEWERS" "$((t1 - t0))" "$CLK_TCK" "$rss0" "$peak" >> "$OUT/raw/fronts.jsonl"
+      t1=$(proc_ticks "$pid"); v1=$(proc_ticks "$vpid")
+      printf '{"front":"%s","transport":"%s","viewers":%s,"cpu_ticks":%s,"varnish_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s}\n' \
+        "$front" "$t" "$VIEWERS" "$((t1 - t0))" "$((v1 - v0))" "$CLK_TCK" "$rss0" "$peak" >> "$OUT/raw/fronts.jsonl"
       note "$(tail -n 1 "$OUT/raw/$RUN-edge.log")"
     done
   done
@@ -267,8 +296,8 @@ out, pin = sys.argv[1], sys.argv[2] == "1"
 rows = [json.loads(l) for l in open(f"{out}/raw/fronts.jsonl")]
 lines = ["# Protocol fronts in front of Varnish", "",
          f"Pinned (front on CPU 1, everything else on CPU 0): {'yes' if pin else 'no'}. Load average at the end: {open('/proc/loadavg').read().split()[:3]}", "",
-         "| front | transport | viewers | Mbit/s | edge prft p50 / p99 ms | direct p50 / p99 ms | added p50 / p99 ms | front CPU s/GB | front % core | front RSS peak MB | errors | stalls |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "| front | transport | viewers | Mbit/s | edge prft p50 / p99 ms | direct p50 / p99 ms | added p50 / p99 ms | front CPU s/GB | front % core | front RSS peak MB | Varnish CPU s/GB | errors | stalls |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 for r in rows:
     run = f"cmp-{r['front']}-{r['transport']}"
     e = json.load(open(f"{out}/raw/{run}-edge.json")); d = json.load(open(f"{out}/raw/{run}-direct.json"))
@@ -277,7 +306,8 @@ for r in rows:
     el, dl = e["latency"], d["latency"]
     lines.append(f"| {r['front']} | {r['transport']} | {r['viewers']} | {e['mbit_per_s']:.0f} | {el['p50_ms']:.1f} / {el['p99_ms']:.1f} | "
                  f"{dl['p50_ms']:.1f} / {dl['p99_ms']:.1f} | {el['p50_ms']-dl['p50_ms']:.1f} / {el['p99_ms']-dl['p99_ms']:.1f} | "
-                 f"{cpu/gb if gb else float('nan'):.2f} | {100*cpu/e['duration_s']:.1f} | {r['rss_peak_kb']/1024:.1f} | {e['errors']} | {e['stalls']} |")
+                 f"{cpu/gb if gb else float('nan'):.2f} | {100*cpu/e['duration_s']:.1f} | {r['rss_peak_kb']/1024:.1f} | "
+                 f"{r.get('varnish_ticks', 0) / r['clk_tck'] / gb if gb else float('nan'):.2f} | {e['errors']} | {e['stalls']} |")
 text = "\n".join(lines) + "\n"
 open(f"{out}/report.md", "w").write(text)
 print(text)
