@@ -290,3 +290,30 @@ impl UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        let up = Upstream::new("http://127.0.0.1:6081", Duration::from_secs(1)).unwrap();
+        assert_eq!(up.addr(), "127.0.0.1:6081");
+        assert_eq!(Upstream::new("http://cache", Duration::from_secs(1)).unwrap().addr(), "cache:80");
+        for bad in ["https://127.0.0.1:6081", "127.0.0.1:6081", "http://h:1/live", "http://h:1/?x=1", "nonsense"] {
+            assert!(Upstream::new(bad, Duration::from_secs(1)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=30"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CACHE_CONTROL));
+    }
+}
