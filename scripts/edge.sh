@@ -20,7 +20,8 @@
 # encoder (scripts/encoder.sh) feeds the origin, and headless Chromium
 # (web/e2e/e2e.js) plays https://localhost:EDGE1/?stream=edge over h3 and
 # https://localhost:EDGE2_H1/?stream=edge over HTTP/1.1+TLS: page, dash.js,
-# manifest, segments and /time all through Varnish and the front.
+# manifest, segments and /time all through Varnish and the front. Needs
+# ffmpeg, chromium, node and web/node_modules (scripts/test.sh installs them).
 # --compare-fronts instead measures the protocol fronts on one edge: Caddy
 # (reverse_proxy, flush_interval -1) vs `h3live front`, h3 and h1-tls, N
 # viewers each: added latency (same-run direct reference group subtracted),
@@ -38,6 +39,8 @@
 #   --base-port B   first port of the block of 100 used (default 18400)
 #   --capture DIR   replay this capture (h3live load record) instead of a synthetic one
 #   --pin           origin, Varnish, replay and load tool on CPU 0, the fronts on CPU 1
+#                   (on 2 cores CPU 0 then saturates and h3 viewers stall through
+#                   any front; the README's numbers are unpinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
