@@ -430,7 +430,25 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
     let t = String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap();
     assert!(t.starts_with("20") && t.ends_with('Z'), "{t}");
 
+    // Preflights and HEAD pass through the front and Varnish unchanged.
+    let mut c = front.client(Transport::H2).await;
+    let mut r = c.request(Method::OPTIONS, mpd).await.unwrap();
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.header("access-control-allow-methods").unwrap().contains("GET"));
+    let _ = r.bytes().await;
+    let mut r = c.request(Method::HEAD, seg).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), Some("15"));
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // The origin goes away: once its health probe fails, the edge keeps
+    // serving the last manifest (grace) instead of errors.
     front.stop().await;
-    drop(varnish);
     o.stop().await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut v = varnish.client().await;
+    let mut r = v.get(mpd).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "manifest during an origin outage");
+    assert_eq!(&r.bytes().await.unwrap()[..], b"<MPD v2/>");
+    drop(varnish);
 }
