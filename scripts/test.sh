@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian/Ubuntu
-# machine (ffmpeg, fonts, Chromium, Node.js, a Python venv with aioquic,
+# machine (ffmpeg, fonts, Chromium, Node.js, varnish, a Python venv with aioquic,
 # web/'s npm packages), then runs every test suite:
 #   1. cargo fmt --check, cargo clippy (warnings are errors) and cargo test: unit tests, the
 #      origin over real sockets on all four transports, real ffmpeg ingest,
-#      aioquic as an independent HTTP/3 client;
+#      aioquic as an independent HTTP/3 client, the edge tier with a real
+#      varnishd (tests/edge.rs);
 #   2. the QUIC interop matrix (interop/run.sh --quick) against aioquic,
 #      ngtcp2's client, headless Chromium and curl;
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
@@ -42,6 +43,7 @@ if [ "$INSTALL" = 1 ]; then
   command -v curl >/dev/null || need+=(curl)
   command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
   command -v nft >/dev/null || need+=(nftables)
+  [ -x /usr/sbin/varnishd ] || need+=(varnish)
   { command -v ip && command -v tc; } >/dev/null || need+=(iproute2)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then

@@ -164,6 +164,7 @@ impl HttpArgs {
             web_dir: self.web_dir.clone(),
             ingest_token: self.ingest_token.clone(),
             segment_max_age: self.segment_max_age,
+            upstream: None,
         }
     }
 

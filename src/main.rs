@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the origin.
     Serve(Box<ServeArgs>),
+    /// Edge protocol front: serve viewers over h3/h2/h1 by forwarding every read to an upstream cache (Varnish).
+    Front(Box<FrontArgs>),
     /// Generate a self-signed certificate and print the Chromium flags for HTTP/3.
     Cert(CertCmd),
     /// QUIC interop endpoint (quic-interop-runner server): serves a www directory over hq-interop and h3.
@@ -42,6 +44,31 @@ struct ServeArgs {
     store: StoreArgs,
     #[command(flatten)]
     http: HttpArgs,
+}
+
+/// `h3live front`: the listeners, certificate and limits of `serve`, no
+/// store and no ingest; reads go to `--upstream`.
+#[derive(clap::Args)]
+struct FrontArgs {
+    /// The edge cache to forward to: http://HOST:PORT (Varnish with deploy/varnish/h3live.vcl).
+    #[arg(long, value_name = "URL")]
+    upstream: String,
+    /// Time allowed to connect and for response headers (more than the origin's --hold).
+    #[arg(long, default_value = "10s", value_parser = h3live::cli::parse_duration)]
+    upstream_timeout: std::time::Duration,
+    #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
+    cert: CertArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// The store's default settings (front mode has no use for them).
+#[derive(Parser)]
+struct StoreDefaults {
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(clap::Args)]
@@ -71,7 +98,19 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
     match cli.command {
-        Command::Serve(args) => rt.block_on(serve(*args)),
+        Command::Serve(args) => rt.block_on(serve(*args, None)),
+        Command::Front(args) => {
+            let up = h3live::core::upstream::Upstream::new(&args.upstream, args.upstream_timeout)?;
+            info!(upstream = up.addr(), "front: forwarding every read upstream");
+            let serve_args = ServeArgs {
+                listen: args.listen,
+                cert: args.cert,
+                // The store is unused in front mode.
+                store: StoreDefaults::parse_from(["front"]).store,
+                http: args.http,
+            };
+            rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up))))
+        }
         Command::Cert(args) => cert_cmd(args),
         Command::InteropServer(args) => rt.block_on(h3live::interop::run_cli(args, shutdown_signal())),
         Command::Load(args) => rt.block_on(h3live::load::main(*args)),
@@ -95,7 +134,7 @@ fn cert_cmd(args: CertCmd) -> Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>) -> Result<()> {
     let l = &args.listen;
     let bind = |a: Option<std::net::SocketAddr>, what: &str| -> Result<_> {
         a.map(|a| bind_tcp(a).with_context(|| format!("binding --{what} {a}"))).transpose()
@@ -137,12 +176,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
+    let front = upstream.is_some();
     let config = ServerConfig {
         store: args.store.config(),
-        origin: args.http.origin_config(),
+        origin: h3live::core::OriginConfig { upstream, ..args.http.origin_config() },
         limits: args.http.limits(),
         tls,
-        ingest_on_http: !args.http.no_ingest,
+        ingest_on_http: !args.http.no_ingest && !front,
     };
     server::run(config, listeners, shutdown_signal()).await
 }

@@ -7,6 +7,7 @@
 pub mod headers;
 pub mod route;
 mod static_files;
+pub mod upstream;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -34,11 +35,14 @@ pub struct OriginConfig {
     pub ingest_token: Option<String>,
     /// `max-age` of media and init segments, in seconds.
     pub segment_max_age: u64,
+    /// If set, this is a protocol front (`h3live front`): every read is
+    /// forwarded to this upstream (an edge cache) instead of the store.
+    pub upstream: Option<Arc<upstream::Upstream>>,
 }
 
 impl Default for OriginConfig {
     fn default() -> Self {
-        OriginConfig { web_dir: PathBuf::from("web"), ingest_token: None, segment_max_age: 30 }
+        OriginConfig { web_dir: PathBuf::from("web"), ingest_token: None, segment_max_age: 30, upstream: None }
     }
 }
 
@@ -77,6 +81,8 @@ enum BodyKind {
         /// origin-delay histogram.
         started: Instant,
     },
+    /// A response body streaming in from the upstream (front mode).
+    Upstream(upstream::UpstreamBody),
 }
 
 /// A response body. Adapters poll it with [`Body::poll_next`] (or
@@ -98,7 +104,7 @@ pub struct Body {
 impl Body {
     fn new(kind: BodyKind, origin: &Origin, transport: Transport) -> Body {
         let reader = match kind {
-            BodyKind::Object { .. } => Some(origin.metrics.reader(transport)),
+            BodyKind::Object { .. } | BodyKind::Upstream(_) => Some(origin.metrics.reader(transport)),
             _ => None,
         };
         Body { kind, metrics: origin.metrics.clone(), transport, _reader: reader }
@@ -113,6 +119,7 @@ impl Body {
                 (len, Status::Complete) => Some(len),
                 _ => None,
             },
+            BodyKind::Upstream(b) => b.exact_len(),
         }
     }
 
@@ -122,6 +129,7 @@ impl Body {
             BodyKind::Empty => true,
             BodyKind::Full(b) => b.is_none(),
             BodyKind::Object { .. } => false,
+            BodyKind::Upstream(b) => b.is_end(),
         }
     }
 
@@ -139,6 +147,7 @@ impl Body {
                 }
                 other => other.map(|o| o.map(|r| r.map(|c| c.data))),
             },
+            BodyKind::Upstream(b) => b.poll_next(cx),
         }
     }
 
@@ -185,6 +194,9 @@ impl Origin {
     }
 
     async fn route<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
+        if let Some(up) = &self.config.upstream {
+            return self.forward(up, req, conn).await;
+        }
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let is_ingest = matches!(method, Method::PUT | Method::POST | Method::DELETE);
@@ -277,6 +289,36 @@ impl Origin {
                 }
                 None => self.error(conn, StatusCode::NOT_FOUND, "not found"),
             },
+        }
+    }
+
+    /// Front mode: forward a read to the upstream and stream its answer.
+    /// Ingest and other methods are refused here; everything else (status,
+    /// caching and CORS headers) is the upstream's.
+    async fn forward<B>(&self, up: &Arc<upstream::Upstream>, req: Request<B>, conn: &ConnInfo) -> Resp {
+        let method = req.method().clone();
+        if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            let mut r = self.error(conn, StatusCode::METHOD_NOT_ALLOWED, "this is an edge: it only reads");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+            return r;
+        }
+        let proto = if conn.transport == Transport::H1Clear { "http" } else { "https" };
+        match up.forward(&method, req.uri(), req.headers(), conn.remote.ip(), proto).await {
+            Ok((parts, body)) => {
+                let mut r = Response::from_parts(parts, Body::new(BodyKind::Upstream(body), self, conn.transport));
+                if let Some(alt) = &conn.listener.alt_svc {
+                    r.headers_mut().insert(header::ALT_SVC, alt.clone());
+                }
+                r
+            }
+            Err(e) => {
+                warn!(upstream = up.addr(), error = %e, "upstream request failed");
+                let status = match e {
+                    upstream::UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                self.error(conn, status, "the edge cache is unavailable")
+            }
         }
     }
 

@@ -25,6 +25,10 @@ use super::mpd::{Manifest, Track};
 use super::stats::Totals;
 use crate::client::{Client, Connector};
 
+/// Consecutive failed segment requests after which a viewer starts a new
+/// session (reconnect, re-read the manifest).
+const MAX_MISSES: u32 = 3;
+
 /// When a viewer asks for the next segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,6 +168,7 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
     // The segment joined on comes partly from the backlog: not measured.
     let mut measure = false;
     let mut previous_end: Option<Instant> = None;
+    let mut misses = 0u32;
     loop {
         if shared.pace == Pace::Segment {
             if let Some(end) = manifest.segment_end(track, number) {
@@ -176,6 +181,13 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
         let mut resp = client.get(&path).await.with_context(|| format!("GET {path}"))?;
         if resp.status != StatusCode::OK {
             let _ = resp.bytes().await;
+            misses += 1;
+            if misses >= MAX_MISSES {
+                // The stream restarted (new encoder run: numbers from 1, new
+                // availabilityStartTime) or moved on: a new session re-reads
+                // the manifest, as a player does.
+                bail!("GET {path}: {} {MAX_MISSES} times in a row: re-reading the manifest", resp.status);
+            }
             let edge = live_edge();
             shared.totals.error(id, format!("GET media: {}", resp.status));
             warn!(viewer = id, path, status = %resp.status, live_edge = edge, "segment missing: re-joining at the live edge");
@@ -185,6 +197,7 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
+        misses = 0;
         let mut tracker = FragmentTracker::default();
         while let Some(piece) = resp.chunk().await {
             let piece = piece.with_context(|| format!("GET {path} body"))?;

@@ -1,0 +1,491 @@
+#!/usr/bin/env bash
+# The edge tier on one machine: origin + replayed stream + 2 edge nodes
+# (Varnish with deploy/varnish/h3live.vcl, and `h3live front` for HTTP/3,
+# HTTP/2 and HTTP/1.1 over TLS in front of it), with `h3live load` viewers.
+#
+#   origin :B+80 (ingest, Varnish's backend), :B+90 h3 / :B+91 h1-tls (direct viewers)
+#   edge 1: varnish :B+11, front :B+12 (h3 + h2/h1 TLS), :B+13 (h1-tls), :B+14 (h2)
+#   edge 2: varnish :B+21, front :B+22, :B+23, :B+24
+#
+# Default run (about 2.5 min):
+#   1. steady state, concurrently: N viewers on edge 1 over h3, N on edge 2
+#      over h1-tls, and small reference groups: direct to the origin (h3 and
+#      h1-clear) and straight to edge 1's Varnish (h1-clear). Reported per
+#      group: prft -> last byte p50/p99, errors, stalls, bytes; per edge: origin
+#      GETs per segment (varnishncsa -b), and the origin's own count.
+#   2. the same viewers while (b) edge 2's Varnish restarts, (c) the encoder
+#      (replay) restarts, (a) the origin restarts; errors, stalls, segments
+#      delivered and origin GETs per segment per event.
+# --player instead checks the player page through the edges: the real
+# encoder (scripts/encoder.sh) feeds the origin, and headless Chromium
+# (web/e2e/e2e.js) plays https://localhost:EDGE1/?stream=edge over h3 and
+# https://localhost:EDGE2_H1/?stream=edge over HTTP/1.1+TLS: page, dash.js,
+# manifest, segments and /time all through Varnish and the front. Needs
+# ffmpeg, chromium, node and web/node_modules (scripts/test.sh installs them).
+# --compare-fronts instead measures the protocol fronts on one edge: Caddy
+# (reverse_proxy, flush_interval -1) vs `h3live front`, h3 and h1-tls, N
+# viewers each: added latency (same-run direct reference group subtracted),
+# CPU seconds per delivered GB and peak RSS of the front process.
+#
+# Output: OUT/report.md (tables), OUT/raw/ (load JSON, varnishncsa logs,
+# varnishstat, metrics), OUT/logs/. Installs varnish (and caddy for
+# --compare-fronts) with apt-get when missing.
+#
+# Usage: scripts/edge.sh [--viewers N] [--duration SECS] [--compare-fronts]
+#          [--player] [--no-restarts] [--base-port B] [--capture DIR] [--out DIR]
+#          [--pin] [--no-build]
+#   --viewers N     viewers per edge group (default 50)
+#   --duration S    seconds per measured run (default 20)
+#   --base-port B   first port of the block of 100 used (default 18400)
+#   --capture DIR   replay this capture (h3live load record) instead of a synthetic one
+#   --pin           origin, Varnish, replay and load tool on CPU 0, the fronts on CPU 1
+#                   (on 2 cores CPU 0 then saturates and h3 viewers stall through
+#                   any front; the README's numbers are unpinned)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VIEWERS=50
+DURATION=20
+COMPARE=0
+PLAYER=0
+RESTARTS=1
+B=18400
+CAPTURE=""
+OUT=""
+PIN=0
+BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --viewers) VIEWERS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --compare-fronts) COMPARE=1 ;;
+    --player) PLAYER=1 ;;
+    --no-restarts) RESTARTS=0 ;;
+    --base-port) B="$2"; shift ;;
+    --capture) CAPTURE="$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    --pin) PIN=1 ;;
+    --no-build) BUILD=0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+step() { printf '\n=== [%s] %s\n' "$(date -u +%T)" "$*" >&2; }
+note() { printf '[%s] %s\n' "$(date -u +%T)" "$*" >&2; }
+
+# ---------------------------------------------------------------- dependencies
+need=()
+[ -x /usr/sbin/varnishd ] || need+=(varnish)
+[ "$COMPARE" = 1 ] && ! command -v caddy >/dev/null && need+=(caddy)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  step "apt-get install ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${need[@]}"
+  # Debian starts the packaged services where systemd runs; ours use their own ports and work dirs.
+fi
+
+OUT=${OUT:-target/edge/$(date -u +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT/raw" "$OUT/logs"
+OUT=$(cd "$OUT" && pwd)
+BIN=$PWD/target/release/h3live
+VCL_SRC=$PWD/deploy/varnish/h3live.vcl
+STREAM=edge
+CLK_TCK=$(getconf CLK_TCK)
+ulimit -n 65536 2>/dev/null || true
+
+if [ "$BUILD" = 1 ]; then
+  step "cargo build --release"
+  cargo build --release --locked >&2
+fi
+[ -x "$BIN" ] || { echo "no $BIN (build first)" >&2; exit 1; }
+
+P_ORIGIN=$((B + 80)) P_DIRECT_H3=$((B + 90)) P_DIRECT_H1=$((B + 91))
+p_varnish() { echo $((B + 10 * $1 + 1)); }
+p_front() { echo $((B + 10 * $1 + 2)); }   # h3 (UDP) + h2/h1 TLS (TCP)
+p_front_h1() { echo $((B + 10 * $1 + 3)); }
+p_front_h2() { echo $((B + 10 * $1 + 4)); }
+p_caddy() { echo $((B + 10 * $1 + 5)); }
+for p in $P_ORIGIN $P_DIRECT_H3 $P_DIRECT_H1 $(for e in 1 2; do echo "$(p_varnish $e) $(p_front $e) $(p_front_h1 $e) $(p_front_h2 $e) $(p_caddy $e)"; done); do
+  if ss -Hltun "( sport = :$p )" | grep -q .; then
+    echo "port $p is in use (choose another --base-port)" >&2; exit 1
+  fi
+done
+
+CPU0=() CPU1=()
+if [ "$PIN" = 1 ]; then CPU0=(taskset -c 0); CPU1=(taskset -c 1); fi
+
+# ---------------------------------------------------------------- processes
+declare -A PID
+cleanup() {
+  for k in "${!PID[@]}"; do kill "${PID[$k]}" 2>/dev/null || true; done
+  for k in "${!PID[@]}"; do wait "${PID[$k]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop() { # name
+  local p=${PID[$1]:-}
+  [ -n "$p" ] || return 0
+  kill "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+  unset "PID[$1]"
+}
+
+wait_http() { # url seconds
+  local i=0
+  until curl -sf -o /dev/null "$1"; do
+    i=$((i + 1)); [ $i -le $(( $2 * 10 )) ] || return 1
+    sleep 0.1
+  done
+}
+
+"$BIN" cert --out "$OUT/certs" >/dev/null
+CERT=$OUT/certs/cert.pem KEY=$OUT/certs/key.pem
+
+if [ -z "$CAPTURE" ]; then
+  CAPTURE=$OUT/capture
+  "$BIN" load synth -o "$CAPTURE" --duration 30s --segment 2s >&2
+fi
+
+start_origin() {
+  "${CPU0[@]}" "$BIN" serve --http 127.0.0.1:$P_ORIGIN --h3 127.0.0.1:$P_DIRECT_H3 --https off \
+    --https-h1 127.0.0.1:$P_DIRECT_H1 --https-h2 off --cert "$CERT" --key "$KEY" \
+    --keep-segments 10 >> "$OUT/logs/origin.log" 2>&1 &
+  PID[origin]=$!
+  wait_http "http://127.0.0.1:$P_ORIGIN/healthz" 10 || { echo "origin did not start" >&2; exit 1; }
+}
+start_replay() {
+  "${CPU0[@]}" "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_ORIGIN --stream $STREAM \
+    >> "$OUT/logs/replay.log" 2>&1 &
+  PID[replay]=$!
+}
+start_varnish() { # edge
+  local e=$1
+  sed -e "s/^\(\s*\.port = \)\"[0-9]*\";/\1\"$P_ORIGIN\";/" "$VCL_SRC" > "$OUT/edge$e.vcl"
+  "${CPU0[@]}" varnishd -F -j none -n "$OUT/varnish$e" -a 127.0.0.1:"$(p_varnish "$e")" -T none \
+    -f "$OUT/edge$e.vcl" -s malloc,256m >> "$OUT/logs/varnish$e.log" 2>&1 &
+  PID[varnish$e]=$!
+  wait_http "http://127.0.0.1:$(p_varnish "$e")/healthz" 20 || { echo "varnish $e did not start" >&2; exit 1; }
+  # Every backend request: time, URL, status, fetch error (a 503 with
+  # "unhealthy"/"errno"/"no backend" never reached the origin).
+  varnishncsa -n "$OUT/varnish$e" -b -F '%{%s}t %U %s %{VSL:FetchError}x' >> "$OUT/raw/backend$e.log" 2>/dev/null &
+  PID[ncsa$e]=$!
+}
+start_front() { # edge
+  local e=$1
+  # Dual-stack: Chromium reaches "localhost" over QUIC on ::1 only.
+  "${CPU1[@]}" "$BIN" front --upstream "http://127.0.0.1:$(p_varnish "$e")" --http off \
+    --h3 "[::]:$(p_front "$e")" --https "[::]:$(p_front "$e")" \
+    --https-h1 "[::]:$(p_front_h1 "$e")" --https-h2 "[::]:$(p_front_h2 "$e")" \
+    --cert "$CERT" --key "$KEY" --web-dir "$PWD/web" >> "$OUT/logs/front$e.log" 2>&1 &
+  PID[front$e]=$!
+  local i=0
+  until curl -skf -o /dev/null "https://127.0.0.1:$(p_front_h1 "$e")/healthz"; do
+    i=$((i + 1)); [ $i -le 100 ] || { echo "front $e did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+start_caddy() { # edge
+  local e=$1
+  local dir=$OUT/caddy$e
+  mkdir -p "$dir"
+  cat > "$dir/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+	servers {
+		protocols h1 h2 h3
+	}
+}
+https://:$(p_caddy "$e") {
+	tls $CERT $KEY
+	reverse_proxy 127.0.0.1:$(p_varnish "$e") {
+		flush_interval -1
+	}
+}
+EOF
+  XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir "${CPU1[@]}" caddy run --config "$dir/Caddyfile" --adapter caddyfile \
+    >> "$OUT/logs/caddy$e.log" 2>&1 &
+  PID[caddy$e]=$!
+  local i=0
+  until curl -skf -o /dev/null "https://127.0.0.1:$(p_caddy "$e")/healthz"; do
+    i=$((i + 1)); [ $i -le 100 ] || { echo "caddy $e did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+proc_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+vstat() { varnishstat -n "$OUT/varnish$1" -1 -f "$2" 2>/dev/null | awk '{print $2}'; }
+origin_200() { curl -sf "http://127.0.0.1:$P_ORIGIN/metrics" | awk -F' ' '/^h3live_responses_total\{transport="h1-clear",status="200"\}/ {print $2}'; }
+
+# One viewer group in the background: name transport addr n
+LOADS=()
+load_group() {
+  local name=$1 t=$2 addr=$3 n=$4 dur=$5
+  "${CPU0[@]}" "$BIN" load -q -t "$t" --addr "$addr" --ca "$CERT" --stream $STREAM -n "$n" -d "${dur}s" \
+    --ramp 2s --wait 30s --json "$OUT/raw/$RUN-$name.json" > /dev/null 2> "$OUT/raw/$RUN-$name.log" &
+  LOADS+=($!)
+}
+wait_loads() { for p in "${LOADS[@]}"; do wait "$p" || true; done; LOADS=(); }
+
+note "output: $OUT"
+note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); varnish $(varnishd -V 2>&1 | head -1 | sed 's/.*(\(varnish-[^ ]*\).*/\1/')"
+
+if [ "$PLAYER" = 1 ]; then
+  step "origin on :$P_ORIGIN, real encoder; edges 1 and 2"
+  start_origin
+  scripts/encoder.sh --origin "http://127.0.0.1:$P_ORIGIN" --stream $STREAM >> "$OUT/logs/encoder.log" 2>&1 &
+  PID[encoder]=$!
+  wait_http "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 20 || { echo "no manifest from the encoder" >&2; exit 1; }
+  for e in 1 2; do start_varnish $e; start_front $e; done
+  SPKI=$("$BIN" cert --show --out "$OUT/certs" | sed -n 's/^SPKI SHA-256 (base64): //p')
+  rc=0
+  step "Chromium, h3, through edge 1: https://localhost:$(p_front 1)/?stream=$STREAM"
+  node web/e2e/e2e.js --url "https://localhost:$(p_front 1)/?stream=$STREAM" --expect h3 --spki "$SPKI" \
+    --quic "localhost:$(p_front 1)" --duration "$DURATION" 2>&1 | tee "$OUT/raw/player-edge1-h3.log" || rc=1
+  step "Chromium, HTTP/1.1 over TLS, through edge 2: https://localhost:$(p_front_h1 2)/?stream=$STREAM"
+  node web/e2e/e2e.js --url "https://localhost:$(p_front_h1 2)/?stream=$STREAM" --expect http/1.1 --spki "$SPKI" \
+    --duration "$DURATION" 2>&1 | tee "$OUT/raw/player-edge2-h1.log" || rc=1
+  for e in 1 2; do note "edge $e backend requests: $(vstat $e MAIN.backend_req), client requests: $(vstat $e MAIN.client_req)"; done
+  exit $rc
+fi
+
+step "origin on :$P_ORIGIN, replay of $CAPTURE"
+start_origin
+start_replay
+wait_http "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 15 || { echo "no manifest from the replay" >&2; exit 1; }
+
+# ================================================================ compare fronts
+if [ "$COMPARE" = 1 ]; then
+  step "edge 1: varnish :$(p_varnish 1), h3live front :$(p_front 1)/:$(p_front_h1 1), caddy :$(p_caddy 1)"
+  start_varnish 1
+  start_front 1
+  start_caddy 1
+  sleep 3
+  : > "$OUT/raw/fronts.jsonl"
+  for front in h3live caddy; do
+    for t in h3 h1-tls; do
+      RUN=cmp-$front-$t
+      if [ "$front" = caddy ]; then pid=${PID[caddy1]}; addr=127.0.0.1:$(p_caddy 1)
+      elif [ "$t" = h3 ]; then pid=${PID[front1]}; addr=127.0.0.1:$(p_front 1)
+      else pid=${PID[front1]}; addr=127.0.0.1:$(p_front_h1 1); fi
+      if [ "$t" = h3 ]; then daddr=127.0.0.1:$P_DIRECT_H3; else daddr=127.0.0.1:$P_DIRECT_H1; fi
+      step "$front $t: $VIEWERS viewers through the edge + 10 direct, ${DURATION}s"
+      # Varnish's cache process (the manager's child) does the caching work.
+      vpid=$(pgrep -P "${PID[varnish1]}" | head -1)
+      t0=$(proc_ticks "$pid"); v0=$(proc_ticks "$vpid"); rss0=$(proc_rss_kb "$pid"); peak=$rss0
+      load_group edge "$t" "$addr" "$VIEWERS" "$DURATION"
+      load_group direct "$t" "$daddr" 10 "$DURATION"
+      while kill -0 "${LOADS[0]}" 2>/dev/null; do
+        r=$(proc_rss_kb "$pid"); [ "$r" -gt "$peak" ] && peak=$r
+        sleep 0.5
+      done
+      wait_loads
+      t1=$(proc_ticks "$pid"); v1=$(proc_ticks "$vpid")
+      printf '{"front":"%s","transport":"%s","viewers":%s,"cpu_ticks":%s,"varnish_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s}\n' \
+        "$front" "$t" "$VIEWERS" "$((t1 - t0))" "$((v1 - v0))" "$CLK_TCK" "$rss0" "$peak" >> "$OUT/raw/fronts.jsonl"
+      note "$(tail -n 1 "$OUT/raw/$RUN-edge.log")"
+    done
+  done
+  python3 - "$OUT" "$PIN" <<'EOF'
+import json, sys, os
+out, pin = sys.argv[1], sys.argv[2] == "1"
+rows = [json.loads(l) for l in open(f"{out}/raw/fronts.jsonl")]
+lines = ["# Protocol fronts in front of Varnish", "",
+         f"Pinned (front on CPU 1, everything else on CPU 0): {'yes' if pin else 'no'}. Load average at the end: {open('/proc/loadavg').read().split()[:3]}", "",
+         "| front | transport | viewers | Mbit/s | edge prft p50 / p99 ms | direct p50 / p99 ms | added p50 / p99 ms | front CPU s/GB | front % core | front RSS peak MB | Varnish CPU s/GB | errors | stalls |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+for r in rows:
+    run = f"cmp-{r['front']}-{r['transport']}"
+    e = json.load(open(f"{out}/raw/{run}-edge.json")); d = json.load(open(f"{out}/raw/{run}-direct.json"))
+    gb = e["bytes"] / 1e9
+    cpu = r["cpu_ticks"] / r["clk_tck"]
+    el, dl = e["latency"], d["latency"]
+    lines.append(f"| {r['front']} | {r['transport']} | {r['viewers']} | {e['mbit_per_s']:.0f} | {el['p50_ms']:.1f} / {el['p99_ms']:.1f} | "
+                 f"{dl['p50_ms']:.1f} / {dl['p99_ms']:.1f} | {el['p50_ms']-dl['p50_ms']:.1f} / {el['p99_ms']-dl['p99_ms']:.1f} | "
+                 f"{cpu/gb if gb else float('nan'):.2f} | {100*cpu/e['duration_s']:.1f} | {r['rss_peak_kb']/1024:.1f} | "
+                 f"{r.get('varnish_ticks', 0) / r['clk_tck'] / gb if gb else float('nan'):.2f} | {e['errors']} | {e['stalls']} |")
+text = "\n".join(lines) + "\n"
+open(f"{out}/report.md", "w").write(text)
+print(text)
+EOF
+  exit 0
+fi
+
+# ================================================================ two edges
+step "edges: varnish :$(p_varnish 1) + front :$(p_front 1); varnish :$(p_varnish 2) + front :$(p_front 2)"
+for e in 1 2; do start_varnish $e; start_front $e; done
+sleep 3
+
+# All viewer groups of one run, concurrently.
+run_groups() { # dur
+  load_group edge1-h3 h3 127.0.0.1:"$(p_front 1)" "$VIEWERS" "$1"
+  load_group edge2-h1tls h1-tls 127.0.0.1:"$(p_front_h1 2)" "$VIEWERS" "$1"
+  load_group varnish1-h1clear h1-clear 127.0.0.1:"$(p_varnish 1)" 10 "$1"
+  load_group direct-h3 h3 127.0.0.1:$P_DIRECT_H3 10 "$1"
+  load_group direct-h1clear h1-clear 127.0.0.1:$P_ORIGIN 10 "$1"
+}
+snapshot() { # tag: counters before/after a run
+  {
+    echo "origin_200 $(origin_200)"
+    for e in 1 2; do
+      echo "edge${e}_backend_req $(vstat $e MAIN.backend_req)"
+      echo "edge${e}_fetch_failed $(vstat $e MAIN.fetch_failed)"
+      echo "edge${e}_client_req $(vstat $e MAIN.client_req)"
+    done
+    echo "time $(date +%s)"
+  } > "$OUT/raw/$1.counters"
+}
+
+RUN=steady
+step "steady state: $VIEWERS viewers on edge 1 (h3) and edge 2 (h1-tls), 10 each direct and on Varnish, ${DURATION}s"
+snapshot steady-0
+run_groups "$DURATION"
+wait_loads
+snapshot steady-1
+
+# Bytes lost: the complete media segments the origin still holds, fetched
+# through every edge path, must be byte-identical to the origin's copy.
+step "byte check: complete segments through Varnish, the fronts (h1-tls, h2) vs the origin"
+segs=$(curl -sf "http://127.0.0.1:$P_ORIGIN/streams" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["streams"]:
+    for o in s["objects"]:
+        if o["state"] == "complete" and "chunk-" in o["name"]:
+            print(s["name"] + "/" + o["name"])' | sort -r) || true
+note "$(echo $segs | wc -w) complete segments at the origin"
+: > "$OUT/raw/bytecheck.txt"
+# Newest first: the origin keeps the last --keep-segments per representation,
+# and a request for an evicted one is held 2 s before its 404 (skipped).
+for seg in $segs; do
+  code=$(curl -s --max-time 10 -o "$OUT/raw/ref.bin" -w "%{http_code}" "http://127.0.0.1:$P_ORIGIN/live/$seg" || true)
+  [ "$code" = 200 ] || { note "$seg: $code at the origin, skipped"; continue; }
+  ref=$(sha256sum < "$OUT/raw/ref.bin" | cut -c1-16)
+  for path in "http://127.0.0.1:$(p_varnish 1)" "https://localhost:$(p_front_h1 1)" "https://localhost:$(p_front_h2 2)"; do
+    got=$( (curl -sf --max-time 10 --cacert "$CERT" --resolve "localhost:$(p_front_h1 1):127.0.0.1" \
+      --resolve "localhost:$(p_front_h2 2):127.0.0.1" "$path/live/$seg" || echo "FAILED $?") | sha256sum | cut -c1-16)
+    echo "$seg $path $ref $got $([ "$ref" = "$got" ] && echo same || echo DIFFERENT)" >> "$OUT/raw/bytecheck.txt"
+  done
+done
+rm -f "$OUT/raw/ref.bin"
+note "$(grep -c ' same$' "$OUT/raw/bytecheck.txt") identical, $(grep -c DIFFERENT "$OUT/raw/bytecheck.txt") different"
+
+EVENTS=()
+if [ "$RESTARTS" = 1 ]; then
+  EVDUR=24
+  # The origin restart last: afterwards the origin has lost the init
+  # segments, so new sessions straight at the origin cannot start.
+  for ev in edge encoder origin; do
+    RUN=restart-$ev
+    step "restart of the $ev while viewers run (${EVDUR}s, event at 8 s)"
+    snapshot "$RUN-0"
+    run_groups "$EVDUR"
+    sleep 8
+    t_ev=$(date +%s.%N)
+    case $ev in
+      origin) stop origin; sleep 1; start_origin ;;
+      edge) stop ncsa2; stop varnish2; sleep 1; start_varnish 2 ;;
+      encoder) stop replay; sleep 1; start_replay ;;
+    esac
+    note "$ev restarted ($(python3 -c "import time; print(f'{time.time() - $t_ev:.1f}')") s down)"
+    echo "$t_ev" > "$OUT/raw/$RUN.event"
+    wait_loads
+    snapshot "$RUN-1"
+    EVENTS+=("$ev")
+  done
+fi
+
+# ---------------------------------------------------------------- report
+python3 - "$OUT" "$VIEWERS" "$DURATION" "${EVENTS[@]}" <<'EOF'
+import json, sys, collections, glob, os
+out, viewers, duration, events = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+
+def counters(tag):
+    return {k: float(v) for k, v in (l.split() for l in open(f"{out}/raw/{tag}.counters") if len(l.split()) == 2)}
+
+import re
+NOT_SENT = re.compile(r"unhealthy|errno|no backend")
+
+def backend_log(e, t0, t1):
+    """Backend requests that reached the origin, as (url, status)."""
+    rows = []
+    for l in open(f"{out}/raw/backend{e}.log"):
+        p = l.rstrip("\n").split(" ", 3)
+        if len(p) == 4 and t0 <= float(p[0]) <= t1 and not (p[2] == "503" and NOT_SENT.search(p[3])):
+            rows.append((p[1], p[2]))
+    return rows
+
+def fetches(e, t0, t1):
+    rows = backend_log(e, t0, t1)
+    seg = collections.Counter(u for u, s in rows if "/chunk-" in u)
+    mpd = sum(1 for u, s in rows if u.endswith(".mpd"))
+    init = sum(1 for u, s in rows if "/init-" in u)
+    statuses = collections.Counter(s for u, s in rows)
+    return seg, mpd, init, statuses
+
+def group(run, name):
+    p = f"{out}/raw/{run}-{name}.json"
+    return json.load(open(p)) if os.path.exists(p) else None
+
+groups = [("edge1-h3", "edge 1 front, h3"), ("edge2-h1tls", "edge 2 front, h1-tls"),
+          ("varnish1-h1clear", "edge 1 Varnish, h1-clear"), ("direct-h3", "origin, h3"), ("direct-h1clear", "origin, h1-clear")]
+L = [f"# Edge tier run ({os.path.basename(out)})", "",
+     f"Load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; {os.cpu_count()} cores, everything on this machine.", "",
+     f"## Steady state ({duration} s)", "",
+     "| viewers at | viewers | Mbit/s | prft p50 / p99 / max ms | added p50 / p99 ms | bytes | errors | stalls |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+ref = {"h3": group("steady", "direct-h3"), "h1-tls": group("steady", "direct-h3"), "h1-clear": group("steady", "direct-h1clear")}
+for key, label in groups:
+    g = group("steady", key)
+    if not g: continue
+    l = g["latency"]
+    base = ref["h1-clear"] if key.endswith("h1clear") else ref["h3"]
+    added = "–" if key.startswith("direct") else f"{l['p50_ms'] - base['latency']['p50_ms']:.1f} / {l['p99_ms'] - base['latency']['p99_ms']:.1f}"
+    L.append(f"| {label} | {g['viewers']} | {g['mbit_per_s']:.1f} | {l['p50_ms']:.1f} / {l['p99_ms']:.1f} / {l['max_ms']:.1f} | {added} | {g['bytes']} | {g['errors']} | {g['stalls']} |")
+L += ["", "Added latency: the group's prft -> last byte minus the direct group of the same run (h3 and h1-tls",
+      "groups against direct h3, Varnish h1-clear against direct h1-clear).", ""]
+
+c0, c1 = counters("steady-0"), counters("steady-1")
+L += ["| edge | segment URLs | origin GETs per segment (mean / max) | manifest GETs/s | init GETs | failed fetches | viewer requests |", "|---|---:|---:|---:|---:|---:|---:|"]
+for e in (1, 2):
+    seg, mpd, init, st = fetches(e, c0["time"], c1["time"])
+    n = len(seg)
+    mean = sum(seg.values()) / n if n else 0
+    L.append(f"| {e} | {n} | {mean:.2f} / {max(seg.values()) if n else 0} | {mpd / (c1['time'] - c0['time']):.2f} | {init} | "
+             f"{int(c1[f'edge{e}_fetch_failed'] - c0[f'edge{e}_fetch_failed'])} | {int(c1[f'edge{e}_client_req'] - c0[f'edge{e}_client_req'])} |")
+be = sum(c1[f"edge{e}_backend_req"] - c0[f"edge{e}_backend_req"] for e in (1, 2))
+bc = [l.split() for l in open(f"{out}/raw/bytecheck.txt")]
+same = sum(1 for b in bc if b[-1] == "same")
+L += ["", f"Bytes lost: {len(bc) - same} of {len(bc)} checks differ ({len(set(b[0] for b in bc))} complete segments, each fetched through "
+      "edge 1 Varnish (h1-clear), edge 1 front (h1-tls), edge 2 front (h2), SHA-256 against the origin's copy)."]
+L += ["", f"Origin side: {int(c1['origin_200'] - c0['origin_200'])} GETs answered 200 on the cleartext listener "
+      f"(both edges' fetches {int(be)}, 2 health probes per second, 10 direct h1-clear viewers).", ""]
+
+what = {"origin": "(a) origin restart (SIGTERM, 1 s down, fresh empty store; the replay keeps pushing, init segments are not re-sent)",
+        "edge": "(b) edge 2 Varnish restart (SIGTERM, 1 s down, empty cache)",
+        "encoder": "(c) encoder restart (replay stopped, 1 s, started again: numbers from 1, new availabilityStartTime, init re-sent)"}
+if events:
+    L += ["## Restarts while viewers run", "",
+          "| event | viewers at | prft p50 / p99 ms | segments | errors | error kinds | stalls | origin GETs per segment edge 1 / 2 |", "|---|---|---:|---:|---:|---|---:|---:|"]
+for ev in events:
+    run = f"restart-{ev}"
+    c0, c1 = counters(f"{run}-0"), counters(f"{run}-1")
+    per = []
+    for e in (1, 2):
+        seg, mpd, init, st = fetches(e, c0["time"], c1["time"])
+        per.append(f"{sum(seg.values()) / len(seg):.2f}" if seg else "–")
+    for key, label in groups:
+        g = group(run, key)
+        if not g: continue
+        kinds = "; ".join(f"{k} ×{v}" for k, v in sorted(g["error_kinds"].items(), key=lambda kv: -kv[1])[:3]) or "–"
+        L.append(f"| {ev} | {label} | {g['latency']['p50_ms']:.1f} / {g['latency']['p99_ms']:.1f} | {g['segments']} | {g['errors']} | {kinds} | {g['stalls']} | {' / '.join(per)} |")
+    L.append(f"| | *{what[ev]}* | | | | | | |")
+text = "\n".join(L) + "\n"
+open(f"{out}/report.md", "w").write(text)
+print(text)
+EOF

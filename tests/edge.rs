@@ -1,0 +1,454 @@
+//! The edge tier with a real Varnish (`deploy/varnish/h3live.vcl`) in front of
+//! a real origin, and `h3live front` (HTTP/3, HTTP/2, HTTP/1.1+TLS) in front
+//! of that Varnish: one origin fetch per segment however many viewers, bytes
+//! identical, growing segments streamed, and nothing broken ever cached.
+//! Needs `varnishd` (Debian package `varnish`; scripts/test.sh installs it).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{read_all, RawUpload, TestOrigin};
+use h3live::cert::{self, CertPaths};
+use h3live::client::Client;
+use h3live::core::upstream::Upstream;
+use h3live::core::OriginConfig;
+use h3live::server::{self, Listeners, ServerConfig};
+use h3live::transport::{bind_tcp, bind_udp, Limits, Transport};
+use http::{Method, StatusCode};
+use tokio::sync::{mpsc, oneshot};
+
+/// A varnishd with the project's VCL, pointed at `backend`, in its own work
+/// directory; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Varnish {
+    addr: SocketAddr,
+    workdir: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The project's VCL with its backend port replaced (the lines marked BACKEND).
+fn vcl_for(backend: SocketAddr) -> String {
+    let vcl = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/varnish/h3live.vcl")).unwrap();
+    let mut out = String::new();
+    for line in vcl.lines() {
+        if line.contains("# BACKEND host") {
+            out.push_str(&format!("    .host = \"{}\";\n", backend.ip()));
+        } else if line.contains("# BACKEND port") {
+            out.push_str(&format!("    .port = \"{}\";\n", backend.port()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(out.contains(&format!("\"{}\"", backend.port())), "VCL has no BACKEND port line");
+    out
+}
+
+impl Varnish {
+    async fn start(backend: SocketAddr) -> Varnish {
+        let varnishd = ["/usr/sbin/varnishd", "/usr/local/sbin/varnishd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("varnishd not found: apt-get install varnish (scripts/test.sh installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let vcl = dir.path().join("h3live.vcl");
+        std::fs::write(&vcl, vcl_for(backend)).unwrap();
+        let workdir = dir.path().join("varnish");
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(dir.path().join("varnishd.log")).unwrap();
+        let child = Command::new(varnishd)
+            .args(["-F", "-j", "none", "-T", "none", "-s", "malloc,64m", "-p", "thread_pool_min=20"])
+            .arg("-n")
+            .arg(&workdir)
+            .arg("-a")
+            .arg(addr.to_string())
+            .arg("-f")
+            .arg(&vcl)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting varnishd");
+        let v = Varnish { addr, workdir, child, _dir: dir };
+        // Ready once it answers and its probe finds the origin healthy.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = Client::connect(Transport::H1Clear, addr, "localhost", &[]).await {
+                if let Ok(mut r) = c.get("/healthz").await {
+                    let _ = r.bytes().await;
+                    if r.status == StatusCode::OK {
+                        break;
+                    }
+                }
+            }
+            let log = std::fs::read_to_string(v._dir.path().join("varnishd.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "varnishd did not come up on {addr}:\n{log}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        v
+    }
+
+    /// A counter from varnishstat, e.g. `MAIN.backend_req`.
+    fn stat(&self, name: &str) -> u64 {
+        let out = Command::new("varnishstat").arg("-n").arg(&self.workdir).args(["-1", "-f", name]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(name)).then(|| f.next().and_then(|v| v.parse().ok())).flatten()
+            })
+            .unwrap_or_else(|| panic!("varnishstat has no {name}: {text}"))
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(Transport::H1Clear, self.addr, "localhost", &[]).await.unwrap()
+    }
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `h3live front` in process: HTTP/3, HTTP/2 and HTTP/1.1+TLS listeners on
+/// ephemeral ports forwarding to `upstream`.
+struct Front {
+    h3: SocketAddr,
+    h2: SocketAddr,
+    h1: SocketAddr,
+    roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Front {
+    async fn start(upstream: SocketAddr, cert_pem: &Path) -> Front {
+        let paths = CertPaths { cert: cert_pem.to_path_buf(), key: cert_pem.with_file_name("key.pem") };
+        let keys = cert::load(&paths).unwrap();
+        let roots = keys.chain.clone();
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listeners = Listeners {
+            http: None,
+            https: None,
+            https_h1: Some(bind_tcp(local).unwrap()),
+            https_h2: Some(bind_tcp(local).unwrap()),
+            h3: Some(bind_udp(local).unwrap()),
+        };
+        let h1 = listeners.https_h1.as_ref().unwrap().local_addr().unwrap();
+        let h2 = listeners.https_h2.as_ref().unwrap().local_addr().unwrap();
+        let h3 = listeners.h3.as_ref().unwrap().local_addr().unwrap();
+        let up = Upstream::new(&format!("http://{upstream}"), Duration::from_secs(10)).unwrap();
+        let config = ServerConfig {
+            store: Default::default(),
+            origin: OriginConfig { upstream: Some(Arc::new(up)), ..Default::default() },
+            limits: Limits { shutdown_grace: Duration::from_secs(1), ..Default::default() },
+            tls: Some(keys),
+            ingest_on_http: false,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(config, listeners, async move {
+            let _ = rx.await;
+        }));
+        Front { h3, h2, h1, roots, shutdown: Some(tx), task }
+    }
+
+    fn addr(&self, t: Transport) -> SocketAddr {
+        match t {
+            Transport::H3 => self.h3,
+            Transport::H2 => self.h2,
+            _ => self.h1,
+        }
+    }
+
+    async fn client(&self, t: Transport) -> Client {
+        Client::connect(t, self.addr(t), "localhost", &self.roots).await.unwrap_or_else(|e| panic!("{t}: {e:#}"))
+    }
+
+    async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+const VIEWERS: usize = 20;
+
+/// Twenty viewers (ten on Varnish over HTTP/1.1, ten on the front over
+/// HTTP/3, HTTP/2 and HTTP/1.1+TLS) ask for each segment before its upload
+/// starts, as live players do. Each segment must cost the origin one
+/// request, reach every viewer while it is being written, and arrive
+/// byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_viewers_cost_one_origin_fetch_per_segment() {
+    let o = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(3)).await;
+    let varnish = Varnish::start(o.http).await;
+    let front = Front::start(varnish.addr, &o.cert_pem).await;
+
+    for seg in 1..=3u32 {
+        let path = format!("/live/edge/chunk-stream0-{seg:05}.m4s");
+        let before = varnish.stat("MAIN.backend_req");
+        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, usize)>();
+        let mut viewers = Vec::new();
+        for id in 0..VIEWERS {
+            let mut client = if id < VIEWERS / 2 {
+                varnish.client().await
+            } else {
+                front.client([Transport::H3, Transport::H2, Transport::H1Tls][id % 3]).await
+            };
+            let (path, tx) = (path.clone(), tx.clone());
+            viewers.push(tokio::spawn(async move {
+                let mut resp = client.get(&path).await.unwrap();
+                assert_eq!(resp.status, StatusCode::OK, "viewer {id}");
+                let mut body = Vec::new();
+                while let Some(piece) = resp.chunk().await {
+                    body.extend_from_slice(&piece.unwrap_or_else(|e| panic!("viewer {id}: {e:#}")));
+                    tx.send((id, body.len())).unwrap();
+                }
+                body
+            }));
+        }
+        drop(tx);
+        // Everyone is waiting (held at the origin, or on Varnish's busy object).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let up = o.put(&path).await;
+        let mut expected = Vec::new();
+        let mut have = vec![0usize; VIEWERS];
+        for i in 0..12u32 {
+            let chunk = Bytes::from(vec![(seg * 16 + i) as u8; 700 + 300 * i as usize]);
+            expected.extend_from_slice(&chunk);
+            up.send(chunk).await;
+            if i == 0 {
+                // The first chunk reaches every viewer before the second is
+                // sent: Varnish streams the miss, the front streams too.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while have.iter().any(|&n| n < expected.len()) {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some((id, n))) => have[id] = n,
+                        _ => panic!("segment {seg}: first chunk not streamed to every viewer: {have:?}"),
+                    }
+                }
+                // While viewers stream, the origin has one reader: Varnish.
+                assert_eq!(o.origin.metrics().active_readers(Transport::H1Clear), 1, "segment {seg}");
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        assert_eq!(up.finish().await, StatusCode::CREATED);
+        for (id, v) in viewers.into_iter().enumerate() {
+            let body = v.await.unwrap();
+            assert!(body == expected, "segment {seg} viewer {id}: {} bytes, expected {}", body.len(), expected.len());
+        }
+        let fetches = varnish.stat("MAIN.backend_req") - before;
+        assert_eq!(fetches, 1, "segment {seg}: origin fetches for {VIEWERS} viewers");
+    }
+    front.stop().await;
+    drop(varnish);
+    o.stop().await;
+}
+
+/// What must never be cached at the edge: a 404 for a segment that appears
+/// a moment later, an aborted upload (viewers see a broken body, the next
+/// request gets the origin's 502, a re-upload is served), and ingest or the
+/// operator pages are refused. Manifests live at most one second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_never_caches_errors_or_aborted_uploads() {
+    // Segments live one second here, so the init-segment rule can be seen.
+    let o = TestOrigin::start_with(|c| c.origin.segment_max_age = 1).await;
+    let varnish = Varnish::start(o.http).await;
+    let front = Front::start(varnish.addr, &o.cert_pem).await;
+    let mut v = varnish.client().await;
+
+    // Viewers queued on a segment that never comes all get the 404 when the
+    // origin's hold (300 ms here) ends, not one hold after another.
+    let started = Instant::now();
+    let mut waiting = Vec::new();
+    for _ in 0..12 {
+        let mut c = varnish.client().await;
+        waiting.push(tokio::spawn(async move {
+            let mut r = c.get("/live/err/chunk-stream0-00006.m4s").await.unwrap();
+            let _ = r.bytes().await;
+            r.status
+        }));
+    }
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), StatusCode::NOT_FOUND);
+    }
+    // One hold after another would take 12 × 300 ms.
+    assert!(started.elapsed() < Duration::from_millis(2000), "404s were serialized: {:?}", started.elapsed());
+
+    // 404, then the segment appears: served within a second, not a 404
+    // cached for the segments' lifetime.
+    let seg = "/live/err/chunk-stream0-00007.m4s";
+    let mut r = v.get(seg).await.unwrap();
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let _ = r.bytes().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Viewers arriving while it is uploaded still share one origin fetch: the
+    // 404 left no hit-for-miss marker that would send each to the origin.
+    let before = varnish.stat("MAIN.backend_req");
+    let up = o.put(seg).await;
+    up.send("sev").await;
+    let mut early = Vec::new();
+    for _ in 0..6 {
+        let mut c = varnish.client().await;
+        early.push(tokio::spawn(async move {
+            let mut r = c.get(seg).await.unwrap();
+            (r.status, r.bytes().await.unwrap())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    up.send("en").await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    for e in early {
+        let (status, body) = e.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"seven");
+    }
+    assert_eq!(varnish.stat("MAIN.backend_req") - before, 1, "origin fetches after a 404");
+    for t in [Transport::H3, Transport::H2, Transport::H1Tls] {
+        let mut c = front.client(t).await;
+        let mut r = c.get(seg).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{t}");
+        assert_eq!(&r.bytes().await.unwrap()[..], b"seven", "{t}");
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{t}: CORS through the edge");
+    }
+
+    // An upload aborted while viewers stream it through the edge.
+    let seg = "/live/err/chunk-stream0-00008.m4s";
+    let mut raw = RawUpload::start(o.http, seg).await;
+    raw.chunk(&[b'x'; 3000]).await;
+    let mut readers = Vec::new();
+    let mut clients = vec![(Transport::H1Clear, varnish.client().await)];
+    for t in [Transport::H3, Transport::H2, Transport::H1Tls] {
+        clients.push((t, front.client(t).await));
+    }
+    for (t, mut c) in clients {
+        readers.push(tokio::spawn(async move {
+            let mut r = c.get(seg).await.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "{t}");
+            (t, read_all(&mut r).await)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    raw.chunk(&[b'y'; 3000]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    raw.kill();
+    for r in readers {
+        let (t, (body, err)) = r.await.unwrap();
+        assert!(err.is_some(), "{t}: an aborted segment must end in an error, got a clean {} bytes", body.len());
+        assert!(body.len() <= 6000, "{t}");
+    }
+    // Not kept by Varnish: the next request goes to the origin (502, no-store).
+    let mut v = varnish.client().await;
+    let mut r = v.get(seg).await.unwrap();
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(r.header("x-cache"), Some("MISS"));
+    let _ = r.bytes().await;
+    // And a re-upload under the same name is served whole.
+    let up = o.put(seg).await;
+    up.send("eight, complete").await;
+    assert_eq!(up.finish().await, StatusCode::NO_CONTENT);
+    let mut r = v.get(seg).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.bytes().await.unwrap()[..], b"eight, complete");
+
+    // An init segment the origin has lost (restart: the encoder never sends
+    // it again) is still served by the edge after its max-age.
+    let init = "/live/err/init-stream0.m4s";
+    let up = o.put(init).await;
+    up.send("ftyp+moov").await;
+    up.finish().await;
+    let mut r = v.get(init).await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], b"ftyp+moov");
+    assert!(o.origin.store().delete("err", "init-stream0.m4s"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..3 {
+        let mut r = v.get(init).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "init segment lost at the edge");
+        assert_eq!(&r.bytes().await.unwrap()[..], b"ftyp+moov");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Manifests: at most one second old at the edge.
+    let mpd = "/live/err/manifest.mpd";
+    for (i, body) in ["<MPD v1/>", "<MPD v2/>"].iter().enumerate() {
+        let up = o.put(mpd).await;
+        up.send(*body).await;
+        up.finish().await;
+        if i == 0 {
+            let mut r = v.get(mpd).await.unwrap();
+            assert_eq!(&r.bytes().await.unwrap()[..], body.as_bytes());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut r = v.get(mpd).await.unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], b"<MPD v2/>", "manifest older than 1 s served");
+
+    // Ingest never passes the edge, on Varnish or on the front.
+    for (label, mut c) in [("varnish", varnish.client().await), ("front", front.client(Transport::H1Tls).await)] {
+        for method in [Method::PUT, Method::POST, Method::DELETE] {
+            let mut r = c.request(method.clone(), "/live/err/evil.m4s").await.unwrap();
+            assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{label} {method}");
+            let _ = r.bytes().await;
+        }
+        let mut r = c.request(Method::DELETE, "/live/err/manifest.mpd").await.unwrap();
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{label}");
+        let _ = r.bytes().await;
+    }
+    assert!(o.origin.store().snapshot().iter().all(|s| s.objects.iter().all(|ob| !ob.name.contains("evil"))));
+    let mut r = v.get("/live/err/manifest.mpd").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "DELETE through the edge must not delete");
+    let _ = r.bytes().await;
+
+    // Operator pages stay at the origin; the players' clock passes through.
+    let mut c = front.client(Transport::H3).await;
+    let mut r = c.get("/metrics").await.unwrap();
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let _ = r.bytes().await;
+    let mut r = c.get("/time").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let t = String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(t.starts_with("20") && t.ends_with('Z'), "{t}");
+
+    // Preflights and HEAD pass through the front and Varnish unchanged.
+    let mut c = front.client(Transport::H2).await;
+    let mut r = c.request(Method::OPTIONS, mpd).await.unwrap();
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.header("access-control-allow-methods").unwrap().contains("GET"));
+    let _ = r.bytes().await;
+    let mut r = c.request(Method::HEAD, seg).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), Some("15"));
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // The origin goes away: once its health probe fails, the edge keeps
+    // serving the last manifest (grace) instead of errors.
+    front.stop().await;
+    o.stop().await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut v = varnish.client().await;
+    let mut r = v.get(mpd).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "manifest during an origin outage");
+    assert_eq!(&r.bytes().await.unwrap()[..], b"<MPD v2/>");
+    drop(varnish);
+}
