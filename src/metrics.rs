@@ -172,10 +172,14 @@ impl Metrics {
             let _ = writeln!(out, "h3live_stream_objects{{stream=\"{}\"}} {}", s.name, s.objects.len());
         }
 
-        out.push_str("# HELP h3live_store_bytes Bytes held by named objects (what --max-store-bytes caps).\n");
+        out.push_str(
+            "# HELP h3live_store_bytes Bytes the store cap counts: named objects, uploads still running, buffered manifests, 64 per chunk.\n",
+        );
         out.push_str("# TYPE h3live_store_bytes gauge\n");
-        let named: u64 = streams.iter().flat_map(|s| &s.objects).map(|o| o.bytes).sum();
-        let _ = writeln!(out, "h3live_store_bytes {named}");
+        let _ = writeln!(out, "h3live_store_bytes {}", store.named_bytes());
+        out.push_str("# HELP h3live_store_objects Named objects over all streams (what --max-objects caps).\n");
+        out.push_str("# TYPE h3live_store_objects gauge\n");
+        let _ = writeln!(out, "h3live_store_objects {}", store.object_count());
         out.push_str(
             "# HELP h3live_allocated_bytes Bytes held by all objects, including evicted ones still being read.\n",
         );
