@@ -124,9 +124,9 @@ pub struct StoreArgs {
     /// Most objects (names) in the store over all streams; uploads of new names get 503 beyond.
     #[arg(long, default_value_t = 10_000)]
     pub max_objects: usize,
-    /// Most streams; an upload that would create another one gets 503.
+    /// Most live streams (/live/<stream>/); an upload that would create another one gets 503.
     #[arg(long, default_value_t = 100)]
-    pub max_streams: usize,
+    pub max_live_streams: usize,
 }
 
 impl StoreArgs {
@@ -139,7 +139,7 @@ impl StoreArgs {
             stream_idle_timeout: self.stream_timeout,
             hold: self.hold,
             max_objects: self.max_objects,
-            max_streams: self.max_streams,
+            max_streams: self.max_live_streams,
         }
     }
 }

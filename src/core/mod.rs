@@ -117,16 +117,20 @@ pub struct Progress {
     /// The object streamed, if any: while the reader has caught up with a
     /// growing object it waits for ingest, not for the client.
     object: Option<Arc<Object>>,
+    /// Length of a body known up front (buffers, files): once that much was
+    /// handed over, nothing is left to stall on.
+    total: Option<u64>,
 }
 
 impl Progress {
-    fn new(object: Option<Arc<Object>>, finished: bool) -> Progress {
+    fn new(object: Option<Arc<Object>>, total: Option<u64>, finished: bool) -> Progress {
         Progress {
             created: Instant::now(),
             last_poll_ms: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             finished: AtomicBool::new(finished),
             object,
+            total,
         }
     }
 
@@ -135,7 +139,7 @@ impl Progress {
     /// is waiting for ingest (caught up with a growing object). A reader that
     /// stops reading (flow control closed) makes this grow.
     pub fn stalled_for(&self) -> Option<Duration> {
-        if self.finished.load(Ordering::Relaxed) {
+        if self.finished.load(Ordering::Relaxed) || self.total.is_some_and(|t| self.sent() >= t) {
             return None;
         }
         if let Some(o) = &self.object {
@@ -179,7 +183,12 @@ impl Body {
             _ => (None, None),
         };
         let finished = matches!(kind, BodyKind::Empty);
-        let progress = Arc::new(Progress::new(object, finished));
+        let total = match &kind {
+            BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
+            BodyKind::File { remaining, .. } => Some(*remaining),
+            _ => None,
+        };
+        let progress = Arc::new(Progress::new(object, total, finished));
         Body { kind, metrics: origin.metrics.clone(), transport, _reader: reader, progress }
     }
 

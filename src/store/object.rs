@@ -422,6 +422,30 @@ mod tests {
         assert_eq!(obj.len(), 6);
     }
 
+    #[test]
+    fn pushed_chunks_do_not_pin_the_transport_buffer() {
+        // A transport hands ingest slices of its (large) read buffer.
+        let read_buf = Bytes::from(vec![7u8; 1 << 20]);
+        let range = read_buf.as_ptr() as usize..read_buf.as_ptr() as usize + read_buf.len();
+        let (obj, mut w) = Object::growing();
+        for i in 0..100 {
+            w.push(read_buf.slice(i..i + 1));
+        }
+        drop(read_buf);
+        let mut r = obj.reader();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut first = None;
+        while let Poll::Ready(Some(Ok(c))) = r.poll_chunk(&mut cx) {
+            let p = c.data.as_ptr() as usize;
+            assert!(!range.contains(&p), "stored chunk points into the transport's read buffer");
+            // Consecutive small chunks share one allocation.
+            let base = *first.get_or_insert(p);
+            assert!(p - base < ARENA_BYTES);
+        }
+        assert_eq!(obj.len(), 100);
+    }
+
     #[tokio::test]
     async fn dropped_writer_aborts_readers() {
         let (obj, mut w) = Object::growing();

@@ -94,9 +94,10 @@ pub async fn serve_conn(
     tracker: TaskTracker,
 ) {
     let _gauge = origin.metrics().connection(Transport::H3);
-    // Frame header and QPACK prefix on top of the field section; a request
-    // stream carries nothing else h3live reads.
-    let cap = u64::from(limits.max_header_bytes) + 1024;
+    // A request stream carries nothing else h3live reads than its header
+    // section: twice the limit (so sections somewhat over it get h3's 431
+    // rather than a reset) plus room for frame headers.
+    let cap = 2 * u64::from(limits.max_header_bytes) + 1024;
     let mut h3conn = match h3::server::builder()
         .send_grease(false)
         .max_field_section_size(limits.max_header_bytes.into())

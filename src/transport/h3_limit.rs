@@ -7,8 +7,10 @@
 //! only applies once the frame is complete. Requests on this origin have no
 //! body (ingest is HTTP/1.1 only), so a request stream never needs to deliver
 //! more than its header section: this wrapper lets at most `cap` bytes of each
-//! client-initiated bidirectional stream through to h3, then stops the stream
-//! (STOP_SENDING `H3_REQUEST_REJECTED`) and reports it to h3 as terminated.
+//! client-initiated bidirectional stream through to h3 (the caller sets it to
+//! twice the header limit, so a section somewhat over the limit still gets
+//! h3's 431), then stops the stream in both directions (STOP_SENDING and
+//! RESET_STREAM with `H3_REQUEST_REJECTED`) and reports it to h3 as terminated.
 //! Everything else is passed through to h3-quinn unchanged.
 
 use std::task::{Context, Poll};
@@ -148,7 +150,13 @@ impl<B: Buf> quic::RecvStream for BidiStream<B> {
     type Buf = Bytes;
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
-        self.cap.poll_data(&mut self.inner, cx)
+        let was_stopped = self.cap.stopped;
+        let r = self.cap.poll_data(&mut self.inner, cx);
+        if self.cap.stopped && !was_stopped {
+            // No response will come: say so instead of finishing empty.
+            quic::SendStream::<B>::reset(&mut self.inner, REQUEST_REJECTED);
+        }
+        r
     }
 
     fn stop_sending(&mut self, error_code: u64) {
