@@ -303,7 +303,8 @@ async fn viewers_cannot_lock_out_ingest() {
     let mut readers = Vec::new();
     for _ in 0..3 {
         let mut c = o.client(Transport::H1Clear).await;
-        let r = c.get("/live/lock/seg-1.m4s").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), c.get("/live/lock/seg-1.m4s")).await.expect("viewer hung");
+        let r = r.unwrap();
         assert_eq!(r.status, StatusCode::OK);
         readers.push((c, r));
     }
@@ -524,22 +525,26 @@ async fn object_and_stream_counts_are_limited() {
     o.stop().await;
 }
 
-/// No upload pays for a scan of the whole store: with many objects, starting
-/// one more upload stays fast.
+/// No upload pays for a scan of the whole store: starting an upload costs
+/// the same with 4000 objects stored as with none.
 #[tokio::test]
 async fn begin_upload_does_not_scan_the_store() {
-    let st = h3live::store::Store::new(h3live::store::StoreConfig { max_objects: 100_000, ..Default::default() });
-    for i in 0..20_000 {
-        let mut up = st.begin_upload("s", &format!("init-x{i}.m4s"), None).unwrap();
-        up.push(Bytes::from_static(b"z")).unwrap();
-        up.finish();
-    }
-    let started = Instant::now();
-    for i in 0..2_000 {
-        let mut up = st.begin_upload("t", &format!("init-y{i}.m4s"), None).unwrap();
-        up.push(Bytes::from_static(b"z")).unwrap();
-        up.finish();
-    }
-    // A scan per upload is 2000 x 20000 object locks: seconds. A counter: milliseconds.
-    assert!(started.elapsed() < Duration::from_millis(500), "2000 uploads took {:?}", started.elapsed());
+    let st = h3live::store::Store::new(h3live::store::StoreConfig::default());
+    let uploads = |stream: &str, n: usize| {
+        let started = Instant::now();
+        for i in 0..n {
+            let mut up = st.begin_upload(stream, &format!("init-{i}.m4s"), None).unwrap();
+            up.push(Bytes::from_static(b"z")).unwrap();
+            up.finish();
+        }
+        started.elapsed()
+    };
+    let empty = uploads("a", 300);
+    uploads("b", 4_000);
+    let full = uploads("c", 300);
+    // A scan per upload makes the second batch ~4000/150 times slower.
+    assert!(
+        full < empty * 10 + Duration::from_millis(20),
+        "300 uploads: {empty:?} into an empty store, {full:?} into a full one"
+    );
 }
