@@ -238,23 +238,46 @@ async fn h3_header_section_is_limited() {
     let mut head = vec![0x01];
     varint(&mut head, 1 << 40);
     send.write_all(&head).await.unwrap();
-    let junk = vec![0u8; 16 << 10];
-    let mut sent = 0usize;
-    let stopped = loop {
-        match tokio::time::timeout(Duration::from_secs(5), send.write_all(&junk)).await {
-            Ok(Ok(())) => sent += junk.len(),
-            Ok(Err(_)) => break true,
-            Err(_) => break false,
-        }
-        if sent >= 16 << 20 {
-            break false;
-        }
-    };
+    let (stopped, sent) = write_until_stopped(&mut send, 16 << 20).await;
     assert!(stopped, "server kept reading a 1 TiB HEADERS frame ({sent} bytes sent)");
     assert!(sent < 4 << 20, "server read {sent} bytes of a header section");
     // The connection still works.
     let mut c = o.client(Transport::H3).await;
     assert_eq!(c.get("/healthz").await.unwrap().status, StatusCode::OK);
+    o.stop().await;
+}
+
+/// Write `junk` until the peer stops the stream (true) or `limit` bytes went
+/// through (false).
+async fn write_until_stopped(send: &mut quinn::SendStream, limit: usize) -> (bool, usize) {
+    let junk = vec![0u8; 16 << 10];
+    let mut sent = 0usize;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), send.write_all(&junk)).await {
+            Ok(Ok(())) => sent += junk.len(),
+            Ok(Err(_)) => return (true, sent),
+            Err(_) => return (false, sent),
+        }
+        if sent >= limit {
+            return (false, sent);
+        }
+    }
+}
+
+/// A frame of unknown type announcing 1 TiB on the client's control stream
+/// is not buffered: the connection is closed early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_control_stream_frames_are_limited() {
+    let o = TestOrigin::start().await;
+    let conn = raw_quic(&o).await;
+    let mut send = conn.open_uni().await.unwrap();
+    // Control stream, empty SETTINGS, then a reserved frame type (0x21) of 1 TiB.
+    let mut head = vec![0x00, 0x04, 0x00, 0x21];
+    varint(&mut head, 1 << 40);
+    send.write_all(&head).await.unwrap();
+    let (stopped, sent) = write_until_stopped(&mut send, 16 << 20).await;
+    assert!(stopped, "server kept reading a 1 TiB control frame ({sent} bytes sent)");
+    assert!(sent < 4 << 20, "server read {sent} bytes of one control frame");
     o.stop().await;
 }
 

@@ -126,13 +126,19 @@ async fn default_log_filter_shows_the_origins_own_info_lines() {
 
 /// Zero timeouts are refused with a clear message instead of breaking what they time
 /// (`--idle-timeout 0s` made quinn drop every QUIC Initial).
-#[test]
-fn zero_timeouts_are_refused() {
+#[tokio::test]
+async fn zero_timeouts_are_refused() {
     for flag in ["--idle-timeout", "--send-timeout", "--ingest-idle-timeout", "--handshake-timeout"] {
-        let out = Command::new(BIN)
+        let child = tokio::process::Command::new(BIN)
             .args(["serve", "--http", "off", "--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"])
             .args([flag, "0s"])
-            .output()
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{flag} 0s accepted: serve is running"))
             .unwrap();
         assert!(!out.status.success(), "{flag} 0s accepted");
         let err = String::from_utf8_lossy(&out.stderr);

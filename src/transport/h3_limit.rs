@@ -11,7 +11,11 @@
 //! twice the header limit, so a section somewhat over the limit still gets
 //! h3's 431), then stops the stream in both directions (STOP_SENDING and
 //! RESET_STREAM with `H3_REQUEST_REJECTED`) and reports it to h3 as terminated.
-//! Everything else is passed through to h3-quinn unchanged.
+//! The client's control stream lives as long as the connection, so it is not
+//! capped in total; instead its frame headers are followed as the bytes pass
+//! and a frame longer than `cap` stops it (h3 then closes the connection with
+//! `H3_CLOSED_CRITICAL_STREAM`). Everything else is passed through to
+//! h3-quinn unchanged.
 
 use std::task::{Context, Poll};
 
@@ -37,11 +41,16 @@ impl Connection {
 }
 
 impl<B: Buf> quic::Connection<B> for Connection {
-    type RecvStream = h3_quinn::RecvStream;
+    type RecvStream = UniStream;
     type OpenStreams = Opener;
 
     fn poll_accept_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
-        quic::Connection::<B>::poll_accept_recv(&mut self.inner, cx)
+        let cap = self.cap;
+        quic::Connection::<B>::poll_accept_recv(&mut self.inner, cx).map_ok(|inner| UniStream {
+            inner,
+            frames: Frames::new(cap),
+            stopped: false,
+        })
     }
 
     fn poll_accept_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
@@ -221,5 +230,147 @@ impl quic::RecvStream for CappedRecv {
 
     fn recv_id(&self) -> StreamId {
         quic::RecvStream::recv_id(&self.inner)
+    }
+}
+
+/// A client-initiated unidirectional stream (control, QPACK, or unknown)
+/// whose frames may each be at most `cap` bytes long if it is the control
+/// stream.
+pub struct UniStream {
+    /// The wrapped stream.
+    inner: h3_quinn::RecvStream,
+    /// Where the frame parser is.
+    frames: Frames,
+    /// Set once a frame was too long.
+    stopped: bool,
+}
+
+impl quic::RecvStream for UniStream {
+    type Buf = Bytes;
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        if self.stopped {
+            return Poll::Ready(Err(StreamErrorIncoming::StreamTerminated { error_code: FRAME_ERROR }));
+        }
+        let r = quic::RecvStream::poll_data(&mut self.inner, cx);
+        if let Poll::Ready(Ok(Some(data))) = &r {
+            if !self.frames.feed(data) {
+                tracing::debug!("h3: oversized frame on the client's control stream: stopped");
+                self.stopped = true;
+                quic::RecvStream::stop_sending(&mut self.inner, FRAME_ERROR);
+                return Poll::Ready(Err(StreamErrorIncoming::StreamTerminated { error_code: FRAME_ERROR }));
+            }
+        }
+        r
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        quic::RecvStream::stop_sending(&mut self.inner, error_code)
+    }
+
+    fn recv_id(&self) -> StreamId {
+        quic::RecvStream::recv_id(&self.inner)
+    }
+}
+
+/// `H3_FRAME_ERROR`.
+const FRAME_ERROR: u64 = 0x106;
+
+/// Follows the frame headers of a unidirectional stream as bytes pass.
+#[derive(Debug)]
+struct Frames {
+    /// Longest frame payload accepted on the control stream.
+    cap: u64,
+    /// What the next bytes are.
+    state: FrameState,
+    /// The varint being read: its length (0 before its first byte), bytes
+    /// read, value so far.
+    varint: (usize, usize, u64),
+}
+
+/// Parser states of [`Frames`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameState {
+    /// The stream type (a varint).
+    StreamType,
+    /// A frame type (control stream).
+    FrameType,
+    /// A frame length (control stream).
+    FrameLen,
+    /// Payload bytes still to pass.
+    Payload(u64),
+    /// Not a control stream: not followed.
+    Other,
+}
+
+impl Frames {
+    fn new(cap: u64) -> Frames {
+        Frames { cap, state: FrameState::StreamType, varint: (0, 0, 0) }
+    }
+
+    /// One byte of a QUIC varint (RFC 9000 16); its value once complete.
+    fn varint_byte(&mut self, b: u8) -> Option<u64> {
+        let (len, read, v) = self.varint;
+        let (len, v) =
+            if read == 0 { (1usize << (b >> 6), u64::from(b & 0x3f)) } else { (len, (v << 8) | u64::from(b)) };
+        if read + 1 == len {
+            self.varint = (0, 0, 0);
+            Some(v)
+        } else {
+            self.varint = (len, read + 1, v);
+            None
+        }
+    }
+
+    /// Pass `data` through the parser; false if a control-stream frame is
+    /// longer than the cap.
+    fn feed(&mut self, data: &[u8]) -> bool {
+        let mut i = 0;
+        while i < data.len() {
+            match self.state {
+                FrameState::Other => return true,
+                FrameState::Payload(left) => {
+                    let take = left.min((data.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == left { FrameState::FrameType } else { FrameState::Payload(left - take) };
+                }
+                state => {
+                    let b = data[i];
+                    i += 1;
+                    let Some(v) = self.varint_byte(b) else { continue };
+                    self.state = match state {
+                        // 0x00: the control stream.
+                        FrameState::StreamType if v == 0 => FrameState::FrameType,
+                        FrameState::StreamType => FrameState::Other,
+                        FrameState::FrameType => FrameState::FrameLen,
+                        _ if v > self.cap => return false,
+                        _ if v == 0 => FrameState::FrameType,
+                        _ => FrameState::Payload(v),
+                    };
+                }
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_stream_frames_are_followed_across_pieces() {
+        let mut f = Frames::new(100);
+        // Control stream, SETTINGS (0x04) of 3 bytes, an unknown frame 0x21 of 100 bytes.
+        assert!(f.feed(&[0x00, 0x04, 0x03, 1, 2]));
+        assert!(f.feed(&[3, 0x21, 0x40]));
+        assert!(f.feed(&[100]));
+        assert!(f.feed(&[0u8; 100]));
+        // A frame announcing 1 TiB (8-byte varint), split mid-varint.
+        assert!(f.feed(&[0x21, 0xc0, 0, 0]));
+        assert!(!f.feed(&[1, 0, 0, 0, 0]));
+        // Other stream types are not followed.
+        let mut f = Frames::new(100);
+        assert!(f.feed(&[0x02, 0xff, 0xff, 0xff]));
     }
 }
