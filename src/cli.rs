@@ -189,6 +189,10 @@ pub struct HttpArgs {
     /// Ingest requests with any other Origin header get 403; requests without one (ffmpeg) are unaffected.
     #[arg(long = "ingest-allow-origin", value_name = "ORIGIN")]
     pub ingest_allow_origins: Vec<String>,
+    /// QUIC connection attempts per second above which clients must first answer a Retry
+    /// (address validation; 0: always).
+    #[arg(long, default_value_t = 100)]
+    pub quic_retry_above: u32,
     /// Serve /streams and /metrics on every listener (default: only on the cleartext --http listener).
     #[arg(long)]
     pub public_status: bool,
@@ -229,6 +233,7 @@ impl HttpArgs {
             max_ingest_connections: self.max_ingest_connections,
             send_timeout: self.send_timeout,
             max_header_bytes: self.max_header_size.clamp(1024, u32::MAX as u64) as u32,
+            quic_retry_above: self.quic_retry_above,
         }
     }
 }

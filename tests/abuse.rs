@@ -284,6 +284,19 @@ async fn h3_control_stream_frames_are_limited() {
 // ---------------------------------------------------------------------------
 // Connections.
 
+/// Above the handshake rate, new QUIC clients are sent a Retry first (address
+/// validation); a real client answers it and gets served.
+#[tokio::test]
+async fn quic_retry_under_handshake_load() {
+    let o = TestOrigin::start_with(|c| c.limits.quic_retry_above = 2).await;
+    for _ in 0..5 {
+        let mut c = o.client(Transport::H3).await;
+        assert_eq!(c.get("/healthz").await.unwrap().status, StatusCode::OK);
+    }
+    assert!(o.origin.metrics().quic_retries() >= 3, "{} retries", o.origin.metrics().quic_retries());
+    o.stop().await;
+}
+
 /// Idle connections are closed whatever the client does to keep them
 /// (the clients here answer h2 PINGs and send QUIC keep-alives).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

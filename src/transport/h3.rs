@@ -46,11 +46,26 @@ pub async fn serve(
 ) {
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let per_ip = PerIp::new(limits.max_connections_per_ip);
+    // Connection attempts in the current one-second window.
+    let (mut window, mut attempts) = (std::time::Instant::now(), 0u32);
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i { Some(i) => i, None => return },
             _ = shutdown.cancelled() => return,
         };
+        if window.elapsed() >= std::time::Duration::from_secs(1) {
+            (window, attempts) = (std::time::Instant::now(), 0);
+        }
+        attempts = attempts.saturating_add(1);
+        if attempts > limits.quic_retry_above && !incoming.remote_address_validated() && incoming.may_retry() {
+            // Under a handshake flood: make the client prove its address
+            // (stateless, no handshake state kept until it comes back).
+            origin.metrics().quic_retry();
+            if let Err(e) = incoming.retry() {
+                debug!(error = %e, "QUIC retry failed");
+            }
+            continue;
+        }
         let Ok(permit) = open.clone().try_acquire_owned() else {
             warn!(remote = %incoming.remote_address(), "h3: connection limit reached, refusing");
             incoming.refuse();

@@ -121,6 +121,11 @@ pub struct Limits {
     /// complete are capped a little above it (stream refused beyond).
     /// HTTP/1.1 heads are capped by hyper's read buffer (64 KiB, 431).
     pub max_header_bytes: u32,
+    /// QUIC handshakes per second above which new clients must first prove
+    /// their address with a Retry round trip (0: always), so a flood of
+    /// spoofed Initials costs one stateless packet each instead of a
+    /// handshake.
+    pub quic_retry_above: u32,
 }
 
 impl Default for Limits {
@@ -136,6 +141,7 @@ impl Default for Limits {
             max_ingest_connections: 64,
             send_timeout: Duration::from_secs(30),
             max_header_bytes: 16 << 10,
+            quic_retry_above: 100,
         }
     }
 }
