@@ -147,7 +147,8 @@ ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
 start_origin() {
   "$BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
     --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
-    --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 2> "$OUT/logs/origin-$1.log" &
+    --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
+    --max-connections-per-ip 0 --idle-timeout 10m 2> "$OUT/logs/origin-$1.log" &
   ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
   wait_http "http://127.0.0.1:$P_HTTP/healthz" 10 || { echo "origin did not start" >&2; exit 1; }
   "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1.log" > /dev/null &

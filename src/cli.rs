@@ -10,6 +10,12 @@ use crate::core::OriginConfig;
 use crate::store::StoreConfig;
 use crate::transport::Limits;
 
+/// The log filter when `RUST_LOG` is unset: noisy crates at warn. Filter
+/// targets match by prefix, so `h3=warn` alone would also silence `h3live`
+/// itself; the longer `h3live=info` directive wins for our own target.
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,quinn=warn,quinn_proto=warn,h3=warn,h3_quinn=warn,rustls=warn,hyper=warn,h3live=info";
+
 /// A listener address, or `off` to disable the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenAddr(pub Option<SocketAddr>);
@@ -30,6 +36,15 @@ impl std::str::FromStr for ListenAddr {
 /// Parse a duration such as `2s`, `500ms`, `1m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Parse a duration that must be more than zero (a zero timeout would
+/// disable or break what it times).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be more than 0")),
+        d => Ok(d),
+    }
 }
 
 /// Parse a byte size such as `64M`, `1G`, `512K` or `1000` (binary units).
@@ -106,6 +121,12 @@ pub struct StoreArgs {
     /// A stream with no ingest for this long is dropped whole.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub stream_timeout: Duration,
+    /// Most objects (names) in the store over all streams; uploads of new names get 503 beyond.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_objects: usize,
+    /// Most live streams (/live/<stream>/); an upload that would create another one gets 503.
+    #[arg(long, default_value_t = 100)]
+    pub max_live_streams: usize,
 }
 
 impl StoreArgs {
@@ -117,6 +138,8 @@ impl StoreArgs {
             max_store_bytes: self.max_store_size,
             stream_idle_timeout: self.stream_timeout,
             hold: self.hold,
+            max_objects: self.max_objects,
+            max_streams: self.max_live_streams,
         }
     }
 }
@@ -136,17 +159,45 @@ pub struct HttpArgs {
     /// Cache-Control max-age of media and init segments, in seconds (while growing and when finished).
     #[arg(long, default_value_t = 30)]
     pub segment_max_age: u64,
-    /// Open connections per listener.
+    /// Open connections per listener (on the ingest listener: for viewers; ingest has its own budget).
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Extra connections on the ingest listener for connections whose first request is PUT/POST/DELETE.
+    #[arg(long, default_value_t = 64)]
+    pub max_ingest_connections: usize,
+    /// Open connections per client IP address on each listener (0: no limit).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_ip: usize,
     /// Concurrent requests per HTTP/2 or HTTP/3 connection.
     #[arg(long, default_value_t = 256)]
     pub max_streams: u32,
-    /// QUIC idle timeout (keep-alives every third of it) and HTTP/2 ping timeout.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// Connections with no open request are closed after this (all protocols); also the QUIC idle
+    /// timeout (keep-alives every third of it) and HTTP/2 ping timeout. More than 0.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
+    /// A response the client does not read for this long is dropped (HTTP/1.1, HTTP/2: connection
+    /// closed; HTTP/3: stream reset). Bounds how long a viewer can pin memory. More than 0.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub send_timeout: Duration,
+    /// An upload whose body brings no byte for this long is aborted (408). More than 0.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub ingest_idle_timeout: Duration,
+    /// Largest request header section for HTTP/2 and HTTP/3 (431 beyond).
+    #[arg(long, default_value = "16K", value_parser = parse_size)]
+    pub max_header_size: u64,
+    /// Browser origin allowed to send ingest requests (repeatable), e.g. https://tool.example.
+    /// Ingest requests with any other Origin header get 403; requests without one (ffmpeg) are unaffected.
+    #[arg(long = "ingest-allow-origin", value_name = "ORIGIN")]
+    pub ingest_allow_origins: Vec<String>,
+    /// QUIC connection attempts per second above which clients must first answer a Retry
+    /// (address validation; 0: always).
+    #[arg(long, default_value_t = 100)]
+    pub quic_retry_above: u32,
+    /// Serve /streams and /metrics on every listener (default: only on the cleartext --http listener).
+    #[arg(long)]
+    pub public_status: bool,
     /// Time allowed for a TLS/QUIC handshake or HTTP/1.1 request headers.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub handshake_timeout: Duration,
     /// TCP_NOTSENT_LOWAT for accepted TCP connections (Linux), e.g. 128K; 0 leaves the kernel default.
     /// Keeps an HTTP/2 connection's backlog out of the kernel send buffer so new responses are not queued behind it.
@@ -165,6 +216,8 @@ impl HttpArgs {
             ingest_token: self.ingest_token.clone(),
             segment_max_age: self.segment_max_age,
             upstream: None,
+            ingest_allow_origins: self.ingest_allow_origins.clone(),
+            ingest_idle_timeout: self.ingest_idle_timeout,
         }
     }
 
@@ -177,6 +230,11 @@ impl HttpArgs {
             shutdown_grace: self.shutdown_grace,
             max_streams_per_connection: self.max_streams,
             tcp_notsent_lowat: (self.tcp_notsent_lowat > 0).then(|| self.tcp_notsent_lowat.min(u32::MAX as u64) as u32),
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_ingest_connections: self.max_ingest_connections,
+            send_timeout: self.send_timeout,
+            max_header_bytes: self.max_header_size.clamp(1024, u32::MAX as u64) as u32,
+            quic_retry_above: self.quic_retry_above,
         }
     }
 }

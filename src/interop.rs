@@ -160,7 +160,7 @@ pub async fn serve(
     let ctx = Arc::new(ConnCtx {
         www: args.www.clone(),
         origin,
-        listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None }),
+        listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None, status_pages: false }),
         zero_rtt: args.zero_rtt,
         key_update: args.key_update,
     });
@@ -269,7 +269,7 @@ async fn handle_conn(
         ALPN_HQ => serve_hq(conn, ctx).await,
         ALPN_H3 => {
             let info = Arc::new(ConnInfo { listener: ctx.listener.clone(), transport: Transport::H3, remote });
-            transport::h3::serve_conn(conn, info, ctx.origin.clone(), shutdown, tracker).await;
+            transport::h3::serve_conn(conn, info, ctx.origin.clone(), &Limits::default(), shutdown, tracker).await;
         }
         other => warn!(alpn = %String::from_utf8_lossy(other), "unexpected ALPN"),
     }

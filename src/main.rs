@@ -93,7 +93,7 @@ fn main() -> Result<()> {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| "info,quinn=warn,h3=warn,rustls=warn,hyper=warn".into());
+        .unwrap_or_else(|| h3live::cli::DEFAULT_LOG_FILTER.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
@@ -183,6 +183,7 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         limits: args.http.limits(),
         tls,
         ingest_on_http: !args.http.no_ingest && !front,
+        public_status: args.http.public_status,
     };
     server::run(config, listeners, shutdown_signal()).await
 }

@@ -73,6 +73,8 @@ pub struct Metrics {
     origin_delay: [Histogram; Transport::ALL.len()],
     /// Uploads that ended without their terminating chunk.
     aborted_uploads: AtomicU64,
+    /// QUIC handshakes answered with Retry (address validation under load).
+    quic_retries: AtomicU64,
     /// Refused ingest requests by reason.
     rejected_ingest: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -146,6 +148,16 @@ impl Metrics {
         self.aborted_uploads.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Count a QUIC Retry sent.
+    pub fn quic_retry(&self) {
+        self.quic_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// QUIC Retries sent so far.
+    pub fn quic_retries(&self) -> u64 {
+        self.quic_retries.load(Ordering::Relaxed)
+    }
+
     /// Count a refused ingest request.
     pub fn ingest_rejected(&self, reason: &'static str) {
         *self.rejected_ingest.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
@@ -172,16 +184,23 @@ impl Metrics {
             let _ = writeln!(out, "h3live_stream_objects{{stream=\"{}\"}} {}", s.name, s.objects.len());
         }
 
-        out.push_str("# HELP h3live_store_bytes Bytes held by named objects (what --max-store-bytes caps).\n");
+        out.push_str(
+            "# HELP h3live_store_bytes Bytes the store cap counts: named objects, uploads still running, buffered manifests, 64 per chunk.\n",
+        );
         out.push_str("# TYPE h3live_store_bytes gauge\n");
-        let named: u64 = streams.iter().flat_map(|s| &s.objects).map(|o| o.bytes).sum();
-        let _ = writeln!(out, "h3live_store_bytes {named}");
+        let _ = writeln!(out, "h3live_store_bytes {}", store.named_bytes());
+        out.push_str("# HELP h3live_store_objects Named objects over all streams (what --max-objects caps).\n");
+        out.push_str("# TYPE h3live_store_objects gauge\n");
+        let _ = writeln!(out, "h3live_store_objects {}", store.object_count());
         out.push_str(
             "# HELP h3live_allocated_bytes Bytes held by all objects, including evicted ones still being read.\n",
         );
         out.push_str("# TYPE h3live_allocated_bytes gauge\n");
         let _ = writeln!(out, "h3live_allocated_bytes {}", allocated_bytes());
 
+        out.push_str("# HELP h3live_quic_retries_total QUIC connection attempts answered with Retry.\n");
+        out.push_str("# TYPE h3live_quic_retries_total counter\n");
+        let _ = writeln!(out, "h3live_quic_retries_total {}", self.quic_retries());
         out.push_str("# HELP h3live_aborted_uploads_total Uploads that ended without their terminating chunk.\n");
         out.push_str("# TYPE h3live_aborted_uploads_total counter\n");
         let _ = writeln!(out, "h3live_aborted_uploads_total {}", self.aborted_uploads.load(Ordering::Relaxed));

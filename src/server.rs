@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsKeys>,
     /// Whether the cleartext listener accepts ingest.
     pub ingest_on_http: bool,
+    /// Serve `/streams` and `/metrics` on every listener, not only on the
+    /// cleartext (admin) one.
+    pub public_status: bool,
 }
 
 /// Serve until `shutdown` resolves, then stop gracefully: stop accepting,
@@ -95,7 +98,8 @@ pub async fn run_origin(
         .context("starting the QUIC endpoint")?;
         info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
         alt_svc = Some(HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?);
-        let info = Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None });
+        let info =
+            Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None, status_pages: config.public_status });
         tracker.spawn(transport::h3::serve(
             ep.clone(),
             info,
@@ -123,6 +127,7 @@ pub async fn run_origin(
             name,
             ingest: name == "http" && config.ingest_on_http,
             alt_svc: if name == "https" { alt_svc.clone() } else { None },
+            status_pages: name == "http" || config.public_status,
         });
         info!(listener = name, addr = %listener.local_addr()?, ingest = info.ingest, "listening");
         tracker.spawn(transport::hyper::serve(

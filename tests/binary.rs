@@ -93,3 +93,55 @@ fn strip_ansi(s: &str) -> String {
 fn unsafe_kill(pid: i32) -> i32 {
     Command::new("kill").args(["-TERM", &pid.to_string()]).status().map_or(1, |s| s.code().unwrap_or(1))
 }
+
+/// With RUST_LOG unset, the origin's own INFO lines are shown (the default
+/// filter turns `h3` down, and a bare `h3` directive also matched `h3live`).
+#[tokio::test]
+async fn default_log_filter_shows_the_origins_own_info_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--http", "127.0.0.1:0", "--h3", "off", "--https", "off"])
+        .args(["--https-h1", "off", "--https-h2", "off", "--cert-dir"])
+        .arg(dir.path().join("certs"))
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if strip_ansi(&line).contains("listening") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "no \"listening\" line with the default log filter");
+    let _ = child.kill().await;
+}
+
+/// Zero timeouts are refused with a clear message instead of breaking what they time
+/// (`--idle-timeout 0s` made quinn drop every QUIC Initial).
+#[tokio::test]
+async fn zero_timeouts_are_refused() {
+    for flag in ["--idle-timeout", "--send-timeout", "--ingest-idle-timeout", "--handshake-timeout"] {
+        let child = tokio::process::Command::new(BIN)
+            .args(["serve", "--http", "off", "--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"])
+            .args([flag, "0s"])
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{flag} 0s accepted: serve is running"))
+            .unwrap();
+        assert!(!out.status.success(), "{flag} 0s accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains("more than 0"), "{flag}: {err}");
+    }
+}

@@ -11,9 +11,11 @@ pub mod upstream;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -21,7 +23,7 @@ use http::{Method, Request, Response, StatusCode};
 use tracing::{debug, info, warn};
 
 use crate::metrics::{GaugeGuard, Metrics};
-use crate::store::{IngestError, Kind, ObjectError, ObjectReader, Status, Store};
+use crate::store::{IngestError, Kind, Object, ObjectError, ObjectReader, Status, Store};
 use crate::transport::{ConnInfo, Transport};
 use headers::CachePolicy;
 use route::Route;
@@ -38,11 +40,24 @@ pub struct OriginConfig {
     /// If set, this is a protocol front (`h3live front`): every read is
     /// forwarded to this upstream (an edge cache) instead of the store.
     pub upstream: Option<Arc<upstream::Upstream>>,
+    /// Browser origins (`Origin` header values, e.g. `https://tool.example`)
+    /// allowed to send ingest requests; any other request with an `Origin`
+    /// header is refused with 403, so a web page cannot write the store.
+    pub ingest_allow_origins: Vec<String>,
+    /// An upload body that brings no byte for this long is aborted (408).
+    pub ingest_idle_timeout: Duration,
 }
 
 impl Default for OriginConfig {
     fn default() -> Self {
-        OriginConfig { web_dir: PathBuf::from("web"), ingest_token: None, segment_max_age: 30, upstream: None }
+        OriginConfig {
+            web_dir: PathBuf::from("web"),
+            ingest_token: None,
+            segment_max_age: 30,
+            upstream: None,
+            ingest_allow_origins: Vec::new(),
+            ingest_idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -83,6 +98,84 @@ enum BodyKind {
     },
     /// A response body streaming in from the upstream (front mode).
     Upstream(upstream::UpstreamBody),
+    /// A static file, read one piece at a time when the transport asks for
+    /// the next one (never whole).
+    File {
+        /// The open file, positioned at the next byte to send.
+        file: tokio::fs::File,
+        /// Bytes still to send.
+        remaining: u64,
+    },
+}
+
+/// How far a response body has got, shared with the connection sending it so
+/// that a reader which stops reading can be found and dropped (see
+/// [`Progress::stalled_for`]).
+#[derive(Debug)]
+pub struct Progress {
+    /// When the body was made.
+    created: Instant,
+    /// Time of the last poll, in ms after `created`.
+    last_poll_ms: AtomicU64,
+    /// Bytes handed to the transport.
+    sent: AtomicU64,
+    /// Set once the body returned its end or error.
+    finished: AtomicBool,
+    /// Front mode only: set while the last poll of an upstream body returned
+    /// `Pending`, i.e. it waits for the edge cache, not for the client (an
+    /// upstream body has no object to compare `sent` with). Not used for
+    /// objects: hyper's h2 stops polling a body while the stream has no
+    /// flow-control capacity, so "last poll was Pending" can hide a stalled
+    /// client there; the object's length tells the truth instead. A front
+    /// holds no bytes of its own for a stalled client (TCP backpressure
+    /// reaches the cache).
+    waiting: AtomicBool,
+    /// The object streamed, if any: while the reader has caught up with a
+    /// growing object it waits for ingest, not for the client.
+    object: Option<Arc<Object>>,
+    /// Length of a body known up front (buffers, files): once that much was
+    /// handed over, nothing is left to stall on.
+    total: Option<u64>,
+}
+
+impl Progress {
+    fn new(object: Option<Arc<Object>>, total: Option<u64>, finished: bool) -> Progress {
+        Progress {
+            created: Instant::now(),
+            last_poll_ms: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            finished: AtomicBool::new(finished),
+            waiting: AtomicBool::new(false),
+            object,
+            total,
+        }
+    }
+
+    /// How long the body has had something to send without being asked for
+    /// it: the time since the transport last polled it, unless it is done or
+    /// is waiting for ingest (caught up with a growing object). A reader that
+    /// stops reading (flow control closed) makes this grow.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        if self.finished.load(Ordering::Relaxed)
+            || self.waiting.load(Ordering::Relaxed)
+            || self.total.is_some_and(|t| self.sent() >= t)
+        {
+            return None;
+        }
+        if let Some(o) = &self.object {
+            let (len, status) = o.snapshot();
+            if status == Status::Growing && len <= self.sent.load(Ordering::Relaxed) {
+                return None;
+            }
+        }
+        let polled = Duration::from_millis(self.last_poll_ms.load(Ordering::Relaxed));
+        Some(self.created.elapsed().saturating_sub(polled))
+    }
+
+    /// Bytes handed to the transport so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
 }
 
 /// A response body. Adapters poll it with [`Body::poll_next`] (or
@@ -99,15 +192,30 @@ pub struct Body {
     transport: Transport,
     /// Counts this response as an active reader while it streams.
     _reader: Option<GaugeGuard>,
+    /// Shared with the connection's stall watchdog.
+    progress: Arc<Progress>,
 }
 
 impl Body {
     fn new(kind: BodyKind, origin: &Origin, transport: Transport) -> Body {
-        let reader = match kind {
-            BodyKind::Object { .. } | BodyKind::Upstream(_) => Some(origin.metrics.reader(transport)),
+        let (reader, object) = match &kind {
+            BodyKind::Object { reader, .. } => (Some(origin.metrics.reader(transport)), Some(reader.object().clone())),
+            BodyKind::Upstream(_) => (Some(origin.metrics.reader(transport)), None),
+            _ => (None, None),
+        };
+        let finished = matches!(kind, BodyKind::Empty);
+        let total = match &kind {
+            BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
+            BodyKind::File { remaining, .. } => Some(*remaining),
             _ => None,
         };
-        Body { kind, metrics: origin.metrics.clone(), transport, _reader: reader }
+        let progress = Arc::new(Progress::new(object, total, finished));
+        Body { kind, metrics: origin.metrics.clone(), transport, _reader: reader, progress }
+    }
+
+    /// This body's progress, for a watchdog that drops readers which stopped reading.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 
     /// Exact length when known up front (complete objects, buffers).
@@ -120,6 +228,7 @@ impl Body {
                 _ => None,
             },
             BodyKind::Upstream(b) => b.exact_len(),
+            BodyKind::File { remaining, .. } => Some(*remaining),
         }
     }
 
@@ -130,12 +239,53 @@ impl Body {
             BodyKind::Full(b) => b.is_none(),
             BodyKind::Object { .. } => false,
             BodyKind::Upstream(b) => b.is_end(),
+            BodyKind::File { remaining, .. } => *remaining == 0,
         }
     }
 
     /// The next piece to send. Cancel safe.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+        let p = &self.progress;
+        p.last_poll_ms.store(p.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let r = self.poll_inner(cx);
+        if matches!(self.kind, BodyKind::Upstream(_)) {
+            self.progress.waiting.store(r.is_pending(), Ordering::Relaxed);
+        }
+        match &r {
+            Poll::Ready(Some(Ok(b))) => {
+                self.progress.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => self.progress.finished.store(true, Ordering::Relaxed),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
         match &mut self.kind {
+            BodyKind::File { file, remaining } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let want = (*remaining).min(static_files::FILE_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let mut rb = tokio::io::ReadBuf::new(&mut buf);
+                match tokio::io::AsyncRead::poll_read(Pin::new(file), cx, &mut rb) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                        let n = rb.filled().len();
+                        buf.truncate(n);
+                        *remaining -= n as u64;
+                        Poll::Ready(Some(Ok(Bytes::from(buf))))
+                    }
+                    Poll::Ready(_) => {
+                        // Truncated or unreadable under us: end visibly broken.
+                        warn!(remaining = *remaining, "static file ended early");
+                        *remaining = 0;
+                        Poll::Ready(Some(Err(ObjectError::Aborted)))
+                    }
+                }
+            }
             BodyKind::Empty => Poll::Ready(None),
             BodyKind::Full(b) => Poll::Ready(b.take().map(Ok)),
             BodyKind::Object { reader, started } => match reader.poll_chunk(cx) {
@@ -215,6 +365,33 @@ impl Origin {
                     "wrong_listener",
                 );
             }
+            if let Some(origin) = req.headers().get(header::ORIGIN) {
+                // Browsers send Origin on every cross-site PUT/POST/DELETE
+                // (CORS-safelisted "simple" POSTs included): refuse them
+                // unless the operator allowed that origin.
+                if !self.origin_allowed(origin) {
+                    return self.refuse_ingest(
+                        conn,
+                        &method,
+                        &path,
+                        StatusCode::FORBIDDEN,
+                        "ingest from a web page (Origin header) is not allowed (--ingest-allow-origin)",
+                        "origin",
+                    );
+                }
+            }
+            if let Some(coding) = unsupported_transfer_coding(req.headers()) {
+                // RFC 9112 6.1: an unknown transfer coding is 501; storing the
+                // still-encoded bytes would serve garbage.
+                return self.refuse_ingest(
+                    conn,
+                    &method,
+                    &path,
+                    StatusCode::NOT_IMPLEMENTED,
+                    &format!("transfer coding {coding:?} is not supported (only chunked)"),
+                    "transfer_coding",
+                );
+            }
             if !self.authorized(req.headers()) {
                 let mut r = self.refuse_ingest(
                     conn,
@@ -271,22 +448,20 @@ impl Origin {
                 self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", now, head)
             }
             Route::Healthz => self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into(), head),
+            Route::Streams | Route::Metrics if !conn.listener.status_pages => {
+                self.error(conn, StatusCode::NOT_FOUND, "not found")
+            }
             Route::Streams => {
                 let json = serde_json::json!({ "streams": self.store.snapshot() });
                 let body = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
-                self.text(conn, StatusCode::OK, "application/json", body, head)
+                status_page(self.text(conn, StatusCode::OK, "application/json", body, head))
             }
             Route::Metrics => {
                 let body = self.metrics.render(&self.store);
-                self.text(conn, StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body, head)
+                status_page(self.text(conn, StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body, head))
             }
-            Route::Static(parts) => match static_files::read(&self.config.web_dir, &parts).await {
-                Some((bytes, name)) => {
-                    let mut r = self.response(conn, StatusCode::OK, BodyKind::Full(Some(bytes)), head);
-                    set_type(&mut r, headers::content_type(&name));
-                    headers::cache(r.headers_mut(), CachePolicy::Static, 0);
-                    r
-                }
+            Route::Static(parts) => match static_files::open(&self.config.web_dir, &parts).await {
+                Some(file) => self.static_file(conn, req.headers(), file, head).await,
                 None => self.error(conn, StatusCode::NOT_FOUND, "not found"),
             },
         }
@@ -322,6 +497,67 @@ impl Origin {
         }
     }
 
+    /// A static file: 304 when the client's copy is current, 206 for one
+    /// satisfiable range, else the whole file; streamed from disk.
+    async fn static_file(
+        &self,
+        conn: &ConnInfo,
+        req: &http::HeaderMap,
+        mut file: static_files::StaticFile,
+        head: bool,
+    ) -> Resp {
+        use static_files::RangeReq;
+        let etag = file.etag();
+        let modified = file.modified;
+        let validators = |r: &mut Resp| {
+            let h = r.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                h.insert(header::ETAG, v);
+            }
+            if let Some(m) = modified {
+                if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(m)) {
+                    h.insert(header::LAST_MODIFIED, v);
+                }
+            }
+            headers::cache(h, CachePolicy::Static, 0);
+        };
+        if file.not_modified(req) {
+            let mut r = self.response(conn, StatusCode::NOT_MODIFIED, BodyKind::Empty, false);
+            validators(&mut r);
+            return r;
+        }
+        let range = req.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let (status, start, len) = match static_files::parse_range(range, file.len) {
+            RangeReq::Full => (StatusCode::OK, 0, file.len),
+            RangeReq::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+            RangeReq::Unsatisfiable => {
+                let mut r = self.error(conn, StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", file.len)) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+        };
+        if start > 0 {
+            use tokio::io::AsyncSeekExt as _;
+            if file.file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+                return self.error(conn, StatusCode::INTERNAL_SERVER_ERROR, "cannot read file");
+            }
+        }
+        let total = file.len;
+        let ctype = headers::content_type(&file.name);
+        let mut r = self.response(conn, status, BodyKind::File { file: file.file, remaining: len }, head);
+        set_type(&mut r, ctype);
+        validators(&mut r);
+        r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if status == StatusCode::PARTIAL_CONTENT {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", start + len - 1)) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+        }
+        r
+    }
+
     /// GET/HEAD of a live object, held until its upload starts.
     async fn read_live(&self, conn: &ConnInfo, stream: &str, file: &str, head: bool) -> Resp {
         let Some(obj) = self.store.get_or_wait(stream, file).await else {
@@ -348,7 +584,20 @@ impl Origin {
             Err(e) => return self.ingest_error(conn, &path, e),
         };
         let mut body = req.into_body();
-        while let Some(piece) = body.next_chunk().await {
+        let idle = self.config.ingest_idle_timeout;
+        loop {
+            let piece = match tokio::time::timeout(idle, body.next_chunk()).await {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(_) => {
+                    // A body that stalls holds a connection, a stream and a
+                    // growing object forever: treat it as broken.
+                    upload.abort();
+                    self.metrics.upload_aborted();
+                    warn!(path, received = upload.len(), idle = ?idle, "upload idle: aborted, readers see an error");
+                    return self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body idle for too long");
+                }
+            };
             match piece {
                 Ok(data) => {
                     if let Err(e) = upload.push(data) {
@@ -394,6 +643,8 @@ impl Origin {
         let (status, reason) = match e {
             IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             IngestError::StoreFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "store_full"),
+            IngestError::TooManyObjects(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_objects"),
+            IngestError::TooManyStreams(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams"),
         };
         self.refuse_ingest(conn, &Method::PUT, path, status, &e.to_string(), reason)
     }
@@ -442,10 +693,26 @@ impl Origin {
         constant_time_eq(&presented, token.as_bytes())
     }
 
+    /// True if `origin` is in `--ingest-allow-origin`.
+    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+        let o = origin.as_bytes();
+        self.config.ingest_allow_origins.iter().any(|a| a.as_bytes() == o)
+    }
+
+    /// CORS preflight. Ingest methods are offered only to an allowed origin
+    /// on the ingest listener; everyone else may only read.
     fn preflight<B>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
         let mut r = self.response(conn, StatusCode::NO_CONTENT, BodyKind::Empty, false);
+        let origin = req.headers().get(header::ORIGIN).filter(|o| self.origin_allowed(o)).cloned();
         let h = r.headers_mut();
-        let methods = if conn.listener.ingest { "GET, HEAD, OPTIONS, PUT, POST, DELETE" } else { "GET, HEAD, OPTIONS" };
+        let methods = match origin {
+            Some(o) if conn.listener.ingest => {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+                h.insert(header::VARY, HeaderValue::from_static("Origin"));
+                "GET, HEAD, OPTIONS, PUT, POST, DELETE"
+            }
+            _ => "GET, HEAD, OPTIONS",
+        };
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
         let allow_headers = req
             .headers()
@@ -463,6 +730,17 @@ impl Origin {
         let mut r = self.response(conn, status, BodyKind::Full(Some(Bytes::from(body))), head);
         set_type(&mut r, ctype);
         headers::cache(r.headers_mut(), CachePolicy::NoStore, 0);
+        r
+    }
+
+    /// 503 for a request the transport cannot admit (its listener's
+    /// connection budget for this kind of request is used up); the
+    /// connection is closed after it.
+    pub fn busy(&self, conn: &ConnInfo) -> Resp {
+        let mut r = self.error(conn, StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        self.metrics.response(conn.transport, 503);
         r
     }
 
@@ -491,6 +769,24 @@ impl Origin {
         }
         r
     }
+}
+
+/// `/streams` and `/metrics`: not readable by other sites' pages.
+fn status_page(mut r: Resp) -> Resp {
+    let h = r.headers_mut();
+    h.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+    h.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
+    h.remove("timing-allow-origin");
+    r
+}
+
+/// The first transfer coding other than `chunked` in `Transfer-Encoding`, if any.
+fn unsupported_transfer_coding(h: &http::HeaderMap) -> Option<String> {
+    h.get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .find(|c| !c.is_empty() && c != "chunked")
 }
 
 fn set_type(r: &mut Resp, ctype: &'static str) {

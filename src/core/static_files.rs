@@ -3,17 +3,111 @@
 //! separators, no leading dots); the resolved path is also checked to stay
 //! inside the canonical web directory, so a symlink cannot lead out of it.
 //! Directories are never listed: a directory serves its `index.html` or 404.
+//!
+//! Files are never read whole: [`open`] returns an open file and its
+//! metadata, and the response body reads it in [`FILE_CHUNK`]-sized pieces
+//! only when the transport asks for the next piece, so a viewer that stops
+//! reading holds at most one piece plus what the transport buffers. Each file
+//! carries a strong `ETag` (length and modification time) and `Last-Modified`;
+//! `If-None-Match` / `If-Modified-Since` give 304, and one `Range` gives 206.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use bytes::Bytes;
+use http::header::{self, HeaderMap};
 
-/// Largest static file served (the player and dash.js are far smaller).
-const MAX_STATIC_BYTES: u64 = 32 << 20;
+/// Largest piece of a static file read at once (and so held per response).
+pub const FILE_CHUNK: usize = 64 << 10;
 
-/// The file for `parts` under `web_dir` and its name (for the content type),
-/// or `None` (404).
-pub async fn read(web_dir: &Path, parts: &[String]) -> Option<(Bytes, String)> {
+/// An open static file, ready to be served.
+pub struct StaticFile {
+    /// The open file.
+    pub file: tokio::fs::File,
+    /// Its name (for the content type).
+    pub name: String,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its modification time, if the file system has one.
+    pub modified: Option<SystemTime>,
+}
+
+impl StaticFile {
+    /// Strong validator from length and modification time.
+    pub fn etag(&self) -> String {
+        let ns = self.modified.and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        format!("\"{:x}-{:x}\"", self.len, ns)
+    }
+
+    /// True if the request's validators say the client's copy is current (304).
+    pub fn not_modified(&self, req: &HeaderMap) -> bool {
+        if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+            let etag = self.etag();
+            return inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(&etag));
+        }
+        match (req.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()), self.modified) {
+            (Some(ims), Some(m)) => match httpdate::parse_http_date(ims) {
+                // HTTP dates have second precision.
+                Ok(since) => m.duration_since(since).map_or(true, |d| d.as_secs() == 0),
+                Err(_) => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// What a `Range` header asks of a file of length `len`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeReq {
+    /// No usable range: the whole file (also for multiple ranges, which are
+    /// not supported and so ignored, as RFC 9110 allows).
+    Full,
+    /// One satisfiable range, `start..=end`.
+    Part(u64, u64),
+    /// Not satisfiable (416).
+    Unsatisfiable,
+}
+
+/// Parse a `Range` header value for a file of length `len`.
+pub fn parse_range(value: Option<&str>, len: u64) -> RangeReq {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return RangeReq::Full;
+    };
+    if spec.contains(',') {
+        return RangeReq::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        // Suffix: the last N bytes.
+        match b.parse::<u64>() {
+            Ok(0) => return RangeReq::Unsatisfiable,
+            Ok(n) => (len.saturating_sub(n), len.saturating_sub(1)),
+            Err(_) => return RangeReq::Full,
+        }
+    } else {
+        let Ok(start) = a.parse::<u64>() else {
+            return RangeReq::Full;
+        };
+        let end = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            match b.parse::<u64>() {
+                Ok(e) if e >= start => e.min(len.saturating_sub(1)),
+                _ => return RangeReq::Full,
+            }
+        };
+        (start, end)
+    };
+    if len == 0 || range.0 >= len {
+        return RangeReq::Unsatisfiable;
+    }
+    RangeReq::Part(range.0, range.1)
+}
+
+/// The file for `parts` under `web_dir`, opened, or `None` (404).
+pub async fn open(web_dir: &Path, parts: &[String]) -> Option<StaticFile> {
     let root = tokio::fs::canonicalize(web_dir).await.ok()?;
     let mut path: PathBuf = root.clone();
     path.extend(parts);
@@ -29,10 +123,30 @@ pub async fn read(web_dir: &Path, parts: &[String]) -> Option<(Bytes, String)> {
         }
         meta = tokio::fs::metadata(&path).await.ok()?;
     }
-    if !meta.is_file() || meta.len() > MAX_STATIC_BYTES {
+    if !meta.is_file() {
         return None;
     }
     let name = path.file_name()?.to_string_lossy().into_owned();
-    let data = tokio::fs::read(&path).await.ok()?;
-    Some((Bytes::from(data), name))
+    let file = tokio::fs::File::open(&path).await.ok()?;
+    // The length and time of what was opened (the path may change meanwhile).
+    let meta = file.metadata().await.ok()?;
+    Some(StaticFile { file, name, len: meta.len(), modified: meta.modified().ok() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), RangeReq::Full);
+        assert_eq!(parse_range(Some("bytes=0-3"), 10), RangeReq::Part(0, 3));
+        assert_eq!(parse_range(Some("bytes=4-"), 10), RangeReq::Part(4, 9));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), RangeReq::Part(7, 9));
+        assert_eq!(parse_range(Some("bytes=5-100"), 10), RangeReq::Part(5, 9));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), RangeReq::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeReq::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 10), RangeReq::Full);
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), RangeReq::Full);
+    }
 }

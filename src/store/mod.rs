@@ -17,17 +17,24 @@
 //!   lives. ffmpeg sends init segments once per run, so losing one would break
 //!   the stream until the encoder restarts.
 //! - **Memory.** One object may hold at most `max_object_bytes` (413 beyond).
-//!   While the named objects hold `max_store_bytes` or more, new uploads are
-//!   refused (503). The cap counts what ingest owns (named objects): readers
-//!   that still stream an evicted object keep its memory alive, but cannot
-//!   push ingest out. A stream without ingest for `stream_idle_timeout` is
-//!   dropped whole.
+//!   The store's byte count is kept as bytes arrive (a counter, never a scan):
+//!   every named object, every object still being written (even when its
+//!   name was replaced or deleted meanwhile) and every buffered manifest
+//!   upload, each chunk charged its length plus [`CHUNK_OVERHEAD`]. A push
+//!   that would take the count over `max_store_bytes` aborts its upload
+//!   (503), and new uploads are refused while the count is at the cap.
+//!   Readers that still stream an evicted object keep its memory alive, but
+//!   cannot push ingest out (their send timeout bounds how long). At most
+//!   `max_objects` names and `max_streams` streams exist (503 beyond). A
+//!   stream without ingest for `stream_idle_timeout` is dropped whole.
 //! - **Hold.** A read of a name that does not exist yet waits up to `hold` for
 //!   its upload to start (LL-DASH players ask for the next segment early).
 
 mod object;
 
-pub use object::{allocated_bytes, Chunk, Object, ObjectError, ObjectReader, ObjectWriter, Status};
+pub use object::{
+    allocated_bytes, Account, Chunk, Object, ObjectError, ObjectReader, ObjectWriter, Status, CHUNK_OVERHEAD,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +57,10 @@ pub struct StoreConfig {
     pub stream_idle_timeout: Duration,
     /// How long a read waits for a missing object to appear.
     pub hold: Duration,
+    /// Named objects over all streams; uploads of new names are refused beyond.
+    pub max_objects: usize,
+    /// Streams; uploads that would create another one are refused.
+    pub max_streams: usize,
 }
 
 impl Default for StoreConfig {
@@ -60,6 +71,8 @@ impl Default for StoreConfig {
             max_store_bytes: 1 << 30,
             stream_idle_timeout: Duration::from_secs(60),
             hold: Duration::from_secs(2),
+            max_objects: 10_000,
+            max_streams: 100,
         }
     }
 }
@@ -98,11 +111,17 @@ pub enum IngestError {
     /// The store holds `max_store_bytes` already.
     #[error("store full ({used} of {cap} bytes)")]
     StoreFull {
-        /// Bytes held by named objects.
+        /// Bytes counted by the store.
         used: u64,
         /// The configured cap.
         cap: u64,
     },
+    /// `max_objects` names exist already.
+    #[error("too many objects (limit {0})")]
+    TooManyObjects(usize),
+    /// `max_streams` streams exist already.
+    #[error("too many streams (limit {0})")]
+    TooManyStreams(usize),
 }
 
 /// Representation key and sequence number of a media segment name.
@@ -138,10 +157,67 @@ pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The named objects of one stream. A thin map that tells each object when
+/// it loses its name (removed, replaced, or the stream dropped), so the
+/// store's byte count stays exact, and keeps the store-wide name count.
+struct Objects {
+    /// Objects by file name.
+    map: HashMap<String, Arc<Object>>,
+    /// Store-wide count of names, shared by every stream.
+    names: Arc<AtomicU64>,
+}
+
+impl Objects {
+    fn new(names: Arc<AtomicU64>) -> Objects {
+        Objects { map: HashMap::new(), names }
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<Object>> {
+        self.map.get(name)
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    fn iter(&self) -> std::collections::hash_map::Iter<'_, String, Arc<Object>> {
+        self.map.iter()
+    }
+
+    fn insert(&mut self, name: String, obj: Arc<Object>) -> Option<Arc<Object>> {
+        let old = self.map.insert(name, obj);
+        match &old {
+            Some(o) => o.unname(),
+            None => {
+                self.names.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        old
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<Object>> {
+        let old = self.map.remove(name);
+        if let Some(o) = &old {
+            o.unname();
+            self.names.fetch_sub(1, Ordering::Relaxed);
+        }
+        old
+    }
+}
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        for o in self.map.values() {
+            o.unname();
+        }
+        self.names.fetch_sub(self.map.len() as u64, Ordering::Relaxed);
+    }
+}
+
 /// One stream: its named objects and its counters.
 struct StreamState {
     /// Objects by file name.
-    objects: HashMap<String, Arc<Object>>,
+    objects: Objects,
     /// Shared with running uploads.
     stats: Arc<StreamStats>,
 }
@@ -155,6 +231,10 @@ struct Inner {
     streams: Mutex<HashMap<String, StreamState>>,
     /// Woken whenever a name is published, for held reads.
     published: Notify,
+    /// Bytes counted against `max_store_bytes`, kept as bytes arrive.
+    used: Account,
+    /// Names over all streams, for `max_objects`.
+    names: Arc<AtomicU64>,
 }
 
 /// Handle to the store; cheap to clone.
@@ -194,7 +274,15 @@ pub struct StreamInfo {
 impl Store {
     /// An empty store.
     pub fn new(config: StoreConfig) -> Store {
-        Store { inner: Arc::new(Inner { config, streams: Mutex::new(HashMap::new()), published: Notify::new() }) }
+        Store {
+            inner: Arc::new(Inner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                published: Notify::new(),
+                used: Arc::new(AtomicU64::new(0)),
+                names: Arc::new(AtomicU64::new(0)),
+            }),
+        }
     }
 
     /// The limits in force.
@@ -240,9 +328,27 @@ impl Store {
         s.objects.remove(name).is_some()
     }
 
-    /// Bytes held by named objects (what the store cap counts).
+    /// Bytes the store cap counts: named objects, objects still being
+    /// written and buffered manifest uploads, each chunk with its overhead.
+    /// A counter kept as bytes arrive, not a scan.
     pub fn named_bytes(&self) -> u64 {
-        self.streams().values().flat_map(|s| s.objects.values()).map(|o| o.len()).sum()
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// Named objects over all streams.
+    pub fn object_count(&self) -> u64 {
+        self.inner.names.load(Ordering::Relaxed)
+    }
+
+    /// Charge `n` bytes to the store, or refuse if that would pass the cap.
+    fn charge(&self, n: u64) -> Result<(), IngestError> {
+        let cap = self.inner.config.max_store_bytes;
+        let used = self.inner.used.fetch_add(n, Ordering::Relaxed) + n;
+        if used > cap {
+            self.inner.used.fetch_sub(n, Ordering::Relaxed);
+            return Err(IngestError::StoreFull { used: used - n, cap });
+        }
+        Ok(())
     }
 
     /// Start an upload to `stream/name`. Refused with
@@ -261,15 +367,22 @@ impl Store {
         }
         let kind = Kind::of(name);
         let mut streams = self.streams();
+        if !streams.contains_key(stream) && streams.len() >= cfg.max_streams {
+            return Err(IngestError::TooManyStreams(cfg.max_streams));
+        }
+        let names = self.inner.names.clone();
         let s = streams
             .entry(stream.to_string())
-            .or_insert_with(|| StreamState { objects: HashMap::new(), stats: Arc::new(StreamStats::default()) });
+            .or_insert_with(|| StreamState { objects: Objects::new(names), stats: Arc::new(StreamStats::default()) });
         s.stats.touch();
         let replaced = s.objects.contains_key(name);
+        if !replaced && self.inner.names.load(Ordering::Relaxed) >= cfg.max_objects as u64 {
+            return Err(IngestError::TooManyObjects(cfg.max_objects));
+        }
         let target = if kind == Kind::Manifest {
-            Target::Buffered(Vec::new())
+            Target::Buffered(Vec::new(), 0)
         } else {
-            let (obj, writer) = Object::growing();
+            let (obj, writer) = Object::growing_in(Some(self.inner.used.clone()));
             s.objects.insert(name.to_string(), obj);
             Target::Live(writer)
         };
@@ -372,8 +485,9 @@ impl Store {
 enum Target {
     /// Published at the first byte; readers follow it as it grows.
     Live(ObjectWriter),
-    /// Collected and published whole on completion (manifests).
-    Buffered(Vec<Chunk>),
+    /// Collected and published whole on completion (manifests), with the
+    /// bytes charged to the store so far.
+    Buffered(Vec<Chunk>, u64),
 }
 
 /// A running upload. Dropping it without [`Upload::finish`] aborts it: a live
@@ -413,13 +527,27 @@ impl Upload {
             self.abort();
             return Err(IngestError::TooLarge(max));
         }
+        if self.target.is_some() {
+            if let Err(e) = self.store.charge(n + CHUNK_OVERHEAD) {
+                self.abort();
+                return Err(e);
+            }
+        }
         self.len += n;
         self.stats.bytes.fetch_add(n, Ordering::Relaxed);
         self.stats.chunks.fetch_add(1, Ordering::Relaxed);
         self.stats.touch();
         match self.target.as_mut() {
-            Some(Target::Live(w)) => w.push(data),
-            Some(Target::Buffered(chunks)) => chunks.push(Chunk { data, arrived: Instant::now() }),
+            Some(Target::Live(w)) => {
+                // The writer charges the object (and so the store) itself.
+                self.store.inner.used.fetch_sub(n + CHUNK_OVERHEAD, Ordering::Relaxed);
+                w.push(data)
+            }
+            Some(Target::Buffered(chunks, charged)) => {
+                // A copy, so the chunk does not pin the transport's read buffer.
+                chunks.push(Chunk { data: Bytes::copy_from_slice(&data), arrived: Instant::now() });
+                *charged += n + CHUNK_OVERHEAD;
+            }
             None => {}
         }
         Ok(())
@@ -440,11 +568,14 @@ impl Upload {
     pub fn finish(mut self) {
         match self.target.take() {
             Some(Target::Live(w)) => w.finish(),
-            Some(Target::Buffered(chunks)) => {
-                let obj = Object::complete(chunks);
+            Some(Target::Buffered(chunks, charged)) => {
                 let mut streams = self.store.streams();
                 if let Some(s) = streams.get_mut(&self.stream) {
+                    // The upload's charge moves to the published object.
+                    let obj = Object::complete_in(chunks, Some(self.store.inner.used.clone()));
                     s.objects.insert(self.name.clone(), obj);
+                } else {
+                    self.store.inner.used.fetch_sub(charged, Ordering::Relaxed);
                 }
                 drop(streams);
                 self.store.inner.published.notify_waiters();
@@ -460,8 +591,12 @@ impl Upload {
     /// The upload broke: readers of a live object see an error; a buffered
     /// manifest is discarded and the previous one stays published.
     pub fn abort(&mut self) {
-        if let Some(Target::Live(w)) = self.target.take() {
-            w.abort();
+        match self.target.take() {
+            Some(Target::Live(w)) => w.abort(),
+            Some(Target::Buffered(_, charged)) => {
+                self.store.inner.used.fetch_sub(charged, Ordering::Relaxed);
+            }
+            None => {}
         }
     }
 }
@@ -550,7 +685,8 @@ mod tests {
 
     #[test]
     fn limits() {
-        let st = store(StoreConfig { max_object_bytes: 10, max_store_bytes: 15, ..Default::default() });
+        let o = CHUNK_OVERHEAD;
+        let st = store(StoreConfig { max_object_bytes: 10, max_store_bytes: 17 + 2 * o, ..Default::default() });
         assert_eq!(st.begin_upload("s", "a-1.m4s", Some(11)).err(), Some(IngestError::TooLarge(10)));
         let mut up = st.begin_upload("s", "a-1.m4s", None).unwrap();
         up.push(Bytes::from(vec![0u8; 8])).unwrap();
@@ -559,7 +695,10 @@ mod tests {
         let mut up = st.begin_upload("s", "a-2.m4s", None).unwrap();
         up.push(Bytes::from(vec![0u8; 9])).unwrap();
         up.finish();
-        assert!(matches!(st.begin_upload("s", "a-3.m4s", None), Err(IngestError::StoreFull { used: 17, cap: 15 })));
+        assert_eq!(st.named_bytes(), 17 + 2 * o);
+        assert!(
+            matches!(st.begin_upload("s", "a-3.m4s", None), Err(IngestError::StoreFull { used, .. }) if used == 17 + 2 * o)
+        );
         assert!(st.delete("s", "a-1.m4s"));
         assert!(st.begin_upload("s", "a-3.m4s", None).is_ok());
     }

@@ -19,7 +19,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+
+/// Bytes charged per stored chunk on top of its length: the `Chunk` entry
+/// itself (handle, arrival time) and allocator slack. Charging it makes the
+/// store cap bound memory even when an encoder sends tiny chunks.
+pub const CHUNK_OVERHEAD: u64 = 64;
+
+/// Size of the buffers ingest chunks are copied into (see [`ObjectWriter::push`]).
+const ARENA_BYTES: usize = 64 << 10;
 
 /// Why a reader cannot get the rest of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +84,16 @@ struct State {
     /// registered earlier is still there (then it replaces its waker in place
     /// instead of pushing a second one).
     generation: u64,
+    /// Whether a store name points at this object. An object is charged to
+    /// the store's byte count while it is named *or* still being written.
+    named: bool,
+    /// Bytes charged to the store for this object (data plus per-chunk overhead).
+    charged: u64,
 }
+
+/// The store's byte count, shared by every object it holds. See
+/// [`Object::unname`] for when an object stops counting.
+pub type Account = Arc<AtomicU64>;
 
 /// Process-wide count of bytes held by objects that still exist (named in the
 /// store or still held by a reader). Exported as a metric.
@@ -95,6 +112,8 @@ pub struct Object {
     created: SystemTime,
     /// The growing state.
     state: Mutex<State>,
+    /// The store's byte count this object is charged to (`None`: not counted).
+    account: Option<Account>,
 }
 
 impl std::fmt::Debug for Object {
@@ -109,26 +128,68 @@ impl std::fmt::Debug for Object {
 }
 
 impl Object {
-    fn new(status: Status, chunks: Vec<Chunk>) -> Arc<Object> {
+    fn new(status: Status, chunks: Vec<Chunk>, account: Option<Account>) -> Arc<Object> {
         let len = chunks.iter().map(|c| c.data.len() as u64).sum();
+        let charged = len + CHUNK_OVERHEAD * chunks.len() as u64;
         ALLOCATED_BYTES.fetch_add(len, Ordering::Relaxed);
         Arc::new(Object {
             created: SystemTime::now(),
-            state: Mutex::new(State { chunks, len, status, wakers: Vec::new(), generation: 0 }),
+            state: Mutex::new(State { chunks, len, status, wakers: Vec::new(), generation: 0, named: true, charged }),
+            account,
         })
     }
 
     /// A new empty object that is still being written, and its writer.
     pub fn growing() -> (Arc<Object>, ObjectWriter) {
-        let obj = Object::new(Status::Growing, Vec::new());
-        let writer = ObjectWriter { obj: Some(obj.clone()) };
+        Object::growing_in(None)
+    }
+
+    /// [`Object::growing`], charged to a store's byte count: every pushed
+    /// byte is added while it arrives, and removed once the object is neither
+    /// named nor being written.
+    pub fn growing_in(account: Option<Account>) -> (Arc<Object>, ObjectWriter) {
+        let obj = Object::new(Status::Growing, Vec::new(), account);
+        let writer = ObjectWriter { obj: Some(obj.clone()), arena: BytesMut::new() };
         (obj, writer)
     }
 
     /// A finished object from chunks that were buffered elsewhere (manifests,
     /// which are published only once whole).
     pub fn complete(chunks: Vec<Chunk>) -> Arc<Object> {
-        Object::new(Status::Complete, chunks)
+        Object::new(Status::Complete, chunks, None)
+    }
+
+    /// [`Object::complete`] for chunks already charged to `account` (the
+    /// buffered upload's charge moves to the object).
+    pub fn complete_in(chunks: Vec<Chunk>, account: Option<Account>) -> Arc<Object> {
+        Object::new(Status::Complete, chunks, account)
+    }
+
+    /// Bytes charged to the store for this object, while it counts.
+    pub fn charged(&self) -> u64 {
+        let st = self.lock();
+        if st.named || st.status == Status::Growing {
+            st.charged
+        } else {
+            0
+        }
+    }
+
+    /// The store no longer names this object (evicted, deleted, replaced,
+    /// stream dropped). A finished object stops counting now; one still being
+    /// written counts until its upload ends. Readers may still hold it: that
+    /// memory is bounded by their send timeout, not by the store cap.
+    pub fn unname(&self) {
+        let mut st = self.lock();
+        if !st.named {
+            return;
+        }
+        st.named = false;
+        if st.status != Status::Growing {
+            if let Some(a) = &self.account {
+                a.fetch_sub(st.charged, Ordering::Relaxed);
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -196,19 +257,36 @@ impl Drop for Object {
 pub struct ObjectWriter {
     /// `None` once finished or aborted.
     obj: Option<Arc<Object>>,
+    /// Spare capacity that the next chunks are copied into.
+    arena: BytesMut,
 }
 
 impl ObjectWriter {
     /// Append a chunk and wake the readers. Never blocks on readers.
+    ///
+    /// The bytes are copied into a shared 64 KiB buffer first: a chunk handed
+    /// over by the transport is a slice of its read buffer, and keeping it
+    /// would pin the whole read buffer (kilobytes) per stored chunk, however
+    /// small the chunk. Copied, consecutive small chunks share one
+    /// allocation and memory follows the stored bytes.
     pub fn push(&mut self, data: Bytes) {
         if data.is_empty() {
             return;
         }
         if let Some(obj) = &self.obj {
             let n = data.len() as u64;
+            if self.arena.capacity() - self.arena.len() < data.len() {
+                self.arena = BytesMut::with_capacity(ARENA_BYTES.max(data.len()));
+            }
+            self.arena.extend_from_slice(&data);
+            let data = self.arena.split().freeze();
             ALLOCATED_BYTES.fetch_add(n, Ordering::Relaxed);
+            if let Some(a) = &obj.account {
+                a.fetch_add(n + CHUNK_OVERHEAD, Ordering::Relaxed);
+            }
             obj.update(|st| {
                 st.len += n;
+                st.charged += n + CHUNK_OVERHEAD;
                 st.chunks.push(Chunk { data, arrived: Instant::now() });
             });
         }
@@ -235,8 +313,17 @@ impl ObjectWriter {
     }
 
     fn close(&mut self, status: Status) {
+        self.arena = BytesMut::new();
         if let Some(obj) = self.obj.take() {
-            obj.update(|st| st.status = status);
+            let account = obj.account.clone();
+            obj.update(|st| {
+                st.status = status;
+                if !st.named {
+                    if let Some(a) = &account {
+                        a.fetch_sub(st.charged, Ordering::Relaxed);
+                    }
+                }
+            });
         }
     }
 }
@@ -333,6 +420,30 @@ mod tests {
         assert_eq!(task.await.unwrap(), vec!["cd", "ef"]);
         assert_eq!(obj.status(), Status::Complete);
         assert_eq!(obj.len(), 6);
+    }
+
+    #[test]
+    fn pushed_chunks_do_not_pin_the_transport_buffer() {
+        // A transport hands ingest slices of its (large) read buffer.
+        let read_buf = Bytes::from(vec![7u8; 1 << 20]);
+        let range = read_buf.as_ptr() as usize..read_buf.as_ptr() as usize + read_buf.len();
+        let (obj, mut w) = Object::growing();
+        for i in 0..100 {
+            w.push(read_buf.slice(i..i + 1));
+        }
+        drop(read_buf);
+        let mut r = obj.reader();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut first = None;
+        while let Poll::Ready(Some(Ok(c))) = r.poll_chunk(&mut cx) {
+            let p = c.data.as_ptr() as usize;
+            assert!(!range.contains(&p), "stored chunk points into the transport's read buffer");
+            // Consecutive small chunks share one allocation.
+            let base = *first.get_or_insert(p);
+            assert!(p - base < ARENA_BYTES);
+        }
+        assert_eq!(obj.len(), 100);
     }
 
     #[tokio::test]

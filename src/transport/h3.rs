@@ -1,12 +1,17 @@
 //! HTTP/3 over QUIC through quinn + h3 + h3-quinn.
 //!
 //! Per incoming connection the accept loop decides: refuse it when the
-//! listener is at its connection limit, else spawn its task (the handshake
-//! runs there, under a timeout). GREASE is off (aioquic clients otherwise miss
-//! the end of a stream). Keep-alives run at a third of the idle timeout, so a
-//! viewer held on a request is not dropped. On shutdown each connection sends
-//! GOAWAY and lets its requests finish; the caller then closes the endpoint
-//! and waits for it to be idle so no stream data is lost.
+//! listener is at its connection limit or the client IP at its own, else
+//! spawn its task (the handshake runs there, under a timeout). GREASE is off
+//! (aioquic clients otherwise miss the end of a stream). Keep-alives run at a
+//! third of the idle timeout, so a viewer held on a request is not dropped;
+//! a connection with no open request for the idle timeout gets GOAWAY and is
+//! closed, whatever the client sends. Header sections are limited to
+//! `max_header_bytes` (431) and a request stream cannot make h3 buffer more
+//! than that (see `h3_limit`). A response whose stream is not drained for the
+//! send timeout is reset. On shutdown each connection sends GOAWAY and lets
+//! its requests finish; the caller then closes the endpoint and waits for it
+//! to be idle so no stream data is lost.
 
 use std::sync::Arc;
 
@@ -17,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument as _};
 
-use super::{ConnInfo, Limits, ListenerInfo, Transport};
+use super::{h3_limit, Activity, ConnInfo, Limits, ListenerInfo, PerIp, Transport};
 use crate::core::{NoBody, Origin};
 use crate::store::ObjectError;
 
@@ -40,13 +45,34 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_ip = PerIp::new(limits.max_connections_per_ip);
+    // Connection attempts in the current one-second window.
+    let (mut window, mut attempts) = (std::time::Instant::now(), 0u32);
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i { Some(i) => i, None => return },
             _ = shutdown.cancelled() => return,
         };
+        if window.elapsed() >= std::time::Duration::from_secs(1) {
+            (window, attempts) = (std::time::Instant::now(), 0);
+        }
+        attempts = attempts.saturating_add(1);
+        if attempts > limits.quic_retry_above && !incoming.remote_address_validated() && incoming.may_retry() {
+            // Under a handshake flood: make the client prove its address
+            // (stateless, no handshake state kept until it comes back).
+            origin.metrics().quic_retry();
+            if let Err(e) = incoming.retry() {
+                debug!(error = %e, "QUIC retry failed");
+            }
+            continue;
+        }
         let Ok(permit) = open.clone().try_acquire_owned() else {
             warn!(remote = %incoming.remote_address(), "h3: connection limit reached, refusing");
+            incoming.refuse();
+            continue;
+        };
+        let Some(ip_permit) = per_ip.try_acquire(incoming.remote_address().ip()) else {
+            debug!(remote = %incoming.remote_address(), "h3: connection limit per IP reached, refusing");
             incoming.refuse();
             continue;
         };
@@ -55,7 +81,7 @@ pub async fn serve(
         let (origin, limits, shutdown, t2) = (origin.clone(), limits.clone(), shutdown.clone(), tracker.clone());
         tracker.spawn(
             async move {
-                let _permit = permit;
+                let _permit = (permit, ip_permit);
                 let connecting = match incoming.accept() {
                     Ok(c) => c,
                     Err(e) => return debug!(error = %e, "QUIC accept failed"),
@@ -65,7 +91,7 @@ pub async fn serve(
                     Ok(Err(e)) => return debug!(error = %e, "QUIC handshake failed"),
                     Err(_) => return debug!("QUIC handshake timed out"),
                 };
-                serve_conn(quic, Arc::new(conn), origin, shutdown, t2).await;
+                serve_conn(quic, Arc::new(conn), origin, &limits, shutdown, t2).await;
             }
             .instrument(info_span!("conn", listener = "h3", %remote)),
         );
@@ -78,22 +104,39 @@ pub async fn serve_conn(
     quic: quinn::Connection,
     conn: Arc<ConnInfo>,
     origin: Arc<Origin>,
+    limits: &Limits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let _gauge = origin.metrics().connection(Transport::H3);
-    let mut h3conn =
-        match h3::server::builder().send_grease(false).build::<_, Bytes>(h3_quinn::Connection::new(quic)).await {
-            Ok(c) => c,
-            Err(e) => return debug!(error = %e, "h3 connection setup failed"),
-        };
+    // A request stream carries nothing else h3live reads than its header
+    // section: twice the limit (so sections somewhat over it get h3's 431
+    // rather than a reset) plus room for frame headers.
+    let cap = 2 * u64::from(limits.max_header_bytes) + 1024;
+    let mut h3conn = match h3::server::builder()
+        .send_grease(false)
+        .max_field_section_size(limits.max_header_bytes.into())
+        .build::<_, Bytes>(h3_limit::Connection::new(quic.clone(), cap))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return debug!(error = %e, "h3 connection setup failed"),
+    };
+    let activity = Arc::new(Activity::default());
     let mut closing = false;
+    let idle = activity.idle(limits.idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             r = h3conn.accept() => match r {
                 Ok(Some(resolver)) => {
                     let (origin, conn) = (origin.clone(), conn.clone());
-                    tracker.spawn(async move { handle_request(resolver, origin, conn).await });
+                    let guard = activity.begin();
+                    let send_timeout = limits.send_timeout;
+                    tracker.spawn(async move {
+                        handle_request(resolver, origin, conn, send_timeout).await;
+                        drop(guard);
+                    });
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -111,14 +154,23 @@ pub async fn serve_conn(
                     debug!(error = %e, "h3 GOAWAY failed");
                 }
             }
+            _ = &mut idle, if !closing => {
+                // No request for the idle timeout: pings and keep-alives do
+                // not count. GOAWAY, then close (nothing is in flight).
+                debug!("h3 connection idle: closing");
+                let _ = h3conn.shutdown(0).await;
+                quic.close(quinn::VarInt::from_u32(0x100), b"idle"); // H3_NO_ERROR
+                break;
+            }
         }
     }
 }
 
 async fn handle_request(
-    resolver: RequestResolver<h3_quinn::Connection, Bytes>,
+    resolver: RequestResolver<h3_limit::Connection, Bytes>,
     origin: Arc<Origin>,
     conn: Arc<ConnInfo>,
+    send_timeout: std::time::Duration,
 ) {
     let (req, mut stream) = match resolver.resolve_request().await {
         Ok(x) => x,
@@ -134,11 +186,16 @@ async fn handle_request(
         }
         while let Some(piece) = body.next().await {
             match piece {
-                Ok(data) => {
-                    if let Err(e) = stream.send_data(data).await {
-                        return debug!(error = %e, "h3: client went away mid-response");
+                Ok(data) => match tokio::time::timeout(send_timeout, stream.send_data(data)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return debug!(error = %e, "h3: client went away mid-response"),
+                    Err(_) => {
+                        // Flow control stayed closed: the client stopped reading.
+                        debug!(timeout = ?send_timeout, "h3: reader stopped reading, resetting the stream");
+                        stream.stop_stream(Code::H3_REQUEST_CANCELLED);
+                        return;
                     }
-                }
+                },
                 Err(ObjectError::Aborted) => {
                     warn!("h3: upload aborted under a reader, resetting the stream");
                     stream.stop_stream(Code::H3_REQUEST_INCOMPLETE);

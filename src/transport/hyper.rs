@@ -1,10 +1,15 @@
 //! HTTP/1.1 and HTTP/2 over TCP (cleartext or TLS) through hyper 1.x.
 //!
 //! The accept loop takes a connection permit before accepting, so at most
-//! `max_connections` connections are served per listener; TLS handshakes run
+//! `max_connections` connections are served per listener (the ingest
+//! listener has `max_ingest_connections` more, which only connections whose
+//! first request is ingest may use: viewers cannot lock out the encoder), and
+//! at most `max_connections_per_ip` per client address; TLS handshakes run
 //! in the connection task under a timeout and never block the loop. Sockets
 //! get TCP_NODELAY (small manifest bodies would otherwise trail their
-//! headers by the Nagle delay).
+//! headers by the Nagle delay) and TCP keepalive. A connection with no open
+//! request for the idle timeout is closed (HTTP/2: GOAWAY), pings or not; one
+//! whose response is not read for the send timeout is closed at once.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -18,12 +23,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument as _};
 
-use super::{ConnInfo, Limits, ListenerInfo, Transport};
+use super::{Activity, ConnInfo, Limits, ListenerInfo, PerIp, RequestGuard, Transport};
 use crate::core::{Body, BodyError, IngestBody, Origin};
 use crate::store::ObjectError;
 
@@ -51,7 +56,7 @@ impl IngestBody for HyperIngest {
 /// returned as soon as the chunk exists (hyper flushes when the body is
 /// pending). An aborted object yields an error: hyper then closes an
 /// HTTP/1.1 connection without the final chunk and resets an HTTP/2 stream.
-pub struct HyperBody(pub Body);
+pub struct HyperBody(pub Body, pub Option<RequestGuard>);
 
 impl http_body::Body for HyperBody {
     type Data = Bytes;
@@ -73,6 +78,9 @@ impl http_body::Body for HyperBody {
     }
 }
 
+/// hyper's HTTP/1.1 read buffer, which also caps a request head (431 beyond).
+const H1_MAX_BUF: usize = 64 << 10;
+
 /// Which protocols a TCP listener speaks.
 #[derive(Clone)]
 pub enum TcpMode {
@@ -93,7 +101,14 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // The ingest listener admits viewers and ingest from separate budgets.
+    let budget = info.ingest.then(|| Budget {
+        viewers: Arc::new(Semaphore::new(limits.max_connections)),
+        ingest: Arc::new(Semaphore::new(limits.max_ingest_connections)),
+    });
+    let total = limits.max_connections + if info.ingest { limits.max_ingest_connections } else { 0 };
+    let permits = Arc::new(Semaphore::new(total));
+    let per_ip = PerIp::new(limits.max_connections_per_ip);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -111,20 +126,26 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => return,
         };
+        let Some(ip_permit) = per_ip.try_acquire(remote.ip()) else {
+            debug!(listener = info.name, %remote, "connection limit per IP reached, closing");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        super::set_keepalive(&stream, limits.idle_timeout);
         if let Some(lowat) = limits.tcp_notsent_lowat {
             set_notsent_lowat(&stream, lowat);
         }
-        let (origin, info, mode, limits, shutdown) =
-            (origin.clone(), info.clone(), mode.clone(), limits.clone(), shutdown.clone());
+        let (origin, info, mode, limits, shutdown, budget) =
+            (origin.clone(), info.clone(), mode.clone(), limits.clone(), shutdown.clone(), budget.clone());
         let span = info_span!("conn", listener = info.name, %remote);
         tracker.spawn(
             async move {
-                let _permit = permit;
+                let _permit = (permit, ip_permit);
                 match mode {
                     TcpMode::Clear => {
                         let conn = ConnInfo { listener: info, transport: Transport::H1Clear, remote };
-                        serve_conn(stream, conn, origin, &limits, shutdown).await;
+                        serve_conn(stream, conn, origin, &limits, shutdown, budget).await;
                     }
                     TcpMode::Tls(acceptor) => {
                         let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
@@ -137,7 +158,7 @@ pub async fn serve(
                             _ => Transport::H1Tls,
                         };
                         let conn = ConnInfo { listener: info, transport, remote };
-                        serve_conn(tls, conn, origin, &limits, shutdown).await;
+                        serve_conn(tls, conn, origin, &limits, shutdown, budget).await;
                     }
                 }
             }
@@ -156,30 +177,72 @@ fn set_notsent_lowat(stream: &tokio::net::TcpStream, lowat: u32) {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn set_notsent_lowat(_stream: &tokio::net::TcpStream, _lowat: u32) {}
 
-async fn serve_conn<S>(stream: S, conn: ConnInfo, origin: Arc<Origin>, limits: &Limits, shutdown: CancellationToken)
-where
+/// Separate connection budgets of the ingest listener.
+#[derive(Clone)]
+struct Budget {
+    /// Connections whose first request reads.
+    viewers: Arc<Semaphore>,
+    /// Connections whose first request is ingest (PUT/POST/DELETE).
+    ingest: Arc<Semaphore>,
+}
+
+async fn serve_conn<S>(
+    stream: S,
+    conn: ConnInfo,
+    origin: Arc<Origin>,
+    limits: &Limits,
+    shutdown: CancellationToken,
+    budget: Option<Budget>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _gauge = origin.metrics().connection(conn.transport);
     let conn = Arc::new(conn);
     let transport = conn.transport;
+    let activity = Arc::new(Activity::default());
+    // The budget permit this connection holds, taken by its first request.
+    let class: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>> = Default::default();
+    let watched = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let (origin, conn) = (origin.clone(), conn.clone());
+        let (origin, conn, activity) = (origin.clone(), conn.clone(), watched.clone());
+        let guard = activity.begin();
+        let admitted = match &budget {
+            None => true,
+            Some(b) => {
+                let mut class = class.lock().unwrap_or_else(|e| e.into_inner());
+                if class.is_none() {
+                    let ingest = matches!(*req.method(), http::Method::PUT | http::Method::POST | http::Method::DELETE);
+                    let sem = if ingest { &b.ingest } else { &b.viewers };
+                    *class = sem.clone().try_acquire_owned().ok();
+                }
+                class.is_some()
+            }
+        };
         let span = info_span!("req", transport = %conn.transport, method = %req.method(), path = %req.uri().path(),
             stream = tracing::field::Empty, file = tracing::field::Empty);
         async move {
+            if !admitted {
+                return Ok(origin.busy(&conn).map(|b| HyperBody(b, Some(guard))));
+            }
             let resp = origin.handle(req.map(HyperIngest), &conn).await;
-            Ok::<_, Infallible>(resp.map(HyperBody))
+            activity.watch(resp.body().progress());
+            Ok::<_, Infallible>(resp.map(|b| HyperBody(b, Some(guard))))
         }
         .instrument(span)
     });
     // One builder for both protocols, pinned to the one this connection speaks.
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let mut builder = if transport == Transport::H2 { builder.http2_only() } else { builder.http1_only() };
-    builder.http1().timer(TokioTimer::new()).keep_alive(true).header_read_timeout(limits.handshake_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.handshake_timeout)
+        .max_buf_size(H1_MAX_BUF);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes)
         .max_concurrent_streams(limits.max_streams_per_connection)
         .keep_alive_interval(Some(limits.idle_timeout / 3))
         .keep_alive_timeout(limits.idle_timeout / 3);
@@ -190,6 +253,18 @@ where
         _ = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        _ = activity.idle(limits.idle_timeout) => {
+            debug!("connection idle: closing");
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(limits.shutdown_grace, conn).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+        _ = activity.stall(limits.send_timeout) => {
+            debug!(timeout = ?limits.send_timeout, "a response was not read for the send timeout: closing the connection");
+            Ok(())
         }
     };
     if let Err(e) = result {

@@ -3,14 +3,20 @@
 //! requests and bodies; what to answer is decided in [`crate::core`].
 
 pub mod h3;
+mod h3_limit;
 pub mod hyper;
 pub mod tls;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::HeaderValue;
+use tokio::sync::Notify;
+
+use crate::core::Progress;
 
 /// Which protocol a response travels over (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,6 +66,9 @@ pub struct ListenerInfo {
     pub ingest: bool,
     /// `Alt-Svc` value added to every response, if any.
     pub alt_svc: Option<HeaderValue>,
+    /// Whether `/streams` and `/metrics` are served here (the cleartext
+    /// admin listener by default; `--public-status` for every listener).
+    pub status_pages: bool,
 }
 
 /// Where a request came from.
@@ -80,7 +89,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time allowed for a TLS/QUIC handshake or for request headers.
     pub handshake_timeout: Duration,
-    /// QUIC idle timeout; keep-alives are sent at a third of it.
+    /// A connection with no open request for this long is closed (HTTP/1.1
+    /// keep-alive, HTTP/2 with GOAWAY, HTTP/3 with GOAWAY then close), however
+    /// many pings the client sends. Also the QUIC idle timeout; keep-alives
+    /// are sent at a third of it.
     pub idle_timeout: Duration,
     /// How long in-flight responses may run after shutdown starts.
     pub shutdown_grace: Duration,
@@ -91,6 +103,29 @@ pub struct Limits {
     /// its backlog in user space where a new response (the next manifest or
     /// segment) can still be interleaved. `None` leaves the kernel default.
     pub tcp_notsent_lowat: Option<u32>,
+    /// Open connections per client IP address on each listener (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// Extra connections the ingest listener keeps for ingest requests: a
+    /// connection whose first request is a PUT/POST/DELETE takes one of these,
+    /// any other one of `max_connections`, so viewers cannot lock out the
+    /// encoder.
+    pub max_ingest_connections: usize,
+    /// A response that has bytes to send but is not asked for them by its
+    /// transport for this long (the client stopped reading) is dropped: its
+    /// HTTP/1.1 or HTTP/2 connection is closed, its HTTP/3 stream reset. This
+    /// bounds how long a viewer can pin an evicted segment.
+    pub send_timeout: Duration,
+    /// Largest request header section: HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`
+    /// and HTTP/3 `SETTINGS_MAX_FIELD_SECTION_SIZE` (431 beyond); bytes a
+    /// client may send on an HTTP/3 request stream before its headers are
+    /// complete are capped a little above it (stream refused beyond).
+    /// HTTP/1.1 heads are capped by hyper's read buffer (64 KiB, 431).
+    pub max_header_bytes: u32,
+    /// QUIC handshakes per second above which new clients must first prove
+    /// their address with a Retry round trip (0: always), so a flood of
+    /// spoofed Initials costs one stateless packet each instead of a
+    /// handshake.
+    pub quic_retry_above: u32,
 }
 
 impl Default for Limits {
@@ -102,8 +137,148 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(3),
             max_streams_per_connection: 256,
             tcp_notsent_lowat: None,
+            max_connections_per_ip: 256,
+            max_ingest_connections: 64,
+            send_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 << 10,
+            quic_retry_above: 100,
         }
     }
+}
+
+/// Open connections per client IP on one listener.
+#[derive(Debug, Default)]
+pub struct PerIp {
+    /// The limit (0: none).
+    limit: usize,
+    /// Open connections by address.
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted in [`PerIp`]; uncounts it when dropped.
+#[derive(Debug)]
+pub struct IpPermit {
+    /// The table it counts in.
+    table: Arc<PerIp>,
+    /// The client address.
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A table allowing `limit` connections per address (0: no limit).
+    pub fn new(limit: usize) -> Arc<PerIp> {
+        Arc::new(PerIp { limit, open: Mutex::new(HashMap::new()) })
+    }
+
+    /// Count one more connection from `ip`, or `None` if it has its limit.
+    /// IPv4-mapped IPv6 addresses count as their IPv4 address.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpPermit> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if self.limit > 0 && *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpPermit { table: self.clone(), ip })
+    }
+}
+
+impl Drop for IpPermit {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a connection is doing: its open requests (for the idle timeout) and
+/// the progress of their response bodies (for the send timeout).
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Requests whose response has not been dropped yet.
+    open: AtomicUsize,
+    /// Woken when `open` changes.
+    changed: Notify,
+    /// Bodies being sent, weakly (a finished body drops out).
+    bodies: Mutex<Vec<Weak<Progress>>>,
+}
+
+/// One open request; ends it when dropped (with its response body).
+#[derive(Debug)]
+pub struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl Activity {
+    /// A request starts; it stays open until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+        RequestGuard(self.clone())
+    }
+
+    /// Watch a response body for the send timeout.
+    pub fn watch(&self, progress: &Arc<Progress>) {
+        let mut b = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        b.retain(|w| w.strong_count() > 0);
+        b.push(Arc::downgrade(progress));
+    }
+
+    /// True if some body of this connection has had bytes to send for longer
+    /// than `timeout` without its transport asking for them.
+    pub fn stalled(&self, timeout: Duration) -> bool {
+        let b = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        b.iter().filter_map(Weak::upgrade).any(|p| p.stalled_for().is_some_and(|d| d > timeout))
+    }
+
+    /// Resolves once the connection has had no open request for `timeout`.
+    pub async fn idle(&self, timeout: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.open.load(Ordering::Relaxed) > 0 {
+                changed.await;
+                continue;
+            }
+            if tokio::time::timeout(timeout, changed).await.is_err() && self.open.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Resolves once a body has been stalled for longer than `timeout`
+    /// (checked a few times per timeout).
+    pub async fn stall(&self, timeout: Duration) {
+        let period = (timeout / 4).max(Duration::from_millis(50));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.stalled(timeout) {
+                return;
+            }
+        }
+    }
+}
+
+/// TCP keepalive on an accepted socket, so a peer that vanished (cable
+/// pulled, NAT expired) is found even while a request waits for bytes.
+pub fn set_keepalive(stream: &tokio::net::TcpStream, every: Duration) {
+    let ka = socket2::TcpKeepalive::new().with_time(every).with_interval(every);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd"))]
+    let ka = ka.with_retries(3);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&ka);
 }
 
 /// Bind a TCP listener; an unspecified IPv6 address (`[::]`) is bound

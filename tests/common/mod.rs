@@ -55,6 +55,7 @@ pub fn test_config() -> ServerConfig {
         limits: Limits { shutdown_grace: Duration::from_secs(1), ..Default::default() },
         tls: None,
         ingest_on_http: true,
+        public_status: false,
     }
 }
 

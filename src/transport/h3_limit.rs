@@ -1,0 +1,376 @@
+//! A QUIC connection for h3 that caps what a client can make h3 buffer on a
+//! request stream.
+//!
+//! h3 reads a frame whole before it looks at it: a HEADERS frame (or a frame
+//! of an unknown type) announcing a huge length is buffered as it arrives,
+//! without limit, and its length is re-summed on every read. `max_field_section_size`
+//! only applies once the frame is complete. Requests on this origin have no
+//! body (ingest is HTTP/1.1 only), so a request stream never needs to deliver
+//! more than its header section: this wrapper lets at most `cap` bytes of each
+//! client-initiated bidirectional stream through to h3 (the caller sets it to
+//! twice the header limit, so a section somewhat over the limit still gets
+//! h3's 431), then stops the stream in both directions (STOP_SENDING and
+//! RESET_STREAM with `H3_REQUEST_REJECTED`) and reports it to h3 as terminated.
+//! The client's control stream lives as long as the connection, so it is not
+//! capped in total; instead its frame headers are followed as the bytes pass
+//! and a frame longer than `cap` stops it (h3 then closes the connection with
+//! `H3_CLOSED_CRITICAL_STREAM`). Everything else is passed through to
+//! h3-quinn unchanged.
+
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
+
+/// `H3_REQUEST_REJECTED`.
+const REQUEST_REJECTED: u64 = 0x10b;
+
+/// h3-quinn's connection with capped request streams.
+pub struct Connection {
+    /// The wrapped connection.
+    inner: h3_quinn::Connection,
+    /// Bytes each request stream may deliver.
+    cap: u64,
+}
+
+impl Connection {
+    /// Wrap `conn`; each request stream may deliver `cap` bytes.
+    pub fn new(conn: quinn::Connection, cap: u64) -> Connection {
+        Connection { inner: h3_quinn::Connection::new(conn), cap }
+    }
+}
+
+impl<B: Buf> quic::Connection<B> for Connection {
+    type RecvStream = UniStream;
+    type OpenStreams = Opener;
+
+    fn poll_accept_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
+        let cap = self.cap;
+        quic::Connection::<B>::poll_accept_recv(&mut self.inner, cx).map_ok(|inner| UniStream {
+            inner,
+            frames: Frames::new(cap),
+            stopped: false,
+        })
+    }
+
+    fn poll_accept_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
+        quic::Connection::<B>::poll_accept_bidi(&mut self.inner, cx).map_ok(|inner| BidiStream::new(inner, self.cap))
+    }
+
+    fn opener(&self) -> Self::OpenStreams {
+        Opener { inner: quic::Connection::<B>::opener(&self.inner), cap: self.cap }
+    }
+}
+
+/// Opens streams on a [`Connection`] (h3 uses it for its own unidirectional streams).
+pub struct Opener {
+    /// The wrapped opener.
+    inner: h3_quinn::OpenStreams,
+    /// Bytes each bidirectional stream may deliver.
+    cap: u64,
+}
+
+impl<B: Buf> quic::OpenStreams<B> for Opener {
+    type BidiStream = BidiStream<B>;
+    type SendStream = h3_quinn::SendStream<B>;
+
+    fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
+        let cap = self.cap;
+        quic::OpenStreams::<B>::poll_open_bidi(&mut self.inner, cx).map_ok(|inner| BidiStream::new(inner, cap))
+    }
+
+    fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
+        quic::OpenStreams::<B>::poll_open_send(&mut self.inner, cx)
+    }
+
+    fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
+        quic::OpenStreams::<B>::close(&mut self.inner, code, reason)
+    }
+}
+
+impl<B: Buf> quic::OpenStreams<B> for Connection {
+    type BidiStream = BidiStream<B>;
+    type SendStream = h3_quinn::SendStream<B>;
+
+    fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
+        let cap = self.cap;
+        quic::OpenStreams::<B>::poll_open_bidi(&mut self.inner, cx).map_ok(|inner| BidiStream::new(inner, cap))
+    }
+
+    fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
+        quic::OpenStreams::<B>::poll_open_send(&mut self.inner, cx)
+    }
+
+    fn close(&mut self, code: h3::error::Code, reason: &[u8]) {
+        quic::OpenStreams::<B>::close(&mut self.inner, code, reason)
+    }
+}
+
+/// How many more bytes a stream may deliver to h3.
+#[derive(Debug, Clone, Copy)]
+struct Cap {
+    /// Bytes it may still deliver.
+    left: u64,
+    /// Set once the cap was hit and the stream stopped.
+    stopped: bool,
+}
+
+impl Cap {
+    /// Pass `r` on while under the cap; past it, stop the stream (once) and
+    /// report it terminated from then on.
+    fn poll_data<R: quic::RecvStream<Buf = Bytes>>(
+        &mut self,
+        inner: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        if self.stopped {
+            return Poll::Ready(Err(StreamErrorIncoming::StreamTerminated { error_code: REQUEST_REJECTED }));
+        }
+        let r = inner.poll_data(cx);
+        if let Poll::Ready(Ok(Some(data))) = &r {
+            let n = data.len() as u64;
+            if n > self.left {
+                tracing::debug!("h3: request stream sent more than a header section may hold: stopped");
+                self.stopped = true;
+                inner.stop_sending(REQUEST_REJECTED);
+                return Poll::Ready(Err(StreamErrorIncoming::StreamTerminated { error_code: REQUEST_REJECTED }));
+            }
+            self.left -= n;
+        }
+        r
+    }
+}
+
+/// A request stream that delivers at most `cap` bytes to h3.
+pub struct BidiStream<B: Buf> {
+    /// The wrapped stream.
+    inner: h3_quinn::BidiStream<B>,
+    /// What it may still deliver.
+    cap: Cap,
+}
+
+impl<B: Buf> BidiStream<B> {
+    fn new(inner: h3_quinn::BidiStream<B>, cap: u64) -> Self {
+        BidiStream { inner, cap: Cap { left: cap, stopped: false } }
+    }
+}
+
+impl<B: Buf> quic::RecvStream for BidiStream<B> {
+    type Buf = Bytes;
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        let was_stopped = self.cap.stopped;
+        let r = self.cap.poll_data(&mut self.inner, cx);
+        if self.cap.stopped && !was_stopped {
+            // No response will come: say so instead of finishing empty.
+            quic::SendStream::<B>::reset(&mut self.inner, REQUEST_REJECTED);
+        }
+        r
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        quic::RecvStream::stop_sending(&mut self.inner, error_code)
+    }
+
+    fn recv_id(&self) -> StreamId {
+        quic::RecvStream::recv_id(&self.inner)
+    }
+}
+
+impl<B: Buf> quic::SendStream<B> for BidiStream<B> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        quic::SendStream::<B>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn send_data<T: Into<WriteBuf<B>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
+        quic::SendStream::<B>::send_data(&mut self.inner, data)
+    }
+
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
+        quic::SendStream::<B>::poll_finish(&mut self.inner, cx)
+    }
+
+    fn reset(&mut self, reset_code: u64) {
+        quic::SendStream::<B>::reset(&mut self.inner, reset_code)
+    }
+
+    fn send_id(&self) -> StreamId {
+        quic::SendStream::<B>::send_id(&self.inner)
+    }
+}
+
+impl<B: Buf> quic::BidiStream<B> for BidiStream<B> {
+    type SendStream = h3_quinn::SendStream<B>;
+    type RecvStream = CappedRecv;
+
+    fn split(self) -> (Self::SendStream, Self::RecvStream) {
+        let (send, recv) = quic::BidiStream::<B>::split(self.inner);
+        (send, CappedRecv { inner: recv, cap: self.cap })
+    }
+}
+
+/// The receive half of a split [`BidiStream`], still capped.
+pub struct CappedRecv {
+    /// The wrapped stream.
+    inner: h3_quinn::RecvStream,
+    /// What it may still deliver.
+    cap: Cap,
+}
+
+impl quic::RecvStream for CappedRecv {
+    type Buf = Bytes;
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        self.cap.poll_data(&mut self.inner, cx)
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        quic::RecvStream::stop_sending(&mut self.inner, error_code)
+    }
+
+    fn recv_id(&self) -> StreamId {
+        quic::RecvStream::recv_id(&self.inner)
+    }
+}
+
+/// A client-initiated unidirectional stream (control, QPACK, or unknown)
+/// whose frames may each be at most `cap` bytes long if it is the control
+/// stream.
+pub struct UniStream {
+    /// The wrapped stream.
+    inner: h3_quinn::RecvStream,
+    /// Where the frame parser is.
+    frames: Frames,
+    /// Set once a frame was too long.
+    stopped: bool,
+}
+
+impl quic::RecvStream for UniStream {
+    type Buf = Bytes;
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
+        if self.stopped {
+            return Poll::Ready(Err(StreamErrorIncoming::StreamTerminated { error_code: FRAME_ERROR }));
+        }
+        let r = quic::RecvStream::poll_data(&mut self.inner, cx);
+        if let Poll::Ready(Ok(Some(data))) = &r {
+            if !self.frames.feed(data) {
+                tracing::debug!("h3: oversized frame on the client's control stream: stopped");
+                self.stopped = true;
+                quic::RecvStream::stop_sending(&mut self.inner, FRAME_ERROR);
+                return Poll::Ready(Err(StreamErrorIncoming::StreamTerminated { error_code: FRAME_ERROR }));
+            }
+        }
+        r
+    }
+
+    fn stop_sending(&mut self, error_code: u64) {
+        quic::RecvStream::stop_sending(&mut self.inner, error_code)
+    }
+
+    fn recv_id(&self) -> StreamId {
+        quic::RecvStream::recv_id(&self.inner)
+    }
+}
+
+/// `H3_FRAME_ERROR`.
+const FRAME_ERROR: u64 = 0x106;
+
+/// Follows the frame headers of a unidirectional stream as bytes pass.
+#[derive(Debug)]
+struct Frames {
+    /// Longest frame payload accepted on the control stream.
+    cap: u64,
+    /// What the next bytes are.
+    state: FrameState,
+    /// The varint being read: its length (0 before its first byte), bytes
+    /// read, value so far.
+    varint: (usize, usize, u64),
+}
+
+/// Parser states of [`Frames`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameState {
+    /// The stream type (a varint).
+    StreamType,
+    /// A frame type (control stream).
+    FrameType,
+    /// A frame length (control stream).
+    FrameLen,
+    /// Payload bytes still to pass.
+    Payload(u64),
+    /// Not a control stream: not followed.
+    Other,
+}
+
+impl Frames {
+    fn new(cap: u64) -> Frames {
+        Frames { cap, state: FrameState::StreamType, varint: (0, 0, 0) }
+    }
+
+    /// One byte of a QUIC varint (RFC 9000 16); its value once complete.
+    fn varint_byte(&mut self, b: u8) -> Option<u64> {
+        let (len, read, v) = self.varint;
+        let (len, v) =
+            if read == 0 { (1usize << (b >> 6), u64::from(b & 0x3f)) } else { (len, (v << 8) | u64::from(b)) };
+        if read + 1 == len {
+            self.varint = (0, 0, 0);
+            Some(v)
+        } else {
+            self.varint = (len, read + 1, v);
+            None
+        }
+    }
+
+    /// Pass `data` through the parser; false if a control-stream frame is
+    /// longer than the cap.
+    fn feed(&mut self, data: &[u8]) -> bool {
+        let mut i = 0;
+        while i < data.len() {
+            match self.state {
+                FrameState::Other => return true,
+                FrameState::Payload(left) => {
+                    let take = left.min((data.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if take == left { FrameState::FrameType } else { FrameState::Payload(left - take) };
+                }
+                state => {
+                    let b = data[i];
+                    i += 1;
+                    let Some(v) = self.varint_byte(b) else { continue };
+                    self.state = match state {
+                        // 0x00: the control stream.
+                        FrameState::StreamType if v == 0 => FrameState::FrameType,
+                        FrameState::StreamType => FrameState::Other,
+                        FrameState::FrameType => FrameState::FrameLen,
+                        _ if v > self.cap => return false,
+                        _ if v == 0 => FrameState::FrameType,
+                        _ => FrameState::Payload(v),
+                    };
+                }
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_stream_frames_are_followed_across_pieces() {
+        let mut f = Frames::new(100);
+        // Control stream, SETTINGS (0x04) of 3 bytes, an unknown frame 0x21 of 100 bytes.
+        assert!(f.feed(&[0x00, 0x04, 0x03, 1, 2]));
+        assert!(f.feed(&[3, 0x21, 0x40]));
+        assert!(f.feed(&[100]));
+        assert!(f.feed(&[0u8; 100]));
+        // A frame announcing 1 TiB (8-byte varint), split mid-varint.
+        assert!(f.feed(&[0x21, 0xc0, 0, 0]));
+        assert!(!f.feed(&[1, 0, 0, 0, 0]));
+        // Other stream types are not followed.
+        let mut f = Frames::new(100);
+        assert!(f.feed(&[0x02, 0xff, 0xff, 0xff]));
+    }
+}
