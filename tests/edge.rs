@@ -164,6 +164,7 @@ impl Front {
             limits: Limits { shutdown_grace: Duration::from_secs(1), ..Default::default() },
             tls: Some(keys),
             ingest_on_http: false,
+            public_status: false,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(config, listeners, async move {
