@@ -10,8 +10,9 @@
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js);
-#   5. the transport A/B harness, short: origin and browser in two network
-#      namespaces, clean and 1 % loss, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
+#   5. the transport A/B harness, short: the path emulator's self-check (jitter,
+#      bursty loss, rate), then origin and browser in two network namespaces over
+#      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,7 @@ if [ "$INSTALL" = 1 ]; then
   command -v curl >/dev/null || need+=(curl)
   command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
   command -v nft >/dev/null || need+=(nftables)
+  command -v iptables >/dev/null || need+=(iptables)
   { command -v ip && command -v tc; } >/dev/null || need+=(iproute2)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
@@ -82,7 +84,7 @@ if [ "$E2E" = 1 ]; then
   step "headless Chromium end-to-end (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live
 
-  step "transport A/B harness: short impaired run (netns, clean + loss1, h3 + h1)"
+  step "transport A/B harness: path emulator self-check + short run (netns, rtt50-loss1, h3 + h1)"
   scripts/test-ab.sh
 fi
 echo
