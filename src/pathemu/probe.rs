@@ -17,6 +17,7 @@
 //! Datagram layout (big endian, 48 bytes + padding): magic `PEM1`, kind
 //! (1 echo request, 2 echo reply, 3 flood), 3 pad bytes, session u64, seq u64,
 //! client send time, server receive time, server send time (monotonic ns).
+//! `PATHEMU_DEBUG=1` makes `check` print every RTT echo (up, server, down ms).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -86,7 +87,7 @@ impl Pkt {
 type Arrivals = Vec<(u64, usize, u64)>;
 
 /// Rate over the arrivals after the first `skip` (bit/s), or None if too few.
-fn flood_rate(arr: &Arrivals, skip: Duration) -> Option<f64> {
+fn flood_rate(arr: &[(u64, usize, u64)], skip: Duration) -> Option<f64> {
     let first = arr.first()?.0 + skip.as_nanos() as u64;
     let win: Vec<_> = arr.iter().filter(|a| a.0 > first).collect();
     let last = win.last()?.0;
@@ -581,4 +582,50 @@ pub fn render(r: &Report) -> String {
     }
     s += if r.ok { "  => path measures as configured\n" } else { "  => PATH DOES NOT MEASURE AS CONFIGURED\n" };
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagram_round_trip() {
+        let p = Pkt { kind: ECHO_REP, session: 7, seq: 42, t_send: 1, t_srv_rx: 2, t_srv_tx: 3 };
+        let mut buf = [0u8; HDR];
+        p.write(&mut buf);
+        let q = Pkt::read(&buf).unwrap();
+        assert_eq!((q.kind, q.session, q.seq, q.t_send, q.t_srv_rx, q.t_srv_tx), (ECHO_REP, 7, 42, 1, 2, 3));
+        assert!(Pkt::read(&buf[..HDR - 1]).is_none());
+        buf[0] = b'X';
+        assert!(Pkt::read(&buf).is_none());
+    }
+
+    #[test]
+    fn loss_estimate_sizes() {
+        let n = |s: &str| loss_packets(&s.parse().unwrap(), 5000);
+        assert_eq!(n("none"), 5000);
+        assert_eq!(n("loss=1%"), 5000);
+        // 3 % random: 9 · 0.03 · 0.97 / 0.005² ≈ 10,476
+        assert_eq!(n("loss=3%"), 10476);
+        // bursts carry less information per packet than independent losses
+        assert!(n("burst=3%/3") > 3 * n("loss=3%"), "{}", n("burst=3%/3"));
+    }
+
+    #[test]
+    fn flood_rate_skips_the_first_second() {
+        // 1 s at 2 Mbit/s then 2 s at 1 Mbit/s (1250-byte packets): the rate is the second part.
+        let mut arr = Vec::new();
+        let mut t = 0u64;
+        while t < 1_000_000_000 {
+            arr.push((t, 1250, 0));
+            t += 5_000_000;
+        }
+        while t < 3_000_000_000 {
+            arr.push((t, 1250, 0));
+            t += 10_000_000;
+        }
+        let r = flood_rate(&arr, Duration::from_secs(1)).unwrap();
+        assert!((r - 1e6).abs() < 1e4, "{r}");
+        assert!(flood_rate(&arr[..5], Duration::from_secs(1)).is_none());
+    }
 }
