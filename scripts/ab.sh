@@ -337,12 +337,13 @@ apply_profile() {
   reset_impairment
   CUR_PROFILE="$1"
   profile_specs "$1"
-  if [ "$DOWN" = "$UP" ]; then
+  if [ "$DOWN$UP" = nonenone ]; then
+    PROFILE_DESC="no impairment"
+  elif [ "$DOWN" = "$UP" ]; then
     PROFILE_DESC="$("$BIN" pathemu describe "$DOWN") each way"
   else
     PROFILE_DESC="down: $("$BIN" pathemu describe "$DOWN"); up: $("$BIN" pathemu describe "$UP")"
   fi
-  [ "$DOWN$UP" = nonenone ] && PROFILE_DESC="no impairment"
   case "$ENGINE" in
     netem)
       [ "$DOWN" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VO" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
@@ -463,6 +464,13 @@ run_driver() {
   wait "$DRIVER_PID"; rc=$?
   DRIVER_PID=""
 }
+emu_stats() { # PROFILE: the user-space emulator's final counters, one line per direction
+  local d e
+  for d in down up; do
+    e="$OUT/raw/$1.emu-$d.json"
+    [ -f "$e" ] && say "  emulator $d: $(node -e 'const s=require(process.argv[1]); console.log(`${s.packets} packets, ${s.dropped_loss} lost, ${s.dropped_queue} queue drops, most held ${s.max_held}, verdict lateness p99 ${s.late_p99_us} µs (max ${s.late_max_us}), CPU ${s.cpu_s.toFixed(2)} s in ${s.wall_s.toFixed(0)} s`)' "$e")"
+  done
+}
 IFS=, read -r -a FLOOR_LIST <<< "$FLOOR_LATENCIES"
 n=0
 for p in "${RUN_PROFILES[@]}"; do
@@ -473,7 +481,7 @@ for p in "${RUN_PROFILES[@]}"; do
   [ "$n" -gt 1 ] && echo "," >> "$OUT/meta.json.part"
   printf '    %s: {"desc": %s, "down": %s, "up": %s}' "$(json_str "$p")" "$(json_str "$PROFILE_DESC")" \
     "$(json_str "$DOWN")" "$(json_str "$UP")" >> "$OUT/meta.json.part"
-  if [ "$CHECK_ONLY" = 1 ]; then reset_impairment; continue; fi
+  if [ "$CHECK_ONLY" = 1 ]; then reset_impairment; emu_stats "$p"; continue; fi
   if [ "$AB_PLAYS" = 1 ]; then
     SHOT=(); [ "$SCREENSHOTS" = 1 ] && SHOT=(--screenshot "$OUT/raw/$p")
     LAT=(); [ -n "$LATENCY" ] && LAT=(--latency "$LATENCY")
@@ -501,10 +509,7 @@ for p in "${RUN_PROFILES[@]}"; do
   fi
   reset_impairment
   impairment_stats "$p"
-  for d in down up; do
-    e="$OUT/raw/$p.emu-$d.json"
-    [ -f "$e" ] && say "  emulator $d: $(node -e 'const s=require(process.argv[1]); console.log(`${s.packets} packets, ${s.dropped_loss} lost, ${s.dropped_queue} queue drops, most held ${s.max_held}, verdict lateness p99 ${s.late_p99_us} µs (max ${s.late_max_us}), CPU ${s.cpu_s.toFixed(2)} s in ${s.wall_s.toFixed(0)} s`)' "$e")"
-  done
+  emu_stats "$p"
   alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
 done
 reset_impairment

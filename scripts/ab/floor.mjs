@@ -29,6 +29,7 @@ export function judge(raw, warmupS, holdS) {
     if (gap > FROZEN_GAP_MS) return { held: false, why: `frozen ${gap} ms at ${((fr[i][0] - fr[0][0]) / 1000).toFixed(1)} s` };
   }
   const last = fr[fr.length - 1][0];
+  if (last < from) return { held: false, why: `picture frozen from ${((last - fr[0][0]) / 1000).toFixed(1)} s, before the warm-up ended` };
   if (last < until) return { held: false, why: `picture ran only ${((last - from) / 1000).toFixed(0)} of ${holdS} s after the warm-up` };
   const lat = fr.filter(([t]) => t >= from && t <= until).map(([, l]) => l).sort((a, b) => a - b);
   const latencyP50 = lat.length ? lat[Math.floor(lat.length / 2)] : null;
