@@ -371,6 +371,12 @@ impairment_stats() { # profile -> raw/PROFILE.net.txt (qdisc counters; the emula
     ip netns exec "$NSO" tc -s qdisc show dev "$VO"
     echo "== upstream qdisc (egress of the client's veth)"
     ip netns exec "$NSC" tc -s qdisc show dev "$VC"
+    # Drops outside the emulator: a UDP socket buffer that overflowed (RcvbufErrors) is
+    # loss the path did not configure; TCP retransmissions show what the path cost.
+    echo "== client namespace UDP/TCP counters (since the run started)"
+    ip netns exec "$NSC" grep -A1 -E '^(Udp|Tcp):' /proc/net/snmp
+    echo "== origin namespace UDP/TCP counters (since the run started)"
+    ip netns exec "$NSO" grep -A1 -E '^(Udp|Tcp):' /proc/net/snmp
   } > "$file" 2>&1
 }
 
