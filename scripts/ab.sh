@@ -502,8 +502,15 @@ for p in "${RUN_PROFILES[@]}"; do
       for l in "${FLOOR_LIST[@]}"; do
         f="$OUT/raw/$p.floor.$a.$l.json"
         say "  floor $p/$a: target latency $l s, must hold $FLOOR_HOLD s after a ${WARMUP} s warm-up"
-        run_driver "$f" "$p" --arms "$a" --latency "$l" --duration "$(awk -v h="$FLOOR_HOLD" -v w="$WARMUP" 'BEGIN{print h+w+15}')" \
-          --hold "$FLOOR_HOLD"
+        for attempt in 1 2; do
+          run_driver "$f" "$p" --arms "$a" --latency "$l" --duration "$(awk -v h="$FLOOR_HOLD" -v w="$WARMUP" 'BEGIN{print h+w+15}')" \
+            --hold "$FLOOR_HOLD"
+          # A driver that failed before playing (e.g. Chromium did not start) is not a
+          # failed trial: try once more.
+          [ "$rc" != 0 ] && node -e 'const r=require(process.argv[1]); process.exit(r.plays && r.plays.length ? 1 : 0)' "$f" 2>/dev/null \
+            && [ "$attempt" = 1 ] && { say "  floor $p/$a: the driver failed before playing (exit $rc), once more"; continue; }
+          break
+        done
         if verdict=$(node "$ROOT/scripts/ab/floor.mjs" "$f" --warmup "$WARMUP" --hold "$FLOOR_HOLD"); then
           say "  floor $p/$a: $l s held ($verdict)"; held=$l; break
         fi

@@ -39,7 +39,7 @@ pub enum PathemuCmd {
     Echo(EchoArgs),
     /// Measure the path to a `pathemu echo` server and compare it with the configured one;
     /// exits with 1 when anything is out of tolerance.
-    Check(probe::CheckArgs),
+    Check(Box<probe::CheckArgs>),
     /// Print the `tc qdisc ... netem` arguments for a spec (the same path where sch_netem exists).
     NetemArgs(SpecArg),
     /// Print a human description of a spec.

@@ -57,6 +57,9 @@ pub struct DirSpec {
     pub rate_bps: Option<u64>,
     /// Longest a packet may wait for the bottleneck before it is tail-dropped.
     pub queue: Duration,
+    /// The queue as given in bytes (`queue=64K`), if it was; `queue` is then
+    /// the time those bytes take at the rate.
+    pub queue_bytes: Option<u64>,
 }
 
 impl Default for DirSpec {
@@ -70,6 +73,7 @@ impl Default for DirSpec {
             burst: None,
             rate_bps: None,
             queue: Duration::from_millis(100),
+            queue_bytes: None,
         }
     }
 }
@@ -116,7 +120,8 @@ impl FromStr for DirSpec {
     type Err = String;
     /// Comma-separated `key=value` items: `delay=25ms`, `jitter=10ms`,
     /// `dist=normal|uniform`, `reorder`, `loss=1%`, `burst=2%/3` (average loss
-    /// / mean burst length in packets), `rate=3200kbit`, `queue=100ms`.
+    /// / mean burst length in packets), `rate=3200kbit`, `queue=100ms` (or in
+    /// bytes: `queue=64K`, binary units, needs a rate).
     /// `none` or an empty string is a perfect link.
     fn from_str(s: &str) -> Result<Self, String> {
         let mut d = DirSpec::default();
@@ -143,7 +148,11 @@ impl FromStr for DirSpec {
                     d.burst = Some(Burst { loss: parse_pct(k, l)?, len });
                 }
                 "rate" => d.rate_bps = Some(parse_rate(v)?),
-                "queue" => d.queue = parse_ms(k, v)?,
+                "queue" if v.ends_with('s') => d.queue = parse_ms(k, v)?,
+                "queue" => {
+                    d.queue_bytes =
+                        Some(crate::cli::parse_size(v).map_err(|e| format!("queue={v}: {e} (100ms or 64K)"))?)
+                }
                 _ => {
                     return Err(format!(
                         "unknown path item {item:?} (delay, jitter, dist, reorder, loss, burst, rate, queue)"
@@ -156,6 +165,10 @@ impl FromStr for DirSpec {
         }
         if d.reorder && d.jitter.is_zero() {
             return Err("reorder needs jitter".into());
+        }
+        if let Some(b) = d.queue_bytes {
+            let r = d.rate_bps.ok_or("a queue in bytes needs a rate")?;
+            d.queue = Duration::from_secs_f64(b as f64 * 8.0 / r as f64);
         }
         Ok(d)
     }
@@ -196,7 +209,10 @@ impl fmt::Display for DirSpec {
         }
         if let Some(r) = self.rate_bps {
             items.push(format!("rate={}kbit", r as f64 / 1000.0));
-            items.push(format!("queue={}", ms(self.queue)));
+            items.push(match self.queue_bytes {
+                Some(b) => format!("queue={b}"),
+                None => format!("queue={}", ms(self.queue)),
+            });
         }
         if items.is_empty() {
             f.write_str("none")
@@ -305,6 +321,7 @@ mod tests {
             "delay=50ms,jitter=5ms,dist=uniform,reorder,loss=3%",
             "delay=50ms,burst=2%/3",
             "delay=40ms,rate=3200kbit,queue=100ms",
+            "rate=1000kbit,queue=62500",
         ] {
             let d: DirSpec = s.parse().unwrap();
             assert_eq!(d.to_string(), s);
@@ -325,10 +342,18 @@ mod tests {
             ("reorder", "needs jitter"),
             ("delya=5ms", "unknown path item"),
             ("dist=pareto", "normal or uniform"),
+            ("queue=64K", "needs a rate"),
         ] {
             let e = s.parse::<DirSpec>().unwrap_err();
             assert!(e.contains(why), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn queue_in_bytes_is_time_at_the_rate() {
+        let d: DirSpec = "rate=1mbit,queue=64K".parse().unwrap();
+        assert_eq!(d.queue_bytes, Some(65536));
+        assert_eq!(d.queue, Duration::from_secs_f64(65536.0 * 8.0 / 1e6));
     }
 
     #[test]
