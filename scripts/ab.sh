@@ -11,19 +11,37 @@
 # Chromium reaches the origin as https://h3live.test (--host-resolver-rules,
 # certificate generated with --host h3live.test), QUIC forced on the h3 port.
 # GSO/TSO are capped to one packet on both veth ends so that a drop or a rate
-# limit acts on wire-sized packets.  Impairments are applied to the veth pair:
-#   clean    nothing
-#   lossN    N % random loss each way (nftables netdev ingress hook on both veth
-#            ends: numgen random mod 100 < N drop), e.g. loss1, loss3
-#   rate     tc tbf on the origin's veth (downstream) at --rate-kbit
-#   delayN   N ms extra round trip (tc netem, N/2 each way), e.g. delay50
-#   jitter   tc netem 25 ms ± 10 ms (normal) each way
-# delay/jitter need the kernel's sch_netem; where it is missing those profiles
-# are skipped and the report says so.  Everything is undone on exit and Ctrl-C.
+# limit acts on wire-sized packets.
+#
+# Path profiles: a name made of '-'-separated parts, each applied per direction:
+#   clean       nothing
+#   rttN        N ms round trip (N/2 ms one-way delay each way)
+#   lossN       N % random loss each way
+#   jitterN     normal jitter, σ = N/2 ms each way (RTT varies by about ±N ms)
+#   reorder     let jitter reorder packets (default: a packet never overtakes the one before)
+#   burst[N]    N % (default 2) bursty loss each way: Gilbert-Elliott, mean burst 3 packets
+#   rate[K]     downstream bottleneck of K kbit/s (default 1.5 x the stream's video + audio
+#               rate, times the arms with --concurrent), 100 ms queue, tail drop
+# e.g. rtt50, rtt50-loss1, rtt100-loss3, rtt50-jitter20, rtt100-burst, rtt80-rate (the default set).
+# Engine: where the kernel has sch_netem, tc netem on each veth's egress (the same
+# path, 'h3live pathemu netem-args'); elsewhere 'h3live pathemu run', a user-space
+# delay line fed by iptables NFQUEUE on each namespace's incoming veth
+# (src/pathemu/). --engine chooses. Before every profile 'h3live pathemu check'
+# measures the path (TCP connect time, RTT, one-way delays, jitter, loss per
+# direction, rate) against the configuration; a profile that does not measure
+# as configured stops the run. Everything is undone on exit and Ctrl-C.
 #
 # Usage: sudo scripts/ab.sh [options]
-#   --profiles LIST   comma list (default clean,loss1,loss3,rate,delay50,jitter;
-#                     clean with --loopback)
+#   --profiles LIST   comma list (default clean,rtt50,rtt50-loss1,rtt100-loss3,rtt50-jitter20,
+#                     rtt100-burst,rtt80-rate; clean with --loopback)
+#   --engine E        auto (default: netem if the kernel has it, else pathemu), netem, pathemu
+#   --check-only      only build each profile's path and run its self-check (no origin, no browser)
+#   --floor           also search each profile x arm for the latency floor: the lowest target
+#                     latency (--floor-latencies, ascending) at which the player runs
+#                     --floor-hold seconds after the warm-up with no stall and no frozen picture
+#   --floor-only      the floor search without the A/B plays
+#   --floor-latencies LIST   default 0.2,0.3,0.5,0.8,1.2,2
+#   --floor-hold S    default 60
 #   --arms LIST       h3,h1,h2 (default h3,h1,h2)
 #   --duration S      seconds each arm plays per profile (default 30)
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
@@ -34,7 +52,7 @@
 #   --screenshots     save a screenshot of the page at the end of each play (raw/*.png)
 #   --latency S       target latency for every player (default: the page's, 0.5)
 #   --size WxH --fps N --bitrate RATE   encoder settings (default 1280x720, 30, 2M)
-#   --rate-kbit N     tbf rate of the 'rate' profile (default: 1.25 x (video + 128k audio),
+#   --rate-kbit N     bottleneck of 'rate' (default: 1.5 x (video + 128k audio),
 #                     times the number of arms with --concurrent)
 #   --out DIR         output folder (default out/ab-YYYYmmdd-HHMMSS)
 #   --bin PATH        h3live binary (default target/release/h3live)
@@ -44,13 +62,22 @@
 #                     origin + encoder on free loopback ports
 #   --running         use the origin + encoder that ./run.sh runs (localhost, ports
 #                     4433/4443/4444, certs/cert.pem, stream 'test'); implies --loopback
-# Output folder: report.md (table), summary.json, samples.csv (one row per frame),
-# latency.svg (latency over time, one panel per profile), raw/*.json, logs.
+# Output folder: report.md (table, spread over rounds, verdicts, measured paths, floor),
+# summary.json, samples.csv (one row per frame), latency.svg (latency over time, one
+# panel per profile), raw/*.json (driver output, raw/P.path.json self-check,
+# raw/P.emu-{down,up}.json emulator counters), logs.
 set -u
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 
-PROFILES=""   # default: clean,loss1,loss3,rate,delay50,jitter (clean with --loopback)
+DEFAULT_PROFILES="clean,rtt50,rtt50-loss1,rtt100-loss3,rtt50-jitter20,rtt100-burst,rtt80-rate"
+PROFILES=""   # default: DEFAULT_PROFILES (clean with --loopback)
+ENGINE=auto
+CHECK_ONLY=0
+FLOOR=0
+AB_PLAYS=1
+FLOOR_LATENCIES="0.2,0.3,0.5,0.8,1.2,2"
+FLOOR_HOLD=60
 ARMS="h3,h1,h2"
 DURATION=30
 WARMUP=5
@@ -74,6 +101,12 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --profiles) PROFILES="$2"; shift 2 ;;
     --arms) ARMS="$2"; shift 2 ;;
+    --engine) ENGINE="$2"; shift 2 ;;
+    --check-only) CHECK_ONLY=1; shift ;;
+    --floor) FLOOR=1; shift ;;
+    --floor-only) FLOOR=1; AB_PLAYS=0; shift ;;
+    --floor-latencies) FLOOR_LATENCIES="$2"; shift 2 ;;
+    --floor-hold) FLOOR_HOLD="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
     --concurrent) CONCURRENT=1; shift ;;
@@ -95,11 +128,11 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$LOOPBACK" = 0 ] && [ "$(id -u)" != 0 ]; then
-  echo "ab.sh: needs root to create network namespaces, nftables rules and tc qdiscs." >&2
+  echo "ab.sh: needs root to create network namespaces, iptables rules and tc qdiscs." >&2
   echo "       Run it with sudo, or use --loopback for an unimpaired run without root." >&2
   exit 1
 fi
-[ -n "$PROFILES" ] || { [ "$LOOPBACK" = 1 ] && PROFILES=clean || PROFILES="clean,loss1,loss3,rate,delay50,jitter"; }
+[ -n "$PROFILES" ] || { [ "$LOOPBACK" = 1 ] && PROFILES=clean || PROFILES="$DEFAULT_PROFILES"; }
 [ -n "$OUT" ] || OUT="$ROOT/out/ab-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT/raw" || { echo "ab.sh: cannot create $OUT" >&2; exit 1; }
 OUT="$(cd "$OUT" && pwd)"
@@ -109,25 +142,60 @@ die() { say "ERROR: $*"; exit 1; }
 
 # ------------------------------------------------------------------ checks
 for c in node openssl curl; do command -v "$c" >/dev/null || die "$c not found (scripts/test.sh installs the test dependencies)"; done
-[ "$RUNNING" = 1 ] || command -v ffmpeg >/dev/null || die "ffmpeg not found"
+[ "$RUNNING" = 1 ] || [ "$CHECK_ONLY" = 1 ] || command -v ffmpeg >/dev/null || die "ffmpeg not found"
 if [ "$LOOPBACK" = 0 ]; then
-  for c in ip nft tc; do command -v "$c" >/dev/null || die "$c not found (apt-get install iproute2 nftables)"; done
+  for c in ip tc iptables; do command -v "$c" >/dev/null || die "$c not found (apt-get install iproute2 iptables)"; done
 fi
+case "$ENGINE" in auto|netem|pathemu) ;; *) die "--engine: auto, netem or pathemu" ;; esac
+[ "$CHECK_ONLY" = 1 ] && [ "$LOOPBACK" = 1 ] && die "--check-only needs the namespaces (no --loopback/--running)"
 [ -d web/node_modules/dashjs ] && [ -d web/node_modules/ws ] || die "web/node_modules missing: run (cd web && npm ci)"
 [ "$RUNNING" = 1 ] || [ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
-case "$DURATION$WARMUP" in *[!0-9.]*) die "--duration and --warmup take seconds" ;; esac
+case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and --floor-hold take seconds" ;; esac
+case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma list of seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
 for a in "${ARM_LIST[@]}"; do case "$a" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2)" ;; esac; done
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
-for p in "${PROFILE_LIST[@]}"; do
-  case "$p" in clean|rate|jitter|loss[0-9]*|delay[0-9]*) ;; *) die "unknown profile '$p'" ;; esac
-done
 to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
   awk -v r="$1" 'BEGIN{ m=1/1000; if (r ~ /[kK]$/) m=1; else if (r ~ /[mM]$/) m=1000; sub(/[kKmM]$/, "", r); printf "%d", r*m }'
 }
 N_STREAMS=1; [ "$CONCURRENT" = 1 ] && N_STREAMS=${#ARM_LIST[@]}
-[ -n "$RATE_KBIT" ] || RATE_KBIT=$(awk -v v="$(to_kbit "$BITRATE")" -v n="$N_STREAMS" 'BEGIN{printf "%d", 1.25*(v+128)*n}')
+[ -n "$RATE_KBIT" ] || RATE_KBIT=$(awk -v v="$(to_kbit "$BITRATE")" -v n="$N_STREAMS" 'BEGIN{printf "%d", 1.5*(v+128)*n}')
+# profile_specs NAME: sets DOWN and UP (h3live pathemu spec text, origin -> client and back).
+profile_specs() {
+  local part n half d=() u=() delay="" jit="" reorder=""
+  DOWN=""; UP=""
+  [ "$1" = clean ] && { DOWN=none; UP=none; return 0; }
+  IFS=- read -r -a parts <<< "$1"
+  for part in "${parts[@]}"; do
+    n="${part##*[a-z]}"
+    case "$part" in
+      rtt[0-9]*) delay=$(awk -v n="$n" 'BEGIN{printf "%g", n/2}') ;;
+      loss[0-9]*) d+=("loss=$n%"); u+=("loss=$n%") ;;
+      jitter[0-9]*) jit=$(awk -v n="$n" 'BEGIN{printf "%g", n/2}') ;;
+      reorder) reorder=1 ;;
+      burst) d+=("burst=2%/3"); u+=("burst=2%/3") ;;
+      burst[0-9]*) d+=("burst=$n%/3"); u+=("burst=$n%/3") ;;
+      rate) d+=("rate=${RATE_KBIT}kbit" "queue=100ms") ;;
+      rate[0-9]*) d+=("rate=${n}kbit" "queue=100ms") ;;
+      *) return 1 ;;
+    esac
+  done
+  [ -n "$delay" ] && { d=("delay=${delay}ms" "${d[@]}"); u=("delay=${delay}ms" "${u[@]}"); }
+  if [ -n "$jit" ]; then
+    d+=("jitter=${jit}ms" "dist=normal"); u+=("jitter=${jit}ms" "dist=normal")
+    [ -n "$reorder" ] && { d+=(reorder); u+=(reorder); }
+  elif [ -n "$reorder" ]; then return 1
+  fi
+  DOWN=$(IFS=,; echo "${d[*]:-none}"); UP=$(IFS=,; echo "${u[*]:-none}")
+}
+for p in "${PROFILE_LIST[@]}"; do
+  profile_specs "$p" || die "unknown profile '$p' (parts: clean, rttN, lossN, jitterN, reorder, burst[N], rate[K])"
+  if [ "$LOOPBACK" = 0 ]; then
+    "$BIN" pathemu describe "$DOWN" >/dev/null && "$BIN" pathemu describe "$UP" >/dev/null \
+      || die "profile '$p' gives an invalid path ($DOWN / $UP)"
+  fi
+done
 
 # ---------------------------------------------------------- state, cleanup
 TAG="h3ab$$"
@@ -135,7 +203,8 @@ NSO="$TAG-o"; NSC="$TAG-c"      # namespaces
 VO="${TAG}o"; VC="${TAG}c"      # veth ends (<= 15 characters)
 ORIGIN_IP=198.18.0.1; CLIENT_IP=198.18.0.2
 NS_CREATED=0
-ORIGIN_PID=""; ENCODER_PID=""; DRIVER_PID=""
+ORIGIN_PID=""; ENCODER_PID=""; DRIVER_PID=""; ECHO_PID=""; EMU_DOWN_PID=""; EMU_UP_PID=""
+ECHO_PORT=7777
 CLEANED=0
 # Command prefixes that run a command in a namespace.  Arrays, not functions:
 # a backgrounded function would be a subshell, and $! its PID, not the program's.
@@ -166,6 +235,9 @@ cleanup() {
   CLEANED=1
   trap '' INT TERM HUP
   stop_pid driver "$DRIVER_PID" 8
+  stop_pid "path emulator" "$EMU_DOWN_PID" 5
+  stop_pid "path emulator" "$EMU_UP_PID" 5
+  stop_pid "echo server" "$ECHO_PID" 5
   stop_pid encoder "$ENCODER_PID" 15
   stop_pid origin "$ORIGIN_PID" 10
   if [ "$NS_CREATED" = 1 ]; then
@@ -175,7 +247,7 @@ cleanup() {
     done
     sleep 0.2
     ip netns del "$NSC" 2>/dev/null; ip netns del "$NSO" 2>/dev/null   # takes the veth pair, rules, qdiscs along
-    say "removed namespaces $NSO, $NSC (veth pair, nftables rules and qdiscs with them)"
+    say "removed namespaces $NSO, $NSC (veth pair, iptables rules and qdiscs with them)"
   fi
 }
 on_signal() { say "interrupted: cleaning up"; cleanup; exit 130; }
@@ -203,89 +275,115 @@ if [ "$LOOPBACK" = 0 ]; then
   done
 fi
 
-# netem available?  (delay/jitter profiles)
+# Engine: tc netem where the kernel has it (results comparable with other
+# machines), else the user-space emulator (h3live pathemu run on NFQUEUE).
 NETEM=0
 NETEM_WHY="--loopback: no impairment"
 if [ "$LOOPBACK" = 0 ]; then
   if err=$(ip netns exec "$NSO" tc qdisc add dev "$VO" root netem delay 1ms 2>&1); then
     NETEM=1; ip netns exec "$NSO" tc qdisc del dev "$VO" root
+    NETEM_WHY="the kernel has sch_netem"
   else
-    NETEM_WHY="tc netem is not available on this kernel (tc: ${err//$'\n'/ }; module sch_netem missing)"
+    NETEM_WHY="no sch_netem on this kernel (tc: ${err//$'\n'/ })"
   fi
+  case "$ENGINE" in
+    auto) [ "$NETEM" = 1 ] && ENGINE=netem || ENGINE=pathemu ;;
+    netem) [ "$NETEM" = 1 ] || die "--engine netem: $NETEM_WHY" ;;
+  esac
+  ENGINE_DESC="$ENGINE ($NETEM_WHY)"
+  [ "$ENGINE" = pathemu ] && ENGINE_DESC="pathemu: h3live pathemu run, user-space delay line on iptables NFQUEUE at each namespace's incoming veth ($NETEM_WHY)"
+  [ "$ENGINE" = netem ] && ENGINE_DESC="netem: tc netem on each veth's egress ($NETEM_WHY)"
+  say "path engine: $ENGINE_DESC"
+  say "starting the path self-check's echo server on $ORIGIN_IP:$ECHO_PORT"
+  "${IN_O[@]}" "$BIN" pathemu echo --listen "$ORIGIN_IP:$ECHO_PORT" > "$OUT/echo.log" 2>&1 &
+  ECHO_PID=$!
+else
+  ENGINE=none; ENGINE_DESC="none (--loopback)"
 fi
 
 RUN_PROFILES=()
 SKIPPED=()   # "name|reason"
 for p in "${PROFILE_LIST[@]}"; do
   if [ "$LOOPBACK" = 1 ] && [ "$p" != clean ]; then SKIPPED+=("$p|--loopback: no impairment possible"); continue; fi
-  case "$p" in
-    delay*|jitter) [ "$NETEM" = 1 ] || { SKIPPED+=("$p|$NETEM_WHY"); continue; } ;;
-  esac
   RUN_PROFILES+=("$p")
 done
 for s in "${SKIPPED[@]}"; do say "SKIPPING profile ${s%%|*}: ${s#*|}"; done
 [ ${#RUN_PROFILES[@]} -gt 0 ] || die "no profile left to run"
 
+CUR_PROFILE=""
 reset_impairment() {
   [ "$LOOPBACK" = 1 ] && return
-  ip netns exec "$NSO" nft delete table netdev h3ab 2>/dev/null
-  ip netns exec "$NSC" nft delete table netdev h3ab 2>/dev/null
+  ip netns exec "$NSO" iptables -w -t raw -F PREROUTING 2>/dev/null
+  ip netns exec "$NSC" iptables -w -t raw -F PREROUTING 2>/dev/null
+  stop_pid "path emulator" "$EMU_DOWN_PID" 5; EMU_DOWN_PID=""
+  stop_pid "path emulator" "$EMU_UP_PID" 5; EMU_UP_PID=""
   ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
   ip netns exec "$NSC" tc qdisc del dev "$VC" root 2>/dev/null
   return 0
 }
-nft_loss() { # ns dev percent: drop N % of the packets arriving on dev
-  ip netns exec "$1" nft -f - <<EOF
-table netdev h3ab {
-  chain ingress {
-    type filter hook ingress device "$2" priority 0; policy accept;
-    counter
-    numgen random mod 100 < $3 counter drop
-  }
-}
-EOF
+# start_emu NS DEV SPEC STATS: the user-space engine for packets arriving on DEV in NS.
+start_emu() {
+  "$BIN" pathemu describe "$3" | grep -q '^no impairment$' && return 0
+  ip netns exec "$1" "$BIN" pathemu run --queue 0 --spec "$3" --stats "$4" >> "$OUT/pathemu.log" 2>&1 &
+  local pid=$! i
+  for i in $(seq 1 50); do grep -q "queue 0 —" "$OUT/pathemu.log" 2>/dev/null && break; sleep 0.1; done
+  sleep 0.3   # bound to the queue
+  alive "$pid" || { tail -n 5 "$OUT/pathemu.log" >&2; return 1; }
+  ip netns exec "$1" iptables -w -t raw -A PREROUTING -i "$2" -j NFQUEUE --queue-num 0 || return 1
+  LAST_EMU_PID=$pid
 }
 PROFILE_DESC=""
 apply_profile() {
   reset_impairment
-  case "$1" in
-    clean) PROFILE_DESC="no impairment" ;;
-    loss*)
-      local n="${1#loss}"
-      nft_loss "$NSO" "$VO" "$n" && nft_loss "$NSC" "$VC" "$n" || return 1
-      PROFILE_DESC="${n} % random loss each way (nftables ingress drop on both veth ends)" ;;
-    rate)
-      ip netns exec "$NSO" tc qdisc add dev "$VO" root tbf rate "${RATE_KBIT}kbit" burst 16kb latency 300ms || return 1
-      PROFILE_DESC="downstream limited to ${RATE_KBIT} kbit/s (tc tbf, burst 16 kB, queue up to 300 ms); stream: video $BITRATE + audio 128k" ;;
-    delay*)
-      local d="${1#delay}" h
-      h=$(awk -v d="$d" 'BEGIN{printf "%g", d/2}')
-      ip netns exec "$NSO" tc qdisc add dev "$VO" root netem delay "${h}ms" && \
-        ip netns exec "$NSC" tc qdisc add dev "$VC" root netem delay "${h}ms" || return 1
-      PROFILE_DESC="${d} ms extra RTT (tc netem ${h} ms each way)" ;;
-    jitter)
-      ip netns exec "$NSO" tc qdisc add dev "$VO" root netem delay 25ms 10ms distribution normal && \
-        ip netns exec "$NSC" tc qdisc add dev "$VC" root netem delay 25ms 10ms distribution normal || return 1
-      PROFILE_DESC="tc netem 25 ms ± 10 ms (normal) each way" ;;
+  CUR_PROFILE="$1"
+  profile_specs "$1"
+  if [ "$DOWN$UP" = nonenone ]; then
+    PROFILE_DESC="no impairment"
+  elif [ "$DOWN" = "$UP" ]; then
+    PROFILE_DESC="$("$BIN" pathemu describe "$DOWN") each way"
+  else
+    PROFILE_DESC="down: $("$BIN" pathemu describe "$DOWN"); up: $("$BIN" pathemu describe "$UP")"
+  fi
+  case "$ENGINE" in
+    netem)
+      [ "$DOWN" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VO" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
+      [ "$UP" = none ] || ip netns exec "$NSC" tc qdisc add dev "$VC" root netem $("$BIN" pathemu netem-args "$UP") || return 1 ;;
+    pathemu)
+      LAST_EMU_PID=""; start_emu "$NSC" "$VC" "$DOWN" "$OUT/raw/$1.emu-down.json" || return 1; EMU_DOWN_PID=$LAST_EMU_PID
+      LAST_EMU_PID=""; start_emu "$NSO" "$VO" "$UP" "$OUT/raw/$1.emu-up.json" || return 1; EMU_UP_PID=$LAST_EMU_PID ;;
   esac
 }
-impairment_stats() { # profile -> raw/PROFILE.net.txt
+# check_path PROFILE: measure the path; stop the run if it does not match.
+check_path() {
+  [ "$LOOPBACK" = 1 ] && return 0
+  say "  path self-check (h3live pathemu check; raw/$1.path.txt)"
+  ip netns exec "$NSC" "$BIN" pathemu check --target "$ORIGIN_IP:$ECHO_PORT" --down "$DOWN" --up "$UP" \
+    --json "$OUT/raw/$1.path.json" > "$OUT/raw/$1.path.txt" 2>&1
+  local rc=$?
+  sed 's/^/  /' "$OUT/raw/$1.path.txt" | tee -i -a "$LOG" >&2
+  [ "$rc" = 0 ] || die "profile $1: the path does not measure as configured (engine $ENGINE); no results for a path that is not the one asked for"
+}
+impairment_stats() { # profile -> raw/PROFILE.net.txt (qdisc counters; the emulator writes its own JSON)
   [ "$LOOPBACK" = 1 ] && return
   local file="$OUT/raw/$1.net.txt"
   {
-    echo "== upstream nft (ingress of the origin's veth)"
-    ip netns exec "$NSO" nft list table netdev h3ab 2>/dev/null | grep counter
-    echo "== downstream nft (ingress of the client's veth)"
-    ip netns exec "$NSC" nft list table netdev h3ab 2>/dev/null | grep counter
     echo "== downstream qdisc (egress of the origin's veth)"
     ip netns exec "$NSO" tc -s qdisc show dev "$VO"
     echo "== upstream qdisc (egress of the client's veth)"
     ip netns exec "$NSC" tc -s qdisc show dev "$VC"
+    # Drops outside the emulator: a UDP socket buffer that overflowed (RcvbufErrors) is
+    # loss the path did not configure; TCP retransmissions show what the path cost.
+    echo "== client namespace UDP/TCP counters (since the run started)"
+    ip netns exec "$NSC" grep -A1 -E '^(Udp|Tcp):' /proc/net/snmp
+    echo "== origin namespace UDP/TCP counters (since the run started)"
+    ip netns exec "$NSO" grep -A1 -E '^(Udp|Tcp):' /proc/net/snmp
   } > "$file" 2>&1
 }
 
 # ------------------------------------------------------- origin + encoder
-if [ "$RUNNING" = 1 ]; then
+if [ "$CHECK_ONLY" = 1 ]; then
+  say "--check-only: no origin, no encoder, no browser"
+elif [ "$RUNNING" = 1 ]; then
   HOST=localhost; STREAM=test
   PORTS="h3=4433,h1=4443,h2=4444"
   CERT="$ROOT/certs/cert.pem"
@@ -328,7 +426,7 @@ else
   fi
   sleep 2   # let a first segment start, so players join a running stream
 fi
-SPKI=$(openssl x509 -in "$CERT" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl enc -base64)
+[ "$CHECK_ONLY" = 1 ] || SPKI=$(openssl x509 -in "$CERT" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl enc -base64)
 
 # ------------------------------------------------------------ metadata
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
@@ -345,6 +443,9 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
   echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
   echo "  \"arms\": $(json_str "$ARMS"),"
+  echo "  \"engine\": $(json_str "$ENGINE"), \"engineDesc\": $(json_str "$ENGINE_DESC"),"
+  echo "  \"floor\": $([ "$FLOOR" = 1 ] && echo "{\"latencies\": [$FLOOR_LATENCIES], \"holdS\": $FLOOR_HOLD}" || echo null),"
+  echo "  \"abPlays\": $([ "$AB_PLAYS" = 1 ] && echo true || echo false),"
   echo "  \"skipped\": ["
   first=1
   for s in "${SKIPPED[@]}"; do
@@ -357,33 +458,81 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
 } > "$OUT/meta.json.part"
 
 # -------------------------------------------------------------- profiles
-DRIVER_ARGS=(--arms "$ARMS" --rounds "$ROUNDS" --duration "$DURATION" --host "$HOST" --spki "$SPKI" --stream "$STREAM" --ports "$PORTS")
+DRIVER_ARGS=(--host "$HOST" --spki "${SPKI:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
 [ "$LOOPBACK" = 0 ] && DRIVER_ARGS+=(--ip "$ORIGIN_IP")
-[ -n "$LATENCY" ] && DRIVER_ARGS+=(--latency "$LATENCY")
 [ "$CONCURRENT" = 1 ] && DRIVER_ARGS+=(--concurrent)
-n=0
-for p in "${RUN_PROFILES[@]}"; do
-  n=$((n + 1))
-  apply_profile "$p" || die "could not apply profile $p"
-  say "profile $n/${#RUN_PROFILES[@]}: $p — $PROFILE_DESC"
-  [ "$n" -gt 1 ] && echo "," >> "$OUT/meta.json.part"
-  printf '    %s: %s' "$(json_str "$p")" "$(json_str "$PROFILE_DESC")" >> "$OUT/meta.json.part"
-  SHOT=(); [ "$SCREENSHOTS" = 1 ] && SHOT=(--screenshot "$OUT/raw/$p")
-  "${IN_C[@]}" node "$ROOT/scripts/ab/driver.mjs" --out "$OUT/raw/$p.json" --profile "$p" "${DRIVER_ARGS[@]}" "${SHOT[@]}" \
+# run_driver OUTFILE PROFILE ARGS...: one driver run in the client namespace; sets rc.
+run_driver() {
+  local out="$1" prof="$2"; shift 2
+  "${IN_C[@]}" node "$ROOT/scripts/ab/driver.mjs" --out "$out" --profile "$prof" --path "$PROFILE_DESC" "${DRIVER_ARGS[@]}" "$@" \
     2> >(tee -i -a "$LOG" >&2) &
   DRIVER_PID=$!
   wait "$DRIVER_PID"; rc=$?
   DRIVER_PID=""
+}
+emu_stats() { # PROFILE: the user-space emulator's final counters, one line per direction
+  local d e
+  for d in down up; do
+    e="$OUT/raw/$1.emu-$d.json"
+    [ -f "$e" ] && say "  emulator $d: $(node -e 'const s=require(process.argv[1]); console.log(`${s.packets} packets, ${s.dropped_loss} lost, ${s.dropped_queue} queue drops, most held ${s.max_held}, verdict lateness p99 ${s.late_p99_us} µs (max ${s.late_max_us}), CPU ${s.cpu_s.toFixed(2)} s in ${s.wall_s.toFixed(0)} s`)' "$e")"
+  done
+}
+IFS=, read -r -a FLOOR_LIST <<< "$FLOOR_LATENCIES"
+n=0
+for p in "${RUN_PROFILES[@]}"; do
+  n=$((n + 1))
+  apply_profile "$p" || die "could not apply profile $p (engine $ENGINE)"
+  say "profile $n/${#RUN_PROFILES[@]}: $p — $PROFILE_DESC [down: $DOWN; up: $UP]"
+  check_path "$p"
+  [ "$n" -gt 1 ] && echo "," >> "$OUT/meta.json.part"
+  printf '    %s: {"desc": %s, "down": %s, "up": %s}' "$(json_str "$p")" "$(json_str "$PROFILE_DESC")" \
+    "$(json_str "$DOWN")" "$(json_str "$UP")" >> "$OUT/meta.json.part"
+  if [ "$CHECK_ONLY" = 1 ]; then reset_impairment; emu_stats "$p"; continue; fi
+  if [ "$AB_PLAYS" = 1 ]; then
+    SHOT=(); [ "$SCREENSHOTS" = 1 ] && SHOT=(--screenshot "$OUT/raw/$p")
+    LAT=(); [ -n "$LATENCY" ] && LAT=(--latency "$LATENCY")
+    run_driver "$OUT/raw/$p.json" "$p" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DURATION" "${LAT[@]}" "${SHOT[@]}"
+    [ "$rc" = 0 ] || say "driver exited with code $rc for profile $p (see ab.log)"
+  fi
+  if [ "$FLOOR" = 1 ]; then
+    # Ascending target latencies; a play ends early at its first stall or frozen picture
+    # after the warm-up, and the first latency that holds is the floor.
+    for a in "${ARM_LIST[@]}"; do
+      held=""
+      for l in "${FLOOR_LIST[@]}"; do
+        f="$OUT/raw/$p.floor.$a.$l.json"
+        say "  floor $p/$a: target latency $l s, must hold $FLOOR_HOLD s after a ${WARMUP} s warm-up"
+        for attempt in 1 2; do
+          run_driver "$f" "$p" --arms "$a" --latency "$l" --duration "$(awk -v h="$FLOOR_HOLD" -v w="$WARMUP" 'BEGIN{print h+w+15}')" \
+            --hold "$FLOOR_HOLD"
+          # A driver that failed before playing (e.g. Chromium did not start) is not a
+          # failed trial: try once more.
+          [ "$rc" != 0 ] && node -e 'const r=require(process.argv[1]); process.exit(r.plays && r.plays.length ? 1 : 0)' "$f" 2>/dev/null \
+            && [ "$attempt" = 1 ] && { say "  floor $p/$a: the driver failed before playing (exit $rc), once more"; continue; }
+          break
+        done
+        if verdict=$(node "$ROOT/scripts/ab/floor.mjs" "$f" --warmup "$WARMUP" --hold "$FLOOR_HOLD"); then
+          say "  floor $p/$a: $l s held ($verdict)"; held=$l; break
+        fi
+        say "  floor $p/$a: $l s failed ($verdict)"
+      done
+      [ -n "$held" ] || say "  floor $p/$a: no target latency up to ${FLOOR_LIST[-1]} s held"
+      alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
+    done
+  fi
+  reset_impairment
   impairment_stats "$p"
-  [ -f "$OUT/raw/$p.net.txt" ] && grep -q 'counter' "$OUT/raw/$p.net.txt" && \
-    say "  dropped by nftables: $(awk '/drop/{for(i=1;i<=NF;i++) if($i=="packets") printf "%s ", $(i+1)}' "$OUT/raw/$p.net.txt")packets (upstream, downstream)"
-  [ "$rc" = 0 ] || say "driver exited with code $rc for profile $p (see ab.log)"
+  emu_stats "$p"
   alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
 done
 reset_impairment
 printf '\n  }\n}\n' >> "$OUT/meta.json.part"
 mv "$OUT/meta.json.part" "$OUT/meta.json"
 
+if [ "$CHECK_ONLY" = 1 ]; then
+  say "all ${#RUN_PROFILES[@]} profile(s) measure as configured (engine $ENGINE); details in raw/*.path.txt"
+  exit 0
+fi
 say "writing the report"
 node "$ROOT/scripts/ab/report.mjs" "$OUT" 2>&1 | tee -i -a "$LOG"
 exit "${PIPESTATUS[0]}"

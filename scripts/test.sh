@@ -12,8 +12,9 @@
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js), and the compare page's verdict unit tests
 #      and screenshot test at four window sizes (web/e2e/compare-shots.js, ~45 s);
-#   5. the transport A/B harness, short: origin and browser in two network
-#      namespaces, clean and 1 % loss, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
+#   5. the transport A/B harness, short: the path emulator's self-check (jitter,
+#      bursty loss, rate), then origin and browser in two network namespaces over
+#      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,7 @@ if [ "$INSTALL" = 1 ]; then
   command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
   command -v nft >/dev/null || need+=(nftables)
   [ -x /usr/sbin/varnishd ] || need+=(varnish)
+  command -v iptables >/dev/null || need+=(iptables)
   { command -v ip && command -v tc; } >/dev/null || need+=(iproute2)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   if [ ${#need[@]} -gt 0 ]; then
@@ -89,7 +91,7 @@ if [ "$E2E" = 1 ]; then
   node --test web/test/verdict.test.js
   node web/e2e/compare-shots.js --bin target/release/h3live
 
-  step "transport A/B harness: short impaired run (netns, clean + loss1, h3 + h1)"
+  step "transport A/B harness: path emulator self-check + short run (netns, rtt50-loss1, h3 + h1)"
   scripts/test-ab.sh
 fi
 echo

@@ -24,6 +24,9 @@
 //! - [`client`]: a streaming client for all four transports (tests, viewer tools).
 //! - [`load`]: `h3live load`, a viewer swarm with per-fragment latency, and
 //!   stream capture/replay for benchmarks.
+//! - [`pathemu`]: `h3live pathemu`, a path emulator (delay, jitter, loss,
+//!   bursty loss, rate) on NFQUEUE for kernels without sch_netem, and the
+//!   path self-check the A/B harness runs before every profile.
 
 pub mod cert;
 pub mod cli;
@@ -32,6 +35,7 @@ pub mod core;
 pub mod interop;
 pub mod load;
 pub mod metrics;
+pub mod pathemu;
 pub mod server;
 pub mod store;
 pub mod transport;

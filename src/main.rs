@@ -32,6 +32,9 @@ enum Command {
     InteropServer(h3live::interop::InteropArgs),
     /// Viewer swarm (N live viewers over h3/h2/h1, latency from prft) and stream record/replay.
     Load(Box<h3live::load::LoadCmd>),
+    /// Network path emulator without sch_netem (NFQUEUE delay line) and its self-check.
+    #[command(subcommand)]
+    Pathemu(h3live::pathemu::PathemuCmd),
 }
 
 #[derive(clap::Args)]
@@ -114,6 +117,7 @@ fn main() -> Result<()> {
         Command::Cert(args) => cert_cmd(args),
         Command::InteropServer(args) => rt.block_on(h3live::interop::run_cli(args, shutdown_signal())),
         Command::Load(args) => rt.block_on(h3live::load::main(*args)),
+        Command::Pathemu(cmd) => rt.block_on(h3live::pathemu::main(cmd)),
     }
 }
 

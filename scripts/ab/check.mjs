@@ -5,7 +5,10 @@
 //   - each arm's media segments all used its protocol (h3 / http/1.1 / h2; requests
 //     aborted before a response have none and are not counted);
 //   - latencies are plausible: every frame sample and p50/p95/p99 above 0 and below 10 s;
-//   - loss profiles really dropped packets (nftables counters).
+//   - each profile's path self-check (raw/PROFILE.path.json, h3live pathemu check) passed, and
+//     its measured RTT and loss per direction are within tolerance of the configured ones;
+//   - with the user-space engine, profiles with loss really dropped packets both ways
+//     (raw/PROFILE.emu-{down,up}.json).
 // It asserts nothing about which transport is faster: that is what the report is for.
 // Usage: node scripts/ab/check.mjs DIR --arms h3,h1 --profiles clean,loss1 [--min-samples 100]
 // Ends with "ab-check: N passed, N failed"; exits non-zero on any failure.
@@ -77,10 +80,17 @@ for (const p of profiles) {
     if (row.errors) console.log(`note  ${id} player errors: ${row.errorSamples.join(' | ')}`);
   }
   if (svg) check(`[${p}] plotted in latency.svg`, svg.includes(`>${p}</text>`));
-  if (/^loss\d+$/.test(p)) {
-    const net = existsSync(join(dir, 'raw', `${p}.net.txt`)) ? readFileSync(join(dir, 'raw', `${p}.net.txt`), 'utf8') : '';
-    const drops = [...net.matchAll(/counter packets (\d+) bytes \d+ drop/g)].map((m) => Number(m[1]));
-    check(`[${p}] nftables dropped packets both ways`, drops.length === 2 && drops.every((n) => n > 0), `dropped ${drops.join(', ') || 'nothing'}`);
+  const path = existsSync(join(dir, 'raw', `${p}.path.json`)) ? JSON.parse(readFileSync(join(dir, 'raw', `${p}.path.json`), 'utf8')) : null;
+  check(`[${p}] path self-check ran and passed`, path && path.ok === true, path ? `${path.items.filter((i) => !i.ok).map((i) => i.name).join(', ') || 'all items ok'}` : 'raw/PROFILE.path.json missing');
+  for (const name of ['rtt_ms', 'tcp_connect_ms', 'loss_down_pct', 'loss_up_pct']) {
+    const it = path && path.items.find((i) => i.name === name);
+    check(`[${p}] measured ${name} matches the configured path`, it && it.measured != null && Math.abs(it.measured - it.configured) <= it.tolerance,
+      it ? `configured ${it.configured.toFixed(2)}, measured ${it.measured == null ? '–' : it.measured.toFixed(2)}, ±${it.tolerance.toFixed(2)}` : 'missing');
+  }
+  const lossy = path && path.items.some((i) => /^loss_/.test(i.name) && i.configured > 0);
+  const emu = ['down', 'up'].map((d) => join(dir, 'raw', `${p}.emu-${d}.json`)).filter(existsSync).map((f) => JSON.parse(readFileSync(f, 'utf8')));
+  if (lossy && emu.length) {
+    check(`[${p}] the emulator dropped packets both ways`, emu.length === 2 && emu.every((e) => e.dropped_loss > 0), `dropped ${emu.map((e) => `${e.dropped_loss}/${e.packets}`).join(', ')}`);
   }
 }
 console.log(`ab-check: ${passed} passed, ${failed} failed`);

@@ -15,6 +15,10 @@
 //          --duration S --host NAME [--ip ADDR] --spki BASE64 --stream NAME
 //          [--latency S] [--ports h3=4433,h1=4443,h2=4444] [--concurrent] [--rounds N]
 //          [--screenshot PREFIX]   (PREFIX-ARMS.png at the end of each play)
+//          [--path TEXT]   the path's description, shown by compare.html (with the profile name)
+//          [--warmup S --hold S]   latency-floor trial: end the play at the first stall or frozen
+//                          picture (gap > 200 ms between frames) after the warm-up (counted from the
+//                          first frame), or as soon as the picture has run S seconds past it
 // --ip maps --host to ADDR (Chromium --host-resolver-rules); without it the
 // host must be localhost.
 import { writeFileSync } from 'node:fs';
@@ -23,6 +27,7 @@ import { Browser, Page } from '../../web/e2e/cdp.js';
 const opts = {
   out: null, profile: 'clean', arms: 'h3,h1', duration: 30, host: 'localhost', ip: null, spki: null,
   stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false, screenshot: null, rounds: '1',
+  path: null, warmup: '5', hold: null,
 };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
@@ -47,6 +52,8 @@ function pageUrl(servingArm, shownArms) {
   const p = new URLSearchParams({ stream: opts.stream, arms: shownArms.join(','), host: opts.host });
   for (const a of shownArms) p.set(`${a}port`, ports[a]);
   if (opts.latency) p.set('latency', opts.latency);
+  p.set('profile', opts.profile);
+  if (opts.path) p.set('path', opts.path);
   return `https://${opts.host}:${ports[servingArm]}/compare.html?${p}`;
 }
 
@@ -89,6 +96,14 @@ async function play(shownArms, round) {
   while (Date.now() < end) {
     await sleep(Math.min(1000, Math.max(0, end - Date.now())));
     await take();
+    if (opts.hold) {
+      const verdict = await holdVerdict(page, shownArms, plays);
+      if (verdict) {
+        for (const a of shownArms) plays[a].holdEnd = verdict;
+        log(`  hold trial ends after ${Math.round((Date.now() - navigatedAt) / 1000)} s: ${verdict}`);
+        break;
+      }
+    }
     if (Date.now() - lastNote >= 10000) {
       lastNote = Date.now();
       const st = await page.eval('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, { tc: p.latency.timecodeAvgMs, proto: p.transport.last, stalls: p.stalls.count, first: p.firstFrameMs }])))').catch(() => null);
@@ -109,6 +124,28 @@ async function play(shownArms, round) {
     log(`  ${a}: ${r.frames.length} frame samples, first frame ${f && f.firstFrameMs} ms, transport ${f && JSON.stringify(f.transport.counts)}, stalls ${f && f.stalls.count}, errors ${f ? f.errors.length : '?'}`);
   }
   await browser.send('Target.disposeBrowserContext', { browserContextId }).catch(() => {});
+}
+
+/** Latency-floor trial: a reason to end the play now ('stall ...', 'frozen ...' or 'held'), or null. */
+async function holdVerdict(page, shownArms, plays) {
+  const warmupMs = Number(opts.warmup) * 1000, holdMs = Number(opts.hold) * 1000;
+  const st = await page.eval('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, p.stalls && p.stalls.events])))').catch(() => null);
+  const events = st ? JSON.parse(st) : {};
+  const now = Date.now();
+  let held = true;
+  for (const a of shownArms) {
+    const fr = plays[a].frames;
+    if (!fr.length) return null; // not started yet: the duration bounds the wait
+    const from = fr[0][0] + warmupMs;
+    const stall = (events[a] || []).find(([t]) => t >= from);
+    if (stall) return `stall at ${((stall[0] - fr[0][0]) / 1000).toFixed(1)} s after the first frame`;
+    for (let i = 1; i < fr.length; i++) {
+      if (fr[i][0] >= from && fr[i][0] - fr[i - 1][0] > 200) return `frozen ${fr[i][0] - fr[i - 1][0]} ms at ${((fr[i][0] - fr[0][0]) / 1000).toFixed(1)} s`;
+    }
+    if (now - fr[fr.length - 1][0] > 1500 && now > from) return `frozen: no frame for ${now - fr[fr.length - 1][0]} ms`;
+    if (now < from + holdMs) held = false;
+  }
+  return held ? 'held' : null;
 }
 
 async function main() {

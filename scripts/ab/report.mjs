@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // A/B report: reads DIR/meta.json and DIR/raw/PROFILE.json (written by
 // scripts/ab.sh and scripts/ab/driver.mjs) and writes into DIR:
-//   report.md     the transport x profile table, setup, skipped profiles
+//   report.md     the measured path per profile, the transport x profile table with the
+//                 spread over rounds, a computed verdict per profile, the latency floor
+//                 (--floor), setup, skipped profiles
 //   summary.json  the same table as data (+ meta)
 //   samples.csv   every sample: one row per decoded frame (kind=frame) and per
 //                 dash.js reading (kind=dash, 4 per second)
@@ -9,6 +11,7 @@
 // and prints the table.  Usage: node scripts/ab/report.mjs DIR
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { floorTable } from './floor.mjs';
 
 const dir = process.argv[2];
 if (!dir || !existsSync(join(dir, 'meta.json'))) {
@@ -16,6 +19,8 @@ if (!dir || !existsSync(join(dir, 'meta.json'))) {
   process.exit(2);
 }
 const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
+// Older outputs: profile -> description string.
+for (const [k, v] of Object.entries(meta.profiles)) if (typeof v === 'string') meta.profiles[k] = { desc: v };
 const warmupMs = meta.warmupS * 1000;
 const LABEL = { h3: 'h3', h1: 'h1 (TLS)', h2: 'h2' };
 const COLOR = { h3: '#1a9850', h2: '#e08214', h1: '#2166ac' };
@@ -51,6 +56,7 @@ for (const profile of Object.keys(meta.profiles)) {
     series[profile][arm] = [];
     stallMarks[profile][arm] = [];
     let expect = null;
+    const perRound = []; // [{ round, p50, p95, samples }]
     for (const r of plays.filter((x) => x.arm === arm)) {
       expect = r.expect;
       const f = r.final || {};
@@ -58,11 +64,14 @@ for (const profile of Object.keys(meta.profiles)) {
       framesTotal += frames.length;
       const t0 = frames.length ? frames[0][0] : r.navigatedAt;
       const statsFrom = t0 + warmupMs;
+      const roundLat = [];
       for (const [t, l] of frames) {
         const inStats = t >= statsFrom;
-        if (inStats) lat.push(l);
+        if (inStats) { lat.push(l); roundLat.push(l); }
         csv.push(`${profile},${arm},${r.round},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0}`);
       }
+      roundLat.sort((a, b) => a - b);
+      perRound.push({ round: r.round, p50: pct(roundLat, 50), p95: pct(roundLat, 95), samples: roundLat.length });
       // Frozen time: gaps of more than FROZEN_GAP_MS between decoded frames, and from
       // the last one to the end of the play (a stall that never ended).
       const endAt = r.navigatedAt + raw.durationS * 1000;
@@ -105,7 +114,7 @@ for (const profile of Object.keys(meta.profiles)) {
     const nPlays = plays.filter((x) => x.arm === arm).length;
     rows.push({
       profile, arm, plays: nPlays, expect, protocol, protocolCounts: counts, protocolOk: total > 0 && counts[expect] === total,
-      samples: lat.length, framesTotal,
+      samples: lat.length, framesTotal, perRound,
       p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99), max: lat.length ? lat[lat.length - 1] : null,
       dashP50: pct(dashL, 50),
       stalls, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
@@ -118,10 +127,14 @@ for (const profile of Object.keys(meta.profiles)) {
 
 // ------------------------------------------------------------------ table
 const fmt = (v, d = 0) => (v == null ? '–' : Number(v).toFixed(d));
-const head = ['profile', 'transport', 'protocol used', 'plays', 'samples', 'p50 ms', 'p95 ms', 'p99 ms', 'dash.js p50 ms',
+const spread = (r, k) => {
+  const v = r.perRound.map((x) => x[k]).filter((x) => x != null);
+  return v.length > 1 ? `${Math.min(...v)}–${Math.max(...v)}` : '–';
+};
+const head = ['profile', 'transport', 'protocol used', 'plays', 'samples', 'p50 ms', 'p50 over rounds', 'p95 ms', 'p95 over rounds', 'p99 ms', 'dash.js p50 ms',
   'stalls', 'stalled s', 'frozen s', 'startup ms', 'rate (mean, min–max)', 'MB', 'errors'];
 const table = rows.map((r) => [r.profile, LABEL[r.arm] || r.arm, r.protocolOk ? r.protocol : `${r.protocol} (expected ${r.expect}!)`,
-  String(r.plays), String(r.samples), fmt(r.p50), fmt(r.p95), fmt(r.p99), fmt(r.dashP50), fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.startupMs),
+  String(r.plays), String(r.samples), fmt(r.p50), spread(r, 'p50'), fmt(r.p95), spread(r, 'p95'), fmt(r.p99), fmt(r.dashP50), fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.startupMs),
   r.rateMean == null ? '–' : `${r.rateMean.toFixed(2)} (${r.rateMin.toFixed(2)}–${r.rateMax.toFixed(2)})`,
   r.bytes == null ? '–' : (r.bytes / 1e6).toFixed(1), String(r.errors)]);
 const md = (cells) => `| ${cells.join(' | ')} |`;
@@ -129,22 +142,85 @@ const mdTable = [md(head), md(head.map(() => '---')), ...table.map(md)].join('\n
 const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
 const txtTable = [head, ...table].map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n');
 
-// What the impairment really did (nftables / tc counters saved by ab.sh).
-function netNote(profile) {
-  const file = join(dir, 'raw', `${profile}.net.txt`);
-  if (!existsSync(file)) return '';
-  const parts = readFileSync(file, 'utf8').split(/^== /m).filter(Boolean);
-  const notes = [];
-  for (const part of parts) {
-    const dirName = part.startsWith('upstream') ? 'upstream' : 'downstream';
-    const all = part.match(/^\s*counter packets (\d+)/m);
-    const drop = part.match(/counter packets (\d+) bytes \d+ drop/);
-    if (all && drop) notes.push(`${dirName} ${drop[1]}/${all[1]} packets dropped (${((100 * drop[1]) / Math.max(1, all[1])).toFixed(2)} %)`);
-    const q = part.match(/qdisc (tbf|netem)[\s\S]*?Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)/);
-    if (q) notes.push(`${dirName} ${q[1]}: ${q[3]} packets sent, ${q[4]} dropped, ${q[5]} overlimits`);
+// ---------------------------------------------------------- measured paths
+const readRaw = (f) => {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'raw', f), 'utf8'));
+  } catch {
+    return null;
   }
-  return notes.length ? ` — measured: ${notes.join('; ')}` : '';
+};
+const profiles = Object.keys(meta.profiles);
+function pathCell(check, name, d = 1) {
+  const it = check && check.items.find((i) => i.name === name);
+  if (!it) return '–';
+  return `${Number(it.configured.toFixed(d))} → ${it.measured == null ? '–' : it.measured.toFixed(d)}${it.ok ? '' : ' (FAIL)'}`;
 }
+function emuCell(p) {
+  const parts = [];
+  for (const d of ['down', 'up']) {
+    const e = readRaw(`${p}.emu-${d}.json`);
+    if (!e) continue;
+    parts.push(`${d}: ${e.packets} pkts, ${e.dropped_loss + e.dropped_queue} dropped, ${e.cpu_s.toFixed(1)} CPU s / ${e.wall_s.toFixed(0)} s, late p99 ${e.late_p99_us} µs (max ${(e.late_max_us / 1000).toFixed(1)} ms)`);
+  }
+  return parts.join('; ') || '–';
+}
+const pathHead = ['profile', 'path (per direction)', 'self-check', 'RTT ms', 'TCP connect ms', 'RTT σ ms', 'loss down %', 'loss up %', 'rate down kbit/s', 'emulator'];
+const pathRows = profiles.map((p) => {
+  const c = readRaw(`${p}.path.json`);
+  return [p, meta.profiles[p].down ? `down \`${meta.profiles[p].down}\`, up \`${meta.profiles[p].up}\`` : meta.profiles[p].desc,
+    c ? (c.ok ? `ok (${c.seconds.toFixed(0)} s)` : 'FAIL') : 'not run', pathCell(c, 'rtt_ms'), pathCell(c, 'tcp_connect_ms'), pathCell(c, 'rtt_sd_ms'),
+    pathCell(c, 'loss_down_pct', 2), pathCell(c, 'loss_up_pct', 2), pathCell(c, 'rate_down_kbit', 0), emuCell(p)];
+});
+
+// ---------------------------------------------------------------- verdicts
+const med = (v) => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+/** One computed sentence comparing arm a with arm b on percentile k over the rounds. */
+function compare(a, b, k) {
+  const byRound = (r) => new Map(r.perRound.filter((x) => x[k] != null).map((x) => [x.round, x[k]]));
+  const ra = byRound(a), rb = byRound(b);
+  const va = [...ra.values()], vb = [...rb.values()];
+  const A = LABEL[a.arm] || a.arm, B = LABEL[b.arm] || b.arm;
+  if (!va.length || !vb.length) return `${k}: no samples for ${va.length ? B : A}`;
+  const d = Math.round(med(vb) - med(va));
+  const range = (v) => (v.length > 1 ? `${Math.min(...v)}–${Math.max(...v)} ms` : `${v[0]} ms`);
+  const n = Math.min(va.length, vb.length);
+  const diff = `${A} ${k} is ${Math.abs(d)} ms ${d > 0 ? 'lower' : 'higher'} than ${B}`;
+  if (n < 2) return `${diff} in the one round played (${A} ${va[0]} ms, ${B} ${vb[0]} ms): no round-to-round spread to judge it against (use --rounds 3)`;
+  const spread = `${A} ${range(va)}, ${B} ${range(vb)} over the rounds`;
+  if (Math.max(...va) < Math.min(...vb) || Math.min(...va) > Math.max(...vb)) return `${diff} (all ${n} rounds agree, beyond the round-to-round spread: ${spread})`;
+  const paired = [...ra.keys()].filter((r) => rb.has(r)).map((r) => Math.sign(rb.get(r) - ra.get(r)));
+  if (paired.length > 1 && paired.every((x) => x === paired[0] && x !== 0)) {
+    return `${diff} in each of the ${paired.length} rounds, but within the round-to-round spread (${spread})`;
+  }
+  return `no ${k} difference between ${A} and ${B} beyond the round-to-round spread (${spread})`;
+}
+const verdicts = profiles.map((p) => {
+  const rs = rows.filter((r) => r.profile === p);
+  const lines = [];
+  const base = rs.find((r) => r.arm === 'h3') || rs[0];
+  for (const other of rs.filter((r) => r !== base)) for (const k of ['p50', 'p95']) lines.push(compare(base, other, k));
+  if (rs.some((r) => r.stalls || r.frozenS >= 1)) lines.push(`stalls: ${rs.map((r) => `${LABEL[r.arm] || r.arm} ${r.stalls} (${r.frozenS.toFixed(1)} s frozen)`).join(', ')}`);
+  return { profile: p, lines };
+}).filter((v) => v.lines.length);
+
+// ------------------------------------------------------------------ floor
+const floor = floorTable(dir, meta);
+const floorArms = [...new Set(floor.map((r) => r.arm))];
+const floorMd = !floor.length ? '' : `## Latency floor
+
+Lowest target latency (tried ${meta.floor.latencies.join(', ')} s, ascending) at which the player ran ${meta.floor.holdS} s after a ${meta.warmupS} s warm-up with no stall and no frozen picture (no gap over 200 ms between decoded frames); in brackets the median glass-to-glass latency of that run.
+
+${md(['profile', ...floorArms.map((a) => LABEL[a] || a)])}
+${md(['---', ...floorArms.map(() => '---')])}
+${[...new Set(floor.map((r) => r.profile))].map((p) => md([p, ...floorArms.map((a) => {
+    const r = floor.find((x) => x.profile === p && x.arm === a);
+    if (!r) return '–';
+    return r.floorS != null ? `${r.floorS} s (${r.latencyP50} ms)` : `> ${r.trials[r.trials.length - 1].latencyS} s`;
+  })])).join('\n')}
+
+Trials: ${floor.map((r) => `${r.profile}/${r.arm}: ${r.trials.map((t) => `${t.latencyS} s ${t.held ? 'held' : `failed (${t.why})`}`).join(', ')}`).join('; ')}.
+`;
 
 const skipped = meta.skipped || [];
 const report = `# h3live transport A/B report
@@ -154,16 +230,29 @@ const report = `# h3live transport A/B report
 - setup: ${meta.setup}; arms played ${meta.mode === 'concurrent' ? 'all at once in one page' : 'one after another, each in a fresh browser context'}
 - stream: ${meta.encoder}; player target latency ${meta.targetLatencyS} s; ${meta.durationS} s per play, ${meta.rounds || 1} play(s) per arm and profile; statistics leave out the first ${meta.warmupS} s after the first frame
 
-## Profiles
-${Object.entries(meta.profiles).map(([p, d]) => `- \`${p}\`: ${d}${netNote(p)}`).join('\n')}
+## Paths
+
+Engine: ${meta.engineDesc || meta.engine || 'not recorded'}.
+
+${Object.entries(meta.profiles).map(([p, d]) => `- \`${p}\`: ${d.desc}`).join('\n')}
+
+Configured → measured by \`h3live pathemu check\` before the plays (raw/PROFILE.path.txt has every item and how it was measured):
+
+${[md(pathHead), md(pathHead.map(() => '---')), ...pathRows.map(md)].join('\n')}
 ${skipped.length ? `\nSkipped:\n${skipped.map((s) => `- \`${s.profile}\`: ${s.reason}`).join('\n')}\n` : ''}
 ## Results
 
 ${mdTable}
 
+## Verdicts (computed)
+
+${verdicts.length ? verdicts.map((v) => `- \`${v.profile}\`: ${v.lines.join('; ')}.`).join('\n') : 'No arm pairs to compare.'}
+
+${floorMd}
 Columns: latency = player wall clock when a frame is shown minus the encoder wall clock
 decoded from that frame's timecode strip (one sample per decoded frame, after the warm-up);
-p50/p95/p99 are percentiles of those samples. dash.js p50: median of
+p50/p95/p99 are percentiles of those samples (all rounds together); "over rounds": lowest–highest
+of the per-round p50 / p95 (--rounds). dash.js p50: median of
 getCurrentLiveLatency(). plays: how many times the arm was played (--rounds); samples,
 stalls and times add up over the plays. stalls / stalled s: 'waiting' events after the
 first frame and their total duration (whole play, warm-up included). frozen s: time without a new decoded frame, counting
@@ -196,7 +285,7 @@ function svg() {
     const vMax = Math.ceil(top / tick) * tick;
     const X = (t) => (L + (t / tMax) * pw).toFixed(1);
     const Y = (v) => (y0 + T + ph - (Math.min(v, vMax) / vMax) * ph).toFixed(1);
-    out.push(`<text x="${L}" y="${y0 + 22}" font-weight="bold">${p}</text><text x="${L + 60}" y="${y0 + 22}" fill="#666">${(meta.profiles[p] || '').replace(/[<&]/g, '')}</text>`);
+    out.push(`<text x="${L}" y="${y0 + 22}" font-weight="bold">${p}</text><text x="${L + 60}" y="${y0 + 22}" fill="#666">${((meta.profiles[p] && meta.profiles[p].desc) || '').replace(/[<&]/g, '')}</text>`);
     out.push(`<rect x="${L}" y="${y0 + T}" width="${pw}" height="${ph}" fill="none" stroke="#bbb"/>`);
     for (let v = 0; v <= vMax; v += tick) {
       out.push(`<line x1="${L}" x2="${L + pw}" y1="${Y(v)}" y2="${Y(v)}" stroke="#eee"/><text x="${L - 4}" y="${Number(Y(v)) + 4}" text-anchor="end" fill="#444">${v}</text>`);
@@ -225,9 +314,11 @@ function svg() {
 }
 
 writeFileSync(join(dir, 'report.md'), report);
-writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium }, rows }, null, 1));
+writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium }, rows, verdicts, floor, paths: Object.fromEntries(profiles.map((p) => [p, readRaw(`${p}.path.json`)])) }, null, 1));
 writeFileSync(join(dir, 'samples.csv'), `${csv.join('\n')}\n`);
 writeFileSync(join(dir, 'latency.svg'), svg());
 console.log(`\n${txtTable}\n`);
+for (const v of verdicts) console.log(`verdict ${v.profile}: ${v.lines.join('; ')}`);
+for (const r of floor) console.log(`floor ${r.profile}/${r.arm}: ${r.floorS != null ? `${r.floorS} s` : 'none held'}`);
 for (const s of skipped) console.log(`skipped ${s.profile}: ${s.reason}`);
 console.log(`report: ${join(dir, 'report.md')}  plot: ${join(dir, 'latency.svg')}  samples: ${join(dir, 'samples.csv')}`);

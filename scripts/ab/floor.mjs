@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// Latency-floor trials (scripts/ab.sh --floor): did a play hold its target
+// latency?  A trial holds when, counted from the first decoded frame plus the
+// warm-up, the picture ran `hold` seconds with no 'waiting' stall and no gap of
+// more than 200 ms between decoded frames.
+//
+// CLI (ab.sh): node scripts/ab/floor.mjs FILE --warmup S --hold S
+//   prints the verdict; exit 0 if the trial held, 1 if not.
+// Module (report.mjs): judge(raw, warmupS, holdS) and floorTable(dir, meta).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const FROZEN_GAP_MS = 200;
+
+/** { held, why, latencyP50 } for one driver output of a single-arm trial. */
+export function judge(raw, warmupS, holdS) {
+  const play = raw.plays && raw.plays[0];
+  if (!play) return { held: false, why: 'no play recorded' };
+  const fr = play.frames || [];
+  if (!fr.length) return { held: false, why: 'no frame shown' };
+  const from = fr[0][0] + warmupS * 1000, until = from + holdS * 1000;
+  const events = (play.final && play.final.stalls && play.final.stalls.events) || [];
+  const stall = events.find(([t]) => t >= from && t <= until);
+  if (stall) return { held: false, why: `stall at ${((stall[0] - fr[0][0]) / 1000).toFixed(1)} s` };
+  for (let i = 1; i < fr.length; i++) {
+    if (fr[i][0] < from || fr[i - 1][0] > until) continue;
+    const gap = fr[i][0] - fr[i - 1][0];
+    if (gap > FROZEN_GAP_MS) return { held: false, why: `frozen ${gap} ms at ${((fr[i][0] - fr[0][0]) / 1000).toFixed(1)} s` };
+  }
+  const last = fr[fr.length - 1][0];
+  if (last < from) return { held: false, why: `picture frozen from ${((last - fr[0][0]) / 1000).toFixed(1)} s, before the warm-up ended` };
+  if (last < until) return { held: false, why: `picture ran only ${((last - from) / 1000).toFixed(0)} of ${holdS} s after the warm-up` };
+  const lat = fr.filter(([t]) => t >= from && t <= until).map(([, l]) => l).sort((a, b) => a - b);
+  const latencyP50 = lat.length ? lat[Math.floor(lat.length / 2)] : null;
+  return { held: true, why: `${holdS} s without stall or frozen picture, latency p50 ${latencyP50} ms`, latencyP50 };
+}
+
+/** Floor per profile and arm from DIR/raw/PROFILE.floor.ARM.LATENCY.json. */
+export function floorTable(dir, meta) {
+  const rows = [];
+  if (!meta.floor) return rows;
+  const files = existsSync(join(dir, 'raw')) ? readdirSync(join(dir, 'raw')) : [];
+  for (const profile of Object.keys(meta.profiles)) {
+    for (const arm of meta.arms.split(',')) {
+      const trials = [];
+      for (const l of meta.floor.latencies) {
+        const f = `${profile}.floor.${arm}.${l}.json`;
+        if (!files.includes(f)) continue;
+        const j = judge(JSON.parse(readFileSync(join(dir, 'raw', f), 'utf8')), meta.warmupS, meta.floor.holdS);
+        trials.push({ latencyS: l, ...j });
+      }
+      if (!trials.length) continue;
+      const ok = trials.find((t) => t.held);
+      rows.push({ profile, arm, floorS: ok ? ok.latencyS : null, latencyP50: ok ? ok.latencyP50 : null, trials });
+    }
+  }
+  return rows;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const argv = process.argv.slice(2);
+  const opt = (name, def) => { const i = argv.indexOf(`--${name}`); return i > 0 ? Number(argv[i + 1]) : def; };
+  if (!argv[0] || !existsSync(argv[0])) {
+    console.log(`no trial output (${argv[0]})`);
+    process.exit(1);
+  }
+  const j = judge(JSON.parse(readFileSync(argv[0], 'utf8')), opt('warmup', 5), opt('hold', 60));
+  console.log(j.why);
+  process.exit(j.held ? 0 : 1);
+}
