@@ -9,7 +9,8 @@
 #      ngtcp2's client, headless Chromium and curl;
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
-#      HTTP/1.1-over-TLS (web/e2e/e2e.js);
+#      HTTP/1.1-over-TLS (web/e2e/e2e.js), and the compare page's verdict unit tests
+#      and screenshot test at four window sizes (web/e2e/compare-shots.js, ~45 s);
 #   5. the transport A/B harness, short: origin and browser in two network
 #      namespaces, clean and 1 % loss, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
@@ -81,6 +82,10 @@ step "timecode decoder tests (node --test)"
 if [ "$E2E" = 1 ]; then
   step "headless Chromium end-to-end (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live
+
+  step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
+  node --test web/test/verdict.test.js
+  node web/e2e/compare-shots.js --bin target/release/h3live
 
   step "transport A/B harness: short impaired run (netns, clean + loss1, h3 + h1)"
   scripts/test-ab.sh

@@ -14,18 +14,12 @@
 //                        [--latency S] [--stream NAME] [--screenshot docs/player.png] [--keep-logs]
 //   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
 //                        --spki BASE64 --quic localhost:4433   (against a running origin)
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Browser } from './cdp.js';
+import { ROOT as root, Stack, sleep } from './stack.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..', '..');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const log = (...a) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
@@ -57,89 +51,17 @@ for (let i = 0; i < argv.length; i++) {
 }
 
 // ------------------------------------------------------------ child processes
-const children = [];
-const work = mkdtempSync(join(tmpdir(), 'h3live-e2e-'));
-function start(name, cmd, args, env = {}) {
-  const logFile = join(work, `${name}.log`);
-  const out = [];
-  const p = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const sink = (d) => { out.push(d); };
-  p.stdout.on('data', sink);
-  p.stderr.on('data', sink);
-  p.on('exit', () => writeFileSync(logFile, Buffer.concat(out)));
-  children.push({ name, p, out, logFile });
-  log(`started ${name} (pid ${p.pid}): ${cmd} ${args.join(' ')}`);
-  return p;
-}
-function outputOf(name) {
-  const c = children.find((x) => x.name === name);
-  return c ? Buffer.concat(c.out).toString() : '';
-}
-async function stopAll() {
-  for (const c of [...children].reverse()) {
-    if (c.p.exitCode === null && c.p.signalCode === null) {
-      c.p.kill('SIGTERM');
-      for (let i = 0; i < 80 && c.p.exitCode === null && c.p.signalCode === null; i++) await sleep(100);
-      if (c.p.exitCode === null && c.p.signalCode === null) c.p.kill('SIGKILL');
-    }
-  }
-}
+const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
 let browser = null;
 let cleaned = false;
 async function cleanup() {
   if (cleaned) return;
   cleaned = true;
   if (browser) await browser.close().catch(() => {});
-  await stopAll();
-  if (!opts.keepLogs) rmSync(work, { recursive: true, force: true });
-  else log(`logs kept in ${work}`);
+  await stack.stop();
 }
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, async () => { log(`${sig}: cleaning up`); await cleanup(); process.exit(130); });
-}
-
-// ---------------------------------------------------------------- free ports
-function freeTcp(host = '127.0.0.1') {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, host, () => { const { port } = s.address(); s.close(() => res(port)); });
-  });
-}
-function udpFree(port) {
-  return new Promise((res) => {
-    const s = createSocket('udp6');
-    s.once('error', () => res(false));
-    s.bind(port, '::', () => s.close(() => res(true)));
-  });
-}
-async function freeTcpUdp() {
-  for (let i = 0; i < 20; i++) {
-    const p = await freeTcp('::').catch(() => freeTcp());
-    if (await udpFree(p)) return p;
-  }
-  throw new Error('no free TCP+UDP port');
-}
-
-async function httpOk(url, timeoutMs) {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    try {
-      const ctl = new AbortController();
-      const timer = setTimeout(() => ctl.abort(), 1000);
-      const r = await fetch(url, { signal: ctl.signal });
-      clearTimeout(timer);
-      if (r.ok) { ctl.abort(); return true; }
-    } catch { /* not yet */ }
-    await sleep(200);
-  }
-  return false;
-}
-
-function spkiOf(certFile) {
-  const pub = execFileSync('openssl', ['x509', '-in', certFile, '-pubkey', '-noout']);
-  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
-  return execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
 }
 
 // ------------------------------------------------------------- one test arm
@@ -219,39 +141,14 @@ async function main() {
     await runArm(opts.expect || 'url', opts.url, opts.expect || 'h3');
     return;
   }
-  if (!existsSync(opts.bin)) throw new Error(`${opts.bin} not found: run cargo build --release first`);
-  if (!existsSync(join(root, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
-
-  const httpPort = await freeTcp();
-  const tlsPort = await freeTcpUdp();
-  const h1Port = await freeTcp('::').catch(() => freeTcp());
-  const h2Port = await freeTcp('::').catch(() => freeTcp());
-  const certDir = join(work, 'certs');
-  execFileSync(opts.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
-  const cert = join(certDir, 'cert.pem');
-  const key = join(certDir, 'key.pem');
-  const spki = spkiOf(cert);
-  log(`ports: http ${httpPort}, h3+tls ${tlsPort}, https-h1 ${h1Port}, https-h2 ${h2Port}; spki ${spki}`);
-
-  start('origin', opts.bin, ['serve', '--http', `127.0.0.1:${httpPort}`, '--h3', `[::]:${tlsPort}`,
-    '--https', `[::]:${tlsPort}`, '--https-h1', `[::]:${h1Port}`, '--https-h2', `[::]:${h2Port}`,
-    '--cert', cert, '--key', key, '--web-dir', join(root, 'web')]);
-  const base = `http://127.0.0.1:${httpPort}`;
-  if (!(await httpOk(`${base}/time`, 15000))) throw new Error(`origin did not answer ${base}/time:\n${outputOf('origin')}`);
-
+  await stack.startOrigin();
   const stream = opts.stream || `e2e${process.pid}`;
-  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', base, '--stream', stream]);
-  if (!(await httpOk(`${base}/live/${stream}/manifest.mpd`, 20000))) {
-    throw new Error(`manifest not live:\n${outputOf('encoder')}\n${outputOf('origin')}`);
-  }
-  log('manifest is live');
+  await stack.startEncoder(stream);
   await sleep(1500); // let a first segment start so the player joins a running stream
 
-  browser = await Browser.launch([
-    `--origin-to-force-quic-on=localhost:${tlsPort}`,
-    `--ignore-certificate-errors-spki-list=${spki}`,
-  ], { log });
+  browser = await Browser.launch(stack.chromiumFlags(), { log });
 
+  const { tls: tlsPort, h1: h1Port, h2: h2Port, http: httpPort } = stack.ports;
   const arms = {
     h3: [`https://localhost:${tlsPort}/?stream=${stream}`, 'h3'],
     h1: [`https://localhost:${h1Port}/?stream=${stream}`, 'http/1.1'],

@@ -1,0 +1,79 @@
+// The player's wall clock drawn over a video picture the way the encoder
+// draws its own (scripts/encoder.sh), in two forms:
+//   - text "PLAYER  hh:mm:ss.mmm" right under the burned-in "ENCODER ..." line,
+//     same font, size and box (font size H/12, margin H/36, box border
+//     fontsize/6, class .clock in style.css), as on the player page;
+//   - a machine-readable strip with the encoder strip's exact encoding
+//     (web/timecode.js: 38 cells, bit row over inverted row, marker,
+//     checksum; value = player wall clock in ms mod 2^32), drawn right above
+//     the encoder's strip with the same height, so a screenshot of the picture
+//     can be decoded into both clocks.
+// Text and strip are written in the same animation frame, from one Date.now().
+//
+// The stage (the element holding the <video>) must have the picture's aspect
+// ratio, so the picture fills it without letterboxing.
+import { CELLS, encodeBits, stripHeight } from './timecode.js';
+
+const pad = (n, w = 2) => String(n).padStart(w, '0');
+
+/** hh:mm:ss.mmm in local time, as ffmpeg's %{localtime\:%T.%3N}. */
+export function fmtClock(ms) {
+  const d = new Date(ms);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+export class PlayerClock {
+  /**
+   * @param stage  element containing the video (position: relative)
+   * @param video  the <video>, for the picture's source height
+   */
+  constructor(stage, video) {
+    /** Container the clock is positioned in. */
+    this.stage = stage;
+    /** Video whose picture the clock overlays. */
+    this.video = video;
+    /** The text clock. */
+    this.text = document.createElement('div');
+    this.text.className = 'clock';
+    this.text.textContent = 'PLAYER  --:--:--.---';
+    /** The machine-readable strip: one canvas pixel per cell and row, scaled up without smoothing. */
+    this.strip = document.createElement('canvas');
+    this.strip.className = 'player-strip';
+    this.strip.width = CELLS;
+    this.strip.height = 2;
+    this.ctx = this.strip.getContext('2d');
+    stage.append(this.text, this.strip);
+    new ResizeObserver(() => this.layout()).observe(stage);
+    video.addEventListener('loadedmetadata', () => this.layout());
+    this.layout();
+  }
+
+  /** Size text and strip from the stage height (the picture's height on screen). */
+  layout() {
+    const h = this.stage.clientHeight;
+    const fs = h / 12, border = fs / 6, margin = h / 36;
+    const t = this.text.style;
+    t.fontSize = `${fs}px`;
+    t.padding = `0 ${border}px`;
+    t.left = `${margin - border}px`;
+    t.top = `${margin + fs * 1.45}px`;
+    const srcH = this.video.videoHeight || 720;
+    const sh = (stripHeight(srcH) / srcH) * h;
+    const s = this.strip.style;
+    s.height = `${sh}px`;
+    s.bottom = `${sh}px`;
+  }
+
+  /** Show wall-clock time `now` (epoch ms) in both forms. */
+  draw(now = Date.now()) {
+    this.text.textContent = `PLAYER  ${fmtClock(now)}`;
+    const bits = encodeBits(Math.floor(now));
+    const c = this.ctx;
+    for (let i = 0; i < CELLS; i++) {
+      c.fillStyle = bits[i] ? '#fff' : '#000';
+      c.fillRect(i, 0, 1, 1);
+      c.fillStyle = bits[i] ? '#000' : '#fff';
+      c.fillRect(i, 1, 1, 1);
+    }
+  }
+}
