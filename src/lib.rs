@@ -33,6 +33,7 @@ pub mod cli;
 pub mod client;
 pub mod cmaf;
 pub mod core;
+pub mod hls;
 pub mod interop;
 pub mod load;
 pub mod metrics;

@@ -43,6 +43,8 @@ pub struct OriginConfig {
     pub ingest_allow_origins: Vec<String>,
     /// An upload body that brings no byte for this long is aborted (408).
     pub ingest_idle_timeout: Duration,
+    /// LL-HLS part target (`crate::hls`).
+    pub hls_part_target: Duration,
 }
 
 impl Default for OriginConfig {
@@ -53,6 +55,7 @@ impl Default for OriginConfig {
             segment_max_age: 30,
             ingest_allow_origins: Vec::new(),
             ingest_idle_timeout: Duration::from_secs(30),
+            hls_part_target: crate::hls::HlsConfig::default().part_target,
         }
     }
 }
@@ -307,6 +310,8 @@ pub struct Origin {
     metrics: Arc<Metrics>,
     /// HTTP settings.
     config: OriginConfig,
+    /// LL-HLS playlists generated from the stored CMAF.
+    hls: crate::hls::Hls,
 }
 
 type Resp = Response<Body>;
@@ -314,7 +319,8 @@ type Resp = Response<Body>;
 impl Origin {
     /// An origin over `store`.
     pub fn new(store: Store, config: OriginConfig) -> Origin {
-        Origin { store, metrics: Arc::new(Metrics::default()), config }
+        let hls = crate::hls::Hls::new(store.clone(), crate::hls::HlsConfig { part_target: config.hls_part_target });
+        Origin { store, metrics: Arc::new(Metrics::default()), config, hls }
     }
 
     /// The store.
@@ -421,7 +427,10 @@ impl Origin {
                 match method {
                     Method::PUT | Method::POST => self.ingest(req, conn, &stream, &file).await,
                     Method::DELETE => self.delete(req, conn, &stream, &file).await,
-                    _ => self.read_live(conn, req.headers(), &stream, &file, head).await,
+                    _ => match crate::hls::PlaylistName::parse(&file) {
+                        Some(name) => self.hls_playlist(conn, &stream, &name, req.uri().query(), head).await,
+                        None => self.read_live(conn, req.headers(), &stream, &file, head).await,
+                    },
                 }
             }
             _ if is_ingest => self.refuse_ingest(
@@ -572,6 +581,25 @@ impl Origin {
         }
         debug!(stream, file, status = obj.status().as_str(), "serving live object");
         r
+    }
+
+    /// A generated LL-HLS playlist (`crate::hls`), cached like a manifest.
+    async fn hls_playlist(
+        &self,
+        conn: &ConnInfo,
+        stream: &str,
+        name: &crate::hls::PlaylistName,
+        query: Option<&str>,
+        head: bool,
+    ) -> Resp {
+        match self.hls.playlist(stream, name, query).await {
+            Ok(text) => {
+                let mut r = self.text(conn, StatusCode::OK, "application/vnd.apple.mpegurl", text, head);
+                headers::cache(r.headers_mut(), CachePolicy::Manifest, 0);
+                r
+            }
+            Err(e) => self.error(conn, e.status(), &e.to_string()),
+        }
     }
 
     /// PUT/POST: stream the body into the store.
