@@ -101,7 +101,10 @@ impl Segment {
             self.pdt = f.prft;
         }
         let before = self.parts.len();
-        if independent && self.open.frags > 0 {
+        // A video keyframe starts a part of its own; audio fragments are all
+        // sync samples and are grouped by duration only.
+        let video = &track.handler != b"soun";
+        if video && independent && self.open.frags > 0 {
             self.close_part();
         }
         if self.open.frags == 0 {
@@ -244,6 +247,16 @@ mod tests {
         assert_eq!(s.parts[3], Part { offset: 1424, len: 106, ticks: 512, independent: true });
         assert!(s.complete);
         assert_eq!(s.ticks(), 3072 * 2 + 1024 + 512);
+
+        // Audio (every fragment a sync sample): grouped by duration only,
+        // 9 AAC frames of 1024 ticks at 48 kHz = 192 ms per part.
+        let audio = TrackInfo { timescale: 48000, handler: *b"soun", ..TrackInfo::default() };
+        let mut a = Segment::new(1, "a-1.m4s".into());
+        for i in 1..=20u64 {
+            a.add_fragment(&frag(i * 10, 1024, true), &audio, 9600);
+        }
+        assert_eq!(a.parts.len(), 2);
+        assert!(a.parts.iter().all(|p| p.ticks == 9 * 1024 && p.independent));
     }
 
     #[test]
