@@ -24,7 +24,8 @@
 # Usage: sudo scripts/ab.sh [options]
 #   --profiles LIST   comma list (default clean,loss1,loss3,rate,delay50,jitter;
 #                     clean with --loopback)
-#   --arms LIST       h3,h1,h2 (default h3,h1,h2)
+#   --arms LIST       h3,h1,h2 (default h3,h1,h2); format x transport: dash-h3,hls-h3,hls-h1
+#                     (hls-*: the origin's LL-HLS played by hls.js)
 #   --duration S      seconds each arm plays per profile (default 30)
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
 #   --concurrent      play all arms at once in one page (they share the link)
@@ -118,7 +119,7 @@ fi
 case "$DURATION$WARMUP" in *[!0-9.]*) die "--duration and --warmup take seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
-for a in "${ARM_LIST[@]}"; do case "$a" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2)" ;; esac; done
+for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
 for p in "${PROFILE_LIST[@]}"; do
   case "$p" in clean|rate|jitter|loss[0-9]*|delay[0-9]*) ;; *) die "unknown profile '$p'" ;; esac
