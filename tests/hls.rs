@@ -61,6 +61,8 @@ struct Media {
     part_target: f64,
     segments: Vec<SegmentLine>,
     hint: (String, u64),
+    /// URIs of the `EXT-X-RENDITION-REPORT`s.
+    reports: Vec<String>,
 }
 
 /// Parse a media playlist and check it against RFC 8216bis (sections 4.4
@@ -78,8 +80,9 @@ fn check_media(text: &str) -> Result<Media, String> {
     let mut pending_inf = None;
     let mut hint = None;
     let mut next_msn = 0;
+    let mut reports = Vec::new();
     for line in lines {
-        if hint.is_some() && !line.is_empty() {
+        if hint.is_some() && !line.is_empty() && !line.starts_with("#EXT-X-RENDITION-REPORT:") {
             return Err("EXT-X-PRELOAD-HINT must come after the last part".into());
         }
         let (tag, value) = line.split_once(':').unwrap_or((line, ""));
@@ -144,6 +147,14 @@ fn check_media(text: &str) -> Result<Media, String> {
                 let d: f64 =
                     value.trim_end_matches(',').split(',').next().unwrap_or("").parse().map_err(|_| "bad EXTINF")?;
                 pending_inf = Some(d);
+            }
+            "#EXT-X-RENDITION-REPORT" => {
+                let a = attrs(value);
+                for k in ["URI", "LAST-MSN", "LAST-PART"] {
+                    a.get(k).ok_or(format!("EXT-X-RENDITION-REPORT without {k}"))?;
+                }
+                reports.push(a["URI"].clone());
+                continue;
             }
             "#EXT-X-PRELOAD-HINT" => {
                 let a = attrs(value);
@@ -216,7 +227,7 @@ fn check_media(text: &str) -> Result<Media, String> {
             }
         }
     }
-    Ok(Media { part_target: pt, segments, hint })
+    Ok(Media { part_target: pt, segments, hint, reports })
 }
 
 /// Wait for two finished video segments, so the playlist has history.
@@ -267,6 +278,8 @@ async fn ll_hls_playlists_from_a_real_ffmpeg_push() {
         assert_eq!(status, StatusCode::OK, "{pl}");
         let m = check_media(&pl).unwrap_or_else(|e| panic!("{rep}: {e}\n{pl}"));
         assert!((m.part_target - 0.2).abs() < 1e-9, "{rep}: part target {}", m.part_target);
+        let other = if rep == "stream0" { "hls-stream1.m3u8" } else { "hls-stream0.m3u8" };
+        assert_eq!(m.reports, vec![other.to_string()], "{rep}: rendition report of the other rendition\n{pl}");
         let complete: Vec<&SegmentLine> = m.segments.iter().filter(|s| s.duration.is_some()).collect();
         assert!(complete.len() >= 2, "{rep}: {pl}");
         for s in &complete {

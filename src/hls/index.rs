@@ -206,6 +206,11 @@ impl RepIndex {
         }
     }
 
+    /// `(LAST-MSN, LAST-PART)` of the newest part, for `EXT-X-RENDITION-REPORT`.
+    pub fn last_part(&self) -> Option<(u64, usize)> {
+        self.segments.iter().rev().find(|s| !s.parts.is_empty()).map(|s| (s.seq, s.parts.len() - 1))
+    }
+
     /// Drop the oldest segments beyond [`MAX_SEGMENTS`] and those the store no longer names.
     pub fn prune(&mut self, exists: impl Fn(&str) -> bool) {
         while self.segments.len() > MAX_SEGMENTS

@@ -24,7 +24,8 @@
 //! as soon as the part it asks for is complete; the wait is bounded by three
 //! target durations (then 503), and requests too far ahead get 400
 //! (RFC 8216bis 6.2.5.2). `_HLS_skip` is ignored (the full playlist is sent,
-//! which the spec allows).
+//! which the spec allows). Each media playlist ends with an
+//! `EXT-X-RENDITION-REPORT` for every other rendition being indexed.
 //!
 //! Known limits: an encoder restart (new init segment, numbers from 1 again)
 //! resets the index and the media sequence goes back; bytes of a part are
@@ -276,10 +277,29 @@ impl Hls {
                         }
                     }
                 }
-                let ix = rep.lock();
-                Ok(playlist::media(&ix, target))
+                let mut text = playlist::media(&rep.lock(), target);
+                playlist::rendition_reports(&mut text, &self.reports(stream, rep_name));
+                Ok(text)
             }
         }
+    }
+
+    /// Where the other renditions of `stream` being indexed are (RFC 8216bis 4.4.5.4).
+    fn reports(&self, stream: &str, except: &str) -> Vec<(String, u64, usize)> {
+        let reps: Vec<Arc<Rep>> = self
+            .reps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|((s, r), _)| s == stream && r != except)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let mut out: Vec<(String, u64, usize)> = reps
+            .iter()
+            .filter_map(|r| r.lock().last_part().map(|(msn, part)| (format!("hls-{}.m3u8", r.name), msn, part)))
+            .collect();
+        out.sort();
+        out
     }
 
     async fn multivariant(&self, stream: &str) -> Result<String, HlsError> {

@@ -87,6 +87,14 @@ pub fn media(index: &RepIndex, configured_part_target: f64) -> String {
     out
 }
 
+/// `EXT-X-RENDITION-REPORT` lines for the other renditions of the stream:
+/// (media playlist URI, last segment number, last part index).
+pub fn rendition_reports(out: &mut String, reports: &[(String, u64, usize)]) {
+    for (uri, msn, part) in reports {
+        let _ = writeln!(out, "#EXT-X-RENDITION-REPORT:URI=\"{uri}\",LAST-MSN={msn},LAST-PART={part}");
+    }
+}
+
 /// One representation as the multivariant playlist lists it.
 #[derive(Debug, Clone)]
 pub struct Variant {
