@@ -42,7 +42,8 @@
 #   --floor-only      the floor search without the A/B plays
 #   --floor-latencies LIST   default 0.2,0.3,0.5,0.8,1.2,2
 #   --floor-hold S    default 60
-#   --arms LIST       h3,h1,h2 (default h3,h1,h2)
+#   --arms LIST       h3,h1,h2 (default h3,h1,h2); format x transport: dash-h3,hls-h3,hls-h1
+#                     (hls-*: the origin's LL-HLS played by hls.js)
 #   --duration S      seconds each arm plays per profile (default 30)
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
 #   --concurrent      play all arms at once in one page (they share the link)
@@ -154,7 +155,7 @@ case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and -
 case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma list of seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
-for a in "${ARM_LIST[@]}"; do case "$a" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2)" ;; esac; done
+for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
 to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
   awk -v r="$1" 'BEGIN{ m=1/1000; if (r ~ /[kK]$/) m=1; else if (r ~ /[mM]$/) m=1000; sub(/[kKmM]$/, "", r); printf "%d", r*m }'

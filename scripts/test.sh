@@ -87,6 +87,9 @@ if [ "$E2E" = 1 ]; then
   step "headless Chromium end-to-end (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live
 
+  step "headless Chromium end-to-end, LL-HLS with hls.js (h3 and HTTP/1.1 over TLS)"
+  node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 4000 --agree 500
+
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
   node --test web/test/verdict.test.js
   node web/e2e/compare-shots.js --bin target/release/h3live

@@ -61,6 +61,9 @@ pub fn generate(hosts: &[String]) -> Result<(String, String)> {
     let day = std::time::Duration::from_secs(86_400);
     params.not_before = (now - day).into();
     params.not_after = (now + 365 * day).into();
+    // Apple platforms (Safari, AVPlayer) refuse a TLS server certificate
+    // without the serverAuth extended key usage, even once it is trusted.
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.self_signed(&key).context("signing certificate")?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -143,5 +146,16 @@ mod tests {
         // 32 bytes of SHA-256 in base64 are 44 characters.
         assert_eq!(keys.spki_sha256.len(), 44);
         assert_eq!(keys.spki_sha256, load(&paths).unwrap().spki_sha256);
+    }
+
+    #[test]
+    fn generated_cert_has_server_auth_usage_for_apple_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = CertPaths::in_dir(dir.path());
+        write_new(&paths, &[]).unwrap();
+        let der = load(&paths).unwrap().chain[0].to_vec();
+        // OID 1.3.6.1.5.5.7.3.1 (id-kp-serverAuth), DER encoded.
+        let server_auth = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+        assert!(der.windows(server_auth.len()).any(|w| w == server_auth));
     }
 }

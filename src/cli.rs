@@ -203,6 +203,10 @@ pub struct HttpArgs {
     /// Keeps an HTTP/2 connection's backlog out of the kernel send buffer so new responses are not queued behind it.
     #[arg(long, default_value = "0", value_parser = parse_size)]
     pub tcp_notsent_lowat: u64,
+    /// LL-HLS part target: CMAF fragments are grouped into parts of at most this length
+    /// (at fragment boundaries; a single longer fragment makes a longer part).
+    #[arg(long, default_value = "200ms", value_parser = parse_positive_duration)]
+    pub hls_part_target: Duration,
     /// How long running responses may continue after SIGINT/SIGTERM.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -218,6 +222,7 @@ impl HttpArgs {
             upstream: None,
             ingest_allow_origins: self.ingest_allow_origins.clone(),
             ingest_idle_timeout: self.ingest_idle_timeout,
+            hls_part_target: self.hls_part_target,
         }
     }
 

@@ -254,7 +254,17 @@ impl Client {
 
     /// Send a request without a body; the response body streams.
     pub async fn request(&mut self, method: Method, path: &str) -> Result<ClientResponse> {
-        self.send(method, path, None).await
+        self.send(method, path, &[], None).await
+    }
+
+    /// Send a request without a body and with extra header fields (e.g. `Range`).
+    pub async fn request_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<ClientResponse> {
+        self.send(method, path, headers, None).await
     }
 
     /// Send a request whose body is fed chunk by chunk through `body` (each
@@ -268,15 +278,22 @@ impl Client {
         path: &str,
         body: mpsc::Receiver<Bytes>,
     ) -> Result<ClientResponse> {
-        self.send(method, path, Some(body)).await
+        self.send(method, path, &[], Some(body)).await
     }
 
     async fn send(
         &mut self,
         method: Method,
         path: &str,
+        headers: &[(&str, &str)],
         body: Option<mpsc::Receiver<Bytes>>,
     ) -> Result<ClientResponse> {
+        let with = |mut b: http::request::Builder| {
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b
+        };
         let hyper_body = |body: Option<mpsc::Receiver<Bytes>>| -> ReqBody {
             match body {
                 None => Empty::new().boxed_unsync(),
@@ -289,7 +306,7 @@ impl Client {
         let scheme = if self.transport == Transport::H1Clear { "http" } else { "https" };
         match &mut self.conn {
             Conn::H1(send) => {
-                let req = Request::builder()
+                let req = with(Request::builder())
                     .method(method)
                     .uri(path)
                     .header(http::header::HOST, &self.authority)
@@ -301,7 +318,7 @@ impl Client {
             }
             Conn::H2(send) => {
                 let uri = format!("{scheme}://{}{path}", self.authority);
-                let req = Request::builder().method(method).uri(uri).body(hyper_body(body))?;
+                let req = with(Request::builder()).method(method).uri(uri).body(hyper_body(body))?;
                 send.ready().await?;
                 let resp = send.send_request(req).await?;
                 let (parts, body) = resp.into_parts();
@@ -309,7 +326,7 @@ impl Client {
             }
             Conn::H3 { send, .. } => {
                 let uri = format!("{scheme}://{}{path}", self.authority);
-                let req = Request::builder().method(method).uri(uri).body(())?;
+                let req = with(Request::builder()).method(method).uri(uri).body(())?;
                 let mut stream = send.send_request(req).await?;
                 if let Some(mut rx) = body {
                     while let Some(b) = rx.recv().await {

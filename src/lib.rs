@@ -22,6 +22,9 @@
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
 //! - [`interop`]: the quic-interop-runner server endpoint (hq-interop + h3).
 //! - [`client`]: a streaming client for all four transports (tests, viewer tools).
+//! - [`cmaf`]: just enough ISO-BMFF/CMAF box parsing, shared by the load
+//!   tool and the LL-HLS packager.
+//! - [`hls`]: LL-HLS playlists generated from the stored CMAF.
 //! - [`load`]: `h3live load`, a viewer swarm with per-fragment latency, and
 //!   stream capture/replay for benchmarks.
 //! - [`pathemu`]: `h3live pathemu`, a path emulator (delay, jitter, loss,
@@ -31,7 +34,9 @@
 pub mod cert;
 pub mod cli;
 pub mod client;
+pub mod cmaf;
 pub mod core;
+pub mod hls;
 pub mod interop;
 pub mod load;
 pub mod metrics;

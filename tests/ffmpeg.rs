@@ -6,118 +6,13 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::TestOrigin;
 use h3live::transport::Transport;
 use http::StatusCode;
 
-struct Encoder(tokio::process::Child);
-
-impl Drop for Encoder {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-fn ffmpeg_push(origin: std::net::SocketAddr, stream: &str) -> Encoder {
-    ffmpeg_push_with(&format!("http://{origin}/live/{stream}/manifest.mpd"), origin, "tcp_nodelay=1")
-}
-
-fn ffmpeg_push_with(url: &str, origin: std::net::SocketAddr, http_opts: &str) -> Encoder {
-    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
-    let drawtext = format!(
-        "drawtext=fontfile={font}:text='%{{localtime\\:%T.%3N}}':fontsize=32:fontcolor=white:box=1:boxcolor=black:x=10:y=10"
-    );
-    let args: Vec<String> = [
-        "-hide_banner",
-        "-loglevel",
-        "warning",
-        "-nostdin",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=30",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=1000:sample_rate=48000",
-        "-vf",
-        &drawtext,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-        "-bf",
-        "0",
-        "-g",
-        "60",
-        "-keyint_min",
-        "60",
-        "-sc_threshold",
-        "0",
-        "-b:v",
-        "1M",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "128k",
-        "-f",
-        "dash",
-        "-ldash",
-        "1",
-        "-streaming",
-        "1",
-        "-frag_type",
-        "every_frame",
-        "-use_template",
-        "1",
-        "-use_timeline",
-        "0",
-        "-seg_duration",
-        "2",
-        "-window_size",
-        "5",
-        "-extra_window_size",
-        "5",
-        "-remove_at_exit",
-        "1",
-        "-format_options",
-        "movflags=cmaf",
-        "-write_prft",
-        "1",
-        "-target_latency",
-        "1.5",
-        "-utc_timing_url",
-        &format!("http://{origin}/time"),
-        "-method",
-        "PUT",
-        "-http_persistent",
-        "1",
-        "-ignore_io_errors",
-        "1",
-        "-http_opts",
-        http_opts,
-        url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let child = tokio::process::Command::new("ffmpeg")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg must be installed (apt-get install ffmpeg); the README's test command installs it");
-    Encoder(child)
-}
+use common::ffmpeg::{ffmpeg_push, ffmpeg_push_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_ffmpeg_push_is_served_live_over_h3_and_h1() {

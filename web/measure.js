@@ -123,11 +123,13 @@ export function watchStalls(video, hasStarted, onStallEnd = () => {}) {
  * acc[arm] = { counts: {protocol: n} (media segments only), last, bytes }
  * (bytes: encodedBodySize of every finished request of that origin; streams
  * still downloading are counted when they end).  Protocol 'none': aborted or
- * failed before a response.
+ * failed before a response.  `pick(entry, candidateArms)`, if given, chooses
+ * among several arms sharing one origin (e.g. LL-DASH and LL-HLS over h3).
  */
-export function scanResources(origins, acc) {
+export function scanResources(origins, acc, pick = null) {
   for (const e of performance.getEntriesByType('resource')) {
-    const arm = Object.keys(origins).find((a) => e.name.startsWith(`${origins[a]}/`));
+    const candidates = Object.keys(origins).filter((a) => e.name.startsWith(`${origins[a]}/`));
+    const arm = pick && candidates.length > 1 ? pick(e, candidates) : candidates[0];
     if (!arm) continue;
     const a = acc[arm];
     a.bytes += e.encodedBodySize || 0;

@@ -9,12 +9,15 @@
 //   origin=URL       origin (transport arm) to fetch the manifest and media from
 //                    (default: the page's own origin, so the page's URL picks the arm)
 //   mpd=URL          full manifest URL (overrides stream/origin)
+//   format=hls       play the origin's LL-HLS (hls.js, ./hls-player.js) instead of LL-DASH;
+//                    mpd= is then the playlist URL; native=1 uses the browser's own HLS
 //   debug=1          dash.js debug logging
 //
 // window.h3liveStats (read by automation, e.g. web/e2e/e2e.js) — shape, version 1:
 // {
 //   version: 1,
-//   config: { stream, origin, mpd, targetLatency },   // targetLatency in s
+//   config: { stream, origin, mpd, targetLatency, format },   // targetLatency in s;
+//                                 // format "dash" | "hls" (mpd is then the playlist URL)
 //   pageStart: epoch ms at script start,
 //   firstFrameMs: ms from navigation start to the first presented frame | null,
 //   playing: bool, currentTime: s, videoSize: "WxH",
@@ -23,7 +26,8 @@
 //                                 // presentation minus the encoder clock decoded
 //                                 // from that frame (last decoded frame)
 //     timecodeAvgMs: number|null, // mean over the last 2 s
-//     dashMs: number | null,      // 1000 * player.getCurrentLiveLatency()
+//     dashMs: number | null,      // 1000 * player.getCurrentLiveLatency() (format=hls:
+//                                 // hls.js's own latency estimate, hls.latency)
 //     dashAvgMs: number | null,   // mean over the last 2 s
 //   },
 //   bufferS: number | null, playbackRate: number,
@@ -40,11 +44,14 @@
 // }
 
 import { DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
+import { hlsUrl, startHls } from './hls-player.js';
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
 const origin = (q.get('origin') || location.origin).replace(/\/$/, '');
-const mpd = q.get('mpd') || `${origin}/live/${encodeURIComponent(stream)}/manifest.mpd`;
+const format = q.get('format') === 'hls' ? 'hls' : 'dash';
+const mpd = q.get('mpd') || (format === 'hls' ? hlsUrl(origin, stream)
+  : `${origin}/live/${encodeURIComponent(stream)}/manifest.mpd`);
 const mediaOrigin = new URL(mpd, location.href).origin;
 const targetLatency = Number(q.get('latency')) > 0 ? Number(q.get('latency')) : DEFAULT_LATENCY;
 
@@ -55,7 +62,7 @@ const clockEl = $('playerClock');
 
 const stats = {
   version: 1,
-  config: { stream, origin, mpd, targetLatency },
+  config: { stream, origin, mpd, targetLatency, format },
   pageStart: Date.now(),
   firstFrameMs: null,
   playing: false,
@@ -186,14 +193,25 @@ function drawChart() {
 }
 
 // ------------------------------------------------------------------ dash.js
-function start() {
+async function start() {
+  if (format === 'hls') {
+    // LL-HLS: same page, same measurements; hls.js's latency in the "dash" slot.
+    $('s-dash').previousElementSibling.textContent = 'latency (hls.js)';
+    const latency = q.get('latency') ? targetLatency : null; // else PART-HOLD-BACK
+    const player = await startHls(video, mpd, { targetLatency: latency, debug: !!q.get('debug'), native: !!q.get('native'), onError: addError });
+    if (player) run(player);
+    return;
+  }
   if (!window.dashjs) {
     addError('dash.js did not load (run npm ci in web/)');
     $('notice').hidden = false;
     $('notice').textContent = 'dash.js did not load: run "npm ci" in web/';
     return;
   }
-  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError });
+  run(startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError }));
+}
+
+function run(player) {
   window.h3livePlayer = player;
 
   setInterval(() => {
@@ -201,6 +219,10 @@ function start() {
     stats.currentTime = video.currentTime;
     stats.videoSize = video.videoWidth ? `${video.videoWidth}x${video.videoHeight}` : null;
     stats.playbackRate = video.playbackRate;
+    if (player.getTargetLatency && player.getTargetLatency() > 0) {
+      stats.config.targetLatency = player.getTargetLatency();
+      $('s-target').textContent = `${stats.config.targetLatency.toFixed(2)} s`;
+    }
     let dl = null;
     try { dl = player.getCurrentLiveLatency(); } catch (e) { /* not ready */ }
     if (typeof dl === 'number' && Number.isFinite(dl) && dl > 0) {

@@ -42,7 +42,9 @@ const duration = Number(opts.duration);
 const arms = opts.arms.split(',');
 const ports = Object.fromEntries(opts.ports.split(',').map((kv) => kv.split('=')));
 const EXPECT = { h3: 'h3', h2: 'h2', h1: 'http/1.1' };
-for (const a of arms) if (!EXPECT[a] || !ports[a]) { console.error(`driver: unknown arm ${a}`); process.exit(2); }
+// An arm may name its format: dash-h3 (= h3), hls-h3 (LL-HLS with hls.js on the compare page).
+const tr = (a) => a.replace(/^(dash|hls)-/, '');
+for (const a of arms) if (!EXPECT[tr(a)] || !ports[tr(a)]) { console.error(`driver: unknown arm ${a}`); process.exit(2); }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const ts = () => new Date().toISOString().slice(11, 23);
@@ -50,11 +52,11 @@ const log = (...a) => console.error(`[ab ${ts()}] [${opts.profile}]`, ...a);
 
 function pageUrl(servingArm, shownArms) {
   const p = new URLSearchParams({ stream: opts.stream, arms: shownArms.join(','), host: opts.host });
-  for (const a of shownArms) p.set(`${a}port`, ports[a]);
+  for (const a of shownArms) p.set(`${tr(a)}port`, ports[tr(a)]);
   if (opts.latency) p.set('latency', opts.latency);
   p.set('profile', opts.profile);
   if (opts.path) p.set('path', opts.path);
-  return `https://${opts.host}:${ports[servingArm]}/compare.html?${p}`;
+  return `https://${opts.host}:${ports[tr(servingArm)]}/compare.html?${p}`;
 }
 
 let browser = null;
@@ -75,7 +77,7 @@ async function play(shownArms, round) {
   await page.send('Page.enable');
   const plays = {};
   for (const a of shownArms) {
-    plays[a] = { arm: a, round, url, expect: EXPECT[a], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
+    plays[a] = { arm: a, round, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
     result.plays.push(plays[a]);
   }
   log(`round ${round}: playing ${shownArms.join('+')} for ${duration} s: ${url}`);

@@ -75,7 +75,9 @@ pub fn common(headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Date, Content-Length, Content-Type, Cache-Control, Age, Server-Timing"),
+        HeaderValue::from_static(
+            "Date, Content-Length, Content-Type, Content-Range, Cache-Control, Age, ETag, Server-Timing",
+        ),
     );
     headers.insert("timing-allow-origin", HeaderValue::from_static("*"));
 }

@@ -5,6 +5,7 @@
 //! of how an object is served is decided here, once.
 
 pub mod headers;
+pub mod range;
 pub mod route;
 mod static_files;
 pub mod upstream;
@@ -46,6 +47,8 @@ pub struct OriginConfig {
     pub ingest_allow_origins: Vec<String>,
     /// An upload body that brings no byte for this long is aborted (408).
     pub ingest_idle_timeout: Duration,
+    /// LL-HLS part target (`crate::hls`).
+    pub hls_part_target: Duration,
 }
 
 impl Default for OriginConfig {
@@ -57,6 +60,7 @@ impl Default for OriginConfig {
             upstream: None,
             ingest_allow_origins: Vec::new(),
             ingest_idle_timeout: Duration::from_secs(30),
+            hls_part_target: crate::hls::HlsConfig::default().part_target,
         }
     }
 }
@@ -95,6 +99,9 @@ enum BodyKind {
         /// When the read started: chunks that arrived later count for the
         /// origin-delay histogram.
         started: Instant,
+        /// The byte window sent (a `Range` request), and how far into it the
+        /// body has got.
+        window: range::Window,
     },
     /// A response body streaming in from the upstream (front mode).
     Upstream(upstream::UpstreamBody),
@@ -136,6 +143,8 @@ pub struct Progress {
     /// Length of a body known up front (buffers, files): once that much was
     /// handed over, nothing is left to stall on.
     total: Option<u64>,
+    /// Offset in `object` of the first byte sent (a range request).
+    base: u64,
 }
 
 impl Progress {
@@ -148,6 +157,7 @@ impl Progress {
             waiting: AtomicBool::new(false),
             object,
             total,
+            base: 0,
         }
     }
 
@@ -164,7 +174,7 @@ impl Progress {
         }
         if let Some(o) = &self.object {
             let (len, status) = o.snapshot();
-            if status == Status::Growing && len <= self.sent.load(Ordering::Relaxed) {
+            if status == Status::Growing && len <= self.base + self.sent.load(Ordering::Relaxed) {
                 return None;
             }
         }
@@ -209,7 +219,11 @@ impl Body {
             BodyKind::File { remaining, .. } => Some(*remaining),
             _ => None,
         };
-        let progress = Arc::new(Progress::new(object, total, finished));
+        let mut progress = Progress::new(object, total, finished);
+        if let BodyKind::Object { window, .. } = &kind {
+            progress.base = window.start;
+        }
+        let progress = Arc::new(progress);
         Body { kind, metrics: origin.metrics.clone(), transport, _reader: reader, progress }
     }
 
@@ -223,8 +237,8 @@ impl Body {
         match &self.kind {
             BodyKind::Empty => Some(0),
             BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
-            BodyKind::Object { reader, .. } => match reader.object().snapshot() {
-                (len, Status::Complete) => Some(len),
+            BodyKind::Object { reader, window, .. } => match reader.object().snapshot() {
+                (len, Status::Complete) => Some(window.len_of(len)),
                 _ => None,
             },
             BodyKind::Upstream(b) => b.exact_len(),
@@ -288,14 +302,22 @@ impl Body {
             }
             BodyKind::Empty => Poll::Ready(None),
             BodyKind::Full(b) => Poll::Ready(b.take().map(Ok)),
-            BodyKind::Object { reader, started } => match reader.poll_chunk(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    if chunk.arrived >= *started {
-                        self.metrics.origin_delay(self.transport).observe(chunk.arrived.elapsed());
-                    }
-                    Poll::Ready(Some(Ok(chunk.data)))
+            BodyKind::Object { reader, started, window } => loop {
+                if window.done() {
+                    return Poll::Ready(None);
                 }
-                other => other.map(|o| o.map(|r| r.map(|c| c.data))),
+                match reader.poll_chunk(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        let Some(data) = window.cut(chunk.data) else {
+                            continue; // before the range's start
+                        };
+                        if chunk.arrived >= *started {
+                            self.metrics.origin_delay(self.transport).observe(chunk.arrived.elapsed());
+                        }
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    other => return other.map(|o| o.map(|r| r.map(|c| c.data))),
+                }
             },
             BodyKind::Upstream(b) => b.poll_next(cx),
         }
@@ -315,6 +337,8 @@ pub struct Origin {
     metrics: Arc<Metrics>,
     /// HTTP settings.
     config: OriginConfig,
+    /// LL-HLS playlists generated from the stored CMAF.
+    hls: crate::hls::Hls,
 }
 
 type Resp = Response<Body>;
@@ -322,7 +346,8 @@ type Resp = Response<Body>;
 impl Origin {
     /// An origin over `store`.
     pub fn new(store: Store, config: OriginConfig) -> Origin {
-        Origin { store, metrics: Arc::new(Metrics::default()), config }
+        let hls = crate::hls::Hls::new(store.clone(), crate::hls::HlsConfig { part_target: config.hls_part_target });
+        Origin { store, metrics: Arc::new(Metrics::default()), config, hls }
     }
 
     /// The store.
@@ -432,7 +457,10 @@ impl Origin {
                 match method {
                     Method::PUT | Method::POST => self.ingest(req, conn, &stream, &file).await,
                     Method::DELETE => self.delete(req, conn, &stream, &file).await,
-                    _ => self.read_live(conn, &stream, &file, head).await,
+                    _ => match crate::hls::PlaylistName::parse(&file) {
+                        Some(name) => self.hls_playlist(conn, &stream, &name, req.uri().query(), head).await,
+                        None => self.read_live(conn, req.headers(), &stream, &file, head).await,
+                    },
                 }
             }
             _ if is_ingest => self.refuse_ingest(
@@ -558,20 +586,80 @@ impl Origin {
         r
     }
 
-    /// GET/HEAD of a live object, held until its upload starts.
-    async fn read_live(&self, conn: &ConnInfo, stream: &str, file: &str, head: bool) -> Resp {
+    /// GET/HEAD of a live object, held until its upload starts. One `Range`
+    /// is honoured, growing or not (see [`range`]); a finished object has a
+    /// strong `ETag` (304 on `If-None-Match`).
+    async fn read_live(&self, conn: &ConnInfo, req: &http::HeaderMap, stream: &str, file: &str, head: bool) -> Resp {
         let Some(obj) = self.store.get_or_wait(stream, file).await else {
             return self.error(conn, StatusCode::NOT_FOUND, "no such object (yet)");
         };
-        if obj.status() == Status::Aborted {
+        let (len, status) = obj.snapshot();
+        if status == Status::Aborted {
             return self.error(conn, StatusCode::BAD_GATEWAY, "the upload of this object was aborted");
         }
-        let kind = BodyKind::Object { reader: obj.reader(), started: Instant::now() };
-        let mut r = self.response(conn, StatusCode::OK, kind, head);
+        let policy = headers::live_policy(Kind::of(file));
+        let max_age = self.config.segment_max_age;
+        // Finished objects never change under their name without a new
+        // upload (a new object with a new creation time): a cheap strong
+        // validator for caches revalidating a segment.
+        let etag = (status == Status::Complete).then(|| {
+            let ns = obj.created().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            format!("\"{ns:x}-{len:x}\"")
+        });
+        if let (Some(tag), Some(inm)) = (&etag, req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())) {
+            if inm.split(',').map(str::trim).any(|t| t == "*" || t == tag || t.strip_prefix("W/") == Some(tag)) {
+                let mut r = self.response(conn, StatusCode::NOT_MODIFIED, BodyKind::Empty, false);
+                r.headers_mut().insert(header::ETAG, HeaderValue::from_str(tag).expect("hex etag"));
+                headers::cache(r.headers_mut(), policy, max_age);
+                return r;
+            }
+        }
+        let range = req.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let max_len = self.store.config().max_object_bytes;
+        let (code, window, content_range) = match range::live(range, len, status == Status::Complete, max_len) {
+            range::LiveRange::Full => (StatusCode::OK, range::Window::all(), None),
+            range::LiveRange::Part(w, cr) => (StatusCode::PARTIAL_CONTENT, w, Some(cr)),
+            range::LiveRange::Unsatisfiable(cr) => {
+                let mut r = self.error(conn, StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                if let Ok(v) = HeaderValue::from_str(&cr) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+        };
+        let kind = BodyKind::Object { reader: obj.reader(), started: Instant::now(), window };
+        let mut r = self.response(conn, code, kind, head);
         set_type(&mut r, headers::content_type(file));
-        headers::cache(r.headers_mut(), headers::live_policy(Kind::of(file)), self.config.segment_max_age);
+        headers::cache(r.headers_mut(), policy, max_age);
+        let h = r.headers_mut();
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(v) = content_range.and_then(|cr| HeaderValue::from_str(&cr).ok()) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+        if let Some(v) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            h.insert(header::ETAG, v);
+        }
         debug!(stream, file, status = obj.status().as_str(), "serving live object");
         r
+    }
+
+    /// A generated LL-HLS playlist (`crate::hls`), cached like a manifest.
+    async fn hls_playlist(
+        &self,
+        conn: &ConnInfo,
+        stream: &str,
+        name: &crate::hls::PlaylistName,
+        query: Option<&str>,
+        head: bool,
+    ) -> Resp {
+        match self.hls.playlist(stream, name, query).await {
+            Ok(text) => {
+                let mut r = self.text(conn, StatusCode::OK, "application/vnd.apple.mpegurl", text, head);
+                headers::cache(r.headers_mut(), CachePolicy::Manifest, 0);
+                r
+            }
+            Err(e) => self.error(conn, e.status(), &e.to_string()),
+        }
     }
 
     /// PUT/POST: stream the body into the store.

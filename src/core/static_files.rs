@@ -55,56 +55,7 @@ impl StaticFile {
     }
 }
 
-/// What a `Range` header asks of a file of length `len`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RangeReq {
-    /// No usable range: the whole file (also for multiple ranges, which are
-    /// not supported and so ignored, as RFC 9110 allows).
-    Full,
-    /// One satisfiable range, `start..=end`.
-    Part(u64, u64),
-    /// Not satisfiable (416).
-    Unsatisfiable,
-}
-
-/// Parse a `Range` header value for a file of length `len`.
-pub fn parse_range(value: Option<&str>, len: u64) -> RangeReq {
-    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
-        return RangeReq::Full;
-    };
-    if spec.contains(',') {
-        return RangeReq::Full;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeReq::Full;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let range = if a.is_empty() {
-        // Suffix: the last N bytes.
-        match b.parse::<u64>() {
-            Ok(0) => return RangeReq::Unsatisfiable,
-            Ok(n) => (len.saturating_sub(n), len.saturating_sub(1)),
-            Err(_) => return RangeReq::Full,
-        }
-    } else {
-        let Ok(start) = a.parse::<u64>() else {
-            return RangeReq::Full;
-        };
-        let end = if b.is_empty() {
-            len.saturating_sub(1)
-        } else {
-            match b.parse::<u64>() {
-                Ok(e) if e >= start => e.min(len.saturating_sub(1)),
-                _ => return RangeReq::Full,
-            }
-        };
-        (start, end)
-    };
-    if len == 0 || range.0 >= len {
-        return RangeReq::Unsatisfiable;
-    }
-    RangeReq::Part(range.0, range.1)
-}
+pub use super::range::{parse_range, RangeReq};
 
 /// The file for `parts` under `web_dir`, opened, or `None` (404).
 pub async fn open(web_dir: &Path, parts: &[String]) -> Option<StaticFile> {
@@ -131,22 +82,4 @@ pub async fn open(web_dir: &Path, parts: &[String]) -> Option<StaticFile> {
     // The length and time of what was opened (the path may change meanwhile).
     let meta = file.metadata().await.ok()?;
     Some(StaticFile { file, name, len: meta.len(), modified: meta.modified().ok() })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range(None, 10), RangeReq::Full);
-        assert_eq!(parse_range(Some("bytes=0-3"), 10), RangeReq::Part(0, 3));
-        assert_eq!(parse_range(Some("bytes=4-"), 10), RangeReq::Part(4, 9));
-        assert_eq!(parse_range(Some("bytes=-3"), 10), RangeReq::Part(7, 9));
-        assert_eq!(parse_range(Some("bytes=5-100"), 10), RangeReq::Part(5, 9));
-        assert_eq!(parse_range(Some("bytes=10-"), 10), RangeReq::Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeReq::Full);
-        assert_eq!(parse_range(Some("items=0-1"), 10), RangeReq::Full);
-        assert_eq!(parse_range(Some("bytes=5-2"), 10), RangeReq::Full);
-    }
 }

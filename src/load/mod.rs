@@ -18,7 +18,7 @@
 //! `load replay`, `load synth` handle captures.
 
 pub mod capture;
-pub mod cmaf;
+pub use crate::cmaf;
 pub mod mpd;
 pub mod record;
 pub mod replay;

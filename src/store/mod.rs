@@ -299,6 +299,11 @@ impl Store {
         self.streams().get(stream)?.objects.get(name).cloned()
     }
 
+    /// Names published in `stream` (unordered); empty if the stream does not exist.
+    pub fn names(&self, stream: &str) -> Vec<String> {
+        self.streams().get(stream).map(|s| s.objects.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default()
+    }
+
     /// Like [`Store::get`], but waits up to the hold time for the name to be
     /// published. `None` if it did not appear in time.
     pub async fn get_or_wait(&self, stream: &str, name: &str) -> Option<Arc<Object>> {

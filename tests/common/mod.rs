@@ -3,6 +3,8 @@
 //! transport, and a chunked-PUT uploader driven chunk by chunk.
 #![allow(dead_code)]
 
+pub mod ffmpeg;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -1,7 +1,13 @@
-//! Just enough ISO-BMFF/CMAF to measure and re-stamp a live stream:
+//! Just enough ISO-BMFF/CMAF to measure, re-stamp and package a live stream.
+//! Shared by the load tool (`crate::load`) and the LL-HLS packager
+//! (`crate::hls`):
 //! - [`FragmentTracker`] follows a media segment *as it arrives*, in pieces of
 //!   any size, and reports each fragment (`prft` + `moof` + `mdat`) when the
-//!   last byte of its `mdat` is in, with the `prft` wall-clock time;
+//!   last byte of its `mdat` is in, with the `prft` wall-clock time, the
+//!   fragment's end offset and what its `moof` says (decode time, duration,
+//!   whether it starts with a sync sample);
+//! - [`init_tracks`] reads what a packager needs from an init segment
+//!   (timescale, handler, codec string, picture size, `trex` defaults);
 //! - [`fragments`] and [`track_timescales`] walk whole buffers for the replay
 //!   (where to re-stamp `prft` and shift `tfdt`);
 //! - a few writers ([`boxed`], [`prft`]) for the synthetic stream.
@@ -32,6 +38,8 @@ enum State {
     Header,
     /// Collecting a `prft` body (small) to read its timestamp.
     Prft { remaining: usize },
+    /// Collecting a `moof` body (small) to read its sample table.
+    Moof { remaining: usize },
     /// Skipping the rest of a box body; `mdat` marks a fragment's end.
     Skip { remaining: u64, mdat: bool },
     /// A box of size 0 (to the end of the segment): nothing more to find.
@@ -43,6 +51,34 @@ enum State {
 pub struct FragmentDone {
     /// The `prft` wall-clock time of the fragment, if it carried one.
     pub prft: Option<SystemTime>,
+    /// Offset in the segment just past the fragment's `mdat`.
+    pub end: u64,
+    /// What the fragment's `moof` says, if it was read.
+    pub moof: Option<MoofInfo>,
+}
+
+/// The first track run of a `moof`, summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MoofInfo {
+    /// Track ID from `tfhd`.
+    pub track: u32,
+    /// `tfdt` base media decode time, in the track's timescale.
+    pub decode_time: Option<u64>,
+    /// Samples in the fragment.
+    pub samples: u32,
+    /// Sum of the sample durations when `tfhd`/`trun` carry them (else the
+    /// `trex` default of the init segment applies).
+    pub duration: Option<u64>,
+    /// Flags of the first sample when `tfhd`/`trun` carry them.
+    pub first_flags: Option<u32>,
+}
+
+/// Largest `moof` the tracker buffers to read (larger ones are skipped).
+const MAX_MOOF: usize = 256 << 10;
+
+/// True if sample flags describe a sync sample (`sample_is_non_sync_sample` clear).
+pub fn is_sync(flags: u32) -> bool {
+    flags & 0x0001_0000 == 0
 }
 
 /// Incremental parser of one media segment's top-level boxes. Feed it the
@@ -56,13 +92,24 @@ pub struct FragmentTracker {
     buf: Vec<u8>,
     /// `prft` time waiting for its fragment's `mdat` to complete.
     pending_prft: Option<SystemTime>,
+    /// `moof` summary waiting for its fragment's `mdat` to complete.
+    pending_moof: Option<MoofInfo>,
     /// Fragments completed so far.
     fragments: u64,
+    /// Bytes consumed so far (offset of the next byte in the segment).
+    pos: u64,
 }
 
 impl Default for FragmentTracker {
     fn default() -> Self {
-        FragmentTracker { state: State::Header, buf: Vec::with_capacity(64), pending_prft: None, fragments: 0 }
+        FragmentTracker {
+            state: State::Header,
+            buf: Vec::with_capacity(64),
+            pending_prft: None,
+            pending_moof: None,
+            fragments: 0,
+            pos: 0,
+        }
     }
 }
 
@@ -77,12 +124,16 @@ impl FragmentTracker {
     pub fn feed(&mut self, mut data: &[u8], mut done: impl FnMut(FragmentDone)) {
         while !data.is_empty() {
             match &mut self.state {
-                State::ToEnd => return,
+                State::ToEnd => {
+                    self.pos += data.len() as u64;
+                    return;
+                }
                 State::Header => {
                     let want = if self.buf.len() >= 8 && be32(&self.buf[0..4]) == 1 { 16 } else { 8 };
                     let take = (want - self.buf.len()).min(data.len());
                     self.buf.extend_from_slice(&data[..take]);
                     data = &data[take..];
+                    self.pos += take as u64;
                     if self.buf.len() < want {
                         continue;
                     }
@@ -104,29 +155,38 @@ impl FragmentTracker {
                     let body = size.saturating_sub(header);
                     self.state = if &kind == b"prft" && body <= 64 {
                         State::Prft { remaining: body as usize }
+                    } else if &kind == b"moof" && body <= MAX_MOOF as u64 {
+                        State::Moof { remaining: body as usize }
                     } else {
                         State::Skip { remaining: body, mdat: &kind == b"mdat" }
                     };
                     self.finish_box_if_empty(&mut done);
                 }
-                State::Prft { remaining } => {
+                State::Prft { remaining } | State::Moof { remaining } => {
                     let take = (*remaining).min(data.len());
                     self.buf.extend_from_slice(&data[..take]);
                     *remaining -= take;
                     data = &data[take..];
+                    self.pos += take as u64;
                     self.finish_box_if_empty(&mut done);
                 }
                 State::Skip { remaining, .. } => {
                     let take = (*remaining).min(data.len() as u64);
                     *remaining -= take;
                     data = &data[take as usize..];
+                    self.pos += take;
                     self.finish_box_if_empty(&mut done);
                 }
             }
         }
     }
 
-    /// At the end of a box body: read a `prft`, report a finished `mdat`.
+    /// Bytes consumed so far (the offset of the next byte in the segment).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// At the end of a box body: read a `prft` or `moof`, report a finished `mdat`.
     fn finish_box_if_empty(&mut self, done: &mut impl FnMut(FragmentDone)) {
         match self.state {
             State::Prft { remaining: 0 } => {
@@ -134,16 +194,109 @@ impl FragmentTracker {
                 self.buf.clear();
                 self.state = State::Header;
             }
+            State::Moof { remaining: 0 } => {
+                self.pending_moof = moof_info(&self.buf);
+                self.buf.clear();
+                self.state = State::Header;
+            }
             State::Skip { remaining: 0, mdat } => {
                 if mdat {
                     self.fragments += 1;
-                    done(FragmentDone { prft: self.pending_prft.take() });
+                    done(FragmentDone {
+                        prft: self.pending_prft.take(),
+                        end: self.pos,
+                        moof: self.pending_moof.take(),
+                    });
                 }
                 self.state = State::Header;
             }
             _ => {}
         }
     }
+}
+
+/// Summarise the first `traf` of a `moof` body.
+pub fn moof_info(body: &[u8]) -> Option<MoofInfo> {
+    let (_, _, tb, te) = children(body, 0, body.len()).into_iter().find(|c| &c.0 == b"traf")?;
+    let mut info = MoofInfo::default();
+    let (mut default_duration, mut default_flags) = (None, None);
+    for (k, _, b, e) in children(body, tb, te) {
+        let field = |at: usize, w: usize| -> Option<u64> {
+            (at + w <= e).then(|| if w == 8 { be64(&body[at..]) } else { be32(&body[at..]) as u64 })
+        };
+        match &k {
+            b"tfhd" if e - b >= 8 => {
+                let flags = be32(&body[b..]) & 0xff_ffff;
+                info.track = be32(&body[b + 4..]);
+                let mut at = b + 8;
+                if flags & 0x1 != 0 {
+                    at += 8; // base data offset
+                }
+                if flags & 0x2 != 0 {
+                    at += 4; // sample description index
+                }
+                if flags & 0x8 != 0 {
+                    default_duration = field(at, 4);
+                    at += 4;
+                }
+                if flags & 0x10 != 0 {
+                    at += 4; // default sample size
+                }
+                if flags & 0x20 != 0 {
+                    default_flags = field(at, 4).map(|f| f as u32);
+                }
+            }
+            b"tfdt" if e - b >= 8 => {
+                let w = if body[b] == 1 { 8 } else { 4 };
+                info.decode_time = field(b + 4, w);
+            }
+            b"trun" if e - b >= 8 => {
+                let flags = be32(&body[b..]) & 0xff_ffff;
+                let count = be32(&body[b + 4..]);
+                info.samples = count;
+                let mut at = b + 8;
+                if flags & 0x1 != 0 {
+                    at += 4; // data offset
+                }
+                let mut first_flags = None;
+                if flags & 0x4 != 0 {
+                    first_flags = field(at, 4).map(|f| f as u32);
+                    at += 4;
+                }
+                let per = [0x100, 0x200, 0x400, 0x800].iter().filter(|&&f| flags & f != 0).count() * 4;
+                let mut total = 0u64;
+                let fits = e.saturating_sub(at).checked_div(per).unwrap_or(0);
+                if flags & 0x100 == 0 {
+                    total = default_duration.unwrap_or(0) * count as u64;
+                }
+                for i in 0..(count as usize).min(fits) {
+                    let s = at + i * per;
+                    if s + per > e {
+                        break;
+                    }
+                    let mut o = s;
+                    if flags & 0x100 != 0 {
+                        total += be32(&body[o..]) as u64;
+                        o += 4;
+                    } else if flags & 0x400 == 0 || i > 0 {
+                        break;
+                    }
+                    if flags & 0x200 != 0 {
+                        o += 4;
+                    }
+                    if i == 0 && flags & 0x400 != 0 && first_flags.is_none() {
+                        first_flags = Some(be32(&body[o..]));
+                    }
+                }
+                if flags & 0x100 != 0 || default_duration.is_some() {
+                    info.duration = Some(total);
+                }
+                info.first_flags = first_flags.or(default_flags);
+            }
+            _ => {}
+        }
+    }
+    Some(info)
 }
 
 fn be32(b: &[u8]) -> u32 {
@@ -288,6 +441,113 @@ pub fn track_timescales(init: &[u8]) -> Vec<(u32, u32)> {
         }
     }
     out
+}
+
+/// What a packager needs to know about one track of an init segment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrackInfo {
+    /// Track ID.
+    pub id: u32,
+    /// Media timescale (ticks per second).
+    pub timescale: u32,
+    /// Handler type: `vide`, `soun`, ...
+    pub handler: [u8; 4],
+    /// RFC 6381 codec string (`avc1.64001f`, `mp4a.40.2`), when recognised.
+    pub codec: Option<String>,
+    /// Picture size of a visual sample entry.
+    pub size: Option<(u16, u16)>,
+    /// `trex` default sample duration.
+    pub default_duration: Option<u32>,
+    /// `trex` default sample flags.
+    pub default_flags: Option<u32>,
+}
+
+/// Every track of an init segment (`moov/trak` + `moov/mvex/trex`).
+pub fn init_tracks(init: &[u8]) -> Vec<TrackInfo> {
+    let mut out: Vec<TrackInfo> = Vec::new();
+    let mut trex = Vec::new();
+    for (k, _, b, e) in children(init, 0, init.len()) {
+        if &k != b"moov" {
+            continue;
+        }
+        for (k, _, tb, te) in children(init, b, e) {
+            match &k {
+                b"trak" => {
+                    let mut t = TrackInfo::default();
+                    for (k, _, b, e) in children(init, tb, te) {
+                        match &k {
+                            b"tkhd" => {
+                                let at = b + if init.get(b) == Some(&1) { 20 } else { 12 };
+                                if at + 4 <= e {
+                                    t.id = be32(&init[at..]);
+                                }
+                            }
+                            b"mdia" => mdia_info(init, b, e, &mut t),
+                            _ => {}
+                        }
+                    }
+                    out.push(t);
+                }
+                b"mvex" => {
+                    for (k, _, b, e) in children(init, tb, te) {
+                        if &k == b"trex" && b + 24 <= e {
+                            trex.push((be32(&init[b + 4..]), be32(&init[b + 12..]), be32(&init[b + 20..])));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for t in &mut out {
+        if let Some(&(_, d, f)) = trex.iter().find(|x| x.0 == t.id) {
+            t.default_duration = Some(d);
+            t.default_flags = Some(f);
+        }
+    }
+    out
+}
+
+/// Timescale, handler and sample entry of a `mdia` box.
+fn mdia_info(buf: &[u8], start: usize, end: usize, t: &mut TrackInfo) {
+    for (k, _, b, e) in children(buf, start, end) {
+        match &k {
+            b"mdhd" => {
+                let at = b + if buf.get(b) == Some(&1) { 20 } else { 12 };
+                if at + 4 <= e {
+                    t.timescale = be32(&buf[at..]);
+                }
+            }
+            b"hdlr" if b + 12 <= e => t.handler = buf[b + 8..b + 12].try_into().unwrap_or_default(),
+            b"minf" => {
+                let Some(stbl) = children(buf, b, e).into_iter().find(|c| &c.0 == b"stbl") else { continue };
+                let Some(stsd) = children(buf, stbl.2, stbl.3).into_iter().find(|c| &c.0 == b"stsd") else {
+                    continue;
+                };
+                let Some((kind, _, sb, se)) = children(buf, stsd.2 + 8, stsd.3).into_iter().next() else { continue };
+                match &kind {
+                    b"avc1" | b"avc3" if sb + 78 <= se => {
+                        t.size = Some((be16(&buf[sb + 24..]), be16(&buf[sb + 26..])));
+                        if let Some((_, _, cb, ce)) = children(buf, sb + 78, se).into_iter().find(|c| &c.0 == b"avcC") {
+                            if cb + 4 <= ce {
+                                let name = String::from_utf8_lossy(&kind);
+                                t.codec =
+                                    Some(format!("{name}.{:02x}{:02x}{:02x}", buf[cb + 1], buf[cb + 2], buf[cb + 3]));
+                            }
+                        }
+                    }
+                    // AAC: the object type is assumed to be AAC-LC (what ffmpeg's `aac` encoder makes).
+                    b"mp4a" => t.codec = Some("mp4a.40.2".into()),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes(b[..2].try_into().unwrap_or_default())
 }
 
 /// A box: 32-bit size, type, body.
