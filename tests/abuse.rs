@@ -421,6 +421,50 @@ async fn stalled_readers_are_dropped() {
     o.stop().await;
 }
 
+/// A viewer that stops reading a live segment does not keep it alive after
+/// eviction: after the send timeout its response is dropped and the
+/// segment's memory is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_live_readers_release_evicted_segments() {
+    let o = TestOrigin::start_with(|c| {
+        c.store.keep_segments = 1;
+        c.limits.send_timeout = Duration::from_millis(700);
+    })
+    .await;
+    for (i, t) in [Transport::H1Clear, Transport::H2, Transport::H3].into_iter().enumerate() {
+        let name = format!("chunk-stream{i}-00001.m4s");
+        let up = o.put(&format!("/live/stall/{name}")).await;
+        up.send(vec![0u8; 1000]).await;
+        let mut obj = None;
+        for _ in 0..20 {
+            obj = o.origin.store().get_or_wait("stall", &name).await;
+            if obj.is_some() {
+                break;
+            }
+        }
+        let weak = Arc::downgrade(&obj.expect("upload started"));
+        let mut c = o.client(t).await;
+        let _r = c.get(&format!("/live/stall/{name}")).await.unwrap();
+        // The segment grows past every buffer between origin and reader, then is evicted.
+        for _ in 0..64 {
+            up.send(vec![1u8; 128 << 10]).await;
+        }
+        assert_eq!(up.finish().await, StatusCode::CREATED);
+        for n in 2..=3 {
+            let up = o.put(&format!("/live/stall/chunk-stream{i}-{n:05}.m4s")).await;
+            up.send("x").await;
+            up.finish().await;
+        }
+        assert!(o.origin.store().get("stall", &name).is_none(), "not evicted");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while weak.strong_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(weak.strong_count(), 0, "{t}: a stalled reader keeps an evicted 8 MB segment alive");
+    }
+    o.stop().await;
+}
+
 /// Many stalled requests for a large static file do not hold the file in
 /// memory each: it is read from disk piece by piece.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 pub const CHUNK_OVERHEAD: u64 = 64;
 
 /// Size of the buffers ingest chunks are copied into (see [`ObjectWriter::push`]).
-const ARENA_BYTES: usize = 64 << 10;
+const ARENA_BYTES: usize = 16 << 10;
 
 /// Why a reader cannot get the rest of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -264,7 +264,7 @@ pub struct ObjectWriter {
 impl ObjectWriter {
     /// Append a chunk and wake the readers. Never blocks on readers.
     ///
-    /// The bytes are copied into a shared 64 KiB buffer first: a chunk handed
+    /// The bytes are copied into a shared 16 KiB buffer first: a chunk handed
     /// over by the transport is a slice of its read buffer, and keeping it
     /// would pin the whole read buffer (kilobytes) per stored chunk, however
     /// small the chunk. Copied, consecutive small chunks share one
