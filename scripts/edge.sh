@@ -155,7 +155,7 @@ fi
 start_origin() {
   "${CPU0[@]}" "$BIN" serve --http 127.0.0.1:$P_ORIGIN --h3 127.0.0.1:$P_DIRECT_H3 --https off \
     --https-h1 127.0.0.1:$P_DIRECT_H1 --https-h2 off --cert "$CERT" --key "$KEY" \
-    --keep-segments 10 >> "$OUT/logs/origin.log" 2>&1 &
+    --keep-segments 10 --max-connections-per-ip 0 >> "$OUT/logs/origin.log" 2>&1 &
   PID[origin]=$!
   wait_http "http://127.0.0.1:$P_ORIGIN/healthz" 10 || { echo "origin did not start" >&2; exit 1; }
 }
@@ -168,7 +168,7 @@ start_varnish() { # edge
   local e=$1
   sed -e "s/^\(\s*\.port = \)\"[0-9]*\";/\1\"$P_ORIGIN\";/" "$VCL_SRC" > "$OUT/edge$e.vcl"
   "${CPU0[@]}" varnishd -F -j none -n "$OUT/varnish$e" -a 127.0.0.1:"$(p_varnish "$e")" -T none \
-    -f "$OUT/edge$e.vcl" -s malloc,256m >> "$OUT/logs/varnish$e.log" 2>&1 &
+    -p backend_idle_timeout=20 -f "$OUT/edge$e.vcl" -s malloc,256m >> "$OUT/logs/varnish$e.log" 2>&1 &
   PID[varnish$e]=$!
   wait_http "http://127.0.0.1:$(p_varnish "$e")/healthz" 20 || { echo "varnish $e did not start" >&2; exit 1; }
   # Every backend request: time, URL, status, fetch error (a 503 with
