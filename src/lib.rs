@@ -9,6 +9,9 @@
 //! Layout, one job per module:
 //! - [`store`]: the live store. Growing objects ([`store::Object`]) read by
 //!   many while written by one; retention, memory caps, held reads.
+//! - [`conn`]: the connection vocabulary (`Transport`, `ListenerInfo`,
+//!   `ConnInfo`) below both the core and the adapters, so that no import runs
+//!   from the core up to a transport.
 //! - [`core`]: the transport-independent origin: routing, ingest, reads and
 //!   every HTTP rule (status codes, headers, caching, CORS).
 //! - [`transport`]: thin adapters. `transport::hyper` (HTTP/1.1 + HTTP/2 via
@@ -35,6 +38,7 @@ pub mod cert;
 pub mod cli;
 pub mod client;
 pub mod cmaf;
+pub mod conn;
 pub mod core;
 pub mod hls;
 pub mod interop;

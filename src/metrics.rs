@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::conn::Transport;
 use crate::store::{allocated_bytes, Store};
-use crate::transport::Transport;
 
 /// Upper bounds (seconds) of the origin-delay histogram buckets.
 const DELAY_BUCKETS: [f64; 14] =

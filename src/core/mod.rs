@@ -23,9 +23,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tracing::{debug, info, warn};
 
+use crate::conn::{ConnInfo, Transport};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::store::{IngestError, Kind, Object, ObjectError, ObjectReader, Status, Store};
-use crate::transport::{ConnInfo, Transport};
 use headers::CachePolicy;
 use route::Route;
 

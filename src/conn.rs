@@ -1,0 +1,76 @@
+//! The connection vocabulary shared by the core and the transport adapters:
+//! which protocol a request came over, on which listener, from where.
+//!
+//! It lives below both: [`crate::core`] decides answers from a [`ConnInfo`]
+//! and labels metrics by [`Transport`]; [`crate::transport`] builds them. No
+//! module here imports the core or the adapters, so the dependency arrows
+//! run one way (transport -> core -> conn).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+/// Which protocol a response travels over (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    /// HTTP/1.1 over cleartext TCP (the ingest listener).
+    H1Clear,
+    /// HTTP/1.1 over TLS.
+    H1Tls,
+    /// HTTP/2 over TLS.
+    H2,
+    /// HTTP/3 over QUIC.
+    H3,
+}
+
+impl Transport {
+    /// Every transport, in label order.
+    pub const ALL: [Transport; 4] = [Transport::H1Clear, Transport::H1Tls, Transport::H2, Transport::H3];
+
+    /// Index into per-transport arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::H1Clear => "h1-clear",
+            Transport::H1Tls => "h1-tls",
+            Transport::H2 => "h2",
+            Transport::H3 => "h3",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a listener is for; shared by all its connections.
+#[derive(Debug, Clone)]
+pub struct ListenerInfo {
+    /// Its flag name (`http`, `https`, `https-h1`, `https-h2`, `h3`), for logs.
+    pub name: &'static str,
+    /// Whether PUT/POST/DELETE are accepted here.
+    pub ingest: bool,
+    /// `Alt-Svc` value added to every response, if any.
+    pub alt_svc: Option<HeaderValue>,
+    /// Whether `/streams` and `/metrics` are served here (the cleartext
+    /// admin listener by default; `--public-status` for every listener).
+    pub status_pages: bool,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The listener it arrived on.
+    pub listener: Arc<ListenerInfo>,
+    /// The protocol actually spoken on this connection.
+    pub transport: Transport,
+    /// The peer's address.
+    pub remote: SocketAddr,
+}
