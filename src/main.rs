@@ -92,11 +92,20 @@ struct CertCmd {
 
 fn main() -> Result<()> {
     // An empty RUST_LOG (set but blank) counts as unset: the default applies.
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| h3live::cli::DEFAULT_LOG_FILTER.into());
+    // A RUST_LOG that does not parse is reported, not silently replaced.
+    let filter = match std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()) {
+        None => h3live::cli::DEFAULT_LOG_FILTER.into(),
+        Some(v) => match tracing_subscriber::EnvFilter::try_new(&v) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!(
+                    "h3live: RUST_LOG={v:?} is not a valid filter ({e}); using the default {:?}",
+                    h3live::cli::DEFAULT_LOG_FILTER
+                );
+                h3live::cli::DEFAULT_LOG_FILTER.into()
+            }
+        },
+    };
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
@@ -115,7 +124,7 @@ fn main() -> Result<()> {
             rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up))))
         }
         Command::Cert(args) => cert_cmd(args),
-        Command::InteropServer(args) => rt.block_on(h3live::interop::run_cli(args, shutdown_signal())),
+        Command::InteropServer(args) => rt.block_on(h3live::interop::run_cli(args, h3live::server::shutdown_signal())),
         Command::Load(args) => rt.block_on(h3live::load::main(*args)),
         Command::Pathemu(cmd) => rt.block_on(h3live::pathemu::main(cmd)),
     }
@@ -189,17 +198,5 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         ingest_on_http: !args.http.no_ingest && !front,
         public_status: args.http.public_status,
     };
-    server::run(config, listeners, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
-        _ = term.recv() => info!("SIGTERM"),
-    }
+    server::run(config, listeners, h3live::server::shutdown_signal()).await
 }

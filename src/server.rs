@@ -173,3 +173,18 @@ pub async fn run_origin(
     }
     Ok(())
 }
+
+/// Resolves at the first SIGINT or SIGTERM (logged), for binaries' shutdown
+/// futures. Without a SIGTERM handler (not Unix-like) only SIGINT counts.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("SIGINT");
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+        _ = term.recv() => info!("SIGTERM"),
+    }
+}

@@ -326,15 +326,7 @@ pub async fn main(cmd: LoadCmd) -> Result<()> {
     {
         let stop = stop.clone();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            info!("SIGINT: stopping");
-            stop.cancel();
-        });
-    }
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            term.recv().await;
+            crate::server::shutdown_signal().await;
             stop.cancel();
         });
     }
