@@ -152,6 +152,11 @@ pub struct HttpArgs {
     /// Keeps an HTTP/2 connection's backlog out of the kernel send buffer so new responses are not queued behind it.
     #[arg(long, default_value = "0", value_parser = parse_size)]
     pub tcp_notsent_lowat: u64,
+    /// Keep init segments and the latest manifest of each stream in this directory and publish them again after a
+    /// restart (ffmpeg sends init segments only once per run, so without it a restarted origin cannot serve the
+    /// running stream until the encoder restarts).
+    #[arg(long, env = "H3LIVE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// How long running responses may continue after SIGINT/SIGTERM.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -164,6 +169,7 @@ impl HttpArgs {
             web_dir: self.web_dir.clone(),
             ingest_token: self.ingest_token.clone(),
             segment_max_age: self.segment_max_age,
+            state_dir: self.state_dir.clone(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod headers;
 pub mod route;
+pub mod state_dir;
 mod static_files;
 
 use std::future::Future;
@@ -34,11 +35,13 @@ pub struct OriginConfig {
     pub ingest_token: Option<String>,
     /// `max-age` of media and init segments, in seconds.
     pub segment_max_age: u64,
+    /// Where init segments and manifests are kept across a restart (none: not kept).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for OriginConfig {
     fn default() -> Self {
-        OriginConfig { web_dir: PathBuf::from("web"), ingest_token: None, segment_max_age: 30 }
+        OriginConfig { web_dir: PathBuf::from("web"), ingest_token: None, segment_max_age: 30, state_dir: None }
     }
 }
 
@@ -156,14 +159,38 @@ pub struct Origin {
     metrics: Arc<Metrics>,
     /// HTTP settings.
     config: OriginConfig,
+    /// Init segments and manifests kept across a restart.
+    state: Option<state_dir::StateDir>,
 }
 
 type Resp = Response<Body>;
 
 impl Origin {
     /// An origin over `store`.
+    /// With a state directory, what it holds is published first; a directory
+    /// that cannot be used is logged and ignored.
     pub fn new(store: Store, config: OriginConfig) -> Origin {
-        Origin { store, metrics: Arc::new(Metrics::default()), config }
+        let state = config.state_dir.as_deref().and_then(|dir| {
+            let opened = state_dir::StateDir::open(dir).and_then(|s| s.load(&store).map(|n| (s, n)));
+            match opened {
+                Ok((s, n)) => {
+                    info!(dir = %dir.display(), restored = n, "state directory");
+                    Some(s)
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "state directory unusable: init segments will not survive a restart");
+                    None
+                }
+            }
+        });
+        Origin { store, metrics: Arc::new(Metrics::default()), config, state }
+    }
+
+    /// A stream was dropped from the store (idle): forget its kept state.
+    pub fn stream_dropped(&self, stream: &str) {
+        if let Some(state) = &self.state {
+            state.remove_stream(stream);
+        }
     }
 
     /// The store.
@@ -306,9 +333,14 @@ impl Origin {
             Err(e) => return self.ingest_error(conn, &path, e),
         };
         let mut body = req.into_body();
+        // Init segments and manifests are also written to the state directory.
+        let mut kept = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)).map(|_| Vec::new());
         while let Some(piece) = body.next_chunk().await {
             match piece {
                 Ok(data) => {
+                    if let Some(k) = kept.as_mut() {
+                        k.push(data.clone());
+                    }
                     if let Err(e) = upload.push(data) {
                         return self.ingest_error(conn, &path, e);
                     }
@@ -325,6 +357,9 @@ impl Origin {
         let len = upload.len();
         upload.finish();
         debug!(path, bytes = len, "upload complete");
+        if let (Some(state), Some(data)) = (&self.state, kept) {
+            state.save(stream, file, data).await;
+        }
         let status = if replaced { StatusCode::NO_CONTENT } else { StatusCode::CREATED };
         self.response(conn, status, BodyKind::Empty, false)
     }
@@ -339,6 +374,9 @@ impl Origin {
             if drained > 64 * 1024 {
                 break;
             }
+        }
+        if let Some(state) = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)) {
+            state.remove(stream, file);
         }
         if self.store.delete(stream, file) {
             info!(stream, file, "deleted");

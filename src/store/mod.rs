@@ -10,12 +10,22 @@
 //!   holds the object itself (`Arc`), so it finishes what it started even if
 //!   the name is replaced, deleted or evicted meanwhile.
 //! - **Retention.** Per stream and per representation (the file name with its
-//!   last run of digits taken as the sequence number, e.g.
-//!   `chunk-stream0-00042.m4s` is number 42 of `chunk-stream0-#.m4s`), only the
-//!   newest `keep_segments` *finished* media segments keep their names. Growing
-//!   segments, init segments and manifests are never evicted while the stream
-//!   lives. ffmpeg sends init segments once per run, so losing one would break
-//!   the stream until the encoder restarts.
+//!   last run of digits masked, e.g. `chunk-stream0-00042.m4s` belongs to
+//!   `chunk-stream0-#.m4s`), only the newest `keep_segments` *finished* media
+//!   segments keep their names. "Newest" is by arrival (the order uploads
+//!   started), not by the number in the name: a restarted encoder numbers its
+//!   segments from 1 again, and ranking by number would evict the new run's
+//!   segments as soon as they complete while the old run's higher numbers
+//!   stay. Growing segments, init segments and manifests are never evicted
+//!   while the stream lives. ffmpeg sends init segments once per run, so
+//!   losing one would break the stream until the encoder restarts.
+//! - **Encoder runs.** An init segment uploaded a second time in the same run
+//!   starts a new run (ffmpeg sends each init segment exactly once per run, so
+//!   only a restarted encoder does that). The new run drops every media
+//!   segment and manifest of the old one: their numbers and timeline belong to
+//!   the old `availabilityStartTime`, and a new-run player asking early for
+//!   segment 7 must be held until the new segment 7 starts, not be handed the
+//!   old run's segment 7. Readers of old objects finish normally.
 //! - **Memory.** One object may hold at most `max_object_bytes` (413 beyond).
 //!   While the named objects hold `max_store_bytes` or more, new uploads are
 //!   refused (503). The cap counts what ingest owns (named objects): readers
@@ -29,7 +39,7 @@ mod object;
 
 pub use object::{allocated_bytes, Chunk, Object, ObjectError, ObjectReader, ObjectWriter, Status};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -144,6 +154,57 @@ struct StreamState {
     objects: HashMap<String, Arc<Object>>,
     /// Shared with running uploads.
     stats: Arc<StreamStats>,
+    /// Encoder runs and upload order, for retention.
+    runs: Runs,
+}
+
+/// Encoder runs of one stream and the arrival order of its media segments
+/// (see "Retention" and "Encoder runs" in the module docs).
+#[derive(Debug, Default)]
+struct Runs {
+    /// Number of the current run, from 0; shown in `/streams`.
+    current: u64,
+    /// Init segments uploaded (or restored) in the current run: uploading one
+    /// of them again starts a new run.
+    inits: HashSet<String>,
+    /// Arrival rank of each named media segment (pruned by `retain`).
+    arrival: HashMap<String, u64>,
+    /// Next arrival rank; grows over the stream's life.
+    next_arrival: u64,
+}
+
+impl StreamState {
+    fn new() -> StreamState {
+        StreamState { objects: HashMap::new(), stats: Arc::new(StreamStats::default()), runs: Runs::default() }
+    }
+
+    /// Book an upload of `name` that is starting: media segments get their
+    /// arrival rank; an init segment already uploaded in this run starts a
+    /// new run, which drops the old run's media segments and manifests.
+    fn note_upload(&mut self, stream: &str, name: &str, kind: Kind) {
+        match kind {
+            Kind::Media => {
+                self.runs.arrival.insert(name.to_string(), self.runs.next_arrival);
+                self.runs.next_arrival += 1;
+            }
+            Kind::Init if !self.runs.inits.insert(name.to_string()) => {
+                self.runs.current += 1;
+                self.runs.inits.clear();
+                self.runs.inits.insert(name.to_string());
+                let before = self.objects.len();
+                self.objects.retain(|n, _| Kind::of(n) == Kind::Init);
+                self.runs.arrival.clear();
+                tracing::info!(
+                    stream,
+                    run = self.runs.current,
+                    init = name,
+                    dropped = before - self.objects.len(),
+                    "new encoder run (init segment sent again): old run's segments and manifest dropped"
+                );
+            }
+            Kind::Init | Kind::Manifest => {}
+        }
+    }
 }
 
 /// State shared by the store handle and running uploads.
@@ -187,6 +248,8 @@ pub struct StreamInfo {
     pub ingest_bytes: u64,
     /// Chunks received by ingest over the stream's life.
     pub ingest_chunks: u64,
+    /// Encoder run, from 0: bumped when an init segment is uploaded again.
+    pub run: u64,
     /// Named objects, sorted by name.
     pub objects: Vec<ObjectInfo>,
 }
@@ -261,10 +324,9 @@ impl Store {
         }
         let kind = Kind::of(name);
         let mut streams = self.streams();
-        let s = streams
-            .entry(stream.to_string())
-            .or_insert_with(|| StreamState { objects: HashMap::new(), stats: Arc::new(StreamStats::default()) });
+        let s = streams.entry(stream.to_string()).or_insert_with(StreamState::new);
         s.stats.touch();
+        s.note_upload(stream, name, kind);
         let replaced = s.objects.contains_key(name);
         let target = if kind == Kind::Manifest {
             Target::Buffered(Vec::new())
@@ -290,7 +352,23 @@ impl Store {
         })
     }
 
-    /// Apply the retention rule to the representation of `name` in `stream`.
+    /// Publish a finished object that was kept outside the store (the
+    /// origin's state directory after a restart). A restored init segment
+    /// counts as sent in the current run.
+    pub fn restore(&self, stream: &str, name: &str, data: Bytes) {
+        let mut streams = self.streams();
+        let s = streams.entry(stream.to_string()).or_insert_with(StreamState::new);
+        s.stats.touch();
+        if Kind::of(name) == Kind::Init {
+            s.runs.inits.insert(name.to_string());
+        }
+        s.objects.insert(name.to_string(), Object::complete(vec![Chunk { data, arrived: Instant::now() }]));
+        drop(streams);
+        self.inner.published.notify_waiters();
+    }
+
+    /// Apply the retention rule to the representation of `name` in `stream`:
+    /// keep its `keep_segments` finished media segments that arrived last.
     fn retain(&self, stream: &str, name: &str) {
         let Some((key, _)) = sequence_of(name) else {
             return;
@@ -300,23 +378,26 @@ impl Store {
         let Some(s) = streams.get_mut(stream) else {
             return;
         };
-        let mut finished: Vec<(u64, String)> = s
+        let arrival = &s.runs.arrival;
+        let mut finished: Vec<(u64, u64, String)> = s
             .objects
             .iter()
             .filter(|(n, o)| Kind::of(n) == Kind::Media && o.status() != Status::Growing)
             .filter_map(|(n, _)| match sequence_of(n) {
-                Some((k, seq)) if k == key => Some((seq, n.clone())),
+                Some((k, seq)) if k == key => Some((arrival.get(n).copied().unwrap_or(0), seq, n.clone())),
                 _ => None,
             })
             .collect();
-        if finished.len() <= keep {
-            return;
+        if finished.len() > keep {
+            finished.sort_unstable_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+            for (_, _, old) in finished.into_iter().skip(keep) {
+                tracing::debug!(stream, name = %old, "retention: evicting old segment");
+                s.objects.remove(&old);
+            }
         }
-        finished.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-        for (_, old) in finished.into_iter().skip(keep) {
-            tracing::debug!(stream, name = %old, "retention: evicting old segment");
-            s.objects.remove(&old);
-        }
+        // Forget the rank of names that are gone (evicted, deleted, dropped).
+        let objects = &s.objects;
+        s.runs.arrival.retain(|n, _| objects.contains_key(n));
     }
 
     /// Drop streams that had no ingest for the idle timeout. Returns their names.
@@ -359,6 +440,7 @@ impl Store {
                     last_ingest_age_ms: unix_ms(now).saturating_sub(last_ms),
                     ingest_bytes: s.stats.bytes.load(Ordering::Relaxed),
                     ingest_chunks: s.stats.chunks.load(Ordering::Relaxed),
+                    run: s.runs.current,
                     objects,
                 }
             })
@@ -516,6 +598,76 @@ mod tests {
                 "init-stream0.m4s"
             ]
         );
+    }
+
+    fn put(st: &Store, name: &str) {
+        let mut up = st.begin_upload("s", name, None).unwrap();
+        up.push(Bytes::from(name.to_string())).unwrap();
+        up.finish();
+    }
+
+    fn names(st: &Store) -> Vec<String> {
+        st.snapshot()[0].objects.iter().map(|o| o.name.clone()).collect()
+    }
+
+    #[test]
+    fn retention_ranks_by_arrival_across_a_numbering_restart() {
+        // An encoder that starts numbering at 1 again (without sending its
+        // init segment again, e.g. pushing through a relay): the new low
+        // numbers are the newest segments and must stay.
+        let st = store(StoreConfig { keep_segments: 3, ..Default::default() });
+        for i in 1..=15 {
+            put(&st, &format!("chunk-stream0-{i:05}.m4s"));
+        }
+        for i in 1..=2 {
+            put(&st, &format!("chunk-stream0-{i:05}.m4s"));
+        }
+        assert_eq!(names(&st), vec!["chunk-stream0-00001.m4s", "chunk-stream0-00002.m4s", "chunk-stream0-00015.m4s"]);
+        put(&st, "chunk-stream0-00003.m4s");
+        put(&st, "chunk-stream0-00004.m4s");
+        assert_eq!(names(&st), vec!["chunk-stream0-00002.m4s", "chunk-stream0-00003.m4s", "chunk-stream0-00004.m4s"]);
+    }
+
+    #[test]
+    fn init_sent_again_starts_a_new_run() {
+        let st = store(StoreConfig { keep_segments: 3, ..Default::default() });
+        put(&st, "init-stream0.m4s");
+        put(&st, "init-stream1.m4s");
+        for i in 1..=15 {
+            put(&st, &format!("chunk-stream0-{i:05}.m4s"));
+            put(&st, &format!("chunk-stream1-{i:05}.m4s"));
+            put(&st, "manifest.mpd");
+        }
+        assert_eq!(st.snapshot()[0].run, 0);
+        // ffmpeg restarted: each track's init segment comes first on its connection.
+        put(&st, "init-stream0.m4s");
+        assert_eq!(st.snapshot()[0].run, 1);
+        assert_eq!(names(&st), vec!["init-stream0.m4s", "init-stream1.m4s"], "old run's segments and manifest dropped");
+        put(&st, "chunk-stream0-00001.m4s");
+        put(&st, "init-stream1.m4s");
+        assert_eq!(st.snapshot()[0].run, 1, "the other track's init belongs to the same new run");
+        put(&st, "chunk-stream1-00001.m4s");
+        let mut growing = st.begin_upload("s", "chunk-stream0-00002.m4s", None).unwrap();
+        growing.push(Bytes::from_static(b"x")).unwrap();
+        put(&st, "manifest.mpd");
+        assert_eq!(
+            names(&st),
+            vec![
+                "chunk-stream0-00001.m4s",
+                "chunk-stream0-00002.m4s",
+                "chunk-stream1-00001.m4s",
+                "init-stream0.m4s",
+                "init-stream1.m4s",
+                "manifest.mpd"
+            ]
+        );
+        // A restored init (origin restart) counts as sent: sending it again is a new run.
+        let st = store(StoreConfig::default());
+        st.restore("s", "init-stream0.m4s", Bytes::from_static(b"init"));
+        put(&st, "chunk-stream0-00001.m4s");
+        assert_eq!(st.snapshot()[0].run, 0);
+        put(&st, "init-stream0.m4s");
+        assert_eq!(st.snapshot()[0].run, 1);
     }
 
     #[test]
