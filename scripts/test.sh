@@ -9,7 +9,8 @@
 #      ngtcp2's client, headless Chromium and curl;
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
-#      HTTP/1.1-over-TLS (web/e2e/e2e.js);
+#      HTTP/1.1-over-TLS (web/e2e/e2e.js); the same player surviving kill -9 of ffmpeg
+#      and of the origin, and a new viewer starting after each (web/e2e/restart.js);
 #   5. the transport A/B harness, short: origin and browser in two network
 #      namespaces, clean and 1 % loss, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
@@ -81,6 +82,9 @@ step "timecode decoder tests (node --test)"
 if [ "$E2E" = 1 ]; then
   step "headless Chromium end-to-end (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live
+
+  step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
+  node web/e2e/restart.js --bin target/release/h3live
 
   step "transport A/B harness: short impaired run (netns, clean + loss1, h3 + h1)"
   scripts/test-ab.sh
