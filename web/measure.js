@@ -119,10 +119,10 @@ async function fetchWithin(url, ms, init = {}) {
  *     sets it to 1 s, so dash.js re-reads the MPD every second);
  *   - a watchdog: when the video has not advanced for STALL_MS, it probes the
  *     MPD (no-store) every CHECK_MS.  A new availabilityStartTime reloads at
- *     once.  Otherwise it asks (HEAD, not waiting for the origin's hold) for
- *     the segment dash.js will start with, the one covering now - target
- *     latency - 0.2 s: once that exists, the encoder is pushing again and the
- *     source is reloaded.  Without a usable template, or after RETRY_MS
+ *     once.  Otherwise it asks (HEAD, giving up after 0.8 s rather than
+ *     waiting out the origin's hold) for the segment dash.js will start with,
+ *     the one covering now - target latency - 0.2 s: once that exists, the
+ *     encoder is pushing again and the source is reloaded.  Without a usable template, or after RETRY_MS
  *     without progress while the MPD answers, it reloads anyway;
  *   - segment and init URLs carry ?run=<availabilityStartTime ms>: each
  *     encoder run gets its own URLs, so the new run's segment 1 is never
@@ -137,7 +137,7 @@ async function fetchWithin(url, ms, init = {}) {
  *   [{ t, stalledMs }], ast } (events and recoveries keep the last 20).
  */
 export function keepPlaying(dashjs, player, video, mpd, { targetLatency = DEFAULT_LATENCY, onState = () => {} } = {}) {
-  const STALL_MS = 1200, CHECK_MS = 250, RETRY_MS = 6000, MIN_GAP_MS = 2500;
+  const STALL_MS = 2000, CHECK_MS = 250, RETRY_MS = 6000, MIN_GAP_MS = 2500;
   const state = { status: 'starting', reloads: 0, events: [], recoveries: [], ast: null };
   let lastTime = -1, lastProgress = performance.now(), lastReload = performance.now(), stallStart = null;
   let probing = false;
@@ -193,7 +193,7 @@ export function keepPlaying(dashjs, player, video, mpd, { targetLatency = DEFAUL
       }
       const seg = info.segmentAt && info.segmentAt(Date.now() - targetLatency * 1000 - 200);
       if (seg) {
-        const h = await fetchWithin(withRun(new URL(seg, r.url || mpd).href), 400, { method: 'HEAD' });
+        const h = await fetchWithin(withRun(new URL(seg, r.url || mpd).href), 800, { method: 'HEAD' });
         if (h && h.ok) { reload('stream is live again'); return; }
       }
       if (!seg || performance.now() - Math.max(lastProgress, lastReload) > RETRY_MS) reload('no progress');

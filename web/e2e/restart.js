@@ -24,11 +24,17 @@
 //                           [--bound 2] [--seg 2] [--arm h3|h1] [--keep-logs] [--json FILE]
 //   --root DIR, --no-state-dir: test another checkout's web/ and scripts/ (e.g. the old code)
 //   RESTART_DEBUG=1: log the video element, dash.js and resource timing every 0.5 s after 'back'
+// Soak mode (scripts/soak.sh): --soak SECONDS --period SECONDS [--load N] --out DIR
+//   repeats the scenarios in turn, one every PERIOD, for SECONDS; --load N runs N viewers
+//   of `h3live load` split over h3, h2, h1-tls and h1-clear meanwhile; every 10 s it samples
+//   the origin's RSS, its /metrics counters and the page's stats into DIR/samples.csv;
+//   DIR/restarts.json gets every check and recovery, DIR/load-*.json the load reports.
+//   --encoder-args 'ARGS' passes more options to scripts/encoder.sh (e.g. '--size 640x360').
 // Ends with "restart: N passed, N failed"; exits non-zero on failure.
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +59,11 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--arm') opts.arm = next();
   else if (a === '--root') root = resolve(next());
   else if (a === '--no-state-dir') opts.noStateDir = true;
+  else if (a === '--soak') opts.soak = Number(next());
+  else if (a === '--period') opts.period = Number(next());
+  else if (a === '--load') opts.load = Number(next());
+  else if (a === '--out') opts.out = resolve(next());
+  else if (a === '--encoder-args') opts.encoderArgs = next().split(' ').filter(Boolean);
   else if (a === '--json') opts.json = resolve(next());
   else if (a === '-h' || a === '--help') {
     console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
@@ -85,7 +96,8 @@ let browser = null;
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   browser = null;
-  for (const n of ['encoder', 'origin']) if (procs[n]) await stop(procs[n].p);
+  stopSampler();
+  for (const n of Object.keys(procs).reverse()) await stop(procs[n].p);
   if (opts.keepLogs) log(`logs kept in ${work}`);
   else rmSync(work, { recursive: true, force: true });
 }
@@ -175,6 +187,44 @@ async function streamsRun() {
   return s ? s.run : null;
 }
 
+// ------------------------------------------------------------ soak sampling
+let sampler = null;
+let samplerFile = null;
+function stopSampler() { if (sampler) clearInterval(sampler); sampler = null; }
+/** Prometheus counters summed over label sets, by metric name prefix. */
+function metricSums(text) {
+  const m = {};
+  for (const line of (text || '').split('\n')) {
+    const x = /^([a-zA-Z0-9_:]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+    if (!x) continue;
+    let key = x[1];
+    if (key === 'h3live_responses_total') key += /status="[45]/.test(x[2] || '') ? '_err' : '_ok';
+    m[key] = (m[key] || 0) + Number(x[3]);
+  }
+  return m;
+}
+function startSampler(page, file) {
+  samplerFile = file;
+  const cols = ['t', 'elapsed_s', 'origin_pid', 'origin_rss_kb', 'origin_responses_ok', 'origin_responses_err', 'aborted_uploads',
+    'ingest_rejected', 'active_readers', 'store_bytes', 'allocated_bytes', 'page_status', 'page_reloads', 'page_stalls',
+    'page_errors', 'page_latency_ms', 'page_current_time'];
+  writeFileSync(file, `${cols.join(',')}\n`);
+  const began = Date.now();
+  sampler = setInterval(async () => {
+    const pid = procs.origin && procs.origin.p.pid;
+    let rss = '';
+    try { rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]; } catch { /* restarting */ }
+    const m = metricSums(await get(`${origin.base}/metrics`, 2000));
+    const s = await statsOf(page);
+    const row = [new Date().toISOString(), Math.round((Date.now() - began) / 1000), pid, rss, m.h3live_responses_total_ok ?? '',
+      m.h3live_responses_total_err ?? '', m.h3live_aborted_uploads_total ?? '', m.h3live_ingest_rejected_total ?? 0,
+      m.h3live_active_readers ?? '', m.h3live_store_bytes ?? '', m.h3live_allocated_bytes ?? '',
+      s && s.recovery ? s.recovery.status : '', s && s.recovery ? s.recovery.reloads : '', s ? s.stalls.count : '',
+      s ? s.errors.length : '', s ? s.latency.timecodeAvgMs ?? '' : '', s ? s.currentTime.toFixed(1) : ''];
+    appendFileSync(samplerFile, `${row.join(',')}\n`);
+  }, 10000);
+}
+
 async function scenario(name, page, restart) {
   const before = await statsOf(page);
   if (process.env.RESTART_DEBUG) {
@@ -225,6 +275,7 @@ async function main() {
   const httpPort = await freeTcp();
   const tlsPort = await freeTcpUdp();
   const h1Port = await freeTcp('::').catch(() => freeTcp());
+  const h2Port = await freeTcp('::').catch(() => freeTcp());
   const certDir = join(work, 'certs');
   execFileSync(opts.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
   const cert = join(certDir, 'cert.pem');
@@ -234,12 +285,12 @@ async function main() {
   origin = {
     base: `http://127.0.0.1:${httpPort}`,
     args: ['serve', '--http', `127.0.0.1:${httpPort}`, '--h3', `[::]:${tlsPort}`, '--https', `[::]:${tlsPort}`,
-      '--https-h1', `[::]:${h1Port}`, '--https-h2', 'off', '--cert', cert, '--key', join(certDir, 'key.pem'),
+      '--https-h1', `[::]:${h1Port}`, '--https-h2', opts.soak ? `[::]:${h2Port}` : 'off', '--cert', cert, '--key', join(certDir, 'key.pem'),
       '--web-dir', join(root, 'web'), ...(opts.noStateDir ? [] : ['--state-dir', join(work, 'state')])],
   };
   start('origin', opts.bin, origin.args);
   await waitFor('the origin', () => get(`${origin.base}/healthz`), 15000);
-  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg)]);
+  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg), ...(opts.encoderArgs || [])]);
   await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
   await sleep(1500);
 
@@ -248,12 +299,37 @@ async function main() {
   page.url = `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}`;
   await page.goto(page.url);
   const warm = await playsFor(page, 8000, 30000);
-  check('setup', 'the page plays before any restart', warm !== null,
+  check('setup', 'the page plays before any restart', warm !== null, warm ? '' :
     `stats ${JSON.stringify(await statsOf(page))}; console ${JSON.stringify(page.console.slice(-10))}; exceptions ${JSON.stringify(page.exceptions.slice(-3))}`);
   if (!warm) return [];
 
   const out = [];
-  for (const name of opts.scenarios.split(',')) {
+  const names = opts.scenarios.split(',');
+  let soakEnd = null;
+  if (opts.soak) {
+    mkdirSync(opts.out, { recursive: true });
+    soakEnd = Date.now() + opts.soak * 1000;
+    const addr = { h3: `127.0.0.1:${tlsPort}`, h2: `127.0.0.1:${h2Port}`, 'h1-tls': `127.0.0.1:${h1Port}`, 'h1-clear': `127.0.0.1:${httpPort}` };
+    const per = Math.ceil((opts.load || 0) / 4);
+    for (const t of per > 0 ? Object.keys(addr) : []) {
+      start(`load-${t}`, opts.bin, ['load', '-t', t, '--addr', addr[t], '--ca', cert, '--stream', stream, '-n', String(per),
+        '-d', `${Math.max(10, Math.round((soakEnd - Date.now()) / 1000))}s`, '--ramp', '5s', '--wait', '60s', '-q', '--json', join(opts.out, `load-${t}.json`)]);
+    }
+    startSampler(page, join(opts.out, 'samples.csv'));
+  }
+  const soakNames = [];
+  if (opts.soak) {
+    // A restart every PERIOD, the last one at least 20 s before the end.
+    const n = Math.floor((opts.soak - 20) / opts.period);
+    for (let i = 0; i < n; i++) soakNames.push(names[i % names.length]);
+  }
+  for (const name of opts.soak ? soakNames : names) {
+    if (opts.soak) {
+      // One restart every PERIOD, counted from the start of the soak.
+      const at = soakEnd - opts.soak * 1000 + (out.length + 1) * opts.period * 1000;
+      await sleep(Math.max(0, at - Date.now()));
+      log(`soak: restart ${out.length + 1} (${name})`);
+    }
     if (name === 'encoder') {
       out.push(await scenario('encoder', page, async () => {
         const runBefore = await streamsRun();
@@ -289,6 +365,17 @@ async function main() {
         return { backAt, detail: { downMs: backAt - killedAt } };
       }));
     } else throw new Error(`unknown scenario ${name}`);
+    out[out.length - 1].at = new Date().toISOString();
+    if (opts.soak) writeFileSync(join(opts.out, 'restarts.json'), JSON.stringify({ results, measured: out }, null, 2));
+  }
+  if (soakEnd) {
+    await sleep(Math.max(0, soakEnd - Date.now()));
+    stopSampler();
+    for (const t of ['h3', 'h2', 'h1-tls', 'h1-clear']) {
+      const p = procs[`load-${t}`] && procs[`load-${t}`].p;
+      for (let i = 0; i < 300 && alive(p); i++) await sleep(100);
+      if (alive(p)) await stop(p);
+    }
   }
   await page.close();
   return out;
