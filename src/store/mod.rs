@@ -19,13 +19,17 @@
 //!   stay. Growing segments, init segments and manifests are never evicted
 //!   while the stream lives. ffmpeg sends init segments once per run, so
 //!   losing one would break the stream until the encoder restarts.
-//! - **Encoder runs.** An init segment uploaded a second time in the same run
-//!   starts a new run (ffmpeg sends each init segment exactly once per run, so
-//!   only a restarted encoder does that). The new run drops every media
-//!   segment and manifest of the old one: their numbers and timeline belong to
-//!   the old `availabilityStartTime`, and a new-run player asking early for
-//!   segment 7 must be held until the new segment 7 starts, not be handed the
-//!   old run's segment 7. Readers of old objects finish normally.
+//! - **Encoder runs.** A new run starts when an init segment is uploaded a
+//!   second time in the same run (ffmpeg sends each init segment exactly once
+//!   per run, so only a restarted encoder does that) *and* the next media
+//!   segment's number is not above the highest its representation reached
+//!   (the numbering started again). An encoder that re-sends an init segment
+//!   and keeps counting up stays in its run. The new run drops every media
+//!   segment of the old one, and its manifest unless a new one is already
+//!   being uploaded: their numbers and timeline belong to the old
+//!   `availabilityStartTime`, and a new-run player asking early for segment 7
+//!   must be held until the new segment 7 starts, not be handed the old run's
+//!   segment 7. Readers of old objects finish normally.
 //! - **Memory.** One object may hold at most `max_object_bytes` (413 beyond).
 //!   While the named objects hold `max_store_bytes` or more, new uploads are
 //!   refused (503). The cap counts what ingest owns (named objects): readers
@@ -165,8 +169,16 @@ struct Runs {
     /// Number of the current run, from 0; shown in `/streams`.
     current: u64,
     /// Init segments uploaded (or restored) in the current run: uploading one
-    /// of them again starts a new run.
+    /// of them again may start a new run.
     inits: HashSet<String>,
+    /// Init segments uploaded again since the current run's: `Some` while a
+    /// new run is suspected, confirmed or dismissed by the next media segment.
+    resent: Option<HashSet<String>>,
+    /// Whether a manifest upload started while a new run was suspected (the
+    /// new run's manifest, to keep).
+    manifest_since_resend: bool,
+    /// Highest sequence number per representation in the current run.
+    highest: HashMap<String, u64>,
     /// Arrival rank of each named media segment (pruned by `retain`).
     arrival: HashMap<String, u64>,
     /// Next arrival rank; grows over the stream's life.
@@ -178,32 +190,68 @@ impl StreamState {
         StreamState { objects: HashMap::new(), stats: Arc::new(StreamStats::default()), runs: Runs::default() }
     }
 
-    /// Book an upload of `name` that is starting: media segments get their
-    /// arrival rank; an init segment already uploaded in this run starts a
-    /// new run, which drops the old run's media segments and manifests.
+    /// Book an upload of `name` that is starting (before it is published):
+    /// media segments get their arrival rank; an init segment already
+    /// uploaded in this run makes a new run suspected, and the next media
+    /// segment confirms it (its number did not go up) or dismisses it.
     fn note_upload(&mut self, stream: &str, name: &str, kind: Kind) {
+        let runs = &mut self.runs;
         match kind {
+            Kind::Init => match runs.resent.as_mut() {
+                Some(resent) => {
+                    resent.insert(name.to_string());
+                }
+                None if runs.inits.contains(name) => {
+                    runs.resent = Some(HashSet::from([name.to_string()]));
+                    runs.manifest_since_resend = false;
+                }
+                None => {
+                    runs.inits.insert(name.to_string());
+                }
+            },
+            Kind::Manifest => runs.manifest_since_resend = true,
             Kind::Media => {
-                self.runs.arrival.insert(name.to_string(), self.runs.next_arrival);
-                self.runs.next_arrival += 1;
+                if let Some((key, seq)) = sequence_of(name) {
+                    let highest = runs.highest.get(&key).copied();
+                    if let (Some(resent), Some(h)) = (runs.resent.take(), highest) {
+                        if seq <= h {
+                            self.new_run(stream, name, resent);
+                        } else {
+                            self.runs.inits.extend(resent);
+                        }
+                    }
+                    let h = self.runs.highest.entry(key).or_insert(seq);
+                    *h = (*h).max(seq);
+                }
+                let runs = &mut self.runs;
+                runs.arrival.insert(name.to_string(), runs.next_arrival);
+                runs.next_arrival += 1;
             }
-            Kind::Init if !self.runs.inits.insert(name.to_string()) => {
-                self.runs.current += 1;
-                self.runs.inits.clear();
-                self.runs.inits.insert(name.to_string());
-                let before = self.objects.len();
-                self.objects.retain(|n, _| Kind::of(n) == Kind::Init);
-                self.runs.arrival.clear();
-                tracing::info!(
-                    stream,
-                    run = self.runs.current,
-                    init = name,
-                    dropped = before - self.objects.len(),
-                    "new encoder run (init segment sent again): old run's segments and manifest dropped"
-                );
-            }
-            Kind::Init | Kind::Manifest => {}
         }
+    }
+
+    /// Start a new run: drop the old run's media segments (and its manifest
+    /// unless the new run's is on its way).
+    fn new_run(&mut self, stream: &str, first: &str, inits: HashSet<String>) {
+        let keep_manifest = self.runs.manifest_since_resend;
+        let runs = &mut self.runs;
+        runs.current += 1;
+        runs.inits = inits;
+        runs.highest.clear();
+        runs.arrival.clear();
+        let before = self.objects.len();
+        self.objects.retain(|n, _| match Kind::of(n) {
+            Kind::Init => true,
+            Kind::Manifest => keep_manifest,
+            Kind::Media => false,
+        });
+        tracing::info!(
+            stream,
+            run = self.runs.current,
+            first,
+            dropped = before - self.objects.len(),
+            "new encoder run (init segment sent again, numbering restarted): old run's segments dropped"
+        );
     }
 }
 
@@ -641,15 +689,20 @@ mod tests {
         assert_eq!(st.snapshot()[0].run, 0);
         // ffmpeg restarted: each track's init segment comes first on its connection.
         put(&st, "init-stream0.m4s");
-        assert_eq!(st.snapshot()[0].run, 1);
-        assert_eq!(names(&st), vec!["init-stream0.m4s", "init-stream1.m4s"], "old run's segments and manifest dropped");
-        put(&st, "chunk-stream0-00001.m4s");
         put(&st, "init-stream1.m4s");
-        assert_eq!(st.snapshot()[0].run, 1, "the other track's init belongs to the same new run");
+        assert_eq!(st.snapshot()[0].run, 0, "suspected until the numbering is seen to restart");
+        put(&st, "chunk-stream0-00001.m4s");
+        assert_eq!(st.snapshot()[0].run, 1);
+        assert_eq!(
+            names(&st),
+            vec!["chunk-stream0-00001.m4s", "init-stream0.m4s", "init-stream1.m4s"],
+            "old run's segments and manifest dropped"
+        );
         put(&st, "chunk-stream1-00001.m4s");
         let mut growing = st.begin_upload("s", "chunk-stream0-00002.m4s", None).unwrap();
         growing.push(Bytes::from_static(b"x")).unwrap();
         put(&st, "manifest.mpd");
+        assert_eq!(st.snapshot()[0].run, 1, "one restart, one new run");
         assert_eq!(
             names(&st),
             vec![
@@ -661,12 +714,28 @@ mod tests {
                 "manifest.mpd"
             ]
         );
-        // A restored init (origin restart) counts as sent: sending it again is a new run.
+        drop(growing);
+
+        // An init sent again while the numbering goes on is not a new run.
+        put(&st, "init-stream0.m4s");
+        put(&st, "chunk-stream0-00003.m4s");
+        assert_eq!(st.snapshot()[0].run, 1);
+        assert!(st.get("s", "chunk-stream0-00001.m4s").is_some());
+
+        // The new run's manifest already on its way is kept.
+        put(&st, "init-stream0.m4s");
+        let _manifest = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        put(&st, "chunk-stream0-00001.m4s");
+        assert_eq!(st.snapshot()[0].run, 2);
+        assert!(st.get("s", "manifest.mpd").is_some());
+
+        // A restored init (origin restart) counts as sent in the running run.
         let st = store(StoreConfig::default());
         st.restore("s", "init-stream0.m4s", Bytes::from_static(b"init"));
-        put(&st, "chunk-stream0-00001.m4s");
+        put(&st, "chunk-stream0-00005.m4s");
         assert_eq!(st.snapshot()[0].run, 0);
         put(&st, "init-stream0.m4s");
+        put(&st, "chunk-stream0-00001.m4s");
         assert_eq!(st.snapshot()[0].run, 1);
     }
 
