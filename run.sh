@@ -233,7 +233,7 @@ fi
 say "starting origin (log: out/origin.log)"
 "$BIN" serve --http "$HTTP_LISTEN" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
   --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" \
-  --cert certs/cert.pem --key certs/key.pem --web-dir web > out/origin.log 2>&1 &
+  --cert certs/cert.pem --key certs/key.pem --web-dir web --state-dir out/state > out/origin.log 2>&1 &
 ORIGIN_PID=$!
 wait_url "$ORIGIN_PID" 100 "$http_base/time" || { grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2; say "origin did not come up (ports in use? see out/origin.log)"; shutdown; }
 say "origin is up (pid $ORIGIN_PID)"

@@ -37,6 +37,7 @@ SEG="${H3LIVE_SEG_DURATION:-2}"
 CHUNKING="${H3LIVE_CHUNKING:-every_frame}"
 TARGET_LATENCY="${H3LIVE_TARGET_LATENCY:-0.5}"
 WINDOW="${H3LIVE_WINDOW:-5}"
+UPDATE_PERIOD="${H3LIVE_UPDATE_PERIOD:-1}"
 OUTPUT=""
 DURATION=""
 TC_LOG=""
@@ -57,6 +58,8 @@ Usage: $0 [options]
   --chunking MODE       every_frame (default) or a fragment duration in seconds, e.g. 0.2
   --target-latency S    target latency written in the MPD (default $TARGET_LATENCY)
   --window N            segments kept in the MPD (default $WINDOW)
+  --update-period S     MPD minimumUpdatePeriod in whole seconds (default $UPDATE_PERIOD; ffmpeg's
+                        own default is 500 s, too long for a player to notice an encoder restart)
   --output PATH         write DASH to a local manifest path instead of the origin
   --duration S          stop after S seconds (no restart after a normal end)
   --timecode-log FILE   log each frame's encoded wall clock (µs, "pts:" lines) to FILE
@@ -78,6 +81,7 @@ while [ $# -gt 0 ]; do
     --chunking) CHUNKING="$2"; shift 2 ;;
     --target-latency) TARGET_LATENCY="$2"; shift 2 ;;
     --window) WINDOW="$2"; shift 2 ;;
+    --update-period) UPDATE_PERIOD="$2"; shift 2 ;;
     --output) OUTPUT="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --timecode-log) TC_LOG="$2"; shift 2 ;;
@@ -162,7 +166,7 @@ CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats
   -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" -pix_fmt yuv420p
   -c:a aac -b:a 128k
   -f dash -ldash 1 -streaming 1 "${FRAG[@]}" -use_template 1 -use_timeline 0
-  -seg_duration "$SEG" -window_size "$WINDOW" -extra_window_size "$WINDOW" -remove_at_exit "$REMOVE"
+  -seg_duration "$SEG" -update_period "$UPDATE_PERIOD" -window_size "$WINDOW" -extra_window_size "$WINDOW" -remove_at_exit "$REMOVE"
   -format_options movflags=cmaf -write_prft 1 -target_latency "$TARGET_LATENCY"
   "${IO[@]}" "${DEST[@]}")
 

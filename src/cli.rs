@@ -207,6 +207,11 @@ pub struct HttpArgs {
     /// (at fragment boundaries; a single longer fragment makes a longer part).
     #[arg(long, default_value = "200ms", value_parser = parse_positive_duration)]
     pub hls_part_target: Duration,
+    /// Keep init segments and the latest manifest of each stream in this directory and publish them again after a
+    /// restart (ffmpeg sends init segments only once per run, so without it a restarted origin cannot serve the
+    /// running stream until the encoder restarts).
+    #[arg(long, env = "H3LIVE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// How long running responses may continue after SIGINT/SIGTERM.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -223,6 +228,7 @@ impl HttpArgs {
             ingest_allow_origins: self.ingest_allow_origins.clone(),
             ingest_idle_timeout: self.ingest_idle_timeout,
             hls_part_target: self.hls_part_target,
+            state_dir: self.state_dir.clone(),
         }
     }
 

@@ -143,14 +143,16 @@ pub async fn run_origin(
 
     // Drop streams whose encoder went away.
     let sweeper = {
-        let (store, token) = (origin.store().clone(), token.clone());
+        let (origin, token) = (origin.clone(), token.clone());
         tokio::spawn(async move {
+            let store = origin.store();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         for name in store.sweep_idle() {
                             info!(stream = name, "stream idle: dropped");
+                            origin.stream_dropped(&name);
                         }
                     }
                     _ = token.cancelled() => return,

@@ -43,9 +43,11 @@ export function dashSettings(dashjs, targetLatency, origin, debug = false) {
 
 /**
  * Create a dash.js player with dashSettings() on `video`, playing `mpd` muted;
- * dash.js ERROR and PLAYBACK_ERROR events go to `onError(message)`.
+ * dash.js ERROR and PLAYBACK_ERROR events go to `onError(message)`.  The player
+ * recovers from encoder and origin restarts by itself (keepPlaying below; its
+ * state is `player.h3liveRecovery`, its status changes go to `onState`).
  */
-export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError }) {
+export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError, onState = () => {} }) {
   const player = dashjs.MediaPlayer().create();
   player.updateSettings(dashSettings(dashjs, targetLatency, origin, debug));
   const ev = dashjs.MediaPlayer.events;
@@ -54,9 +56,173 @@ export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = f
     onError(`dash.js: ${err.code || ''} ${err.message || JSON.stringify(err).slice(0, 200)}`);
   });
   player.on(ev.PLAYBACK_ERROR, (e) => onError(`playback: ${e.error && e.error.message}`));
+  player.h3liveRecovery = keepPlaying(dashjs, player, video, mpd, { targetLatency, onState });
   player.initialize(video, mpd, true);
   player.setMute(true);
   return player;
+}
+
+/** From an MPD's text: availabilityStartTime (epoch ms) and, for its first
+ *  Representation with a number-based SegmentTemplate, a function giving the
+ *  URL (relative to the MPD) of the segment that covers a wall-clock time.
+ *  Fields are null when missing. */
+export function mpdInfo(text) {
+  const doc = new DOMParser().parseFromString(text, 'application/xml');
+  const root = doc.documentElement;
+  const t = Date.parse(root.getAttribute('availabilityStartTime') || '');
+  const ast = Number.isFinite(t) ? t : null;
+  let segmentAt = null;
+  const rep = doc.getElementsByTagName('Representation')[0];
+  const period = doc.getElementsByTagName('Period')[0];
+  const tpl = rep && (rep.getElementsByTagName('SegmentTemplate')[0]
+    || (rep.parentElement && rep.parentElement.getElementsByTagName('SegmentTemplate')[0]));
+  if (ast !== null && tpl && tpl.getAttribute('duration') && /\$Number/.test(tpl.getAttribute('media') || '')) {
+    const scale = Number(tpl.getAttribute('timescale') || 1);
+    const dur = (Number(tpl.getAttribute('duration')) / scale) * 1000;
+    const first = Number(tpl.getAttribute('startNumber') || 1);
+    const ps = /PT(?:([\d.]+)H)?(?:([\d.]+)M)?(?:([\d.]+)S)?/.exec((period && period.getAttribute('start')) || '');
+    const periodStart = ps ? ((Number(ps[1] || 0) * 60 + Number(ps[2] || 0)) * 60 + Number(ps[3] || 0)) * 1000 : 0;
+    const media = tpl.getAttribute('media');
+    segmentAt = (wallMs) => {
+      const n = first + Math.floor((wallMs - ast - periodStart) / dur);
+      return n < first ? null : media
+        .replace(/\$RepresentationID\$/g, rep.getAttribute('id'))
+        .replace(/\$Number(?:%0(\d+)d)?\$/g, (_, w) => String(n).padStart(Number(w || 0), '0'));
+    };
+  }
+  return { ast, segmentAt };
+}
+
+/** fetch() that gives up after `ms`; resolves to the Response or null. */
+async function fetchWithin(url, ms, init = {}) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), ms);
+  try {
+    return await fetch(url, { ...init, cache: 'no-store', signal: ctl.signal });
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Keep a live player playing across encoder and origin restarts, without a
+ * page reload.  A restarted encoder (ffmpeg) starts a new timeline: new
+ * availabilityStartTime, segment numbers from 1 again; a restarted origin
+ * loses the connections dash.js was using, and ffmpeg skips a segment or two
+ * before it pushes again.  dash.js recovers from neither by itself: it keeps
+ * asking for the old timeline's next segment, or for a segment that will
+ * never come (in low-latency mode 15 retries, each held by the origin), so:
+ *   - every MPD dash.js loads is checked: a new availabilityStartTime reloads
+ *     the source at once (ffmpeg writes minimumUpdatePeriod; scripts/encoder.sh
+ *     sets it to 1 s, so dash.js re-reads the MPD every second);
+ *   - a watchdog: when the video has not advanced for STALL_MS, it probes the
+ *     MPD (no-store) every CHECK_MS.  A new availabilityStartTime reloads at
+ *     once.  Otherwise it asks (HEAD, giving up after 0.8 s rather than
+ *     waiting out the origin's hold) for the segment dash.js will start with,
+ *     the one covering now - target latency - 0.2 s: once that exists, the
+ *     encoder is pushing again and the source is reloaded.  Without a usable template, or after RETRY_MS
+ *     without progress while the MPD answers, it reloads anyway;
+ *   - segment and init URLs carry ?run=<availabilityStartTime ms>: each
+ *     encoder run gets its own URLs, so the new run's segment 1 is never
+ *     answered from an HTTP cache (browser or edge) entry for the old run's
+ *     segment 1 (segments are cacheable for 30 s).  The origin ignores queries.
+ * The segment probe uses this machine's clock as the encoder's (as dash.js
+ * does once synchronised with the origin's /time); a skewed clock only delays
+ * recovery to the RETRY_MS fallback.
+ * `onState(status, detail)` is told 'starting', 'playing', 'stalled',
+ * 'origin unreachable', 'reloading'.  Returns the state object
+ * { status, reloads, events: [{ t, reason, stalledMs }], recoveries:
+ *   [{ t, stalledMs }], ast } (events and recoveries keep the last 20).
+ */
+export function keepPlaying(dashjs, player, video, mpd, { targetLatency = DEFAULT_LATENCY, onState = () => {} } = {}) {
+  const STALL_MS = 2000, CHECK_MS = 250, RETRY_MS = 6000, MIN_GAP_MS = 2500;
+  const state = { status: 'starting', reloads: 0, events: [], recoveries: [], ast: null };
+  let lastTime = -1, lastProgress = performance.now(), lastReload = performance.now(), stallStart = null;
+  let probing = false;
+  const set = (status, detail = '') => {
+    if (state.status === status) return;
+    state.status = status;
+    onState(status, detail);
+  };
+  const push = (arr, e) => { arr.push(e); if (arr.length > 20) arr.shift(); };
+  const reload = (reason) => {
+    const now = performance.now();
+    state.reloads++;
+    push(state.events, { t: Date.now(), reason, stalledMs: stallStart === null ? 0 : Math.round(now - stallStart) });
+    lastReload = now;
+    set('reloading', reason);
+    try { player.attachSource(mpd); } catch (e) { console.warn('h3live: reload failed', e); }
+  };
+  const withRun = (url) => (state.ast === null || /[?&]run=/.test(url) ? url
+    : `${url}${url.includes('?') ? '&' : '?'}run=${state.ast}`);
+
+  player.on(dashjs.MediaPlayer.events.MANIFEST_LOADED, (e) => {
+    const t = e && e.data && e.data.availabilityStartTime;
+    const ast = t instanceof Date ? t.getTime() : t ? Date.parse(t) : NaN;
+    if (!Number.isFinite(ast)) return;
+    const changed = state.ast !== null && ast !== state.ast;
+    state.ast = ast;
+    if (changed) reload('new timeline (encoder restarted)');
+  });
+  player.addRequestInterceptor((req) => {
+    if (req && typeof req.url === 'string' && /\.m4s(\?|$)/.test(req.url)) req.url = withRun(req.url);
+    // dash.js fetches low-latency segments with credentials 'omit', and
+    // Chromium keeps such requests on a connection of their own (privacy
+    // mode).  After an origin restart that connection stayed dead for 5-8 s
+    // while the MPD and this watchdog's probes already went over a new one.
+    // 'same-origin' is what dash.js's XHRs use: one connection for all of a
+    // page's requests to its own origin (cross-origin arms are unchanged).
+    if (req && req.credentials === 'omit') req.credentials = 'same-origin';
+    return Promise.resolve(req);
+  });
+
+  async function probe() {
+    probing = true;
+    try {
+      const r = await fetchWithin(mpd, 1500);
+      if (!r) { set('origin unreachable'); return; }
+      if (!r.ok) { set('stalled', `manifest ${r.status}`); return; }
+      const info = mpdInfo(await r.text());
+      if (performance.now() - lastReload < MIN_GAP_MS) return;
+      if (info.ast !== null && state.ast !== null && info.ast !== state.ast) {
+        state.ast = info.ast;
+        reload('new timeline (encoder restarted)');
+        return;
+      }
+      const seg = info.segmentAt && info.segmentAt(Date.now() - targetLatency * 1000 - 200);
+      if (seg) {
+        const h = await fetchWithin(withRun(new URL(seg, r.url || mpd).href), 800, { method: 'HEAD' });
+        if (h && h.ok) { reload('stream is live again'); return; }
+      }
+      if (!seg || performance.now() - Math.max(lastProgress, lastReload) > RETRY_MS) reload('no progress');
+      else set('stalled', 'waiting for the encoder');
+    } finally {
+      probing = false;
+    }
+  }
+
+  setInterval(() => {
+    const now = performance.now();
+    if (video.currentTime !== lastTime) {
+      const moved = lastTime >= 0;
+      lastTime = video.currentTime;
+      if (moved && !video.paused) {
+        lastProgress = now;
+        if (stallStart !== null) {
+          push(state.recoveries, { t: Date.now(), stalledMs: Math.round(now - stallStart) });
+          stallStart = null;
+        }
+        set('playing');
+      }
+      return;
+    }
+    if (now - lastProgress < STALL_MS || probing) return;
+    if (stallStart === null && state.status === 'playing') stallStart = lastProgress;
+    probe();
+  }, CHECK_MS);
+  return state;
 }
 
 /**

@@ -41,6 +41,11 @@
 //   frames: { presented, decoded, decodeErrors, lastError },
 //   errors: [ { t: epoch ms, message } ],   // dash.js ERROR events, video errors
 //   history: [ { t, tcMs, dashMs, bufferS, rate } ],  // 2 samples/s, last 120 s
+//   recovery: { status,           // 'starting' | 'playing' | 'stalled' | 'origin unreachable' | 'reloading'
+//               reloads,          // source reloads after a restart or a stall (no page reload)
+//               events: [ { t, reason, stalledMs } ],   // each reload (last 20)
+//               recoveries: [ { t, stalledMs } ],       // each stall that ended (last 20)
+//               ast },            // availabilityStartTime (epoch ms) of the timeline playing
 // }
 
 import { DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
@@ -76,6 +81,7 @@ const stats = {
   frames: { presented: 0, decoded: 0, decodeErrors: 0, lastError: null },
   errors: [],
   history: [],
+  recovery: null, // below, from measure.js keepPlaying
 };
 window.h3liveStats = stats;
 $('streamName').textContent = stream;
@@ -208,11 +214,12 @@ async function start() {
     $('notice').textContent = 'dash.js did not load: run "npm ci" in web/';
     return;
   }
-  run(startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError }));
+  run(startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError, onState: showState }));
 }
 
 function run(player) {
   window.h3livePlayer = player;
+  stats.recovery = player.h3liveRecovery;
 
   setInterval(() => {
     scanResources({ media: mediaOrigin }, { media: stats.transport });
@@ -236,6 +243,21 @@ function run(player) {
     if (stats.history.length > 240) stats.history.shift();
     render();
   }, 500);
+}
+
+// What the page shows while the stream is interrupted (encoder or origin
+// restarting): the player keeps retrying by itself, no reload needed.
+const STATE_TEXT = {
+  stalled: 'Stream interrupted: waiting for the encoder…',
+  'origin unreachable': 'Origin unreachable: retrying…',
+  reloading: 'Stream restarted: reloading…',
+};
+function showState(status, detail) {
+  const n = $('notice');
+  const text = STATE_TEXT[status];
+  n.hidden = !text;
+  if (text) n.textContent = text;
+  if (status !== 'playing' && status !== 'starting') console.info(`h3live: ${status}${detail ? ` (${detail})` : ''}`);
 }
 
 function render() {

@@ -7,6 +7,7 @@
 pub mod headers;
 pub mod range;
 pub mod route;
+pub mod state_dir;
 mod static_files;
 pub mod upstream;
 
@@ -49,6 +50,8 @@ pub struct OriginConfig {
     pub ingest_idle_timeout: Duration,
     /// LL-HLS part target (`crate::hls`).
     pub hls_part_target: Duration,
+    /// Where init segments and manifests are kept across a restart (none: not kept).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for OriginConfig {
@@ -61,6 +64,7 @@ impl Default for OriginConfig {
             ingest_allow_origins: Vec::new(),
             ingest_idle_timeout: Duration::from_secs(30),
             hls_part_target: crate::hls::HlsConfig::default().part_target,
+            state_dir: None,
         }
     }
 }
@@ -339,15 +343,39 @@ pub struct Origin {
     config: OriginConfig,
     /// LL-HLS playlists generated from the stored CMAF.
     hls: crate::hls::Hls,
+    /// Init segments and manifests kept across a restart.
+    state: Option<state_dir::StateDir>,
 }
 
 type Resp = Response<Body>;
 
 impl Origin {
     /// An origin over `store`.
+    /// With a state directory, what it holds is published first; a directory
+    /// that cannot be used is logged and ignored.
     pub fn new(store: Store, config: OriginConfig) -> Origin {
+        let state = config.state_dir.as_deref().and_then(|dir| {
+            let opened = state_dir::StateDir::open(dir).and_then(|s| s.load(&store).map(|n| (s, n)));
+            match opened {
+                Ok((s, n)) => {
+                    info!(dir = %dir.display(), restored = n, "state directory");
+                    Some(s)
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "state directory unusable: init segments will not survive a restart");
+                    None
+                }
+            }
+        });
         let hls = crate::hls::Hls::new(store.clone(), crate::hls::HlsConfig { part_target: config.hls_part_target });
-        Origin { store, metrics: Arc::new(Metrics::default()), config, hls }
+        Origin { store, metrics: Arc::new(Metrics::default()), config, hls, state }
+    }
+
+    /// A stream was dropped from the store (idle): forget its kept state.
+    pub fn stream_dropped(&self, stream: &str) {
+        if let Some(state) = &self.state {
+            state.remove_stream(stream);
+        }
     }
 
     /// The store.
@@ -672,6 +700,8 @@ impl Origin {
             Err(e) => return self.ingest_error(conn, &path, e),
         };
         let mut body = req.into_body();
+        // Init segments and manifests are also written to the state directory.
+        let mut kept = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)).map(|_| Vec::new());
         let idle = self.config.ingest_idle_timeout;
         loop {
             let piece = match tokio::time::timeout(idle, body.next_chunk()).await {
@@ -688,6 +718,9 @@ impl Origin {
             };
             match piece {
                 Ok(data) => {
+                    if let Some(k) = kept.as_mut() {
+                        k.push(data.clone());
+                    }
                     if let Err(e) = upload.push(data) {
                         return self.ingest_error(conn, &path, e);
                     }
@@ -704,6 +737,9 @@ impl Origin {
         let len = upload.len();
         upload.finish();
         debug!(path, bytes = len, "upload complete");
+        if let (Some(state), Some(data)) = (&self.state, kept) {
+            state.save(stream, file, data).await;
+        }
         let status = if replaced { StatusCode::NO_CONTENT } else { StatusCode::CREATED };
         self.response(conn, status, BodyKind::Empty, false)
     }
@@ -718,6 +754,9 @@ impl Origin {
             if drained > 64 * 1024 {
                 break;
             }
+        }
+        if let Some(state) = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)) {
+            state.remove(stream, file);
         }
         if self.store.delete(stream, file) {
             info!(stream, file, "deleted");

@@ -10,12 +10,26 @@
 //!   holds the object itself (`Arc`), so it finishes what it started even if
 //!   the name is replaced, deleted or evicted meanwhile.
 //! - **Retention.** Per stream and per representation (the file name with its
-//!   last run of digits taken as the sequence number, e.g.
-//!   `chunk-stream0-00042.m4s` is number 42 of `chunk-stream0-#.m4s`), only the
-//!   newest `keep_segments` *finished* media segments keep their names. Growing
-//!   segments, init segments and manifests are never evicted while the stream
-//!   lives. ffmpeg sends init segments once per run, so losing one would break
-//!   the stream until the encoder restarts.
+//!   last run of digits masked, e.g. `chunk-stream0-00042.m4s` belongs to
+//!   `chunk-stream0-#.m4s`), only the newest `keep_segments` *finished* media
+//!   segments keep their names. "Newest" is by arrival (the order uploads
+//!   started), not by the number in the name: a restarted encoder numbers its
+//!   segments from 1 again, and ranking by number would evict the new run's
+//!   segments as soon as they complete while the old run's higher numbers
+//!   stay. Growing segments, init segments and manifests are never evicted
+//!   while the stream lives. ffmpeg sends init segments once per run, so
+//!   losing one would break the stream until the encoder restarts.
+//! - **Encoder runs.** A new run starts when an init segment is uploaded a
+//!   second time in the same run (ffmpeg sends each init segment exactly once
+//!   per run, so only a restarted encoder does that) *and* the next media
+//!   segment's number is not above the highest its representation reached
+//!   (the numbering started again). An encoder that re-sends an init segment
+//!   and keeps counting up stays in its run. The new run drops every media
+//!   segment of the old one, and its manifest unless a new one is already
+//!   being uploaded: their numbers and timeline belong to the old
+//!   `availabilityStartTime`, and a new-run player asking early for segment 7
+//!   must be held until the new segment 7 starts, not be handed the old run's
+//!   segment 7. Readers of old objects finish normally.
 //! - **Memory.** One object may hold at most `max_object_bytes` (413 beyond).
 //!   The store's byte count is kept as bytes arrive (a counter, never a scan):
 //!   every named object, every object still being written (even when its
@@ -36,7 +50,7 @@ pub use object::{
     allocated_bytes, Account, Chunk, Object, ObjectError, ObjectReader, ObjectWriter, Status, CHUNK_OVERHEAD,
 };
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -195,6 +209,24 @@ impl Objects {
         old
     }
 
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Keep only the objects `keep` says yes to; the others are unnamed and
+    /// uncounted as [`Objects::remove`] does.
+    fn retain(&mut self, mut keep: impl FnMut(&str, &Arc<Object>) -> bool) {
+        let names = &self.names;
+        self.map.retain(|n, o| {
+            let k = keep(n, o);
+            if !k {
+                o.unname();
+                names.fetch_sub(1, Ordering::Relaxed);
+            }
+            k
+        });
+    }
+
     fn remove(&mut self, name: &str) -> Option<Arc<Object>> {
         let old = self.map.remove(name);
         if let Some(o) = &old {
@@ -220,6 +252,101 @@ struct StreamState {
     objects: Objects,
     /// Shared with running uploads.
     stats: Arc<StreamStats>,
+    /// Encoder runs and upload order, for retention.
+    runs: Runs,
+}
+
+/// Encoder runs of one stream and the arrival order of its media segments
+/// (see "Retention" and "Encoder runs" in the module docs).
+#[derive(Debug, Default)]
+struct Runs {
+    /// Number of the current run, from 0; shown in `/streams`.
+    current: u64,
+    /// Init segments uploaded (or restored) in the current run: uploading one
+    /// of them again may start a new run.
+    inits: HashSet<String>,
+    /// Init segments uploaded again since the current run's: `Some` while a
+    /// new run is suspected, confirmed or dismissed by the next media segment.
+    resent: Option<HashSet<String>>,
+    /// Whether a manifest upload started while a new run was suspected (the
+    /// new run's manifest, to keep).
+    manifest_since_resend: bool,
+    /// Highest sequence number per representation in the current run.
+    highest: HashMap<String, u64>,
+    /// Arrival rank of each named media segment (pruned by `retain`).
+    arrival: HashMap<String, u64>,
+    /// Next arrival rank; grows over the stream's life.
+    next_arrival: u64,
+}
+
+impl StreamState {
+    fn new(objects: Objects) -> StreamState {
+        StreamState { objects, stats: Arc::new(StreamStats::default()), runs: Runs::default() }
+    }
+
+    /// Book an upload of `name` that is starting (before it is published):
+    /// media segments get their arrival rank; an init segment already
+    /// uploaded in this run makes a new run suspected, and the next media
+    /// segment confirms it (its number did not go up) or dismisses it.
+    fn note_upload(&mut self, stream: &str, name: &str, kind: Kind) {
+        let runs = &mut self.runs;
+        match kind {
+            Kind::Init => match runs.resent.as_mut() {
+                Some(resent) => {
+                    resent.insert(name.to_string());
+                }
+                None if runs.inits.contains(name) => {
+                    runs.resent = Some(HashSet::from([name.to_string()]));
+                    runs.manifest_since_resend = false;
+                }
+                None => {
+                    runs.inits.insert(name.to_string());
+                }
+            },
+            Kind::Manifest => runs.manifest_since_resend = true,
+            Kind::Media => {
+                if let Some((key, seq)) = sequence_of(name) {
+                    let highest = runs.highest.get(&key).copied();
+                    if let (Some(resent), Some(h)) = (runs.resent.take(), highest) {
+                        if seq <= h {
+                            self.new_run(stream, name, resent);
+                        } else {
+                            self.runs.inits.extend(resent);
+                        }
+                    }
+                    let h = self.runs.highest.entry(key).or_insert(seq);
+                    *h = (*h).max(seq);
+                }
+                let runs = &mut self.runs;
+                runs.arrival.insert(name.to_string(), runs.next_arrival);
+                runs.next_arrival += 1;
+            }
+        }
+    }
+
+    /// Start a new run: drop the old run's media segments (and its manifest
+    /// unless the new run's is on its way).
+    fn new_run(&mut self, stream: &str, first: &str, inits: HashSet<String>) {
+        let keep_manifest = self.runs.manifest_since_resend;
+        let runs = &mut self.runs;
+        runs.current += 1;
+        runs.inits = inits;
+        runs.highest.clear();
+        runs.arrival.clear();
+        let before = self.objects.len();
+        self.objects.retain(|n, _| match Kind::of(n) {
+            Kind::Init => true,
+            Kind::Manifest => keep_manifest,
+            Kind::Media => false,
+        });
+        tracing::info!(
+            stream,
+            run = self.runs.current,
+            first,
+            dropped = before - self.objects.len(),
+            "new encoder run (init segment sent again, numbering restarted): old run's segments dropped"
+        );
+    }
 }
 
 /// State shared by the store handle and running uploads.
@@ -267,6 +394,8 @@ pub struct StreamInfo {
     pub ingest_bytes: u64,
     /// Chunks received by ingest over the stream's life.
     pub ingest_chunks: u64,
+    /// Encoder run, from 0: bumped when an init segment is uploaded again.
+    pub run: u64,
     /// Named objects, sorted by name.
     pub objects: Vec<ObjectInfo>,
 }
@@ -376,10 +505,9 @@ impl Store {
             return Err(IngestError::TooManyStreams(cfg.max_streams));
         }
         let names = self.inner.names.clone();
-        let s = streams
-            .entry(stream.to_string())
-            .or_insert_with(|| StreamState { objects: Objects::new(names), stats: Arc::new(StreamStats::default()) });
+        let s = streams.entry(stream.to_string()).or_insert_with(|| StreamState::new(Objects::new(names)));
         s.stats.touch();
+        s.note_upload(stream, name, kind);
         let replaced = s.objects.contains_key(name);
         if !replaced && self.inner.names.load(Ordering::Relaxed) >= cfg.max_objects as u64 {
             return Err(IngestError::TooManyObjects(cfg.max_objects));
@@ -408,7 +536,28 @@ impl Store {
         })
     }
 
-    /// Apply the retention rule to the representation of `name` in `stream`.
+    /// Publish a finished object that was kept outside the store (the
+    /// origin's state directory after a restart). A restored init segment
+    /// counts as sent in the current run.
+    pub fn restore(&self, stream: &str, name: &str, data: Bytes) {
+        let mut streams = self.streams();
+        let names = self.inner.names.clone();
+        let s = streams.entry(stream.to_string()).or_insert_with(|| StreamState::new(Objects::new(names)));
+        s.stats.touch();
+        if Kind::of(name) == Kind::Init {
+            s.runs.inits.insert(name.to_string());
+        }
+        // Charged like an upload of one chunk, so the cap counts it.
+        let used = &self.inner.used;
+        used.fetch_add(data.len() as u64 + CHUNK_OVERHEAD, Ordering::Relaxed);
+        let obj = Object::complete_in(vec![Chunk { data, arrived: Instant::now() }], Some(used.clone()));
+        s.objects.insert(name.to_string(), obj);
+        drop(streams);
+        self.inner.published.notify_waiters();
+    }
+
+    /// Apply the retention rule to the representation of `name` in `stream`:
+    /// keep its `keep_segments` finished media segments that arrived last.
     fn retain(&self, stream: &str, name: &str) {
         let Some((key, _)) = sequence_of(name) else {
             return;
@@ -418,23 +567,26 @@ impl Store {
         let Some(s) = streams.get_mut(stream) else {
             return;
         };
-        let mut finished: Vec<(u64, String)> = s
+        let arrival = &s.runs.arrival;
+        let mut finished: Vec<(u64, u64, String)> = s
             .objects
             .iter()
             .filter(|(n, o)| Kind::of(n) == Kind::Media && o.status() != Status::Growing)
             .filter_map(|(n, _)| match sequence_of(n) {
-                Some((k, seq)) if k == key => Some((seq, n.clone())),
+                Some((k, seq)) if k == key => Some((arrival.get(n).copied().unwrap_or(0), seq, n.clone())),
                 _ => None,
             })
             .collect();
-        if finished.len() <= keep {
-            return;
+        if finished.len() > keep {
+            finished.sort_unstable_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+            for (_, _, old) in finished.into_iter().skip(keep) {
+                tracing::debug!(stream, name = %old, "retention: evicting old segment");
+                s.objects.remove(&old);
+            }
         }
-        finished.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-        for (_, old) in finished.into_iter().skip(keep) {
-            tracing::debug!(stream, name = %old, "retention: evicting old segment");
-            s.objects.remove(&old);
-        }
+        // Forget the rank of names that are gone (evicted, deleted, dropped).
+        let objects = &s.objects;
+        s.runs.arrival.retain(|n, _| objects.contains_key(n));
     }
 
     /// Drop streams that had no ingest for the idle timeout. Returns their names.
@@ -477,6 +629,7 @@ impl Store {
                     last_ingest_age_ms: unix_ms(now).saturating_sub(last_ms),
                     ingest_bytes: s.stats.bytes.load(Ordering::Relaxed),
                     ingest_chunks: s.stats.chunks.load(Ordering::Relaxed),
+                    run: s.runs.current,
                     objects,
                 }
             })
@@ -656,6 +809,97 @@ mod tests {
                 "init-stream0.m4s"
             ]
         );
+    }
+
+    fn put(st: &Store, name: &str) {
+        let mut up = st.begin_upload("s", name, None).unwrap();
+        up.push(Bytes::from(name.to_string())).unwrap();
+        up.finish();
+    }
+
+    fn names(st: &Store) -> Vec<String> {
+        st.snapshot()[0].objects.iter().map(|o| o.name.clone()).collect()
+    }
+
+    #[test]
+    fn retention_ranks_by_arrival_across_a_numbering_restart() {
+        // An encoder that starts numbering at 1 again (without sending its
+        // init segment again, e.g. pushing through a relay): the new low
+        // numbers are the newest segments and must stay.
+        let st = store(StoreConfig { keep_segments: 3, ..Default::default() });
+        for i in 1..=15 {
+            put(&st, &format!("chunk-stream0-{i:05}.m4s"));
+        }
+        for i in 1..=2 {
+            put(&st, &format!("chunk-stream0-{i:05}.m4s"));
+        }
+        assert_eq!(names(&st), vec!["chunk-stream0-00001.m4s", "chunk-stream0-00002.m4s", "chunk-stream0-00015.m4s"]);
+        put(&st, "chunk-stream0-00003.m4s");
+        put(&st, "chunk-stream0-00004.m4s");
+        assert_eq!(names(&st), vec!["chunk-stream0-00002.m4s", "chunk-stream0-00003.m4s", "chunk-stream0-00004.m4s"]);
+    }
+
+    #[test]
+    fn init_sent_again_starts_a_new_run() {
+        let st = store(StoreConfig { keep_segments: 3, ..Default::default() });
+        put(&st, "init-stream0.m4s");
+        put(&st, "init-stream1.m4s");
+        for i in 1..=15 {
+            put(&st, &format!("chunk-stream0-{i:05}.m4s"));
+            put(&st, &format!("chunk-stream1-{i:05}.m4s"));
+            put(&st, "manifest.mpd");
+        }
+        assert_eq!(st.snapshot()[0].run, 0);
+        // ffmpeg restarted: each track's init segment comes first on its connection.
+        put(&st, "init-stream0.m4s");
+        put(&st, "init-stream1.m4s");
+        assert_eq!(st.snapshot()[0].run, 0, "suspected until the numbering is seen to restart");
+        put(&st, "chunk-stream0-00001.m4s");
+        assert_eq!(st.snapshot()[0].run, 1);
+        assert_eq!(
+            names(&st),
+            vec!["chunk-stream0-00001.m4s", "init-stream0.m4s", "init-stream1.m4s"],
+            "old run's segments and manifest dropped"
+        );
+        put(&st, "chunk-stream1-00001.m4s");
+        let mut growing = st.begin_upload("s", "chunk-stream0-00002.m4s", None).unwrap();
+        growing.push(Bytes::from_static(b"x")).unwrap();
+        put(&st, "manifest.mpd");
+        assert_eq!(st.snapshot()[0].run, 1, "one restart, one new run");
+        assert_eq!(
+            names(&st),
+            vec![
+                "chunk-stream0-00001.m4s",
+                "chunk-stream0-00002.m4s",
+                "chunk-stream1-00001.m4s",
+                "init-stream0.m4s",
+                "init-stream1.m4s",
+                "manifest.mpd"
+            ]
+        );
+        drop(growing);
+
+        // An init sent again while the numbering goes on is not a new run.
+        put(&st, "init-stream0.m4s");
+        put(&st, "chunk-stream0-00003.m4s");
+        assert_eq!(st.snapshot()[0].run, 1);
+        assert!(st.get("s", "chunk-stream0-00001.m4s").is_some());
+
+        // The new run's manifest already on its way is kept.
+        put(&st, "init-stream0.m4s");
+        let _manifest = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        put(&st, "chunk-stream0-00001.m4s");
+        assert_eq!(st.snapshot()[0].run, 2);
+        assert!(st.get("s", "manifest.mpd").is_some());
+
+        // A restored init (origin restart) counts as sent in the running run.
+        let st = store(StoreConfig::default());
+        st.restore("s", "init-stream0.m4s", Bytes::from_static(b"init"));
+        put(&st, "chunk-stream0-00005.m4s");
+        assert_eq!(st.snapshot()[0].run, 0);
+        put(&st, "init-stream0.m4s");
+        put(&st, "chunk-stream0-00001.m4s");
+        assert_eq!(st.snapshot()[0].run, 1);
     }
 
     #[test]

@@ -1,0 +1,399 @@
+#!/usr/bin/env node
+// Restart test: an open player page must resume by itself, without a page
+// reload, after the encoder and after the origin is restarted, and a new
+// viewer must be able to start afterwards.  Real parts only: h3live origin
+// (with --state-dir) and scripts/encoder.sh (real ffmpeg) on free ports,
+// headless Chromium with the QUIC flags playing web/index.html over h3.
+//
+// Scenarios, in order, on one playing page:
+//   encoder: kill -9 of ffmpeg (scripts/encoder.sh restarts it; the new run
+//            numbers segments from 1 with a new availabilityStartTime).
+//            "Back" = the origin has the new run (its /streams run number
+//            went up: the new ffmpeg sent its init segment).
+//   origin:  kill -9 of the origin, started again 2 s later on the same
+//            ports and state directory (ffmpeg keeps running, never re-sends
+//            its init segments).  "Back" = /healthz answers again.
+// For each: recovery = time from "back" to the video advancing again (a new
+// frame shown and currentTime moving for the next 3 s); it must be within
+// --bound segment durations (default 2, i.e. 4 s with 2 s segments).  Then a
+// new page must start playing within 15 s.  The page must show the
+// interruption (window.h3liveStats.recovery) and must not have reloaded.
+//
+// Usage (repository root, after cargo build --release and npm ci in web/):
+//   node web/e2e/restart.js [--bin target/release/h3live] [--scenarios encoder,origin]
+//                           [--bound 2] [--seg 2] [--arm h3|h1] [--keep-logs] [--json FILE]
+//   --root DIR, --no-state-dir: test another checkout's web/ and scripts/ (e.g. the old code)
+//   RESTART_DEBUG=1: log the video element, dash.js and resource timing every 0.5 s after 'back'
+// Soak mode (scripts/soak.sh): --soak SECONDS --period SECONDS [--load N] --out DIR
+//   repeats the scenarios in turn, one every PERIOD, for SECONDS; --load N runs N viewers
+//   of `h3live load` split over h3, h2, h1-tls and h1-clear meanwhile; every 10 s it samples
+//   the origin's RSS, its /metrics counters and the page's stats into DIR/samples.csv;
+//   DIR/restarts.json gets every check and recovery, DIR/load-*.json the load reports.
+//   --encoder-args 'ARGS' passes more options to scripts/encoder.sh (e.g. '--size 640x360').
+// Ends with "restart: N passed, N failed"; exits non-zero on failure.
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Browser } from './cdp.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+let root = resolve(here, '..', '..');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const t0 = Date.now();
+const log = (...a) => console.log(`[restart +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+
+const opts = { bin: join(root, 'target', 'release', 'h3live'), scenarios: 'encoder,origin', bound: 2, seg: 2, keepLogs: false, json: null, arm: 'h3' };
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  const next = () => argv[++i];
+  if (a === '--bin') opts.bin = resolve(next());
+  else if (a === '--scenarios') opts.scenarios = next();
+  else if (a === '--bound') opts.bound = Number(next());
+  else if (a === '--seg') opts.seg = Number(next());
+  else if (a === '--keep-logs') opts.keepLogs = true;
+  else if (a === '--arm') opts.arm = next();
+  else if (a === '--root') root = resolve(next());
+  else if (a === '--no-state-dir') opts.noStateDir = true;
+  else if (a === '--soak') opts.soak = Number(next());
+  else if (a === '--period') opts.period = Number(next());
+  else if (a === '--load') opts.load = Number(next());
+  else if (a === '--out') opts.out = resolve(next());
+  else if (a === '--encoder-args') opts.encoderArgs = next().split(' ').filter(Boolean);
+  else if (a === '--json') opts.json = resolve(next());
+  else if (a === '-h' || a === '--help') {
+    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+    process.exit(0);
+  } else { console.error(`unknown option ${a}`); process.exit(2); }
+}
+const boundMs = opts.bound * opts.seg * 1000;
+
+// ------------------------------------------------------------ child processes
+const work = mkdtempSync(join(tmpdir(), 'h3live-restart-'));
+const procs = {};
+function start(name, cmd, args) {
+  const out = [];
+  const p = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  p.stdout.on('data', (d) => out.push(d));
+  p.stderr.on('data', (d) => out.push(d));
+  p.on('exit', () => writeFileSync(join(work, `${name}-${p.pid}.log`), Buffer.concat(out)));
+  procs[name] = { p, out };
+  log(`started ${name} (pid ${p.pid})`);
+  return p;
+}
+const alive = (p) => p && p.exitCode === null && p.signalCode === null;
+async function stop(p) {
+  if (!alive(p)) return;
+  p.kill('SIGTERM');
+  for (let i = 0; i < 80 && alive(p); i++) await sleep(100);
+  if (alive(p)) p.kill('SIGKILL');
+}
+let browser = null;
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  browser = null;
+  stopSampler();
+  for (const n of Object.keys(procs).reverse()) await stop(procs[n].p);
+  if (opts.keepLogs) log(`logs kept in ${work}`);
+  else rmSync(work, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); process.exit(130); });
+
+function freeTcp(host = '127.0.0.1') {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, host, () => { const { port } = s.address(); s.close(() => res(port)); });
+  });
+}
+function udpFree(port) {
+  return new Promise((res) => {
+    const s = createSocket('udp6');
+    s.once('error', () => res(false));
+    s.bind(port, '::', () => s.close(() => res(true)));
+  });
+}
+async function freeTcpUdp() {
+  for (let i = 0; i < 20; i++) {
+    const p = await freeTcp('::').catch(() => freeTcp());
+    if (await udpFree(p)) return p;
+  }
+  throw new Error('no free TCP+UDP port');
+}
+async function get(url, timeoutMs = 1000) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
+  try {
+    const r = await fetch(url, { signal: ctl.signal });
+    return r.ok ? await r.text() : null;
+  } catch { return null; } finally { clearTimeout(timer); }
+}
+async function waitFor(what, fn, timeoutMs, everyMs = 100) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const v = await fn();
+    if (v) return v;
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+// ------------------------------------------------------------------- checks
+const results = [];
+function check(scenario, name, ok, detail) {
+  results.push({ scenario, name, ok, detail });
+  log(`${ok ? 'PASS' : 'FAIL'} [${scenario}] ${name}${detail ? ` — ${detail}` : ''}`);
+}
+const statsOf = (page) => page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+
+/** Wait until the page's video advances for `spanMs` (currentTime moves by at least half of it, never
+ *  standing still for more than 700 ms). Returns { startedAt: wall ms when that stretch began, stats }. */
+async function playsFor(page, spanMs, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  let base = null; // { wall, ct }: where the current advancing stretch began
+  let prev = null; // { wall, ct }: last change seen
+  while (Date.now() < end) {
+    const ct = await page.eval("document.querySelector('video') ? document.querySelector('video').currentTime : null").catch(() => null);
+    const now = Date.now();
+    if (typeof ct === 'number') {
+      if (prev !== null && ct !== prev.ct && ct > 0) {
+        if (base === null) base = { wall: now, ct: prev.ct };
+        prev = { ct, changedAt: now };
+        if (now - base.wall >= spanMs) {
+          if (ct - base.ct >= (spanMs / 1000) * 0.5) return { startedAt: base.wall, stats: await statsOf(page) };
+          base = null;
+        }
+      } else if (prev === null || ct !== prev.ct) {
+        prev = { ct, changedAt: null };
+      } else if (base !== null && now - (prev.changedAt || 0) > 700) {
+        base = null;
+      }
+    }
+    await sleep(100);
+  }
+  return null;
+}
+
+const stream = `restart${process.pid}`;
+let origin = null; // { args, base }
+async function streamsRun() {
+  const t = await get(`${origin.base}/streams`);
+  if (!t) return null;
+  const s = JSON.parse(t).streams.find((x) => x.name === stream);
+  return s ? s.run : null;
+}
+
+// ------------------------------------------------------------ soak sampling
+let sampler = null;
+let samplerFile = null;
+function stopSampler() { if (sampler) clearInterval(sampler); sampler = null; }
+/** Prometheus counters summed over label sets, by metric name prefix. */
+function metricSums(text) {
+  const m = {};
+  for (const line of (text || '').split('\n')) {
+    const x = /^([a-zA-Z0-9_:]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+    if (!x) continue;
+    let key = x[1];
+    if (key === 'h3live_responses_total') key += /status="[45]/.test(x[2] || '') ? '_err' : '_ok';
+    m[key] = (m[key] || 0) + Number(x[3]);
+  }
+  return m;
+}
+function startSampler(page, file) {
+  samplerFile = file;
+  const cols = ['t', 'elapsed_s', 'origin_pid', 'origin_rss_kb', 'origin_responses_ok', 'origin_responses_err', 'aborted_uploads',
+    'ingest_rejected', 'active_readers', 'store_bytes', 'allocated_bytes', 'page_status', 'page_reloads', 'page_stalls',
+    'page_errors', 'page_latency_ms', 'page_current_time'];
+  writeFileSync(file, `${cols.join(',')}\n`);
+  const began = Date.now();
+  sampler = setInterval(async () => {
+    const pid = procs.origin && procs.origin.p.pid;
+    let rss = '';
+    try { rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]; } catch { /* restarting */ }
+    const m = metricSums(await get(`${origin.base}/metrics`, 2000));
+    const s = await statsOf(page);
+    const row = [new Date().toISOString(), Math.round((Date.now() - began) / 1000), pid, rss, m.h3live_responses_total_ok ?? '',
+      m.h3live_responses_total_err ?? '', m.h3live_aborted_uploads_total ?? '', m.h3live_ingest_rejected_total ?? 0,
+      m.h3live_active_readers ?? '', m.h3live_store_bytes ?? '', m.h3live_allocated_bytes ?? '',
+      s && s.recovery ? s.recovery.status : '', s && s.recovery ? s.recovery.reloads : '', s ? s.stalls.count : '',
+      s ? s.errors.length : '', s ? s.latency.timecodeAvgMs ?? '' : '', s ? s.currentTime.toFixed(1) : ''];
+    appendFileSync(samplerFile, `${row.join(',')}\n`);
+  }, 10000);
+}
+
+async function scenario(name, page, restart) {
+  const before = await statsOf(page);
+  if (process.env.RESTART_DEBUG) {
+    await page.eval(`window.__res = []; new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__res.push([Math.round(performance.timeOrigin + e.startTime) % 100000, Math.round(e.duration), e.responseStatus, e.nextHopProtocol, e.name.split('/').pop()]))).observe({ type: 'resource' }); 1`);
+  }
+  const info = await restart(); // resolves at "back"
+  const back = info.backAt;
+  // The video must advance again: a 3 s stretch of moving currentTime that began after "back".
+  if (process.env.RESTART_DEBUG) {
+    for (let i = 0; i < 40; i++) {
+      const d = await page.eval(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
+        try { b = p.getBufferLength('video'); t = p.time(); paused = p.isPaused(); } catch (e) { b = String(e); }
+        const r = []; for (let i = 0; i < v.buffered.length; i++) r.push([v.buffered.start(i).toFixed(2), v.buffered.end(i).toFixed(2)]);
+        return JSON.stringify({ ct: v.currentTime.toFixed(2), rs: v.readyState, ns: v.networkState, vp: v.paused, err: v.error && v.error.message, buf: r, b, t, paused, st: window.h3liveStats.recovery.status, rl: window.h3liveStats.recovery.reloads }); })()`).catch((e) => String(e));
+      log(`[${name}] ${Date.now() - info.backAt} ms after back (${Date.now() % 100000}): ${d}`);
+      log(JSON.stringify(await page.eval('JSON.stringify(window.__res.splice(0))')));
+      await sleep(500);
+    }
+  }
+  const played = await playsFor(page, 3000, 30000);
+  const s = await statsOf(page);
+  const recovery = played ? Math.max(0, played.startedAt - back) : null;
+  check(name, 'video advances again', played !== null, played ? `recovered ${recovery} ms after back` : `stats ${JSON.stringify(s && { ct: s.currentTime, recovery: s.recovery, errors: s.errors.slice(-3) })}`);
+  if (played) check(name, `within ${opts.bound} segment durations (${boundMs} ms)`, recovery <= boundMs, `${recovery} ms`);
+  if (process.env.RESTART_DEBUG) log(`[${name}] console: ${page.console.slice(-40).map((c) => `${c.type}: ${c.text.slice(0, 300)}`).join('\n')}`);
+  check(name, 'no page reload', s && before && s.pageStart === before.pageStart, '');
+  const rec = (x) => (x && x.recovery) || { reloads: 0, events: [] };
+  const reloads = rec(s).reloads - rec(before).reloads;
+  check(name, 'page noticed the interruption (source reloaded)', reloads > 0,
+    `reloads ${reloads}: ${JSON.stringify(rec(s).events.slice(-reloads))}`);
+  // Back at the live edge: the timecode latency settles under 3 s.
+  await sleep(4000);
+  const s2 = await statsOf(page);
+  check(name, 'latency back under 3 s', s2 && s2.latency.timecodeAvgMs !== null && s2.latency.timecodeAvgMs < 3000,
+    `timecode ${s2 && s2.latency.timecodeAvgMs} ms, dash.js ${s2 && s2.latency.dashAvgMs} ms`);
+  // A new viewer starts.
+  const fresh = await browser.newPage();
+  const tNew = Date.now();
+  await fresh.goto(page.url);
+  const fp = await playsFor(fresh, 3000, 20000);
+  check(name, 'a new viewer starts', fp !== null, fp ? `first frame ${fp.stats.firstFrameMs} ms after navigation, playing ${fp.startedAt - tNew} ms after it` : '');
+  await fresh.close();
+  return { scenario: name, ...info.detail, recoveryMs: recovery, reloads, events: reloads > 0 ? rec(s).events.slice(-reloads) : [] };
+}
+
+async function main() {
+  if (!existsSync(opts.bin)) throw new Error(`${opts.bin} not found: run cargo build --release first`);
+  const httpPort = await freeTcp();
+  const tlsPort = await freeTcpUdp();
+  const h1Port = await freeTcp('::').catch(() => freeTcp());
+  const h2Port = await freeTcp('::').catch(() => freeTcp());
+  const certDir = join(work, 'certs');
+  execFileSync(opts.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
+  const cert = join(certDir, 'cert.pem');
+  const pub = execFileSync('openssl', ['x509', '-in', cert, '-pubkey', '-noout']);
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
+  const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
+  origin = {
+    base: `http://127.0.0.1:${httpPort}`,
+    args: ['serve', '--http', `127.0.0.1:${httpPort}`, '--h3', `[::]:${tlsPort}`, '--https', `[::]:${tlsPort}`,
+      '--https-h1', `[::]:${h1Port}`, '--https-h2', opts.soak ? `[::]:${h2Port}` : 'off', '--cert', cert, '--key', join(certDir, 'key.pem'),
+      '--web-dir', join(root, 'web'), ...(opts.noStateDir ? [] : ['--state-dir', join(work, 'state')])],
+  };
+  start('origin', opts.bin, origin.args);
+  await waitFor('the origin', () => get(`${origin.base}/healthz`), 15000);
+  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg), ...(opts.encoderArgs || [])]);
+  await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
+  await sleep(1500);
+
+  browser = await Browser.launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
+  const page = await browser.newPage();
+  page.url = `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}`;
+  await page.goto(page.url);
+  const warm = await playsFor(page, 8000, 30000);
+  check('setup', 'the page plays before any restart', warm !== null, warm ? '' :
+    `stats ${JSON.stringify(await statsOf(page))}; console ${JSON.stringify(page.console.slice(-10))}; exceptions ${JSON.stringify(page.exceptions.slice(-3))}`);
+  if (!warm) return [];
+
+  const out = [];
+  const names = opts.scenarios.split(',');
+  let soakEnd = null;
+  if (opts.soak) {
+    mkdirSync(opts.out, { recursive: true });
+    soakEnd = Date.now() + opts.soak * 1000;
+    const addr = { h3: `127.0.0.1:${tlsPort}`, h2: `127.0.0.1:${h2Port}`, 'h1-tls': `127.0.0.1:${h1Port}`, 'h1-clear': `127.0.0.1:${httpPort}` };
+    const per = Math.ceil((opts.load || 0) / 4);
+    for (const t of per > 0 ? Object.keys(addr) : []) {
+      start(`load-${t}`, opts.bin, ['load', '-t', t, '--addr', addr[t], '--ca', cert, '--stream', stream, '-n', String(per),
+        '-d', `${Math.max(10, Math.round((soakEnd - Date.now()) / 1000))}s`, '--ramp', '5s', '--wait', '60s', '-q', '--json', join(opts.out, `load-${t}.json`)]);
+    }
+    startSampler(page, join(opts.out, 'samples.csv'));
+  }
+  const soakNames = [];
+  if (opts.soak) {
+    // A restart every PERIOD, the last one at least 20 s before the end.
+    const n = Math.floor((opts.soak - 20) / opts.period);
+    for (let i = 0; i < n; i++) soakNames.push(names[i % names.length]);
+  }
+  for (const name of opts.soak ? soakNames : names) {
+    if (opts.soak) {
+      // One restart every PERIOD, counted from the start of the soak.
+      const at = soakEnd - opts.soak * 1000 + (out.length + 1) * opts.period * 1000;
+      await sleep(Math.max(0, at - Date.now()));
+      log(`soak: restart ${out.length + 1} (${name})`);
+    }
+    if (name === 'encoder') {
+      out.push(await scenario('encoder', page, async () => {
+        const runBefore = await streamsRun();
+        const astOf = async () => { const m = await get(`${origin.base}/live/${stream}/manifest.mpd`); const x = m && /availabilityStartTime="([^"]+)"/.exec(m); return x ? x[1] : null; };
+        const astBefore = await astOf();
+        const enc = procs.encoder.p.pid;
+        const ff = execFileSync('pgrep', ['-P', String(enc), 'ffmpeg']).toString().trim().split('\n')[0];
+        const killedAt = Date.now();
+        process.kill(Number(ff), 'SIGKILL');
+        log(`[encoder] kill -9 ffmpeg (pid ${ff})`);
+        // Back: the origin has the new run (its run number went up), or, with an
+        // origin that has no run number, serves the new run's manifest.
+        await waitFor('the new encoder run', async () => {
+          const r = await streamsRun();
+          if (r !== null && runBefore !== null && r > runBefore) return true;
+          const a = await astOf();
+          return a !== null && a !== astBefore;
+        }, 30000, 50);
+        const backAt = Date.now();
+        log(`[encoder] new run on the origin ${backAt - killedAt} ms after the kill`);
+        return { backAt, detail: { downMs: backAt - killedAt } };
+      }));
+    } else if (name === 'origin') {
+      out.push(await scenario('origin', page, async () => {
+        const killedAt = Date.now();
+        procs.origin.p.kill('SIGKILL');
+        log(`[origin] kill -9 origin (pid ${procs.origin.p.pid})`);
+        await sleep(2000);
+        start('origin', opts.bin, origin.args);
+        await waitFor('the restarted origin', () => get(`${origin.base}/healthz`, 300), 15000, 50);
+        const backAt = Date.now();
+        log(`[origin] answering again ${backAt - killedAt} ms after the kill`);
+        return { backAt, detail: { downMs: backAt - killedAt } };
+      }));
+    } else throw new Error(`unknown scenario ${name}`);
+    out[out.length - 1].at = new Date().toISOString();
+    if (opts.soak) writeFileSync(join(opts.out, 'restarts.json'), JSON.stringify({ results, measured: out }, null, 2));
+  }
+  if (soakEnd) {
+    await sleep(Math.max(0, soakEnd - Date.now()));
+    stopSampler();
+    for (const t of ['h3', 'h2', 'h1-tls', 'h1-clear']) {
+      const p = procs[`load-${t}`] && procs[`load-${t}`].p;
+      for (let i = 0; i < 300 && alive(p); i++) await sleep(100);
+      if (alive(p)) await stop(p);
+    }
+  }
+  await page.close();
+  return out;
+}
+
+let measured = [];
+try {
+  measured = await main();
+} catch (e) {
+  log(`ERROR: ${e.stack || e}`);
+  results.push({ scenario: 'setup', name: 'setup', ok: false, detail: String(e.message || e) });
+}
+await cleanup();
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed;
+console.log('\n==== h3live restart test summary ====');
+for (const r of results) console.log(`  ${r.ok ? 'PASS' : 'FAIL'}  [${r.scenario}] ${r.name}${r.ok ? '' : ` — ${r.detail}`}`);
+for (const m of measured) console.log(`  [${m.scenario}] measured: ${JSON.stringify(m)}`);
+if (opts.json) writeFileSync(opts.json, JSON.stringify({ results, measured }, null, 2));
+console.log(`restart: ${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
