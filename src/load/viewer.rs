@@ -181,6 +181,15 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
         let mut resp = client.get(&path).await.with_context(|| format!("GET {path}"))?;
         if resp.status != StatusCode::OK {
             let _ = resp.bytes().await;
+            // A restarted encoder starts a new timeline: numbers from 1, a new
+            // availabilityStartTime. Then the live edge of this manifest never
+            // comes: start over with the new one.
+            if let Ok((StatusCode::OK, xml)) = get_all(shared, id, &mut client, &shared.manifest_path).await {
+                let now = Manifest::parse(&String::from_utf8_lossy(&xml)).ok().and_then(|m| m.availability_start);
+                if now.is_some() && now != manifest.availability_start {
+                    bail!("new timeline (encoder restarted): joining it");
+                }
+            }
             misses += 1;
             if misses >= MAX_MISSES {
                 // The stream restarted (new encoder run: numbers from 1, new
