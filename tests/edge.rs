@@ -453,3 +453,32 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
     assert_eq!(&r.bytes().await.unwrap()[..], b"<MPD v2/>");
     drop(varnish);
 }
+
+/// Queries on /live/: the player's `run=` marker and LL-HLS's blocking-reload
+/// parameters make their own cache objects (a new encoder run must not get
+/// the old run's cached segment of the same number); anything else is dropped
+/// so it cannot defeat coalescing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_keeps_the_run_marker_and_drops_other_queries() {
+    let o = TestOrigin::start().await;
+    let varnish = Varnish::start(o.http).await;
+    let mut v = varnish.client().await;
+    let seg = "/live/q/chunk-stream0-00001.m4s";
+    let up = o.put(seg).await;
+    up.send("one").await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    let fetches = |before: u64| varnish.stat("MAIN.backend_req") - before;
+    let before = varnish.stat("MAIN.backend_req");
+    for (query, new_fetches) in [
+        ("?run=A&x=1", 1),     // first time: one origin fetch
+        ("?y=2&run=A", 1),     // same run, other junk: a hit
+        ("?run=B", 2),         // another run: its own object
+        ("?cachebuster=3", 3), // no run: the plain URL, fetched once
+        ("?cachebuster=4", 3), // ... and then a hit
+    ] {
+        let mut r = v.get(&format!("{seg}{query}")).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{query}");
+        assert_eq!(&r.bytes().await.unwrap()[..], b"one", "{query}");
+        assert_eq!(fetches(before), new_fetches, "origin fetches after {query}");
+    }
+}

@@ -72,11 +72,35 @@ sub vcl_recv {
     # builtin VCL pass (cookies, credentials) so every viewer shares the cache.
     unset req.http.Cookie;
     unset req.http.Authorization;
-    # A query string would make a new cache object and a new origin request
-    # per distinct value: a viewer could defeat coalescing at will. The origin
-    # ignores queries on /live/, so the edge drops them.
+    # A query string makes a new cache object and a new origin request per
+    # distinct value: a viewer could defeat coalescing at will. So the edge
+    # keeps only the parameters that every viewer of the same thing sends
+    # alike, in a fixed order, and drops the rest:
+    # - run=...: the player marks segment URLs with the encoder run
+    #   (availabilityStartTime), so after an encoder restart the new run's
+    #   segment 7 is never answered from the old run's cached segment 7;
+    # - _HLS_msn, _HLS_part, _HLS_skip: LL-HLS blocking playlist reload (the
+    #   origin answers when that part exists; all viewers waiting for the
+    #   same part share one origin request).
     if (req.url ~ "^/live/") {
+        set req.http.x-h3live-q = "";
+        if (req.url ~ "[?&]run=[0-9A-Za-z:._%+-]+") {
+            set req.http.x-h3live-q = req.http.x-h3live-q + "&" + regsub(req.url, "^.*[?&](run=[0-9A-Za-z:._%+-]+).*$", "\1");
+        }
+        if (req.url ~ "[?&]_HLS_msn=[0-9]+") {
+            set req.http.x-h3live-q = req.http.x-h3live-q + "&" + regsub(req.url, "^.*[?&](_HLS_msn=[0-9]+).*$", "\1");
+        }
+        if (req.url ~ "[?&]_HLS_part=[0-9]+") {
+            set req.http.x-h3live-q = req.http.x-h3live-q + "&" + regsub(req.url, "^.*[?&](_HLS_part=[0-9]+).*$", "\1");
+        }
+        if (req.url ~ "[?&]_HLS_skip=(YES|v2)") {
+            set req.http.x-h3live-q = req.http.x-h3live-q + "&" + regsub(req.url, "^.*[?&](_HLS_skip=(YES|v2)).*$", "\1");
+        }
         set req.url = regsub(req.url, "\?.*$", "");
+        if (req.http.x-h3live-q != "") {
+            set req.url = req.url + "?" + regsub(req.http.x-h3live-q, "^&", "");
+        }
+        unset req.http.x-h3live-q;
     }
     # Grace: while the origin is healthy, serve nothing stale (an expired
     # manifest is refetched, and concurrent requests wait for that one
