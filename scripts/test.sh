@@ -11,7 +11,8 @@
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js), and the compare page's verdict unit tests
-#      and screenshot test at four window sizes (web/e2e/compare-shots.js, ~45 s);
+#      and screenshot test at four window sizes (web/e2e/compare-shots.js, ~45 s),
+#      and the ABR ladder (encoder.sh --ladder) with a forced switch (web/e2e/abr.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browser in two network namespaces over
 #      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
@@ -89,6 +90,9 @@ if [ "$E2E" = 1 ]; then
 
   step "headless Chromium end-to-end, LL-HLS with hls.js (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 4000 --agree 500
+
+  step "ABR ladder in headless Chromium over h3: forced down-switch, timecode at 240p (~45 s)"
+  node web/e2e/abr.js --bin target/release/h3live
 
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
   node --test web/test/verdict.test.js

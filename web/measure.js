@@ -45,9 +45,10 @@ export function dashSettings(dashjs, targetLatency, origin, debug = false) {
  * Create a dash.js player with dashSettings() on `video`, playing `mpd` muted;
  * dash.js ERROR and PLAYBACK_ERROR events go to `onError(message)`.
  */
-export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError }) {
+export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError, settings = null }) {
   const player = dashjs.MediaPlayer().create();
   player.updateSettings(dashSettings(dashjs, targetLatency, origin, debug));
+  if (settings) player.updateSettings(settings); // e.g. the ABR rule (./abr.js)
   const ev = dashjs.MediaPlayer.events;
   player.on(ev.ERROR, (e) => {
     const err = e.error || e;
