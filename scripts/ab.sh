@@ -178,6 +178,7 @@ case "$ENGINE" in auto|netem|pathemu) ;; *) die "--engine: auto, netem or pathem
 case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and --floor-hold take seconds" ;; esac
 case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma list of seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
+case "$STEP_HIGH$STEP_LOW$STEP_AT$STEP_HOLD" in *[!0-9]*) die "--step-high/--step-low (kbit/s) and --step-at/--step-hold (s) take whole numbers" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
 for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
@@ -537,7 +538,7 @@ for p in "${RUN_PROFILES[@]}"; do
     LAT=(); [ -n "$LATENCY" ] && LAT=(--latency "$LATENCY")
     step_args
     DUR_P="$DURATION"
-    [ "$STEP" = 1 ] && [ "$DUR_P" -lt $((STEP_AT + STEP_HOLD + 20)) ] && DUR_P=$((STEP_AT + STEP_HOLD + 20))
+    [ "$STEP" = 1 ] && DUR_P=$(awk -v d="$DURATION" -v m="$((STEP_AT + STEP_HOLD + 20))" 'BEGIN{print (d < m ? m : d)}')
     run_driver "$OUT/raw/$p.json" "$p" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DUR_P" "${LAT[@]}" "${SHOT[@]}" ${STEP_ARGS[@]+"${STEP_ARGS[@]}"}
     [ "$STEP" = 1 ] && ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
     [ "$rc" = 0 ] || say "driver exited with code $rc for profile $p (see ab.log)"
