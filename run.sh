@@ -32,6 +32,7 @@ ORIGIN=1
 ENCODER_ONLY=""
 SETUP=1
 BUILD=1
+LADDER="${H3LIVE_LADDER_ON:-0}"
 
 usage() {
   cat <<EOF
@@ -50,6 +51,8 @@ Usage: ./run.sh [options]
   --h3-port N            HTTP/3 (UDP) + HTTPS h2/h1 (TCP) port (default $H3_PORT)
   --h1-port N            HTTPS HTTP/1.1-only port (default $H1_PORT)
   --h2-port N            HTTPS h2-only port (default $H2_PORT)
+  --ladder               ABR ladder: the encoder pushes 3 renditions (720p 2M, 480p 900k,
+                         240p 300k) in one MPD; the player switches (?abr=throughput|l2a|lolp)
   --no-encoder           run the origin only (push from elsewhere)
   --encoder-only HOST    run only the encoder, pushing to http://HOST:HTTP_PORT
                          (or give a full URL: --encoder-only http://host:8080)
@@ -74,6 +77,7 @@ while [ $# -gt 0 ]; do
     --h3-port) H3_PORT="$2"; shift 2 ;;
     --h1-port) H1_PORT="$2"; shift 2 ;;
     --h2-port) H2_PORT="$2"; shift 2 ;;
+    --ladder) LADDER=1; shift ;;
     --no-encoder) ENCODER=0; shift ;;
     --encoder-only) ENCODER_ONLY="$2"; ORIGIN=0; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
@@ -216,6 +220,7 @@ esac
 
 ENC_ARGS=(--stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE" --seg-duration "$SEG" --chunking "$CHUNKING")
 [ -n "$LATENCY" ] && ENC_ARGS+=(--target-latency "$LATENCY")
+[ "$LADDER" = 1 ] && ENC_ARGS+=(--ladder)
 
 if [ -n "$ENCODER_ONLY" ]; then
   case "$ENCODER_ONLY" in

@@ -22,7 +22,13 @@
 #   burst[N]    N % (default 2) bursty loss each way: Gilbert-Elliott, mean burst 3 packets
 #   rate[K]     downstream bottleneck of K kbit/s (default 1.5 x the stream's video + audio
 #               rate, times the arms with --concurrent), 100 ms queue, tail drop
-# e.g. rtt50, rtt50-loss1, rtt100-loss3, rtt50-jitter20, rtt100-burst, rtt80-rate (the default set).
+#   step        ABR rate step (issue 16): the downstream capacity is --step-high kbit/s,
+#               drops to --step-low at --step-at s after each play starts, and comes back
+#               --step-hold s later (tc tbf on the origin's veth, set by the driver on that
+#               schedule; with this part, 'rate' means the step, not the emulator's rate).
+#               Implies --ladder; each arm plays at least step-at + step-hold + 20 s.
+# e.g. rtt50, rtt50-loss1, rtt100-loss3, rtt50-jitter20, rtt100-burst, rtt80-rate (the default set);
+#   rate-step, rtt80-rate-step (ABR ladder: switch times per arm in the report).
 # Engine: where the kernel has sch_netem, tc netem on each veth's egress (the same
 # path, 'h3live pathemu netem-args'); elsewhere 'h3live pathemu run', a user-space
 # delay line fed by iptables NFQUEUE on each namespace's incoming veth
@@ -55,6 +61,12 @@
 #   --size WxH --fps N --bitrate RATE   encoder settings (default 1280x720, 30, 2M)
 #   --rate-kbit N     bottleneck of 'rate' (default: 1.5 x (video + 128k audio),
 #                     times the number of arms with --concurrent)
+#   --ladder          the encoder pushes the ABR ladder (encoder.sh --ladder: 720p 2M, 480p 900k,
+#                     240p 300k + audio); the players switch renditions (rule: --abr)
+#   --abr RULE        dash.js ABR rule on the page: throughput (default), l2a, lolp, dynamic
+#   --step-high K --step-low K --step-at S --step-hold S   the 'step' schedule
+#                     (default 6000 kbit/s, 700 kbit/s: between the 240p and 480p rungs
+#                     with audio; drop at 20 s, back at 40 s)
 #   --out DIR         output folder (default out/ab-YYYYmmdd-HHMMSS)
 #   --bin PATH        h3live binary (default target/release/h3live)
 #   --serve-arg ARG   extra argument for 'h3live serve' (repeatable), e.g.
@@ -97,6 +109,12 @@ LOOPBACK=0
 RUNNING=0
 HOST="h3live.test"
 STREAM="ab"
+LADDER=0
+ABR=""
+STEP_HIGH=6000
+STEP_LOW=700
+STEP_AT=20
+STEP_HOLD=20
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -118,6 +136,12 @@ while [ $# -gt 0 ]; do
     --fps) FPS="$2"; shift 2 ;;
     --bitrate) BITRATE="$2"; shift 2 ;;
     --rate-kbit) RATE_KBIT="$2"; shift 2 ;;
+    --ladder) LADDER=1; shift ;;
+    --abr) ABR="$2"; shift 2 ;;
+    --step-high) STEP_HIGH="$2"; shift 2 ;;
+    --step-low) STEP_LOW="$2"; shift 2 ;;
+    --step-at) STEP_AT="$2"; shift 2 ;;
+    --step-hold) STEP_HOLD="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
     --serve-arg) SERVE_ARGS+=("$2"); shift 2 ;;
@@ -154,6 +178,7 @@ case "$ENGINE" in auto|netem|pathemu) ;; *) die "--engine: auto, netem or pathem
 case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and --floor-hold take seconds" ;; esac
 case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma list of seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
+case "$STEP_HIGH$STEP_LOW$STEP_AT$STEP_HOLD" in *[!0-9]*) die "--step-high/--step-low (kbit/s) and --step-at/--step-hold (s) take whole numbers" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
 for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
@@ -165,10 +190,12 @@ N_STREAMS=1; [ "$CONCURRENT" = 1 ] && N_STREAMS=${#ARM_LIST[@]}
 # profile_specs NAME: sets DOWN and UP (h3live pathemu spec text, origin -> client and back).
 profile_specs() {
   local part n half d=() u=() delay="" jit="" reorder=""
-  DOWN=""; UP=""
+  DOWN=""; UP=""; STEP=0
   [ "$1" = clean ] && { DOWN=none; UP=none; return 0; }
   IFS=- read -r -a parts <<< "$1"
+  case "-$1-" in *-step-*) STEP=1 ;; esac
   for part in "${parts[@]}"; do
+    [ "$STEP" = 1 ] && case "$part" in step|rate) continue ;; esac   # the step's tbf, not the emulator
     n="${part##*[a-z]}"
     case "$part" in
       rtt[0-9]*) delay=$(awk -v n="$n" 'BEGIN{printf "%g", n/2}') ;;
@@ -191,7 +218,11 @@ profile_specs() {
   DOWN=$(IFS=,; echo "${d[*]:-none}"); UP=$(IFS=,; echo "${u[*]:-none}")
 }
 for p in "${PROFILE_LIST[@]}"; do
-  profile_specs "$p" || die "unknown profile '$p' (parts: clean, rttN, lossN, jitterN, reorder, burst[N], rate[K])"
+  profile_specs "$p" || die "unknown profile '$p' (parts: clean, rttN, lossN, jitterN, reorder, burst[N], rate[K], step)"
+  if [ "$STEP" = 1 ]; then
+    [ "$LOOPBACK" = 0 ] || die "profile '$p': the rate step needs the namespaces (no --loopback)"
+    LADDER=1
+  fi
   if [ "$LOOPBACK" = 0 ]; then
     "$BIN" pathemu describe "$DOWN" >/dev/null && "$BIN" pathemu describe "$UP" >/dev/null \
       || die "profile '$p' gives an invalid path ($DOWN / $UP)"
@@ -415,6 +446,7 @@ else
   ORIGIN_PID=$!
   wait_url "$ORIGIN_PID" 100 "http://127.0.0.1:$HTTP_PORT/time" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
+  [ "$LADDER" = 1 ] && ENC+=(--ladder)
   say "starting encoder: ${SIZE}@${FPS} ${BITRATE} (log encoder.log)"
   "${IN_O[@]}" "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
   ENCODER_PID=$!
@@ -440,7 +472,9 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"ffmpeg\": $(json_str "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"),"
   echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
   echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
-  echo "  \"encoder\": $(json_str "${SIZE}@${FPS} ${BITRATE}, 2 s segments, one CMAF fragment per frame"),"
+  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 854x480 900k, 426x240 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, 2 s segments, one CMAF fragment per frame"),"
+  echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
+  echo "  \"step\": {\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD},"
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
   echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
   echo "  \"arms\": $(json_str "$ARMS"),"
@@ -462,6 +496,16 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
 DRIVER_ARGS=(--host "$HOST" --spki "${SPKI:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
 [ "$LOOPBACK" = 0 ] && DRIVER_ARGS+=(--ip "$ORIGIN_IP")
 [ "$CONCURRENT" = 1 ] && DRIVER_ARGS+=(--concurrent)
+[ -n "$ABR" ] && DRIVER_ARGS+=(--abr "$ABR")
+# step_args: the driver's rate-step schedule for the current profile (tbf on the
+# origin's veth: the downstream bottleneck), relative to each play's start.
+step_args() {
+  STEP_ARGS=()
+  [ "$STEP" = 1 ] || return 0
+  [ "$ENGINE" = netem ] && [ "$DOWN" != none ] && die "the rate step (tbf on $VO) and netem on the same veth: use --engine pathemu"
+  local tbf="ip netns exec $NSO tc qdisc replace dev $VO root tbf burst 32kbit latency 100ms rate"
+  STEP_ARGS=(--step "0:high:$tbf ${STEP_HIGH}kbit;$STEP_AT:low:$tbf ${STEP_LOW}kbit;$((STEP_AT + STEP_HOLD)):high:$tbf ${STEP_HIGH}kbit")
+}
 # run_driver OUTFILE PROFILE ARGS...: one driver run in the client namespace; sets rc.
 run_driver() {
   local out="$1" prof="$2"; shift 2
@@ -492,7 +536,11 @@ for p in "${RUN_PROFILES[@]}"; do
   if [ "$AB_PLAYS" = 1 ]; then
     SHOT=(); [ "$SCREENSHOTS" = 1 ] && SHOT=(--screenshot "$OUT/raw/$p")
     LAT=(); [ -n "$LATENCY" ] && LAT=(--latency "$LATENCY")
-    run_driver "$OUT/raw/$p.json" "$p" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DURATION" "${LAT[@]}" "${SHOT[@]}"
+    step_args
+    DUR_P="$DURATION"
+    [ "$STEP" = 1 ] && DUR_P=$(awk -v d="$DURATION" -v m="$((STEP_AT + STEP_HOLD + 20))" 'BEGIN{print (d < m ? m : d)}')
+    run_driver "$OUT/raw/$p.json" "$p" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DUR_P" "${LAT[@]}" "${SHOT[@]}" ${STEP_ARGS[@]+"${STEP_ARGS[@]}"}
+    [ "$STEP" = 1 ] && ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
     [ "$rc" = 0 ] || say "driver exited with code $rc for profile $p (see ab.log)"
   fi
   if [ "$FLOOR" = 1 ]; then

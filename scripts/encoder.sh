@@ -44,6 +44,9 @@ TC_LOG=""
 RESTART=1
 DRY_RUN=0
 LOGLEVEL="${H3LIVE_FFMPEG_LOGLEVEL:-warning}"
+LADDER=0
+# ABR ladder (--ladder): WxH:bitrate:x264preset per rendition, top rendition first.
+LADDER_SPEC="${H3LIVE_LADDER:-1280x720:2M:veryfast,854x480:900k:veryfast,426x240:300k:veryfast}"
 
 usage() {
   cat <<EOF
@@ -66,6 +69,10 @@ Usage: $0 [options]
   --no-restart          run ffmpeg once, do not supervise
   --dry-run             print the ffmpeg command and exit
   --loglevel LEVEL      ffmpeg log level (default $LOGLEVEL)
+  --ladder              ABR ladder: one ffmpeg, several video renditions from one
+                        timecoded picture (the top one's size; --size/--bitrate ignored)
+                        plus audio, in one MPD [H3LIVE_LADDER_ON=1]
+  --ladder-spec SPEC    renditions, top first (default $LADDER_SPEC) [H3LIVE_LADDER]
 Environment variables H3LIVE_* set the same defaults.
 EOF
 }
@@ -88,12 +95,23 @@ while [ $# -gt 0 ]; do
     --no-restart) RESTART=0; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     --loglevel) LOGLEVEL="$2"; shift 2 ;;
+    --ladder) LADDER=1; shift ;;
+    --ladder-spec) LADDER_SPEC="$2"; LADDER=1; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "encoder.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 
 log() { echo "[encoder $(date +%T)] $*" >&2; }
+
+[ "${H3LIVE_LADDER_ON:-0}" = 1 ] && LADDER=1
+if [ "$LADDER" = 1 ]; then
+  # The picture (clock + timecode strip) is drawn once at the top rendition's
+  # size and then scaled: the strip keeps its proportions (48 px of 720 ->
+  # 32 of 480 -> 16 of 240 = web/timecode.js's stripHeight at each size).
+  IFS=',' read -r -a RUNGS <<< "$LADDER_SPEC"
+  SIZE="${RUNGS[0]%%:*}"
+fi
 
 command -v ffmpeg >/dev/null 2>&1 || { log "ffmpeg not found (run ./run.sh, or apt-get install ffmpeg / brew install ffmpeg)"; exit 1; }
 
@@ -135,13 +153,35 @@ fi
 FG="[0:v]split[m][s];[s]crop=${CELLS}:2:0:0,settb=1/1000000,setpts=RTCTIME,geq=lum='${LUM}':cb=128:cr=128${TCLOGF},setpts=N/(${FPS}*TB),settb=1/${FPS},scale=${W}:${STRIP}:flags=neighbor[st];"
 FG="${FG}[m][st]overlay=0:H-h,drawtext=${FONT}:text='ENCODER %{localtime\:%T.%3N}':fontsize=${FONTSIZE}:fontcolor=white:box=1:boxcolor=black:boxborderw=$((FONTSIZE/6)):x=${MARGIN}:y=${MARGIN}[v]"
 
+# Video outputs: one rendition, or the ladder (split after the strip and the
+# clock are drawn, one scale + libx264 per rung; same GOP everywhere so the
+# keyframes / segment boundaries line up across renditions).
+GOP=$(awk "BEGIN{printf \"%d\", $FPS*$SEG + 0.5}")
+VOUT=(-map "[v]" -map 1:a
+  -c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0
+  -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" -pix_fmt yuv420p)
+if [ "$LADDER" = 1 ]; then
+  N_RUNGS=${#RUNGS[@]}
+  FG="${FG%\[v\]}[vall];[vall]split=${N_RUNGS}"
+  for i in "${!RUNGS[@]}"; do FG="${FG}[l$i]"; done
+  VOUT=()
+  for i in "${!RUNGS[@]}"; do
+    IFS=':' read -r RS RB RP <<< "${RUNGS[$i]}"
+    RW="${RS%x*}"; RH="${RS#*x}"
+    case "$RW$RH" in *[!0-9]*|"") log "bad ladder rung ${RUNGS[$i]}"; exit 2 ;; esac
+    if [ "$i" = 0 ]; then FG="${FG};[l0]null[v0]"; else FG="${FG};[l$i]scale=${RW}:${RH}:flags=bicubic[v$i]"; fi
+    VOUT+=(-map "[v$i]" "-preset:v:$i" "${RP:-veryfast}" "-b:v:$i" "$RB" "-maxrate:v:$i" "$RB" "-bufsize:v:$i" "$RB")
+  done
+  VOUT+=(-map 1:a -c:v libx264 -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0 -pix_fmt yuv420p
+    -adaptation_sets "id=0,streams=v id=1,streams=a")
+fi
+
 # --- DASH options --------------------------------------------------------------
 if [ "$CHUNKING" = "every_frame" ]; then
   FRAG=(-frag_type every_frame)
 else
   FRAG=(-frag_type duration -frag_duration "$CHUNKING")
 fi
-GOP=$(awk "BEGIN{printf \"%d\", $FPS*$SEG + 0.5}")
 
 if [ -n "$OUTPUT" ]; then
   mkdir -p "$(dirname "$OUTPUT")"
@@ -161,9 +201,7 @@ DUR=(); [ -n "$DURATION" ] && DUR=(-t "$DURATION")
 CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats
   -re -f lavfi -i "testsrc2=size=${W}x${H}:rate=${FPS}"
   -re -f lavfi -i "sine=frequency=1000:sample_rate=48000"
-  -filter_complex "$FG" -map "[v]" -map 1:a ${DUR[@]+"${DUR[@]}"}
-  -c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0
-  -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" -pix_fmt yuv420p
+  -filter_complex "$FG" "${VOUT[@]}" ${DUR[@]+"${DUR[@]}"}
   -c:a aac -b:a 128k
   -f dash -ldash 1 -streaming 1 "${FRAG[@]}" -use_template 1 -use_timeline 0
   -seg_duration "$SEG" -update_period "$UPDATE_PERIOD" -window_size "$WINDOW" -extra_window_size "$WINDOW" -remove_at_exit "$REMOVE"
@@ -196,6 +234,7 @@ trap stop INT TERM HUP
 cleanup() { exec 3>&-; rm -rf "$TMPD"; }
 trap cleanup EXIT
 
+[ "$LADDER" = 1 ] && log "ABR ladder: $LADDER_SPEC (one timecode drawn at ${W}x${H}, then scaled)"
 log "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to ${DEST[*]}"
 [ "${H3LIVE_VERBOSE:-0}" = 1 ] && log "ffmpeg command: $(printf '%q ' "${CMD[@]}")"
 BACKOFF=0.5

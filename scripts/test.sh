@@ -13,7 +13,8 @@
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js) with dash.js and with hls.js; the same player
 #      surviving kill -9 of ffmpeg and of the origin, and a new viewer starting after
 #      each (web/e2e/restart.js); the compare page's verdict unit tests and screenshot
-#      test at four window sizes (web/e2e/compare-shots.js, ~45 s);
+#      test at four window sizes (web/e2e/compare-shots.js, ~45 s),
+#      and the ABR ladder (encoder.sh --ladder) with a forced switch (web/e2e/abr.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browser in two network namespaces over
 #      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
@@ -94,6 +95,9 @@ if [ "$E2E" = 1 ]; then
 
   step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live
+
+  step "ABR ladder in headless Chromium over h3: forced down-switch, timecode at 240p (~45 s)"
+  node web/e2e/abr.js --bin target/release/h3live
 
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
   node --test web/test/verdict.test.js

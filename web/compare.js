@@ -24,6 +24,7 @@
 //   profile=NAME       network path profile (shown in the header; scripts/ab.sh)
 //   path=DESCRIPTION   what that profile does, e.g. "3 % random loss each way"
 //   debug=1            dash.js debug logging
+//   abr=RULE, abrmax=KBPS, abrstart=KBPS   ABR rule and caps for every arm (./abr.js)
 //
 // window.h3liveCompare (read by scripts/ab/driver.mjs) — shape, version 1:
 // {
@@ -37,7 +38,8 @@
 //     transport: { last, counts: { protocol: n } },   // media segments' nextHopProtocol
 //     bytes,                                          // encodedBodySize of finished requests
 //     frames: { presented, decoded, decodeErrors, lastError },
-//     errors: [ { t, message } ] } },
+//     errors: [ { t, message } ],
+//     abr: { rule, current, switches, up, down, events, playedKbpsMean } } },  // ./abr.js
 //   verdict: { lowest: ARM | null,                    // web/verdict.js, updated twice a second
 //              arms: { ARM: { state: 'pending'|'lowest'|'higher'|'same', deltaMs,
 //                             nowMs, p25, p50, p75, n, spanMs } } },
@@ -51,6 +53,7 @@
 // }
 
 import { PlayerClock } from './clock.js';
+import { abrRule, abrSettings, watchAbr } from './abr.js';
 import { ARM_PROTOCOL, DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
 import { WINDOW_MS, compareArms, summarize } from './verdict.js';
 import { hlsUrl, startHls } from './hls-player.js';
@@ -248,7 +251,12 @@ function setupArm(arm) {
   if (config.arms[arm].format === 'hls') {
     startHls(video, mpd, { targetLatency: config.arms[arm].targetLatency, debug, onError: addError }).then((pl) => { armState.player = pl; });
   } else if (window.dashjs) {
-    armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError });
+    // ABR (ladder streams): rule from ?abr=, renditions played in p.abr.
+    const settings = abrSettings(abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
+    armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError, settings });
+    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null };
+    const abr = watchAbr(dashjs, armState.player, p.abr);
+    setInterval(() => abr.tick(), 500);
   } else {
     addError('dash.js did not load: run "npm ci" in web/');
   }

@@ -47,9 +47,10 @@ export function dashSettings(dashjs, targetLatency, origin, debug = false) {
  * recovers from encoder and origin restarts by itself (keepPlaying below; its
  * state is `player.h3liveRecovery`, its status changes go to `onState`).
  */
-export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError, onState = () => {} }) {
+export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError, settings = null, onState = () => {} }) {
   const player = dashjs.MediaPlayer().create();
   player.updateSettings(dashSettings(dashjs, targetLatency, origin, debug));
+  if (settings) player.updateSettings(settings); // e.g. the ABR rule (./abr.js)
   const ev = dashjs.MediaPlayer.events;
   player.on(ev.ERROR, (e) => {
     const err = e.error || e;

@@ -12,6 +12,7 @@
 //   format=hls       play the origin's LL-HLS (hls.js, ./hls-player.js) instead of LL-DASH;
 //                    mpd= is then the playlist URL; native=1 uses the browser's own HLS
 //   debug=1          dash.js debug logging
+//   abr=RULE, abrmax=KBPS, abrstart=KBPS   ABR rule and caps (see ./abr.js)
 //
 // window.h3liveStats (read by automation, e.g. web/e2e/e2e.js) — shape, version 1:
 // {
@@ -46,10 +47,14 @@
 //               events: [ { t, reason, stalledMs } ],   // each reload (last 20)
 //               recoveries: [ { t, stalledMs } ],       // each stall that ended (last 20)
 //               ast },            // availabilityStartTime (epoch ms) of the timeline playing
+//   abr: { rule, representations, current: {id, width, height, kbps} | null,
+//          switches, up, down, events: [...], playedKbpsMean }   // see ./abr.js
+//                                 // (format=dash only; one rendition: switches stay 0)
 // }
 
 import { DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
 import { hlsUrl, startHls } from './hls-player.js';
+import { abrRule, abrSettings, watchAbr } from './abr.js';
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
@@ -82,6 +87,7 @@ const stats = {
   errors: [],
   history: [],
   recovery: null, // below, from measure.js keepPlaying
+  abr: { rule: null, representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null },
 };
 window.h3liveStats = stats;
 $('streamName').textContent = stream;
@@ -214,7 +220,22 @@ async function start() {
     $('notice').textContent = 'dash.js did not load: run "npm ci" in web/';
     return;
   }
-  run(startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError, onState: showState }));
+  const settings = abrSettings(stats.abr.rule = abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
+  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError, settings, onState: showState });
+  startAbrStats(player);
+  run(player);
+}
+
+// ------------------------------------------------------------------- ABR
+// The rendition dash.js renders and its switches (ladder streams), kept apart
+// from the rest of the stats: stats.abr and the "rendition" row.
+function startAbrStats(player) {
+  const abr = watchAbr(dashjs, player, stats.abr, renderAbr);
+  setInterval(() => { abr.tick(); renderAbr(); }, 500);
+}
+function renderAbr() {
+  const a = stats.abr, c = a.current;
+  $('s-abr').textContent = c ? `${c.height}p ${c.kbps} kbit/s · ${a.rule} · ${a.switches} sw` : `– · ${a.rule}`;
 }
 
 function run(player) {

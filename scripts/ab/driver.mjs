@@ -19,15 +19,20 @@
 //          [--warmup S --hold S]   latency-floor trial: end the play at the first stall or frozen
 //                          picture (gap > 200 ms between frames) after the warm-up (counted from the
 //                          first frame), or as soon as the picture has run S seconds past it
+//          [--abr RULE]    dash.js ABR rule on the page (?abr=, web/abr.js)
+//          [--step "AT:LABEL:CMD;..."]   rate step (scripts/ab.sh profile part 'step'): run
+//                          CMD (sh -c) AT seconds after each play's navigation; the times
+//                          are recorded in the play's steps: [{ label, atS, t, ok }]
 // --ip maps --host to ADDR (Chromium --host-resolver-rules); without it the
 // host must be localhost.
 import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { Browser, Page } from '../../web/e2e/cdp.js';
 
 const opts = {
   out: null, profile: 'clean', arms: 'h3,h1', duration: 30, host: 'localhost', ip: null, spki: null,
   stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false, screenshot: null, rounds: '1',
-  path: null, warmup: '5', hold: null,
+  path: null, warmup: '5', hold: null, abr: null, step: null,
 };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
@@ -54,6 +59,7 @@ function pageUrl(servingArm, shownArms) {
   const p = new URLSearchParams({ stream: opts.stream, arms: shownArms.join(','), host: opts.host });
   for (const a of shownArms) p.set(`${tr(a)}port`, ports[tr(a)]);
   if (opts.latency) p.set('latency', opts.latency);
+  if (opts.abr) p.set('abr', opts.abr);
   p.set('profile', opts.profile);
   if (opts.path) p.set('path', opts.path);
   return `https://${opts.host}:${ports[tr(servingArm)]}/compare.html?${p}`;
@@ -82,8 +88,22 @@ async function play(shownArms, round) {
   }
   log(`round ${round}: playing ${shownArms.join('+')} for ${duration} s: ${url}`);
   const navigatedAt = Date.now();
+  const steps = [];
+  const timers = (opts.step ? opts.step.split(';') : []).map((item) => {
+    const [atS, label, ...cmd] = item.split(':');
+    return setTimeout(() => {
+      const t = Date.now();
+      execFile('sh', ['-c', cmd.join(':')], (err) => {
+        steps.push({ label, atS: Number(atS), t, ok: !err });
+        log(`  step ${label} at ${atS} s${err ? ` FAILED: ${err.message}` : ''}`);
+      });
+    }, Number(atS) * 1000);
+  });
   await page.goto(url);
-  for (const a of shownArms) plays[a].navigatedAt = navigatedAt;
+  for (const a of shownArms) {
+    plays[a].navigatedAt = navigatedAt;
+    if (opts.step) plays[a].steps = steps;
+  }
   const end = navigatedAt + duration * 1000;
   let lastNote = 0;
   const take = async () => {
@@ -112,6 +132,7 @@ async function play(shownArms, round) {
       log(`  ${Math.round((Date.now() - navigatedAt) / 1000)} s: ${st || 'page not ready'}`);
     }
   }
+  for (const tm of timers) clearTimeout(tm);
   await take();
   if (opts.screenshot) {
     const png = await page.screenshot({ width: 1280, height: shownArms.length > 1 ? 760 : 900 }).catch(() => null);

@@ -30,6 +30,7 @@ const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, M
 const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 
 const rows = [];
+const abrRows = []; // rate-step plays (profile part 'step'): one row per play
 const series = {}; // profile -> arm -> [[tS, latencyMs]] (250 ms bins)
 const stallMarks = {}; // profile -> arm -> [tS]
 const csv = ['profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats'];
@@ -97,6 +98,7 @@ for (const profile of Object.keys(meta.profiles)) {
       stallMarks[profile][arm].push(...((f.stalls && f.stalls.events) || []).map(([t]) => (t - t0) / 1000));
       for (const [k, v] of Object.entries((f.transport && f.transport.counts) || {})) counts[k] = (counts[k] || 0) + v;
       if (f.stalls) { stalls += f.stalls.count; stalledMs += f.stalls.totalMs; }
+      if (r.steps && r.steps.length) abrRows.push(rateStep(profile, arm, r, f, frames));
       if (f.firstFrameMs != null) startups.push(f.firstFrameMs);
       bytes += f.bytes || 0;
       decodeErrors += f.frames ? f.frames.decodeErrors : 0;
@@ -123,6 +125,50 @@ for (const profile of Object.keys(meta.profiles)) {
       bytes, decodeErrors, errors, errorSamples: errorSamples.slice(0, 3),
     });
   }
+}
+
+/**
+ * One rate-step play: when the capacity dropped (step 'low') and came back
+ * ('high' after 0 s), how long until the player rendered a lower / higher
+ * rendition (QUALITY_CHANGE_RENDERED, web/abr.js), stalls and frozen picture
+ * from the drop to 10 s after the recovery, and the mean bitrate played.
+ */
+function rateStep(profile, arm, r, f, frames) {
+  const low = r.steps.find((x) => x.label === 'low');
+  const high = r.steps.find((x) => x.label === 'high' && x.atS > 0);
+  const abr = f.abr || { events: [] };
+  const ev = abr.events || [];
+  const kbpsAt = (t) => { // rendition bitrate rendered just before t
+    let k = null;
+    for (const e of ev) if (e.t < t) k = e.kbps;
+    if (k == null) k = ev.length ? (abr.representations || []).find((x) => x.id === ev[0].from)?.kbps ?? null : abr.current && abr.current.kbps;
+    return k;
+  };
+  const firstAfter = (t, dir) => {
+    if (t == null) return null;
+    const before = kbpsAt(t);
+    const e = ev.find((x) => x.t >= t && (dir < 0 ? x.kbps < before : x.kbps > before));
+    return e ? (e.t - t) / 1000 : null;
+  };
+  const from = low ? low.t : null;
+  const to = high ? high.t + 10000 : null;
+  let stallsN = 0, stalledMs = 0, frozenMs = 0;
+  if (from != null && to != null) {
+    for (const [t, d] of (f.stalls && f.stalls.events) || []) if (t >= from && t <= to) { stallsN++; stalledMs += d; }
+    for (let i = 1; i < frames.length; i++) {
+      const a = Math.max(frames[i - 1][0], from), b = Math.min(frames[i][0], to);
+      if (frames[i][0] - frames[i - 1][0] > FROZEN_GAP_MS && b > a) frozenMs += b - a;
+    }
+  }
+  return {
+    profile, arm, round: r.round, rule: abr.rule || null,
+    downS: low ? firstAfter(low.t, -1) : null, upS: high ? firstAfter(high.t, +1) : null,
+    beforeKbps: low ? kbpsAt(low.t) : null, switches: abr.switches ?? null,
+    stalls: stallsN, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
+    meanKbps: abr.playedKbpsMean ?? null,
+    heights: [ev.length ? (abr.representations || []).find((x) => x.id === ev[0].from)?.height : abr.current && abr.current.height, ...ev.map((e) => e.height)].filter((x) => x != null).join('→'),
+    stepsOk: r.steps.every((x) => x.ok),
+  };
 }
 
 // ------------------------------------------------------------------ table
@@ -222,6 +268,24 @@ ${[...new Set(floor.map((r) => r.profile))].map((p) => md([p, ...floorArms.map((
 Trials: ${floor.map((r) => `${r.profile}/${r.arm}: ${r.trials.map((t) => `${t.latencyS} s ${t.held ? 'held' : `failed (${t.why})`}`).join(', ')}`).join('; ')}.
 `;
 
+function abrMd() {
+  if (!abrRows.length) return '';
+  const st = meta.step || {};
+  const head = ['profile', 'transport', 'round', 'ABR rule', 'played before the drop kbit/s', 'switch down s', 'switch up s', 'switches',
+    'stalls (drop → recovery + 10 s)', 'stalled s', 'frozen s', 'mean kbit/s played', 'renditions (height)'];
+  return `## ABR rate step
+
+Downstream capacity ${st.highKbit} kbit/s, ${st.lowKbit} kbit/s from ${st.atS} s after the page opened, back to ${st.highKbit} kbit/s at ${st.atS + st.holdS} s (tc tbf on the origin's veth).
+switch down / up: from the capacity change to the first rendition rendered below / above the one played before it ('–': none during the play).
+stalls / stalled / frozen: from the drop to 10 s after the recovery. mean kbit/s played: time-weighted bitrate of the rendered video rendition over the whole play.
+
+${md(head)}
+${md(head.map(() => '---'))}
+${abrRows.map((r) => md([r.profile, LABEL[r.arm] || r.arm, String(r.round), r.rule || '–', fmt(r.beforeKbps), fmt(r.downS, 1), fmt(r.upS, 1), fmt(r.switches),
+    fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.meanKbps), `${r.heights || '–'}${r.stepsOk ? '' : ' (a tc step failed)'}`])).join('\n')}
+
+`;
+}
 const skipped = meta.skipped || [];
 const report = `# h3live transport A/B report
 
@@ -248,7 +312,7 @@ ${mdTable}
 
 ${verdicts.length ? verdicts.map((v) => `- \`${v.profile}\`: ${v.lines.join('; ')}.`).join('\n') : 'No arm pairs to compare.'}
 
-${floorMd}
+${floorMd}${abrMd()}
 Columns: latency = player wall clock when a frame is shown minus the encoder wall clock
 decoded from that frame's timecode strip (one sample per decoded frame, after the warm-up);
 p50/p95/p99 are percentiles of those samples (all rounds together); "over rounds": lowest–highest
@@ -314,7 +378,7 @@ function svg() {
 }
 
 writeFileSync(join(dir, 'report.md'), report);
-writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium }, rows, verdicts, floor, paths: Object.fromEntries(profiles.map((p) => [p, readRaw(`${p}.path.json`)])) }, null, 1));
+writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium }, rows, abr: abrRows, verdicts, floor, paths: Object.fromEntries(profiles.map((p) => [p, readRaw(`${p}.path.json`)])) }, null, 1));
 writeFileSync(join(dir, 'samples.csv'), `${csv.join('\n')}\n`);
 writeFileSync(join(dir, 'latency.svg'), svg());
 console.log(`\n${txtTable}\n`);

@@ -131,6 +131,10 @@ pub struct LoadArgs {
     /// Representations each viewer follows.
     #[arg(long, value_enum, default_value = "all")]
     pub tracks: Tracks,
+    /// ABR ladder: follow this video representation (`Representation@id`, `lowest` or
+    /// `highest` bandwidth) instead of every video representation.
+    #[arg(long, value_name = "ID|lowest|highest")]
+    pub representation: Option<mpd::Representation>,
     /// A segment ending more than this beyond its duration after the previous one is a stall.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub stall_margin: Duration,
@@ -422,6 +426,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
                 manifest_path: args.manifest_path(),
                 pace: args.pace,
                 tracks: args.tracks,
+                representation: args.representation.clone(),
                 stall_margin: args.stall_margin,
                 idle: args.idle,
                 wait_for_stream: args.wait,

@@ -203,6 +203,46 @@ impl Manifest {
     }
 }
 
+/// Which video representation of an ABR ladder a viewer follows
+/// (`h3live load --representation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Representation {
+    /// The one with this `Representation@id`.
+    Id(String),
+    /// The one with the lowest `bandwidth`.
+    Lowest,
+    /// The one with the highest `bandwidth`.
+    Highest,
+}
+
+impl std::str::FromStr for Representation {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "" => bail!("empty representation (give an id, lowest or highest)"),
+            "lowest" => Ok(Representation::Lowest),
+            "highest" => Ok(Representation::Highest),
+            id => Ok(Representation::Id(id.to_string())),
+        }
+    }
+}
+
+impl Manifest {
+    /// The video representation `choice` names.
+    pub fn pick_video(&self, choice: &Representation) -> Result<&Track> {
+        let video = self.tracks.iter().filter(|t| t.content == "video");
+        let found = match choice {
+            Representation::Id(id) => self.tracks.iter().find(|t| &t.id == id && t.content == "video"),
+            Representation::Lowest => video.min_by_key(|t| t.bandwidth),
+            Representation::Highest => video.max_by_key(|t| t.bandwidth),
+        };
+        found.with_context(|| {
+            let ids: Vec<&str> = self.tracks.iter().filter(|t| t.content == "video").map(|t| t.id.as_str()).collect();
+            format!("no video representation {choice:?} in the manifest (video ids: {ids:?})")
+        })
+    }
+}
+
 fn track(rep: &Tag, tpl: &Tag, set: Option<&Tag>) -> Result<Track> {
     let id = rep.attr("id").context("Representation without id")?.to_string();
     let num = |k: &str, d: u64| -> Result<u64> {
@@ -292,6 +332,23 @@ mod tests {
         let ast = m.availability_start.unwrap();
         assert_eq!(m.live_number(v, ast + Duration::from_millis(4100)), Some(3));
         assert_eq!(m.segment_end(v, 3), Some(ast + Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn picks_a_ladder_rendition() {
+        let xml = r#"<MPD type="dynamic" availabilityStartTime="2026-01-01T00:00:00Z"><Period>
+<AdaptationSet contentType="video"><SegmentTemplate duration="2" initialization="init-$RepresentationID$.m4s" media="c-$RepresentationID$-$Number$.m4s"/>
+<Representation id="0" bandwidth="2000000"/><Representation id="1" bandwidth="900000"/><Representation id="2" bandwidth="300000"/>
+</AdaptationSet><AdaptationSet contentType="audio"><SegmentTemplate duration="2" initialization="i$RepresentationID$" media="m$Number$"/>
+<Representation id="3" bandwidth="128000"/></AdaptationSet></Period></MPD>"#;
+        let m = Manifest::parse(xml).unwrap();
+        let pick = |s: &str| m.pick_video(&s.parse().unwrap()).map(|t| t.id.clone());
+        assert_eq!(pick("lowest").unwrap(), "2");
+        assert_eq!(pick("highest").unwrap(), "0");
+        assert_eq!(pick("1").unwrap(), "1");
+        let err = pick("3").unwrap_err().to_string();
+        assert!(err.contains("no video representation") && err.contains(r#"["0", "1", "2"]"#), "{err}");
+        assert!("".parse::<Representation>().is_err());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::cmaf::FragmentTracker;
-use super::mpd::{Manifest, Track};
+use super::mpd::{Manifest, Representation, Track};
 use super::stats::Totals;
 use crate::client::{Client, Connector};
 
@@ -62,6 +62,8 @@ pub struct Shared {
     pub pace: Pace,
     /// Representations to follow.
     pub tracks: Tracks,
+    /// ABR ladder: the one video representation to follow (else every one `tracks` names).
+    pub representation: Option<Representation>,
     /// A segment ending later than this after the previous one (beyond its
     /// duration) counts as a stall.
     pub stall_margin: Duration,
@@ -137,11 +139,19 @@ async fn session(shared: &Shared, id: usize) -> Result<()> {
         std::future::pending::<()>().await;
     }
     let pick = |kind: &str| manifest.tracks.iter().find(|t| t.content == kind).cloned().into_iter().collect::<Vec<_>>();
-    let tracks: Vec<Track> = match shared.tracks {
+    let mut tracks: Vec<Track> = match shared.tracks {
         Tracks::All => manifest.tracks.clone(),
         Tracks::Video => pick("video"),
         Tracks::Audio => pick("audio"),
     };
+    if let Some(choice) = &shared.representation {
+        // One rendition of the ladder instead of every (or the first) video representation.
+        let video = manifest.pick_video(choice)?.clone();
+        tracks.retain(|t| t.content != "video");
+        if shared.tracks != Tracks::Audio {
+            tracks.insert(0, video);
+        }
+    }
     if tracks.is_empty() {
         bail!("no {:?} representation in the manifest", shared.tracks);
     }

@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// ABR ladder end-to-end: h3live origin + scripts/encoder.sh --ladder (720p,
+// 480p, 240p in one MPD) + headless Chromium (QUIC flags) playing
+// web/index.html over h3, on free ports.  Checks:
+//   - the page sees the 3 video renditions and starts on the top one (abrstart);
+//   - a switch is forced by capping the video bitrate through the dash.js API
+//     (streaming.abr.maxBitrate.video = 600 kbit/s, below the 480p rung):
+//     window.h3liveStats.abr records a down-switch to 240p, the video element
+//     reports 426x240, and the timecode keeps decoding at 240p;
+//   - lifting the cap again: the up-switch time is reported (not asserted: it
+//     depends on the rule's throughput estimate);
+//   - no player errors.
+// Usage: node web/e2e/abr.js [--bin target/release/h3live] [--abr throughput|l2a|lolp|dynamic] [--keep-logs]
+import { join, resolve } from 'node:path';
+import { Browser } from './cdp.js';
+import { ROOT as root, Stack, sleep } from './stack.js';
+
+const t0 = Date.now();
+const log = (...a) => console.log(`[abr-e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const opts = { bin: join(root, 'target', 'release', 'h3live'), abr: 'throughput', keepLogs: false };
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--bin') opts.bin = resolve(argv[++i]);
+  else if (argv[i] === '--abr') opts.abr = argv[++i];
+  else if (argv[i] === '--keep-logs') opts.keepLogs = true;
+  else { console.error(`unknown option ${argv[i]}`); process.exit(2); }
+}
+
+const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
+let browser = null;
+const results = [];
+const check = (name, ok, detail = '') => {
+  results.push({ name, ok });
+  log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` — ${detail}` : ''}`);
+};
+const statsOf = (page) => page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+async function waitFor(page, pred, ms) {
+  const end = Date.now() + ms;
+  let s = null;
+  while (Date.now() < end) {
+    s = await statsOf(page);
+    if (s && pred(s)) return { s, ok: true };
+    await sleep(500);
+  }
+  return { s, ok: false };
+}
+
+async function main() {
+  await stack.startOrigin();
+  const stream = `abr${process.pid}`;
+  await stack.startEncoder(stream, ['--ladder']);
+  await sleep(1500);
+  browser = await Browser.launch(stack.chromiumFlags(), { log });
+  const page = await browser.newPage();
+  const url = `https://localhost:${stack.ports.tls}/?stream=${stream}&abr=${opts.abr}&abrstart=5000`;
+  log(`opening ${url}`);
+  await page.goto(url);
+
+  let r = await waitFor(page, (s) => s.abr.current && s.frames.decoded > 10, 40000);
+  const reps = r.s ? r.s.abr.representations.map((x) => `${x.width}x${x.height}@${x.kbps}`) : [];
+  check('page sees the 3 video renditions', reps.length === 3, reps.join(', '));
+  const firstId = r.s && (r.s.abr.events.length ? r.s.abr.events[0].from : r.s.abr.current && r.s.abr.current.id);
+  check(`starts on the top rendition (rule ${opts.abr}, abrstart=5000)`, r.ok && firstId === '0', JSON.stringify(r.s && r.s.abr));
+  const before = r.s ? r.s.abr.switches : 0;
+
+  // Force a down-switch: cap below the 480p rung.
+  const tCap = Date.now();
+  await page.eval('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: 600 } } } })');
+  r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 240 && /x240$/.test(s.videoSize || ''), 30000);
+  check('capped at 600 kbit/s: switches down to 240p (stats.abr + video element)', r.ok,
+    r.s ? `after ${((Date.now() - tCap) / 1000).toFixed(1)} s; ${JSON.stringify(r.s.abr.events.slice(-2))}, videoSize ${r.s.videoSize}` : 'no stats');
+  check('switch counted', r.s && r.s.abr.switches > before && r.s.abr.down >= 1, r.s ? `switches ${r.s.abr.switches}, down ${r.s.abr.down}` : '');
+  const dec0 = r.s ? r.s.frames.decoded : 0;
+  const err0 = r.s ? r.s.frames.decodeErrors : 0;
+  await sleep(3000);
+  let s = await statsOf(page);
+  const dec = s ? s.frames.decoded - dec0 : 0;
+  const errs = s ? s.frames.decodeErrors - err0 : 0;
+  check('timecode decodes at 240p', s && /x240$/.test(s.videoSize || '') && dec > 20 && errs <= dec / 10 && s.latency.timecodeMs != null,
+    s ? `${dec} frames decoded, ${errs} undecodable in 3 s at ${s.videoSize}; latency ${s.latency.timecodeMs} ms` : '');
+
+  // Lift the cap: report how long the rule takes to go back up.
+  const tUp = Date.now();
+  await page.eval('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: -1 } } } })');
+  r = await waitFor(page, (x) => x.abr.current && x.abr.current.height > 240, 20000);
+  log(`cap lifted: ${r.ok ? `up-switch to ${r.s.abr.current.height}p after ${((Date.now() - tUp) / 1000).toFixed(1)} s` : 'no up-switch within 20 s'} (not asserted)`);
+  s = await statsOf(page);
+  check('no player errors', s && s.errors.length === 0 && page.exceptions.length === 0,
+    s ? `${JSON.stringify(s.errors.slice(0, 3))} ${page.exceptions.slice(0, 3).join(' | ')}` : '');
+  log(`final abr stats: ${JSON.stringify(s && s.abr)}; stalls ${JSON.stringify(s && { count: s.stalls.count, totalMs: s.stalls.totalMs })}; transport ${JSON.stringify(s && s.transport.counts)}`);
+  await page.close();
+}
+
+try {
+  await main();
+} catch (e) {
+  log(`ERROR: ${e.stack || e}`);
+  results.push({ name: 'setup', ok: false });
+}
+if (browser) await browser.close().catch(() => {});
+await stack.stop();
+const failed = results.filter((x) => !x.ok).length;
+console.log(`abr e2e: ${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
