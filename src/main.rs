@@ -124,7 +124,9 @@ fn main() -> Result<()> {
             rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up))))
         }
         Command::Cert(args) => cert_cmd(args),
-        Command::InteropServer(args) => rt.block_on(h3live::interop::run_cli(args, h3live::server::shutdown_signal())),
+        Command::InteropServer(args) => {
+            rt.block_on(async { h3live::interop::run_cli(args, h3live::server::shutdown_signal()).await })
+        }
         Command::Load(args) => rt.block_on(h3live::load::main(*args)),
         Command::Pathemu(cmd) => rt.block_on(h3live::pathemu::main(cmd)),
     }
@@ -148,6 +150,8 @@ fn cert_cmd(args: CertCmd) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>) -> Result<()> {
+    // Signal handlers first: a SIGTERM during start-up stops cleanly too.
+    let shutdown = h3live::server::shutdown_signal();
     let l = &args.listen;
     let bind = |a: Option<std::net::SocketAddr>, what: &str| -> Result<_> {
         a.map(|a| bind_tcp(a).with_context(|| format!("binding --{what} {a}"))).transpose()
@@ -198,5 +202,5 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         ingest_on_http: !args.http.no_ingest && !front,
         public_status: args.http.public_status,
     };
-    server::run(config, listeners, h3live::server::shutdown_signal()).await
+    server::run(config, listeners, shutdown).await
 }

@@ -176,17 +176,25 @@ pub async fn run_origin(
     Ok(())
 }
 
-/// Resolves at the first SIGINT or SIGTERM (logged), for binaries' shutdown
-/// futures. Without a SIGTERM handler (not Unix-like) only SIGINT counts.
-pub async fn shutdown_signal() {
+/// A future that resolves at the first SIGINT or SIGTERM (logged), for
+/// binaries' shutdown futures. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives
+/// while the listeners are still being set up is not lost (the process would
+/// otherwise die of the default action). Call it inside a Tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("SIGINT");
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
-        _ = term.recv() => info!("SIGTERM"),
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => info!("SIGINT"),
+                _ = term.recv() => info!("SIGTERM"),
+            },
+            _ => {
+                warn!("cannot install signal handlers: stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
+        }
     }
 }

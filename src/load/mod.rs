@@ -328,9 +328,9 @@ impl Report {
 pub async fn main(cmd: LoadCmd) -> Result<()> {
     let stop = CancellationToken::new();
     {
-        let stop = stop.clone();
+        let (stop, signal) = (stop.clone(), crate::server::shutdown_signal());
         tokio::spawn(async move {
-            crate::server::shutdown_signal().await;
+            signal.await;
             stop.cancel();
         });
     }
