@@ -1,7 +1,7 @@
 //! HTTP/3 over a lossy path, without root: a user-space UDP relay between the
 //! load tool's viewers and the origin's QUIC listener delays every datagram by
-//! 25 ms each way (50 ms RTT) and drops 1 % of them each way (seeded, so every
-//! run loses the same datagrams). A live stream of 2 Mbit/s must still reach
+//! 50 ms each way (100 ms RTT) and drops 2 % of them each way in bursts of 3
+//! on average (seeded; scripts/ab.sh's rtt100-burst profile). A live stream of 2 Mbit/s must still reach
 //! the viewers about one RTT after it was pushed: with quinn's default CUBIC
 //! the sender's window fell below the stream's rate after a few losses (it
 //! does not grow on application-limited ACKs) and latency grew to seconds;
@@ -25,19 +25,24 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// One-way delay of the relay.
-const DELAY: Duration = Duration::from_millis(25);
-/// Datagrams dropped per million, each way.
-const LOSS_PPM: u64 = 10_000;
+const DELAY: Duration = Duration::from_millis(50);
+/// Per million datagrams in the good state: chance of entering a loss burst.
+const BURST_START_PPM: u64 = 6_800;
+/// Per million datagrams in a burst: chance of the burst going on (mean 3).
+const BURST_STAY_PPM: u64 = 666_667;
 
-/// Deterministic loss: xorshift64, one draw per datagram.
-struct Loss(u64);
+/// Deterministic bursty loss (Gilbert-Elliott, about 2 % of datagrams in
+/// bursts of 3 on average): xorshift64, one draw per datagram.
+struct Loss(u64, bool);
 
 impl Loss {
     fn drop_next(&mut self) -> bool {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        self.0 % 1_000_000 < LOSS_PPM
+        let draw = self.0 % 1_000_000;
+        self.1 = if self.1 { draw < BURST_STAY_PPM } else { draw < BURST_START_PPM };
+        self.1
     }
 }
 
@@ -59,7 +64,7 @@ async fn lossy_relay(server: SocketAddr, stop: CancellationToken) -> SocketAddr 
     let addr = front.local_addr().unwrap();
     let to_clients = delay_line(front.clone());
     tokio::spawn(async move {
-        let mut up_loss = Loss(0x9e37_79b9_7f4a_7c15);
+        let mut up_loss = Loss(0x9e37_79b9_7f4a_7c15, false);
         let mut flows: HashMap<SocketAddr, mpsc::UnboundedSender<(Instant, Vec<u8>, SocketAddr)>> = HashMap::new();
         let mut buf = vec![0u8; 65536];
         loop {
@@ -77,7 +82,7 @@ async fn lossy_relay(server: SocketAddr, stop: CancellationToken) -> SocketAddr 
                 let stop = stop.clone();
                 let rx_sock = back.clone();
                 tokio::spawn(async move {
-                    let mut down_loss = Loss(0xd1b5_4a32_d192_ed03 ^ u64::from(client.port()));
+                    let mut down_loss = Loss(0xd1b5_4a32_d192_ed03 ^ u64::from(client.port()), false);
                     let mut buf = vec![0u8; 65536];
                     loop {
                         let n = tokio::select! {
@@ -100,7 +105,7 @@ async fn lossy_relay(server: SocketAddr, stop: CancellationToken) -> SocketAddr 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h3_keeps_up_with_a_live_stream_at_one_percent_loss() {
+async fn h3_keeps_up_with_a_live_stream_over_a_lossy_path() {
     let o = TestOrigin::start().await;
     let capture = tempfile::tempdir().unwrap();
     let opts = SynthOptions {
@@ -143,9 +148,8 @@ async fn h3_keeps_up_with_a_live_stream_at_one_percent_loss() {
     eprintln!("{summary}");
     assert_eq!(r.errors, 0, "{summary}");
     assert!(r.latency.count > 300, "{summary}");
-    // One RTT is 50 ms; a sender that keeps up delivers most fragments within
-    // a few RTTs (retransmissions included). The CUBIC sender this replaced
-    // measured p95 ≥ 500 ms here, growing with the run's length.
-    assert!(r.latency.p95_ms < 300.0, "HTTP/3 fell behind the live stream over a lossy path: {summary}");
+    // One RTT is 100 ms; a sender that keeps up delivers most fragments
+    // within a few RTTs (retransmissions included).
+    assert!(r.latency.p95_ms < 500.0, "HTTP/3 fell behind the live stream over a lossy path: {summary}");
     o.stop().await;
 }
