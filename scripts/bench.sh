@@ -18,7 +18,9 @@
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
 #          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
-#          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build]
+#          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
+#   --pin         origin (and Caddy) on core 0, load tool and replay on core 1 (taskset), so
+#                 the server's side is measured without contention from the load tool
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
@@ -29,6 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+PIN_SERVER=() PIN_CLIENT=()
 OUT=""
 CAPTURE=""
 SYNTHETIC=0
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
     --compare) COMPARE_N="$2"; shift ;;
     --no-caddy) CADDY=0 ;;
     --no-build) BUILD=0 ;;
+    --pin) PIN_SERVER=(taskset -c 0); PIN_CLIENT=(taskset -c 1) ;;
     -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -145,13 +149,13 @@ wait_http() { # url seconds
 
 ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
 start_origin() {
-  "$BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
+  ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
     --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
     --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
     --max-connections-per-ip 0 --idle-timeout 10m 2> "$OUT/logs/origin-$1.log" &
   ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
   wait_http "http://127.0.0.1:$P_HTTP/healthz" 10 || { echo "origin did not start" >&2; exit 1; }
-  "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1.log" > /dev/null &
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1.log" > /dev/null &
   REPLAY_PID=$!; PIDS+=("$REPLAY_PID")
   wait_http "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 15 || { echo "no manifest from the replay" >&2; exit 1; }
   # Let the store reach its steady size (3 finished + 1 growing segment per
@@ -182,7 +186,7 @@ http://:$C_HTTP {
 	file_server
 }
 EOF
-  XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy caddy run --config "$OUT/caddy/Caddyfile" --adapter caddyfile \
+  XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} caddy run --config "$OUT/caddy/Caddyfile" --adapter caddyfile \
     2> "$OUT/logs/caddy-$1.log" &
   CADDY_PID=$!; PIDS+=("$CADDY_PID")
   wait_http "http://127.0.0.1:$C_HTTP/bench/manifest.mpd" 10 || { echo "caddy did not start" >&2; exit 1; }
@@ -210,7 +214,7 @@ measure() {
   [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m0"
   local t0 rss0 s0 peak r
   t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
-  "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
     -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
   local lp=$!
   peak=$rss0

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument as _};
 
-use super::{h3_limit, Activity, ConnInfo, Limits, ListenerInfo, PerIp, Transport};
+use super::{h3_limit, Activity, Congestion, ConnInfo, Limits, ListenerInfo, PerIp, Transport};
 use crate::core::{NoBody, Origin};
 use crate::store::ObjectError;
 
@@ -32,6 +32,11 @@ pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
     t.keep_alive_interval(Some(limits.idle_timeout / 3));
     t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into());
+    match limits.h3_congestion {
+        Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
+        Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
+        Congestion::Bbr => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
+    };
     t
 }
 
@@ -164,6 +169,17 @@ pub async fn serve_conn(
             }
         }
     }
+    let s = quic.stats();
+    debug!(
+        rtt_ms = s.path.rtt.as_secs_f64() * 1e3,
+        cwnd = s.path.cwnd,
+        congestion_events = s.path.congestion_events,
+        sent_packets = s.path.sent_packets,
+        lost_packets = s.path.lost_packets,
+        lost_plpmtud_probes = s.path.lost_plpmtud_probes,
+        mtu = s.path.current_mtu,
+        "h3 connection stats"
+    );
 }
 
 async fn handle_request(

@@ -62,6 +62,23 @@ pub struct Limits {
     /// spoofed Initials costs one stateless packet each instead of a
     /// handshake.
     pub quic_retry_above: u32,
+    /// QUIC congestion controller for every HTTP/3 connection.
+    pub h3_congestion: Congestion,
+}
+
+/// QUIC congestion controller (quinn's implementations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Congestion {
+    /// CUBIC (RFC 9438), quinn's default. A live stream is application-limited
+    /// most of the time and quinn's CUBIC does not grow its window on
+    /// application-limited ACKs, so after a few losses it stays below the
+    /// stream's rate (see README, "HTTP/3 under loss").
+    Cubic,
+    /// NewReno (RFC 9002), same application-limited rule as CUBIC.
+    NewReno,
+    /// BBR (v1, experimental in quinn): paces at the measured bottleneck rate
+    /// and does not shrink its window on random loss.
+    Bbr,
 }
 
 impl Default for Limits {
@@ -78,6 +95,7 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(30),
             max_header_bytes: 16 << 10,
             quic_retry_above: 100,
+            h3_congestion: Congestion::Bbr,
         }
     }
 }
