@@ -56,7 +56,7 @@ EP=$(echo "$E" | awk '{print $2}'); EF=$(echo "$E" | awk '{print $4}')
 EP=${EP:-0}; EF=${EF:-1}
 
 say "browser end-to-end test, LL-HLS with hls.js"
-node web/e2e/e2e.js --bin "$BIN" --format hls --duration 20 --max-latency 4000 --agree 500 "$@" 2>&1 | tee "$OUT"
+node web/e2e/e2e.js --bin "$BIN" --format hls --duration 20 --max-latency 5000 --agree 500 "$@" 2>&1 | tee "$OUT"
 E=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$OUT" | tail -1)
 HP=$(echo "$E" | awk '{print $2}'); HF=$(echo "$E" | awk '{print $4}')
 EP=$((EP + ${HP:-0})); EF=$((EF + ${HF:-1}))

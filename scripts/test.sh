@@ -91,7 +91,7 @@ if [ "$E2E" = 1 ]; then
   node web/e2e/e2e.js --bin target/release/h3live
 
   step "headless Chromium end-to-end, LL-HLS with hls.js (h3 and HTTP/1.1 over TLS)"
-  node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 4000 --agree 500
+  node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 5000 --agree 500
 
   step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live
