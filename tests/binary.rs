@@ -28,17 +28,7 @@ fn cert_prints_spki_and_chromium_flags() {
 #[tokio::test]
 async fn serve_answers_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--http", "127.0.0.1:0", "--h3", "127.0.0.1:0", "--https", "127.0.0.1:0"])
-        .args(["--https-h1", "off", "--https-h2", "off", "--cert-dir"])
-        .arg(dir.path().join("certs"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&["--h3", "127.0.0.1:0", "--https", "127.0.0.1:0"], dir.path(), Some("info"));
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut http = None;
     let mut seen = Vec::new();
@@ -89,6 +79,26 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// `h3live serve` with cleartext HTTP on an ephemeral port, `listeners` for
+/// h3/https, no h1/h2-only listeners, certificates generated under `dir`,
+/// stderr piped (the log) and `RUST_LOG` set to `log` or removed.
+fn spawn_serve(listeners: &[&str], dir: &std::path::Path, log: Option<&str>) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(["serve", "--http", "127.0.0.1:0"])
+        .args(listeners)
+        .args(["--https-h1", "off", "--https-h2", "off", "--cert-dir"])
+        .arg(dir.join("certs"))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match log {
+        Some(l) => cmd.env("RUST_LOG", l),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    cmd.spawn().unwrap()
+}
+
 /// SIGTERM via the `kill` command (no libc dependency for one call).
 fn unsafe_kill(pid: i32) -> i32 {
     Command::new("kill").args(["-TERM", &pid.to_string()]).status().map_or(1, |s| s.code().unwrap_or(1))
@@ -99,17 +109,7 @@ fn unsafe_kill(pid: i32) -> i32 {
 #[tokio::test]
 async fn default_log_filter_shows_the_origins_own_info_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["serve", "--http", "127.0.0.1:0", "--h3", "off", "--https", "off"])
-        .args(["--https-h1", "off", "--https-h2", "off", "--cert-dir"])
-        .arg(dir.path().join("certs"))
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&["--h3", "off", "--https", "off"], dir.path(), None);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         while let Ok(Some(line)) = lines.next_line().await {
