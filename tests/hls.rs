@@ -420,6 +420,51 @@ async fn blocking_reload_answers_when_the_part_completes() {
 }
 
 /// The checker itself rejects what it must (so a passing check means something).
+/// `EXT-X-MEDIA-SEQUENCE` and `EXT-X-DISCONTINUITY-SEQUENCE` of a media playlist.
+fn sequences(pl: &str) -> (u64, u64) {
+    let tag = |t: &str| pl.lines().find_map(|l| l.strip_prefix(t)).map_or(0, |v| v.parse().unwrap());
+    (tag("#EXT-X-MEDIA-SEQUENCE:"), tag("#EXT-X-DISCONTINUITY-SEQUENCE:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoder_restart_keeps_the_media_sequence_going() {
+    let o = TestOrigin::start().await;
+    let enc = started_stream(&o, "hlsrun").await;
+    let mut h3 = o.client(Transport::H3).await;
+    let (status, before) = text(&mut h3, "/live/hlsrun/hls-stream0.m3u8").await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    let m = check_media(&before).unwrap_or_else(|e| panic!("{e}\n{before}"));
+    let last_before = m.segments.last().expect("segments before the restart").msn;
+    assert_eq!(sequences(&before).1, 0, "no discontinuity in the first run\n{before}");
+
+    // kill -9 of the encoder, then a new run: file numbers start at 1 again.
+    drop(enc);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _enc = ffmpeg_push(o.http, "hlsrun");
+    let started = Instant::now();
+    let after = loop {
+        let (status, pl) = text(&mut h3, "/live/hlsrun/hls-stream0.m3u8").await;
+        if status == StatusCode::OK && sequences(&pl).1 == 1 && pl.contains("#EXTINF:") {
+            break pl;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "no complete segment of the new run in 40 s:\n{pl}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let m = check_media(&after).unwrap_or_else(|e| panic!("{e}\n{after}"));
+    let first = &m.segments[0];
+    assert!(
+        first.msn > last_before,
+        "the media sequence went back from {last_before} to {} (RFC 8216bis 6.2.1)\n{after}",
+        first.msn
+    );
+    assert!(first.uri.starts_with("chunk-stream0-0000"), "the new run's files come first: {}\n{after}", first.uri);
+    // The preload hint names the new run's next file, not one numbered after the media sequence.
+    let last = m.segments.last().unwrap();
+    let last_file: u64 = last.uri.trim_start_matches("chunk-stream0-").trim_end_matches(".m4s").parse().unwrap();
+    let hinted = if last.duration.is_some() { last_file + 1 } else { last_file };
+    assert_eq!(m.hint.0, format!("chunk-stream0-{hinted:05}.m4s"), "{after}");
+}
+
 #[test]
 fn checker_rejects_broken_playlists() {
     let good = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n\

@@ -50,8 +50,11 @@ struct OpenPart {
 /// One media segment of the representation.
 #[derive(Debug, Clone)]
 pub struct Segment {
-    /// Its number (the media sequence number).
+    /// Its media sequence number (the position in the playlist, continuing
+    /// across encoder runs).
     pub seq: u64,
+    /// The number in its file name (starts again at 1 with each encoder run).
+    pub file_seq: u64,
     /// Its file name in the stream.
     pub name: String,
     /// Wall-clock time of its first fragment (`prft`).
@@ -67,7 +70,7 @@ pub struct Segment {
 impl Segment {
     /// An empty, growing segment.
     pub fn new(seq: u64, name: String) -> Segment {
-        Segment { seq, name, pdt: None, parts: Vec::new(), complete: false, open: OpenPart::default() }
+        Segment { seq, file_seq: seq, name, pdt: None, parts: Vec::new(), complete: false, open: OpenPart::default() }
     }
 
     /// Duration of the closed parts, in ticks.
@@ -160,9 +163,47 @@ pub struct RepIndex {
     pub width: usize,
     /// Representation name (`stream0`).
     pub rep_name: String,
+    /// Media sequence number of the next segment; `None` before the first.
+    /// The first segment takes its file number; later ones count on, also
+    /// across an encoder restart (whose files are numbered from 1 again), so
+    /// the media sequence never goes back (RFC 8216bis 6.2.1).
+    pub next_msn: Option<u64>,
+    /// Encoder runs after the first: the `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity: u64,
 }
 
 impl RepIndex {
+    /// Start indexing an encoder run (`track` from its init segment): the
+    /// previous run's segments go, the media sequence continues and the
+    /// discontinuity sequence counts the run.
+    pub fn start_run(&mut self, track: TrackInfo) {
+        self.track = Some(track);
+        self.segments.clear();
+        if self.next_msn.is_some() {
+            self.discontinuity += 1;
+        }
+    }
+
+    /// Add the growing segment with file number `file_seq` and name `name`;
+    /// it gets the next media sequence number.
+    pub fn push_segment(&mut self, file_seq: u64, name: String) {
+        let msn = self.next_msn.unwrap_or(file_seq);
+        self.next_msn = Some(msn + 1);
+        let mut seg = Segment::new(msn, name);
+        seg.file_seq = file_seq;
+        self.segments.push_back(seg);
+    }
+
+    /// Drop the growing segment (its upload was aborted); its media sequence
+    /// number goes to the next segment, so the sequence has no hole.
+    pub fn drop_growing(&mut self) {
+        if self.segments.back().is_some_and(|s| !s.complete) {
+            if let Some(s) = self.segments.pop_back() {
+                self.next_msn = Some(s.seq);
+            }
+        }
+    }
+
     /// Part target in ticks for `secs`.
     pub fn target_ticks(&self, secs: f64) -> u64 {
         let scale = self.track.as_ref().map_or(1, |t| t.timescale.max(1)) as f64;
@@ -282,5 +323,30 @@ mod tests {
         assert!(ix.too_far(8, None));
         assert!(!ix.too_far(6, Some(4)));
         assert!(ix.too_far(6, Some(5)));
+    }
+
+    #[test]
+    fn media_sequence_counts_on_across_encoder_runs() {
+        let track = TrackInfo { timescale: 15360, handler: *b"vide", ..TrackInfo::default() };
+        let mut ix = RepIndex::default();
+        ix.start_run(track.clone());
+        assert_eq!(ix.discontinuity, 0, "the first run is no discontinuity");
+        for n in 3..=5 {
+            ix.push_segment(n, format!("c-{n}"));
+            ix.segments.back_mut().unwrap().finish(10);
+        }
+        // A lost file number (7) leaves no hole in the media sequence.
+        ix.push_segment(8, "c-8".into());
+        assert_eq!(ix.segments.iter().map(|s| s.seq).collect::<Vec<_>>(), [3, 4, 5, 6]);
+        // An aborted upload gives its number to the next segment.
+        ix.drop_growing();
+        ix.push_segment(9, "c-9".into());
+        assert_eq!((ix.segments.back().unwrap().seq, ix.segments.back().unwrap().file_seq), (6, 9));
+        // The encoder restarts: files from 1 again, the sequence goes on.
+        ix.start_run(track);
+        assert!(ix.segments.is_empty());
+        assert_eq!(ix.discontinuity, 1);
+        ix.push_segment(1, "c-1".into());
+        assert_eq!((ix.segments[0].seq, ix.segments[0].file_seq), (7, 1));
     }
 }

@@ -27,8 +27,12 @@
 //! which the spec allows). Each media playlist ends with an
 //! `EXT-X-RENDITION-REPORT` for every other rendition being indexed.
 //!
-//! Known limits: an encoder restart (new init segment, numbers from 1 again)
-//! resets the index and the media sequence goes back; bytes of a part are
+//! An encoder restart (new init segment, file numbers from 1 again) starts
+//! the index afresh: the old run's segments leave the playlist, the media
+//! sequence counts on and `EXT-X-DISCONTINUITY-SEQUENCE` goes up by one, so a
+//! player keeps its place instead of seeing the playlist go back.
+//!
+//! Known limits: bytes of a part are
 //! sent as each fragment arrives, not held until the whole part is there
 //! (RFC 8216bis 6.2.6 asks servers to hold them so clients can measure
 //! bandwidth; here the lowest latency wins).
@@ -46,7 +50,7 @@ use tracing::{debug, info, warn};
 
 use crate::cmaf::{self, FragmentTracker};
 use crate::store::{unix_ms, Object, Store};
-use index::{RepIndex, Segment};
+use index::RepIndex;
 
 /// An indexer with no playlist request for this long stops.
 pub const IDLE_STOP: Duration = Duration::from_secs(60);
@@ -384,10 +388,7 @@ async fn index_rep(rep: &Rep, store: &Store, target: f64) {
             return;
         };
         info!(stream, rep = rep.name, codec = ?track.codec, timescale = track.timescale, "hls: indexing");
-        rep.update(|ix| {
-            ix.track = Some(track.clone());
-            ix.segments.clear();
-        });
+        rep.update(|ix| ix.start_run(track.clone()));
         let target_ticks = rep.lock().target_ticks(target);
         // Start with the oldest segment the store still has.
         let mut next: Option<u64> = None;
@@ -443,7 +444,7 @@ async fn index_segment(
     name: String,
     target_ticks: u64,
 ) {
-    rep.update(|ix| ix.segments.push_back(Segment::new(seq, name)));
+    rep.update(|ix| ix.push_segment(seq, name));
     let mut reader = obj.reader();
     let mut tracker = FragmentTracker::default();
     let mut done = Vec::new();
@@ -464,9 +465,7 @@ async fn index_segment(
             Some(Err(_)) => {
                 // Aborted upload: its name now answers 502; drop it.
                 warn!(stream = rep.stream, rep = rep.name, seq, "hls: segment upload aborted, left out");
-                rep.update(|ix| {
-                    ix.segments.pop_back();
-                });
+                rep.update(RepIndex::drop_growing);
                 return;
             }
             None => break,

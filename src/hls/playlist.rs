@@ -39,6 +39,9 @@ pub fn media(index: &RepIndex, configured_part_target: f64) -> String {
     let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={pt:.3}");
     let first = index.segments.front().map_or(0, |s| s.seq);
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
+    if index.discontinuity > 0 {
+        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", index.discontinuity);
+    }
     let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", index.init);
     let n = index.segments.len();
     for (i, s) in index.segments.iter().enumerate() {
@@ -79,7 +82,7 @@ pub fn media(index: &RepIndex, configured_part_target: f64) -> String {
             let _ = writeln!(
                 out,
                 "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\",BYTERANGE-START=0",
-                super::segment_name(&index.rep_name, s.seq + 1, index.width)
+                super::segment_name(&index.rep_name, s.file_seq + 1, index.width)
             );
         }
         None => {}
