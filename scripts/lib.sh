@@ -22,47 +22,46 @@
 # shellcheck disable=SC2034  # used by the scripts that source this file
 DEFAULT_HTTP_PORT=8080 DEFAULT_H3_PORT=4433 DEFAULT_H1_PORT=4443 DEFAULT_H2_PORT=4444
 
-# _say_tag: "[PREFIX CLOCK]" for the current message.
-_say_tag() {
-  local clock=""
+# _say_clock: the time for a message, as SAY_CLOCK asks (nothing when unset).
+_say_clock() {
   case "${SAY_CLOCK:-}" in
     "") ;;
-    elapsed) clock=" +${SECONDS}s" ;;
-    *) clock=" $(date +"$SAY_CLOCK")" ;;
+    elapsed) printf '+%ss' "$SECONDS" ;;
+    *) date +"$SAY_CLOCK" ;;
   esac
-  printf '[%s%s]' "${SAY_PREFIX:-${0##*/}}" "$clock"
+}
+
+# _emit STYLE HEAD TAIL: the line HEAD TAIL to stderr, HEAD in the ANSI STYLE on
+# a terminal; also appended to $SAY_LOG.
+_emit() {
+  if [ -t 2 ]; then printf '\033[%sm%s\033[0m%s\n' "$1" "$2" "$3" >&2; else printf '%s%s\n' "$2" "$3" >&2; fi
+  if [ -n "${SAY_LOG:-}" ]; then printf '%s%s\n' "$2" "$3" >> "$SAY_LOG"; fi
+  return 0
+}
+
+# _say_tag: "[PREFIX CLOCK]" for the current message.
+_say_tag() {
+  local clock
+  clock=$(_say_clock)
+  printf '[%s%s]' "${SAY_PREFIX:-${0##*/}}" "${clock:+ $clock}"
 }
 
 # say MESSAGE...: one line to stderr (bold tag on a terminal), and to $SAY_LOG.
-say() {
-  local tag
-  tag=$(_say_tag)
-  if [ -t 2 ]; then printf '\033[1m%s\033[0m %s\n' "$tag" "$*" >&2; else printf '%s %s\n' "$tag" "$*" >&2; fi
-  if [ -n "${SAY_LOG:-}" ]; then printf '%s %s\n' "$tag" "$*" >> "$SAY_LOG"; fi
-  return 0
-}
+say() { _emit 1 "$(_say_tag)" " $*"; }
 
 # die MESSAGE...: say "error: MESSAGE" (red on a terminal) and exit 1. In a
 # subshell or $(...) it ends only that subshell.
 die() {
-  local tag
-  tag=$(_say_tag)
-  if [ -t 2 ]; then printf '\033[1;31m%s error: %s\033[0m\n' "$tag" "$*" >&2; else printf '%s error: %s\n' "$tag" "$*" >&2; fi
-  if [ -n "${SAY_LOG:-}" ]; then printf '%s error: %s\n' "$tag" "$*" >> "$SAY_LOG"; fi
+  _emit "1;31" "$(_say_tag) error: $*" ""
   exit 1
 }
 
-# step TITLE...: a section header ("=== TITLE", with the clock of SAY_CLOCK) to stderr.
+# step TITLE...: a section header ("=== [CLOCK] TITLE") after a blank line.
 step() {
-  local clock=""
-  case "${SAY_CLOCK:-}" in
-    "") ;;
-    elapsed) clock="[+${SECONDS}s] " ;;
-    *) clock="[$(date +"$SAY_CLOCK")] " ;;
-  esac
-  printf '\n=== %s%s\n' "$clock" "$*" >&2
-  if [ -n "${SAY_LOG:-}" ]; then printf '\n=== %s%s\n' "$clock" "$*" >> "$SAY_LOG"; fi
-  return 0
+  local clock
+  clock=$(_say_clock)
+  printf '\n' >&2
+  _emit 1 "=== ${clock:+[$clock] }$*" ""
 }
 
 # alive PID: PID is set and the process exists.
