@@ -216,7 +216,7 @@ cell_ngtcp2() {  # case port qlogdir dir
   esac
   case "$c" in
     retry) grep -q "type=Retry" "$d/client.log" || { echo "no Retry in the client log"; return 1; } ;;
-    chacha20) grep -q "Negotiated cipher suite is CHACHA20-POLY1305" "$d/client.log" || { echo "$(grep -m1 'Negotiated cipher' "$d/client.log")"; return 1; } ;;
+    chacha20) grep -q "Negotiated cipher suite is CHACHA20-POLY1305" "$d/client.log" || { grep -m1 'Negotiated cipher' "$d/client.log"; return 1; } ;;
     ecn)
       local n; n=$(grep -c "Received packet.*ecn=0x2" "$d/client.log")
       [ "$n" -gt 0 ] || { echo "no ECT(0)-marked packet received from the server"; return 1; }

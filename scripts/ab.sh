@@ -244,6 +244,7 @@ IN_O=(); IN_C=()
 [ "$LOOPBACK" = 1 ] || { IN_O=(ip netns exec "$NSO"); IN_C=(ip netns exec "$NSC"); }
 # wait_url (lib.sh) polls from the origin's namespace.
 WAIT_URL_VIA=(${IN_O[@]+"${IN_O[@]}"})
+# shellcheck disable=SC2317  # cleanup and on_signal run from the traps
 cleanup() {
   [ "$CLEANED" = 1 ] && return
   CLEANED=1
@@ -264,6 +265,7 @@ cleanup() {
     say "removed namespaces $NSO, $NSC (veth pair, iptables rules and qdiscs with them)"
   fi
 }
+# shellcheck disable=SC2317
 on_signal() { say "interrupted: cleaning up"; cleanup; exit 130; }
 trap on_signal INT TERM HUP
 trap cleanup EXIT
@@ -281,6 +283,7 @@ if [ "$LOOPBACK" = 0 ]; then
   ip -n "$NSO" addr add "$ORIGIN_IP/30" dev "$VO"
   ip -n "$NSC" addr add "$CLIENT_IP/30" dev "$VC"
   for x in "$NSO $VO" "$NSC $VC"; do
+    # shellcheck disable=SC2086  # "NS DEV" split on purpose
     set -- $x
     ip -n "$1" link set lo up
     # One packet per skb: drops and the rate limit then act on wire-sized packets.
@@ -497,6 +500,7 @@ emu_stats() { # PROFILE: the user-space emulator's final counters, one line per 
   local d e
   for d in down up; do
     e="$OUT/raw/$1.emu-$d.json"
+    # shellcheck disable=SC2016  # a JavaScript template literal
     [ -f "$e" ] && say "  emulator $d: $(node -e 'const s=require(process.argv[1]); console.log(`${s.packets} packets, ${s.dropped_loss} lost, ${s.dropped_queue} queue drops, most held ${s.max_held}, verdict lateness p99 ${s.late_p99_us} µs (max ${s.late_max_us}), CPU ${s.cpu_s.toFixed(2)} s in ${s.wall_s.toFixed(0)} s`)' "$e")"
   done
 }
