@@ -5,14 +5,17 @@
 #
 # On a fresh Debian/Ubuntu (or macOS with Homebrew) it installs what is
 # missing (ffmpeg, fonts, Node.js/npm, openssl, curl), runs `npm ci` in web/,
-# builds the release binary and generates certificates.  Ctrl-C stops what it
-# started, by PID: the encoder first (ffmpeg finishes its uploads cleanly),
-# then the origin.
+# builds the release binary and generates certificates.  Ctrl-C, or any
+# exit (an error included), stops what it started, by PID (an EXIT trap): the
+# encoder first (ffmpeg finishes its uploads cleanly), then the origin.
 #
 # Usage: ./run.sh [options]            (./run.sh --help)
-set -u
+set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=run
 
 STREAM="${H3LIVE_STREAM:-test}"
 SIZE="${H3LIVE_SIZE:-1280x720}"
@@ -23,10 +26,10 @@ CHUNKING="${H3LIVE_CHUNKING:-every_frame}"
 LATENCY="${H3LIVE_LATENCY:-}"
 HOST="${H3LIVE_HOST:-localhost}"
 HTTP_ADDR="${H3LIVE_HTTP_ADDR:-127.0.0.1}"
-HTTP_PORT="${H3LIVE_HTTP_PORT:-8080}"
-H3_PORT="${H3LIVE_H3_PORT:-4433}"
-H1_PORT="${H3LIVE_H1_PORT:-4443}"
-H2_PORT="${H3LIVE_H2_PORT:-4444}"
+HTTP_PORT="${H3LIVE_HTTP_PORT:-$DEFAULT_HTTP_PORT}"
+H3_PORT="${H3LIVE_H3_PORT:-$DEFAULT_H3_PORT}"
+H1_PORT="${H3LIVE_H1_PORT:-$DEFAULT_H1_PORT}"
+H2_PORT="${H3LIVE_H2_PORT:-$DEFAULT_H2_PORT}"
 ENCODER=1
 ORIGIN=1
 ENCODER_ONLY=""
@@ -83,13 +86,9 @@ while [ $# -gt 0 ]; do
     --no-setup) SETUP=0; shift ;;
     --no-build) BUILD=0; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) say "unknown option $1"; usage >&2; exit 2 ;;
   esac
 done
-
-if [ -t 1 ]; then B=$'\033[1m'; R=$'\033[1;31m'; N=$'\033[0m'; else B=""; R=""; N=""; fi
-say() { printf '%s[run]%s %s\n' "$B" "$N" "$*"; }
-die() { printf '%s[run] %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
 
 # ------------------------------------------------------------------ setup
 install_packages() {
@@ -121,22 +120,13 @@ install_packages() {
   done
   # Rust: the distribution's cargo only when it is new enough (rust-version 1.80)
   if [ "$ORIGIN" = 1 ] && [ "$BUILD" = 1 ] && ! command -v cargo >/dev/null; then
-    local v; v=$(apt-cache policy cargo 2>/dev/null | awk '/Candidate:/{print $2}' | sed -E 's/^[0-9]+://')
+    local v; v=$(apt-cache policy cargo 2>/dev/null | awk '/Candidate:/{print $2}' | sed -E 's/^[0-9]+://') || v=""
     case "$v" in
       0.*|1.[0-9].*|1.[0-7][0-9].*|"(none)"|"") say "cargo: the distribution's (${v:-none}) is older than Rust 1.80: install Rust with rustup (https://rustup.rs)" ;;
       *) need+=(cargo) ;;
     esac
   fi
-  [ ${#need[@]} -eq 0 ] && return 0
-  local SUDO=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || die "missing packages ${need[*]}: run as root or install them"
-    SUDO=sudo
-  fi
-  say "installing Debian packages: ${need[*]}"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q || die "apt-get update failed"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" \
-    || die "apt-get install ${need[*]} failed"
+  apt_install ${need[@]+"${need[@]}"} || die "apt-get install ${need[*]} failed"
 }
 
 [ "$SETUP" = 1 ] && install_packages
@@ -160,7 +150,7 @@ if [ "$ORIGIN" = 1 ]; then
   else
     case "$HOST" in
       localhost|127.0.0.1|::1) ;;  # always in the generated certificate
-      *) openssl x509 -in certs/cert.pem -noout -text 2>/dev/null | grep -Eq "(DNS|IP Address):$HOST(,|\$| )" || NEWCERT=1 ;;
+      *) openssl x509 -in certs/cert.pem -noout -text 2>/dev/null | grep -E "(DNS|IP Address):$HOST(,|\$| )" >/dev/null || NEWCERT=1 ;;
     esac
   fi
   if [ "$NEWCERT" = 1 ]; then
@@ -174,41 +164,16 @@ fi
 set -m   # children get their own process groups: Ctrl-C reaches only this script
 ORIGIN_PID=""
 ENCODER_PID=""
-STOPPING=0
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-# wait_url PID TRIES URL: poll URL every 0.1 s while PID lives; succeed once it answers.
-wait_url() {
-  local i
-  for i in $(seq 1 "$2"); do
-    alive "$1" || return 1
-    curl -fsS -o /dev/null --max-time 1 "$3" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-wait_gone() { # pid seconds
-  local i=0
-  while alive "$1" && [ "$i" -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-  ! alive "$1"
-}
-shutdown() {
-  [ "$STOPPING" = 1 ] && return
-  STOPPING=1
-  echo
-  if alive "$ENCODER_PID"; then
-    say "stopping encoder (pid $ENCODER_PID): ffmpeg ends its uploads"
-    kill -TERM "$ENCODER_PID" 2>/dev/null
-    wait_gone "$ENCODER_PID" 15 || { say "encoder did not stop, killing pid $ENCODER_PID"; kill -KILL "$ENCODER_PID" 2>/dev/null; }
-  fi
-  if alive "$ORIGIN_PID"; then
-    say "stopping origin (pid $ORIGIN_PID)"
-    kill -TERM "$ORIGIN_PID" 2>/dev/null
-    wait_gone "$ORIGIN_PID" 10 || { say "origin did not stop, killing pid $ORIGIN_PID"; kill -KILL "$ORIGIN_PID" 2>/dev/null; }
-  fi
+# On every exit (Ctrl-C, an error, the origin or the encoder ending): stop what
+# this script started, the encoder first (ffmpeg ends its uploads), then the origin.
+cleanup() {
+  trap '' INT TERM HUP
+  if alive "$ENCODER_PID"; then say "stopping encoder (pid $ENCODER_PID): ffmpeg ends its uploads"; fi
+  stop_pid "$ENCODER_PID" 15 encoder
+  if alive "$ORIGIN_PID"; then say "stopping origin (pid $ORIGIN_PID)"; fi
+  stop_pid "$ORIGIN_PID" 10 origin
   say "stopped"
-  exit 0
 }
-trap shutdown INT TERM HUP
 
 case "$HTTP_ADDR" in *:*) HTTP_LISTEN="[$HTTP_ADDR]:$HTTP_PORT" ;; *) HTTP_LISTEN="$HTTP_ADDR:$HTTP_PORT" ;; esac
 case "$HTTP_ADDR" in
@@ -231,23 +196,27 @@ if [ -n "$ENCODER_ONLY" ]; then
     *) target="http://$ENCODER_ONLY:$HTTP_PORT" ;;
   esac
   say "encoder only: pushing stream '$STREAM' to $target; Ctrl-C stops it cleanly"
-  trap - INT TERM HUP
   exec scripts/encoder.sh --origin "$target" "${ENC_ARGS[@]}"
 fi
 
+trap cleanup EXIT
+trap 'echo >&2; exit 0' INT TERM HUP   # Ctrl-C is the normal way to stop the demo
 say "starting origin (log: out/origin.log)"
 "$BIN" serve --http "$HTTP_LISTEN" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
   --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" \
   --cert certs/cert.pem --key certs/key.pem --web-dir web --state-dir out/state > out/origin.log 2>&1 &
 ORIGIN_PID=$!
-wait_url "$ORIGIN_PID" 100 "$http_base/time" || { grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2; say "origin did not come up (ports in use? see out/origin.log)"; shutdown; }
+wait_url "$http_base/time" 10 "$ORIGIN_PID" || {
+  grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2 || true
+  die "origin did not come up (ports in use? see out/origin.log)"
+}
 say "origin is up (pid $ORIGIN_PID)"
 
 if [ "$ENCODER" = 1 ]; then
   say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, ${SEG}s segments, chunking $CHUNKING (log: out/encoder.log)"
   scripts/encoder.sh --origin "$http_base" "${ENC_ARGS[@]}" > out/encoder.log 2>&1 &
   ENCODER_PID=$!
-  wait_url "$ENCODER_PID" 300 "$http_base/live/$STREAM/manifest.mpd" || { tail -n 30 out/encoder.log >&2; say "the manifest did not go live"; shutdown; }
+  wait_url "$http_base/live/$STREAM/manifest.mpd" 30 "$ENCODER_PID" || { tail -n 30 out/encoder.log >&2 || true; die "the manifest did not go live"; }
   say "manifest is live: $http_base/live/$STREAM/manifest.mpd"
 fi
 
@@ -289,14 +258,13 @@ EOF
 fi
 echo "  Ctrl-C stops everything."
 
-# Stay in the foreground until Ctrl-C or until the origin exits.
+# Stay in the foreground until Ctrl-C or until the origin or the encoder exits.
 while :; do
   if ! alive "$ORIGIN_PID"; then
-    say "origin exited; see out/origin.log"; tail -n 20 out/origin.log >&2; shutdown
+    tail -n 20 out/origin.log >&2 || true
+    die "origin exited; see out/origin.log"
   fi
-  if [ "$ENCODER" = 1 ] && ! alive "$ENCODER_PID"; then
-    say "encoder exited; see out/encoder.log"; shutdown
-  fi
+  if [ "$ENCODER" = 1 ] && ! alive "$ENCODER_PID"; then die "encoder exited; see out/encoder.log"; fi
   sleep 1 &
-  wait $! 2>/dev/null
+  wait $! 2>/dev/null || true   # returns at once when a signal arrives
 done

@@ -20,9 +20,12 @@
 #   --no-install  do not apt-get/pip install missing clients
 #   --keep        keep the www files, logs and qlogs (default: only logs of failed cells and matrix.md)
 #   --cases a,b   only these cases;  --clients x,y  only these clients
-set -uo pipefail
+set -euo pipefail   # the cells run in $(...), where bash turns -e off: each returns its own status
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=interop SAY_CLOCK=elapsed
 
 QUICK=0; OUT=interop/out; BIN=""; INSTALL=1; KEEP=0; ONLY_CASES=""; ONLY_CLIENTS=""
 while [ $# -gt 0 ]; do
@@ -35,13 +38,12 @@ while [ $# -gt 0 ]; do
     --cases) ONLY_CASES=$2; shift ;;
     --clients) ONLY_CLIENTS=$2; shift ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
   shift
 done
 
 T0=$(date +%s)
-log() { printf '[interop +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 
 # ------------------------------------------------------------ dependencies
 PY=${H3LIVE_PYTHON:-$ROOT/.venv/bin/python}
@@ -51,20 +53,16 @@ if [ "$INSTALL" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
   command -v curl >/dev/null || need+=(curl)
   command -v openssl >/dev/null || need+=(openssl)
-  if [ ${#need[@]} -gt 0 ]; then
-    log "apt-get install ${need[*]}"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-  fi
+  apt_install ${need[@]+"${need[@]}"}
   if ! "$PY" -c 'import aioquic' 2>/dev/null; then
-    log "creating .venv with aioquic"
+    say "creating .venv with aioquic"
     python3 -m venv .venv && .venv/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt
     PY=$ROOT/.venv/bin/python
   fi
 fi
 if [ -z "$BIN" ]; then
-  log "cargo build --release"
-  cargo build --release --locked -q || { echo "build failed" >&2; exit 1; }
+  say "cargo build --release"
+  cargo build --release --locked -q || die "build failed"
   BIN=$ROOT/target/release/h3live
 fi
 BIN=$(realpath "$BIN")
@@ -77,9 +75,8 @@ PIDS=()
 cleanup() {
   # Every process group start() made, including those started in subshells.
   local p
-  for p in "${PIDS[@]}" $(cat "$W/pids" 2>/dev/null); do kill -- "-$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  if [ "$KEEP" = 1 ]; then log "kept $W"; else rm -rf "$W"; fi
+  for p in ${PIDS[@]+"${PIDS[@]}"} $(cat "$W/pids" 2>/dev/null || true); do stop_pid -g "$p" 5; done
+  if [ "$KEEP" = 1 ]; then say "kept $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -92,26 +89,12 @@ start() {
   PIDS+=("$STARTED")
   echo "$STARTED" >>"$W/pids"
 }
-stop() {
-  kill -- "-$1" 2>/dev/null
-  wait "$1" 2>/dev/null
+stop() {  # pid: stop the process group start() made
+  stop_pid -g "$1" 5
   local keep=() p
   for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
+  PIDS=(${keep[@]+"${keep[@]}"})
 }
-free_port() {  # a port free for both UDP and TCP, IPv4 and IPv6
-  "$PY" - <<'EOF'
-import socket
-for _ in range(100):
-    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(("::", 0)); port = u.getsockname()[1]
-    try:
-        t = socket.socket(socket.AF_INET6); t.bind(("::", port)); t.close(); u.close(); print(port); break
-    except OSError:
-        u.close()
-EOF
-}
-wait_udp() { for _ in $(seq 50); do ss -Hlun "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
-wait_tcp() { for _ in $(seq 50); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
 
 "$BIN" cert --out "$W/certs" >/dev/null
 CERT=$W/certs/cert.pem; KEY=$W/certs/key.pem
@@ -233,7 +216,7 @@ cell_ngtcp2() {  # case port qlogdir dir
   esac
   case "$c" in
     retry) grep -q "type=Retry" "$d/client.log" || { echo "no Retry in the client log"; return 1; } ;;
-    chacha20) grep -q "Negotiated cipher suite is CHACHA20-POLY1305" "$d/client.log" || { echo "$(grep -m1 'Negotiated cipher' "$d/client.log")"; return 1; } ;;
+    chacha20) grep -q "Negotiated cipher suite is CHACHA20-POLY1305" "$d/client.log" || { grep -m1 'Negotiated cipher' "$d/client.log"; return 1; } ;;
     ecn)
       local n; n=$(grep -c "Received packet.*ecn=0x2" "$d/client.log")
       [ "$n" -gt 0 ] || { echo "no ECT(0)-marked packet received from the server"; return 1; }
@@ -373,45 +356,47 @@ record() {  # client case rc reason
     *) RES[$1,$2]=fail ;;
   esac
   REASON[$1,$2]=$4
-  log "$1 × $2: ${RES[$1,$2]}${4:+ ($4)}"
+  say "$1 × $2: ${RES[$1,$2]}${4:+ ($4)}"
 }
 
 for c in "${CASES[@]}"; do
   case "$c" in
     live|h1-tls|h2)
-      P1=$(free_port); P3=$(free_port); PH1=$(free_port); PH2=$(free_port)
+      read -r P1 P3 PH1 PH2 < <(free_ports 4)
       mkdir -p "$W/$c"
       start "$W/$c/server.log" env RUST_LOG=info "$BIN" serve --http "127.0.0.1:$P1" --h3 "[::]:$P3" --https off \
         --https-h1 "[::]:$PH1" --https-h2 "[::]:$PH2" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s
       SPID=$STARTED
-      wait_tcp "$P1" && wait_udp "$P3" || log "h3live serve did not start"
+      if ! { wait_until 5 port_busy "$P1" && wait_until 5 port_busy "$P3"; }; then say "h3live serve did not start"; fi
       for cl in "${CLIENTS[@]}"; do
         d="$W/$c/$cl"; mkdir -p "$d"
-        if [ "$c" = live ]; then reason=$(cell_live "$cl" "$P3" "$P1" "$d"); rc=$?
-        elif [ "$cl" = curl ]; then reason=$(cell_curl "$c" "$([ "$c" = h1-tls ] && echo "$PH1" || echo "$PH2")" "$d"); rc=$?
+        rc=0
+        if [ "$c" = live ]; then reason=$(cell_live "$cl" "$P3" "$P1" "$d") || rc=$?
+        elif [ "$cl" = curl ]; then reason=$(cell_curl "$c" "$([ "$c" = h1-tls ] && echo "$PH1" || echo "$PH2")" "$d") || rc=$?
         else reason="HTTP/1.1 and HTTP/2 cells are for curl"; rc=2; fi
         record "$cl" "$c" "$rc" "$reason"
       done
       stop "$SPID"
       continue ;;
   esac
-  PORT=$(free_port)
+  PORT=$(free_ports 1)
   Q="$W/$c/qlog"; mkdir -p "$Q"
   start "$W/$c/server.log" env ROLE=server TESTCASE="$c" PORT="$PORT" WWW="$WWW" CERT_FILE="$CERT" KEY_FILE="$KEY" \
     QLOGDIR="$Q" SSLKEYLOGFILE="$W/$c/keys.log" H3LIVE_BIN="$BIN" interop/run_endpoint.sh
   SPID=$STARTED
-  if ! wait_udp "$PORT"; then
-    wait "$SPID"; src=$?
+  if ! wait_until 5 port_busy "$PORT"; then
+    src=0; wait "$SPID" || src=$?
     for cl in "${CLIENTS[@]}"; do
-      if [ "$src" = 127 ]; then record "$cl" "$c" 2 "server: $(tail -1 "$W/$c/server.log" | sed 's/^run_endpoint.sh: //')"
+      if [ "$src" = 127 ]; then record "$cl" "$c" 2 "server: $(tail -1 "$W/$c/server.log" | sed 's/^\[[^]]*\] //')"
       else record "$cl" "$c" 1 "server did not start (exit $src)"; fi
     done
     continue
   fi
   for cl in "${CLIENTS[@]}"; do
     d="$W/$c/$cl"; mkdir -p "$d"
-    if [ "$cl" = curl ]; then reason=$(cell_curl "$c" 0 "$d"); rc=$?
-    else reason=$(cell_"$cl" "$c" "$PORT" "$Q" "$d"); rc=$?; fi
+    rc=0
+    if [ "$cl" = curl ]; then reason=$(cell_curl "$c" 0 "$d") || rc=$?
+    else reason=$(cell_"$cl" "$c" "$PORT" "$Q" "$d") || rc=$?; fi
     record "$cl" "$c" "$rc" "$reason"
   done
   stop "$SPID"
@@ -449,7 +434,7 @@ cat "$md"
 fails=0
 for k in "${!RES[@]}"; do [ "${RES[$k]}" = fail ] && fails=$((fails + 1)); done
 if [ "$fails" -gt 0 ]; then
-  mkdir -p "$OUT/logs"; cp -r "$W"/* "$OUT/logs/" 2>/dev/null; rm -rf "$OUT/logs/www"
+  mkdir -p "$OUT/logs"; cp -r "$W"/* "$OUT/logs/" 2>/dev/null || true; rm -rf "$OUT/logs/www"
   echo "$fails supported cell(s) failed; logs in $OUT/logs" >&2
   exit 1
 fi

@@ -12,15 +12,18 @@
 # Cases other than http3 use HTTP/0.9 over ALPN hq-interop; the server offers
 # both ALPNs on every connection.
 set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
+SAY_PREFIX=run_endpoint.sh   # interop/run.sh strips "[...] " to show why a case is unsupported
 
 ROLE=${ROLE:-server}
 TESTCASE=${TESTCASE:-}
 if [ "$ROLE" != server ]; then
-  echo "run_endpoint.sh: only ROLE=server is implemented (got ROLE=$ROLE)" >&2
+  say "only ROLE=server is implemented (got ROLE=$ROLE)"
   exit 127
 fi
 
-here=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${H3LIVE_BIN:-}
 if [ -z "$BIN" ]; then
   if [ -x "$here/target/release/h3live" ]; then BIN="$here/target/release/h3live"; else BIN=h3live; fi
@@ -47,16 +50,16 @@ case "$TESTCASE" in
   chacha20) args+=(--chacha20) ;;
   zerortt) args+=(--zero-rtt) ;;
   v2)
-    echo "run_endpoint.sh: QUIC v2 (RFC 9369) is not implemented by quinn 0.11" >&2
+    say "QUIC v2 (RFC 9369) is not implemented by quinn 0.11"
     exit 127 ;;
   connectionmigration)
-    echo "run_endpoint.sh: no preferred_address offered (connectionmigration)" >&2
+    say "no preferred_address offered (connectionmigration)"
     exit 127 ;;
   *)
-    echo "run_endpoint.sh: unsupported test case '${TESTCASE}'" >&2
+    say "unsupported test case '${TESTCASE}'"
     exit 127 ;;
 esac
 
-echo "run_endpoint.sh: TESTCASE=$TESTCASE: $BIN ${args[*]}" >&2
+say "TESTCASE=$TESTCASE: $BIN ${args[*]}"
 export RUST_LOG=${RUST_LOG:-info,quinn=warn,h3=warn,rustls=warn}
 exec "$BIN" "${args[@]}"

@@ -79,9 +79,12 @@
 # summary.json, samples.csv (one row per frame), latency.svg (latency over time, one
 # panel per profile), raw/*.json (driver output, raw/P.path.json self-check,
 # raw/P.emu-{down,up}.json emulator counters), logs.
-set -u
-cd "$(dirname "$0")/.."
+set -u  # no -e/pipefail: each step's status is checked where it matters (rc=$?, || die), and the clean-up's undo steps (tc, iptables, netns) must all run even when one fails
+cd "$(dirname "$0")/.." || exit 1
 ROOT="$(pwd)"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=ab SAY_CLOCK=%T.%3N
 
 DEFAULT_PROFILES="clean,rtt50,rtt50-loss1,rtt100-loss3,rtt50-jitter20,rtt100-burst,rtt80-rate"
 PROFILES=""   # default: DEFAULT_PROFILES (clean with --loopback)
@@ -148,22 +151,19 @@ while [ $# -gt 0 ]; do
     --loopback) LOOPBACK=1; shift ;;
     --running) RUNNING=1; LOOPBACK=1; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "ab.sh: unknown option $1 (--help)" >&2; exit 2 ;;
+    *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
 done
 
 if [ "$LOOPBACK" = 0 ] && [ "$(id -u)" != 0 ]; then
-  echo "ab.sh: needs root to create network namespaces, iptables rules and tc qdiscs." >&2
-  echo "       Run it with sudo, or use --loopback for an unimpaired run without root." >&2
-  exit 1
+  die "needs root to create network namespaces, iptables rules and tc qdiscs. Run it with sudo, or use --loopback for an unimpaired run without root."
 fi
 [ -n "$PROFILES" ] || { [ "$LOOPBACK" = 1 ] && PROFILES=clean || PROFILES="$DEFAULT_PROFILES"; }
 [ -n "$OUT" ] || OUT="$ROOT/out/ab-$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT/raw" || { echo "ab.sh: cannot create $OUT" >&2; exit 1; }
+mkdir -p "$OUT/raw" || die "cannot create $OUT"
 OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/ab.log"
-say() { printf '[ab %s] %s\n' "$(date +%T.%3N)" "$*" | tee -i -a "$LOG" >&2; }
-die() { say "ERROR: $*"; exit 1; }
+SAY_LOG="$LOG"
 
 # ------------------------------------------------------------------ checks
 for c in node openssl curl; do command -v "$c" >/dev/null || die "$c not found (scripts/test.sh installs the test dependencies)"; done
@@ -189,7 +189,7 @@ N_STREAMS=1; [ "$CONCURRENT" = 1 ] && N_STREAMS=${#ARM_LIST[@]}
 [ -n "$RATE_KBIT" ] || RATE_KBIT=$(awk -v v="$(to_kbit "$BITRATE")" -v n="$N_STREAMS" 'BEGIN{printf "%d", 1.5*(v+128)*n}')
 # profile_specs NAME: sets DOWN and UP (h3live pathemu spec text, origin -> client and back).
 profile_specs() {
-  local part n half d=() u=() delay="" jit="" reorder=""
+  local part n d=() u=() delay="" jit="" reorder=""
   DOWN=""; UP=""; STEP=0
   [ "$1" = clean ] && { DOWN=none; UP=none; return 0; }
   IFS=- read -r -a parts <<< "$1"
@@ -242,36 +242,19 @@ CLEANED=0
 # a backgrounded function would be a subshell, and $! its PID, not the program's.
 IN_O=(); IN_C=()
 [ "$LOOPBACK" = 1 ] || { IN_O=(ip netns exec "$NSO"); IN_C=(ip netns exec "$NSC"); }
-inO() { "${IN_O[@]}" "$@"; }
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-# wait_url PID TRIES URL: poll URL (from the origin's namespace) every 0.1 s while PID lives.
-wait_url() {
-  local i
-  for i in $(seq 1 "$2"); do
-    alive "$1" || return 1
-    inO curl -fsS -o /dev/null --max-time 1 "$3" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-stop_pid() { # name pid seconds
-  alive "$2" || return 0
-  kill -TERM "$2" 2>/dev/null
-  local i=0
-  while alive "$2" && [ "$i" -lt $(($3 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-  if alive "$2"; then say "$1 (pid $2) did not stop, killing it"; kill -KILL "$2" 2>/dev/null; fi
-  wait "$2" 2>/dev/null
-}
+# wait_url (lib.sh) polls from the origin's namespace.
+WAIT_URL_VIA=(${IN_O[@]+"${IN_O[@]}"})
+# shellcheck disable=SC2317  # cleanup and on_signal run from the traps
 cleanup() {
   [ "$CLEANED" = 1 ] && return
   CLEANED=1
   trap '' INT TERM HUP
-  stop_pid driver "$DRIVER_PID" 8
-  stop_pid "path emulator" "$EMU_DOWN_PID" 5
-  stop_pid "path emulator" "$EMU_UP_PID" 5
-  stop_pid "echo server" "$ECHO_PID" 5
-  stop_pid encoder "$ENCODER_PID" 15
-  stop_pid origin "$ORIGIN_PID" 10
+  stop_pid "$DRIVER_PID" 8 driver
+  stop_pid "$EMU_DOWN_PID" 5 "path emulator"
+  stop_pid "$EMU_UP_PID" 5 "path emulator"
+  stop_pid "$ECHO_PID" 5 "echo server"
+  stop_pid "$ENCODER_PID" 15 encoder
+  stop_pid "$ORIGIN_PID" 10 origin
   if [ "$NS_CREATED" = 1 ]; then
     # Anything still running inside our namespaces was started by this script.
     for ns in "$NSC" "$NSO"; do
@@ -282,6 +265,7 @@ cleanup() {
     say "removed namespaces $NSO, $NSC (veth pair, iptables rules and qdiscs with them)"
   fi
 }
+# shellcheck disable=SC2317
 on_signal() { say "interrupted: cleaning up"; cleanup; exit 130; }
 trap on_signal INT TERM HUP
 trap cleanup EXIT
@@ -299,6 +283,7 @@ if [ "$LOOPBACK" = 0 ]; then
   ip -n "$NSO" addr add "$ORIGIN_IP/30" dev "$VO"
   ip -n "$NSC" addr add "$CLIENT_IP/30" dev "$VC"
   for x in "$NSO $VO" "$NSC $VC"; do
+    # shellcheck disable=SC2086  # "NS DEV" split on purpose
     set -- $x
     ip -n "$1" link set lo up
     # One packet per skb: drops and the rate limit then act on wire-sized packets.
@@ -342,13 +327,12 @@ done
 for s in "${SKIPPED[@]}"; do say "SKIPPING profile ${s%%|*}: ${s#*|}"; done
 [ ${#RUN_PROFILES[@]} -gt 0 ] || die "no profile left to run"
 
-CUR_PROFILE=""
 reset_impairment() {
   [ "$LOOPBACK" = 1 ] && return
   ip netns exec "$NSO" iptables -w -t raw -F PREROUTING 2>/dev/null
   ip netns exec "$NSC" iptables -w -t raw -F PREROUTING 2>/dev/null
-  stop_pid "path emulator" "$EMU_DOWN_PID" 5; EMU_DOWN_PID=""
-  stop_pid "path emulator" "$EMU_UP_PID" 5; EMU_UP_PID=""
+  stop_pid "$EMU_DOWN_PID" 5 "path emulator"; EMU_DOWN_PID=""
+  stop_pid "$EMU_UP_PID" 5 "path emulator"; EMU_UP_PID=""
   ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
   ip netns exec "$NSC" tc qdisc del dev "$VC" root 2>/dev/null
   return 0
@@ -367,7 +351,6 @@ start_emu() {
 PROFILE_DESC=""
 apply_profile() {
   reset_impairment
-  CUR_PROFILE="$1"
   profile_specs "$1"
   if [ "$DOWN$UP" = nonenone ]; then
     PROFILE_DESC="no impairment"
@@ -378,7 +361,9 @@ apply_profile() {
   fi
   case "$ENGINE" in
     netem)
+      # shellcheck disable=SC2046  # netem-args prints the arguments, split on purpose
       [ "$DOWN" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VO" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
+      # shellcheck disable=SC2046
       [ "$UP" = none ] || ip netns exec "$NSC" tc qdisc add dev "$VC" root netem $("$BIN" pathemu netem-args "$UP") || return 1 ;;
     pathemu)
       LAST_EMU_PID=""; start_emu "$NSC" "$VC" "$DOWN" "$OUT/raw/$1.emu-down.json" || return 1; EMU_DOWN_PID=$LAST_EMU_PID
@@ -416,11 +401,12 @@ impairment_stats() { # profile -> raw/PROFILE.net.txt (qdisc counters; the emula
 if [ "$CHECK_ONLY" = 1 ]; then
   say "--check-only: no origin, no encoder, no browser"
 elif [ "$RUNNING" = 1 ]; then
-  HOST=localhost; STREAM=test
-  PORTS="h3=4433,h1=4443,h2=4444"
+  HOST=localhost; STREAM="test"
+  PORTS="h3=$DEFAULT_H3_PORT,h1=$DEFAULT_H1_PORT,h2=$DEFAULT_H2_PORT"
   CERT="$ROOT/certs/cert.pem"
   [ -f "$CERT" ] || die "$CERT missing: is ./run.sh running?"
-  curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:8080/live/test/manifest.mpd || die "no live stream at http://127.0.0.1:8080/live/test/ (start ./run.sh first)"
+  curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$DEFAULT_HTTP_PORT/live/test/manifest.mpd" \
+    || die "no live stream at http://127.0.0.1:$DEFAULT_HTTP_PORT/live/test/ (start ./run.sh first)"
   say "using the running origin + encoder (./run.sh): stream 'test' on localhost"
 else
   say "certificate for $HOST"
@@ -428,15 +414,10 @@ else
   CERT="$OUT/certs/cert.pem"
   if [ "$LOOPBACK" = 1 ]; then
     HOST=localhost
-    read -r HTTP_PORT H3_PORT H1_PORT H2_PORT < <(node -e '
-      const net = require("net"), dgram = require("dgram");
-      const tcp = (h) => new Promise((r, j) => { const s = net.createServer(); s.once("error", j); s.listen(0, h, () => { const p = s.address().port; s.close(() => r(p)); }); });
-      const udp = (p) => new Promise((r) => { const s = dgram.createSocket("udp6"); s.once("error", () => r(false)); s.bind(p, "::", () => s.close(() => r(true))); });
-      (async () => { const out = [await tcp("127.0.0.1")];
-        for (;;) { const p = await tcp("::"); if (await udp(p)) { out.push(p); break; } }
-        out.push(await tcp("::"), await tcp("::")); console.log(out.join(" ")); })();') || die "no free ports"
+    read -r HTTP_PORT H3_PORT H1_PORT H2_PORT < <(free_ports 4) || die "no free ports"
   else
-    HTTP_PORT=8080; H3_PORT=4433; H1_PORT=4443; H2_PORT=4444   # a fresh namespace: no collisions
+    # a fresh namespace: no collisions
+    HTTP_PORT=$DEFAULT_HTTP_PORT H3_PORT=$DEFAULT_H3_PORT H1_PORT=$DEFAULT_H1_PORT H2_PORT=$DEFAULT_H2_PORT
   fi
   PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
   say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
@@ -444,13 +425,13 @@ else
     --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
     --web-dir "$ROOT/web" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
-  wait_url "$ORIGIN_PID" 100 "http://127.0.0.1:$HTTP_PORT/time" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
+  wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
   [ "$LADDER" = 1 ] && ENC+=(--ladder)
   say "starting encoder: ${SIZE}@${FPS} ${BITRATE} (log encoder.log)"
   "${IN_O[@]}" "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
   ENCODER_PID=$!
-  wait_url "$ENCODER_PID" 300 "http://127.0.0.1:$HTTP_PORT/live/$STREAM/manifest.mpd" || { tail -n 20 "$OUT/encoder.log" >&2; die "the manifest did not go live"; }
+  wait_url "http://127.0.0.1:$HTTP_PORT/live/$STREAM/manifest.mpd" 30 "$ENCODER_PID" || { tail -n 20 "$OUT/encoder.log" >&2; die "the manifest did not go live"; }
   say "stream is live (origin pid $ORIGIN_PID, encoder pid $ENCODER_PID)"
   if [ "$LOOPBACK" = 0 ]; then
     "${IN_C[@]}" curl -fsS -k -o /dev/null --max-time 3 --resolve "$HOST:$H1_PORT:$ORIGIN_IP" "https://$HOST:$H1_PORT/healthz" \
@@ -459,7 +440,7 @@ else
   fi
   sleep 2   # let a first segment start, so players join a running stream
 fi
-[ "$CHECK_ONLY" = 1 ] || SPKI=$(openssl x509 -in "$CERT" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl enc -base64)
+[ "$CHECK_ONLY" = 1 ] || SPKI=$(spki_of "$CERT")
 
 # ------------------------------------------------------------ metadata
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
@@ -519,6 +500,7 @@ emu_stats() { # PROFILE: the user-space emulator's final counters, one line per 
   local d e
   for d in down up; do
     e="$OUT/raw/$1.emu-$d.json"
+    # shellcheck disable=SC2016  # a JavaScript template literal
     [ -f "$e" ] && say "  emulator $d: $(node -e 'const s=require(process.argv[1]); console.log(`${s.packets} packets, ${s.dropped_loss} lost, ${s.dropped_queue} queue drops, most held ${s.max_held}, verdict lateness p99 ${s.late_p99_us} µs (max ${s.late_max_us}), CPU ${s.cpu_s.toFixed(2)} s in ${s.wall_s.toFixed(0)} s`)' "$e")"
   done
 }

@@ -29,6 +29,9 @@
 # comparison (apt-get install caddy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=bench
 
 QUICK=0
 PIN_SERVER=() PIN_CLIENT=()
@@ -57,7 +60,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --pin) PIN_SERVER=(taskset -c 0); PIN_CLIENT=(taskset -c 1) ;;
     -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
   shift
 done
@@ -82,27 +85,23 @@ STREAM=bench
 CLK_TCK=$(getconf CLK_TCK)
 WARMUP=6
 
-step() { printf '\n=== %s\n' "$*" >&2; }
 note() { printf '%s\n' "$*" >&2; }
 
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in ${PIDS[@]+"${PIDS[@]}"}; do stop_pid "$p" 5; done
 }
 trap cleanup EXIT
 
 for p in $P_HTTP $P_H3 $P_H1 $P_H2 $C_HTTPS $C_HTTP; do
-  if ss -Hltun "( sport = :$p )" | grep -q .; then
-    echo "port $p is in use: stop whatever listens there first" >&2; exit 1
-  fi
+  if port_busy "$p"; then die "port $p is in use: stop whatever listens there first"; fi
 done
 
 if [ "$BUILD" = 1 ]; then
   step "cargo build --release"
   cargo build --release --locked >&2
 fi
-[ -x "$BIN" ] || { echo "no $BIN (build first)" >&2; exit 1; }
+[ -x "$BIN" ] || die "no $BIN (build first)"
 
 "$BIN" cert --out "$OUT/certs" >/dev/null
 CERT=$OUT/certs/cert.pem KEY=$OUT/certs/key.pem
@@ -115,17 +114,10 @@ if [ -z "$CAPTURE" ]; then
     step "recording 30 s of ffmpeg LL-DASH into $CAPTURE"
     "$BIN" load record --listen 127.0.0.1:$P_HTTP -o "$CAPTURE" --duration 34s 2> "$OUT/logs/record.log" &
     REC=$!; PIDS+=("$REC")
-    sleep 0.5
-    timeout -s INT 31 ffmpeg -hide_banner -loglevel error -nostdin \
-      -re -f lavfi -i testsrc2=size=1280x720:rate=30 -re -f lavfi -i sine=frequency=1000:sample_rate=48000 \
-      -vf "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:text='%{localtime\:%T.%3N}':fontsize=48:fontcolor=white:box=1:boxcolor=black:x=20:y=20" \
-      -c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g 60 -keyint_min 60 -sc_threshold 0 -b:v 2M \
-      -c:a aac -b:a 128k \
-      -f dash -ldash 1 -streaming 1 -frag_type every_frame -use_template 1 -use_timeline 0 \
-      -seg_duration 2 -window_size 5 -extra_window_size 5 -remove_at_exit 1 \
-      -format_options movflags=cmaf -write_prft 1 -target_latency 1.5 \
-      -utc_timing_url "http://127.0.0.1:8080/time" -method PUT -http_persistent 1 -ignore_io_errors 1 \
-      -http_opts tcp_nodelay=1 "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 2> "$OUT/logs/ffmpeg.log" || true
+    wait_until 10 port_busy "$P_HTTP" || die "the recorder did not start (see $OUT/logs/record.log)"
+    scripts/encoder.sh --origin "http://127.0.0.1:$P_HTTP" --stream "$STREAM" --size 1280x720 --fps 30 --bitrate 2M \
+      --seg-duration 2 --chunking every_frame --target-latency 1.5 --duration 30 --no-restart --loglevel error \
+      2> "$OUT/logs/encoder.log" || die "the encoder failed (see $OUT/logs/encoder.log)"
     wait "$REC" || true
   else
     step "writing a synthetic capture into $CAPTURE"
@@ -134,18 +126,8 @@ if [ -z "$CAPTURE" ]; then
 fi
 
 # ---------------------------------------------------------------- helpers
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-proc_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # busy and total jiffies of the whole machine
 sys_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
-
-wait_http() { # url seconds
-  local i=0
-  until curl -sf -o /dev/null "$1"; do
-    i=$((i + 1)); [ $i -le $(( $2 * 10 )) ] || return 1
-    sleep 0.1
-  done
-}
 
 ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
 start_origin() {
@@ -154,15 +136,14 @@ start_origin() {
     --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
     --max-connections-per-ip 0 --idle-timeout 10m 2> "$OUT/logs/origin-$1.log" &
   ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
-  wait_http "http://127.0.0.1:$P_HTTP/healthz" 10 || { echo "origin did not start" >&2; exit 1; }
+  wait_url "http://127.0.0.1:$P_HTTP/healthz" 10 "$ORIGIN_PID" || die "origin did not start"
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1.log" > /dev/null &
   REPLAY_PID=$!; PIDS+=("$REPLAY_PID")
-  wait_http "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 15 || { echo "no manifest from the replay" >&2; exit 1; }
+  wait_url "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 15 "$REPLAY_PID" || die "no manifest from the replay"
   # Let the store reach its steady size (3 finished + 1 growing segment per
   # track) so RSS growth during the run is the viewers'.
   sleep "$WARMUP"
 }
-stop_pid() { [ -n "$1" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
 stop_origin() { stop_pid "$REPLAY_PID"; stop_pid "$ORIGIN_PID"; REPLAY_PID="" ORIGIN_PID=""; }
 
 WWW=$OUT/www
@@ -189,7 +170,7 @@ EOF
   XDG_DATA_HOME=$OUT/caddy XDG_CONFIG_HOME=$OUT/caddy ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} caddy run --config "$OUT/caddy/Caddyfile" --adapter caddyfile \
     2> "$OUT/logs/caddy-$1.log" &
   CADDY_PID=$!; PIDS+=("$CADDY_PID")
-  wait_http "http://127.0.0.1:$C_HTTP/bench/manifest.mpd" 10 || { echo "caddy did not start" >&2; exit 1; }
+  wait_url "http://127.0.0.1:$C_HTTP/bench/manifest.mpd" 10 "$CADDY_PID" || die "caddy did not start"
 }
 
 addr_of() { # server transport

@@ -17,11 +17,14 @@
 #   --print          only print the command, do not run it
 #   --               pass the remaining arguments to Chrome
 # Environment: CHROME=/path/to/chrome overrides the browser.
-set -u
+set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+SAY_PREFIX=chrome
 CERT="${H3LIVE_CERT:-$root/certs/cert.pem}"
-H3PORT="${H3LIVE_H3_PORT:-4433}"
+H3PORT="${H3LIVE_H3_PORT:-$DEFAULT_H3_PORT}"
 HOST=""
 HEADLESS=0
 PRINT=0
@@ -36,7 +39,7 @@ while [ $# -gt 0 ]; do
     --print) PRINT=1; shift ;;
     --) shift; EXTRA+=("$@"); break ;;
     -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "chrome.sh: unknown option $1" >&2; exit 2 ;;
+    -*) say "unknown option $1 (--help)"; exit 2 ;;
     *) URL="$1"; shift ;;
   esac
 done
@@ -49,12 +52,8 @@ if [ -z "$HOST" ]; then
   esac
 fi
 
-if [ ! -f "$CERT" ]; then
-  echo "chrome.sh: $CERT not found (start the origin once, or run: target/release/h3live cert)" >&2
-  exit 1
-fi
-SPKI=$(openssl x509 -in "$CERT" -pubkey -noout | openssl pkey -pubin -outform der \
-       | openssl dgst -sha256 -binary | openssl enc -base64)
+[ -f "$CERT" ] || die "$CERT not found (start the origin once, or run: target/release/h3live cert)"
+SPKI=$(spki_of "$CERT") || die "cannot read the public key of $CERT"
 
 BROWSER="${CHROME:-}"
 if [ -z "$BROWSER" ]; then
@@ -67,11 +66,12 @@ if [ -z "$BROWSER" ]; then
   done
 fi
 if [ -z "$BROWSER" ]; then
-  echo "chrome.sh: no Chrome/Chromium found (apt-get install chromium, or set CHROME=/path)" >&2
-  [ "$PRINT" = 1 ] || exit 1
+  [ "$PRINT" = 1 ] || die "no Chrome/Chromium found (apt-get install chromium, or set CHROME=/path)"
+  say "no Chrome/Chromium found (apt-get install chromium, or set CHROME=/path)"
   BROWSER=chromium
 fi
 
+# shellcheck disable=SC2016  # --print shows $(mktemp -d) for the reader's shell to expand
 if [ "$PRINT" = 1 ]; then PROFILE='$(mktemp -d)'; else PROFILE=$(mktemp -d "${TMPDIR:-/tmp}/h3live-chrome.XXXXXX"); fi
 ARGS=(--user-data-dir="$PROFILE" --no-first-run --no-default-browser-check
       --origin-to-force-quic-on="$HOST:$H3PORT"

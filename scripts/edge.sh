@@ -43,6 +43,9 @@
 #                   any front; the README's numbers are unpinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=edge SAY_CLOCK=%T
 
 VIEWERS=50
 DURATION=20
@@ -67,13 +70,10 @@ while [ $# -gt 0 ]; do
     --pin) PIN=1 ;;
     --no-build) BUILD=0 ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
   shift
 done
-
-step() { printf '\n=== [%s] %s\n' "$(date -u +%T)" "$*" >&2; }
-note() { printf '[%s] %s\n' "$(date -u +%T)" "$*" >&2; }
 
 # ---------------------------------------------------------------- dependencies
 need=()
@@ -81,13 +81,8 @@ need=()
 [ "$COMPARE" = 1 ] && ! command -v caddy >/dev/null && need+=(caddy)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  step "apt-get install ${need[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${need[@]}"
-  # Debian starts the packaged services where systemd runs; ours use their own ports and work dirs.
-fi
+# Debian starts the packaged services where systemd runs; ours use their own ports and work dirs.
+apt_install ${need[@]+"${need[@]}"}
 
 OUT=${OUT:-target/edge/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/raw" "$OUT/logs"
@@ -102,7 +97,7 @@ if [ "$BUILD" = 1 ]; then
   step "cargo build --release"
   cargo build --release --locked >&2
 fi
-[ -x "$BIN" ] || { echo "no $BIN (build first)" >&2; exit 1; }
+[ -x "$BIN" ] || die "no $BIN (build first)"
 
 P_ORIGIN=$((B + 80)) P_DIRECT_H3=$((B + 90)) P_DIRECT_H1=$((B + 91))
 p_varnish() { echo $((B + 10 * $1 + 1)); }
@@ -111,9 +106,7 @@ p_front_h1() { echo $((B + 10 * $1 + 3)); }
 p_front_h2() { echo $((B + 10 * $1 + 4)); }
 p_caddy() { echo $((B + 10 * $1 + 5)); }
 for p in $P_ORIGIN $P_DIRECT_H3 $P_DIRECT_H1 $(for e in 1 2; do echo "$(p_varnish $e) $(p_front $e) $(p_front_h1 $e) $(p_front_h2 $e) $(p_caddy $e)"; done); do
-  if ss -Hltun "( sport = :$p )" | grep -q .; then
-    echo "port $p is in use (choose another --base-port)" >&2; exit 1
-  fi
+  if port_busy "$p"; then die "port $p is in use (choose another --base-port)"; fi
 done
 
 CPU0=() CPU1=()
@@ -122,26 +115,14 @@ if [ "$PIN" = 1 ]; then CPU0=(taskset -c 0); CPU1=(taskset -c 1); fi
 # ---------------------------------------------------------------- processes
 declare -A PID
 cleanup() {
-  for k in "${!PID[@]}"; do kill "${PID[$k]}" 2>/dev/null || true; done
-  for k in "${!PID[@]}"; do wait "${PID[$k]}" 2>/dev/null || true; done
+  for k in "${!PID[@]}"; do stop_pid "${PID[$k]}" 5 "$k"; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 stop() { # name
-  local p=${PID[$1]:-}
-  [ -n "$p" ] || return 0
-  kill "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
+  stop_pid "${PID[$1]:-}" 10 "$1"
   unset "PID[$1]"
-}
-
-wait_http() { # url seconds
-  local i=0
-  until curl -sf -o /dev/null "$1"; do
-    i=$((i + 1)); [ $i -le $(( $2 * 10 )) ] || return 1
-    sleep 0.1
-  done
 }
 
 "$BIN" cert --out "$OUT/certs" >/dev/null
@@ -157,7 +138,7 @@ start_origin() {
     --https-h1 127.0.0.1:$P_DIRECT_H1 --https-h2 off --cert "$CERT" --key "$KEY" \
     --keep-segments 10 --max-connections-per-ip 0 >> "$OUT/logs/origin.log" 2>&1 &
   PID[origin]=$!
-  wait_http "http://127.0.0.1:$P_ORIGIN/healthz" 10 || { echo "origin did not start" >&2; exit 1; }
+  wait_url "http://127.0.0.1:$P_ORIGIN/healthz" 10 "${PID[origin]}" || die "origin did not start"
 }
 start_replay() {
   "${CPU0[@]}" "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_ORIGIN --stream $STREAM \
@@ -170,7 +151,7 @@ start_varnish() { # edge
   "${CPU0[@]}" varnishd -F -j none -n "$OUT/varnish$e" -a 127.0.0.1:"$(p_varnish "$e")" -T none \
     -p backend_idle_timeout=20 -f "$OUT/edge$e.vcl" -s malloc,256m >> "$OUT/logs/varnish$e.log" 2>&1 &
   PID[varnish$e]=$!
-  wait_http "http://127.0.0.1:$(p_varnish "$e")/healthz" 20 || { echo "varnish $e did not start" >&2; exit 1; }
+  wait_url "http://127.0.0.1:$(p_varnish "$e")/healthz" 20 "${PID[varnish$e]}" || die "varnish $e did not start"
   # Every backend request: time, URL, status, fetch error (a 503 with
   # "unhealthy"/"errno"/"no backend" never reached the origin).
   varnishncsa -n "$OUT/varnish$e" -b -F '%{%s}t %U %s %{VSL:FetchError}x' >> "$OUT/raw/backend$e.log" 2>/dev/null &
@@ -184,11 +165,7 @@ start_front() { # edge
     --https-h1 "[::]:$(p_front_h1 "$e")" --https-h2 "[::]:$(p_front_h2 "$e")" \
     --cert "$CERT" --key "$KEY" --web-dir "$PWD/web" >> "$OUT/logs/front$e.log" 2>&1 &
   PID[front$e]=$!
-  local i=0
-  until curl -skf -o /dev/null "https://127.0.0.1:$(p_front_h1 "$e")/healthz"; do
-    i=$((i + 1)); [ $i -le 100 ] || { echo "front $e did not start" >&2; exit 1; }
-    sleep 0.1
-  done
+  wait_url "https://127.0.0.1:$(p_front_h1 "$e")/healthz" 10 "${PID[front$e]}" || die "front $e did not start"
 }
 start_caddy() { # edge
   local e=$1
@@ -212,15 +189,9 @@ EOF
   XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir "${CPU1[@]}" caddy run --config "$dir/Caddyfile" --adapter caddyfile \
     >> "$OUT/logs/caddy$e.log" 2>&1 &
   PID[caddy$e]=$!
-  local i=0
-  until curl -skf -o /dev/null "https://127.0.0.1:$(p_caddy "$e")/healthz"; do
-    i=$((i + 1)); [ $i -le 100 ] || { echo "caddy $e did not start" >&2; exit 1; }
-    sleep 0.1
-  done
+  wait_url "https://127.0.0.1:$(p_caddy "$e")/healthz" 10 "${PID[caddy$e]}" || die "caddy $e did not start"
 }
 
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-proc_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 vstat() { varnishstat -n "$OUT/varnish$1" -1 -f "$2" 2>/dev/null | awk '{print $2}'; }
 origin_200() { curl -sf "http://127.0.0.1:$P_ORIGIN/metrics" | awk -F' ' '/^h3live_responses_total\{transport="h1-clear",status="200"\}/ {print $2}'; }
 
@@ -234,15 +205,15 @@ load_group() {
 }
 wait_loads() { for p in "${LOADS[@]}"; do wait "$p" || true; done; LOADS=(); }
 
-note "output: $OUT"
-note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); varnish $(varnishd -V 2>&1 | head -1 | sed 's/.*(\(varnish-[^ ]*\).*/\1/')"
+say "output: $OUT"
+say "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); varnish $(varnishd -V 2>&1 | head -1 | sed 's/.*(\(varnish-[^ ]*\).*/\1/')"
 
 if [ "$PLAYER" = 1 ]; then
   step "origin on :$P_ORIGIN, real encoder; edges 1 and 2"
   start_origin
   scripts/encoder.sh --origin "http://127.0.0.1:$P_ORIGIN" --stream $STREAM >> "$OUT/logs/encoder.log" 2>&1 &
   PID[encoder]=$!
-  wait_http "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 20 || { echo "no manifest from the encoder" >&2; exit 1; }
+  wait_url "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 20 "${PID[encoder]}" || die "no manifest from the encoder"
   for e in 1 2; do start_varnish $e; start_front $e; done
   SPKI=$("$BIN" cert --show --out "$OUT/certs" | sed -n 's/^SPKI SHA-256 (base64): //p')
   rc=0
@@ -252,14 +223,14 @@ if [ "$PLAYER" = 1 ]; then
   step "Chromium, HTTP/1.1 over TLS, through edge 2: https://localhost:$(p_front_h1 2)/?stream=$STREAM"
   node web/e2e/e2e.js --url "https://localhost:$(p_front_h1 2)/?stream=$STREAM" --expect http/1.1 --spki "$SPKI" \
     --duration "$DURATION" 2>&1 | tee "$OUT/raw/player-edge2-h1.log" || rc=1
-  for e in 1 2; do note "edge $e backend requests: $(vstat $e MAIN.backend_req), client requests: $(vstat $e MAIN.client_req)"; done
+  for e in 1 2; do say "edge $e backend requests: $(vstat $e MAIN.backend_req), client requests: $(vstat $e MAIN.client_req)"; done
   exit $rc
 fi
 
 step "origin on :$P_ORIGIN, replay of $CAPTURE"
 start_origin
 start_replay
-wait_http "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 15 || { echo "no manifest from the replay" >&2; exit 1; }
+wait_url "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 15 "${PID[replay]}" || die "no manifest from the replay"
 
 # ================================================================ compare fronts
 if [ "$COMPARE" = 1 ]; then
@@ -279,18 +250,18 @@ if [ "$COMPARE" = 1 ]; then
       step "$front $t: $VIEWERS viewers through the edge + 10 direct, ${DURATION}s"
       # Varnish's cache process (the manager's child) does the caching work.
       vpid=$(pgrep -P "${PID[varnish1]}" | head -1)
-      t0=$(proc_ticks "$pid"); v0=$(proc_ticks "$vpid"); rss0=$(proc_rss_kb "$pid"); peak=$rss0
+      t0=$(proc_ticks "$pid" || echo 0); v0=$(proc_ticks "$vpid" || echo 0); rss0=$(proc_rss_kb "$pid" || echo 0); peak=$rss0
       load_group edge "$t" "$addr" "$VIEWERS" "$DURATION"
       load_group direct "$t" "$daddr" 10 "$DURATION"
       while kill -0 "${LOADS[0]}" 2>/dev/null; do
-        r=$(proc_rss_kb "$pid"); [ "$r" -gt "$peak" ] && peak=$r
+        r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
         sleep 0.5
       done
       wait_loads
-      t1=$(proc_ticks "$pid"); v1=$(proc_ticks "$vpid")
+      t1=$(proc_ticks "$pid" || echo 0); v1=$(proc_ticks "$vpid" || echo 0)
       printf '{"front":"%s","transport":"%s","viewers":%s,"cpu_ticks":%s,"varnish_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s}\n' \
         "$front" "$t" "$VIEWERS" "$((t1 - t0))" "$((v1 - v0))" "$CLK_TCK" "$rss0" "$peak" >> "$OUT/raw/fronts.jsonl"
-      note "$(tail -n 1 "$OUT/raw/$RUN-edge.log")"
+      say "$(tail -n 1 "$OUT/raw/$RUN-edge.log")"
     done
   done
   python3 - "$OUT" "$PIN" <<'EOF'
@@ -359,13 +330,13 @@ for s in json.load(sys.stdin)["streams"]:
     for o in s["objects"]:
         if o["state"] == "complete" and "chunk-" in o["name"]:
             print(s["name"] + "/" + o["name"])' | sort -r) || true
-note "$(echo $segs | wc -w) complete segments at the origin"
+say "$(wc -w <<< "$segs") complete segments at the origin"
 : > "$OUT/raw/bytecheck.txt"
 # Newest first: the origin keeps the last --keep-segments per representation,
 # and a request for an evicted one is held 2 s before its 404 (skipped).
 for seg in $segs; do
   code=$(curl -s --max-time 10 -o "$OUT/raw/ref.bin" -w "%{http_code}" "http://127.0.0.1:$P_ORIGIN/live/$seg" || true)
-  [ "$code" = 200 ] || { note "$seg: $code at the origin, skipped"; continue; }
+  [ "$code" = 200 ] || { say "$seg: $code at the origin, skipped"; continue; }
   ref=$(sha256sum < "$OUT/raw/ref.bin" | cut -c1-16)
   for path in "http://127.0.0.1:$(p_varnish 1)" "https://localhost:$(p_front_h1 1)" "https://localhost:$(p_front_h2 2)"; do
     got=$( (curl -sf --max-time 10 --cacert "$CERT" --resolve "localhost:$(p_front_h1 1):127.0.0.1" \
@@ -374,7 +345,7 @@ for seg in $segs; do
   done
 done
 rm -f "$OUT/raw/ref.bin"
-note "$(grep -c ' same$' "$OUT/raw/bytecheck.txt") identical, $(grep -c DIFFERENT "$OUT/raw/bytecheck.txt") different"
+say "$(grep -c ' same$' "$OUT/raw/bytecheck.txt") identical, $(grep -c DIFFERENT "$OUT/raw/bytecheck.txt") different"
 
 EVENTS=()
 if [ "$RESTARTS" = 1 ]; then
@@ -393,7 +364,7 @@ if [ "$RESTARTS" = 1 ]; then
       edge) stop ncsa2; stop varnish2; sleep 1; start_varnish 2 ;;
       encoder) stop replay; sleep 1; start_replay ;;
     esac
-    note "$ev restarted ($(python3 -c "import time; print(f'{time.time() - $t_ev:.1f}')") s down)"
+    say "$ev restarted ($(python3 -c "import time; print(f'{time.time() - $t_ev:.1f}')") s down)"
     echo "$t_ev" > "$OUT/raw/$RUN.event"
     wait_loads
     snapshot "$RUN-1"

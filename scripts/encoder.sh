@@ -26,9 +26,12 @@
 #   p95 < 50 ms, max ~66 ms: the encode + mux delay, never earlier.
 #
 # Usage: scripts/encoder.sh [options]     (scripts/encoder.sh --help)
-set -u
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SAY_PREFIX=encoder SAY_CLOCK=%T
 
-ORIGIN="${H3LIVE_ORIGIN:-http://127.0.0.1:8080}"
+ORIGIN="${H3LIVE_ORIGIN:-http://127.0.0.1:$DEFAULT_HTTP_PORT}"
 STREAM="${H3LIVE_STREAM:-test}"
 SIZE="${H3LIVE_SIZE:-1280x720}"
 FPS="${H3LIVE_FPS:-30}"
@@ -42,6 +45,7 @@ OUTPUT=""
 DURATION=""
 TC_LOG=""
 RESTART=1
+EXEC=0
 DRY_RUN=0
 LOGLEVEL="${H3LIVE_FFMPEG_LOGLEVEL:-warning}"
 LADDER=0
@@ -66,7 +70,9 @@ Usage: $0 [options]
   --output PATH         write DASH to a local manifest path instead of the origin
   --duration S          stop after S seconds (no restart after a normal end)
   --timecode-log FILE   log each frame's encoded wall clock (µs, "pts:" lines) to FILE
-  --no-restart          run ffmpeg once, do not supervise
+  --no-restart          run ffmpeg once (still stopped cleanly on SIGINT/SIGTERM)
+  --exec                run ffmpeg in place of this script (exec, stdin unused): no restart,
+                        no clean stop; for callers that own the process (the Rust tests)
   --dry-run             print the ffmpeg command and exit
   --loglevel LEVEL      ffmpeg log level (default $LOGLEVEL)
   --ladder              ABR ladder: one ffmpeg, several video renditions from one
@@ -93,16 +99,15 @@ while [ $# -gt 0 ]; do
     --duration) DURATION="$2"; shift 2 ;;
     --timecode-log) TC_LOG="$2"; shift 2 ;;
     --no-restart) RESTART=0; shift ;;
+    --exec) EXEC=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     --loglevel) LOGLEVEL="$2"; shift 2 ;;
     --ladder) LADDER=1; shift ;;
     --ladder-spec) LADDER_SPEC="$2"; LADDER=1; shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "encoder.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) say "unknown option $1"; usage >&2; exit 2 ;;
   esac
 done
-
-log() { echo "[encoder $(date +%T)] $*" >&2; }
 
 [ "${H3LIVE_LADDER_ON:-0}" = 1 ] && LADDER=1
 if [ "$LADDER" = 1 ]; then
@@ -113,10 +118,10 @@ if [ "$LADDER" = 1 ]; then
   SIZE="${RUNGS[0]%%:*}"
 fi
 
-command -v ffmpeg >/dev/null 2>&1 || { log "ffmpeg not found (run ./run.sh, or apt-get install ffmpeg / brew install ffmpeg)"; exit 1; }
+command -v ffmpeg >/dev/null 2>&1 || die "ffmpeg not found (run ./run.sh, or apt-get install ffmpeg / brew install ffmpeg)"
 
 W="${SIZE%x*}"; H="${SIZE#*x}"
-case "$W$H" in *[!0-9]*|"") log "bad --size $SIZE"; exit 2 ;; esac
+case "$W$H" in *[!0-9]*|"") say "bad --size $SIZE"; exit 2 ;; esac
 ORIGIN="${ORIGIN%/}"
 
 # --- font for the burned-in clock -------------------------------------------
@@ -168,7 +173,7 @@ if [ "$LADDER" = 1 ]; then
   for i in "${!RUNGS[@]}"; do
     IFS=':' read -r RS RB RP <<< "${RUNGS[$i]}"
     RW="${RS%x*}"; RH="${RS#*x}"
-    case "$RW$RH" in *[!0-9]*|"") log "bad ladder rung ${RUNGS[$i]}"; exit 2 ;; esac
+    case "$RW$RH" in *[!0-9]*|"") say "bad ladder rung ${RUNGS[$i]}"; exit 2 ;; esac
     if [ "$i" = 0 ]; then FG="${FG};[l0]null[v0]"; else FG="${FG};[l$i]scale=${RW}:${RH}:flags=bicubic[v$i]"; fi
     VOUT+=(-map "[v$i]" "-preset:v:$i" "${RP:-veryfast}" "-b:v:$i" "$RB" "-maxrate:v:$i" "$RB" "-bufsize:v:$i" "$RB")
   done
@@ -209,6 +214,7 @@ CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats
   "${IO[@]}" "${DEST[@]}")
 
 if [ "$DRY_RUN" = 1 ]; then printf '%q ' "${CMD[@]}"; echo; exit 0; fi
+if [ "$EXEC" = 1 ]; then exec "${CMD[0]}" -nostdin "${CMD[@]:1}"; fi
 
 # --- supervision ---------------------------------------------------------------
 # ffmpeg reads 'q' from a FIFO on stdin: that is how it is stopped cleanly.
@@ -226,7 +232,7 @@ stop() {
   [ "$STOPPING" = 1 ] && return
   STOPPING=1
   if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-    log "stopping ffmpeg (pid $PID) cleanly"
+    say "stopping ffmpeg (pid $PID) cleanly"
     printf 'q' >&3
   fi
 }
@@ -234,43 +240,44 @@ trap stop INT TERM HUP
 cleanup() { exec 3>&-; rm -rf "$TMPD"; }
 trap cleanup EXIT
 
-[ "$LADDER" = 1 ] && log "ABR ladder: $LADDER_SPEC (one timecode drawn at ${W}x${H}, then scaled)"
-log "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to ${DEST[*]}"
-[ "${H3LIVE_VERBOSE:-0}" = 1 ] && log "ffmpeg command: $(printf '%q ' "${CMD[@]}")"
+[ "$LADDER" = 1 ] && say "ABR ladder: $LADDER_SPEC (one timecode drawn at ${W}x${H}, then scaled)"
+say "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to ${DEST[*]}"
+[ "${H3LIVE_VERBOSE:-0}" = 1 ] && say "ffmpeg command: $(printf '%q ' "${CMD[@]}")"
 BACKOFF=0.5
 N=0
 while :; do
   START=$(date +%s)
   "${CMD[@]}" <&3 &
   PID=$!
-  log "ffmpeg started (pid $PID)"
+  say "ffmpeg started (pid $PID)"
   # wait returns early (>128) when a trapped signal arrives; keep waiting, with
   # a grace period after which ffmpeg is terminated.
   GRACE=0
   while :; do
-    wait "$PID"; RC=$?
+    RC=0; wait "$PID" || RC=$?
     kill -0 "$PID" 2>/dev/null || break
     if [ "$STOPPING" = 1 ]; then
       GRACE=$((GRACE + 1))
-      if [ "$GRACE" -gt 1 ]; then kill -TERM "$PID" 2>/dev/null; fi
+      if [ "$GRACE" -gt 1 ]; then kill -TERM "$PID" 2>/dev/null || true; fi
       if [ -z "$KILLER" ]; then
         ( sleep 5; kill -0 "$PID" 2>/dev/null && kill -TERM "$PID" 2>/dev/null ) &
         KILLER=$!
       fi
     fi
   done
-  if [ -n "$KILLER" ]; then kill "$KILLER" 2>/dev/null; wait "$KILLER" 2>/dev/null; KILLER=""; fi
+  # The killer runs in its own process group (set -m): stop it and its sleep.
+  if [ -n "$KILLER" ]; then kill -- "-$KILLER" 2>/dev/null || true; wait "$KILLER" 2>/dev/null || true; KILLER=""; fi
   PID=""
   RAN=$(( $(date +%s) - START ))
-  if [ "$STOPPING" = 1 ]; then log "ffmpeg stopped (exit code $RC)"; exit 0; fi
+  if [ "$STOPPING" = 1 ]; then say "ffmpeg stopped (exit code $RC)"; exit 0; fi
   if [ "$RESTART" = 0 ] || { [ -n "$DURATION" ] && [ "$RC" = 0 ]; }; then
-    log "ffmpeg exited (exit code $RC after ${RAN}s)"; exit "$RC"
+    say "ffmpeg exited (exit code $RC after ${RAN}s)"; exit "$RC"
   fi
   [ "$RAN" -ge 30 ] && BACKOFF=0.5
   N=$((N + 1))
-  log "ffmpeg exited with code $RC after ${RAN}s (origin unreachable?); restart #$N in ${BACKOFF}s"
+  say "ffmpeg exited with code $RC after ${RAN}s (origin unreachable?); restart #$N in ${BACKOFF}s"
   sleep "$BACKOFF" &
-  wait $! 2>/dev/null
-  [ "$STOPPING" = 1 ] && { log "stopped"; exit 0; }
+  wait $! 2>/dev/null || true   # returns at once when a signal arrives
+  [ "$STOPPING" = 1 ] && { say "stopped"; exit 0; }
   BACKOFF=$(awk "BEGIN{b=$BACKOFF*2; if (b>5) b=5; print b}")
 done

@@ -22,6 +22,9 @@
 #        (--duration accepts 300, 300s, 5m; the short check: --duration 4m --period 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=soak
 
 DURATION=30m
 PERIOD=180
@@ -40,7 +43,7 @@ while [ $# -gt 0 ]; do
     --encoder-args) ENCODER_ARGS="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
-    *) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
+    *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
 done
 case "$DURATION" in
@@ -50,11 +53,11 @@ case "$DURATION" in
 esac
 OUT="${OUT:-out/soak-$(date -u +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
-for c in ffmpeg node python3 openssl; do command -v "$c" >/dev/null || { echo "soak.sh: $c is missing (scripts/test.sh installs the test dependencies)" >&2; exit 1; }; done
+for c in ffmpeg node python3 openssl; do command -v "$c" >/dev/null || die "$c is missing (scripts/test.sh installs the test dependencies)"; done
 [ -x "$BIN" ] || nice -n 5 cargo build --release
 [ -d web/node_modules/dashjs ] || (cd web && npm ci --no-audit --no-fund)
 
-echo "soak: ${SECS}s, a restart every ${PERIOD}s (encoder, origin, ...), ${VIEWERS} load viewers + 1 browser; output $OUT"
+say "${SECS}s, a restart every ${PERIOD}s (encoder, origin, ...), ${VIEWERS} load viewers + 1 browser; output $OUT"
 set +e
 nice -n 5 node web/e2e/restart.js --bin "$BIN" --soak "$SECS" --period "$PERIOD" --load "$VIEWERS" --out "$OUT" \
   --encoder-args "$ENCODER_ARGS" \
@@ -62,5 +65,5 @@ nice -n 5 node web/e2e/restart.js --bin "$BIN" --soak "$SECS" --period "$PERIOD"
 RC=${PIPESTATUS[0]}
 set -e
 python3 scripts/soak-report.py "$OUT"
-echo "soak: report in $OUT/table.md and $OUT/plot.svg (restart checks exit code $RC)"
+say "report in $OUT/table.md and $OUT/plot.svg (restart checks exit code $RC)"
 exit "$RC"

@@ -15,32 +15,32 @@
 # Usage: scripts/test-ab.sh [--keep] [extra scripts/ab.sh options for step 2]
 #   --keep   keep the output folders (printed) instead of deleting them
 # Environment: H3LIVE_BIN (binary, default target/release/h3live).
-set -u
+set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=test-ab
 KEEP=0
 [ "${1:-}" = --keep ] && { KEEP=1; shift; }
-if [ "$(id -u)" != 0 ]; then
-  echo "test-ab: needs root (network namespaces, iptables): run it as root or with sudo" >&2
-  exit 1
-fi
-command -v iptables >/dev/null || { echo "test-ab: iptables not found (apt-get install iptables)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces, iptables): run it as root or with sudo"
+command -v iptables >/dev/null || die "iptables not found (apt-get install iptables)"
 BIN="${H3LIVE_BIN:-target/release/h3live}"
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/h3live-ab-test.XXXXXX")
 [ "$KEEP" = 1 ] || trap 'rm -rf "$OUT"' EXIT
 START=$(date +%s)
 
-echo "test-ab: 1. emulator self-check (jitter, bursty loss, rate)"
-scripts/ab.sh --bin "$BIN" --out "$OUT/selfcheck" --check-only --profiles rtt50-jitter20,rtt100-burst,rtt80-rate
-src=$?
-[ "$src" = 0 ] || echo "test-ab: FAIL: the emulator self-check did not pass (exit $src)"
+say "1. emulator self-check (jitter, bursty loss, rate)"
+src=0
+scripts/ab.sh --bin "$BIN" --out "$OUT/selfcheck" --check-only --profiles rtt50-jitter20,rtt100-burst,rtt80-rate || src=$?
+[ "$src" = 0 ] || say "FAIL: the emulator self-check did not pass (exit $src)"
 
-echo "test-ab: 2. short A/B run, rtt50-loss1, h3 + h1"
-scripts/ab.sh --bin "$BIN" --out "$OUT/ab" --profiles rtt50-loss1 --arms h3,h1 --duration 20 --warmup 5 "$@"
-rc=$?
-[ "$rc" = 0 ] || echo "test-ab: scripts/ab.sh exited with $rc"
+say "2. short A/B run, rtt50-loss1, h3 + h1"
+rc=0
+scripts/ab.sh --bin "$BIN" --out "$OUT/ab" --profiles rtt50-loss1 --arms h3,h1 --duration 20 --warmup 5 "$@" || rc=$?
+[ "$rc" = 0 ] || say "scripts/ab.sh exited with $rc"
 # Samples: about 450 per arm on an idle machine; the bar only proves the arm played
 # (a loaded machine makes the player stall).
-node scripts/ab/check.mjs "$OUT/ab" --profiles rtt50-loss1 --arms h3,h1 --min-samples 30
-crc=$?
-echo "test-ab: $(( $(date +%s) - START )) s$([ "$KEEP" = 1 ] && echo ", output in $OUT")"
+crc=0
+node scripts/ab/check.mjs "$OUT/ab" --profiles rtt50-loss1 --arms h3,h1 --min-samples 30 || crc=$?
+say "$(( $(date +%s) - START )) s$([ "$KEEP" = 1 ] && echo ", output in $OUT")"
 [ "$src" = 0 ] && [ "$rc" = 0 ] && [ "$crc" = 0 ]

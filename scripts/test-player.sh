@@ -10,11 +10,13 @@
 # Extra arguments go to web/e2e/e2e.js (e.g. --duration 30 --arms h3,h1,h2).
 # Environment: H3LIVE_BIN (binary to test), H3LIVE_NO_INSTALL=1 (never install).
 # Ends with "test-player: N passed, N failed"; exits non-zero on any failure.
-set -u
+set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX=test-player
 BIN="${H3LIVE_BIN:-$ROOT/target/release/h3live}"
-say() { echo "[test-player] $*"; }
 
 if [ "${H3LIVE_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
   need=()
@@ -24,42 +26,41 @@ if [ "${H3LIVE_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; the
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
   command -v openssl >/dev/null || need+=(openssl)
-  if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    say "installing Debian packages: ${need[*]}"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null \
-      || { say "apt-get install failed"; exit 1; }
-  fi
+  apt_install ${need[@]+"${need[@]}"} >/dev/null || die "apt-get install failed"
 fi
 if [ ! -d web/node_modules/dashjs ] || [ ! -d web/node_modules/hls.js ] || [ ! -d web/node_modules/ws ] || \
    [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
   say "npm ci in web/"
-  (cd web && npm ci --no-audit --no-fund) || { say "npm ci failed"; exit 1; }
+  (cd web && npm ci --no-audit --no-fund) || die "npm ci failed"
 fi
 if [ ! -x "$BIN" ]; then
   say "building $BIN"
-  cargo build --release || { say "cargo build failed"; exit 1; }
+  cargo build --release || die "cargo build failed"
 fi
 
+# Each suite's failure is counted from its summary line, not by stopping here.
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 say "timecode decoder unit tests"
-(cd web && node --test test/timecode.test.js) 2>&1 | tee "$OUT"
+(cd web && node --test test/timecode.test.js) 2>&1 | tee "$OUT" || true
 UP=$(awk '/^# pass /{print $3}' "$OUT" | tail -1); UF=$(awk '/^# fail /{print $3}' "$OUT" | tail -1)
 UP=${UP:-0}; UF=${UF:-1}
 
+# e2e_counts: "PASSED FAILED" from the summary line of web/e2e/e2e.js in $OUT ("0 1" without one).
+e2e_counts() {
+  local e
+  e=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$OUT" | tail -1) || true
+  if [ -n "$e" ]; then echo "$e" | awk '{print $2, $4}'; else echo "0 1"; fi
+}
+
 say "browser end-to-end test"
-node web/e2e/e2e.js --bin "$BIN" "$@" 2>&1 | tee "$OUT"
-E=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$OUT" | tail -1)
-EP=$(echo "$E" | awk '{print $2}'); EF=$(echo "$E" | awk '{print $4}')
-EP=${EP:-0}; EF=${EF:-1}
+node web/e2e/e2e.js --bin "$BIN" "$@" 2>&1 | tee "$OUT" || true
+read -r EP EF < <(e2e_counts)
 
 say "browser end-to-end test, LL-HLS with hls.js"
-node web/e2e/e2e.js --bin "$BIN" --format hls --duration 20 --max-latency 5000 --agree 500 "$@" 2>&1 | tee "$OUT"
-E=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$OUT" | tail -1)
-HP=$(echo "$E" | awk '{print $2}'); HF=$(echo "$E" | awk '{print $4}')
-EP=$((EP + ${HP:-0})); EF=$((EF + ${HF:-1}))
+node web/e2e/e2e.js --bin "$BIN" --format hls --duration 20 --max-latency 5000 --agree 500 "$@" 2>&1 | tee "$OUT" || true
+read -r HP HF < <(e2e_counts)
+EP=$((EP + HP)); EF=$((EF + HF))
 
 P=$((UP + EP)); F=$((UF + EF))
 echo "test-player: $P passed, $F failed"

@@ -21,6 +21,9 @@
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+SAY_PREFIX="test"
 
 INSTALL=1
 E2E=1
@@ -29,11 +32,9 @@ for a in "$@"; do
     --no-install) INSTALL=0 ;;
     --no-e2e) E2E=0 ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#'; exit 0 ;;
-    *) echo "unknown option $a" >&2; exit 2 ;;
+    *) say "unknown option $a (--help)"; exit 2 ;;
   esac
 done
-
-step() { printf '\n=== %s\n' "$*"; }
 
 if [ "$INSTALL" = 1 ]; then
   step "installing test dependencies"
@@ -51,20 +52,13 @@ if [ "$INSTALL" = 1 ]; then
   command -v iptables >/dev/null || need+=(iptables)
   { command -v ip && command -v tc; } >/dev/null || need+=(iproute2)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-  if [ ${#need[@]} -gt 0 ]; then
-    echo "apt-get install: ${need[*]}"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-  else
-    echo "system packages: all present"
-  fi
+  if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else say "system packages: all present"; fi
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import aioquic' 2>/dev/null; then
-    echo "creating .venv with aioquic"
+    say "creating .venv with aioquic"
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r tests/py/requirements.txt
   fi
-  echo "npm ci in web/"
+  say "npm ci in web/"
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

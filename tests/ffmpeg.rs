@@ -1,8 +1,7 @@
-//! The real encoder: Debian's ffmpeg pushes LL-DASH (the command of
-//! REFERENCE.md §1, at a smaller picture size to spare the CPU) into the
-//! origin for about ten seconds; the manifest, both init segments and a live
-//! segment are then read over HTTP/3 and HTTP/1.1, the live one while ffmpeg
-//! is still writing it.
+//! The real encoder: Debian's ffmpeg pushes LL-DASH (scripts/encoder.sh, at
+//! a smaller picture size to spare the CPU) into the origin for about ten
+//! seconds; the manifest, both init segments and a live segment are then read
+//! over HTTP/3 and HTTP/1.1, the live one while ffmpeg is still writing it.
 
 mod common;
 
@@ -12,7 +11,7 @@ use common::TestOrigin;
 use h3live::transport::Transport;
 use http::StatusCode;
 
-use common::ffmpeg::{ffmpeg_push, ffmpeg_push_with};
+use common::ffmpeg::{ffmpeg_push, ffmpeg_push_to};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_ffmpeg_push_is_served_live_over_h3_and_h1() {
@@ -101,12 +100,12 @@ async fn real_ffmpeg_push_is_served_live_over_h3_and_h1() {
 /// Basic-auth password. Without `-http_opts auth_type=basic` it sends the
 /// credentials only after a 401 on each connection, and the first request of
 /// each track's connection (its init segment, sent once per run) is lost:
-/// this checks the documented command loses nothing.
+/// this checks that the documented command (`scripts/encoder.sh --origin
+/// http://user:TOKEN@host:port`, which adds that option) loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_with_ingest_token_loses_nothing() {
     let o = TestOrigin::start_with(|c| c.origin.ingest_token = Some("s3cret".into())).await;
-    let url = format!("http://ffmpeg:s3cret@{}/live/tok/manifest.mpd", o.http);
-    let _enc = ffmpeg_push_with(&url, o.http, "auth_type=basic:tcp_nodelay=1");
+    let _enc = ffmpeg_push_to(&format!("http://ffmpeg:s3cret@{}", o.http), "tok");
     let store = o.origin.store();
     let started = Instant::now();
     while store.get("tok", "chunk-stream0-00002.m4s").is_none() {

@@ -1,0 +1,181 @@
+# shellcheck shell=bash
+# scripts/lib.sh — the shell helpers the repository's scripts share. Source it
+# (bash; run.sh, encoder.sh and chrome.sh also run on macOS's bash 3.2):
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"      from scripts/
+#   . scripts/lib.sh                               after cd to the repository root
+#
+# Messages: a script names itself before it calls say/die/step:
+#   SAY_PREFIX=run       "[run] message"            (default: the script's file name)
+#   SAY_CLOCK=%T         "[encoder 12:00:01] ..."   a date(1) format, or
+#   SAY_CLOCK=elapsed    "[interop +12s] ..."       seconds since the script started
+#   SAY_LOG=FILE         every message is also appended to FILE
+# All messages go to stderr (stdout stays for a script's output).
+#
+# Sourcing sets no shell option and starts nothing: each script states its own
+# strictness (set -euo pipefail). Every helper works under set -euo pipefail:
+# a helper reports failure by its exit status and never exits the script,
+# except die.
+
+# Default ports of the demo: the same as `h3live serve`'s own defaults
+# (src/cli.rs): cleartext ingest + playback, h3 (UDP) + HTTPS h2/h1 (TCP) on
+# one port, HTTPS HTTP/1.1 only, HTTPS h2 only.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+DEFAULT_HTTP_PORT=8080 DEFAULT_H3_PORT=4433 DEFAULT_H1_PORT=4443 DEFAULT_H2_PORT=4444
+
+# _say_clock: the time for a message, as SAY_CLOCK asks (nothing when unset).
+_say_clock() {
+  case "${SAY_CLOCK:-}" in
+    "") ;;
+    elapsed) printf '+%ss' "$SECONDS" ;;
+    *) date +"$SAY_CLOCK" ;;
+  esac
+}
+
+# _emit STYLE HEAD TAIL: the line HEAD TAIL to stderr, HEAD in the ANSI STYLE on
+# a terminal; also appended to $SAY_LOG.
+_emit() {
+  if [ -t 2 ]; then printf '\033[%sm%s\033[0m%s\n' "$1" "$2" "$3" >&2; else printf '%s%s\n' "$2" "$3" >&2; fi
+  if [ -n "${SAY_LOG:-}" ]; then printf '%s%s\n' "$2" "$3" >> "$SAY_LOG"; fi
+  return 0
+}
+
+# _say_tag: "[PREFIX CLOCK]" for the current message.
+_say_tag() {
+  local clock
+  clock=$(_say_clock)
+  printf '[%s%s]' "${SAY_PREFIX:-${0##*/}}" "${clock:+ $clock}"
+}
+
+# say MESSAGE...: one line to stderr (bold tag on a terminal), and to $SAY_LOG.
+say() { _emit 1 "$(_say_tag)" " $*"; }
+
+# die MESSAGE...: say "error: MESSAGE" (red on a terminal) and exit 1. In a
+# subshell or $(...) it ends only that subshell.
+die() {
+  _emit "1;31" "$(_say_tag) error: $*" ""
+  exit 1
+}
+
+# step TITLE...: a section header ("=== [CLOCK] TITLE") after a blank line.
+step() {
+  local clock
+  clock=$(_say_clock)
+  printf '\n' >&2
+  _emit 1 "=== ${clock:+[$clock] }$*" ""
+}
+
+# alive PID: PID is set and the process exists.
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# wait_until SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds
+# (status 0) or SECONDS (whole seconds) have passed (status 1).
+wait_until() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.1
+  done
+}
+
+# wait_url URL SECONDS [PID]: wait until URL answers with a 2xx status, at most
+# SECONDS; with PID, fail as soon as that process has exited (the server that
+# should answer died). The certificate is not checked (-k): this waits for a
+# listener, it does not test TLS. Set the array WAIT_URL_VIA to a command
+# prefix to run curl elsewhere, e.g. WAIT_URL_VIA=(ip netns exec NS).
+wait_url() {
+  local url=$1 end=$((SECONDS + $2)) pid=${3:-}
+  while :; do
+    if [ -n "$pid" ] && ! alive "$pid"; then return 1; fi
+    ${WAIT_URL_VIA[@]+"${WAIT_URL_VIA[@]}"} curl -fsSk -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.1
+  done
+}
+
+# stop_pid [-g] PID [SECONDS [NAME]]: stop a process this script started:
+# SIGTERM, up to SECONDS (default 10) for it to exit, then SIGKILL (said, with
+# NAME); then reap it if it is this shell's child. With -g, PID leads a process
+# group (started with setsid, or under set -m) and the whole group is signalled
+# and waited for. An empty PID, or a process that has exited: nothing to do.
+# Always succeeds.
+stop_pid() {
+  local target=""
+  if [ "${1:-}" = -g ]; then target=-; shift; fi
+  local pid=${1:-} secs=${2:-10} name=${3:-process}
+  [ -n "$pid" ] || return 0
+  target="$target$pid"
+  if kill -0 -- "$target" 2>/dev/null; then
+    kill -TERM -- "$target" 2>/dev/null || true
+    local i=0
+    while kill -0 -- "$target" 2>/dev/null && [ "$i" -lt $((secs * 10)) ]; do
+      sleep 0.1
+      i=$((i + 1))
+    done
+    if kill -0 -- "$target" 2>/dev/null; then
+      say "$name (pid $pid) did not stop within ${secs} s: killing it"
+      kill -KILL -- "$target" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# port_busy PORT: something listens on PORT (TCP or UDP, any address). Linux (ss).
+port_busy() { [ -n "$(ss -Hltun "( sport = :$1 )" 2>/dev/null)" ]; }
+
+# free_ports N: N distinct ports, each free right now for both TCP and UDP on
+# IPv4 and IPv6 (an h3 port needs UDP, its HTTPS sibling TCP), printed on one
+# line. The kernel picks them; all are held until the last is found, so none
+# repeats. Another program may take one before the caller binds it (rare on
+# loopback).
+free_ports() {
+  command -v python3 >/dev/null || { say "python3 not found: cannot pick free ports"; return 1; }
+  python3 - "$1" <<'EOF'
+import socket, sys
+want, held, ports = int(sys.argv[1]), [], []
+for _ in range(100 * want):
+    if len(ports) == want:
+        break
+    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)  # dual-stack: IPv4 too
+    u.bind(("::", 0))
+    t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        t.bind(("::", u.getsockname()[1]))
+    except OSError:
+        u.close(); t.close(); continue
+    held += [u, t]
+    ports.append(u.getsockname()[1])
+if len(ports) < want:
+    sys.exit("no free ports")
+print(" ".join(map(str, ports)))
+EOF
+}
+
+# apt_install PACKAGE...: install Debian packages without recommends, non-
+# interactively (sudo when not root). Nothing to do without arguments.
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { say "missing packages $*: run as root or install them"; return 1; }
+    sudo=(sudo)
+  fi
+  say "apt-get install $*"
+  ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+    && ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends -o DPkg::Lock::Timeout=600 "$@"
+}
+
+# spki_of CERT: base64 SHA-256 of CERT's public key, what Chromium's
+# --ignore-certificate-errors-spki-list takes (needed for h3 to a self-signed origin).
+spki_of() {
+  openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der \
+    | openssl dgst -sha256 -binary | openssl enc -base64
+}
+
+# proc_ticks PID: CPU time (user + system) of PID in clock ticks (getconf CLK_TCK).
+# proc_rss_kb PID: resident memory of PID in kB. Both Linux (/proc); both fail
+# when PID is gone. (The name in /proc/PID/stat may hold spaces: fields are
+# counted after its closing parenthesis.)
+proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
+proc_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
