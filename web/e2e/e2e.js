@@ -20,7 +20,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Browser } from './cdp.js';
+import { launch, open, watch } from './chromium.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
 
 const t0 = Date.now();
@@ -83,14 +83,15 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.lengt
 async function runArm(arm, url, expectProto) {
   log(`[${arm}] opening ${url}`);
   const page = await browser.newPage();
-  await page.goto(url);
+  const seen = watch(page);
+  await open(page, url, log);
   const samples = [];
   let stats = null;
   const deadline = Date.now() + opts.duration * 1000;
   let firstTime = null;
   while (Date.now() < deadline) {
     await sleep(1000);
-    stats = await page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+    stats = await page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
     if (!stats) continue;
     if (firstTime === null && stats.currentTime > 0) firstTime = { wall: Date.now(), media: stats.currentTime };
     samples.push({ t: Date.now(), tc: stats.latency.timecodeAvgMs, dash: stats.latency.dashAvgMs, ct: stats.currentTime });
@@ -98,12 +99,13 @@ async function runArm(arm, url, expectProto) {
   if (opts.screenshot && !shotTaken) {
     shotTaken = true;
     mkdirSync(dirname(opts.screenshot), { recursive: true });
-    const png = await page.screenshot({ width: 1040, height: 440 });
+    await page.setViewport({ width: 1040, height: 440 });
+    const png = await page.screenshot({ captureBeyondViewport: false });
     writeFileSync(opts.screenshot, png);
     log(`[${arm}] screenshot ${opts.screenshot} (${png.length} bytes)`);
   }
   if (!stats) {
-    check(arm, 'page exposes window.h3liveStats', false, `console: ${JSON.stringify(page.console.slice(-5))}`);
+    check(arm, 'page exposes window.h3liveStats', false, `console: ${JSON.stringify(seen.console.slice(-5))}`);
     await page.close();
     return;
   }
@@ -134,8 +136,8 @@ async function runArm(arm, url, expectProto) {
     `median ${mdash} ms, max ${dash.length ? Math.max(...dash) : null} ms`);
   check(arm, `latency readings agree within ${opts.agree} ms`, diffs.length > 0 && mdiff <= opts.agree,
     `median |timecode - ${lib}| ${mdiff} ms (max ${diffs.length ? Math.max(...diffs) : null})`);
-  check(arm, 'no player errors', stats.errors.length === 0 && page.exceptions.length === 0,
-    `${JSON.stringify(stats.errors.slice(0, 3))} ${page.exceptions.slice(0, 3).join(' | ')}`);
+  check(arm, 'no player errors', stats.errors.length === 0 && seen.exceptions.length === 0,
+    `${JSON.stringify(stats.errors.slice(0, 3))} ${seen.exceptions.slice(0, 3).join(' | ')}`);
   results.push({ arm, info: { format: opts.format, latencyTimecodeMs: mtc, latencyPlayerMs: mdash, stalls: stats.stalls, firstFrameMs: stats.firstFrameMs, transport: counts, buffer: stats.bufferS, rate: stats.playbackRate } });
   await page.close();
 }
@@ -147,7 +149,7 @@ async function main() {
     const flags = [];
     if (opts.quic) flags.push(`--origin-to-force-quic-on=${opts.quic}`);
     if (opts.spki) flags.push(`--ignore-certificate-errors-spki-list=${opts.spki}`);
-    browser = await Browser.launch(flags, { log });
+    browser = await launch(flags, { log });
     await runArm(opts.expect || 'url', opts.url, opts.expect || 'h3');
     return;
   }
@@ -156,7 +158,7 @@ async function main() {
   await stack.startEncoder(stream);
   await sleep(1500); // let a first segment start so the player joins a running stream
 
-  browser = await Browser.launch(stack.chromiumFlags(), { log });
+  browser = await launch(stack.chromiumFlags(), { log });
 
   const { tls: tlsPort, h1: h1Port, h2: h2Port, http: httpPort } = stack.ports;
   const arms = {

@@ -38,7 +38,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSyn
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Browser } from './cdp.js';
+import { launch, open, watch } from './chromium.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let root = resolve(here, '..', '..');
@@ -93,6 +93,8 @@ async function stop(p) {
   if (alive(p)) p.kill('SIGKILL');
 }
 let browser = null;
+/** What the playing page logged (console, exceptions), for failure details. */
+let seen = { console: [], exceptions: [] };
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   browser = null;
@@ -148,7 +150,7 @@ function check(scenario, name, ok, detail) {
   results.push({ scenario, name, ok, detail });
   log(`${ok ? 'PASS' : 'FAIL'} [${scenario}] ${name}${detail ? ` — ${detail}` : ''}`);
 }
-const statsOf = (page) => page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+const statsOf = (page) => page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
 
 /** Wait until the page's video advances for `spanMs` (currentTime moves by at least half of it, never
  *  standing still for more than 700 ms). Returns { startedAt: wall ms when that stretch began, stats }. */
@@ -157,7 +159,7 @@ async function playsFor(page, spanMs, timeoutMs) {
   let base = null; // { wall, ct }: where the current advancing stretch began
   let prev = null; // { wall, ct }: last change seen
   while (Date.now() < end) {
-    const ct = await page.eval("document.querySelector('video') ? document.querySelector('video').currentTime : null").catch(() => null);
+    const ct = await page.evaluate("document.querySelector('video') ? document.querySelector('video').currentTime : null").catch(() => null);
     const now = Date.now();
     if (typeof ct === 'number') {
       if (prev !== null && ct !== prev.ct && ct > 0) {
@@ -228,19 +230,19 @@ function startSampler(page, file) {
 async function scenario(name, page, restart) {
   const before = await statsOf(page);
   if (process.env.RESTART_DEBUG) {
-    await page.eval(`window.__res = []; new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__res.push([Math.round(performance.timeOrigin + e.startTime) % 100000, Math.round(e.duration), e.responseStatus, e.nextHopProtocol, e.name.split('/').pop()]))).observe({ type: 'resource' }); 1`);
+    await page.evaluate(`window.__res = []; new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__res.push([Math.round(performance.timeOrigin + e.startTime) % 100000, Math.round(e.duration), e.responseStatus, e.nextHopProtocol, e.name.split('/').pop()]))).observe({ type: 'resource' }); 1`);
   }
   const info = await restart(); // resolves at "back"
   const back = info.backAt;
   // The video must advance again: a 3 s stretch of moving currentTime that began after "back".
   if (process.env.RESTART_DEBUG) {
     for (let i = 0; i < 40; i++) {
-      const d = await page.eval(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
+      const d = await page.evaluate(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
         try { b = p.getBufferLength('video'); t = p.time(); paused = p.isPaused(); } catch (e) { b = String(e); }
         const r = []; for (let i = 0; i < v.buffered.length; i++) r.push([v.buffered.start(i).toFixed(2), v.buffered.end(i).toFixed(2)]);
         return JSON.stringify({ ct: v.currentTime.toFixed(2), rs: v.readyState, ns: v.networkState, vp: v.paused, err: v.error && v.error.message, buf: r, b, t, paused, st: window.h3liveStats.recovery.status, rl: window.h3liveStats.recovery.reloads }); })()`).catch((e) => String(e));
       log(`[${name}] ${Date.now() - info.backAt} ms after back (${Date.now() % 100000}): ${d}`);
-      log(JSON.stringify(await page.eval('JSON.stringify(window.__res.splice(0))')));
+      log(JSON.stringify(await page.evaluate('JSON.stringify(window.__res.splice(0))')));
       await sleep(500);
     }
   }
@@ -249,7 +251,7 @@ async function scenario(name, page, restart) {
   const recovery = played ? Math.max(0, played.startedAt - back) : null;
   check(name, 'video advances again', played !== null, played ? `recovered ${recovery} ms after back` : `stats ${JSON.stringify(s && { ct: s.currentTime, recovery: s.recovery, errors: s.errors.slice(-3) })}`);
   if (played) check(name, `within ${opts.bound} segment durations (${boundMs} ms)`, recovery <= boundMs, `${recovery} ms`);
-  if (process.env.RESTART_DEBUG) log(`[${name}] console: ${page.console.slice(-40).map((c) => `${c.type}: ${c.text.slice(0, 300)}`).join('\n')}`);
+  if (process.env.RESTART_DEBUG) log(`[${name}] console: ${seen.console.slice(-40).map((c) => `${c.type}: ${c.text.slice(0, 300)}`).join('\n')}`);
   check(name, 'no page reload', s && before && s.pageStart === before.pageStart, '');
   const rec = (x) => (x && x.recovery) || { reloads: 0, events: [] };
   const reloads = rec(s).reloads - rec(before).reloads;
@@ -263,7 +265,7 @@ async function scenario(name, page, restart) {
   // A new viewer starts.
   const fresh = await browser.newPage();
   const tNew = Date.now();
-  await fresh.goto(page.url);
+  await open(fresh, page.url(), log);
   const fp = await playsFor(fresh, 3000, 20000);
   check(name, 'a new viewer starts', fp !== null, fp ? `first frame ${fp.stats.firstFrameMs} ms after navigation, playing ${fp.startedAt - tNew} ms after it` : '');
   await fresh.close();
@@ -294,13 +296,13 @@ async function main() {
   await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
   await sleep(1500);
 
-  browser = await Browser.launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
+  browser = await launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
   const page = await browser.newPage();
-  page.url = `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}`;
-  await page.goto(page.url);
+  seen = watch(page);
+  await open(page, `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}`, log);
   const warm = await playsFor(page, 8000, 30000);
   check('setup', 'the page plays before any restart', warm !== null, warm ? '' :
-    `stats ${JSON.stringify(await statsOf(page))}; console ${JSON.stringify(page.console.slice(-10))}; exceptions ${JSON.stringify(page.exceptions.slice(-3))}`);
+    `stats ${JSON.stringify(await statsOf(page))}; console ${JSON.stringify(seen.console.slice(-10))}; exceptions ${JSON.stringify(seen.exceptions.slice(-3))}`);
   if (!warm) return [];
 
   const out = [];
