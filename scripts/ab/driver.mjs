@@ -28,20 +28,14 @@
 import { writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { launch, open, watch } from '../../web/e2e/chromium.js';
+import { cli } from '../../web/e2e/cli.js';
 
-const opts = {
-  out: null, profile: 'clean', arms: 'h3,h1', duration: 30, host: 'localhost', ip: null, spki: null,
-  stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false, screenshot: null, rounds: '1',
-  path: null, warmup: '5', hold: null, abr: null, step: null,
-};
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const key = a.replace(/^--/, '');
-  if (a === '--concurrent') opts.concurrent = true;
-  else if (a.startsWith('--') && key in opts) opts[key] = argv[++i];
-  else { console.error(`driver: unknown option ${a}`); process.exit(2); }
-}
+const str = (v) => ({ type: 'string', ...(v === undefined ? {} : { default: v }) });
+const { values: opts } = cli(import.meta.url, {
+  out: str(), profile: str('clean'), arms: str('h3,h1'), duration: str('30'), host: str('localhost'), ip: str(), spki: str(),
+  stream: str('test'), latency: str(), ports: str('h3=4433,h1=4443,h2=4444'), concurrent: { type: 'boolean', default: false },
+  screenshot: str(), rounds: str('1'), path: str(), warmup: str('5'), hold: str(), abr: str(), step: str(),
+});
 if (!opts.out || !opts.spki) { console.error('driver: --out and --spki are required'); process.exit(2); }
 const duration = Number(opts.duration);
 const arms = opts.arms.split(',');

@@ -13,18 +13,17 @@
 // Usage: node web/e2e/abr.js [--bin target/release/h3live] [--abr throughput|l2a|lolp|dynamic] [--keep-logs]
 import { join, resolve } from 'node:path';
 import { launch, open, watch } from './chromium.js';
+import { cli } from './cli.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[abr-e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-const opts = { bin: join(root, 'target', 'release', 'h3live'), abr: 'throughput', keepLogs: false };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--bin') opts.bin = resolve(argv[++i]);
-  else if (argv[i] === '--abr') opts.abr = argv[++i];
-  else if (argv[i] === '--keep-logs') opts.keepLogs = true;
-  else { console.error(`unknown option ${argv[i]}`); process.exit(2); }
-}
+const { values: o } = cli(import.meta.url, {
+  bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
+  abr: { type: 'string', default: 'throughput' },
+  'keep-logs': { type: 'boolean', default: false },
+});
+const opts = { bin: resolve(o.bin), abr: o.abr, keepLogs: o['keep-logs'] };
 
 const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
 let browser = null;

@@ -36,8 +36,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { launch, open as navigate, watch } from './chromium.js';
+import { cli } from './cli.js';
 import { crop, decodePng } from './png.js';
 import { Stack, sleep } from './stack.js';
 import { decodeStrip, stripHeight, unwrap } from '../timecode.js';
@@ -45,25 +45,19 @@ import { decodeStrip, stripHeight, unwrap } from '../timecode.js';
 const t0 = Date.now();
 const log = (...a) => console.log(`[compare-shots +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
-const opts = { bin: undefined, play: 12, screenshot: null, out: null, keepLogs: false, arms: 'h3,h1,h2', highlight: true };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  if (a === '--bin') opts.bin = resolve(argv[++i]);
-  else if (a === '--play') opts.play = Number(argv[++i]);
-  else if (a === '--screenshot') opts.screenshot = resolve(argv[++i]);
-  else if (a === '--out') opts.out = resolve(argv[++i]);
-  else if (a === '--keep-logs') opts.keepLogs = true;
-  else if (a === '--arms') opts.arms = argv[++i];
-  else if (a === '--no-highlight') opts.highlight = false;
-  else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
-    process.exit(0);
-  } else {
-    console.error(`unknown option ${a}`);
-    process.exit(2);
-  }
-}
+const { values: o } = cli(import.meta.url, {
+  bin: { type: 'string' },
+  play: { type: 'string', default: '12' },
+  screenshot: { type: 'string' },
+  out: { type: 'string' },
+  'keep-logs': { type: 'boolean', default: false },
+  arms: { type: 'string', default: 'h3,h1,h2' },
+  'no-highlight': { type: 'boolean', default: false },
+});
+const opts = {
+  bin: o.bin ? resolve(o.bin) : undefined, play: Number(o.play), screenshot: o.screenshot ? resolve(o.screenshot) : null,
+  out: o.out ? resolve(o.out) : null, keepLogs: o['keep-logs'], arms: o.arms, highlight: !o['no-highlight'],
+};
 
 const SIZES = [
   { w: 1280, h: 800, mustFit: true },

@@ -17,44 +17,36 @@
 //                        [--format dash|hls] [--max-latency MS] [--agree MS]
 //   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
 //                        --spki BASE64 --quic localhost:4433   (against a running origin)
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { launch, open, watch } from './chromium.js';
+import { cli } from './cli.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
 // ------------------------------------------------------------------ options
+const { values: o } = cli(import.meta.url, {
+  duration: { type: 'string', default: '20' },
+  arms: { type: 'string', default: 'h3,h1' },
+  bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
+  screenshot: { type: 'string' },
+  'keep-logs': { type: 'boolean', default: false },
+  url: { type: 'string' },
+  expect: { type: 'string' },
+  spki: { type: 'string' },
+  quic: { type: 'string' },
+  'max-latency': { type: 'string', default: '3000' },
+  latency: { type: 'string' },
+  stream: { type: 'string' },
+  format: { type: 'string', default: 'dash' },
+  agree: { type: 'string', default: '250' },
+});
 const opts = {
-  duration: 20, arms: 'h3,h1', bin: join(root, 'target', 'release', 'h3live'), screenshot: null,
-  keepLogs: false, latency: null, stream: null, url: null, expect: null, spki: null, quic: null, maxLatency: 3000, agree: 250,
-  format: 'dash',
+  ...o, duration: Number(o.duration), bin: resolve(o.bin), screenshot: o.screenshot ? resolve(o.screenshot) : null,
+  keepLogs: o['keep-logs'], maxLatency: Number(o['max-latency']), agree: Number(o.agree),
 };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const next = () => argv[++i];
-  if (a === '--duration') opts.duration = Number(next());
-  else if (a === '--arms') opts.arms = next();
-  else if (a === '--bin') opts.bin = resolve(next());
-  else if (a === '--screenshot') opts.screenshot = resolve(next());
-  else if (a === '--keep-logs') opts.keepLogs = true;
-  else if (a === '--url') opts.url = next();
-  else if (a === '--expect') opts.expect = next();
-  else if (a === '--spki') opts.spki = next();
-  else if (a === '--quic') opts.quic = next();
-  else if (a === '--max-latency') opts.maxLatency = Number(next());
-  else if (a === '--latency') opts.latency = next();
-  else if (a === '--stream') opts.stream = next();
-  else if (a === '--format') opts.format = next();
-  else if (a === '--agree') opts.agree = Number(next());
-  else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
-    process.exit(0);
-  } else { console.error(`unknown option ${a}`); process.exit(2); }
-}
 
 // ------------------------------------------------------------ child processes
 const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });

@@ -29,7 +29,8 @@
 //   of `h3live load` split over h3, h2, h1-tls and h1-clear meanwhile; every 10 s it samples
 //   the origin's RSS, its /metrics counters and the page's stats into DIR/samples.csv;
 //   DIR/restarts.json gets every check and recovery, DIR/load-*.json the load reports.
-//   --encoder-args 'ARGS' passes more options to scripts/encoder.sh (e.g. '--size 640x360').
+//   --encoder-args='ARGS' passes more options to scripts/encoder.sh (e.g. --encoder-args='--size 640x360';
+//   the = is needed for a value that starts with a dash).
 // Ends with "restart: N passed, N failed"; exits non-zero on failure.
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -39,6 +40,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launch, open, watch } from './chromium.js';
+import { cli } from './cli.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let root = resolve(here, '..', '..');
@@ -46,30 +48,29 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const log = (...a) => console.log(`[restart +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
-const opts = { bin: join(root, 'target', 'release', 'h3live'), scenarios: 'encoder,origin', bound: 2, seg: 2, keepLogs: false, json: null, arm: 'h3' };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const next = () => argv[++i];
-  if (a === '--bin') opts.bin = resolve(next());
-  else if (a === '--scenarios') opts.scenarios = next();
-  else if (a === '--bound') opts.bound = Number(next());
-  else if (a === '--seg') opts.seg = Number(next());
-  else if (a === '--keep-logs') opts.keepLogs = true;
-  else if (a === '--arm') opts.arm = next();
-  else if (a === '--root') root = resolve(next());
-  else if (a === '--no-state-dir') opts.noStateDir = true;
-  else if (a === '--soak') opts.soak = Number(next());
-  else if (a === '--period') opts.period = Number(next());
-  else if (a === '--load') opts.load = Number(next());
-  else if (a === '--out') opts.out = resolve(next());
-  else if (a === '--encoder-args') opts.encoderArgs = next().split(' ').filter(Boolean);
-  else if (a === '--json') opts.json = resolve(next());
-  else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
-    process.exit(0);
-  } else { console.error(`unknown option ${a}`); process.exit(2); }
-}
+const { values: o } = cli(import.meta.url, {
+  bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
+  scenarios: { type: 'string', default: 'encoder,origin' },
+  bound: { type: 'string', default: '2' },
+  seg: { type: 'string', default: '2' },
+  'keep-logs': { type: 'boolean', default: false },
+  arm: { type: 'string', default: 'h3' },
+  root: { type: 'string' },
+  'no-state-dir': { type: 'boolean', default: false },
+  soak: { type: 'string' },
+  period: { type: 'string' },
+  load: { type: 'string' },
+  out: { type: 'string' },
+  'encoder-args': { type: 'string', default: '' },
+  json: { type: 'string' },
+});
+if (o.root) root = resolve(o.root);
+const num = (v) => (v === undefined ? undefined : Number(v));
+const opts = {
+  bin: resolve(o.bin), scenarios: o.scenarios, bound: Number(o.bound), seg: Number(o.seg), keepLogs: o['keep-logs'],
+  arm: o.arm, noStateDir: o['no-state-dir'], soak: num(o.soak), period: num(o.period), load: num(o.load),
+  out: o.out ? resolve(o.out) : undefined, encoderArgs: o['encoder-args'].split(' ').filter(Boolean), json: o.json ? resolve(o.json) : null,
+};
 const boundMs = opts.bound * opts.seg * 1000;
 
 // ------------------------------------------------------------ child processes
