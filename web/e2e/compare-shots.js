@@ -38,9 +38,8 @@ import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { launch, open as navigate, watch } from './chromium.js';
 import { cli } from './cli.js';
-import { crop, decodePng } from './png.js';
+import { decodePng, pictureClocks } from './png.js';
 import { Stack, sleep } from './stack.js';
-import { decodeStrip, stripHeight, unwrap } from '../timecode.js';
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[compare-shots +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
@@ -134,19 +133,6 @@ const GEOMETRY = `(() => {
 const inside = (b, vw, vh) => !!b && b.x >= -0.5 && b.y >= -0.5 && b.x + b.w <= vw + 0.5 && b.y + b.h <= vh + 0.5 && b.w > 0 && b.h > 0;
 const fmtBox = (b) => (!b ? 'missing' : `${Math.round(b.x)},${Math.round(b.y)} ${Math.round(b.w)}x${Math.round(b.h)}`);
 
-/** Decode both clocks from an arm's picture in the screenshot. */
-function clocksOf(img, box, srcH, nowMs) {
-  const sh = (stripHeight(srcH) / srcH) * box.h;
-  const x = Math.ceil(box.x), w = Math.floor(box.x + box.w) - x;
-  const band = (top) => {
-    const y = Math.round(top), h = Math.round(top + sh) - y;
-    const c = crop(img, x, y, w, h);
-    const r = decodeStrip(c.data, c.width, c.height, c.channels);
-    return r.ok ? { ok: true, ms: unwrap(r.value, nowMs) } : { ok: false, error: r.error };
-  };
-  return { encoder: band(box.y + box.h - sh), player: band(box.y + box.h - 2 * sh) };
-}
-
 async function shoot(page, size, label = '') {
   const where = `${size.w}x${size.h}${label}`;
   await page.setViewport({ width: size.w, height: size.h, deviceScaleFactor: 1 });
@@ -181,7 +167,7 @@ async function shoot(page, size, label = '') {
       check(w, 'arm has a video element', false);
       continue;
     }
-    const c = clocksOf(img, a.video, a.srcH || 360, geo.now);
+    const c = pictureClocks(img, a.video, a.srcH || 360, geo.now);
     check(w, 'ENCODER clock decodes from the screenshot', c.encoder.ok, c.encoder.error || '');
     check(w, 'PLAYER clock decodes from the screenshot', c.player.ok, c.player.error || '');
     if (c.encoder.ok && c.player.ok) {

@@ -6,7 +6,10 @@
 //   - the segment requests used the arm's protocol (h3, http/1.1) per
 //     performance resource entries' nextHopProtocol;
 //   - both latency readings (decoded timecode, dash.js getCurrentLiveLatency)
-//     are present, below 3 s, and agree within 250 ms.
+//     are present, below 3 s, and agree within 250 ms;
+//   - a screenshot of the page shows both clocks machine-readably (the
+//     encoder's strip and the player's, web/clock.js): both decode, the player
+//     clock is the capture time and player minus encoder is below --max-latency.
 // With --format hls the page plays the origin's LL-HLS with hls.js
 // (?format=hls) and the second reading is hls.js's own latency (hls.latency).
 // Prints a summary ending in "N passed, N failed"; exits non-zero on failure.
@@ -21,6 +24,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { launch, open, watch } from './chromium.js';
 import { cli } from './cli.js';
+import { decodePng, pictureClocks } from './png.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
 
 const t0 = Date.now();
@@ -87,6 +91,22 @@ async function runArm(arm, url, expectProto) {
     if (!stats) continue;
     if (firstTime === null && stats.currentTime > 0) firstTime = { wall: Date.now(), media: stats.currentTime };
     samples.push({ t: Date.now(), tc: stats.latency.timecodeAvgMs, dash: stats.latency.dashAvgMs, ct: stats.currentTime });
+  }
+  // Both clocks read back from a screenshot of the page: the encoder's strip
+  // in the picture and the player's (web/clock.js) right above it.
+  const geo = await page.evaluate(`(() => { const v = document.querySelector('video'); const b = v.getBoundingClientRect();
+    return { box: { x: b.left, y: b.top, w: b.width, h: b.height }, srcH: v.videoHeight }; })()`);
+  const before = Date.now();
+  const img = decodePng(Buffer.from(await page.screenshot({ captureBeyondViewport: false })));
+  const after = Date.now();
+  const clocks = pictureClocks(img, geo.box, geo.srcH || 720, before);
+  check(arm, 'both clocks decode from a screenshot of the page', clocks.encoder.ok && clocks.player.ok,
+    `encoder ${clocks.encoder.error || 'ok'}, player ${clocks.player.error || 'ok'}`);
+  if (clocks.encoder.ok && clocks.player.ok) {
+    const lat = clocks.player.ms - clocks.encoder.ms;
+    check(arm, 'screenshot: PLAYER clock is the capture time, PLAYER - ENCODER a plausible latency',
+      clocks.player.ms >= before - 1000 && clocks.player.ms <= after && lat > 0 && lat < opts.maxLatency,
+      `player ${clocks.player.ms - before} ms after the capture request (took ${after - before} ms), player - encoder ${lat} ms`);
   }
   if (opts.screenshot && !shotTaken) {
     shotTaken = true;
