@@ -93,15 +93,20 @@ async function runArm(arm, url, expectProto) {
     samples.push({ t: Date.now(), tc: stats.latency.timecodeAvgMs, dash: stats.latency.dashAvgMs, ct: stats.currentTime });
   }
   // Both clocks read back from a screenshot of the page: the encoder's strip
-  // in the picture and the player's (web/clock.js) right above it.
-  const geo = await page.evaluate(`(() => { const v = document.querySelector('video'); const b = v.getBoundingClientRect();
-    return { box: { x: b.left, y: b.top, w: b.width, h: b.height }, srcH: v.videoHeight }; })()`);
-  const before = Date.now();
-  const img = decodePng(Buffer.from(await page.screenshot({ captureBeyondViewport: false })));
-  const after = Date.now();
-  const clocks = pictureClocks(img, geo.box, geo.srcH || 720, before);
+  // in the picture and the player's (web/clock.js) right above it.  Up to 5
+  // tries 1 s apart: while the player reloads its source the picture is blank.
+  let clocks, before, after, tries = 0;
+  do {
+    if (tries++) await sleep(1000);
+    const geo = await page.evaluate(`(() => { const v = document.querySelector('video'); const b = v.getBoundingClientRect();
+      return { box: { x: b.left, y: b.top, w: b.width, h: b.height }, srcH: v.videoHeight }; })()`);
+    before = Date.now();
+    const img = decodePng(Buffer.from(await page.screenshot({ captureBeyondViewport: false })));
+    after = Date.now();
+    clocks = pictureClocks(img, geo.box, geo.srcH || 720, before);
+  } while (!(clocks.encoder.ok && clocks.player.ok) && tries < 5);
   check(arm, 'both clocks decode from a screenshot of the page', clocks.encoder.ok && clocks.player.ok,
-    `encoder ${clocks.encoder.error || 'ok'}, player ${clocks.player.error || 'ok'}`);
+    `encoder ${clocks.encoder.error || 'ok'}, player ${clocks.player.error || 'ok'} (screenshot ${tries} of at most 5)`);
   if (clocks.encoder.ok && clocks.player.ok) {
     const lat = clocks.player.ms - clocks.encoder.ms;
     check(arm, 'screenshot: PLAYER clock is the capture time, PLAYER - ENCODER a plausible latency',
