@@ -60,7 +60,7 @@ for c in ffmpeg node python3 openssl; do command -v "$c" >/dev/null || die "$c i
 say "${SECS}s, a restart every ${PERIOD}s (encoder, origin, ...), ${VIEWERS} load viewers + 1 browser; output $OUT"
 set +e
 nice -n 5 node web/e2e/restart.js --bin "$BIN" --soak "$SECS" --period "$PERIOD" --load "$VIEWERS" --out "$OUT" \
-  --encoder-args "$ENCODER_ARGS" \
+  --encoder-args="$ENCODER_ARGS" \
   --json "$OUT/restarts.json" 2>&1 | tee "$OUT/soak.log"
 RC=${PIPESTATUS[0]}
 set -e

@@ -54,7 +54,8 @@
 
 import { PlayerClock } from './clock.js';
 import { abrRule, abrSettings, watchAbr } from './abr.js';
-import { ARM_PROTOCOL, DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
+import { ARM_PROTOCOL, DEFAULT_LATENCY, scanResources, startDash, watchStalls } from './measure.js';
+import { drawChart as drawLatencyChart, pushError, readPlayer, watchVideo } from './samples.js';
 import { WINDOW_MS, compareArms, summarize } from './verdict.js';
 import { hlsUrl, startHls } from './hls-player.js';
 
@@ -215,34 +216,19 @@ function setupArm(arm) {
   }
   cells.origin.textContent = config.arms[arm].origin;
 
-  const addError = (message) => {
-    p.errors.push({ t: Date.now(), message: String(message).slice(0, 500) });
-    if (p.errors.length > 50) p.errors.shift();
-    console.warn(`h3live compare [${arm}] error:`, message);
-  };
-  const recent = [];
-  const hasFrames = watchFrames(video, {
+  const addError = (message) => pushError(p.errors, `h3live compare [${arm}]`, message);
+  watchVideo(video, p, {
+    addError,
     onFirstFrame: (ms) => { p.firstFrameMs = ms; },
     onSample: (shownAt, lat) => {
-      p.frames.presented++;
-      p.frames.decoded++;
-      p.latency.timecodeMs = Math.round(lat);
       p.lastEncoderMs = shownAt - lat;
-      recent.push([shownAt, lat]);
-      while (recent.length && recent[0][0] < shownAt - 2000) recent.shift();
-      p.latency.timecodeAvgMs = Math.round(recent.reduce((s, x) => s + x[1], 0) / recent.length);
       const buf = pending[arm].frames;
       buf.push([Math.round(shownAt), Math.round(lat)]);
       if (buf.length > MAX_BUFFERED) buf.shift();
     },
-    onError: (err) => { p.frames.presented++; p.frames.decodeErrors++; p.frames.lastError = err; },
   });
-  if (!hasFrames) addError('requestVideoFrameCallback not supported: no timecode latency');
   const stalls = watchStalls(video, () => p.firstFrameMs !== null);
   p.stalls = stalls.state;
-  video.addEventListener('playing', () => { p.playing = true; });
-  video.addEventListener('pause', () => { p.playing = false; });
-  video.addEventListener('error', () => addError(`video element: ${video.error && video.error.message}`));
   video.addEventListener('loadedmetadata', () => layout());
 
   const { origin, mpd } = config.arms[arm];
@@ -268,12 +254,9 @@ function sample(s) {
   if (!player) return;
   p.currentTime = video.currentTime;
   p.playbackRate = video.playbackRate;
-  let dl = null;
-  try { dl = player.getCurrentLiveLatency(); } catch { /* not ready */ }
-  p.latency.dashMs = typeof dl === 'number' && Number.isFinite(dl) && dl > 0 ? Math.round(dl * 1000) : null;
-  let buf = null;
-  try { buf = player.getBufferLength('video'); } catch { /* not ready */ }
-  p.bufferS = Number.isFinite(buf) ? Math.round(buf * 1000) / 1000 : null;
+  const r = readPlayer(player);
+  p.latency.dashMs = r.latencyMs;
+  p.bufferS = r.bufferS;
   const now = Date.now();
   p.latency.screenMs = p.lastEncoderMs === null ? null : Math.round(now - p.lastEncoderMs);
   if (p.firstFrameMs !== null) {
@@ -350,47 +333,11 @@ function overallText() {
 
 // ------------------------------------------------------------------ chart
 const chart = $('chart');
-const cctx = chart.getContext('2d');
-function drawChart() {
-  const dpr = window.devicePixelRatio || 1;
-  const cw = Math.round(chart.clientWidth * dpr), ch = Math.round(chart.clientHeight * dpr);
-  if (!cw || !ch) return;
-  if (chart.width !== cw) chart.width = cw;
-  if (chart.height !== ch) chart.height = ch;
-  const fontPx = parseFloat(getComputedStyle(document.body).fontSize) * 0.8 * dpr;
-  const w = cw, h = ch, now = Date.now(), span = 60000;
-  cctx.clearRect(0, 0, w, h);
-  let max = Math.max(targetLatency * 1500, 500);
-  for (const arm of arms) for (const [, v] of chartHistory[arm]) max = Math.max(max, v);
-  max = Math.ceil(max / 500) * 500;
-  const bottom = fontPx * 1.3;
-  const x = (t) => w - ((now - t) / span) * w;
-  const y = (v) => h - bottom - (v / max) * (h - bottom - fontPx * 1.2);
-  cctx.fillStyle = '#777';
-  cctx.font = `${fontPx}px sans-serif`;
-  for (let v = 0; v <= max; v += max / 4) {
-    cctx.fillText(`${v} ms`, 2, y(v) - 2 * dpr);
-    cctx.fillRect(0, y(v), w, 0.5 * dpr);
-  }
-  const caption = 'on-screen latency, last 60 s';
-  cctx.fillText(caption, w - cctx.measureText(caption).width - 2, h - fontPx * 0.25);
-  cctx.strokeStyle = '#f84';
-  cctx.lineWidth = dpr;
-  cctx.setLineDash([4 * dpr, 3 * dpr]);
-  cctx.beginPath(); cctx.moveTo(0, y(targetLatency * 1000)); cctx.lineTo(w, y(targetLatency * 1000)); cctx.stroke();
-  cctx.setLineDash([]);
-  for (const arm of arms) {
-    cctx.strokeStyle = COLORS[arm];
-    cctx.lineWidth = 1.5 * dpr;
-    cctx.beginPath();
-    let prev = null;
-    for (const [t, v] of chartHistory[arm]) {
-      if (prev === null || t - prev > 1000) cctx.moveTo(x(t), y(v)); else cctx.lineTo(x(t), y(v));
-      prev = t;
-    }
-    cctx.stroke();
-  }
-}
+const drawChart = () => drawLatencyChart(chart, {
+  series: arms.map((arm) => ({ color: COLORS[arm], points: chartHistory[arm] })),
+  targetMs: targetLatency * 1000,
+  caption: 'on-screen latency, last 60 s',
+});
 
 // ----------------------------------------------------------------- layout
 // Choose the number of columns that gives the largest pictures while every

@@ -1,7 +1,9 @@
 // h3live player page: dash.js 5.x in low-latency mode, the player's wall
-// clock drawn in the same style as the encoder's, and live measurements.
-// The dash.js settings, the default latency and the measurement rules come
-// from ./measure.js, shared with the transport A/B page (compare.html).
+// clock drawn in the same style as the encoder's (text and machine-readable
+// strip, ./clock.js), and live measurements.  Shared with the transport A/B
+// page (compare.html): the dash.js settings, the default latency and the
+// measurement rules (./measure.js), the clock, the per-player samples and the
+// latency chart (./samples.js).
 //
 // Query parameters:
 //   stream=NAME      stream to play (default "test"): <origin>/live/NAME/manifest.mpd
@@ -52,7 +54,9 @@
 //                                 // (format=dash only; one rendition: switches stay 0)
 // }
 
-import { DEFAULT_LATENCY, scanResources, startDash, watchFrames, watchStalls } from './measure.js';
+import { PlayerClock } from './clock.js';
+import { DEFAULT_LATENCY, scanResources, startDash, watchStalls } from './measure.js';
+import { RollingMean, drawChart as drawLatencyChart, pushError, readPlayer, watchVideo } from './samples.js';
 import { hlsUrl, startHls } from './hls-player.js';
 import { abrRule, abrSettings, watchAbr } from './abr.js';
 
@@ -68,7 +72,6 @@ const targetLatency = Number(q.get('latency')) > 0 ? Number(q.get('latency')) : 
 const $ = (id) => document.getElementById(id);
 const video = $('video');
 const stage = $('stage');
-const clockEl = $('playerClock');
 
 const stats = {
   version: 1,
@@ -95,61 +98,28 @@ $('s-target').textContent = `${targetLatency.toFixed(2)} s`;
 $('compareLink').search = location.search; // same stream and latency on the A/B page
 
 function addError(message) {
-  stats.errors.push({ t: Date.now(), message: String(message).slice(0, 500) });
-  if (stats.errors.length > 50) stats.errors.shift();
+  pushError(stats.errors, 'h3live player', message);
   $('s-errors').textContent = String(stats.errors.length);
-  console.warn('h3live player error:', message);
 }
 
 // ---------------------------------------------------------------- clock
-const pad = (n, w = 2) => String(n).padStart(w, '0');
-function fmtClock(ms) {
-  const d = new Date(ms);
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-}
-// Match scripts/encoder.sh: font size H/12, margin H/36, box border fontsize/6.
-function layoutClock() {
-  const h = stage.clientHeight;
-  const fs = h / 12, border = fs / 6, margin = h / 36;
-  clockEl.style.fontSize = `${fs}px`;
-  clockEl.style.padding = `0 ${border}px`;
-  clockEl.style.left = `${margin - border}px`;
-  clockEl.style.top = `${margin + fs * 1.45}px`;
-}
-new ResizeObserver(layoutClock).observe(stage);
-layoutClock();
+// The player's wall clock over the picture, as text and as a machine-readable
+// strip (./clock.js), so a screenshot of the page carries both clocks.
+const clock = new PlayerClock(stage, video);
 function tickClock() {
-  clockEl.textContent = `PLAYER  ${fmtClock(Date.now())}`;
+  clock.draw(Date.now());
   requestAnimationFrame(tickClock);
 }
 requestAnimationFrame(tickClock);
 
 // ------------------------------------------------- timecode at each frame
-const recent = { tc: [], dash: [] }; // [t, value] for 2 s averages
-function pushRecent(arr, v) {
-  const now = Date.now();
-  arr.push([now, v]);
-  while (arr.length && arr[0][0] < now - 2000) arr.shift();
-  return arr.reduce((s, x) => s + x[1], 0) / arr.length;
-}
-const hasFrames = watchFrames(video, {
+watchVideo(video, stats, {
+  addError,
   onFirstFrame: (ms) => {
     stats.firstFrameMs = ms;
     $('s-first').textContent = `${ms} ms`;
   },
-  onSample: (shownAt, lat) => {
-    stats.frames.presented++;
-    stats.frames.decoded++;
-    stats.latency.timecodeMs = Math.round(lat);
-    stats.latency.timecodeAvgMs = Math.round(pushRecent(recent.tc, lat));
-  },
-  onError: (err) => {
-    stats.frames.presented++;
-    stats.frames.decodeErrors++;
-    stats.frames.lastError = err;
-  },
 });
-if (!hasFrames) addError('requestVideoFrameCallback not supported: no timecode latency');
 
 // ---------------------------------------------------------------- stalls
 const stalls = watchStalls(video, () => stats.firstFrameMs !== null, (startMs, ms) => {
@@ -164,45 +134,19 @@ stats.stalls = {
   get totalMs() { return stalls.state.totalMs; },
   events: [],
 };
-video.addEventListener('playing', () => { stats.playing = true; });
-video.addEventListener('pause', () => { stats.playing = false; });
-video.addEventListener('error', () => addError(`video element: ${video.error && video.error.message}`));
 
 // ------------------------------------------------------------- transport
 performance.setResourceTimingBufferSize(1000);
 
 // ------------------------------------------------------------------ chart
 const chart = $('chart');
-const cctx = chart.getContext('2d');
-function drawChart() {
-  const w = chart.width, h = chart.height;
-  cctx.clearRect(0, 0, w, h);
-  const now = Date.now(), span = 60000;
-  const pts = stats.history.filter((s) => s.t > now - span);
-  let max = Math.max(targetLatency * 1000 * 1.5, 500);
-  for (const s of pts) max = Math.max(max, s.tcMs || 0, s.dashMs || 0);
-  max = Math.ceil(max / 500) * 500;
-  const x = (t) => w - ((now - t) / span) * w;
-  const y = (v) => h - 12 - (v / max) * (h - 20);
-  cctx.fillStyle = '#777';
-  cctx.font = '10px sans-serif';
-  cctx.fillText(`${max} ms`, 2, 10);
-  cctx.fillText('0', 2, h - 2);
-  cctx.strokeStyle = '#f84';
-  cctx.setLineDash([4, 3]);
-  cctx.beginPath(); cctx.moveTo(0, y(targetLatency * 1000)); cctx.lineTo(w, y(targetLatency * 1000)); cctx.stroke();
-  cctx.setLineDash([]);
-  for (const [key, color] of [['dashMs', '#4af'], ['tcMs', '#4f4']]) {
-    cctx.strokeStyle = color;
-    cctx.beginPath();
-    let started = false;
-    for (const s of pts) {
-      if (s[key] == null) { started = false; continue; }
-      if (!started) { cctx.moveTo(x(s.t), y(s[key])); started = true; } else cctx.lineTo(x(s.t), y(s[key]));
-    }
-    cctx.stroke();
-  }
-}
+const drawChart = () => drawLatencyChart(chart, {
+  series: [
+    { color: '#4af', points: stats.history.map((h) => [h.t, h.dashMs]) },
+    { color: '#4f4', points: stats.history.map((h) => [h.t, h.tcMs]) },
+  ],
+  targetMs: targetLatency * 1000,
+});
 
 // ------------------------------------------------------------------ dash.js
 async function start() {
@@ -238,6 +182,8 @@ function renderAbr() {
   $('s-abr').textContent = c ? `${c.height}p ${c.kbps} kbit/s · ${a.rule} · ${a.switches} sw` : `– · ${a.rule}`;
 }
 
+const dashMean = new RollingMean(2000); // stats.latency.dashAvgMs
+
 function run(player) {
   window.h3livePlayer = player;
   stats.recovery = player.h3liveRecovery;
@@ -251,15 +197,12 @@ function run(player) {
       stats.config.targetLatency = player.getTargetLatency();
       $('s-target').textContent = `${stats.config.targetLatency.toFixed(2)} s`;
     }
-    let dl = null;
-    try { dl = player.getCurrentLiveLatency(); } catch (e) { /* not ready */ }
-    if (typeof dl === 'number' && Number.isFinite(dl) && dl > 0) {
-      stats.latency.dashMs = Math.round(dl * 1000);
-      stats.latency.dashAvgMs = Math.round(pushRecent(recent.dash, dl * 1000));
+    const r = readPlayer(player);
+    if (r.latencyMs !== null) {
+      stats.latency.dashMs = r.latencyMs;
+      stats.latency.dashAvgMs = Math.round(dashMean.push(Date.now(), r.latencyMs));
     }
-    let buf = null;
-    try { buf = player.getBufferLength('video'); } catch (e) { /* not ready */ }
-    stats.bufferS = Number.isFinite(buf) ? Math.round(buf * 1000) / 1000 : null;
+    stats.bufferS = r.bufferS;
     stats.history.push({ t: Date.now(), tcMs: stats.latency.timecodeMs, dashMs: stats.latency.dashMs, bufferS: stats.bufferS, rate: stats.playbackRate });
     if (stats.history.length > 240) stats.history.shift();
     render();

@@ -14,13 +14,16 @@
 // Ends with "ab-check: N passed, N failed"; exits non-zero on any failure.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cli } from '../../web/e2e/cli.js';
 
-const argv = process.argv.slice(2);
-const dir = argv[0];
-const opt = (name, def) => { const i = argv.indexOf(`--${name}`); return i > 0 ? argv[i + 1] : def; };
-const arms = opt('arms', 'h3,h1').split(',');
-const profiles = opt('profiles', 'clean,loss1').split(',');
-const minSamples = Number(opt('min-samples', '100'));
+const { values, positionals: [dir] } = cli(import.meta.url, {
+  arms: { type: 'string', default: 'h3,h1' },
+  profiles: { type: 'string', default: 'clean,loss1' },
+  'min-samples': { type: 'string', default: '100' },
+}, { allowPositionals: true });
+const arms = values.arms.split(',');
+const profiles = values.profiles.split(',');
+const minSamples = Number(values['min-samples']);
 const MAX_MS = 10000;
 const EXPECT = { h3: 'h3', h1: 'http/1.1', h2: 'h2' };
 

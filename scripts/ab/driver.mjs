@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A/B driver: headless Chromium (launched through web/e2e/cdp.js) plays
+// A/B driver: headless Chromium (launched through web/e2e/chromium.js) plays
 // web/compare.html for each transport arm and records everything the page
 // measures into one JSON file.  scripts/ab.sh runs it once per impairment
 // profile, inside the client network namespace (`ip netns exec`), so CDP
@@ -27,21 +27,15 @@
 // host must be localhost.
 import { writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
-import { Browser, Page } from '../../web/e2e/cdp.js';
+import { launch, open, watch } from '../../web/e2e/chromium.js';
+import { cli } from '../../web/e2e/cli.js';
 
-const opts = {
-  out: null, profile: 'clean', arms: 'h3,h1', duration: 30, host: 'localhost', ip: null, spki: null,
-  stream: 'test', latency: null, ports: 'h3=4433,h1=4443,h2=4444', concurrent: false, screenshot: null, rounds: '1',
-  path: null, warmup: '5', hold: null, abr: null, step: null,
-};
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const key = a.replace(/^--/, '');
-  if (a === '--concurrent') opts.concurrent = true;
-  else if (a.startsWith('--') && key in opts) opts[key] = argv[++i];
-  else { console.error(`driver: unknown option ${a}`); process.exit(2); }
-}
+const str = (v) => ({ type: 'string', ...(v === undefined ? {} : { default: v }) });
+const { values: opts } = cli(import.meta.url, {
+  out: str(), profile: str('clean'), arms: str('h3,h1'), duration: str('30'), host: str('localhost'), ip: str(), spki: str(),
+  stream: str('test'), latency: str(), ports: str('h3=4433,h1=4443,h2=4444'), concurrent: { type: 'boolean', default: false },
+  screenshot: str(), rounds: str('1'), path: str(), warmup: str('5'), hold: str(), abr: str(), step: str(),
+});
 if (!opts.out || !opts.spki) { console.error('driver: --out and --spki are required'); process.exit(2); }
 const duration = Number(opts.duration);
 const arms = opts.arms.split(',');
@@ -75,12 +69,9 @@ const result = {
 /** Play `shownArms` in one fresh browser context for `duration` s. */
 async function play(shownArms, round) {
   const url = pageUrl(shownArms[0], shownArms);
-  const { browserContextId } = await browser.send('Target.createBrowserContext', { disposeOnDetach: true });
-  const { targetId } = await browser.send('Target.createTarget', { url: 'about:blank', browserContextId });
-  const { sessionId } = await browser.send('Target.attachToTarget', { targetId, flatten: true });
-  const page = new Page(browser, targetId, sessionId);
-  await page.send('Runtime.enable');
-  await page.send('Page.enable');
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  const seen = watch(page);
   const plays = {};
   for (const a of shownArms) {
     plays[a] = { arm: a, round, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
@@ -99,7 +90,7 @@ async function play(shownArms, round) {
       });
     }, Number(atS) * 1000);
   });
-  await page.goto(url);
+  await open(page, url, log);
   for (const a of shownArms) {
     plays[a].navigatedAt = navigatedAt;
     if (opts.step) plays[a].steps = steps;
@@ -107,7 +98,7 @@ async function play(shownArms, round) {
   const end = navigatedAt + duration * 1000;
   let lastNote = 0;
   const take = async () => {
-    const got = await page.eval('window.h3liveCompare ? window.h3liveCompare.take() : null').catch(() => null);
+    const got = await page.evaluate('window.h3liveCompare ? window.h3liveCompare.take() : null').catch(() => null);
     if (!got) return;
     for (const a of shownArms) {
       if (!got[a]) continue;
@@ -128,31 +119,32 @@ async function play(shownArms, round) {
     }
     if (Date.now() - lastNote >= 10000) {
       lastNote = Date.now();
-      const st = await page.eval('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, { tc: p.latency.timecodeAvgMs, proto: p.transport.last, stalls: p.stalls.count, first: p.firstFrameMs }])))').catch(() => null);
+      const st = await page.evaluate('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, { tc: p.latency.timecodeAvgMs, proto: p.transport.last, stalls: p.stalls.count, first: p.firstFrameMs }])))').catch(() => null);
       log(`  ${Math.round((Date.now() - navigatedAt) / 1000)} s: ${st || 'page not ready'}`);
     }
   }
   for (const tm of timers) clearTimeout(tm);
   await take();
   if (opts.screenshot) {
-    const png = await page.screenshot({ width: 1280, height: shownArms.length > 1 ? 760 : 900 }).catch(() => null);
+    await page.setViewport({ width: 1280, height: shownArms.length > 1 ? 760 : 900 }).catch(() => null);
+    const png = await page.screenshot({ captureBeyondViewport: false }).catch(() => null);
     if (png) writeFileSync(`${opts.screenshot}-${shownArms.join('+')}${round > 1 ? `-${round}` : ''}.png`, png);
   }
-  const players = await page.eval('window.h3liveCompare ? JSON.parse(JSON.stringify(window.h3liveCompare.players)) : null').catch(() => null);
+  const players = await page.evaluate('window.h3liveCompare ? JSON.parse(JSON.stringify(window.h3liveCompare.players)) : null').catch(() => null);
   for (const a of shownArms) {
     const r = plays[a];
     r.final = players ? players[a] : null;
-    r.pageExceptions = page.exceptions.slice(0, 20);
+    r.pageExceptions = seen.exceptions.slice(0, 20);
     const f = r.final;
     log(`  ${a}: ${r.frames.length} frame samples, first frame ${f && f.firstFrameMs} ms, transport ${f && JSON.stringify(f.transport.counts)}, stalls ${f && f.stalls.count}, errors ${f ? f.errors.length : '?'}`);
   }
-  await browser.send('Target.disposeBrowserContext', { browserContextId }).catch(() => {});
+  await context.close().catch(() => {});
 }
 
 /** Latency-floor trial: a reason to end the play now ('stall ...', 'frozen ...' or 'held'), or null. */
 async function holdVerdict(page, shownArms, plays) {
   const warmupMs = Number(opts.warmup) * 1000, holdMs = Number(opts.hold) * 1000;
-  const st = await page.eval('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, p.stalls && p.stalls.events])))').catch(() => null);
+  const st = await page.evaluate('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, p.stalls && p.stalls.events])))').catch(() => null);
   const events = st ? JSON.parse(st) : {};
   const now = Date.now();
   let held = true;
@@ -176,11 +168,10 @@ async function main() {
     `--origin-to-force-quic-on=${opts.host}:${ports.h3}`,
     `--ignore-certificate-errors-spki-list=${opts.spki}`,
   ];
-  // Given after cdp.js's own rule: Chromium keeps the last value of a switch.
+  // Given after chromium.js's own rule: Chromium keeps the last value of a switch.
   if (opts.ip) flags.push(`--host-resolver-rules=MAP ${opts.host} ${opts.ip}, MAP * ~NOTFOUND`);
-  browser = await Browser.launch(flags, { log: (m) => log(m) });
-  const v = await browser.send('Browser.getVersion');
-  result.chromium = v.product;
+  browser = await launch(flags, { log: (m) => log(m) });
+  result.chromium = await browser.version();
   const rounds = Math.max(1, Number(opts.rounds) || 1);
   for (let round = 1; round <= rounds; round++) {
     if (opts.concurrent) await play(arms, round);

@@ -10,6 +10,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cli } from '../../web/e2e/cli.js';
 
 export const FROZEN_GAP_MS = 200;
 
@@ -59,13 +60,14 @@ export function floorTable(dir, meta) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const argv = process.argv.slice(2);
-  const opt = (name, def) => { const i = argv.indexOf(`--${name}`); return i > 0 ? Number(argv[i + 1]) : def; };
-  if (!argv[0] || !existsSync(argv[0])) {
-    console.log(`no trial output (${argv[0]})`);
+  const { values, positionals: [file] } = cli(import.meta.url, {
+    warmup: { type: 'string', default: '5' }, hold: { type: 'string', default: '60' },
+  }, { allowPositionals: true });
+  if (!file || !existsSync(file)) {
+    console.log(`no trial output (${file})`);
     process.exit(1);
   }
-  const j = judge(JSON.parse(readFileSync(argv[0], 'utf8')), opt('warmup', 5), opt('hold', 60));
+  const j = judge(JSON.parse(readFileSync(file, 'utf8')), Number(values.warmup), Number(values.hold));
   console.log(j.why);
   process.exit(j.held ? 0 : 1);
 }

@@ -11,9 +11,10 @@
 // and prints the table.  Usage: node scripts/ab/report.mjs DIR
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cli } from '../../web/e2e/cli.js';
 import { floorTable } from './floor.mjs';
 
-const dir = process.argv[2];
+const { positionals: [dir] } = cli(import.meta.url, {}, { allowPositionals: true });
 if (!dir || !existsSync(join(dir, 'meta.json'))) {
   console.error('usage: report.mjs DIR (with meta.json and raw/*.json)');
   process.exit(2);

@@ -12,19 +12,18 @@
 //   - no player errors.
 // Usage: node web/e2e/abr.js [--bin target/release/h3live] [--abr throughput|l2a|lolp|dynamic] [--keep-logs]
 import { join, resolve } from 'node:path';
-import { Browser } from './cdp.js';
+import { launch, open, watch } from './chromium.js';
+import { cli } from './cli.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[abr-e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-const opts = { bin: join(root, 'target', 'release', 'h3live'), abr: 'throughput', keepLogs: false };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--bin') opts.bin = resolve(argv[++i]);
-  else if (argv[i] === '--abr') opts.abr = argv[++i];
-  else if (argv[i] === '--keep-logs') opts.keepLogs = true;
-  else { console.error(`unknown option ${argv[i]}`); process.exit(2); }
-}
+const { values: o } = cli(import.meta.url, {
+  bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
+  abr: { type: 'string', default: 'throughput' },
+  'keep-logs': { type: 'boolean', default: false },
+});
+const opts = { bin: resolve(o.bin), abr: o.abr, keepLogs: o['keep-logs'] };
 
 const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
 let browser = null;
@@ -33,7 +32,7 @@ const check = (name, ok, detail = '') => {
   results.push({ name, ok });
   log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` — ${detail}` : ''}`);
 };
-const statsOf = (page) => page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+const statsOf = (page) => page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
 async function waitFor(page, pred, ms) {
   const end = Date.now() + ms;
   let s = null;
@@ -50,11 +49,12 @@ async function main() {
   const stream = `abr${process.pid}`;
   await stack.startEncoder(stream, ['--ladder']);
   await sleep(1500);
-  browser = await Browser.launch(stack.chromiumFlags(), { log });
+  browser = await launch(stack.chromiumFlags(), { log });
   const page = await browser.newPage();
+  const seen = watch(page);
   const url = `https://localhost:${stack.ports.tls}/?stream=${stream}&abr=${opts.abr}&abrstart=5000`;
   log(`opening ${url}`);
-  await page.goto(url);
+  await open(page, url, log);
 
   let r = await waitFor(page, (s) => s.abr.current && s.frames.decoded > 10, 40000);
   const reps = r.s ? r.s.abr.representations.map((x) => `${x.width}x${x.height}@${x.kbps}`) : [];
@@ -65,7 +65,7 @@ async function main() {
 
   // Force a down-switch: cap below the 480p rung.
   const tCap = Date.now();
-  await page.eval('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: 600 } } } })');
+  await page.evaluate('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: 600 } } } })');
   r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 240 && /x240$/.test(s.videoSize || ''), 30000);
   check('capped at 600 kbit/s: switches down to 240p (stats.abr + video element)', r.ok,
     r.s ? `after ${((Date.now() - tCap) / 1000).toFixed(1)} s; ${JSON.stringify(r.s.abr.events.slice(-2))}, videoSize ${r.s.videoSize}` : 'no stats');
@@ -81,12 +81,12 @@ async function main() {
 
   // Lift the cap: report how long the rule takes to go back up.
   const tUp = Date.now();
-  await page.eval('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: -1 } } } })');
+  await page.evaluate('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: -1 } } } })');
   r = await waitFor(page, (x) => x.abr.current && x.abr.current.height > 240, 20000);
   log(`cap lifted: ${r.ok ? `up-switch to ${r.s.abr.current.height}p after ${((Date.now() - tUp) / 1000).toFixed(1)} s` : 'no up-switch within 20 s'} (not asserted)`);
   s = await statsOf(page);
-  check('no player errors', s && s.errors.length === 0 && page.exceptions.length === 0,
-    s ? `${JSON.stringify(s.errors.slice(0, 3))} ${page.exceptions.slice(0, 3).join(' | ')}` : '');
+  check('no player errors', s && s.errors.length === 0 && seen.exceptions.length === 0,
+    s ? `${JSON.stringify(s.errors.slice(0, 3))} ${seen.exceptions.slice(0, 3).join(' | ')}` : '');
   log(`final abr stats: ${JSON.stringify(s && s.abr)}; stalls ${JSON.stringify(s && { count: s.stalls.count, totalMs: s.stalls.totalMs })}; transport ${JSON.stringify(s && s.transport.counts)}`);
   await page.close();
 }

@@ -36,34 +36,27 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Browser } from './cdp.js';
-import { crop, decodePng } from './png.js';
+import { launch, open as navigate, watch } from './chromium.js';
+import { cli } from './cli.js';
+import { decodePng, pictureClocks } from './png.js';
 import { Stack, sleep } from './stack.js';
-import { decodeStrip, stripHeight, unwrap } from '../timecode.js';
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[compare-shots +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
-const opts = { bin: undefined, play: 12, screenshot: null, out: null, keepLogs: false, arms: 'h3,h1,h2', highlight: true };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  if (a === '--bin') opts.bin = resolve(argv[++i]);
-  else if (a === '--play') opts.play = Number(argv[++i]);
-  else if (a === '--screenshot') opts.screenshot = resolve(argv[++i]);
-  else if (a === '--out') opts.out = resolve(argv[++i]);
-  else if (a === '--keep-logs') opts.keepLogs = true;
-  else if (a === '--arms') opts.arms = argv[++i];
-  else if (a === '--no-highlight') opts.highlight = false;
-  else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
-    process.exit(0);
-  } else {
-    console.error(`unknown option ${a}`);
-    process.exit(2);
-  }
-}
+const { values: o } = cli(import.meta.url, {
+  bin: { type: 'string' },
+  play: { type: 'string', default: '12' },
+  screenshot: { type: 'string' },
+  out: { type: 'string' },
+  'keep-logs': { type: 'boolean', default: false },
+  arms: { type: 'string', default: 'h3,h1,h2' },
+  'no-highlight': { type: 'boolean', default: false },
+});
+const opts = {
+  bin: o.bin ? resolve(o.bin) : undefined, play: Number(o.play), screenshot: o.screenshot ? resolve(o.screenshot) : null,
+  out: o.out ? resolve(o.out) : null, keepLogs: o['keep-logs'], arms: o.arms, highlight: !o['no-highlight'],
+};
 
 const SIZES = [
   { w: 1280, h: 800, mustFit: true },
@@ -87,6 +80,8 @@ const MIN_TEXT_PX = 13;
 
 const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
 let browser = null;
+/** Each open page's console messages and exceptions (chromium.js watch). */
+const seen = new Map();
 const results = [];
 function check(where, name, ok, detail = '') {
   results.push({ where, name, ok, detail });
@@ -138,29 +133,15 @@ const GEOMETRY = `(() => {
 const inside = (b, vw, vh) => !!b && b.x >= -0.5 && b.y >= -0.5 && b.x + b.w <= vw + 0.5 && b.y + b.h <= vh + 0.5 && b.w > 0 && b.h > 0;
 const fmtBox = (b) => (!b ? 'missing' : `${Math.round(b.x)},${Math.round(b.y)} ${Math.round(b.w)}x${Math.round(b.h)}`);
 
-/** Decode both clocks from an arm's picture in the screenshot. */
-function clocksOf(img, box, srcH, nowMs) {
-  const sh = (stripHeight(srcH) / srcH) * box.h;
-  const x = Math.ceil(box.x), w = Math.floor(box.x + box.w) - x;
-  const band = (top) => {
-    const y = Math.round(top), h = Math.round(top + sh) - y;
-    const c = crop(img, x, y, w, h);
-    const r = decodeStrip(c.data, c.width, c.height, c.channels);
-    return r.ok ? { ok: true, ms: unwrap(r.value, nowMs) } : { ok: false, error: r.error };
-  };
-  return { encoder: band(box.y + box.h - sh), player: band(box.y + box.h - 2 * sh) };
-}
-
 async function shoot(page, size, label = '') {
   const where = `${size.w}x${size.h}${label}`;
-  await page.send('Emulation.setDeviceMetricsOverride', { width: size.w, height: size.h, deviceScaleFactor: 1, mobile: false });
+  await page.setViewport({ width: size.w, height: size.h, deviceScaleFactor: 1 });
   await sleep(1500); // relayout, a few frames at the new size
-  const pre = await page.eval(GEOMETRY); // the page's own latency just before the capture
+  const pre = await page.evaluate(GEOMETRY); // the page's own latency just before the capture
   const before = Date.now();
-  const shot = await page.send('Page.captureScreenshot', { format: 'png' });
+  const png = Buffer.from(await page.screenshot({ captureBeyondViewport: false }));
   const after = Date.now();
-  const geo = await page.eval(GEOMETRY);
-  const png = Buffer.from(shot.data, 'base64');
+  const geo = await page.evaluate(GEOMETRY);
   if (opts.out) writeFileSync(join(opts.out, `compare-${where.replace(/[^\w.]+/g, '-')}.png`), png);
   const img = decodePng(png);
   log(`[${where}] screenshot ${img.width}x${img.height} (${png.length} bytes) in ${after - before} ms; layout ${JSON.stringify(geo.layout)}`);
@@ -186,7 +167,7 @@ async function shoot(page, size, label = '') {
       check(w, 'arm has a video element', false);
       continue;
     }
-    const c = clocksOf(img, a.video, a.srcH || 360, geo.now);
+    const c = pictureClocks(img, a.video, a.srcH || 360, geo.now);
     check(w, 'ENCODER clock decodes from the screenshot', c.encoder.ok, c.encoder.error || '');
     check(w, 'PLAYER clock decodes from the screenshot', c.player.ok, c.player.error || '');
     if (c.encoder.ok && c.player.ok) {
@@ -207,7 +188,7 @@ async function main() {
   const stream = `shots${process.pid}`;
   await stack.startEncoder(stream, ['--size', '640x360', '--bitrate', '600k', '--fps', '25']);
   await sleep(1000);
-  browser = await Browser.launch(stack.chromiumFlags(), { log });
+  browser = await launch(stack.chromiumFlags(), { log });
   const { tls, h1, h2, http } = stack.ports;
   // Open the page with `extra` query parameters and play until every arm has
   // shown frames for opts.play s (the verdict needs 10 s).
@@ -216,14 +197,15 @@ async function main() {
     qs.set('http', `http://127.0.0.1:${http}`);
     const url = `https://localhost:${tls}/compare.html?${qs}`;
     const page = await browser.newPage();
-    await page.send('Emulation.setDeviceMetricsOverride', { width: 1280, height: 800, deviceScaleFactor: 1, mobile: false });
+    seen.set(page, watch(page));
+    await page.setViewport({ width: 1280, height: 800, deviceScaleFactor: 1 });
     log(`opening ${url}`);
-    await page.goto(url);
+    await navigate(page, url, log);
     const deadline = Date.now() + (opts.play + 20) * 1000;
     let firstAll = null;
     while (Date.now() < deadline) {
       await sleep(1000);
-      const st = await page.eval('window.h3liveCompare && Object.values(window.h3liveCompare.players).every((p) => p.firstFrameMs !== null)').catch(() => false);
+      const st = await page.evaluate('window.h3liveCompare && Object.values(window.h3liveCompare.players).every((p) => p.firstFrameMs !== null)').catch(() => false);
       if (st && firstAll === null) { firstAll = Date.now(); log('every arm shows frames'); }
       if (firstAll !== null && Date.now() - firstAll >= opts.play * 1000) break;
     }
@@ -244,8 +226,8 @@ async function main() {
       log(`wrote ${opts.screenshot} (${readFileSync(opts.screenshot).length} bytes)`);
     }
   }
-  await page.send('Emulation.clearDeviceMetricsOverride');
-  const final = await page.eval('JSON.parse(JSON.stringify({ players: window.h3liveCompare.players, verdict: window.h3liveCompare.verdict }))');
+  await page.setViewport(null);
+  const final = await page.evaluate('JSON.parse(JSON.stringify({ players: window.h3liveCompare.players, verdict: window.h3liveCompare.verdict }))');
   for (const [arm, proto] of Object.entries(ARMS)) {
     const p = final.players[arm];
     const counts = p.transport.counts;
@@ -255,7 +237,7 @@ async function main() {
     const v = final.verdict ? final.verdict.arms[arm] : null;
     log(`[${arm}] verdict ${JSON.stringify(v)}; stalls ${p.stalls.count}; frames decoded ${p.frames.decoded}, errors ${p.frames.decodeErrors}`);
   }
-  check('page', 'no page exceptions', page.exceptions.length === 0, page.exceptions.slice(0, 3).join(' | '));
+  check('page', 'no page exceptions', seen.get(page).exceptions.length === 0, seen.get(page).exceptions.slice(0, 3).join(' | '));
   await page.close();
 
   // The highlight, for real: one arm played 1 s further behind (its own target
@@ -263,7 +245,7 @@ async function main() {
   if (opts.highlight && ARMS.h1 && Object.keys(ARMS).length > 1) {
     const late = await open({ h1latency: '1.5' });
     await shoot(late, SIZES[0], ' h1latency=1.5');
-    const st = await late.eval(`(() => {
+    const st = await late.evaluate(`(() => {
       const v = window.h3liveCompare.verdict;
       const tiles = {};
       for (const t of document.querySelectorAll('.arm')) {

@@ -6,7 +6,10 @@
 //   - the segment requests used the arm's protocol (h3, http/1.1) per
 //     performance resource entries' nextHopProtocol;
 //   - both latency readings (decoded timecode, dash.js getCurrentLiveLatency)
-//     are present, below 3 s, and agree within 250 ms.
+//     are present, below 3 s, and agree within 250 ms;
+//   - a screenshot of the page shows both clocks machine-readably (the
+//     encoder's strip and the player's, web/clock.js): both decode, the player
+//     clock is the capture time and player minus encoder is below --max-latency.
 // With --format hls the page plays the origin's LL-HLS with hls.js
 // (?format=hls) and the second reading is hls.js's own latency (hls.latency).
 // Prints a summary ending in "N passed, N failed"; exits non-zero on failure.
@@ -17,44 +20,37 @@
 //                        [--format dash|hls] [--max-latency MS] [--agree MS]
 //   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
 //                        --spki BASE64 --quic localhost:4433   (against a running origin)
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Browser } from './cdp.js';
+import { launch, open, watch } from './chromium.js';
+import { cli } from './cli.js';
+import { decodePng, pictureClocks } from './png.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
 // ------------------------------------------------------------------ options
+const { values: o } = cli(import.meta.url, {
+  duration: { type: 'string', default: '20' },
+  arms: { type: 'string', default: 'h3,h1' },
+  bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
+  screenshot: { type: 'string' },
+  'keep-logs': { type: 'boolean', default: false },
+  url: { type: 'string' },
+  expect: { type: 'string' },
+  spki: { type: 'string' },
+  quic: { type: 'string' },
+  'max-latency': { type: 'string', default: '3000' },
+  latency: { type: 'string' },
+  stream: { type: 'string' },
+  format: { type: 'string', default: 'dash' },
+  agree: { type: 'string', default: '250' },
+});
 const opts = {
-  duration: 20, arms: 'h3,h1', bin: join(root, 'target', 'release', 'h3live'), screenshot: null,
-  keepLogs: false, latency: null, stream: null, url: null, expect: null, spki: null, quic: null, maxLatency: 3000, agree: 250,
-  format: 'dash',
+  ...o, duration: Number(o.duration), bin: resolve(o.bin), screenshot: o.screenshot ? resolve(o.screenshot) : null,
+  keepLogs: o['keep-logs'], maxLatency: Number(o['max-latency']), agree: Number(o.agree),
 };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const next = () => argv[++i];
-  if (a === '--duration') opts.duration = Number(next());
-  else if (a === '--arms') opts.arms = next();
-  else if (a === '--bin') opts.bin = resolve(next());
-  else if (a === '--screenshot') opts.screenshot = resolve(next());
-  else if (a === '--keep-logs') opts.keepLogs = true;
-  else if (a === '--url') opts.url = next();
-  else if (a === '--expect') opts.expect = next();
-  else if (a === '--spki') opts.spki = next();
-  else if (a === '--quic') opts.quic = next();
-  else if (a === '--max-latency') opts.maxLatency = Number(next());
-  else if (a === '--latency') opts.latency = next();
-  else if (a === '--stream') opts.stream = next();
-  else if (a === '--format') opts.format = next();
-  else if (a === '--agree') opts.agree = Number(next());
-  else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
-    process.exit(0);
-  } else { console.error(`unknown option ${a}`); process.exit(2); }
-}
 
 // ------------------------------------------------------------ child processes
 const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
@@ -83,27 +79,50 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.lengt
 async function runArm(arm, url, expectProto) {
   log(`[${arm}] opening ${url}`);
   const page = await browser.newPage();
-  await page.goto(url);
+  const seen = watch(page);
+  await open(page, url, log);
   const samples = [];
   let stats = null;
   const deadline = Date.now() + opts.duration * 1000;
   let firstTime = null;
   while (Date.now() < deadline) {
     await sleep(1000);
-    stats = await page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+    stats = await page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
     if (!stats) continue;
     if (firstTime === null && stats.currentTime > 0) firstTime = { wall: Date.now(), media: stats.currentTime };
     samples.push({ t: Date.now(), tc: stats.latency.timecodeAvgMs, dash: stats.latency.dashAvgMs, ct: stats.currentTime });
   }
+  // Both clocks read back from a screenshot of the page: the encoder's strip
+  // in the picture and the player's (web/clock.js) right above it.  Up to 5
+  // tries 1 s apart: while the player reloads its source the picture is blank.
+  let clocks, before, after, tries = 0;
+  do {
+    if (tries++) await sleep(1000);
+    const geo = await page.evaluate(`(() => { const v = document.querySelector('video'); const b = v.getBoundingClientRect();
+      return { box: { x: b.left, y: b.top, w: b.width, h: b.height }, srcH: v.videoHeight }; })()`);
+    before = Date.now();
+    const img = decodePng(Buffer.from(await page.screenshot({ captureBeyondViewport: false })));
+    after = Date.now();
+    clocks = pictureClocks(img, geo.box, geo.srcH || 720, before);
+  } while (!(clocks.encoder.ok && clocks.player.ok) && tries < 5);
+  check(arm, 'both clocks decode from a screenshot of the page', clocks.encoder.ok && clocks.player.ok,
+    `encoder ${clocks.encoder.error || 'ok'}, player ${clocks.player.error || 'ok'} (screenshot ${tries} of at most 5)`);
+  if (clocks.encoder.ok && clocks.player.ok) {
+    const lat = clocks.player.ms - clocks.encoder.ms;
+    check(arm, 'screenshot: PLAYER clock is the capture time, PLAYER - ENCODER a plausible latency',
+      clocks.player.ms >= before - 1000 && clocks.player.ms <= after && lat > 0 && lat < opts.maxLatency,
+      `player ${clocks.player.ms - before} ms after the capture request (took ${after - before} ms), player - encoder ${lat} ms`);
+  }
   if (opts.screenshot && !shotTaken) {
     shotTaken = true;
     mkdirSync(dirname(opts.screenshot), { recursive: true });
-    const png = await page.screenshot({ width: 1040, height: 440 });
+    await page.setViewport({ width: 1040, height: 440 });
+    const png = await page.screenshot({ captureBeyondViewport: false });
     writeFileSync(opts.screenshot, png);
     log(`[${arm}] screenshot ${opts.screenshot} (${png.length} bytes)`);
   }
   if (!stats) {
-    check(arm, 'page exposes window.h3liveStats', false, `console: ${JSON.stringify(page.console.slice(-5))}`);
+    check(arm, 'page exposes window.h3liveStats', false, `console: ${JSON.stringify(seen.console.slice(-5))}`);
     await page.close();
     return;
   }
@@ -134,8 +153,8 @@ async function runArm(arm, url, expectProto) {
     `median ${mdash} ms, max ${dash.length ? Math.max(...dash) : null} ms`);
   check(arm, `latency readings agree within ${opts.agree} ms`, diffs.length > 0 && mdiff <= opts.agree,
     `median |timecode - ${lib}| ${mdiff} ms (max ${diffs.length ? Math.max(...diffs) : null})`);
-  check(arm, 'no player errors', stats.errors.length === 0 && page.exceptions.length === 0,
-    `${JSON.stringify(stats.errors.slice(0, 3))} ${page.exceptions.slice(0, 3).join(' | ')}`);
+  check(arm, 'no player errors', stats.errors.length === 0 && seen.exceptions.length === 0,
+    `${JSON.stringify(stats.errors.slice(0, 3))} ${seen.exceptions.slice(0, 3).join(' | ')}`);
   results.push({ arm, info: { format: opts.format, latencyTimecodeMs: mtc, latencyPlayerMs: mdash, stalls: stats.stalls, firstFrameMs: stats.firstFrameMs, transport: counts, buffer: stats.bufferS, rate: stats.playbackRate } });
   await page.close();
 }
@@ -147,7 +166,7 @@ async function main() {
     const flags = [];
     if (opts.quic) flags.push(`--origin-to-force-quic-on=${opts.quic}`);
     if (opts.spki) flags.push(`--ignore-certificate-errors-spki-list=${opts.spki}`);
-    browser = await Browser.launch(flags, { log });
+    browser = await launch(flags, { log });
     await runArm(opts.expect || 'url', opts.url, opts.expect || 'h3');
     return;
   }
@@ -156,7 +175,7 @@ async function main() {
   await stack.startEncoder(stream);
   await sleep(1500); // let a first segment start so the player joins a running stream
 
-  browser = await Browser.launch(stack.chromiumFlags(), { log });
+  browser = await launch(stack.chromiumFlags(), { log });
 
   const { tls: tlsPort, h1: h1Port, h2: h2Port, http: httpPort } = stack.ports;
   const arms = {

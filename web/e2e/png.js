@@ -1,7 +1,9 @@
 // Minimal PNG reader for Chromium screenshots (CDP Page.captureScreenshot):
 // 8-bit RGB or RGBA, not interlaced.  Enough to read pixels in tests without
-// a dependency; anything else is refused with a clear error.
+// a dependency; anything else is refused with a clear error.  pictureClocks()
+// reads the two timecode strips of a video picture in such a screenshot.
 import { inflateSync } from 'node:zlib';
+import { decodeStrip, stripHeight, unwrap } from '../timecode.js';
 
 const SIG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -65,4 +67,24 @@ export function crop(img, x, y, w, h) {
     out.set(img.data.subarray(s, s + w * img.channels), r * w * img.channels);
   }
   return { width: w, height: h, channels: img.channels, data: out };
+}
+
+/**
+ * Both clocks of a video picture in a screenshot `img` (decodePng): the
+ * encoder's timecode strip along the picture's bottom (web/timecode.js) and
+ * the player's strip right above it (web/clock.js).  `box` is the picture's
+ * box in screenshot pixels ({ x, y, w, h }), `srcH` the video's own height,
+ * `nowMs` an epoch time near the capture (to unwrap the 32-bit values).
+ * Returns { encoder, player }, each { ok, ms } or { ok: false, error }.
+ */
+export function pictureClocks(img, box, srcH, nowMs) {
+  const sh = (stripHeight(srcH) / srcH) * box.h;
+  const x = Math.ceil(box.x), w = Math.floor(box.x + box.w) - x;
+  const band = (top) => {
+    const y = Math.round(top), h = Math.round(top + sh) - y;
+    const c = crop(img, x, y, w, h);
+    const r = decodeStrip(c.data, c.width, c.height, c.channels);
+    return r.ok ? { ok: true, ms: unwrap(r.value, nowMs) } : { ok: false, error: r.error };
+  };
+  return { encoder: band(box.y + box.h - sh), player: band(box.y + box.h - 2 * sh) };
 }

@@ -29,7 +29,8 @@
 //   of `h3live load` split over h3, h2, h1-tls and h1-clear meanwhile; every 10 s it samples
 //   the origin's RSS, its /metrics counters and the page's stats into DIR/samples.csv;
 //   DIR/restarts.json gets every check and recovery, DIR/load-*.json the load reports.
-//   --encoder-args 'ARGS' passes more options to scripts/encoder.sh (e.g. '--size 640x360').
+//   --encoder-args='ARGS' passes more options to scripts/encoder.sh (e.g. --encoder-args='--size 640x360';
+//   the = is needed for a value that starts with a dash).
 // Ends with "restart: N passed, N failed"; exits non-zero on failure.
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -38,7 +39,8 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSyn
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Browser } from './cdp.js';
+import { launch, open, watch } from './chromium.js';
+import { cli } from './cli.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let root = resolve(here, '..', '..');
@@ -46,30 +48,29 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const log = (...a) => console.log(`[restart +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
-const opts = { bin: join(root, 'target', 'release', 'h3live'), scenarios: 'encoder,origin', bound: 2, seg: 2, keepLogs: false, json: null, arm: 'h3' };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const next = () => argv[++i];
-  if (a === '--bin') opts.bin = resolve(next());
-  else if (a === '--scenarios') opts.scenarios = next();
-  else if (a === '--bound') opts.bound = Number(next());
-  else if (a === '--seg') opts.seg = Number(next());
-  else if (a === '--keep-logs') opts.keepLogs = true;
-  else if (a === '--arm') opts.arm = next();
-  else if (a === '--root') root = resolve(next());
-  else if (a === '--no-state-dir') opts.noStateDir = true;
-  else if (a === '--soak') opts.soak = Number(next());
-  else if (a === '--period') opts.period = Number(next());
-  else if (a === '--load') opts.load = Number(next());
-  else if (a === '--out') opts.out = resolve(next());
-  else if (a === '--encoder-args') opts.encoderArgs = next().split(' ').filter(Boolean);
-  else if (a === '--json') opts.json = resolve(next());
-  else if (a === '-h' || a === '--help') {
-    console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
-    process.exit(0);
-  } else { console.error(`unknown option ${a}`); process.exit(2); }
-}
+const { values: o } = cli(import.meta.url, {
+  bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
+  scenarios: { type: 'string', default: 'encoder,origin' },
+  bound: { type: 'string', default: '2' },
+  seg: { type: 'string', default: '2' },
+  'keep-logs': { type: 'boolean', default: false },
+  arm: { type: 'string', default: 'h3' },
+  root: { type: 'string' },
+  'no-state-dir': { type: 'boolean', default: false },
+  soak: { type: 'string' },
+  period: { type: 'string' },
+  load: { type: 'string' },
+  out: { type: 'string' },
+  'encoder-args': { type: 'string', default: '' },
+  json: { type: 'string' },
+});
+if (o.root) root = resolve(o.root);
+const num = (v) => (v === undefined ? undefined : Number(v));
+const opts = {
+  bin: resolve(o.bin), scenarios: o.scenarios, bound: Number(o.bound), seg: Number(o.seg), keepLogs: o['keep-logs'],
+  arm: o.arm, noStateDir: o['no-state-dir'], soak: num(o.soak), period: num(o.period), load: num(o.load),
+  out: o.out ? resolve(o.out) : undefined, encoderArgs: o['encoder-args'].split(' ').filter(Boolean), json: o.json ? resolve(o.json) : null,
+};
 const boundMs = opts.bound * opts.seg * 1000;
 
 // ------------------------------------------------------------ child processes
@@ -93,6 +94,8 @@ async function stop(p) {
   if (alive(p)) p.kill('SIGKILL');
 }
 let browser = null;
+/** What the playing page logged (console, exceptions), for failure details. */
+let seen = { console: [], exceptions: [] };
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   browser = null;
@@ -148,7 +151,7 @@ function check(scenario, name, ok, detail) {
   results.push({ scenario, name, ok, detail });
   log(`${ok ? 'PASS' : 'FAIL'} [${scenario}] ${name}${detail ? ` — ${detail}` : ''}`);
 }
-const statsOf = (page) => page.eval('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+const statsOf = (page) => page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
 
 /** Wait until the page's video advances for `spanMs` (currentTime moves by at least half of it, never
  *  standing still for more than 700 ms). Returns { startedAt: wall ms when that stretch began, stats }. */
@@ -157,7 +160,7 @@ async function playsFor(page, spanMs, timeoutMs) {
   let base = null; // { wall, ct }: where the current advancing stretch began
   let prev = null; // { wall, ct }: last change seen
   while (Date.now() < end) {
-    const ct = await page.eval("document.querySelector('video') ? document.querySelector('video').currentTime : null").catch(() => null);
+    const ct = await page.evaluate("document.querySelector('video') ? document.querySelector('video').currentTime : null").catch(() => null);
     const now = Date.now();
     if (typeof ct === 'number') {
       if (prev !== null && ct !== prev.ct && ct > 0) {
@@ -228,19 +231,19 @@ function startSampler(page, file) {
 async function scenario(name, page, restart) {
   const before = await statsOf(page);
   if (process.env.RESTART_DEBUG) {
-    await page.eval(`window.__res = []; new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__res.push([Math.round(performance.timeOrigin + e.startTime) % 100000, Math.round(e.duration), e.responseStatus, e.nextHopProtocol, e.name.split('/').pop()]))).observe({ type: 'resource' }); 1`);
+    await page.evaluate(`window.__res = []; new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__res.push([Math.round(performance.timeOrigin + e.startTime) % 100000, Math.round(e.duration), e.responseStatus, e.nextHopProtocol, e.name.split('/').pop()]))).observe({ type: 'resource' }); 1`);
   }
   const info = await restart(); // resolves at "back"
   const back = info.backAt;
   // The video must advance again: a 3 s stretch of moving currentTime that began after "back".
   if (process.env.RESTART_DEBUG) {
     for (let i = 0; i < 40; i++) {
-      const d = await page.eval(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
+      const d = await page.evaluate(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
         try { b = p.getBufferLength('video'); t = p.time(); paused = p.isPaused(); } catch (e) { b = String(e); }
         const r = []; for (let i = 0; i < v.buffered.length; i++) r.push([v.buffered.start(i).toFixed(2), v.buffered.end(i).toFixed(2)]);
         return JSON.stringify({ ct: v.currentTime.toFixed(2), rs: v.readyState, ns: v.networkState, vp: v.paused, err: v.error && v.error.message, buf: r, b, t, paused, st: window.h3liveStats.recovery.status, rl: window.h3liveStats.recovery.reloads }); })()`).catch((e) => String(e));
       log(`[${name}] ${Date.now() - info.backAt} ms after back (${Date.now() % 100000}): ${d}`);
-      log(JSON.stringify(await page.eval('JSON.stringify(window.__res.splice(0))')));
+      log(JSON.stringify(await page.evaluate('JSON.stringify(window.__res.splice(0))')));
       await sleep(500);
     }
   }
@@ -249,7 +252,7 @@ async function scenario(name, page, restart) {
   const recovery = played ? Math.max(0, played.startedAt - back) : null;
   check(name, 'video advances again', played !== null, played ? `recovered ${recovery} ms after back` : `stats ${JSON.stringify(s && { ct: s.currentTime, recovery: s.recovery, errors: s.errors.slice(-3) })}`);
   if (played) check(name, `within ${opts.bound} segment durations (${boundMs} ms)`, recovery <= boundMs, `${recovery} ms`);
-  if (process.env.RESTART_DEBUG) log(`[${name}] console: ${page.console.slice(-40).map((c) => `${c.type}: ${c.text.slice(0, 300)}`).join('\n')}`);
+  if (process.env.RESTART_DEBUG) log(`[${name}] console: ${seen.console.slice(-40).map((c) => `${c.type}: ${c.text.slice(0, 300)}`).join('\n')}`);
   check(name, 'no page reload', s && before && s.pageStart === before.pageStart, '');
   const rec = (x) => (x && x.recovery) || { reloads: 0, events: [] };
   const reloads = rec(s).reloads - rec(before).reloads;
@@ -263,7 +266,7 @@ async function scenario(name, page, restart) {
   // A new viewer starts.
   const fresh = await browser.newPage();
   const tNew = Date.now();
-  await fresh.goto(page.url);
+  await open(fresh, page.url(), log);
   const fp = await playsFor(fresh, 3000, 20000);
   check(name, 'a new viewer starts', fp !== null, fp ? `first frame ${fp.stats.firstFrameMs} ms after navigation, playing ${fp.startedAt - tNew} ms after it` : '');
   await fresh.close();
@@ -294,13 +297,13 @@ async function main() {
   await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
   await sleep(1500);
 
-  browser = await Browser.launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
+  browser = await launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
   const page = await browser.newPage();
-  page.url = `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}`;
-  await page.goto(page.url);
+  seen = watch(page);
+  await open(page, `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}`, log);
   const warm = await playsFor(page, 8000, 30000);
   check('setup', 'the page plays before any restart', warm !== null, warm ? '' :
-    `stats ${JSON.stringify(await statsOf(page))}; console ${JSON.stringify(page.console.slice(-10))}; exceptions ${JSON.stringify(page.exceptions.slice(-3))}`);
+    `stats ${JSON.stringify(await statsOf(page))}; console ${JSON.stringify(seen.console.slice(-10))}; exceptions ${JSON.stringify(seen.exceptions.slice(-3))}`);
   if (!warm) return [];
 
   const out = [];
