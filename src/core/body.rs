@@ -25,10 +25,19 @@ pub trait IngestBody: Send {
     fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, BodyError>>> + Send;
 }
 
-/// A request body that ended abnormally.
+/// A request body that ended abnormally (connection closed before the
+/// terminating chunk, stream reset). The transport's error is kept as the
+/// [`source`](std::error::Error::source), for the one log line ingest writes.
 #[derive(Debug, thiserror::Error)]
-#[error("request body broken: {0}")]
-pub struct BodyError(pub String);
+#[error("request body broken")]
+pub struct BodyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl BodyError {
+    /// A broken body caused by `e`.
+    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BodyError {
+        BodyError(e.into())
+    }
+}
 
 /// The body of a request that cannot carry one into ingest (h3 reads).
 pub struct NoBody;

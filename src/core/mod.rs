@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::conn::{ConnInfo, Transport};
 use crate::metrics::Metrics;
@@ -244,10 +244,7 @@ impl Origin {
             Route::Streams | Route::Metrics if !conn.listener.status_pages => {
                 self.error(conn, StatusCode::NOT_FOUND, "not found")
             }
-            Route::Streams => {
-                let body = crate::store::view::streams_json(&self.store).unwrap_or_default();
-                status_page(self.text(conn, StatusCode::OK, "application/json", body, head))
-            }
+            Route::Streams => status_page(self.json(conn, crate::store::view::streams_json(&self.store), head)),
             Route::Metrics => {
                 let body = self.metrics.render(&self.store);
                 status_page(self.text(conn, StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body, head))
@@ -465,7 +462,9 @@ impl Origin {
                 Err(e) => {
                     upload.abort();
                     self.metrics.upload_aborted();
-                    warn!(path, received = upload.len(), error = %e, "upload aborted: readers see an error");
+                    // The error's source is the transport's reason (tracing prints the chain).
+                    let e: &(dyn std::error::Error + 'static) = &e;
+                    warn!(path, received = upload.len(), error = e, "upload aborted: readers see an error");
                     return self.error(conn, StatusCode::BAD_REQUEST, "request body broken");
                 }
             }
@@ -571,6 +570,18 @@ impl Origin {
         r
     }
 
+    /// A JSON document, or 500 (logged) if it could not be serialized.
+    fn json(&self, conn: &ConnInfo, doc: serde_json::Result<String>, head: bool) -> Resp {
+        match doc {
+            Ok(body) => self.text(conn, StatusCode::OK, "application/json", body, head),
+            Err(e) => {
+                let e: &(dyn std::error::Error + 'static) = &e;
+                error!(error = e, "JSON serialization failed");
+                self.error(conn, StatusCode::INTERNAL_SERVER_ERROR, "cannot serialize the document")
+            }
+        }
+    }
+
     /// 503 for a request the transport cannot admit (its listener's
     /// connection budget for this kind of request is used up); the
     /// connection is closed after it.
@@ -629,4 +640,27 @@ fn unsupported_transfer_coding(h: &http::HeaderMap) -> Option<String> {
 
 fn set_type(r: &mut Resp, ctype: &'static str) {
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ListenerInfo;
+
+    fn conn() -> ConnInfo {
+        let listener = ListenerInfo { name: "test", ingest: false, alt_svc: None, status_pages: true };
+        ConnInfo { listener: Arc::new(listener), transport: Transport::H1Clear, remote: ([127, 0, 0, 1], 1).into() }
+    }
+
+    #[tokio::test]
+    async fn json_failure_is_a_500() {
+        let origin = Origin::new(Store::new(Default::default()), OriginConfig::default());
+        let ok = origin.json(&conn(), Ok("{}\n".into()), false);
+        assert_eq!(ok.status(), StatusCode::OK);
+        let broken = serde_json::from_str::<u8>("x").unwrap_err();
+        let mut r = origin.json(&conn(), Err(broken), false);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = r.body_mut().next().await.unwrap().unwrap();
+        assert!(!body.is_empty(), "an error text, not an empty body");
+    }
 }

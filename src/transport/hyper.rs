@@ -39,7 +39,7 @@ impl IngestBody for HyperIngest {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
         loop {
             match self.0.frame().await? {
-                Err(e) => return Some(Err(BodyError(e.to_string()))),
+                Err(e) => return Some(Err(BodyError::new(e))),
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
                         if !data.is_empty() {
