@@ -20,8 +20,8 @@
 //! - [`server`]: [`server::run`] serves already-bound listeners until a
 //!   shutdown future resolves; `main.rs` only parses flags and binds.
 //! - [`cert`]: self-signed certificates and the SPKI hash Chromium needs.
-//! - [`metrics`]: Prometheus text exposition, including the origin-delay
-//!   histogram.
+//! - [`metrics`]: Prometheus metrics (a prometheus-client registry), including
+//!   the origin-delay histogram.
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
 //! - [`interop`]: the quic-interop-runner server endpoint (hq-interop + h3).
 //! - [`frames`]: a hyper body read as data pieces (server, client, recorder).
