@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::{MetricType, TypedMetric};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::conn::Transport;
 use crate::store::{allocated_bytes, Store};
@@ -148,36 +148,33 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
+        let mut r = Registry::default();
         // Help texts without the final period: the registry adds it.
-        let quic_retries = Counter::default();
-        registry.register("h3live_quic_retries", "QUIC connection attempts answered with Retry", quic_retries.clone());
-        let aborted_uploads = Counter::default();
-        registry.register(
+        let quic_retries = registered(
+            &mut r,
+            "h3live_quic_retries",
+            "QUIC connection attempts answered with Retry",
+            Counter::default(),
+        );
+        let aborted_uploads = registered(
+            &mut r,
             "h3live_aborted_uploads",
             "Uploads that ended without their terminating chunk",
-            aborted_uploads.clone(),
+            Counter::default(),
         );
-        let rejected_ingest = Family::<ReasonLabel, Counter>::default();
-        registry.register("h3live_ingest_rejected", "Refused ingest requests by reason", rejected_ingest.clone());
+        let rejected_ingest =
+            registered(&mut r, "h3live_ingest_rejected", "Refused ingest requests by reason", Family::default());
         let readers = PerTransport::<Gauge>::new();
-        registry.register(
-            "h3live_active_readers",
-            "Responses currently streaming an object, per transport",
-            readers.family.clone(),
-        );
+        let help = "Responses currently streaming an object, per transport";
+        registered(&mut r, "h3live_active_readers", help, readers.family.clone());
         let connections = PerTransport::<Gauge>::new();
-        registry.register("h3live_connections", "Open connections, per transport", connections.family.clone());
-        let responses = Family::<ResponseLabels, Counter>::default();
-        registry.register("h3live_responses", "Responses by transport and status", responses.clone());
+        registered(&mut r, "h3live_connections", "Open connections, per transport", connections.family.clone());
+        let responses = registered(&mut r, "h3live_responses", "Responses by transport and status", Family::default());
         let delay = PerTransport::<Histogram>::new();
-        registry.register(
-            "h3live_origin_delay_seconds",
-            "Time from a chunk's arrival on ingest to its hand-off to the transport, per transport",
-            delay.family.clone(),
-        );
+        let help = "Time from a chunk's arrival on ingest to its hand-off to the transport, per transport";
+        registered(&mut r, "h3live_origin_delay_seconds", help, delay.family.clone());
         Metrics {
-            registry,
+            registry: r,
             responses,
             active_readers: readers.by_index,
             connections: connections.by_index,
@@ -187,6 +184,12 @@ impl Default for Metrics {
             rejected_ingest,
         }
     }
+}
+
+/// Register `metric` under `name` and hand it back (metrics are shared handles).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Decrements a gauge when dropped.
