@@ -84,18 +84,9 @@ impl ClientResponse {
     /// end, stream reset).
     pub async fn chunk(&mut self) -> Option<Result<Bytes>> {
         match &mut self.body {
-            RespBody::Hyper(b) => loop {
-                match b.frame().await? {
-                    Err(e) => return Some(Err(anyhow!(e).context("body broken"))),
-                    Ok(f) => {
-                        if let Ok(d) = f.into_data() {
-                            if !d.is_empty() {
-                                return Some(Ok(d));
-                            }
-                        }
-                    }
-                }
-            },
+            RespBody::Hyper(b) => {
+                crate::frames::next_data(b).await.map(|r| r.map_err(|e| anyhow!(e).context("body broken")))
+            }
             RespBody::H3(s) => match s.recv_data().await {
                 Ok(Some(mut buf)) => Some(Ok(buf.copy_to_bytes(buf.remaining()))),
                 Ok(None) => None,

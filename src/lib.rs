@@ -20,10 +20,11 @@
 //! - [`server`]: [`server::run`] serves already-bound listeners until a
 //!   shutdown future resolves; `main.rs` only parses flags and binds.
 //! - [`cert`]: self-signed certificates and the SPKI hash Chromium needs.
-//! - [`metrics`]: Prometheus text exposition, including the origin-delay
-//!   histogram.
+//! - [`metrics`]: Prometheus metrics (a prometheus-client registry), including
+//!   the origin-delay histogram.
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
 //! - [`interop`]: the quic-interop-runner server endpoint (hq-interop + h3).
+//! - [`frames`]: a hyper body read as data pieces (server, client, recorder).
 //! - [`client`]: a streaming client for all four transports (tests, viewer tools).
 //! - [`cmaf`]: just enough ISO-BMFF/CMAF box parsing, shared by the load
 //!   tool and the LL-HLS packager.
@@ -40,6 +41,7 @@ pub mod client;
 pub mod cmaf;
 pub mod conn;
 pub mod core;
+pub mod frames;
 pub mod hls;
 pub mod interop;
 pub mod load;

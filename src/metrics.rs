@@ -1,4 +1,5 @@
-//! Prometheus metrics, kept in atomics and rendered as text exposition.
+//! Prometheus metrics: a `prometheus-client` registry, exposed in the
+//! Prometheus text format (0.0.4) at `/metrics`.
 //!
 //! The key series is `h3live_origin_delay_seconds{transport}`: for each chunk
 //! handed to a reader that was waiting for it, the time from the chunk's
@@ -8,11 +9,17 @@
 //! reader asked (a late joiner's backlog) are not counted: their wait is the
 //! reader's choice, not the origin's delay.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::conn::Transport;
 use crate::store::{allocated_bytes, Store};
@@ -21,9 +28,17 @@ use crate::store::{allocated_bytes, Store};
 const DELAY_BUCKETS: [f64; 14] =
     [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
-/// A fixed-bucket histogram.
+/// A fixed-bucket histogram in atomics, encoded through prometheus-client.
+/// Not prometheus-client's `Histogram`: that one takes a lock per observe, and
+/// observe runs per chunk per reader; measured 21.8 vs 18.3 ns per observe on
+/// one thread, 52.4 vs 34.9 ns with two threads observing (release build).
+/// Cheap to clone: clones share the counts.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram(Arc<Buckets>);
+
+/// The counts of a [`Histogram`].
 #[derive(Debug, Default)]
-pub struct Histogram {
+struct Buckets {
     /// Count per bucket (not cumulative); the last one is +Inf.
     buckets: [AtomicU64; DELAY_BUCKETS.len() + 1],
     /// Sum of observations in nanoseconds.
@@ -37,105 +52,182 @@ impl Histogram {
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = DELAY_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(DELAY_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let h = &self.0;
+        h.buckets[i].fetch_add(1, Ordering::Relaxed);
+        h.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        h.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Number of observations.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.0.count.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        // Per-bucket counts: the encoder adds them up into `le` buckets.
+        let buckets: Vec<(f64, u64)> = (self.0.buckets.iter().enumerate())
+            .map(|(i, b)| (DELAY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), b.load(Ordering::Relaxed)))
+            .collect();
+        let sum = self.0.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, self.count(), &buckets, None)
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            cumulative += b.load(Ordering::Relaxed);
-            let le = DELAY_BUCKETS.get(i).map_or_else(|| "+Inf".to_string(), |v| v.to_string());
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-        }
-        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count());
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// `{transport="h3"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    /// Transport name.
+    transport: &'static str,
+}
+
+/// `{transport="h3",status="200"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    /// Transport name.
+    transport: &'static str,
+    /// HTTP status code.
+    status: u16,
+}
+
+/// `{reason="store_full"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    /// Why ingest was refused.
+    reason: &'static str,
+}
+
+/// One series per transport, each also kept by index so that the hot paths
+/// never look a label set up in the family.
+#[derive(Debug)]
+struct PerTransport<M> {
+    /// The family registered (holds every transport's series).
+    family: Family<TransportLabel, M>,
+    /// The same series, by [`Transport::index`].
+    by_index: [M; Transport::ALL.len()],
+}
+
+impl<M: Clone + Default> PerTransport<M> {
+    fn new() -> PerTransport<M> {
+        let family = Family::<TransportLabel, M>::default();
+        let by_index = Transport::ALL.map(|t| family.get_or_create(&TransportLabel { transport: t.as_str() }).clone());
+        PerTransport { family, by_index }
     }
 }
 
 /// All counters of one origin.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Every metric below, for the exposition (the store's figures are added
+    /// at each scrape by [`StoreCollector`]).
+    registry: Registry,
     /// Responses by transport and status code.
-    responses: Mutex<BTreeMap<(Transport, u16), u64>>,
+    responses: Family<ResponseLabels, Counter>,
     /// Readers currently streaming an object, by transport.
-    active_readers: [AtomicI64; Transport::ALL.len()],
+    active_readers: [Gauge; Transport::ALL.len()],
     /// Open connections, by transport.
-    connections: [AtomicI64; Transport::ALL.len()],
+    connections: [Gauge; Transport::ALL.len()],
     /// Origin delay, by transport.
     origin_delay: [Histogram; Transport::ALL.len()],
     /// Uploads that ended without their terminating chunk.
-    aborted_uploads: AtomicU64,
+    aborted_uploads: Counter,
     /// QUIC handshakes answered with Retry (address validation under load).
-    quic_retries: AtomicU64,
+    quic_retries: Counter,
     /// Refused ingest requests by reason.
-    rejected_ingest: Mutex<BTreeMap<&'static str, u64>>,
+    rejected_ingest: Family<ReasonLabel, Counter>,
 }
 
-/// Which gauge a [`GaugeGuard`] holds up.
-#[derive(Debug, Clone, Copy)]
-enum Gauge {
-    /// `active_readers[i]`.
-    Readers(usize),
-    /// `connections[i]`.
-    Connections(usize),
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::default();
+        // Help texts without the final period: the registry adds it.
+        let quic_retries = registered(
+            &mut r,
+            "h3live_quic_retries",
+            "QUIC connection attempts answered with Retry",
+            Counter::default(),
+        );
+        let aborted_uploads = registered(
+            &mut r,
+            "h3live_aborted_uploads",
+            "Uploads that ended without their terminating chunk",
+            Counter::default(),
+        );
+        let rejected_ingest =
+            registered(&mut r, "h3live_ingest_rejected", "Refused ingest requests by reason", Family::default());
+        let readers = PerTransport::<Gauge>::new();
+        let help = "Responses currently streaming an object, per transport";
+        registered(&mut r, "h3live_active_readers", help, readers.family.clone());
+        let connections = PerTransport::<Gauge>::new();
+        registered(&mut r, "h3live_connections", "Open connections, per transport", connections.family.clone());
+        let responses = registered(&mut r, "h3live_responses", "Responses by transport and status", Family::default());
+        let delay = PerTransport::<Histogram>::new();
+        let help = "Time from a chunk's arrival on ingest to its hand-off to the transport, per transport";
+        registered(&mut r, "h3live_origin_delay_seconds", help, delay.family.clone());
+        Metrics {
+            registry: r,
+            responses,
+            active_readers: readers.by_index,
+            connections: connections.by_index,
+            origin_delay: delay.by_index,
+            aborted_uploads,
+            quic_retries,
+            rejected_ingest,
+        }
+    }
+}
+
+/// Register `metric` under `name` and hand it back (metrics are shared handles).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Decrements a gauge when dropped.
 #[derive(Debug)]
-pub struct GaugeGuard {
-    /// The metrics the gauge lives in.
-    metrics: Arc<Metrics>,
-    /// The gauge to decrement.
-    gauge: Gauge,
-}
+pub struct GaugeGuard(Gauge);
 
 impl GaugeGuard {
-    fn new(metrics: &Arc<Metrics>, gauge: Gauge) -> GaugeGuard {
-        metrics.gauge(gauge).fetch_add(1, Ordering::Relaxed);
-        GaugeGuard { metrics: metrics.clone(), gauge }
+    fn new(gauge: &Gauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
     }
 }
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.metrics.gauge(self.gauge).fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
 impl Metrics {
     /// Count one response.
     pub fn response(&self, transport: Transport, status: u16) {
-        *self.responses.lock().unwrap_or_else(|e| e.into_inner()).entry((transport, status)).or_default() += 1;
-    }
-
-    fn gauge(&self, g: Gauge) -> &AtomicI64 {
-        match g {
-            Gauge::Readers(i) => &self.active_readers[i],
-            Gauge::Connections(i) => &self.connections[i],
-        }
+        self.responses.get_or_create(&ResponseLabels { transport: transport.as_str(), status }).inc();
     }
 
     /// One more reader streaming on `transport` until the guard drops.
-    pub fn reader(self: &Arc<Self>, transport: Transport) -> GaugeGuard {
-        GaugeGuard::new(self, Gauge::Readers(transport.index()))
+    pub fn reader(&self, transport: Transport) -> GaugeGuard {
+        GaugeGuard::new(&self.active_readers[transport.index()])
     }
 
     /// One more open connection on `transport` until the guard drops.
-    pub fn connection(self: &Arc<Self>, transport: Transport) -> GaugeGuard {
-        GaugeGuard::new(self, Gauge::Connections(transport.index()))
+    pub fn connection(&self, transport: Transport) -> GaugeGuard {
+        GaugeGuard::new(&self.connections[transport.index()])
     }
 
     /// Readers currently streaming on `transport`.
     pub fn active_readers(&self, transport: Transport) -> i64 {
-        self.active_readers[transport.index()].load(Ordering::Relaxed)
+        self.active_readers[transport.index()].get()
     }
 
     /// The origin-delay histogram of `transport`.
@@ -145,96 +237,94 @@ impl Metrics {
 
     /// Count an aborted upload.
     pub fn upload_aborted(&self) {
-        self.aborted_uploads.fetch_add(1, Ordering::Relaxed);
+        self.aborted_uploads.inc();
     }
 
     /// Count a QUIC Retry sent.
     pub fn quic_retry(&self) {
-        self.quic_retries.fetch_add(1, Ordering::Relaxed);
+        self.quic_retries.inc();
     }
 
     /// QUIC Retries sent so far.
     pub fn quic_retries(&self) -> u64 {
-        self.quic_retries.load(Ordering::Relaxed)
+        self.quic_retries.get()
     }
 
     /// Count a refused ingest request.
     pub fn ingest_rejected(&self, reason: &'static str) {
-        *self.rejected_ingest.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+        self.rejected_ingest.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// Text exposition of everything, including the store's gauges.
+    /// Text exposition of everything, the store's figures first.
     pub fn render(&self, store: &Store) -> String {
         let mut out = String::with_capacity(8192);
-        let streams = store.snapshot();
-
-        out.push_str("# HELP h3live_ingest_bytes_total Bytes received by ingest, per stream.\n");
-        out.push_str("# TYPE h3live_ingest_bytes_total counter\n");
-        for s in &streams {
-            let _ = writeln!(out, "h3live_ingest_bytes_total{{stream=\"{}\"}} {}", s.name, s.ingest_bytes);
-        }
-        out.push_str("# HELP h3live_ingest_chunks_total Chunks received by ingest, per stream.\n");
-        out.push_str("# TYPE h3live_ingest_chunks_total counter\n");
-        for s in &streams {
-            let _ = writeln!(out, "h3live_ingest_chunks_total{{stream=\"{}\"}} {}", s.name, s.ingest_chunks);
-        }
-        out.push_str("# HELP h3live_stream_objects Named objects per stream.\n");
-        out.push_str("# TYPE h3live_stream_objects gauge\n");
-        for s in &streams {
-            let _ = writeln!(out, "h3live_stream_objects{{stream=\"{}\"}} {}", s.name, s.objects.len());
-        }
-
-        out.push_str(
-            "# HELP h3live_store_bytes Bytes the store cap counts: named objects, uploads still running, buffered manifests, 64 per chunk.\n",
-        );
-        out.push_str("# TYPE h3live_store_bytes gauge\n");
-        let _ = writeln!(out, "h3live_store_bytes {}", store.named_bytes());
-        out.push_str("# HELP h3live_store_objects Named objects over all streams (what --max-objects caps).\n");
-        out.push_str("# TYPE h3live_store_objects gauge\n");
-        let _ = writeln!(out, "h3live_store_objects {}", store.object_count());
-        out.push_str(
-            "# HELP h3live_allocated_bytes Bytes held by all objects, including evicted ones still being read.\n",
-        );
-        out.push_str("# TYPE h3live_allocated_bytes gauge\n");
-        let _ = writeln!(out, "h3live_allocated_bytes {}", allocated_bytes());
-
-        out.push_str("# HELP h3live_quic_retries_total QUIC connection attempts answered with Retry.\n");
-        out.push_str("# TYPE h3live_quic_retries_total counter\n");
-        let _ = writeln!(out, "h3live_quic_retries_total {}", self.quic_retries());
-        out.push_str("# HELP h3live_aborted_uploads_total Uploads that ended without their terminating chunk.\n");
-        out.push_str("# TYPE h3live_aborted_uploads_total counter\n");
-        let _ = writeln!(out, "h3live_aborted_uploads_total {}", self.aborted_uploads.load(Ordering::Relaxed));
-
-        out.push_str("# HELP h3live_ingest_rejected_total Refused ingest requests by reason.\n");
-        out.push_str("# TYPE h3live_ingest_rejected_total counter\n");
-        for (reason, n) in self.rejected_ingest.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "h3live_ingest_rejected_total{{reason=\"{reason}\"}} {n}");
-        }
-
-        out.push_str("# HELP h3live_active_readers Responses currently streaming an object, per transport.\n");
-        out.push_str("# TYPE h3live_active_readers gauge\n");
-        for t in Transport::ALL {
-            let _ = writeln!(out, "h3live_active_readers{{transport=\"{t}\"}} {}", self.active_readers(t));
-        }
-        out.push_str("# HELP h3live_connections Open connections, per transport.\n");
-        out.push_str("# TYPE h3live_connections gauge\n");
-        for t in Transport::ALL {
-            let n = self.connections[t.index()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "h3live_connections{{transport=\"{t}\"}} {n}");
-        }
-
-        out.push_str("# HELP h3live_responses_total Responses by transport and status.\n");
-        out.push_str("# TYPE h3live_responses_total counter\n");
-        for ((t, status), n) in self.responses.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "h3live_responses_total{{transport=\"{t}\",status=\"{status}\"}} {n}");
-        }
-
-        out.push_str("# HELP h3live_origin_delay_seconds Time from a chunk's arrival on ingest to its hand-off to the transport, per transport.\n");
-        out.push_str("# TYPE h3live_origin_delay_seconds histogram\n");
-        for t in Transport::ALL {
-            self.origin_delay(t).render(&mut out, "h3live_origin_delay_seconds", &format!("transport=\"{t}\""));
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(StoreCollector(store.clone())));
+        let encoded = prometheus_client::encoding::prometheus_text::encode(&mut out, &scrape)
+            .and_then(|()| prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry));
+        // Writing into a String cannot fail; a failure would be a bug in an encoder.
+        if let Err(e) = encoded {
+            tracing::error!(error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+/// One figure of a stream's `/streams` entry.
+type StreamFigure = fn(&crate::store::StreamInfo) -> u64;
+
+/// The store's figures, read at each scrape: per-stream ingest counters and
+/// object counts, the store's byte and name counts, allocated bytes.
+struct StoreCollector(Store);
+
+impl std::fmt::Debug for StoreCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreCollector")
+    }
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let streams = self.0.snapshot();
+        let per_stream: [(&str, &str, MetricType, StreamFigure); 3] = [
+            ("h3live_ingest_bytes", "Bytes received by ingest, per stream.", MetricType::Counter, |s| s.ingest_bytes),
+            ("h3live_ingest_chunks", "Chunks received by ingest, per stream.", MetricType::Counter, |s| {
+                s.ingest_chunks
+            }),
+            ("h3live_stream_objects", "Named objects per stream.", MetricType::Gauge, |s| s.objects.len() as u64),
+        ];
+        for (name, help, kind, value) in per_stream {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for s in &streams {
+                let labels = [("stream", s.name.as_str())];
+                let series = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(value(s)).encode(series)?,
+                    _ => ConstGauge::new(value(s) as i64).encode(series)?,
+                }
+            }
+        }
+        let store_gauges = [
+            (
+                "h3live_store_bytes",
+                "Bytes the store cap counts: named objects, uploads still running, buffered manifests, 64 per chunk.",
+                self.0.named_bytes(),
+            ),
+            (
+                "h3live_store_objects",
+                "Named objects over all streams (what --max-objects caps).",
+                self.0.object_count(),
+            ),
+            (
+                "h3live_allocated_bytes",
+                "Bytes held by all objects, including evicted ones still being read.",
+                allocated_bytes(),
+            ),
+        ];
+        for (name, help, value) in store_gauges {
+            ConstGauge::new(value as i64).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -244,15 +334,20 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
+        let family = Family::<TransportLabel, Histogram>::default();
+        let h = family.get_or_create(&TransportLabel { transport: "a" }).clone();
         h.observe(Duration::from_micros(30));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(5));
+        let mut registry = Registry::default();
+        registry.register("x", "help", family);
         let mut s = String::new();
-        h.render(&mut s, "x", "t=\"a\"");
-        assert!(s.contains("x_bucket{t=\"a\",le=\"0.00005\"} 1\n"));
-        assert!(s.contains("x_bucket{t=\"a\",le=\"0.005\"} 2\n"));
-        assert!(s.contains("x_bucket{t=\"a\",le=\"+Inf\"} 3\n"));
-        assert!(s.contains("x_count{t=\"a\"} 3\n"));
+        prometheus_client::encoding::prometheus_text::encode(&mut s, &registry).unwrap();
+        // prometheus-client writes `le` as Go clients do (5e-05 for 0.00005).
+        assert!(s.contains("x_bucket{transport=\"a\",le=\"5e-05\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{transport=\"a\",le=\"0.005\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{transport=\"a\",le=\"+Inf\"} 3\n"), "{s}");
+        assert!(s.contains("x_count{transport=\"a\"} 3\n"), "{s}");
+        assert_eq!(h.count(), 3);
     }
 }

@@ -4,6 +4,8 @@
 //! [`Origin::handle`], and copy the returned [`Body`] to the wire. Every rule
 //! of how an object is served is decided here, once.
 
+mod auth;
+mod body;
 pub mod headers;
 pub mod range;
 pub mod route;
@@ -11,24 +13,23 @@ pub mod state_dir;
 mod static_files;
 pub mod upstream;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::conn::{ConnInfo, Transport};
-use crate::metrics::{GaugeGuard, Metrics};
-use crate::store::{IngestError, Kind, Object, ObjectError, ObjectReader, Status, Store};
+use crate::metrics::Metrics;
+use crate::store::{IngestError, Kind, Status, Store};
 use headers::CachePolicy;
 use route::Route;
+
+use body::BodyKind;
+pub use body::{Body, BodyError, IngestBody, NoBody, Progress};
 
 /// Settings of the HTTP layer (the store has its own).
 #[derive(Debug, Clone)]
@@ -66,270 +67,6 @@ impl Default for OriginConfig {
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
         }
-    }
-}
-
-/// A request body as ingest reads it, whatever the transport.
-pub trait IngestBody: Send {
-    /// The next piece of the body: `None` at a clean end, `Some(Err)` when the
-    /// body broke (connection closed before the terminating chunk).
-    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, BodyError>>> + Send;
-}
-
-/// A request body that ended abnormally.
-#[derive(Debug, thiserror::Error)]
-#[error("request body broken: {0}")]
-pub struct BodyError(pub String);
-
-/// The body of a request that cannot carry one into ingest (h3 reads).
-pub struct NoBody;
-
-impl IngestBody for NoBody {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
-        None
-    }
-}
-
-/// What a response sends after its headers.
-enum BodyKind {
-    /// Nothing (HEAD, 204, errors without text).
-    Empty,
-    /// One buffer.
-    Full(Option<Bytes>),
-    /// A stored object, streamed chunk by chunk as ingest receives it.
-    Object {
-        /// The reader's cursor.
-        reader: ObjectReader,
-        /// When the read started: chunks that arrived later count for the
-        /// origin-delay histogram.
-        started: Instant,
-        /// The byte window sent (a `Range` request), and how far into it the
-        /// body has got.
-        window: range::Window,
-    },
-    /// A response body streaming in from the upstream (front mode).
-    Upstream(upstream::UpstreamBody),
-    /// A static file, read one piece at a time when the transport asks for
-    /// the next one (never whole).
-    File {
-        /// The open file, positioned at the next byte to send.
-        file: tokio::fs::File,
-        /// Bytes still to send.
-        remaining: u64,
-    },
-}
-
-/// How far a response body has got, shared with the connection sending it so
-/// that a reader which stops reading can be found and dropped (see
-/// [`Progress::stalled_for`]).
-#[derive(Debug)]
-pub struct Progress {
-    /// When the body was made.
-    created: Instant,
-    /// Time of the last poll, in ms after `created`.
-    last_poll_ms: AtomicU64,
-    /// Bytes handed to the transport.
-    sent: AtomicU64,
-    /// Set once the body returned its end or error.
-    finished: AtomicBool,
-    /// Front mode only: set while the last poll of an upstream body returned
-    /// `Pending`, i.e. it waits for the edge cache, not for the client (an
-    /// upstream body has no object to compare `sent` with). Not used for
-    /// objects: hyper's h2 stops polling a body while the stream has no
-    /// flow-control capacity, so "last poll was Pending" can hide a stalled
-    /// client there; the object's length tells the truth instead. A front
-    /// holds no bytes of its own for a stalled client (TCP backpressure
-    /// reaches the cache).
-    waiting: AtomicBool,
-    /// The object streamed, if any: while the reader has caught up with a
-    /// growing object it waits for ingest, not for the client.
-    object: Option<Arc<Object>>,
-    /// Length of a body known up front (buffers, files): once that much was
-    /// handed over, nothing is left to stall on.
-    total: Option<u64>,
-    /// Offset in `object` of the first byte sent (a range request).
-    base: u64,
-}
-
-impl Progress {
-    fn new(object: Option<Arc<Object>>, total: Option<u64>, finished: bool) -> Progress {
-        Progress {
-            created: Instant::now(),
-            last_poll_ms: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            finished: AtomicBool::new(finished),
-            waiting: AtomicBool::new(false),
-            object,
-            total,
-            base: 0,
-        }
-    }
-
-    /// How long the body has had something to send without being asked for
-    /// it: the time since the transport last polled it, unless it is done or
-    /// is waiting for ingest (caught up with a growing object). A reader that
-    /// stops reading (flow control closed) makes this grow.
-    pub fn stalled_for(&self) -> Option<Duration> {
-        if self.finished.load(Ordering::Relaxed)
-            || self.waiting.load(Ordering::Relaxed)
-            || self.total.is_some_and(|t| self.sent() >= t)
-        {
-            return None;
-        }
-        if let Some(o) = &self.object {
-            let (len, status) = o.snapshot();
-            if status == Status::Growing && len <= self.base + self.sent.load(Ordering::Relaxed) {
-                return None;
-            }
-        }
-        let polled = Duration::from_millis(self.last_poll_ms.load(Ordering::Relaxed));
-        Some(self.created.elapsed().saturating_sub(polled))
-    }
-
-    /// Bytes handed to the transport so far.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-}
-
-/// A response body. Adapters poll it with [`Body::poll_next`] (or
-/// [`Body::next`]) and write each piece as one frame/chunk as soon as it is
-/// returned; `Some(Err)` means the object's upload was aborted and the
-/// response must end in a visible error (HTTP/1.1: close without the final
-/// chunk; h2/h3: reset the stream).
-pub struct Body {
-    /// What is sent.
-    kind: BodyKind,
-    /// The origin's metrics, for the origin-delay histogram.
-    metrics: Arc<Metrics>,
-    /// Transport label for the metrics.
-    transport: Transport,
-    /// Counts this response as an active reader while it streams.
-    _reader: Option<GaugeGuard>,
-    /// Shared with the connection's stall watchdog.
-    progress: Arc<Progress>,
-}
-
-impl Body {
-    fn new(kind: BodyKind, origin: &Origin, transport: Transport) -> Body {
-        let (reader, object) = match &kind {
-            BodyKind::Object { reader, .. } => (Some(origin.metrics.reader(transport)), Some(reader.object().clone())),
-            BodyKind::Upstream(_) => (Some(origin.metrics.reader(transport)), None),
-            _ => (None, None),
-        };
-        let finished = matches!(kind, BodyKind::Empty);
-        let total = match &kind {
-            BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
-            BodyKind::File { remaining, .. } => Some(*remaining),
-            _ => None,
-        };
-        let mut progress = Progress::new(object, total, finished);
-        if let BodyKind::Object { window, .. } = &kind {
-            progress.base = window.start;
-        }
-        let progress = Arc::new(progress);
-        Body { kind, metrics: origin.metrics.clone(), transport, _reader: reader, progress }
-    }
-
-    /// This body's progress, for a watchdog that drops readers which stopped reading.
-    pub fn progress(&self) -> &Arc<Progress> {
-        &self.progress
-    }
-
-    /// Exact length when known up front (complete objects, buffers).
-    pub fn exact_len(&self) -> Option<u64> {
-        match &self.kind {
-            BodyKind::Empty => Some(0),
-            BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
-            BodyKind::Object { reader, window, .. } => match reader.object().snapshot() {
-                (len, Status::Complete) => Some(window.len_of(len)),
-                _ => None,
-            },
-            BodyKind::Upstream(b) => b.exact_len(),
-            BodyKind::File { remaining, .. } => Some(*remaining),
-        }
-    }
-
-    /// True if the body will send nothing more.
-    pub fn is_end(&self) -> bool {
-        match &self.kind {
-            BodyKind::Empty => true,
-            BodyKind::Full(b) => b.is_none(),
-            BodyKind::Object { .. } => false,
-            BodyKind::Upstream(b) => b.is_end(),
-            BodyKind::File { remaining, .. } => *remaining == 0,
-        }
-    }
-
-    /// The next piece to send. Cancel safe.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
-        let p = &self.progress;
-        p.last_poll_ms.store(p.created.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let r = self.poll_inner(cx);
-        if matches!(self.kind, BodyKind::Upstream(_)) {
-            self.progress.waiting.store(r.is_pending(), Ordering::Relaxed);
-        }
-        match &r {
-            Poll::Ready(Some(Ok(b))) => {
-                self.progress.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
-            }
-            Poll::Ready(_) => self.progress.finished.store(true, Ordering::Relaxed),
-            Poll::Pending => {}
-        }
-        r
-    }
-
-    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
-        match &mut self.kind {
-            BodyKind::File { file, remaining } => {
-                if *remaining == 0 {
-                    return Poll::Ready(None);
-                }
-                let want = (*remaining).min(static_files::FILE_CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
-                let mut rb = tokio::io::ReadBuf::new(&mut buf);
-                match tokio::io::AsyncRead::poll_read(Pin::new(file), cx, &mut rb) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
-                        let n = rb.filled().len();
-                        buf.truncate(n);
-                        *remaining -= n as u64;
-                        Poll::Ready(Some(Ok(Bytes::from(buf))))
-                    }
-                    Poll::Ready(_) => {
-                        // Truncated or unreadable under us: end visibly broken.
-                        warn!(remaining = *remaining, "static file ended early");
-                        *remaining = 0;
-                        Poll::Ready(Some(Err(ObjectError::Aborted)))
-                    }
-                }
-            }
-            BodyKind::Empty => Poll::Ready(None),
-            BodyKind::Full(b) => Poll::Ready(b.take().map(Ok)),
-            BodyKind::Object { reader, started, window } => loop {
-                if window.done() {
-                    return Poll::Ready(None);
-                }
-                match reader.poll_chunk(cx) {
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        let Some(data) = window.cut(chunk.data) else {
-                            continue; // before the range's start
-                        };
-                        if chunk.arrived >= *started {
-                            self.metrics.origin_delay(self.transport).observe(chunk.arrived.elapsed());
-                        }
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    other => return other.map(|o| o.map(|r| r.map(|c| c.data))),
-                }
-            },
-            BodyKind::Upstream(b) => b.poll_next(cx),
-        }
-    }
-
-    /// Async form of [`Body::poll_next`].
-    pub async fn next(&mut self) -> Option<Result<Bytes, ObjectError>> {
-        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }
 
@@ -422,7 +159,7 @@ impl Origin {
                 // Browsers send Origin on every cross-site PUT/POST/DELETE
                 // (CORS-safelisted "simple" POSTs included): refuse them
                 // unless the operator allowed that origin.
-                if !self.origin_allowed(origin) {
+                if !auth::origin_allowed(&self.config.ingest_allow_origins, origin) {
                     return self.refuse_ingest(
                         conn,
                         &method,
@@ -445,7 +182,7 @@ impl Origin {
                     "transfer_coding",
                 );
             }
-            if !self.authorized(req.headers()) {
+            if !auth::authorized(self.config.ingest_token.as_deref(), req.headers()) {
                 let mut r = self.refuse_ingest(
                     conn,
                     &method,
@@ -507,11 +244,7 @@ impl Origin {
             Route::Streams | Route::Metrics if !conn.listener.status_pages => {
                 self.error(conn, StatusCode::NOT_FOUND, "not found")
             }
-            Route::Streams => {
-                let json = serde_json::json!({ "streams": self.store.snapshot() });
-                let body = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
-                status_page(self.text(conn, StatusCode::OK, "application/json", body, head))
-            }
+            Route::Streams => status_page(self.json(conn, crate::store::view::streams_json(&self.store), head)),
             Route::Metrics => {
                 let body = self.metrics.render(&self.store);
                 status_page(self.text(conn, StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body, head))
@@ -536,7 +269,8 @@ impl Origin {
         let proto = if conn.transport == Transport::H1Clear { "http" } else { "https" };
         match up.forward(&method, req.uri(), req.headers(), conn.remote.ip(), proto).await {
             Ok((parts, body)) => {
-                let mut r = Response::from_parts(parts, Body::new(BodyKind::Upstream(body), self, conn.transport));
+                let mut r =
+                    Response::from_parts(parts, Body::new(BodyKind::Upstream(body), &self.metrics, conn.transport));
                 if let Some(alt) = &conn.listener.alt_svc {
                     r.headers_mut().insert(header::ALT_SVC, alt.clone());
                 }
@@ -728,7 +462,9 @@ impl Origin {
                 Err(e) => {
                     upload.abort();
                     self.metrics.upload_aborted();
-                    warn!(path, received = upload.len(), error = %e, "upload aborted: readers see an error");
+                    // The error's source is the transport's reason (tracing prints the chain).
+                    let e: &(dyn std::error::Error + 'static) = &e;
+                    warn!(path, received = upload.len(), error = e, "upload aborted: readers see an error");
                     return self.error(conn, StatusCode::BAD_REQUEST, "request body broken");
                 }
             }
@@ -796,41 +532,15 @@ impl Origin {
         r
     }
 
-    fn authorized(&self, headers: &http::HeaderMap) -> bool {
-        let Some(token) = &self.config.ingest_token else {
-            return true;
-        };
-        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let presented = if let Some(b) = value.strip_prefix("Bearer ") {
-            b.trim().as_bytes().to_vec()
-        } else if let Some(b) = value.strip_prefix("Basic ") {
-            use base64::Engine as _;
-            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else {
-                return false;
-            };
-            match decoded.iter().position(|&c| c == b':') {
-                Some(i) => decoded[i + 1..].to_vec(),
-                None => return false,
-            }
-        } else {
-            return false;
-        };
-        constant_time_eq(&presented, token.as_bytes())
-    }
-
-    /// True if `origin` is in `--ingest-allow-origin`.
-    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
-        let o = origin.as_bytes();
-        self.config.ingest_allow_origins.iter().any(|a| a.as_bytes() == o)
-    }
-
     /// CORS preflight. Ingest methods are offered only to an allowed origin
     /// on the ingest listener; everyone else may only read.
     fn preflight<B>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
         let mut r = self.response(conn, StatusCode::NO_CONTENT, BodyKind::Empty, false);
-        let origin = req.headers().get(header::ORIGIN).filter(|o| self.origin_allowed(o)).cloned();
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .filter(|o| auth::origin_allowed(&self.config.ingest_allow_origins, o))
+            .cloned();
         let h = r.headers_mut();
         let methods = match origin {
             Some(o) if conn.listener.ingest => {
@@ -860,6 +570,18 @@ impl Origin {
         r
     }
 
+    /// A JSON document, or 500 (logged) if it could not be serialized.
+    fn json(&self, conn: &ConnInfo, doc: serde_json::Result<String>, head: bool) -> Resp {
+        match doc {
+            Ok(body) => self.text(conn, StatusCode::OK, "application/json", body, head),
+            Err(e) => {
+                let e: &(dyn std::error::Error + 'static) = &e;
+                error!(error = e, "JSON serialization failed");
+                self.error(conn, StatusCode::INTERNAL_SERVER_ERROR, "cannot serialize the document")
+            }
+        }
+    }
+
     /// 503 for a request the transport cannot admit (its listener's
     /// connection budget for this kind of request is used up); the
     /// connection is closed after it.
@@ -879,9 +601,9 @@ impl Origin {
     /// A response with the common headers. For HEAD the body is dropped but
     /// its length (when known) is kept in Content-Length.
     fn response(&self, conn: &ConnInfo, status: StatusCode, kind: BodyKind, head: bool) -> Resp {
-        let body = Body::new(kind, self, conn.transport);
+        let body = Body::new(kind, &self.metrics, conn.transport);
         let len = body.exact_len();
-        let body = if head { Body::new(BodyKind::Empty, self, conn.transport) } else { body };
+        let body = if head { Body::new(BodyKind::Empty, &self.metrics, conn.transport) } else { body };
         let mut r = Response::new(body);
         *r.status_mut() = status;
         let h = r.headers_mut();
@@ -920,9 +642,25 @@ fn set_type(r: &mut Resp, ctype: &'static str) {
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ListenerInfo;
+
+    fn conn() -> ConnInfo {
+        let listener = ListenerInfo { name: "test", ingest: false, alt_svc: None, status_pages: true };
+        ConnInfo { listener: Arc::new(listener), transport: Transport::H1Clear, remote: ([127, 0, 0, 1], 1).into() }
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+
+    #[tokio::test]
+    async fn json_failure_is_a_500() {
+        let origin = Origin::new(Store::new(Default::default()), OriginConfig::default());
+        let ok = origin.json(&conn(), Ok("{}\n".into()), false);
+        assert_eq!(ok.status(), StatusCode::OK);
+        let broken = serde_json::from_str::<u8>("x").unwrap_err();
+        let mut r = origin.json(&conn(), Err(broken), false);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = r.body_mut().next().await.unwrap().unwrap();
+        assert!(!body.is_empty(), "an error text, not an empty body");
+    }
 }

@@ -293,6 +293,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// Write the report as pretty JSON to `path` (`-`: stdout).
+    fn write_json(&self, path: &std::path::Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self)? + "\n";
+        if path.as_os_str() == "-" {
+            print!("{json}");
+        } else {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// The human summary.
     pub fn summary(&self) -> String {
         let l = &self.latency;
@@ -386,6 +397,58 @@ pub async fn main(cmd: LoadCmd) -> Result<()> {
 pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
     let transport: Transport = args.transport.into();
     let addr = args.addr();
+    let connectors = connectors(&args, transport, addr)?;
+    let endpoints = connectors.len();
+    // The in-process replay feeds the origin first.
+    let replay = args.replay.as_deref().map(|dir| InProcessReplay::start(&args, dir)).transpose()?;
+
+    let totals = Arc::new(Totals::new(args.viewers));
+    let viewers_stop = stop.child_token();
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let mut viewers = spawn_viewers(&args, connectors, &totals, started, &viewers_stop);
+    info!(%transport, %addr, viewers = args.viewers, endpoints, "viewers starting");
+
+    show_progress(&args, transport, &totals, started, &stop).await;
+    let connected = totals.sum(|v| &v.connected);
+    let elapsed = started.elapsed();
+    viewers_stop.cancel();
+    while viewers.join_next().await.is_some() {}
+    let replay = match replay {
+        Some(r) => Some(r.finish().await?),
+        None => None,
+    };
+    let bytes = totals.sum(|v| &v.bytes);
+    let report = Report {
+        transport: transport.to_string(),
+        addr: addr.to_string(),
+        manifest: args.manifest_path(),
+        viewers: args.viewers,
+        connected,
+        pace: args.pace,
+        idle: args.idle,
+        started_unix_ms: crate::store::unix_ms(started_wall),
+        duration_s: elapsed.as_secs_f64(),
+        bytes,
+        mbit_per_s: bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
+        fragments: totals.sum(|v| &v.fragments),
+        segments: totals.sum(|v| &v.segments),
+        errors: totals.sum(|v| &v.errors),
+        stalls: totals.sum(|v| &v.stalls),
+        latency: totals.latency.percentiles(),
+        error_kinds: totals.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        replay,
+        per_viewer: totals.reports(elapsed),
+    };
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+    }
+    Ok(report)
+}
+
+/// The viewers' connectors. HTTP/3: one client endpoint (UDP socket) per
+/// `conns_per_endpoint` viewers; other transports: one.
+fn connectors(args: &LoadArgs, transport: Transport, addr: SocketAddr) -> Result<Vec<Connector>> {
     let roots: Vec<CertificateDer<'static>> = if transport == Transport::H1Clear {
         Vec::new()
     } else {
@@ -394,30 +457,54 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
             .collect::<Result<_, _>>()
             .with_context(|| format!("parsing --ca {}", args.ca.display()))?
     };
-    // HTTP/3: one client endpoint (UDP socket) per `conns_per_endpoint` viewers.
     let endpoints =
         if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
-    let connectors: Vec<Connector> =
-        (0..endpoints).map(|_| Connector::new(transport, addr, &args.host, &roots)).collect::<Result<_>>()?;
+    (0..endpoints).map(|_| Connector::new(transport, addr, &args.host, &roots)).collect()
+}
 
-    // The in-process replay feeds the origin first.
-    let replay_stats = Arc::new(replay::ReplayStats::default());
-    let replay_stop = CancellationToken::new();
-    let replay_task = match &args.replay {
-        Some(dir) => {
-            let plan = replay::load_plan(dir)?;
-            let (stream, prft, ingest) = (args.stream.clone(), args.prft, args.ingest);
-            let (st, rs) = (replay_stats.clone(), replay_stop.clone());
-            Some(tokio::spawn(async move { replay::run(plan, ingest, &stream, prft, None, rs, st).await }))
-        }
-        None => None,
-    };
+/// `--replay`: a capture pushed into the origin's ingest while the viewers run.
+struct InProcessReplay {
+    /// The replay task.
+    task: tokio::task::JoinHandle<Result<()>>,
+    /// Its counters, for the report.
+    stats: Arc<replay::ReplayStats>,
+    /// Stops it once the viewers are done.
+    stop: CancellationToken,
+}
 
-    let totals = Arc::new(Totals::new(args.viewers));
-    let viewers_stop = stop.child_token();
-    let mut tasks = tokio::task::JoinSet::new();
-    let started = Instant::now();
-    let started_wall = SystemTime::now();
+impl InProcessReplay {
+    fn start(args: &LoadArgs, dir: &std::path::Path) -> Result<InProcessReplay> {
+        let plan = replay::load_plan(dir)?;
+        let (stream, prft, ingest) = (args.stream.clone(), args.prft, args.ingest);
+        let stats = Arc::new(replay::ReplayStats::default());
+        let stop = CancellationToken::new();
+        let (st, rs) = (stats.clone(), stop.clone());
+        let task = tokio::spawn(async move { replay::run(plan, ingest, &stream, prft, None, rs, st).await });
+        Ok(InProcessReplay { task, stats, stop })
+    }
+
+    /// Stop the replay; its counters for the report (requests, bytes, errors).
+    async fn finish(self) -> Result<BTreeMap<String, u64>> {
+        self.stop.cancel();
+        self.task.await.context("replay task")??;
+        let s = &self.stats;
+        Ok(BTreeMap::from([
+            ("requests".to_string(), s.requests.load(Ordering::Relaxed)),
+            ("bytes".to_string(), s.bytes.load(Ordering::Relaxed)),
+            ("errors".to_string(), s.errors.load(Ordering::Relaxed)),
+        ]))
+    }
+}
+
+/// Start `args.viewers` viewers spread over the ramp, each on the connector
+/// of its endpoint; they run until `stop` is cancelled.
+fn spawn_viewers(
+    args: &LoadArgs,
+    connectors: Vec<Connector>,
+    totals: &Arc<Totals>,
+    started: Instant,
+    stop: &CancellationToken,
+) -> tokio::task::JoinSet<()> {
     let shared: Vec<Arc<Shared>> = connectors
         .into_iter()
         .map(|connector| {
@@ -431,30 +518,39 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
                 idle: args.idle,
                 wait_for_stream: args.wait,
                 totals: totals.clone(),
-                stop: viewers_stop.clone(),
+                stop: stop.clone(),
             })
         })
         .collect();
-    {
-        let (shared, n, ramp) = (shared.clone(), args.viewers, args.ramp);
-        let per_endpoint = args.conns_per_endpoint.max(1);
-        let stop = viewers_stop.clone();
-        tasks.spawn(async move {
-            let mut inner = tokio::task::JoinSet::new();
-            for id in 0..n {
-                let at = started + ramp.mul_f64(id as f64 / n as f64);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = stop.cancelled() => break,
-                }
-                let s = shared[(id / per_endpoint).min(shared.len() - 1)].clone();
-                inner.spawn(viewer::run(s, id));
+    let (n, ramp) = (args.viewers, args.ramp);
+    let per_endpoint = args.conns_per_endpoint.max(1);
+    let stop = stop.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move {
+        let mut inner = tokio::task::JoinSet::new();
+        for id in 0..n {
+            let at = started + ramp.mul_f64(id as f64 / n as f64);
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = stop.cancelled() => break,
             }
-            while inner.join_next().await.is_some() {}
-        });
-    }
-    info!(%transport, %addr, viewers = args.viewers, endpoints, "viewers starting");
+            let s = shared[(id / per_endpoint).min(shared.len() - 1)].clone();
+            inner.spawn(viewer::run(s, id));
+        }
+        while inner.join_next().await.is_some() {}
+    });
+    tasks
+}
 
+/// Wait for the end of the run (ramp + duration, or `stop`), printing a
+/// progress line every second unless `--quiet`.
+async fn show_progress(
+    args: &LoadArgs,
+    transport: Transport,
+    totals: &Totals,
+    started: Instant,
+    stop: &CancellationToken,
+) {
     let end = started + args.ramp + args.duration;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -493,49 +589,4 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
     if !args.quiet {
         eprintln!();
     }
-    let connected = totals.sum(|v| &v.connected);
-    let elapsed = started.elapsed();
-    viewers_stop.cancel();
-    while tasks.join_next().await.is_some() {}
-    replay_stop.cancel();
-    if let Some(t) = replay_task {
-        t.await.context("replay task")??;
-    }
-    let bytes = totals.sum(|v| &v.bytes);
-    let report = Report {
-        transport: transport.to_string(),
-        addr: addr.to_string(),
-        manifest: args.manifest_path(),
-        viewers: args.viewers,
-        connected,
-        pace: args.pace,
-        idle: args.idle,
-        started_unix_ms: crate::store::unix_ms(started_wall),
-        duration_s: elapsed.as_secs_f64(),
-        bytes,
-        mbit_per_s: bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
-        fragments: totals.sum(|v| &v.fragments),
-        segments: totals.sum(|v| &v.segments),
-        errors: totals.sum(|v| &v.errors),
-        stalls: totals.sum(|v| &v.stalls),
-        latency: totals.latency.percentiles(),
-        error_kinds: totals.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        replay: args.replay.as_ref().map(|_| {
-            BTreeMap::from([
-                ("requests".to_string(), replay_stats.requests.load(Ordering::Relaxed)),
-                ("bytes".to_string(), replay_stats.bytes.load(Ordering::Relaxed)),
-                ("errors".to_string(), replay_stats.errors.load(Ordering::Relaxed)),
-            ])
-        }),
-        per_viewer: totals.reports(elapsed),
-    };
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)? + "\n";
-        if path.as_os_str() == "-" {
-            print!("{json}");
-        } else {
-            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
-        }
-    }
-    Ok(report)
 }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
@@ -47,18 +47,13 @@ impl Recorder {
         self.with(|w| w.start(id, SystemTime::now(), method.as_str(), &file))?;
         let mut body = req.into_body();
         let mut bytes = 0u64;
-        loop {
-            match body.frame().await {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            bytes += data.len() as u64;
-                            self.with(|w| w.data(id, SystemTime::now(), &data))?;
-                        }
-                    }
+        while let Some(piece) = crate::frames::next_data(&mut body).await {
+            match piece {
+                Ok(data) => {
+                    bytes += data.len() as u64;
+                    self.with(|w| w.data(id, SystemTime::now(), &data))?;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     warn!(file, error = %e, "recorded request cut off");
                     self.with(|w| w.flush())?;
                     return Ok(Response::new(Full::new(Bytes::new())));

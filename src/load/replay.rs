@@ -36,7 +36,7 @@ use super::capture::{Capture, Request};
 use super::cmaf;
 use super::mpd::{self, Manifest};
 use crate::client::{Client, Connector};
-use crate::store::Kind;
+use crate::store::name::{renumber, sequence_number, Kind, Numbered};
 use crate::transport::Transport;
 
 /// How `prft` times are re-stamped.
@@ -46,24 +46,6 @@ pub enum PrftMode {
     Push,
     /// The recorded time moved by the replay's offset (keeps encoder delay).
     Shift,
-}
-
-/// A file name split around its sequence number (the last run of digits
-/// before the extension): `chunk-stream0-00042.m4s` → ("chunk-stream0-", 5, 42, ".m4s").
-fn split_number(name: &str) -> Option<(&str, usize, u64, &str)> {
-    let stem_len = name.rfind('.').unwrap_or(name.len());
-    let bytes = &name.as_bytes()[..stem_len];
-    let end = bytes.iter().rposition(|b| b.is_ascii_digit())? + 1;
-    let start = bytes[..end].iter().rposition(|b| !b.is_ascii_digit()).map_or(0, |i| i + 1);
-    Some((&name[..start], end - start, name[start..end].parse().ok()?, &name[end..]))
-}
-
-/// `name` with its sequence number replaced by `n`.
-fn renumber(name: &str, n: u64) -> String {
-    match split_number(name) {
-        Some((pre, width, _, post)) => format!("{pre}{n:0width$}{post}"),
-        None => name.to_string(),
-    }
 }
 
 /// One request as it will be sent.
@@ -130,7 +112,7 @@ impl Plan {
         }
         for r in reqs.iter().filter(|r| is_put(r) && r.end.is_some() && Kind::of(&r.file) == Kind::Media) {
             if let Some(v) = complete.get_mut(&renumber(&r.file, 0)) {
-                v.push(split_number(&r.file).map_or(0, |s| s.2));
+                v.push(sequence_number(&r.file).unwrap_or(0));
             }
         }
         let n = complete.values().map(|v| (1..).take_while(|i| v.contains(i)).count() as u64).min().unwrap_or(0);
@@ -139,18 +121,14 @@ impl Plan {
         }
         let loop_end = reqs
             .iter()
-            .filter(|r| {
-                Kind::of(&r.file) == Kind::Media
-                    && r.method != "DELETE"
-                    && split_number(&r.file).map(|s| s.2) == Some(n)
-            })
+            .filter(|r| Kind::of(&r.file) == Kind::Media && r.method != "DELETE" && sequence_number(&r.file) == Some(n))
             .filter_map(|r| r.end)
             .max()
             .unwrap_or_default();
         let included = (0..reqs.len())
             .filter(|&i| {
                 let r = &reqs[i];
-                let seq = split_number(&r.file).map_or(0, |s| s.2);
+                let seq = sequence_number(&r.file).unwrap_or(0);
                 match (r.method.as_str(), Kind::of(&r.file)) {
                     ("DELETE", _) => r.at <= loop_end && (1..=n).contains(&seq),
                     (_, Kind::Init) => r.end.is_some(),
@@ -183,8 +161,8 @@ impl Plan {
         let delta = wall_zero.duration_since(self.capture.wall_start).unwrap_or_default();
         let kind = Kind::of(&r.file);
         let method = http::Method::from_bytes(r.method.as_bytes()).unwrap_or(http::Method::PUT);
-        let file = match (kind, split_number(&r.file)) {
-            (Kind::Media, Some((_, _, seq, _))) => renumber(&r.file, seq + k * self.loop_segments),
+        let file = match (kind, Numbered::parse(&r.file)) {
+            (Kind::Media, Some(n)) => n.with_number(n.number + k * self.loop_segments),
             _ => r.file.clone(),
         };
         let lane = if method == http::Method::DELETE {
@@ -270,9 +248,7 @@ impl Plan {
             .iter()
             .filter(|&&i| {
                 let r = &self.capture.requests[i];
-                r.method != "DELETE"
-                    && Kind::of(&r.file) == Kind::Media
-                    && split_number(&r.file).map(|s| s.2) == Some(base)
+                r.method != "DELETE" && Kind::of(&r.file) == Kind::Media && sequence_number(&r.file) == Some(base)
             })
             .map(|&i| {
                 let r = self.render(i, k, wall_zero, PrftMode::Push);
@@ -453,13 +429,6 @@ pub fn load_plan(dir: &Path) -> Result<Arc<Plan>> {
 mod tests {
     use super::*;
     use crate::load::capture::{synthesize, SynthOptions};
-
-    #[test]
-    fn names() {
-        assert_eq!(split_number("chunk-stream0-00042.m4s"), Some(("chunk-stream0-", 5, 42, ".m4s")));
-        assert_eq!(renumber("chunk-stream1-00042.m4s", 123456), "chunk-stream1-123456.m4s");
-        assert_eq!(renumber("manifest.mpd", 3), "manifest.mpd");
-    }
 
     #[test]
     fn loops_renumber_and_restamp() {

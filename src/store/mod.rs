@@ -44,11 +44,15 @@
 //! - **Hold.** A read of a name that does not exist yet waits up to `hold` for
 //!   its upload to start (LL-DASH players ask for the next segment early).
 
+pub mod name;
 mod object;
+pub mod view;
 
+pub use name::Kind;
 pub use object::{
     allocated_bytes, Account, Chunk, Object, ObjectError, ObjectReader, ObjectWriter, Status, CHUNK_OVERHEAD,
 };
+pub use view::{ObjectInfo, StreamInfo};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +61,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+use name::sequence_of;
 
 /// Limits and timings of the store.
 #[derive(Debug, Clone)]
@@ -91,31 +97,6 @@ impl Default for StoreConfig {
     }
 }
 
-/// What kind of file a name is; decides visibility and retention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `.mpd` / `.m3u8`: replaced atomically, cached briefly.
-    Manifest,
-    /// Initialization segment (name contains `init`): kept while the stream lives.
-    Init,
-    /// Everything else: visible from the first byte, subject to retention.
-    Media,
-}
-
-impl Kind {
-    /// Classify a validated file name.
-    pub fn of(name: &str) -> Kind {
-        let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".mpd") || lower.ends_with(".m3u8") {
-            Kind::Manifest
-        } else if lower.contains("init") {
-            Kind::Init
-        } else {
-            Kind::Media
-        }
-    }
-}
-
 /// Why ingest refused or lost an upload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
@@ -136,17 +117,6 @@ pub enum IngestError {
     /// `max_streams` streams exist already.
     #[error("too many streams (limit {0})")]
     TooManyStreams(usize),
-}
-
-/// Representation key and sequence number of a media segment name.
-/// Digits in the extension (`.m4s`, `.mp4`) are not a sequence number.
-fn sequence_of(name: &str) -> Option<(String, u64)> {
-    let stem_len = name.rfind('.').unwrap_or(name.len());
-    let bytes = &name.as_bytes()[..stem_len];
-    let end = bytes.iter().rposition(|b| b.is_ascii_digit())? + 1;
-    let start = bytes[..end].iter().rposition(|b| !b.is_ascii_digit()).map_or(0, |i| i + 1);
-    let seq = name[start..end].parse().ok()?;
-    Some((format!("{}#{}", &name[..start], &name[end..]), seq))
 }
 
 /// Ingest counters of one stream, updated without the store lock.
@@ -370,36 +340,6 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-/// Description of an object for `/streams`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ObjectInfo {
-    /// File name.
-    pub name: String,
-    /// growing / complete / aborted.
-    pub state: &'static str,
-    /// Bytes received.
-    pub bytes: u64,
-}
-
-/// Description of a stream for `/streams` and `/metrics`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StreamInfo {
-    /// Stream name.
-    pub name: String,
-    /// Last ingest activity, RFC 3339 with ms.
-    pub last_ingest: String,
-    /// Age of the last ingest activity in ms.
-    pub last_ingest_age_ms: u64,
-    /// Bytes received by ingest over the stream's life.
-    pub ingest_bytes: u64,
-    /// Chunks received by ingest over the stream's life.
-    pub ingest_chunks: u64,
-    /// Encoder run, from 0: bumped when an init segment is uploaded again.
-    pub run: u64,
-    /// Named objects, sorted by name.
-    pub objects: Vec<ObjectInfo>,
-}
-
 impl Store {
     /// An empty store.
     pub fn new(config: StoreConfig) -> Store {
@@ -604,39 +544,6 @@ impl Store {
         });
         dropped
     }
-
-    /// Every stream with its objects, sorted by name.
-    pub fn snapshot(&self) -> Vec<StreamInfo> {
-        let now = SystemTime::now();
-        let streams = self.streams();
-        let mut out: Vec<StreamInfo> = streams
-            .iter()
-            .map(|(name, s)| {
-                let last_ms = s.stats.last_ingest_ms.load(Ordering::Relaxed);
-                let last = UNIX_EPOCH + Duration::from_millis(last_ms);
-                let mut objects: Vec<ObjectInfo> = s
-                    .objects
-                    .iter()
-                    .map(|(n, o)| {
-                        let (bytes, status) = o.snapshot();
-                        ObjectInfo { name: n.clone(), state: status.as_str(), bytes }
-                    })
-                    .collect();
-                objects.sort_by(|a, b| a.name.cmp(&b.name));
-                StreamInfo {
-                    name: name.clone(),
-                    last_ingest: humantime::format_rfc3339_millis(last).to_string(),
-                    last_ingest_age_ms: unix_ms(now).saturating_sub(last_ms),
-                    ingest_bytes: s.stats.bytes.load(Ordering::Relaxed),
-                    ingest_chunks: s.stats.chunks.load(Ordering::Relaxed),
-                    run: s.runs.current,
-                    objects,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
-    }
 }
 
 /// Where an upload's bytes go.
@@ -771,16 +678,6 @@ mod tests {
 
     fn store(cfg: StoreConfig) -> Store {
         Store::new(cfg)
-    }
-
-    #[test]
-    fn sequence_parsing() {
-        assert_eq!(sequence_of("chunk-stream0-00042.m4s"), Some(("chunk-stream0-#.m4s".to_string(), 42)));
-        assert_eq!(sequence_of("seg_7.cmfv"), Some(("seg_#.cmfv".to_string(), 7)));
-        assert_eq!(sequence_of("manifest.mpd"), None);
-        assert_eq!(Kind::of("init-stream0.m4s"), Kind::Init);
-        assert_eq!(Kind::of("media_0.m3u8"), Kind::Manifest);
-        assert_eq!(Kind::of("chunk-stream1-00001.m4s"), Kind::Media);
     }
 
     #[test]

@@ -18,7 +18,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -37,18 +36,7 @@ pub struct HyperIngest(pub Incoming);
 
 impl IngestBody for HyperIngest {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
-        loop {
-            match self.0.frame().await? {
-                Err(e) => return Some(Err(BodyError(e.to_string()))),
-                Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            return Some(Ok(data));
-                        }
-                    }
-                }
-            }
-        }
+        crate::frames::next_data(&mut self.0).await.map(|r| r.map_err(BodyError::new))
     }
 }
 

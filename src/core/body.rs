@@ -1,0 +1,292 @@
+//! The body types between the core and the transports: [`IngestBody`], what
+//! ingest reads from a request whatever the transport, and [`Body`], the
+//! response body the adapters copy to the wire piece by piece, with its
+//! [`Progress`] for the connections' stall watchdogs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::warn;
+
+use super::{range, static_files, upstream};
+use crate::conn::Transport;
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::store::{Object, ObjectError, ObjectReader, Status};
+
+/// A request body as ingest reads it, whatever the transport.
+pub trait IngestBody: Send {
+    /// The next piece of the body: `None` at a clean end, `Some(Err)` when the
+    /// body broke (connection closed before the terminating chunk).
+    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, BodyError>>> + Send;
+}
+
+/// A request body that ended abnormally (connection closed before the
+/// terminating chunk, stream reset). The transport's error is kept as the
+/// [`source`](std::error::Error::source), for the one log line ingest writes.
+#[derive(Debug, thiserror::Error)]
+#[error("request body broken")]
+pub struct BodyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl BodyError {
+    /// A broken body caused by `e`.
+    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BodyError {
+        BodyError(e.into())
+    }
+}
+
+/// The body of a request that cannot carry one into ingest (h3 reads).
+pub struct NoBody;
+
+impl IngestBody for NoBody {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        None
+    }
+}
+
+/// What a response sends after its headers.
+pub(super) enum BodyKind {
+    /// Nothing (HEAD, 204, errors without text).
+    Empty,
+    /// One buffer.
+    Full(Option<Bytes>),
+    /// A stored object, streamed chunk by chunk as ingest receives it.
+    Object {
+        /// The reader's cursor.
+        reader: ObjectReader,
+        /// When the read started: chunks that arrived later count for the
+        /// origin-delay histogram.
+        started: Instant,
+        /// The byte window sent (a `Range` request), and how far into it the
+        /// body has got.
+        window: range::Window,
+    },
+    /// A response body streaming in from the upstream (front mode).
+    Upstream(upstream::UpstreamBody),
+    /// A static file, read one piece at a time when the transport asks for
+    /// the next one (never whole).
+    File {
+        /// The open file, positioned at the next byte to send.
+        file: tokio::fs::File,
+        /// Bytes still to send.
+        remaining: u64,
+    },
+}
+
+/// How far a response body has got, shared with the connection sending it so
+/// that a reader which stops reading can be found and dropped (see
+/// [`Progress::stalled_for`]).
+#[derive(Debug)]
+pub struct Progress {
+    /// When the body was made.
+    created: Instant,
+    /// Time of the last poll, in ms after `created`.
+    last_poll_ms: AtomicU64,
+    /// Bytes handed to the transport.
+    sent: AtomicU64,
+    /// Set once the body returned its end or error.
+    finished: AtomicBool,
+    /// Front mode only: set while the last poll of an upstream body returned
+    /// `Pending`, i.e. it waits for the edge cache, not for the client (an
+    /// upstream body has no object to compare `sent` with). Not used for
+    /// objects: hyper's h2 stops polling a body while the stream has no
+    /// flow-control capacity, so "last poll was Pending" can hide a stalled
+    /// client there; the object's length tells the truth instead. A front
+    /// holds no bytes of its own for a stalled client (TCP backpressure
+    /// reaches the cache).
+    waiting: AtomicBool,
+    /// The object streamed, if any: while the reader has caught up with a
+    /// growing object it waits for ingest, not for the client.
+    object: Option<Arc<Object>>,
+    /// Length of a body known up front (buffers, files): once that much was
+    /// handed over, nothing is left to stall on.
+    total: Option<u64>,
+    /// Offset in `object` of the first byte sent (a range request).
+    base: u64,
+}
+
+impl Progress {
+    fn new(object: Option<Arc<Object>>, total: Option<u64>, finished: bool) -> Progress {
+        Progress {
+            created: Instant::now(),
+            last_poll_ms: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            finished: AtomicBool::new(finished),
+            waiting: AtomicBool::new(false),
+            object,
+            total,
+            base: 0,
+        }
+    }
+
+    /// How long the body has had something to send without being asked for
+    /// it: the time since the transport last polled it, unless it is done or
+    /// is waiting for ingest (caught up with a growing object). A reader that
+    /// stops reading (flow control closed) makes this grow.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        if self.finished.load(Ordering::Relaxed)
+            || self.waiting.load(Ordering::Relaxed)
+            || self.total.is_some_and(|t| self.sent() >= t)
+        {
+            return None;
+        }
+        if let Some(o) = &self.object {
+            let (len, status) = o.snapshot();
+            if status == Status::Growing && len <= self.base + self.sent.load(Ordering::Relaxed) {
+                return None;
+            }
+        }
+        let polled = Duration::from_millis(self.last_poll_ms.load(Ordering::Relaxed));
+        Some(self.created.elapsed().saturating_sub(polled))
+    }
+
+    /// Bytes handed to the transport so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// A response body. Adapters poll it with [`Body::poll_next`] (or
+/// [`Body::next`]) and write each piece as one frame/chunk as soon as it is
+/// returned; `Some(Err)` means the object's upload was aborted and the
+/// response must end in a visible error (HTTP/1.1: close without the final
+/// chunk; h2/h3: reset the stream).
+pub struct Body {
+    /// What is sent.
+    kind: BodyKind,
+    /// The origin's metrics, for the origin-delay histogram.
+    metrics: Arc<Metrics>,
+    /// Transport label for the metrics.
+    transport: Transport,
+    /// Counts this response as an active reader while it streams.
+    _reader: Option<GaugeGuard>,
+    /// Shared with the connection's stall watchdog.
+    progress: Arc<Progress>,
+}
+
+impl Body {
+    pub(super) fn new(kind: BodyKind, metrics: &Arc<Metrics>, transport: Transport) -> Body {
+        let (reader, object) = match &kind {
+            BodyKind::Object { reader, .. } => (Some(metrics.reader(transport)), Some(reader.object().clone())),
+            BodyKind::Upstream(_) => (Some(metrics.reader(transport)), None),
+            _ => (None, None),
+        };
+        let finished = matches!(kind, BodyKind::Empty);
+        let total = match &kind {
+            BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
+            BodyKind::File { remaining, .. } => Some(*remaining),
+            _ => None,
+        };
+        let mut progress = Progress::new(object, total, finished);
+        if let BodyKind::Object { window, .. } = &kind {
+            progress.base = window.start;
+        }
+        let progress = Arc::new(progress);
+        Body { kind, metrics: metrics.clone(), transport, _reader: reader, progress }
+    }
+
+    /// This body's progress, for a watchdog that drops readers which stopped reading.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// Exact length when known up front (complete objects, buffers).
+    pub fn exact_len(&self) -> Option<u64> {
+        match &self.kind {
+            BodyKind::Empty => Some(0),
+            BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
+            BodyKind::Object { reader, window, .. } => match reader.object().snapshot() {
+                (len, Status::Complete) => Some(window.len_of(len)),
+                _ => None,
+            },
+            BodyKind::Upstream(b) => b.exact_len(),
+            BodyKind::File { remaining, .. } => Some(*remaining),
+        }
+    }
+
+    /// True if the body will send nothing more.
+    pub fn is_end(&self) -> bool {
+        match &self.kind {
+            BodyKind::Empty => true,
+            BodyKind::Full(b) => b.is_none(),
+            BodyKind::Object { .. } => false,
+            BodyKind::Upstream(b) => b.is_end(),
+            BodyKind::File { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    /// The next piece to send. Cancel safe.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+        let p = &self.progress;
+        p.last_poll_ms.store(p.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let r = self.poll_inner(cx);
+        if matches!(self.kind, BodyKind::Upstream(_)) {
+            self.progress.waiting.store(r.is_pending(), Ordering::Relaxed);
+        }
+        match &r {
+            Poll::Ready(Some(Ok(b))) => {
+                self.progress.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => self.progress.finished.store(true, Ordering::Relaxed),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+        match &mut self.kind {
+            BodyKind::File { file, remaining } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let want = (*remaining).min(static_files::FILE_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let mut rb = tokio::io::ReadBuf::new(&mut buf);
+                match tokio::io::AsyncRead::poll_read(Pin::new(file), cx, &mut rb) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                        let n = rb.filled().len();
+                        buf.truncate(n);
+                        *remaining -= n as u64;
+                        Poll::Ready(Some(Ok(Bytes::from(buf))))
+                    }
+                    Poll::Ready(_) => {
+                        // Truncated or unreadable under us: end visibly broken.
+                        warn!(remaining = *remaining, "static file ended early");
+                        *remaining = 0;
+                        Poll::Ready(Some(Err(ObjectError::Aborted)))
+                    }
+                }
+            }
+            BodyKind::Empty => Poll::Ready(None),
+            BodyKind::Full(b) => Poll::Ready(b.take().map(Ok)),
+            BodyKind::Object { reader, started, window } => loop {
+                if window.done() {
+                    return Poll::Ready(None);
+                }
+                match reader.poll_chunk(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        let Some(data) = window.cut(chunk.data) else {
+                            continue; // before the range's start
+                        };
+                        if chunk.arrived >= *started {
+                            self.metrics.origin_delay(self.transport).observe(chunk.arrived.elapsed());
+                        }
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    other => return other.map(|o| o.map(|r| r.map(|c| c.data))),
+                }
+            },
+            BodyKind::Upstream(b) => b.poll_next(cx),
+        }
+    }
+
+    /// Async form of [`Body::poll_next`].
+    pub async fn next(&mut self) -> Option<Result<Bytes, ObjectError>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
