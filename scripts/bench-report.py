@@ -4,7 +4,9 @@
 Usage: scripts/bench-report.py OUT_DIR
 Reads OUT_DIR/runs.jsonl (one line per run, written by bench.sh) and, per run,
 raw/TAG.json (the load tool's report) and raw/TAG.m0 / raw/TAG.m1 (the
-origin's /metrics before and after).
+origin's /metrics before and after). A run made with `bench.sh --against`
+has each h3live cell twice (variant "new" and "against"); the tables show
+the new binary and a last table the ratios new / against per cell.
 """
 import json
 import math
@@ -61,7 +63,9 @@ def load_runs(out):
             r = json.loads(line)
             rep_path = os.path.join(out, "raw", r["tag"] + ".json")
             rep = json.load(open(rep_path)) if os.path.exists(rep_path) else {}
-            cpu_s = r["cpu_ticks"] / r["clk_tck"]
+            # perf's task-clock (ns resolution) when bench.sh had perf, else /proc ticks.
+            task_ms = r.get("task_clock_ms")
+            cpu_s = task_ms / 1000 if task_ms is not None else r["cpu_ticks"] / r["clk_tck"]
             dur = rep.get("duration_s") or 0
             gb = rep.get("bytes", 0) / 1e9
             h0 = histogram(os.path.join(out, "raw", r["tag"] + ".m0"), r["transport"])
@@ -72,6 +76,7 @@ def load_runs(out):
             lat = rep.get("latency", {})
             runs.append({
                 **r,
+                "variant": r.get("variant", "new"),
                 "duration_s": dur,
                 "bytes": rep.get("bytes", 0),
                 "mbit_per_s": rep.get("mbit_per_s", 0),
@@ -104,7 +109,37 @@ def fmt(v, digits=1):
     return str(v)
 
 
-def table(out, runs):
+def ratio(new, old):
+    """new / old, or None when either is missing or old is zero."""
+    if new is None or old is None or old == 0:
+        return None
+    return new / old
+
+
+def against_table(all_runs):
+    """Rows comparing the two origin binaries of a --against run, cell by cell."""
+    key = lambda r: (r["server"], r["transport"], r["viewers"], r["mode"])
+    old = {key(r): r for r in all_runs if r["variant"] == "against"}
+    pairs = [(r, old[key(r)]) for r in all_runs if r["variant"] == "new" and key(r) in old]
+    if not pairs:
+        return []
+    measures = [("origin CPU s/GB", "cpu_s_per_gb", 2), ("prft p50 ms", "prft_p50_ms", 1),
+                ("prft p99 ms", "prft_p99_ms", 1), ("origin delay p99 ms", "origin_delay_p99_ms", 2),
+                ("origin RSS peak MB", "rss_peak_mb", 1)]
+    lines = ["\n### New binary against the other one (`bench.sh --against`), same run, cells interleaved\n",
+             "Each entry: new / against (ratio new ÷ against; below 1 means the new binary is better).\n",
+             "| transport | viewers | mode | " + " | ".join(m[0] for m in measures) + " | errors new / against |",
+             "|---|---:|---|" + "---:|" * len(measures) + "---:|"]
+    order = lambda p: (TRANSPORTS.index(p[0]["transport"]), p[0]["mode"], p[0]["viewers"])
+    for n, o in sorted(pairs, key=order):
+        cells = [f"{fmt(n[k], d)} / {fmt(o[k], d)} ({fmt(ratio(n[k], o[k]), 2)}×)" for _, k, d in measures]
+        lines.append(f"| {n['transport']} | {n['viewers']} | {n['mode']} | " + " | ".join(cells)
+                     + f" | {fmt(n['errors'])} / {fmt(o['errors'])} |")
+    return lines
+
+
+def table(out, all_runs):
+    runs = [r for r in all_runs if r["variant"] == "new"]
     lines = []
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines.append(f"Benchmark {now} on {platform.node()}: {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
@@ -160,6 +195,7 @@ def table(out, runs):
         lines.append(f"- {r['transport']}: {fmt(k, 0)} KiB per idle viewer (target < {limit}): {'met' if k is not None and k < limit else 'MISSED'}")
     errs = sum((r["errors"] or 0) for r in runs)
     lines.append(f"- errors over all runs: {errs} (target 0): {'met' if errs == 0 else 'MISSED'}")
+    lines += against_table(all_runs)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(text)
@@ -167,8 +203,8 @@ def table(out, runs):
 
 
 def plot(out, runs):
-    """Two panels against viewers (log x): origin CPU s/GB, and p99 latencies."""
-    live = [r for r in runs if r["server"] == "h3live" and r["mode"] == "live"]
+    """Two panels against viewers (log x): origin CPU s/GB, and p99 latencies (new binary only)."""
+    live = [r for r in runs if r["server"] == "h3live" and r["mode"] == "live" and r["variant"] == "new"]
     counts = sorted({r["viewers"] for r in live})
     if not counts:
         return

@@ -19,14 +19,22 @@
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
 #          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
 #          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
+#          [--against PATH [--against-args "ARGS"]]
 #   --pin         origin (and Caddy) on core 0, load tool and replay on core 1 (taskset), so
 #                 the server's side is measured without contention from the load tool
+#   --against PATH  also run every h3live cell with the origin binary PATH (e.g. the previous
+#                 commit's build), right after the same cell of this tree's build, in the
+#                 same run (the load tool and replay stay this tree's); the report adds
+#                 new/against ratios per cell. PATH must accept the same `serve` flags.
+#   --against-args "ARGS"  extra `serve` flags for the against origin only (e.g.
+#                 "--h3-congestion cubic" with --against target/release/h3live)
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
 #                 OUT/capture, or a synthetic stream with --synthetic / no ffmpeg
 # Needs: cargo, curl, python3; ffmpeg for the recording; caddy for the
-# comparison (apt-get install caddy).
+# comparison (apt-get install caddy); perf (linux-perf) for the origin's
+# task-clock per run (otherwise only /proc ticks, 10 ms resolution).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -45,6 +53,7 @@ IDLE_N=""
 COMPARE_N=""
 CADDY=1
 BUILD=1
+AGAINST="" AGAINST_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -58,8 +67,10 @@ while [ $# -gt 0 ]; do
     --compare) COMPARE_N="$2"; shift ;;
     --no-caddy) CADDY=0 ;;
     --no-build) BUILD=0 ;;
+    --against) AGAINST="$2"; shift ;;
+    --against-args) AGAINST_ARGS="$2"; shift ;;
     --pin) PIN_SERVER=(taskset -c 0); PIN_CLIENT=(taskset -c 1) ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
   shift
@@ -81,6 +92,11 @@ RUNS=$OUT/runs.jsonl
 # Ports (loopback only): ours, then caddy's.
 P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444
 C_HTTPS=29443 C_HTTP=29080
+# BENCH_PORT_BASE=N moves all six to N..N+5 (several benchmarks on one machine).
+if [ -n "${BENCH_PORT_BASE:-}" ]; then
+  B=$BENCH_PORT_BASE
+  P_HTTP=$B P_H3=$((B + 1)) P_H1=$((B + 2)) P_H2=$((B + 3)) C_HTTPS=$((B + 4)) C_HTTP=$((B + 5))
+fi
 STREAM=bench
 CLK_TCK=$(getconf CLK_TCK)
 WARMUP=6
@@ -102,6 +118,14 @@ if [ "$BUILD" = 1 ]; then
   cargo build --release --locked >&2
 fi
 [ -x "$BIN" ] || die "no $BIN (build first)"
+VARIANTS=(new)
+if [ -n "$AGAINST" ]; then
+  [ -x "$AGAINST" ] || { say "--against $AGAINST: not an executable"; exit 2; }
+  AGAINST=$(realpath "$AGAINST")
+  VARIANTS=(new against)
+fi
+PERF=0
+perf stat -x, -e task-clock true > /dev/null 2>&1 && PERF=1
 
 "$BIN" cert --out "$OUT/certs" >/dev/null
 CERT=$OUT/certs/cert.pem KEY=$OUT/certs/key.pem
@@ -129,15 +153,32 @@ fi
 # busy and total jiffies of the whole machine
 sys_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /proc/stat; }
 
+# Which origin binary runs the next cells: "new" (this tree's) or "against".
+VARIANT=new ORIGIN_BIN=$BIN ORIGIN_ARGS=() SUFFIX=""
+use_variant() {
+  VARIANT=$1 ORIGIN_BIN=$BIN ORIGIN_ARGS=() SUFFIX=""
+  if [ "$1" = against ]; then
+    ORIGIN_BIN=$AGAINST SUFFIX=-against
+    read -ra ORIGIN_ARGS <<< "$AGAINST_ARGS"
+  fi
+}
+# Both variants of each cell run back to back; which goes first alternates
+# from cell to cell, so a drift in the machine's load does not favour one.
+CELL=0 ORDER=()
+next_cell() {
+  CELL=$((CELL + 1)) ORDER=("${VARIANTS[@]}")
+  if [ ${#VARIANTS[@]} = 2 ] && [ $((CELL % 2)) = 0 ]; then ORDER=(against new); fi
+}
+
 ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
 start_origin() {
-  ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
+  ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
     --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
     --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
-    --max-connections-per-ip 0 --idle-timeout 10m 2> "$OUT/logs/origin-$1.log" &
+    --max-connections-per-ip 0 --idle-timeout 10m ${ORIGIN_ARGS[@]+"${ORIGIN_ARGS[@]}"} 2> "$OUT/logs/origin-$1$SUFFIX.log" &
   ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
   wait_url "http://127.0.0.1:$P_HTTP/healthz" 10 "$ORIGIN_PID" || die "origin did not start"
-  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1.log" > /dev/null &
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1$SUFFIX.log" > /dev/null &
   REPLAY_PID=$!; PIDS+=("$REPLAY_PID")
   wait_url "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 15 "$REPLAY_PID" || die "no manifest from the replay"
   # Let the store reach its steady size (3 finished + 1 growing segment per
@@ -186,7 +227,8 @@ addr_of() { # server transport
 # and connection set-up included); RSS is sampled every 0.5 s for the peak.
 measure() {
   local server=$1 t=$2 n=$3 mode=$4 pid manifest
-  local tag="$server-$t-$mode-$n"
+  local tag="$server-$t-$mode-$n" variant=new
+  [ "$server" = h3live ] && tag+=$SUFFIX variant=$VARIANT
   local ramp=$(( n / 200 > 1 ? n / 200 : 1 ))
   if [ "$server" = h3live ]; then pid=$ORIGIN_PID; manifest=/live/$STREAM/manifest.mpd; else pid=$CADDY_PID; manifest=/bench/manifest.mpd; fi
   local extra=()
@@ -197,7 +239,11 @@ measure() {
   t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
     -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
-  local lp=$!
+  local lp=$! pp=""
+  if [ "$PERF" = 1 ]; then
+    perf stat -x, -e task-clock -p "$pid" -o "$OUT/raw/$tag.perf" > /dev/null 2>&1 &
+    pp=$!
+  fi
   peak=$rss0
   local lt=0 x  # the load tool's own CPU ticks, last seen before it exits
   while kill -0 "$lp" 2>/dev/null; do
@@ -207,33 +253,49 @@ measure() {
   done
   local ok=true
   wait "$lp" || ok=false
+  local task_ms=null
+  if [ -n "$pp" ]; then
+    kill -INT "$pp" 2>/dev/null || true
+    wait "$pp" 2>/dev/null || true
+    task_ms=$(awk -F, '$3 == "task-clock" && $1 ~ /^[0-9.]+$/ {print $1}' "$OUT/raw/$tag.perf" 2>/dev/null)
+    task_ms=${task_ms:-null}
+  fi
   local t1 s1
   t1=$(proc_ticks "$pid"); s1=$(sys_ticks)
   [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m1"
-  printf '{"tag":"%s","server":"%s","transport":"%s","viewers":%s,"mode":"%s","ok":%s,"cpu_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s,"load_ticks":%s,"sys_busy":%s,"sys_total":%s}\n' \
-    "$tag" "$server" "$t" "$n" "$mode" "$ok" "$((t1 - t0))" "$CLK_TCK" "$rss0" "$peak" "$lt" \
+  printf '{"tag":"%s","server":"%s","variant":"%s","transport":"%s","viewers":%s,"mode":"%s","ok":%s,"cpu_ticks":%s,"clk_tck":%s,"task_clock_ms":%s,"rss0_kb":%s,"rss_peak_kb":%s,"load_ticks":%s,"sys_busy":%s,"sys_total":%s}\n' \
+    "$tag" "$server" "$variant" "$t" "$n" "$mode" "$ok" "$((t1 - t0))" "$CLK_TCK" "$task_ms" "$rss0" "$peak" "$lt" \
     "$(( ${s1% *} - ${s0% *} ))" "$(( ${s1#* } - ${s0#* } ))" >> "$RUNS"
   note "$(tail -n 3 "$OUT/raw/$tag.log" | tr '\n' ' ')"
 }
 
 note "output: $OUT"
 note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -n "$AGAINST" ] && note "against: $AGAINST $AGAINST_ARGS"
 
 # ---------------------------------------------------------------- h3live, live viewers
 for t in $TRANSPORTS; do
   for n in $COUNTS; do
-    step "h3live $t: $n live viewers, ${DURATION}s"
-    start_origin "$t-$n"
-    measure h3live "$t" "$n" live
+    next_cell
+    for v in "${ORDER[@]}"; do
+      use_variant "$v"
+      step "h3live$SUFFIX $t: $n live viewers, ${DURATION}s"
+      start_origin "$t-$n"
+      measure h3live "$t" "$n" live
+      stop_origin
+    done
+  done
+  next_cell
+  for v in "${ORDER[@]}"; do
+    use_variant "$v"
+    step "h3live$SUFFIX $t: $IDLE_N idle viewers"
+    start_origin "$t-idle"
+    # Idle viewers only read the manifest: stop the ingest so the store stops
+    # changing and the RSS growth is the connections'.
+    stop_pid "$REPLAY_PID"; REPLAY_PID=""
+    measure h3live "$t" "$IDLE_N" idle
     stop_origin
   done
-  step "h3live $t: $IDLE_N idle viewers"
-  start_origin "$t-idle"
-  # Idle viewers only read the manifest: stop the ingest so the store stops
-  # changing and the RSS growth is the connections'.
-  stop_pid "$REPLAY_PID"; REPLAY_PID=""
-  measure h3live "$t" "$IDLE_N" idle
-  stop_origin
 done
 
 # ---------------------------------------------------------------- side by side with caddy
@@ -242,10 +304,15 @@ if [ "$CADDY" = 1 ]; then
     note "caddy not installed (apt-get install caddy): comparison skipped"
   else
     for t in $TRANSPORTS; do
-      step "h3live $t: $COMPARE_N viewers fetching whole segments"
-      start_origin "$t-cmp"
-      measure h3live "$t" "$COMPARE_N" segment
-      stop_origin
+      next_cell
+      for v in "${ORDER[@]}"; do
+        use_variant "$v"
+        step "h3live$SUFFIX $t: $COMPARE_N viewers fetching whole segments"
+        start_origin "$t-cmp"
+        measure h3live "$t" "$COMPARE_N" segment
+        stop_origin
+      done
+      use_variant new
       step "caddy $t: $COMPARE_N viewers fetching whole segments (static copy)"
       rm -rf "$WWW"
       "$BIN" load replay -c "$CAPTURE" --static-out "$WWW/bench" --static-segments $(( DURATION + 30 )) > /dev/null

@@ -11,29 +11,13 @@ use common::TestOrigin;
 use ring::digest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The Python with aioquic: `$H3LIVE_PYTHON`, else the `.venv` that the
-/// README's test command creates.
-fn python() -> PathBuf {
-    let p = std::env::var_os("H3LIVE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let ok =
-        std::process::Command::new(&p).args(["-c", "import aioquic"]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(
-        ok,
-        "{} cannot import aioquic: run scripts/test.sh (it creates .venv with aioquic) or set H3LIVE_PYTHON",
-        p.display()
-    );
-    p
-}
-
 fn now_secs() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aioquic_reads_a_live_segment_progressively() {
-    let py = python();
+    let py = common::aioquic_python();
     let o = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(5)).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/h3_get.py");
     let url = format!("https://127.0.0.1:{}/live/aq/chunk-stream0-00001.m4s", o.h3.port());

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -80,12 +80,17 @@ pub(super) enum BodyKind {
 /// How far a response body has got, shared with the connection sending it so
 /// that a reader which stops reading can be found and dropped (see
 /// [`Progress::stalled_for`]).
+///
+/// The body's side is two counters bumped with plain stores (it is their only
+/// writer) and no clock read: polls run once or twice per chunk per reader,
+/// the watchdog a few times per send timeout, so the watchdog keeps the time.
 #[derive(Debug)]
 pub struct Progress {
-    /// When the body was made.
-    created: Instant,
-    /// Time of the last poll, in ms after `created`.
-    last_poll_ms: AtomicU64,
+    /// Polls so far.
+    polls: AtomicU64,
+    /// The watchdog's view: the poll count it saw while the body had something
+    /// to send, and when it first saw that count (`None` while nothing waits).
+    seen: Mutex<Option<(u64, Instant)>>,
     /// Bytes handed to the transport.
     sent: AtomicU64,
     /// Set once the body returned its end or error.
@@ -112,8 +117,8 @@ pub struct Progress {
 impl Progress {
     fn new(object: Option<Arc<Object>>, total: Option<u64>, finished: bool) -> Progress {
         Progress {
-            created: Instant::now(),
-            last_poll_ms: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+            seen: Mutex::new(None),
             sent: AtomicU64::new(0),
             finished: AtomicBool::new(finished),
             waiting: AtomicBool::new(false),
@@ -124,24 +129,40 @@ impl Progress {
     }
 
     /// How long the body has had something to send without being asked for
-    /// it: the time since the transport last polled it, unless it is done or
-    /// is waiting for ingest (caught up with a growing object). A reader that
-    /// stops reading (flow control closed) makes this grow.
+    /// it, unless it is done or is waiting for ingest (caught up with a
+    /// growing object). A reader that stops reading (flow control closed)
+    /// makes this grow. Meant to be called periodically (the watchdog): the
+    /// time counts from the first call that saw the current poll count with
+    /// something to send, so it lags the last poll by at most one period.
     pub fn stalled_for(&self) -> Option<Duration> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_waiting_or_done() {
+            *seen = None;
+            return None;
+        }
+        let polls = self.polls.load(Ordering::Relaxed);
+        match *seen {
+            Some((p, since)) if p == polls => Some(since.elapsed()),
+            _ => {
+                *seen = Some((polls, Instant::now()));
+                Some(Duration::ZERO)
+            }
+        }
+    }
+
+    /// True when the body has nothing to send now: finished, waiting for the
+    /// upstream or for ingest, or all of a known length handed over.
+    fn is_waiting_or_done(&self) -> bool {
         if self.finished.load(Ordering::Relaxed)
             || self.waiting.load(Ordering::Relaxed)
             || self.total.is_some_and(|t| self.sent() >= t)
         {
-            return None;
+            return true;
         }
-        if let Some(o) = &self.object {
+        self.object.as_ref().is_some_and(|o| {
             let (len, status) = o.snapshot();
-            if status == Status::Growing && len <= self.base + self.sent.load(Ordering::Relaxed) {
-                return None;
-            }
-        }
-        let polled = Duration::from_millis(self.last_poll_ms.load(Ordering::Relaxed));
-        Some(self.created.elapsed().saturating_sub(polled))
+            status == Status::Growing && len <= self.base + self.sent()
+        })
     }
 
     /// Bytes handed to the transport so far.
@@ -221,15 +242,17 @@ impl Body {
 
     /// The next piece to send. Cancel safe.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+        // Plain load + store: this body is the counters' only writer.
         let p = &self.progress;
-        p.last_poll_ms.store(p.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+        p.polls.store(p.polls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         let r = self.poll_inner(cx);
         if matches!(self.kind, BodyKind::Upstream(_)) {
             self.progress.waiting.store(r.is_pending(), Ordering::Relaxed);
         }
         match &r {
             Poll::Ready(Some(Ok(b))) => {
-                self.progress.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+                let sent = &self.progress.sent;
+                sent.store(sent.load(Ordering::Relaxed) + b.len() as u64, Ordering::Relaxed);
             }
             Poll::Ready(_) => self.progress.finished.store(true, Ordering::Relaxed),
             Poll::Pending => {}

@@ -182,6 +182,21 @@ pub async fn serve_conn(
     );
 }
 
+/// `send` under the send timeout, with the timer armed only if `send` does
+/// not complete at its first poll. quinn queues a DATA frame at once unless
+/// flow control is closed, and a timer per chunk per reader costs a clock
+/// read and a shared reference count for nothing.
+async fn send_within<F: std::future::Future>(
+    timeout: std::time::Duration,
+    send: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut send = std::pin::pin!(send);
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(send.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(r) => Ok(r),
+        std::task::Poll::Pending => tokio::time::timeout(timeout, send).await,
+    }
+}
+
 async fn handle_request(
     resolver: RequestResolver<h3_limit::Connection, Bytes>,
     origin: Arc<Origin>,
@@ -202,7 +217,7 @@ async fn handle_request(
         }
         while let Some(piece) = body.next().await {
             match piece {
-                Ok(data) => match tokio::time::timeout(send_timeout, stream.send_data(data)).await {
+                Ok(data) => match send_within(send_timeout, stream.send_data(data)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return debug!(error = %e, "h3: client went away mid-response"),
                     Err(_) => {

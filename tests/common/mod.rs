@@ -28,6 +28,22 @@ use tokio::sync::{mpsc, oneshot};
 
 pub const ALL: [Transport; 4] = Transport::ALL;
 
+/// The Python with aioquic: `$H3LIVE_PYTHON`, else the `.venv` that the
+/// README's test command creates.
+pub fn aioquic_python() -> std::path::PathBuf {
+    let p = std::env::var_os("H3LIVE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let ok =
+        std::process::Command::new(&p).args(["-c", "import aioquic"]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(
+        ok,
+        "{} cannot import aioquic: run scripts/test.sh (it creates .venv with aioquic) or set H3LIVE_PYTHON",
+        p.display()
+    );
+    p
+}
+
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
