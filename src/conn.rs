@@ -74,3 +74,23 @@ pub struct ConnInfo {
     /// The peer's address.
     pub remote: SocketAddr,
 }
+
+/// The span a connection's work runs in (every listener, see
+/// [`crate::transport::accept`]).
+pub fn connection_span(listener: &'static str, remote: SocketAddr) -> tracing::Span {
+    tracing::info_span!("conn", listener, %remote)
+}
+
+/// The span of one request, the same for every transport. Its `stream` and
+/// `file` fields are declared here, empty, and filled by the core through
+/// [`record_object`] once it has routed the request to a live object.
+pub fn request_span(transport: Transport, method: &http::Method, path: &str) -> tracing::Span {
+    tracing::info_span!("req", %transport, %method, path,
+        stream = tracing::field::Empty, file = tracing::field::Empty)
+}
+
+/// Record the live object the current request addresses in its
+/// [`request_span`].
+pub fn record_object(stream: &str, file: &str) {
+    tracing::Span::current().record("stream", stream).record("file", file);
+}

@@ -34,6 +34,7 @@ use crate::cert::{self, CertPaths, TlsKeys};
 use crate::core::route::Route;
 use crate::core::{Origin, OriginConfig};
 use crate::store::{Store, StoreConfig};
+use crate::transport::accept::{ConfigFor, Door, QuicAccept};
 use crate::transport::{self, ConnInfo, Limits, ListenerInfo, Transport};
 
 /// ALPN of HTTP/0.9 over QUIC, as the interop runner names it.
@@ -161,52 +162,34 @@ pub async fn serve(
         www: args.www.clone(),
         origin,
         listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None, status_pages: false }),
-        zero_rtt: args.zero_rtt,
         key_update: args.key_update,
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let seq = AtomicU64::new(0);
-    tokio::pin!(shutdown);
-    loop {
-        let incoming = tokio::select! {
-            i = endpoint.accept() => match i { Some(i) => i, None => break },
-            _ = &mut shutdown => break,
-        };
-        let remote = incoming.remote_address();
-        if args.retry && !incoming.remote_address_validated() && incoming.may_retry() {
-            debug!(%remote, "sending Retry");
-            if let Err(e) = incoming.retry() {
-                warn!(%remote, error = %e, "Retry failed");
-            }
-            continue;
-        }
-        let n = seq.fetch_add(1, Ordering::Relaxed);
-        let accepted = match &args.qlog_dir {
-            Some(dir) => {
-                let path = dir.join(format!("server-{n:04}-{}.sqlog", incoming.orig_dst_cid()));
-                let mut cfg = base.clone();
-                cfg.transport_config(Arc::new(transport_config(&limits, Some(&path))));
-                incoming.accept_with(Arc::new(cfg))
-            }
-            None => incoming.accept(),
-        };
-        let connecting = match accepted {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(%remote, error = %e, "QUIC accept failed");
-                continue;
-            }
-        };
-        let (ctx, token2, tracker2) = (ctx.clone(), token.clone(), tracker.clone());
-        tracker.spawn(
-            async move {
-                if let Err(e) = handle_conn(connecting, ctx, remote, token2, tracker2).await {
-                    debug!(error = format!("{e:#}"), "connection failed");
-                }
-            }
-            .instrument(info_span!("conn", %remote, n)),
-        );
+    let door = Door::new(
+        ctx.listener.clone(),
+        limits.max_connections,
+        limits.max_connections_per_ip,
+        limits.handshake_timeout,
+        token.clone(),
+        tracker.clone(),
+    );
+    let opts = QuicAccept {
+        // Retry for every new address when asked, else never.
+        retry_above: if args.retry { 0 } else { u32::MAX },
+        zero_rtt: args.zero_rtt,
+        config_for: args.qlog_dir.clone().map(|dir| qlog_per_connection(dir, base.clone(), limits.clone())),
+    };
+    let metrics = ctx.origin.metrics().clone();
+    let accept = {
+        let (token, tracker) = (token.clone(), tracker.clone());
+        door.accept_quic(&endpoint, opts, &metrics, move |conn, remote| {
+            handle_conn(conn, ctx.clone(), remote, token.clone(), tracker.clone())
+        })
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown => {}
     }
     info!("shutting down");
     token.cancel();
@@ -225,43 +208,38 @@ struct ConnCtx {
     origin: Arc<Origin>,
     /// Listener description for the origin's logs and metrics.
     listener: Arc<ListenerInfo>,
-    /// Whether 0-RTT / 0.5-RTT is accepted.
-    zero_rtt: bool,
     /// Whether the server initiates a key update.
     key_update: bool,
 }
 
+/// A server config per connection, each with its own qlog trace in `dir`
+/// (`server-NNNN-<original destination CID>.sqlog`).
+fn qlog_per_connection(dir: PathBuf, base: quinn::ServerConfig, limits: Limits) -> ConfigFor {
+    let seq = AtomicU64::new(0);
+    Arc::new(move |incoming: &quinn::Incoming| {
+        let n = seq.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("server-{n:04}-{}.sqlog", incoming.orig_dst_cid()));
+        let mut cfg = base.clone();
+        cfg.transport_config(Arc::new(transport_config(&limits, Some(&path))));
+        Arc::new(cfg)
+    })
+}
+
+/// Serve one connection whose handshake is done (or, with 0-RTT, under way):
+/// dispatch on its ALPN.
 async fn handle_conn(
-    connecting: quinn::Connecting,
+    conn: quinn::Connection,
     ctx: Arc<ConnCtx>,
     remote: SocketAddr,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-) -> Result<()> {
-    let handshake = Duration::from_secs(10);
-    let conn = if ctx.zero_rtt {
-        match connecting.into_0rtt() {
-            Ok((conn, accepted)) => {
-                // On the server this resolves when the handshake completes
-                // (its value says nothing about 0-RTT: the qlog shows 0-RTT packets).
-                tokio::spawn(async move {
-                    accepted.await;
-                    info!(%remote, "handshake complete (0.5-RTT enabled)");
-                });
-                conn
-            }
-            Err(connecting) => tokio::time::timeout(handshake, connecting).await.context("handshake timed out")??,
-        }
-    } else {
-        let conn = tokio::time::timeout(handshake, connecting).await.context("handshake timed out")??;
-        info!(%remote, "handshake complete");
-        conn
-    };
+) {
     let alpn = conn
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|d| d.protocol)
         .unwrap_or_default();
+    info!(alpn = %String::from_utf8_lossy(&alpn), "connection accepted");
     if ctx.key_update {
         tokio::spawn(update_keys_mid_transfer(conn.clone()));
     }
@@ -273,7 +251,6 @@ async fn handle_conn(
         }
         other => warn!(alpn = %String::from_utf8_lossy(other), "unexpected ALPN"),
     }
-    Ok(())
 }
 
 /// Initiate one key update once `KEY_UPDATE_AFTER_BYTES` have been sent (or

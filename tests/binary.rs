@@ -145,3 +145,51 @@ async fn zero_timeouts_are_refused() {
         assert!(err.contains(flag) && err.contains("more than 0"), "{flag}: {err}");
     }
 }
+
+/// A failing TLS handshake (here the client does not trust the certificate)
+/// is visible with RUST_LOG unset, without flooding the log: the 1st and
+/// 2nd failure of a listener are logged at warn, the 3rd is not.
+#[tokio::test]
+async fn failed_tls_handshakes_are_logged_at_warn_without_flooding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_serve(&["--h3", "off", "--https", "127.0.0.1:0"], dir.path(), None);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut https = None;
+    while https.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("serve exited");
+        let plain = strip_ansi(&line);
+        if plain.contains("listening") && plain.contains("listener=\"https\"") {
+            let addr = plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+            https = Some(addr.parse::<std::net::SocketAddr>().unwrap());
+        }
+    }
+    // A client with no trusted roots: it rejects the origin's certificate
+    // and tells the origin so with a TLS alert.
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    for _ in 0..3 {
+        let tcp = tokio::net::TcpStream::connect(https.unwrap()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        assert!(connector.connect(name, tcp).await.is_err(), "an untrusted certificate was accepted");
+    }
+    let mut failures = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(2), lines.next_line()).await {
+        let plain = strip_ansi(&line);
+        if plain.contains("handshake failed") {
+            failures.push(plain);
+        }
+    }
+    let _ = child.kill().await;
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures.iter().all(|l| l.contains("WARN") && l.contains("TLS handshake failed")), "{failures:?}");
+    assert!(failures[0].contains("failures=1") && failures[1].contains("failures=2"), "{failures:?}");
+}

@@ -481,7 +481,7 @@ impl Origin {
         let head = method == Method::HEAD;
         match route {
             Route::Live { stream, file } => {
-                tracing::Span::current().record("stream", stream.as_str()).record("file", file.as_str());
+                crate::conn::record_object(&stream, &file);
                 match method {
                     Method::PUT | Method::POST => self.ingest(req, conn, &stream, &file).await,
                     Method::DELETE => self.delete(req, conn, &stream, &file).await,

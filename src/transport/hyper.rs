@@ -1,11 +1,11 @@
 //! HTTP/1.1 and HTTP/2 over TCP (cleartext or TLS) through hyper 1.x.
 //!
-//! The accept loop takes a connection permit before accepting, so at most
-//! `max_connections` connections are served per listener (the ingest
-//! listener has `max_ingest_connections` more, which only connections whose
-//! first request is ingest may use: viewers cannot lock out the encoder), and
-//! at most `max_connections_per_ip` per client address; TLS handshakes run
-//! in the connection task under a timeout and never block the loop. Sockets
+//! Connections come in through the listener's [`Door`]: at most
+//! `max_connections` per listener (the ingest listener has
+//! `max_ingest_connections` more, which only connections whose first request
+//! is ingest may use: viewers cannot lock out the encoder), at most
+//! `max_connections_per_ip` per client address, TLS handshakes in the
+//! connection task under the handshake timeout. Sockets
 //! get TCP_NODELAY (small manifest bodies would otherwise trail their
 //! headers by the Nagle delay) and TCP keepalive. A connection with no open
 //! request for the idle timeout is closed (HTTP/2: GOAWAY), pings or not; one
@@ -26,9 +26,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, warn, Instrument as _};
+use tracing::{debug, Instrument as _};
 
-use super::{Activity, ConnInfo, Limits, ListenerInfo, PerIp, RequestGuard, Transport};
+use super::accept::Door;
+use super::{Activity, ConnInfo, Limits, ListenerInfo, RequestGuard, Transport};
+use crate::conn::request_span;
 use crate::core::{Body, BodyError, IngestBody, Origin};
 use crate::store::ObjectError;
 
@@ -90,8 +92,9 @@ pub enum TcpMode {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
-/// Serve one TCP listener until `shutdown` is cancelled. Connection tasks are
-/// spawned on `tracker` and stop gracefully when `shutdown` fires.
+/// Serve one TCP listener until `shutdown` is cancelled: connections come in
+/// through a [`Door`]; their tasks are spawned on `tracker` and stop
+/// gracefully when `shutdown` fires.
 pub async fn serve(
     listener: TcpListener,
     mode: TcpMode,
@@ -107,64 +110,37 @@ pub async fn serve(
         ingest: Arc::new(Semaphore::new(limits.max_ingest_connections)),
     });
     let total = limits.max_connections + if info.ingest { limits.max_ingest_connections } else { 0 };
-    let permits = Arc::new(Semaphore::new(total));
-    let per_ip = PerIp::new(limits.max_connections_per_ip);
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.cancelled() => return,
-        };
-        let (stream, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(listener = info.name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let Some(ip_permit) = per_ip.try_acquire(remote.ip()) else {
-            debug!(listener = info.name, %remote, "connection limit per IP reached, closing");
-            drop(stream);
-            continue;
-        };
+    let door =
+        Door::new(info, total, limits.max_connections_per_ip, limits.handshake_timeout, shutdown.clone(), tracker);
+    let d = door.clone();
+    door.accept_tcp(listener, move |stream, remote| {
         let _ = stream.set_nodelay(true);
         super::set_keepalive(&stream, limits.idle_timeout);
         if let Some(lowat) = limits.tcp_notsent_lowat {
             set_notsent_lowat(&stream, lowat);
         }
-        let (origin, info, mode, limits, shutdown, budget) =
-            (origin.clone(), info.clone(), mode.clone(), limits.clone(), shutdown.clone(), budget.clone());
-        let span = info_span!("conn", listener = info.name, %remote);
-        tracker.spawn(
-            async move {
-                let _permit = (permit, ip_permit);
-                match mode {
-                    TcpMode::Clear => {
-                        let conn = ConnInfo { listener: info, transport: Transport::H1Clear, remote };
-                        serve_conn(stream, conn, origin, &limits, shutdown, budget).await;
-                    }
-                    TcpMode::Tls(acceptor) => {
-                        let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
-                            Err(_) => return debug!("TLS handshake timed out"),
-                        };
-                        let transport = match tls.get_ref().1.alpn_protocol() {
-                            Some(b"h2") => Transport::H2,
-                            _ => Transport::H1Tls,
-                        };
-                        let conn = ConnInfo { listener: info, transport, remote };
-                        serve_conn(tls, conn, origin, &limits, shutdown, budget).await;
-                    }
+        let (door, origin, mode, limits, shutdown, budget) =
+            (d.clone(), origin.clone(), mode.clone(), limits.clone(), shutdown.clone(), budget.clone());
+        async move {
+            let listener = door.info().clone();
+            match mode {
+                TcpMode::Clear => {
+                    let conn = ConnInfo { listener, transport: Transport::H1Clear, remote };
+                    serve_conn(stream, conn, origin, &limits, shutdown, budget).await;
+                }
+                TcpMode::Tls(acceptor) => {
+                    let Some(tls) = door.handshake("TLS", acceptor.accept(stream)).await else { return };
+                    let transport = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Transport::H2,
+                        _ => Transport::H1Tls,
+                    };
+                    let conn = ConnInfo { listener, transport, remote };
+                    serve_conn(tls, conn, origin, &limits, shutdown, budget).await;
                 }
             }
-            .instrument(span),
-        );
-    }
+        }
+    })
+    .await
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -218,8 +194,7 @@ async fn serve_conn<S>(
                 class.is_some()
             }
         };
-        let span = info_span!("req", transport = %conn.transport, method = %req.method(), path = %req.uri().path(),
-            stream = tracing::field::Empty, file = tracing::field::Empty);
+        let span = request_span(conn.transport, req.method(), req.uri().path());
         async move {
             if !admitted {
                 return Ok(origin.busy(&conn).map(|b| HyperBody(b, Some(guard))));

@@ -2,6 +2,7 @@
 //! (cleartext and TLS), h3 + h3-quinn for HTTP/3. They only translate
 //! requests and bodies; what to answer is decided in [`crate::core`].
 
+pub mod accept;
 pub mod h3;
 mod h3_limit;
 pub mod hyper;
