@@ -35,7 +35,7 @@ use crate::core::route::Route;
 use crate::core::{Origin, OriginConfig};
 use crate::store::{Store, StoreConfig};
 use crate::transport::accept::{ConfigFor, Door, QuicAccept};
-use crate::transport::{self, ConnInfo, Limits, ListenerInfo, Transport};
+use crate::transport::{self, ConnInfo, Limits, ListenerInfo, Tasks, Transport};
 
 /// ALPN of HTTP/0.9 over QUIC, as the interop runner names it.
 pub const ALPN_HQ: &[u8] = b"hq-interop";
@@ -138,16 +138,10 @@ pub async fn serve(
     socket: std::net::UdpSocket,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let limits = Limits { idle_timeout: Duration::from_secs(30), ..Limits::default() };
+    let limits = Limits::default();
     let mut base = quinn::ServerConfig::with_crypto(Arc::new(tls_config(args, keys)?));
     base.transport_config(Arc::new(transport_config(&limits, None)));
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(base.clone()),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .context("starting the QUIC endpoint")?;
+    let endpoint = transport::quic_endpoint(socket, base.clone())?;
     if let Some(dir) = &args.qlog_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -163,9 +157,10 @@ pub async fn serve(
         origin,
         listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None, status_pages: false }),
         key_update: args.key_update,
+        limits: limits.clone(),
     });
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let tasks = Tasks::default();
+    let (token, tracker) = (tasks.shutdown.clone(), tasks.tracker.clone());
     let door = Door::new(
         ctx.listener.clone(),
         limits.max_connections,
@@ -191,12 +186,7 @@ pub async fn serve(
         _ = accept => {}
         _ = shutdown => {}
     }
-    info!("shutting down");
-    token.cancel();
-    tracker.close();
-    let _ = tokio::time::timeout(limits.shutdown_grace, tracker.wait()).await;
-    endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    tasks.stop(limits.shutdown_grace, &[endpoint]).await;
     Ok(())
 }
 
@@ -210,6 +200,8 @@ struct ConnCtx {
     listener: Arc<ListenerInfo>,
     /// Whether the server initiates a key update.
     key_update: bool,
+    /// The limits of the endpoint, also for its h3 connections.
+    limits: Limits,
 }
 
 /// A server config per connection, each with its own qlog trace in `dir`
@@ -244,10 +236,10 @@ async fn handle_conn(
         tokio::spawn(update_keys_mid_transfer(conn.clone()));
     }
     match alpn.as_slice() {
-        ALPN_HQ => serve_hq(conn, ctx).await,
+        ALPN_HQ => serve_hq(conn, ctx, shutdown, tracker).await,
         ALPN_H3 => {
             let info = Arc::new(ConnInfo { listener: ctx.listener.clone(), transport: Transport::H3, remote });
-            transport::h3::serve_conn(conn, info, ctx.origin.clone(), &Limits::default(), shutdown, tracker).await;
+            transport::h3::serve_conn(conn, info, ctx.origin.clone(), &ctx.limits, shutdown, tracker).await;
         }
         other => warn!(alpn = %String::from_utf8_lossy(other), "unexpected ALPN"),
     }
@@ -270,17 +262,26 @@ async fn update_keys_mid_transfer(conn: quinn::Connection) {
     }
 }
 
-/// HTTP/0.9 over QUIC: one request per bidirectional stream.
-async fn serve_hq(conn: quinn::Connection, ctx: Arc<ConnCtx>) {
+/// HTTP/0.9 over QUIC: one request per bidirectional stream. At shutdown no
+/// new request is taken; the connection stays open for the running ones until
+/// the client closes it or the endpoint is closed after the grace period.
+async fn serve_hq(conn: quinn::Connection, ctx: Arc<ConnCtx>, shutdown: CancellationToken, tracker: TaskTracker) {
     loop {
-        let (send, recv) = match conn.accept_bi().await {
+        let accepted = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = shutdown.cancelled() => {
+                conn.closed().await;
+                return;
+            }
+        };
+        let (send, recv) = match accepted {
             Ok(s) => s,
             Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return,
             Err(e) => return debug!(error = %e, "hq connection ended"),
         };
         let ctx = ctx.clone();
         let id = send.id();
-        tokio::spawn(
+        tracker.spawn(
             async move {
                 if let Err(e) = hq_request(send, recv, &ctx.www).await {
                     debug!(error = format!("{e:#}"), "hq request failed");

@@ -9,15 +9,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use http::HeaderValue;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::cert::TlsKeys;
 use crate::core::{Origin, OriginConfig};
 use crate::store::{Store, StoreConfig};
 use crate::transport::hyper::TcpMode;
-use crate::transport::{self, Limits, ListenerInfo};
+use crate::transport::{self, Limits, ListenerInfo, Tasks};
 
 /// Already-bound sockets; `None` disables that listener.
 #[derive(Default)]
@@ -69,8 +67,8 @@ pub async fn run_origin(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let tasks = Tasks::default();
+    let (token, tracker) = (tasks.shutdown.clone(), tasks.tracker.clone());
     let limits = config.limits.clone();
     let needs_tls = listeners.https.is_some()
         || listeners.https_h1.is_some()
@@ -89,13 +87,7 @@ pub async fn run_origin(
         let port = sock.local_addr()?.port();
         let mut server_config = transport::tls::quic_server_config(keys, &[b"h3"])?;
         server_config.transport_config(Arc::new(transport::h3::transport_config(&limits)));
-        let ep = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
-            sock,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .context("starting the QUIC endpoint")?;
+        let ep = transport::quic_endpoint(sock, server_config)?;
         info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
         alt_svc = Some(HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?);
         let info =
@@ -162,17 +154,8 @@ pub async fn run_origin(
     };
 
     shutdown.await;
-    info!("shutting down");
-    token.cancel();
-    tracker.close();
-    if tokio::time::timeout(limits.shutdown_grace, tracker.wait()).await.is_err() {
-        warn!(grace = ?limits.shutdown_grace, "responses still running after the grace period: closing them");
-    }
+    tasks.stop(limits.shutdown_grace, endpoint.as_slice()).await;
     sweeper.abort();
-    if let Some(ep) = endpoint {
-        ep.close(quinn::VarInt::from_u32(0x100), b"shutdown"); // H3_NO_ERROR
-        let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
-    }
     Ok(())
 }
 

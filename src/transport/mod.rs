@@ -14,7 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 pub use crate::conn::{ConnInfo, ListenerInfo, Transport};
 use crate::core::Progress;
@@ -99,6 +103,56 @@ impl Default for Limits {
             h3_congestion: Congestion::Bbr,
         }
     }
+}
+
+/// The running listeners' and connections' tasks and the token that stops
+/// them: the one shutdown path of every server (origin, front, interop).
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    /// Cancelled at shutdown: accept loops stop, connections send GOAWAY or
+    /// close when idle.
+    pub shutdown: CancellationToken,
+    /// Every listener, connection and request task.
+    pub tracker: TaskTracker,
+}
+
+/// How long [`Tasks::stop`] waits for QUIC endpoints to become idle after
+/// closing them (the peers' acknowledgements of the close).
+const QUIC_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Application error code a QUIC endpoint is closed with at shutdown:
+/// H3_NO_ERROR. HTTP/0.9 over QUIC (hq-interop) defines no codes of its own
+/// and its clients accept any.
+pub const QUIC_CLOSE_CODE: u32 = 0x100;
+
+impl Tasks {
+    /// Stop gracefully: cancel the token (no new connections; GOAWAY), let
+    /// running responses continue for up to `grace`, then close the QUIC
+    /// `endpoints` with [`QUIC_CLOSE_CODE`] and wait until they are idle, so no
+    /// stream data is lost.
+    pub async fn stop(&self, grace: Duration, endpoints: &[quinn::Endpoint]) {
+        info!("shutting down");
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            warn!(?grace, "responses still running after the grace period: closing them");
+        }
+        for ep in endpoints {
+            ep.close(quinn::VarInt::from_u32(QUIC_CLOSE_CODE), b"shutdown");
+        }
+        for ep in endpoints {
+            let _ = tokio::time::timeout(QUIC_CLOSE_WAIT, ep.wait_idle()).await;
+        }
+    }
+}
+
+/// A QUIC endpoint on a bound UDP socket with `config` (HTTP/3 listener and
+/// interop endpoint alike).
+pub fn quic_endpoint(socket: std::net::UdpSocket, config: quinn::ServerConfig) -> anyhow::Result<quinn::Endpoint> {
+    let ep =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))
+            .context("starting the QUIC endpoint")?;
+    Ok(ep)
 }
 
 /// Open connections per client IP on one listener.
