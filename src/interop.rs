@@ -163,9 +163,9 @@ pub async fn serve(
     let (token, tracker) = (tasks.shutdown.clone(), tasks.tracker.clone());
     let door = Door::new(
         ctx.listener.clone(),
-        limits.max_connections,
-        limits.max_connections_per_ip,
-        limits.handshake_timeout,
+        limits.conn.max_connections,
+        limits.conn.max_connections_per_ip,
+        limits.conn.handshake_timeout,
         token.clone(),
         tracker.clone(),
     );
@@ -186,7 +186,7 @@ pub async fn serve(
         _ = accept => {}
         _ = shutdown => {}
     }
-    tasks.stop(limits.shutdown_grace, &[endpoint]).await;
+    tasks.stop(limits.shutdown.grace, &[endpoint]).await;
     Ok(())
 }
 

@@ -52,7 +52,7 @@ pub struct ServerConfig {
 
 /// Serve until `shutdown` resolves, then stop gracefully: stop accepting,
 /// send GOAWAY / close idle keep-alive connections, let in-flight responses
-/// run for up to `limits.shutdown_grace`, close QUIC and wait until its
+/// run for up to `limits.shutdown.grace`, close QUIC and wait until its
 /// endpoint is idle.
 pub async fn run(config: ServerConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<()> {
     let origin = Arc::new(Origin::new(Store::new(config.store.clone()), config.origin.clone()));
@@ -154,7 +154,7 @@ pub async fn run_origin(
     };
 
     shutdown.await;
-    tasks.stop(limits.shutdown_grace, endpoint.as_slice()).await;
+    tasks.stop(limits.shutdown.grace, endpoint.as_slice()).await;
     sweeper.abort();
     Ok(())
 }

@@ -128,7 +128,15 @@ async fn default_log_filter_shows_the_origins_own_info_lines() {
 /// (`--idle-timeout 0s` made quinn drop every QUIC Initial).
 #[tokio::test]
 async fn zero_timeouts_are_refused() {
-    for flag in ["--idle-timeout", "--send-timeout", "--ingest-idle-timeout", "--handshake-timeout"] {
+    for flag in [
+        "--idle-timeout",
+        "--send-timeout",
+        "--ingest-idle-timeout",
+        "--handshake-timeout",
+        "--header-read-timeout",
+        "--quic-idle-timeout",
+        "--h2-ping-timeout",
+    ] {
         let child = tokio::process::Command::new(BIN)
             .args(["serve", "--http", "off", "--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"])
             .args([flag, "0s"])

@@ -2,8 +2,8 @@
 //!
 //! Connections come in through the listener's [`Door`] (Retry under a
 //! handshake flood, connection limits, handshake timeout). GREASE is off
-//! (aioquic clients otherwise miss the end of a stream). Keep-alives run at a
-//! third of the idle timeout, so a viewer held on a request is not dropped;
+//! (aioquic clients otherwise miss the end of a stream). Keep-alives run
+//! below the QUIC idle timeout, so a viewer held on a request is not dropped;
 //! a connection with no open request for the idle timeout gets GOAWAY and is
 //! closed, whatever the client sends. Header sections are limited to
 //! `max_header_bytes` (431) and a request stream cannot make h3 buffer more
@@ -30,10 +30,10 @@ use crate::store::ObjectError;
 /// Transport parameters for the QUIC listener.
 pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
-    t.keep_alive_interval(Some(limits.idle_timeout / 3));
-    t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into());
-    match limits.h3_congestion {
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.quic.idle_timeout).ok());
+    t.keep_alive_interval(Some(limits.quic.keep_alive_interval));
+    t.max_concurrent_bidi_streams(limits.http.max_streams_per_connection.into());
+    match limits.quic.congestion {
         Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
         Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
         Congestion::Bbr => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
@@ -53,13 +53,13 @@ pub async fn serve(
 ) {
     let door = Door::new(
         info.clone(),
-        limits.max_connections,
-        limits.max_connections_per_ip,
-        limits.handshake_timeout,
+        limits.conn.max_connections,
+        limits.conn.max_connections_per_ip,
+        limits.conn.handshake_timeout,
         shutdown.clone(),
         tracker.clone(),
     );
-    let opts = QuicAccept { retry_above: limits.quic_retry_above, ..QuicAccept::default() };
+    let opts = QuicAccept { retry_above: limits.quic.retry_above, ..QuicAccept::default() };
     let metrics = origin.metrics().clone();
     door.accept_quic(&endpoint, opts, &metrics, move |quic, remote| {
         let conn = Arc::new(ConnInfo { listener: info.clone(), transport: Transport::H3, remote });
@@ -83,10 +83,10 @@ pub async fn serve_conn(
     // A request stream carries nothing else h3live reads than its header
     // section: twice the limit (so sections somewhat over it get h3's 431
     // rather than a reset) plus room for frame headers.
-    let cap = 2 * u64::from(limits.max_header_bytes) + 1024;
+    let cap = 2 * u64::from(limits.http.max_header_bytes) + 1024;
     let mut h3conn = match h3::server::builder()
         .send_grease(false)
-        .max_field_section_size(limits.max_header_bytes.into())
+        .max_field_section_size(limits.http.max_header_bytes.into())
         .build::<_, Bytes>(h3_limit::Connection::new(quic.clone(), cap))
         .await
     {
@@ -95,7 +95,7 @@ pub async fn serve_conn(
     };
     let activity = Arc::new(Activity::default());
     let mut closing = false;
-    let idle = activity.idle(limits.idle_timeout);
+    let idle = activity.idle(limits.http.idle_timeout);
     tokio::pin!(idle);
     loop {
         tokio::select! {
@@ -103,7 +103,7 @@ pub async fn serve_conn(
                 Ok(Some(resolver)) => {
                     let (origin, conn) = (origin.clone(), conn.clone());
                     let guard = activity.begin();
-                    let send_timeout = limits.send_timeout;
+                    let send_timeout = limits.http.send_timeout;
                     tracker.spawn(async move {
                         handle_request(resolver, origin, conn, send_timeout).await;
                         drop(guard);

@@ -106,17 +106,23 @@ pub async fn serve(
 ) {
     // The ingest listener admits viewers and ingest from separate budgets.
     let budget = info.ingest.then(|| Budget {
-        viewers: Arc::new(Semaphore::new(limits.max_connections)),
-        ingest: Arc::new(Semaphore::new(limits.max_ingest_connections)),
+        viewers: Arc::new(Semaphore::new(limits.conn.max_connections)),
+        ingest: Arc::new(Semaphore::new(limits.conn.max_ingest_connections)),
     });
-    let total = limits.max_connections + if info.ingest { limits.max_ingest_connections } else { 0 };
-    let door =
-        Door::new(info, total, limits.max_connections_per_ip, limits.handshake_timeout, shutdown.clone(), tracker);
+    let total = limits.conn.max_connections + if info.ingest { limits.conn.max_ingest_connections } else { 0 };
+    let door = Door::new(
+        info,
+        total,
+        limits.conn.max_connections_per_ip,
+        limits.conn.handshake_timeout,
+        shutdown.clone(),
+        tracker,
+    );
     let d = door.clone();
     door.accept_tcp(listener, move |stream, remote| {
         let _ = stream.set_nodelay(true);
-        super::set_keepalive(&stream, limits.idle_timeout);
-        if let Some(lowat) = limits.tcp_notsent_lowat {
+        super::set_keepalive(&stream, limits.tcp.keepalive);
+        if let Some(lowat) = limits.tcp.notsent_lowat {
             set_notsent_lowat(&stream, lowat);
         }
         let (door, origin, mode, limits, shutdown, budget) =
@@ -212,15 +218,15 @@ async fn serve_conn<S>(
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(limits.handshake_timeout)
+        .header_read_timeout(limits.h1.header_read_timeout)
         .max_buf_size(H1_MAX_BUF);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes)
-        .max_concurrent_streams(limits.max_streams_per_connection)
-        .keep_alive_interval(Some(limits.idle_timeout / 3))
-        .keep_alive_timeout(limits.idle_timeout / 3);
+        .max_header_list_size(limits.http.max_header_bytes)
+        .max_concurrent_streams(limits.http.max_streams_per_connection)
+        .keep_alive_interval(Some(limits.h2.ping_interval))
+        .keep_alive_timeout(limits.h2.ping_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -229,16 +235,16 @@ async fn serve_conn<S>(
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-        _ = activity.idle(limits.idle_timeout) => {
+        _ = activity.idle(limits.http.idle_timeout) => {
             debug!("connection idle: closing");
             conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(limits.shutdown_grace, conn).await {
+            match tokio::time::timeout(limits.shutdown.grace, conn).await {
                 Ok(r) => r,
                 Err(_) => Ok(()),
             }
         }
-        _ = activity.stall(limits.send_timeout) => {
-            debug!(timeout = ?limits.send_timeout, "a response was not read for the send timeout: closing the connection");
+        _ = activity.stall(limits.http.send_timeout) => {
+            debug!(timeout = ?limits.http.send_timeout, "a response was not read for the send timeout: closing the connection");
             Ok(())
         }
     };
