@@ -23,6 +23,8 @@ CHUNKING="${H3LIVE_CHUNKING:-every_frame}"
 LATENCY="${H3LIVE_LATENCY:-}"
 HOST="${H3LIVE_HOST:-localhost}"
 HTTP_ADDR="${H3LIVE_HTTP_ADDR:-127.0.0.1}"
+# The origin's default ports (defined once for the Rust code in src/conn.rs,
+# `ports`); kept here as overridable shell variables.
 HTTP_PORT="${H3LIVE_HTTP_PORT:-8080}"
 H3_PORT="${H3LIVE_H3_PORT:-4433}"
 H1_PORT="${H3LIVE_H1_PORT:-4443}"

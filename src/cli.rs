@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::conn::ports;
 use crate::core::OriginConfig;
 use crate::store::StoreConfig;
 use crate::transport::{Congestion, Limits};
@@ -19,6 +20,27 @@ pub const DEFAULT_LOG_FILTER: &str =
 /// A listener address, or `off` to disable the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenAddr(pub Option<SocketAddr>);
+
+impl ListenAddr {
+    /// `127.0.0.1:port`.
+    pub fn loopback(port: u16) -> ListenAddr {
+        ListenAddr(Some(SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+
+    /// `[::]:port` (dual-stack).
+    pub fn any(port: u16) -> ListenAddr {
+        ListenAddr(Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port))))
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
 
 impl std::str::FromStr for ListenAddr {
     type Err = String;
@@ -70,19 +92,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[derive(Debug, Clone, Args)]
 pub struct ListenArgs {
     /// Cleartext HTTP/1.1 listener: ingest (PUT/POST/DELETE) and reads. `off` disables it.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR|off")]
+    #[arg(long, default_value_t = ListenAddr::loopback(ports::HTTP), value_name = "ADDR|off")]
     pub http: ListenAddr,
     /// HTTP/3 (QUIC, UDP) listener. `[::]` is dual-stack.
-    #[arg(long, default_value = "[::]:4433", value_name = "ADDR|off")]
+    #[arg(long, default_value_t = ListenAddr::any(ports::H3), value_name = "ADDR|off")]
     pub h3: ListenAddr,
     /// TLS listener offering h2 and http/1.1; every response advertises h3 with Alt-Svc.
-    #[arg(long, default_value = "[::]:4433", value_name = "ADDR|off")]
+    #[arg(long, default_value_t = ListenAddr::any(ports::HTTPS), value_name = "ADDR|off")]
     pub https: ListenAddr,
     /// TLS listener offering HTTP/1.1 only, no Alt-Svc: the HTTP/1.1 arm of the A/B.
-    #[arg(long = "https-h1", default_value = "[::]:4443", value_name = "ADDR|off")]
+    #[arg(long = "https-h1", default_value_t = ListenAddr::any(ports::HTTPS_H1), value_name = "ADDR|off")]
     pub https_h1: ListenAddr,
     /// TLS listener offering HTTP/2 only, no Alt-Svc: the HTTP/2 arm.
-    #[arg(long = "https-h2", default_value = "[::]:4444", value_name = "ADDR|off")]
+    #[arg(long = "https-h2", default_value_t = ListenAddr::any(ports::HTTPS_H2), value_name = "ADDR|off")]
     pub https_h2: ListenAddr,
 }
 
@@ -302,6 +324,23 @@ mod tests {
     fn limits(args: &[&str]) -> Limits {
         use clap::Parser as _;
         Http::parse_from(std::iter::once("t").chain(args.iter().copied())).http.limits()
+    }
+
+    #[derive(clap::Parser)]
+    struct Listen {
+        #[command(flatten)]
+        listen: ListenArgs,
+    }
+
+    /// The listeners' defaults (from `conn::ports`) are the documented ones.
+    #[test]
+    fn default_listen_addresses() {
+        use clap::Parser as _;
+        let l = Listen::parse_from(["t"]).listen;
+        let shown: Vec<String> =
+            [l.http, l.h3, l.https, l.https_h1, l.https_h2].iter().map(|a| a.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1:8080", "[::]:4433", "[::]:4433", "[::]:4443", "[::]:4444"]);
+        assert_eq!(Listen::parse_from(["t", "--http", "off"]).listen.http.to_string(), "off");
     }
 
     /// Each timeout has its own field; the unset ones keep their old

@@ -11,6 +11,23 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+/// The default ports of `h3live serve`'s listeners: the one definition used
+/// by its flags ([`crate::cli::ListenArgs`]), `h3live cert` and the load
+/// tool. Shell scripts (run.sh, scripts/) keep their own copies of these
+/// numbers as overridable variables.
+pub mod ports {
+    /// Cleartext HTTP/1.1 (ingest and reads).
+    pub const HTTP: u16 = 8080;
+    /// HTTP/3 (UDP); the `https` TCP listener shares the number.
+    pub const H3: u16 = 4433;
+    /// TLS offering h2 and http/1.1, with Alt-Svc.
+    pub const HTTPS: u16 = 4433;
+    /// TLS, HTTP/1.1 only.
+    pub const HTTPS_H1: u16 = 4443;
+    /// TLS, HTTP/2 only.
+    pub const HTTPS_H2: u16 = 4444;
+}
+
 /// Which protocol a response travels over (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Transport {

@@ -86,7 +86,7 @@ struct CertCmd {
     #[arg(long)]
     show: bool,
     /// Port of the HTTP/3 listener, for the printed Chromium command.
-    #[arg(long, default_value_t = 4433)]
+    #[arg(long, default_value_t = h3live::conn::ports::H3)]
     port: u16,
 }
 
