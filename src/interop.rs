@@ -147,47 +147,48 @@ pub async fn serve(
     }
     info!(addr = %endpoint.local_addr()?, www = %args.www.display(), retry = args.retry, chacha20 = args.chacha20,
         zero_rtt = args.zero_rtt, key_update = args.key_update, "interop server listening (hq-interop, h3)");
-
-    let origin = Arc::new(Origin::new(
-        Store::new(StoreConfig::default()),
-        OriginConfig { web_dir: args.www.clone(), ..OriginConfig::default() },
-    ));
-    let ctx = Arc::new(ConnCtx {
-        www: args.www.clone(),
-        origin,
-        listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None, status_pages: false }),
-        key_update: args.key_update,
-        limits: limits.clone(),
-    });
+    let ctx = conn_ctx(args, &limits);
     let tasks = Tasks::default();
-    let (token, tracker) = (tasks.shutdown.clone(), tasks.tracker.clone());
     let door = Door::new(
         ctx.listener.clone(),
         limits.conn.max_connections,
         limits.conn.max_connections_per_ip,
         limits.conn.handshake_timeout,
-        token.clone(),
-        tracker.clone(),
+        tasks.shutdown.clone(),
+        tasks.tracker.clone(),
     );
     let opts = QuicAccept {
         // Retry for every new address when asked, else never.
         retry_above: if args.retry { 0 } else { u32::MAX },
         zero_rtt: args.zero_rtt,
-        config_for: args.qlog_dir.clone().map(|dir| qlog_per_connection(dir, base.clone(), limits.clone())),
+        config_for: args.qlog_dir.clone().map(|dir| qlog_per_connection(dir, base, limits.clone())),
     };
     let metrics = ctx.origin.metrics().clone();
-    let accept = {
-        let (token, tracker) = (token.clone(), tracker.clone());
-        door.accept_quic(&endpoint, opts, &metrics, move |conn, remote| {
-            handle_conn(conn, ctx.clone(), remote, token.clone(), tracker.clone())
-        })
-    };
+    let t = tasks.clone();
+    let accept = door.accept_quic(&endpoint, opts, &metrics, move |conn, remote| {
+        handle_conn(conn, ctx.clone(), remote, t.shutdown.clone(), t.tracker.clone())
+    });
     tokio::select! {
         _ = accept => {}
         _ = shutdown => {}
     }
     tasks.stop(limits.shutdown.grace, &[endpoint]).await;
     Ok(())
+}
+
+/// What the connections share: the www directory and an origin over it for h3.
+fn conn_ctx(args: &InteropArgs, limits: &Limits) -> Arc<ConnCtx> {
+    let origin = Arc::new(Origin::new(
+        Store::new(StoreConfig::default()),
+        OriginConfig { web_dir: args.www.clone(), ..OriginConfig::default() },
+    ));
+    Arc::new(ConnCtx {
+        www: args.www.clone(),
+        origin,
+        listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None, status_pages: false }),
+        key_update: args.key_update,
+        limits: limits.clone(),
+    })
 }
 
 /// What every connection task shares.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use http::HeaderValue;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cert::TlsKeys;
@@ -30,6 +31,13 @@ pub struct Listeners {
     pub https_h2: Option<TcpListener>,
     /// UDP socket for HTTP/3.
     pub h3: Option<std::net::UdpSocket>,
+}
+
+impl Listeners {
+    /// True if a TLS or QUIC listener is bound (a certificate is needed).
+    pub fn need_tls(&self) -> bool {
+        self.https.is_some() || self.https_h1.is_some() || self.https_h2.is_some() || self.h3.is_some()
+    }
 }
 
 /// Everything [`run`] needs besides the sockets.
@@ -68,41 +76,18 @@ pub async fn run_origin(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let tasks = Tasks::default();
-    let (token, tracker) = (tasks.shutdown.clone(), tasks.tracker.clone());
-    let limits = config.limits.clone();
-    let needs_tls = listeners.https.is_some()
-        || listeners.https_h1.is_some()
-        || listeners.https_h2.is_some()
-        || listeners.h3.is_some();
-    let keys = match (&config.tls, needs_tls) {
+    let keys = match (&config.tls, listeners.need_tls()) {
         (Some(k), _) => Some(k),
         (None, false) => None,
         (None, true) => anyhow::bail!("TLS and QUIC listeners need a certificate"),
     };
-
-    let mut endpoint = None;
-    let mut alt_svc = None;
-    if let Some(sock) = listeners.h3 {
-        let keys = keys.context("h3 needs a certificate")?;
-        let port = sock.local_addr()?.port();
-        let mut server_config = transport::tls::quic_server_config(keys, &[b"h3"])?;
-        server_config.transport_config(Arc::new(transport::h3::transport_config(&limits)));
-        let ep = transport::quic_endpoint(sock, server_config)?;
-        info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
-        alt_svc = Some(HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?);
-        let info =
-            Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None, status_pages: config.public_status });
-        tracker.spawn(transport::h3::serve(
-            ep.clone(),
-            info,
-            origin.clone(),
-            limits.clone(),
-            token.clone(),
-            tracker.clone(),
-        ));
-        endpoint = Some(ep);
-    }
-
+    let (endpoint, alt_svc) = match listeners.h3 {
+        Some(sock) => {
+            let (ep, alt_svc) = start_h3(sock, keys.context("h3 needs a certificate")?, &config, &origin, &tasks)?;
+            (Some(ep), Some(alt_svc))
+        }
+        None => (None, None),
+    };
     let tcp = [
         (listeners.http, "http", None),
         (listeners.https, "https", Some(&[&b"h2"[..], b"http/1.1"][..])),
@@ -121,42 +106,80 @@ pub async fn run_origin(
             alt_svc: if name == "https" { alt_svc.clone() } else { None },
             status_pages: name == "http" || config.public_status,
         });
-        info!(listener = name, addr = %listener.local_addr()?, ingest = info.ingest, "listening");
-        tracker.spawn(transport::hyper::serve(
-            listener,
-            mode,
-            info,
-            origin.clone(),
-            limits.clone(),
-            token.clone(),
-            tracker.clone(),
-        ));
+        start_tcp(listener, mode, info, &config, &origin, &tasks)?;
     }
-
-    // Drop streams whose encoder went away.
-    let sweeper = {
-        let (origin, token) = (origin.clone(), token.clone());
-        tokio::spawn(async move {
-            let store = origin.store();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        for name in store.sweep_idle() {
-                            info!(stream = name, "stream idle: dropped");
-                            origin.stream_dropped(&name);
-                        }
-                    }
-                    _ = token.cancelled() => return,
-                }
-            }
-        })
-    };
+    let sweeper = tokio::spawn(sweep_idle_streams(origin.clone(), tasks.shutdown.clone()));
 
     shutdown.await;
-    tasks.stop(limits.shutdown.grace, endpoint.as_slice()).await;
+    tasks.stop(config.limits.shutdown.grace, endpoint.as_slice()).await;
     sweeper.abort();
     Ok(())
+}
+
+/// Start the HTTP/3 listener on `sock`; returns its endpoint (closed at
+/// shutdown) and the `Alt-Svc` value that points at it.
+fn start_h3(
+    sock: std::net::UdpSocket,
+    keys: &TlsKeys,
+    config: &ServerConfig,
+    origin: &Arc<Origin>,
+    tasks: &Tasks,
+) -> Result<(quinn::Endpoint, HeaderValue)> {
+    let port = sock.local_addr()?.port();
+    let mut server_config = transport::tls::quic_server_config(keys, &[b"h3"])?;
+    server_config.transport_config(Arc::new(transport::h3::transport_config(&config.limits)));
+    let ep = transport::quic_endpoint(sock, server_config)?;
+    info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
+    let alt_svc = HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?;
+    let info = Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None, status_pages: config.public_status });
+    tasks.tracker.spawn(transport::h3::serve(
+        ep.clone(),
+        info,
+        origin.clone(),
+        config.limits.clone(),
+        tasks.shutdown.clone(),
+        tasks.tracker.clone(),
+    ));
+    Ok((ep, alt_svc))
+}
+
+/// Start one HTTP/1.1 / HTTP/2 listener.
+fn start_tcp(
+    listener: TcpListener,
+    mode: TcpMode,
+    info: Arc<ListenerInfo>,
+    config: &ServerConfig,
+    origin: &Arc<Origin>,
+    tasks: &Tasks,
+) -> Result<()> {
+    info!(listener = info.name, addr = %listener.local_addr()?, ingest = info.ingest, "listening");
+    tasks.tracker.spawn(transport::hyper::serve(
+        listener,
+        mode,
+        info,
+        origin.clone(),
+        config.limits.clone(),
+        tasks.shutdown.clone(),
+        tasks.tracker.clone(),
+    ));
+    Ok(())
+}
+
+/// Drop streams whose encoder went away, once a second, until `shutdown`.
+async fn sweep_idle_streams(origin: Arc<Origin>, shutdown: CancellationToken) {
+    let store = origin.store();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for name in store.sweep_idle() {
+                    info!(stream = name, "stream idle: dropped");
+                    origin.stream_dropped(&name);
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// A future that resolves at the first SIGINT or SIGTERM (logged), for
