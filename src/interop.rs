@@ -32,6 +32,7 @@ use tracing::{debug, info, info_span, warn, Instrument as _};
 
 use crate::cert::{self, CertPaths, TlsKeys};
 use crate::core::route::Route;
+use crate::core::static_files::{self, LookupError};
 use crate::core::{Origin, OriginConfig};
 use crate::store::{Store, StoreConfig};
 use crate::transport::accept::{ConfigFor, Door, QuicAccept};
@@ -300,10 +301,13 @@ async fn hq_request(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ww
         send.reset(HQ_REJECTED.into()).ok();
         return Ok(());
     };
-    let Some(mut file) = open_in(www, path).await else {
-        debug!(path, "hq: not found");
-        send.reset(HQ_REJECTED.into()).ok();
-        return Ok(());
+    let mut file = match open_in(www, path).await {
+        Ok(f) => f,
+        Err(e) => {
+            debug!(path, error = %e, "hq: refused");
+            send.reset(HQ_REJECTED.into()).ok();
+            return Ok(());
+        }
     };
     let mut buf = vec![0u8; FILE_CHUNK];
     let mut total = 0u64;
@@ -346,17 +350,11 @@ pub fn parse_request_line(line: &[u8]) -> Option<&str> {
 
 /// Open the file `path` names under `www`, with the origin's path rules
 /// ([`Route::parse`]: percent-decoding, no separators or dot-names in a
-/// component) and the canonical path required to stay inside `www`.
-async fn open_in(www: &Path, path: &str) -> Option<tokio::fs::File> {
-    let Ok(Route::Static(parts)) = Route::parse(path) else { return None };
-    let root = tokio::fs::canonicalize(www).await.ok()?;
-    let mut p = root.clone();
-    p.extend(&parts);
-    let p = tokio::fs::canonicalize(&p).await.ok()?;
-    if !p.starts_with(&root) || !tokio::fs::metadata(&p).await.ok()?.is_file() {
-        return None;
-    }
-    tokio::fs::File::open(&p).await.ok()
+/// component) and its root-confined lookup ([`static_files::open_in`]; a
+/// directory is not a file here).
+async fn open_in(www: &Path, path: &str) -> Result<tokio::fs::File, LookupError> {
+    let Ok(Route::Static(parts)) = Route::parse(path) else { return Err(LookupError::NotFound) };
+    Ok(static_files::open_in(www, &parts, false).await?.0)
 }
 
 #[cfg(test)]
@@ -377,10 +375,10 @@ mod tests {
     async fn paths_stay_inside_www() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f.bin"), b"x").unwrap();
-        assert!(open_in(dir.path(), "/f.bin").await.is_some());
-        assert!(open_in(dir.path(), "/missing").await.is_none());
-        assert!(open_in(dir.path(), "/../etc/passwd").await.is_none());
-        assert!(open_in(dir.path(), "/%2e%2e/etc/passwd").await.is_none());
-        assert!(open_in(dir.path(), "/").await.is_none());
+        assert!(open_in(dir.path(), "/f.bin").await.is_ok());
+        assert!(matches!(open_in(dir.path(), "/missing").await, Err(LookupError::NotFound)));
+        assert!(open_in(dir.path(), "/../etc/passwd").await.is_err());
+        assert!(open_in(dir.path(), "/%2e%2e/etc/passwd").await.is_err());
+        assert!(matches!(open_in(dir.path(), "/").await, Err(LookupError::NotFound)));
     }
 }
