@@ -30,26 +30,12 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_serve(&["--h3", "127.0.0.1:0", "--https", "127.0.0.1:0"], dir.path(), Some("info"));
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut http = None;
     let mut seen = Vec::new();
-    while http.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("serve exited");
-        let plain: String = strip_ansi(&line);
-        if plain.contains("listening") && plain.contains("listener=\"http\"") {
-            let addr = plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-            http = Some(addr.parse::<std::net::SocketAddr>().unwrap());
-        }
-        seen.push(plain);
-    }
+    let http = listening_addr(&mut lines, "http", &mut seen).await;
     assert!(seen.iter().any(|l| l.contains("generated a self-signed certificate")), "{seen:?}");
     assert!(dir.path().join("certs/cert.pem").exists());
-    let mut c = h3live::client::Client::connect(h3live::transport::Transport::H1Clear, http.unwrap(), "localhost", &[])
-        .await
-        .unwrap();
+    let mut c =
+        h3live::client::Client::connect(h3live::transport::Transport::H1Clear, http, "localhost", &[]).await.unwrap();
     assert_eq!(c.get("/healthz").await.unwrap().status, http::StatusCode::OK);
     drop(c);
 
@@ -60,6 +46,29 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
         tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("no exit after SIGTERM").unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+/// Read the log until the "listening" line of `listener` and return its
+/// address; every line read is kept in `seen` (without colours).
+async fn listening_addr(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    listener: &str,
+    seen: &mut Vec<String>,
+) -> std::net::SocketAddr {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("serve exited");
+        let plain = strip_ansi(&line);
+        let found = plain.contains("listening") && plain.contains(&format!("listener=\"{listener}\""));
+        let addr = found.then(|| plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap().to_string());
+        seen.push(plain);
+        if let Some(addr) = addr {
+            return addr.parse().unwrap();
+        }
+    }
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -162,19 +171,7 @@ async fn failed_tls_handshakes_are_logged_at_warn_without_flooding() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_serve(&["--h3", "off", "--https", "127.0.0.1:0"], dir.path(), None);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut https = None;
-    while https.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("serve exited");
-        let plain = strip_ansi(&line);
-        if plain.contains("listening") && plain.contains("listener=\"https\"") {
-            let addr = plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-            https = Some(addr.parse::<std::net::SocketAddr>().unwrap());
-        }
-    }
+    let https = listening_addr(&mut lines, "https", &mut Vec::new()).await;
     // A client with no trusted roots: it rejects the origin's certificate
     // and tells the origin so with a TLS alert.
     let tls =
@@ -185,7 +182,7 @@ async fn failed_tls_handshakes_are_logged_at_warn_without_flooding() {
             .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
     for _ in 0..3 {
-        let tcp = tokio::net::TcpStream::connect(https.unwrap()).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         assert!(connector.connect(name, tcp).await.is_err(), "an untrusted certificate was accepted");
     }
