@@ -175,13 +175,13 @@ impl Door {
                 None
             }
             Ok(Err(e)) => {
+                // The connection span names the listener and the peer.
                 let (failures, loud) = self.inner.handshake_failures.record();
-                let listener = self.inner.info.name;
                 if loud {
-                    warn!(listener, failures, error = %e,
+                    warn!(failures, error = %e,
                         "{what} handshake failed (logged at warn for the 1st, 2nd, 4th, 8th... failure of this listener, else at debug)");
                 } else {
-                    debug!(listener, failures, error = %e, "{what} handshake failed");
+                    debug!(failures, error = %e, "{what} handshake failed");
                 }
                 None
             }
