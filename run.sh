@@ -26,6 +26,8 @@ CHUNKING="${H3LIVE_CHUNKING:-every_frame}"
 LATENCY="${H3LIVE_LATENCY:-}"
 HOST="${H3LIVE_HOST:-localhost}"
 HTTP_ADDR="${H3LIVE_HTTP_ADDR:-127.0.0.1}"
+# The origin's default ports (defined once for the Rust code in src/conn.rs
+# `ports`, for the scripts in scripts/lib.sh DEFAULT_*).
 HTTP_PORT="${H3LIVE_HTTP_PORT:-$DEFAULT_HTTP_PORT}"
 H3_PORT="${H3LIVE_H3_PORT:-$DEFAULT_H3_PORT}"
 H1_PORT="${H3LIVE_H1_PORT:-$DEFAULT_H1_PORT}"

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::conn::ports;
 use crate::core::OriginConfig;
 use crate::store::StoreConfig;
 use crate::transport::{Congestion, Limits};
@@ -19,6 +20,27 @@ pub const DEFAULT_LOG_FILTER: &str =
 /// A listener address, or `off` to disable the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenAddr(pub Option<SocketAddr>);
+
+impl ListenAddr {
+    /// `127.0.0.1:port`.
+    pub fn loopback(port: u16) -> ListenAddr {
+        ListenAddr(Some(SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+
+    /// `[::]:port` (dual-stack).
+    pub fn any(port: u16) -> ListenAddr {
+        ListenAddr(Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port))))
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
 
 impl std::str::FromStr for ListenAddr {
     type Err = String;
@@ -70,19 +92,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[derive(Debug, Clone, Args)]
 pub struct ListenArgs {
     /// Cleartext HTTP/1.1 listener: ingest (PUT/POST/DELETE) and reads. `off` disables it.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR|off")]
+    #[arg(long, default_value_t = ListenAddr::loopback(ports::HTTP), value_name = "ADDR|off")]
     pub http: ListenAddr,
     /// HTTP/3 (QUIC, UDP) listener. `[::]` is dual-stack.
-    #[arg(long, default_value = "[::]:4433", value_name = "ADDR|off")]
+    #[arg(long, default_value_t = ListenAddr::any(ports::H3), value_name = "ADDR|off")]
     pub h3: ListenAddr,
     /// TLS listener offering h2 and http/1.1; every response advertises h3 with Alt-Svc.
-    #[arg(long, default_value = "[::]:4433", value_name = "ADDR|off")]
+    #[arg(long, default_value_t = ListenAddr::any(ports::HTTPS), value_name = "ADDR|off")]
     pub https: ListenAddr,
     /// TLS listener offering HTTP/1.1 only, no Alt-Svc: the HTTP/1.1 arm of the A/B.
-    #[arg(long = "https-h1", default_value = "[::]:4443", value_name = "ADDR|off")]
+    #[arg(long = "https-h1", default_value_t = ListenAddr::any(ports::HTTPS_H1), value_name = "ADDR|off")]
     pub https_h1: ListenAddr,
     /// TLS listener offering HTTP/2 only, no Alt-Svc: the HTTP/2 arm.
-    #[arg(long = "https-h2", default_value = "[::]:4444", value_name = "ADDR|off")]
+    #[arg(long = "https-h2", default_value_t = ListenAddr::any(ports::HTTPS_H2), value_name = "ADDR|off")]
     pub https_h2: ListenAddr,
 }
 
@@ -171,10 +193,19 @@ pub struct HttpArgs {
     /// Concurrent requests per HTTP/2 or HTTP/3 connection.
     #[arg(long, default_value_t = 256)]
     pub max_streams: u32,
-    /// Connections with no open request are closed after this (all protocols); also the QUIC idle
-    /// timeout (keep-alives every third of it) and HTTP/2 ping timeout. More than 0.
+    /// Connections with no open request are closed after this (all protocols). Also the default of
+    /// --quic-idle-timeout and the TCP keepalive time; HTTP/2 pings and QUIC keep-alives are sent every
+    /// third of it. More than 0.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
+    /// QUIC idle timeout: a QUIC path silent for this long (keep-alives included) is dead. Keep-alives
+    /// are sent every third of it. Default: --idle-timeout. More than 0.
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub quic_idle_timeout: Option<Duration>,
+    /// An HTTP/2 connection whose PING is not answered within this is closed. Default: a third of
+    /// --idle-timeout. More than 0.
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub h2_ping_timeout: Option<Duration>,
     /// A response the client does not read for this long is dropped (HTTP/1.1, HTTP/2: connection
     /// closed; HTTP/3: stream reset). Bounds how long a viewer can pin memory. More than 0.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
@@ -200,9 +231,13 @@ pub struct HttpArgs {
     /// Serve /streams and /metrics on every listener (default: only on the cleartext --http listener).
     #[arg(long)]
     pub public_status: bool,
-    /// Time allowed for a TLS/QUIC handshake or HTTP/1.1 request headers.
+    /// Time allowed for a TLS or QUIC handshake. Also the default of --header-read-timeout.
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub handshake_timeout: Duration,
+    /// Time allowed for an HTTP/1.1 request's header section to arrive. Default: --handshake-timeout.
+    /// More than 0.
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub header_read_timeout: Option<Duration>,
     /// TCP_NOTSENT_LOWAT for accepted TCP connections (Linux), e.g. 128K; 0 leaves the kernel default.
     /// Keeps an HTTP/2 connection's backlog out of the kernel send buffer so new responses are not queued behind it.
     #[arg(long, default_value = "0", value_parser = parse_size)]
@@ -236,22 +271,32 @@ impl HttpArgs {
         }
     }
 
-    /// The connection limits these flags describe.
+    /// The connection limits these flags describe (unset flags take the
+    /// values [`Limits::derived`] derives from --idle-timeout and
+    /// --handshake-timeout).
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_connections: self.max_connections,
-            handshake_timeout: self.handshake_timeout,
-            idle_timeout: self.idle_timeout,
-            shutdown_grace: self.shutdown_grace,
-            max_streams_per_connection: self.max_streams,
-            tcp_notsent_lowat: (self.tcp_notsent_lowat > 0).then(|| self.tcp_notsent_lowat.min(u32::MAX as u64) as u32),
-            max_connections_per_ip: self.max_connections_per_ip,
-            max_ingest_connections: self.max_ingest_connections,
-            send_timeout: self.send_timeout,
-            max_header_bytes: self.max_header_size.clamp(1024, u32::MAX as u64) as u32,
-            quic_retry_above: self.quic_retry_above,
-            h3_congestion: self.h3_congestion,
+        let mut l = Limits::derived(self.idle_timeout, self.handshake_timeout);
+        l.conn.max_connections = self.max_connections;
+        l.conn.max_connections_per_ip = self.max_connections_per_ip;
+        l.conn.max_ingest_connections = self.max_ingest_connections;
+        l.http.send_timeout = self.send_timeout;
+        l.http.max_streams_per_connection = self.max_streams;
+        l.http.max_header_bytes = self.max_header_size.clamp(1024, u32::MAX as u64) as u32;
+        l.tcp.notsent_lowat = (self.tcp_notsent_lowat > 0).then(|| self.tcp_notsent_lowat.min(u32::MAX as u64) as u32);
+        if let Some(t) = self.header_read_timeout {
+            l.h1.header_read_timeout = t;
         }
+        if let Some(t) = self.h2_ping_timeout {
+            l.h2.ping_timeout = t;
+        }
+        if let Some(t) = self.quic_idle_timeout {
+            l.quic.idle_timeout = t;
+            l.quic.keep_alive_interval = t / 3;
+        }
+        l.quic.retry_above = self.quic_retry_above;
+        l.quic.congestion = self.h3_congestion;
+        l.shutdown.grace = self.shutdown_grace;
+        l
     }
 }
 
@@ -268,5 +313,58 @@ mod tests {
         assert_eq!(parse_size("1.5k"), Ok(1536));
         assert!(parse_size("12X").is_err());
         assert!(parse_size("abc").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Http {
+        #[command(flatten)]
+        http: HttpArgs,
+    }
+
+    fn limits(args: &[&str]) -> Limits {
+        use clap::Parser as _;
+        Http::parse_from(std::iter::once("t").chain(args.iter().copied())).http.limits()
+    }
+
+    #[derive(clap::Parser)]
+    struct Listen {
+        #[command(flatten)]
+        listen: ListenArgs,
+    }
+
+    /// The listeners' defaults (from `conn::ports`) are the documented ones.
+    #[test]
+    fn default_listen_addresses() {
+        use clap::Parser as _;
+        let l = Listen::parse_from(["t"]).listen;
+        let shown: Vec<String> =
+            [l.http, l.h3, l.https, l.https_h1, l.https_h2].iter().map(|a| a.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1:8080", "[::]:4433", "[::]:4433", "[::]:4443", "[::]:4444"]);
+        assert_eq!(Listen::parse_from(["t", "--http", "off"]).listen.http.to_string(), "off");
+    }
+
+    /// Each timeout has its own field; the unset ones keep their old
+    /// derivation from --idle-timeout and --handshake-timeout.
+    #[test]
+    fn timeouts_derive_and_override() {
+        let l = limits(&["--idle-timeout", "60s", "--handshake-timeout", "5s"]);
+        assert_eq!(l.http.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.quic.idle_timeout, Duration::from_secs(60));
+        assert_eq!(l.quic.keep_alive_interval, Duration::from_secs(20));
+        assert_eq!((l.h2.ping_interval, l.h2.ping_timeout), (Duration::from_secs(20), Duration::from_secs(20)));
+        assert_eq!(l.tcp.keepalive, Duration::from_secs(60));
+        assert_eq!(l.h1.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(l.conn.handshake_timeout, Duration::from_secs(5));
+        let l = limits(&["--quic-idle-timeout", "90s", "--h2-ping-timeout", "7s", "--header-read-timeout", "3s"]);
+        assert_eq!(l.http.idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (l.quic.idle_timeout, l.quic.keep_alive_interval),
+            (Duration::from_secs(90), Duration::from_secs(30))
+        );
+        assert_eq!((l.h2.ping_interval, l.h2.ping_timeout), (Duration::from_secs(10), Duration::from_secs(7)));
+        assert_eq!(
+            (l.h1.header_read_timeout, l.conn.handshake_timeout),
+            (Duration::from_secs(3), Duration::from_secs(10))
+        );
     }
 }

@@ -11,6 +11,23 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+/// The default ports of `h3live serve`'s listeners: the one definition used
+/// by its flags ([`crate::cli::ListenArgs`]), `h3live cert` and the load
+/// tool. Shell scripts (run.sh, scripts/) keep their own copies of these
+/// numbers as overridable variables.
+pub mod ports {
+    /// Cleartext HTTP/1.1 (ingest and reads).
+    pub const HTTP: u16 = 8080;
+    /// HTTP/3 (UDP); the `https` TCP listener shares the number.
+    pub const H3: u16 = 4433;
+    /// TLS offering h2 and http/1.1, with Alt-Svc.
+    pub const HTTPS: u16 = 4433;
+    /// TLS, HTTP/1.1 only.
+    pub const HTTPS_H1: u16 = 4443;
+    /// TLS, HTTP/2 only.
+    pub const HTTPS_H2: u16 = 4444;
+}
+
 /// Which protocol a response travels over (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Transport {
@@ -73,4 +90,24 @@ pub struct ConnInfo {
     pub transport: Transport,
     /// The peer's address.
     pub remote: SocketAddr,
+}
+
+/// The span a connection's work runs in (every listener, see
+/// [`crate::transport::accept`]).
+pub fn connection_span(listener: &'static str, remote: SocketAddr) -> tracing::Span {
+    tracing::info_span!("conn", listener, %remote)
+}
+
+/// The span of one request, the same for every transport. Its `stream` and
+/// `file` fields are declared here, empty, and filled by the core through
+/// [`record_object`] once it has routed the request to a live object.
+pub fn request_span(transport: Transport, method: &http::Method, path: &str) -> tracing::Span {
+    tracing::info_span!("req", %transport, %method, path,
+        stream = tracing::field::Empty, file = tracing::field::Empty)
+}
+
+/// Record the live object the current request addresses in its
+/// [`request_span`].
+pub fn record_object(stream: &str, file: &str) {
+    tracing::Span::current().record("stream", stream).record("file", file);
 }

@@ -32,9 +32,11 @@ use tracing::{debug, info, info_span, warn, Instrument as _};
 
 use crate::cert::{self, CertPaths, TlsKeys};
 use crate::core::route::Route;
+use crate::core::static_files::{self, LookupError};
 use crate::core::{Origin, OriginConfig};
 use crate::store::{Store, StoreConfig};
-use crate::transport::{self, ConnInfo, Limits, ListenerInfo, Transport};
+use crate::transport::accept::{ConfigFor, Door, QuicAccept};
+use crate::transport::{self, ConnInfo, Limits, ListenerInfo, Tasks, Transport};
 
 /// ALPN of HTTP/0.9 over QUIC, as the interop runner names it.
 pub const ALPN_HQ: &[u8] = b"hq-interop";
@@ -137,84 +139,57 @@ pub async fn serve(
     socket: std::net::UdpSocket,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let limits = Limits { idle_timeout: Duration::from_secs(30), ..Limits::default() };
+    let limits = Limits::default();
     let mut base = quinn::ServerConfig::with_crypto(Arc::new(tls_config(args, keys)?));
     base.transport_config(Arc::new(transport_config(&limits, None)));
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(base.clone()),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .context("starting the QUIC endpoint")?;
+    let endpoint = transport::quic_endpoint(socket, base.clone())?;
     if let Some(dir) = &args.qlog_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     info!(addr = %endpoint.local_addr()?, www = %args.www.display(), retry = args.retry, chacha20 = args.chacha20,
         zero_rtt = args.zero_rtt, key_update = args.key_update, "interop server listening (hq-interop, h3)");
+    let ctx = conn_ctx(args, &limits);
+    let tasks = Tasks::default();
+    let door = Door::new(
+        ctx.listener.clone(),
+        limits.conn.max_connections,
+        limits.conn.max_connections_per_ip,
+        limits.conn.handshake_timeout,
+        tasks.shutdown.clone(),
+        tasks.tracker.clone(),
+    );
+    let opts = QuicAccept {
+        // Retry for every new address when asked, else never.
+        retry_above: if args.retry { 0 } else { u32::MAX },
+        zero_rtt: args.zero_rtt,
+        config_for: args.qlog_dir.clone().map(|dir| qlog_per_connection(dir, base, limits.clone())),
+    };
+    let metrics = ctx.origin.metrics().clone();
+    let t = tasks.clone();
+    let accept = door.accept_quic(&endpoint, opts, &metrics, move |conn, remote| {
+        handle_conn(conn, ctx.clone(), remote, t.shutdown.clone(), t.tracker.clone())
+    });
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown => {}
+    }
+    tasks.stop(limits.shutdown.grace, &[endpoint]).await;
+    Ok(())
+}
 
+/// What the connections share: the www directory and an origin over it for h3.
+fn conn_ctx(args: &InteropArgs, limits: &Limits) -> Arc<ConnCtx> {
     let origin = Arc::new(Origin::new(
         Store::new(StoreConfig::default()),
         OriginConfig { web_dir: args.www.clone(), ..OriginConfig::default() },
     ));
-    let ctx = Arc::new(ConnCtx {
+    Arc::new(ConnCtx {
         www: args.www.clone(),
         origin,
         listener: Arc::new(ListenerInfo { name: "interop", ingest: false, alt_svc: None, status_pages: false }),
-        zero_rtt: args.zero_rtt,
         key_update: args.key_update,
-    });
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let seq = AtomicU64::new(0);
-    tokio::pin!(shutdown);
-    loop {
-        let incoming = tokio::select! {
-            i = endpoint.accept() => match i { Some(i) => i, None => break },
-            _ = &mut shutdown => break,
-        };
-        let remote = incoming.remote_address();
-        if args.retry && !incoming.remote_address_validated() && incoming.may_retry() {
-            debug!(%remote, "sending Retry");
-            if let Err(e) = incoming.retry() {
-                warn!(%remote, error = %e, "Retry failed");
-            }
-            continue;
-        }
-        let n = seq.fetch_add(1, Ordering::Relaxed);
-        let accepted = match &args.qlog_dir {
-            Some(dir) => {
-                let path = dir.join(format!("server-{n:04}-{}.sqlog", incoming.orig_dst_cid()));
-                let mut cfg = base.clone();
-                cfg.transport_config(Arc::new(transport_config(&limits, Some(&path))));
-                incoming.accept_with(Arc::new(cfg))
-            }
-            None => incoming.accept(),
-        };
-        let connecting = match accepted {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(%remote, error = %e, "QUIC accept failed");
-                continue;
-            }
-        };
-        let (ctx, token2, tracker2) = (ctx.clone(), token.clone(), tracker.clone());
-        tracker.spawn(
-            async move {
-                if let Err(e) = handle_conn(connecting, ctx, remote, token2, tracker2).await {
-                    debug!(error = format!("{e:#}"), "connection failed");
-                }
-            }
-            .instrument(info_span!("conn", %remote, n)),
-        );
-    }
-    info!("shutting down");
-    token.cancel();
-    tracker.close();
-    let _ = tokio::time::timeout(limits.shutdown_grace, tracker.wait()).await;
-    endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-    Ok(())
+        limits: limits.clone(),
+    })
 }
 
 /// What every connection task shares.
@@ -225,55 +200,51 @@ struct ConnCtx {
     origin: Arc<Origin>,
     /// Listener description for the origin's logs and metrics.
     listener: Arc<ListenerInfo>,
-    /// Whether 0-RTT / 0.5-RTT is accepted.
-    zero_rtt: bool,
     /// Whether the server initiates a key update.
     key_update: bool,
+    /// The limits of the endpoint, also for its h3 connections.
+    limits: Limits,
 }
 
+/// A server config per connection, each with its own qlog trace in `dir`
+/// (`server-NNNN-<original destination CID>.sqlog`).
+fn qlog_per_connection(dir: PathBuf, base: quinn::ServerConfig, limits: Limits) -> ConfigFor {
+    let seq = AtomicU64::new(0);
+    Arc::new(move |incoming: &quinn::Incoming| {
+        let n = seq.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("server-{n:04}-{}.sqlog", incoming.orig_dst_cid()));
+        let mut cfg = base.clone();
+        cfg.transport_config(Arc::new(transport_config(&limits, Some(&path))));
+        Arc::new(cfg)
+    })
+}
+
+/// Serve one connection whose handshake is done (or, with 0-RTT, under way):
+/// dispatch on its ALPN.
 async fn handle_conn(
-    connecting: quinn::Connecting,
+    conn: quinn::Connection,
     ctx: Arc<ConnCtx>,
     remote: SocketAddr,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-) -> Result<()> {
-    let handshake = Duration::from_secs(10);
-    let conn = if ctx.zero_rtt {
-        match connecting.into_0rtt() {
-            Ok((conn, accepted)) => {
-                // On the server this resolves when the handshake completes
-                // (its value says nothing about 0-RTT: the qlog shows 0-RTT packets).
-                tokio::spawn(async move {
-                    accepted.await;
-                    info!(%remote, "handshake complete (0.5-RTT enabled)");
-                });
-                conn
-            }
-            Err(connecting) => tokio::time::timeout(handshake, connecting).await.context("handshake timed out")??,
-        }
-    } else {
-        let conn = tokio::time::timeout(handshake, connecting).await.context("handshake timed out")??;
-        info!(%remote, "handshake complete");
-        conn
-    };
+) {
     let alpn = conn
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|d| d.protocol)
         .unwrap_or_default();
+    info!(alpn = %String::from_utf8_lossy(&alpn), "connection accepted");
     if ctx.key_update {
         tokio::spawn(update_keys_mid_transfer(conn.clone()));
     }
     match alpn.as_slice() {
-        ALPN_HQ => serve_hq(conn, ctx).await,
+        ALPN_HQ => serve_hq(conn, ctx, shutdown, tracker).await,
         ALPN_H3 => {
             let info = Arc::new(ConnInfo { listener: ctx.listener.clone(), transport: Transport::H3, remote });
-            transport::h3::serve_conn(conn, info, ctx.origin.clone(), &Limits::default(), shutdown, tracker).await;
+            transport::h3::serve_conn(conn, info, ctx.origin.clone(), &ctx.limits, shutdown, tracker).await;
         }
         other => warn!(alpn = %String::from_utf8_lossy(other), "unexpected ALPN"),
     }
-    Ok(())
 }
 
 /// Initiate one key update once `KEY_UPDATE_AFTER_BYTES` have been sent (or
@@ -293,17 +264,26 @@ async fn update_keys_mid_transfer(conn: quinn::Connection) {
     }
 }
 
-/// HTTP/0.9 over QUIC: one request per bidirectional stream.
-async fn serve_hq(conn: quinn::Connection, ctx: Arc<ConnCtx>) {
+/// HTTP/0.9 over QUIC: one request per bidirectional stream. At shutdown no
+/// new request is taken; the connection stays open for the running ones until
+/// the client closes it or the endpoint is closed after the grace period.
+async fn serve_hq(conn: quinn::Connection, ctx: Arc<ConnCtx>, shutdown: CancellationToken, tracker: TaskTracker) {
     loop {
-        let (send, recv) = match conn.accept_bi().await {
+        let accepted = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = shutdown.cancelled() => {
+                conn.closed().await;
+                return;
+            }
+        };
+        let (send, recv) = match accepted {
             Ok(s) => s,
             Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return,
             Err(e) => return debug!(error = %e, "hq connection ended"),
         };
         let ctx = ctx.clone();
         let id = send.id();
-        tokio::spawn(
+        tracker.spawn(
             async move {
                 if let Err(e) = hq_request(send, recv, &ctx.www).await {
                     debug!(error = format!("{e:#}"), "hq request failed");
@@ -321,10 +301,13 @@ async fn hq_request(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ww
         send.reset(HQ_REJECTED.into()).ok();
         return Ok(());
     };
-    let Some(mut file) = open_in(www, path).await else {
-        debug!(path, "hq: not found");
-        send.reset(HQ_REJECTED.into()).ok();
-        return Ok(());
+    let mut file = match open_in(www, path).await {
+        Ok(f) => f,
+        Err(e) => {
+            debug!(path, error = %e, "hq: refused");
+            send.reset(HQ_REJECTED.into()).ok();
+            return Ok(());
+        }
     };
     let mut buf = vec![0u8; FILE_CHUNK];
     let mut total = 0u64;
@@ -367,17 +350,11 @@ pub fn parse_request_line(line: &[u8]) -> Option<&str> {
 
 /// Open the file `path` names under `www`, with the origin's path rules
 /// ([`Route::parse`]: percent-decoding, no separators or dot-names in a
-/// component) and the canonical path required to stay inside `www`.
-async fn open_in(www: &Path, path: &str) -> Option<tokio::fs::File> {
-    let Ok(Route::Static(parts)) = Route::parse(path) else { return None };
-    let root = tokio::fs::canonicalize(www).await.ok()?;
-    let mut p = root.clone();
-    p.extend(&parts);
-    let p = tokio::fs::canonicalize(&p).await.ok()?;
-    if !p.starts_with(&root) || !tokio::fs::metadata(&p).await.ok()?.is_file() {
-        return None;
-    }
-    tokio::fs::File::open(&p).await.ok()
+/// component) and its root-confined lookup ([`static_files::open_in`]; a
+/// directory is not a file here).
+async fn open_in(www: &Path, path: &str) -> Result<tokio::fs::File, LookupError> {
+    let Ok(Route::Static(parts)) = Route::parse(path) else { return Err(LookupError::NotFound) };
+    Ok(static_files::open_in(www, &parts, false).await?.0)
 }
 
 #[cfg(test)]
@@ -398,10 +375,10 @@ mod tests {
     async fn paths_stay_inside_www() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f.bin"), b"x").unwrap();
-        assert!(open_in(dir.path(), "/f.bin").await.is_some());
-        assert!(open_in(dir.path(), "/missing").await.is_none());
-        assert!(open_in(dir.path(), "/../etc/passwd").await.is_none());
-        assert!(open_in(dir.path(), "/%2e%2e/etc/passwd").await.is_none());
-        assert!(open_in(dir.path(), "/").await.is_none());
+        assert!(open_in(dir.path(), "/f.bin").await.is_ok());
+        assert!(matches!(open_in(dir.path(), "/missing").await, Err(LookupError::NotFound)));
+        assert!(open_in(dir.path(), "/../etc/passwd").await.is_err());
+        assert!(open_in(dir.path(), "/%2e%2e/etc/passwd").await.is_err());
+        assert!(matches!(open_in(dir.path(), "/").await, Err(LookupError::NotFound)));
     }
 }

@@ -86,7 +86,7 @@ struct CertCmd {
     #[arg(long)]
     show: bool,
     /// Port of the HTTP/3 listener, for the printed Chromium command.
-    #[arg(long, default_value_t = 4433)]
+    #[arg(long, default_value_t = h3live::conn::ports::H3)]
     port: u16,
 }
 
@@ -163,11 +163,7 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         https_h2: bind(l.https_h2.0, "https-h2")?,
         h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
     };
-    let needs_tls = listeners.https.is_some()
-        || listeners.https_h1.is_some()
-        || listeners.https_h2.is_some()
-        || listeners.h3.is_some();
-    let tls = if needs_tls {
+    let tls = if listeners.need_tls() {
         let paths = match (&args.cert.cert, &args.cert.key) {
             (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
             _ => CertPaths::in_dir(&args.cert.cert_dir),

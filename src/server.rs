@@ -10,14 +10,13 @@ use anyhow::{Context, Result};
 use http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::cert::TlsKeys;
 use crate::core::{Origin, OriginConfig};
 use crate::store::{Store, StoreConfig};
 use crate::transport::hyper::TcpMode;
-use crate::transport::{self, Limits, ListenerInfo};
+use crate::transport::{self, Limits, ListenerInfo, Tasks};
 
 /// Already-bound sockets; `None` disables that listener.
 #[derive(Default)]
@@ -32,6 +31,13 @@ pub struct Listeners {
     pub https_h2: Option<TcpListener>,
     /// UDP socket for HTTP/3.
     pub h3: Option<std::net::UdpSocket>,
+}
+
+impl Listeners {
+    /// True if a TLS or QUIC listener is bound (a certificate is needed).
+    pub fn need_tls(&self) -> bool {
+        self.https.is_some() || self.https_h1.is_some() || self.https_h2.is_some() || self.h3.is_some()
+    }
 }
 
 /// Everything [`run`] needs besides the sockets.
@@ -54,7 +60,7 @@ pub struct ServerConfig {
 
 /// Serve until `shutdown` resolves, then stop gracefully: stop accepting,
 /// send GOAWAY / close idle keep-alive connections, let in-flight responses
-/// run for up to `limits.shutdown_grace`, close QUIC and wait until its
+/// run for up to `limits.shutdown.grace`, close QUIC and wait until its
 /// endpoint is idle.
 pub async fn run(config: ServerConfig, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<()> {
     let origin = Arc::new(Origin::new(Store::new(config.store.clone()), config.origin.clone()));
@@ -69,48 +75,19 @@ pub async fn run_origin(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let limits = config.limits.clone();
-    let needs_tls = listeners.https.is_some()
-        || listeners.https_h1.is_some()
-        || listeners.https_h2.is_some()
-        || listeners.h3.is_some();
-    let keys = match (&config.tls, needs_tls) {
+    let tasks = Tasks::default();
+    let keys = match (&config.tls, listeners.need_tls()) {
         (Some(k), _) => Some(k),
         (None, false) => None,
         (None, true) => anyhow::bail!("TLS and QUIC listeners need a certificate"),
     };
-
-    let mut endpoint = None;
-    let mut alt_svc = None;
-    if let Some(sock) = listeners.h3 {
-        let keys = keys.context("h3 needs a certificate")?;
-        let port = sock.local_addr()?.port();
-        let mut server_config = transport::tls::quic_server_config(keys, &[b"h3"])?;
-        server_config.transport_config(Arc::new(transport::h3::transport_config(&limits)));
-        let ep = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
-            sock,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .context("starting the QUIC endpoint")?;
-        info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
-        alt_svc = Some(HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?);
-        let info =
-            Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None, status_pages: config.public_status });
-        tracker.spawn(transport::h3::serve(
-            ep.clone(),
-            info,
-            origin.clone(),
-            limits.clone(),
-            token.clone(),
-            tracker.clone(),
-        ));
-        endpoint = Some(ep);
-    }
-
+    let (endpoint, alt_svc) = match listeners.h3 {
+        Some(sock) => {
+            let (ep, alt_svc) = start_h3(sock, keys.context("h3 needs a certificate")?, &config, &origin, &tasks)?;
+            (Some(ep), Some(alt_svc))
+        }
+        None => (None, None),
+    };
     let tcp = [
         (listeners.http, "http", None),
         (listeners.https, "https", Some(&[&b"h2"[..], b"http/1.1"][..])),
@@ -129,51 +106,80 @@ pub async fn run_origin(
             alt_svc: if name == "https" { alt_svc.clone() } else { None },
             status_pages: name == "http" || config.public_status,
         });
-        info!(listener = name, addr = %listener.local_addr()?, ingest = info.ingest, "listening");
-        tracker.spawn(transport::hyper::serve(
-            listener,
-            mode,
-            info,
-            origin.clone(),
-            limits.clone(),
-            token.clone(),
-            tracker.clone(),
-        ));
+        start_tcp(listener, mode, info, &config, &origin, &tasks)?;
     }
-
-    // Drop streams whose encoder went away.
-    let sweeper = {
-        let (origin, token) = (origin.clone(), token.clone());
-        tokio::spawn(async move {
-            let store = origin.store();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        for name in store.sweep_idle() {
-                            info!(stream = name, "stream idle: dropped");
-                            origin.stream_dropped(&name);
-                        }
-                    }
-                    _ = token.cancelled() => return,
-                }
-            }
-        })
-    };
+    let sweeper = tokio::spawn(sweep_idle_streams(origin.clone(), tasks.shutdown.clone()));
 
     shutdown.await;
-    info!("shutting down");
-    token.cancel();
-    tracker.close();
-    if tokio::time::timeout(limits.shutdown_grace, tracker.wait()).await.is_err() {
-        warn!(grace = ?limits.shutdown_grace, "responses still running after the grace period: closing them");
-    }
+    tasks.stop(config.limits.shutdown.grace, endpoint.as_slice()).await;
     sweeper.abort();
-    if let Some(ep) = endpoint {
-        ep.close(quinn::VarInt::from_u32(0x100), b"shutdown"); // H3_NO_ERROR
-        let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
-    }
     Ok(())
+}
+
+/// Start the HTTP/3 listener on `sock`; returns its endpoint (closed at
+/// shutdown) and the `Alt-Svc` value that points at it.
+fn start_h3(
+    sock: std::net::UdpSocket,
+    keys: &TlsKeys,
+    config: &ServerConfig,
+    origin: &Arc<Origin>,
+    tasks: &Tasks,
+) -> Result<(quinn::Endpoint, HeaderValue)> {
+    let port = sock.local_addr()?.port();
+    let mut server_config = transport::tls::quic_server_config(keys, &[b"h3"])?;
+    server_config.transport_config(Arc::new(transport::h3::transport_config(&config.limits)));
+    let ep = transport::quic_endpoint(sock, server_config)?;
+    info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
+    let alt_svc = HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?;
+    let info = Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None, status_pages: config.public_status });
+    tasks.tracker.spawn(transport::h3::serve(
+        ep.clone(),
+        info,
+        origin.clone(),
+        config.limits.clone(),
+        tasks.shutdown.clone(),
+        tasks.tracker.clone(),
+    ));
+    Ok((ep, alt_svc))
+}
+
+/// Start one HTTP/1.1 / HTTP/2 listener.
+fn start_tcp(
+    listener: TcpListener,
+    mode: TcpMode,
+    info: Arc<ListenerInfo>,
+    config: &ServerConfig,
+    origin: &Arc<Origin>,
+    tasks: &Tasks,
+) -> Result<()> {
+    info!(listener = info.name, addr = %listener.local_addr()?, ingest = info.ingest, "listening");
+    tasks.tracker.spawn(transport::hyper::serve(
+        listener,
+        mode,
+        info,
+        origin.clone(),
+        config.limits.clone(),
+        tasks.shutdown.clone(),
+        tasks.tracker.clone(),
+    ));
+    Ok(())
+}
+
+/// Drop streams whose encoder went away, once a second, until `shutdown`.
+async fn sweep_idle_streams(origin: Arc<Origin>, shutdown: CancellationToken) {
+    let store = origin.store();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                for name in store.sweep_idle() {
+                    info!(stream = name, "stream idle: dropped");
+                    origin.stream_dropped(&name);
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// A future that resolves at the first SIGINT or SIGTERM (logged), for

@@ -212,7 +212,7 @@ fn is_431(resp: &[u8]) -> bool {
 /// after a bounded number of bytes instead of being buffered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_header_section_is_limited() {
-    let o = TestOrigin::start_with(|c| c.limits.max_header_bytes = 8 << 10).await;
+    let o = TestOrigin::start_with(|c| c.limits.http.max_header_bytes = 8 << 10).await;
     let conn = raw_quic(&o).await;
     // Under the limit: served.
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
@@ -288,7 +288,7 @@ async fn h3_control_stream_frames_are_limited() {
 /// validation); a real client answers it and gets served.
 #[tokio::test]
 async fn quic_retry_under_handshake_load() {
-    let o = TestOrigin::start_with(|c| c.limits.quic_retry_above = 2).await;
+    let o = TestOrigin::start_with(|c| c.limits.quic.retry_above = 2).await;
     for _ in 0..5 {
         let mut c = o.client(Transport::H3).await;
         assert_eq!(c.get("/healthz").await.unwrap().status, StatusCode::OK);
@@ -301,7 +301,7 @@ async fn quic_retry_under_handshake_load() {
 /// (the clients here answer h2 PINGs and send QUIC keep-alives).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_on_every_transport() {
-    let o = TestOrigin::start_with(|c| c.limits.idle_timeout = Duration::from_millis(800)).await;
+    let o = TestOrigin::start_with(|c| c.limits.http.idle_timeout = Duration::from_millis(800)).await;
     let mut clients = Vec::new();
     for t in common::ALL {
         let mut c = o.client(t).await;
@@ -329,8 +329,8 @@ async fn idle_connections_are_closed_on_every_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_cannot_lock_out_ingest() {
     let o = TestOrigin::start_with(|c| {
-        c.limits.max_connections = 3;
-        c.limits.max_ingest_connections = 2;
+        c.limits.conn.max_connections = 3;
+        c.limits.conn.max_ingest_connections = 2;
     })
     .await;
     let up = o.put("/live/lock/seg-1.m4s").await;
@@ -360,7 +360,7 @@ async fn viewers_cannot_lock_out_ingest() {
 /// One client address cannot take every connection of a listener.
 #[tokio::test]
 async fn connections_per_ip_are_limited() {
-    let o = TestOrigin::start_with(|c| c.limits.max_connections_per_ip = 2).await;
+    let o = TestOrigin::start_with(|c| c.limits.conn.max_connections_per_ip = 2).await;
     for t in [Transport::H1Clear, Transport::H2, Transport::H3] {
         let mut held = Vec::new();
         for _ in 0..2 {
@@ -406,7 +406,7 @@ async fn stalled_readers_are_dropped() {
     let dir = web.path().to_path_buf();
     let o = TestOrigin::start_with(move |c| {
         c.origin.web_dir = dir;
-        c.limits.send_timeout = Duration::from_millis(700);
+        c.limits.http.send_timeout = Duration::from_millis(700);
     })
     .await;
     for t in [Transport::H1Clear, Transport::H2, Transport::H3] {
@@ -428,7 +428,7 @@ async fn stalled_readers_are_dropped() {
 async fn stalled_live_readers_release_evicted_segments() {
     let o = TestOrigin::start_with(|c| {
         c.store.keep_segments = 1;
-        c.limits.send_timeout = Duration::from_millis(700);
+        c.limits.http.send_timeout = Duration::from_millis(700);
     })
     .await;
     for (i, t) in [Transport::H1Clear, Transport::H2, Transport::H3].into_iter().enumerate() {

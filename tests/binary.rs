@@ -30,26 +30,12 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_serve(&["--h3", "127.0.0.1:0", "--https", "127.0.0.1:0"], dir.path(), Some("info"));
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut http = None;
     let mut seen = Vec::new();
-    while http.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("serve exited");
-        let plain: String = strip_ansi(&line);
-        if plain.contains("listening") && plain.contains("listener=\"http\"") {
-            let addr = plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-            http = Some(addr.parse::<std::net::SocketAddr>().unwrap());
-        }
-        seen.push(plain);
-    }
+    let http = listening_addr(&mut lines, "http", &mut seen).await;
     assert!(seen.iter().any(|l| l.contains("generated a self-signed certificate")), "{seen:?}");
     assert!(dir.path().join("certs/cert.pem").exists());
-    let mut c = h3live::client::Client::connect(h3live::transport::Transport::H1Clear, http.unwrap(), "localhost", &[])
-        .await
-        .unwrap();
+    let mut c =
+        h3live::client::Client::connect(h3live::transport::Transport::H1Clear, http, "localhost", &[]).await.unwrap();
     assert_eq!(c.get("/healthz").await.unwrap().status, http::StatusCode::OK);
     drop(c);
 
@@ -60,6 +46,29 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
         tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("no exit after SIGTERM").unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+/// Read the log until the "listening" line of `listener` and return its
+/// address; every line read is kept in `seen` (without colours).
+async fn listening_addr(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    listener: &str,
+    seen: &mut Vec<String>,
+) -> std::net::SocketAddr {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("serve exited");
+        let plain = strip_ansi(&line);
+        let found = plain.contains("listening") && plain.contains(&format!("listener=\"{listener}\""));
+        let addr = found.then(|| plain.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap().to_string());
+        seen.push(plain);
+        if let Some(addr) = addr {
+            return addr.parse().unwrap();
+        }
+    }
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -128,7 +137,15 @@ async fn default_log_filter_shows_the_origins_own_info_lines() {
 /// (`--idle-timeout 0s` made quinn drop every QUIC Initial).
 #[tokio::test]
 async fn zero_timeouts_are_refused() {
-    for flag in ["--idle-timeout", "--send-timeout", "--ingest-idle-timeout", "--handshake-timeout"] {
+    for flag in [
+        "--idle-timeout",
+        "--send-timeout",
+        "--ingest-idle-timeout",
+        "--handshake-timeout",
+        "--header-read-timeout",
+        "--quic-idle-timeout",
+        "--h2-ping-timeout",
+    ] {
         let child = tokio::process::Command::new(BIN)
             .args(["serve", "--http", "off", "--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"])
             .args([flag, "0s"])
@@ -144,4 +161,40 @@ async fn zero_timeouts_are_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag) && err.contains("more than 0"), "{flag}: {err}");
     }
+}
+
+/// A failing TLS handshake (here the client does not trust the certificate)
+/// is visible with RUST_LOG unset, without flooding the log: the 1st and
+/// 2nd failure of a listener are logged at warn, the 3rd is not.
+#[tokio::test]
+async fn failed_tls_handshakes_are_logged_at_warn_without_flooding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_serve(&["--h3", "off", "--https", "127.0.0.1:0"], dir.path(), None);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let https = listening_addr(&mut lines, "https", &mut Vec::new()).await;
+    // A client with no trusted roots: it rejects the origin's certificate
+    // and tells the origin so with a TLS alert.
+    let tls =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    for _ in 0..3 {
+        let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        assert!(connector.connect(name, tcp).await.is_err(), "an untrusted certificate was accepted");
+    }
+    let mut failures = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(2), lines.next_line()).await {
+        let plain = strip_ansi(&line);
+        if plain.contains("handshake failed") {
+            failures.push(plain);
+        }
+    }
+    let _ = child.kill().await;
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures.iter().all(|l| l.contains("WARN") && l.contains("TLS handshake failed")), "{failures:?}");
+    assert!(failures[0].contains("failures=1") && failures[1].contains("failures=2"), "{failures:?}");
 }

@@ -19,7 +19,7 @@ use h3live::client::Client;
 use h3live::core::upstream::Upstream;
 use h3live::core::OriginConfig;
 use h3live::server::{self, Listeners, ServerConfig};
-use h3live::transport::{bind_tcp, bind_udp, Limits, Transport};
+use h3live::transport::{bind_tcp, bind_udp, Limits, ShutdownLimits, Transport};
 use http::{Method, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
@@ -161,7 +161,7 @@ impl Front {
         let config = ServerConfig {
             store: Default::default(),
             origin: OriginConfig { upstream: Some(Arc::new(up)), ..Default::default() },
-            limits: Limits { shutdown_grace: Duration::from_secs(1), ..Default::default() },
+            limits: Limits { shutdown: ShutdownLimits { grace: Duration::from_secs(1) }, ..Default::default() },
             tls: Some(keys),
             ingest_on_http: false,
             public_status: false,

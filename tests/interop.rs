@@ -170,3 +170,18 @@ async fn zero_rtt_request_on_a_resumed_session() {
     conn.close(0u32.into(), b"done");
     s.stop().await;
 }
+
+/// At shutdown the interop endpoint closes its connections the way the
+/// origin does (one shutdown path): with H3_NO_ERROR (0x100), not 0.
+#[tokio::test]
+async fn shutdown_closes_connections_with_h3_no_error() {
+    let s = Server::start(|_| {}).await;
+    let ep = client(&s.keys, &[]);
+    let conn = ep.connect(s.addr, "localhost").unwrap().await.unwrap();
+    assert_eq!(get(&conn, "/small").await.unwrap(), file(&s.www(), "small"));
+    s.stop().await;
+    match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await.unwrap() {
+        quinn::ConnectionError::ApplicationClosed(c) => assert_eq!(u64::from(c.error_code), 0x100),
+        other => panic!("closed with {other:?}"),
+    }
+}

@@ -510,3 +510,22 @@ async fn static_files_from_web_dir() {
     assert_eq!(c.get("/missing.js").await.unwrap().status, StatusCode::NOT_FOUND);
     o.stop().await;
 }
+
+/// A static file that exists but cannot be read (here a symlink loop) is a
+/// server error (500), not a 404; a symlink out of the web directory stays 404.
+#[tokio::test]
+async fn static_file_io_errors_are_500_not_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir(&web).unwrap();
+    std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.txt"), web.join("out.txt")).unwrap();
+    std::os::unix::fs::symlink(web.join("b.js"), web.join("a.js")).unwrap();
+    std::os::unix::fs::symlink(web.join("a.js"), web.join("b.js")).unwrap();
+    let o = TestOrigin::start_with(move |c| c.origin.web_dir = web).await;
+    let mut c = o.client(Transport::H1Clear).await;
+    assert_eq!(c.get("/a.js").await.unwrap().status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(c.get("/out.txt").await.unwrap().status, StatusCode::NOT_FOUND);
+    assert_eq!(c.get("/file.js/x").await.unwrap().status, StatusCode::NOT_FOUND);
+    o.stop().await;
+}

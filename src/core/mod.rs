@@ -10,7 +10,7 @@ pub mod headers;
 pub mod range;
 pub mod route;
 pub mod state_dir;
-mod static_files;
+pub mod static_files;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -218,7 +218,7 @@ impl Origin {
         let head = method == Method::HEAD;
         match route {
             Route::Live { stream, file } => {
-                tracing::Span::current().record("stream", stream.as_str()).record("file", file.as_str());
+                crate::conn::record_object(&stream, &file);
                 match method {
                     Method::PUT | Method::POST => self.ingest(req, conn, &stream, &file).await,
                     Method::DELETE => self.delete(req, conn, &stream, &file).await,
@@ -250,8 +250,8 @@ impl Origin {
                 status_page(self.text(conn, StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body, head))
             }
             Route::Static(parts) => match static_files::open(&self.config.web_dir, &parts).await {
-                Some(file) => self.static_file(conn, req.headers(), file, head).await,
-                None => self.error(conn, StatusCode::NOT_FOUND, "not found"),
+                Ok(file) => self.static_file(conn, req.headers(), file, head).await,
+                Err(e) => self.error(conn, e.status(), e.public_message()),
             },
         }
     }

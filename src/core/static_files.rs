@@ -57,29 +57,130 @@ impl StaticFile {
 
 pub use super::range::{parse_range, RangeReq};
 
-/// The file for `parts` under `web_dir`, opened, or `None` (404).
-pub async fn open(web_dir: &Path, parts: &[String]) -> Option<StaticFile> {
-    let root = tokio::fs::canonicalize(web_dir).await.ok()?;
+/// Why a file under a root directory was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// No such file, a directory without `index.html`, or not a regular
+    /// file: 404.
+    #[error("not found")]
+    NotFound,
+    /// The resolved path leads out of the root (a symlink). Answered like a
+    /// missing file (404), as before: whether a path outside exists is not
+    /// the client's business.
+    #[error("resolves outside the served directory")]
+    Escape,
+    /// Any other IO error (a symlink loop, permissions, a failing disk):
+    /// 500, logged with its cause.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LookupError {
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            LookupError::NotFound | LookupError::Escape => http::StatusCode::NOT_FOUND,
+            LookupError::Io { .. } => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The text for the client (no paths, no causes).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            LookupError::NotFound | LookupError::Escape => "not found",
+            LookupError::Io { .. } => "cannot read the file",
+        }
+    }
+}
+
+/// `NotFound` for errors that mean "there is no such file" (also a file used
+/// as a directory and a name too long for the file system), else `Io`, which
+/// is logged here, once, with its cause.
+fn io_error(what: &'static str, path: &Path, source: std::io::Error) -> LookupError {
+    use std::io::ErrorKind::*;
+    if matches!(source.kind(), NotFound | NotADirectory | InvalidFilename) {
+        return LookupError::NotFound;
+    }
+    tracing::error!(path = %path.display(), error = %source, "static file lookup failed: {what}");
+    LookupError::Io { what, path: path.to_path_buf(), source }
+}
+
+/// The regular file `parts` names under `root`, opened, with its canonical
+/// path. Components arrive validated by [`super::route`]; the canonical path
+/// must stay inside the canonical root, so a symlink cannot lead out of it.
+/// With `index`, a directory serves its `index.html`; without, it is not found.
+/// Shared by the static files here and the interop endpoint's hq-interop files.
+pub async fn open_in(root: &Path, parts: &[String], index: bool) -> Result<(tokio::fs::File, PathBuf), LookupError> {
+    let root = tokio::fs::canonicalize(root).await.map_err(|e| io_error("resolving the root", root, e))?;
     let mut path: PathBuf = root.clone();
     path.extend(parts);
-    let mut path = tokio::fs::canonicalize(&path).await.ok()?;
-    if !path.starts_with(&root) {
-        return None;
+    let mut path = inside(&root, &path).await?;
+    let meta = tokio::fs::metadata(&path).await.map_err(|e| io_error("reading metadata of", &path, e))?;
+    if meta.is_dir() && index {
+        path = inside(&root, &path.join("index.html")).await?;
     }
-    let mut meta = tokio::fs::metadata(&path).await.ok()?;
-    if meta.is_dir() {
-        path = tokio::fs::canonicalize(path.join("index.html")).await.ok()?;
-        if !path.starts_with(&root) {
-            return None;
-        }
-        meta = tokio::fs::metadata(&path).await.ok()?;
-    }
+    let meta = tokio::fs::metadata(&path).await.map_err(|e| io_error("reading metadata of", &path, e))?;
     if !meta.is_file() {
-        return None;
+        return Err(LookupError::NotFound);
     }
-    let name = path.file_name()?.to_string_lossy().into_owned();
-    let file = tokio::fs::File::open(&path).await.ok()?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| io_error("opening", &path, e))?;
+    Ok((file, path))
+}
+
+/// The canonical form of `path`, which must lie under the canonical `root`.
+async fn inside(root: &Path, path: &Path) -> Result<PathBuf, LookupError> {
+    let canonical = tokio::fs::canonicalize(path).await.map_err(|e| io_error("resolving", path, e))?;
+    if canonical.starts_with(root) {
+        Ok(canonical)
+    } else {
+        Err(LookupError::Escape)
+    }
+}
+
+/// The static file for `parts` under `web_dir` (a directory serves its
+/// `index.html`), opened.
+pub async fn open(web_dir: &Path, parts: &[String]) -> Result<StaticFile, LookupError> {
+    let (file, path) = open_in(web_dir, parts, true).await?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // The length and time of what was opened (the path may change meanwhile).
-    let meta = file.metadata().await.ok()?;
-    Some(StaticFile { file, name, len: meta.len(), modified: meta.modified().ok() })
+    let meta = file.metadata().await.map_err(|e| io_error("reading metadata of", &path, e))?;
+    Ok(StaticFile { file, name, len: meta.len(), modified: meta.modified().ok() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn lookup_errors_keep_their_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("web");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("f.txt"), "x").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.txt"), root.join("out")).unwrap();
+        std::os::unix::fs::symlink(root.join("loop-b"), root.join("loop-a")).unwrap();
+        std::os::unix::fs::symlink(root.join("loop-a"), root.join("loop-b")).unwrap();
+        assert!(open_in(&root, &parts(&["f.txt"]), false).await.is_ok());
+        assert!(matches!(open_in(&root, &parts(&["missing"]), false).await, Err(LookupError::NotFound)));
+        assert!(matches!(open_in(&root, &parts(&["f.txt", "x"]), false).await, Err(LookupError::NotFound)));
+        assert!(matches!(open_in(&root, &parts(&[&"n".repeat(300)]), false).await, Err(LookupError::NotFound)));
+        assert!(matches!(open_in(&root, &parts(&[]), false).await, Err(LookupError::NotFound)));
+        assert!(matches!(open_in(&root, &parts(&["out"]), false).await, Err(LookupError::Escape)));
+        let e = open_in(&root, &parts(&["loop-a"]), false).await.unwrap_err();
+        assert_eq!(e.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(std::error::Error::source(&e).is_some(), "the io::Error is kept as the source");
+    }
 }

@@ -43,6 +43,7 @@ use tracing::info;
 
 use crate::cli::parse_duration;
 use crate::client::Connector;
+use crate::conn::ports;
 use crate::transport::Transport;
 use stats::{Percentiles, Totals, ViewerReport};
 use viewer::{Pace, Shared, Tracks};
@@ -160,7 +161,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DIR")]
     pub replay: Option<PathBuf>,
     /// Cleartext ingest address for --replay.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], ports::HTTP)))]
     pub ingest: SocketAddr,
     /// prft re-stamping for --replay.
     #[arg(long, value_enum, default_value = "push")]
@@ -171,10 +172,10 @@ impl LoadArgs {
     fn addr(&self) -> SocketAddr {
         self.addr.unwrap_or_else(|| {
             let port = match self.transport {
-                TransportArg::H3 => 4433,
-                TransportArg::H2 => 4444,
-                TransportArg::H1Tls => 4443,
-                TransportArg::H1Clear => 8080,
+                TransportArg::H3 => ports::H3,
+                TransportArg::H2 => ports::HTTPS_H2,
+                TransportArg::H1Tls => ports::HTTPS_H1,
+                TransportArg::H1Clear => ports::HTTP,
             };
             SocketAddr::from(([127, 0, 0, 1], port))
         })
@@ -206,7 +207,7 @@ pub struct ReplayArgs {
     #[arg(long, short = 'c')]
     pub capture: PathBuf,
     /// Cleartext ingest address of the origin.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], ports::HTTP)))]
     pub ingest: SocketAddr,
     /// Stream name to push as.
     #[arg(long, default_value = "test")]

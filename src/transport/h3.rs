@@ -1,10 +1,9 @@
 //! HTTP/3 over QUIC through quinn + h3 + h3-quinn.
 //!
-//! Per incoming connection the accept loop decides: refuse it when the
-//! listener is at its connection limit or the client IP at its own, else
-//! spawn its task (the handshake runs there, under a timeout). GREASE is off
-//! (aioquic clients otherwise miss the end of a stream). Keep-alives run at a
-//! third of the idle timeout, so a viewer held on a request is not dropped;
+//! Connections come in through the listener's [`Door`] (Retry under a
+//! handshake flood, connection limits, handshake timeout). GREASE is off
+//! (aioquic clients otherwise miss the end of a stream). Keep-alives run
+//! below the QUIC idle timeout, so a viewer held on a request is not dropped;
 //! a connection with no open request for the idle timeout gets GOAWAY and is
 //! closed, whatever the client sends. Header sections are limited to
 //! `max_header_bytes` (431) and a request stream cannot make h3 buffer more
@@ -20,19 +19,21 @@ use h3::error::Code;
 use h3::server::RequestResolver;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, warn, Instrument as _};
+use tracing::{debug, warn, Instrument as _};
 
-use super::{h3_limit, Activity, Congestion, ConnInfo, Limits, ListenerInfo, PerIp, Transport};
+use super::accept::{Door, QuicAccept};
+use super::{h3_limit, Activity, Congestion, ConnInfo, Limits, ListenerInfo, Transport};
+use crate::conn::request_span;
 use crate::core::{NoBody, Origin};
 use crate::store::ObjectError;
 
 /// Transport parameters for the QUIC listener.
 pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
-    t.keep_alive_interval(Some(limits.idle_timeout / 3));
-    t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into());
-    match limits.h3_congestion {
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.quic.idle_timeout).ok());
+    t.keep_alive_interval(Some(limits.quic.keep_alive_interval));
+    t.max_concurrent_bidi_streams(limits.http.max_streams_per_connection.into());
+    match limits.quic.congestion {
         Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
         Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
         Congestion::Bbr => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
@@ -40,7 +41,8 @@ pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     t
 }
 
-/// Serve HTTP/3 on `endpoint` until `shutdown` is cancelled.
+/// Serve HTTP/3 on `endpoint` until `shutdown` is cancelled: connections
+/// come in through [`Door::accept_quic`].
 pub async fn serve(
     endpoint: quinn::Endpoint,
     info: Arc<ListenerInfo>,
@@ -49,58 +51,22 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let per_ip = PerIp::new(limits.max_connections_per_ip);
-    // Connection attempts in the current one-second window.
-    let (mut window, mut attempts) = (std::time::Instant::now(), 0u32);
-    loop {
-        let incoming = tokio::select! {
-            i = endpoint.accept() => match i { Some(i) => i, None => return },
-            _ = shutdown.cancelled() => return,
-        };
-        if window.elapsed() >= std::time::Duration::from_secs(1) {
-            (window, attempts) = (std::time::Instant::now(), 0);
-        }
-        attempts = attempts.saturating_add(1);
-        if attempts > limits.quic_retry_above && !incoming.remote_address_validated() && incoming.may_retry() {
-            // Under a handshake flood: make the client prove its address
-            // (stateless, no handshake state kept until it comes back).
-            origin.metrics().quic_retry();
-            if let Err(e) = incoming.retry() {
-                debug!(error = %e, "QUIC retry failed");
-            }
-            continue;
-        }
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            warn!(remote = %incoming.remote_address(), "h3: connection limit reached, refusing");
-            incoming.refuse();
-            continue;
-        };
-        let Some(ip_permit) = per_ip.try_acquire(incoming.remote_address().ip()) else {
-            debug!(remote = %incoming.remote_address(), "h3: connection limit per IP reached, refusing");
-            incoming.refuse();
-            continue;
-        };
-        let remote = incoming.remote_address();
-        let conn = ConnInfo { listener: info.clone(), transport: Transport::H3, remote };
-        let (origin, limits, shutdown, t2) = (origin.clone(), limits.clone(), shutdown.clone(), tracker.clone());
-        tracker.spawn(
-            async move {
-                let _permit = (permit, ip_permit);
-                let connecting = match incoming.accept() {
-                    Ok(c) => c,
-                    Err(e) => return debug!(error = %e, "QUIC accept failed"),
-                };
-                let quic = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return debug!(error = %e, "QUIC handshake failed"),
-                    Err(_) => return debug!("QUIC handshake timed out"),
-                };
-                serve_conn(quic, Arc::new(conn), origin, &limits, shutdown, t2).await;
-            }
-            .instrument(info_span!("conn", listener = "h3", %remote)),
-        );
-    }
+    let door = Door::new(
+        info.clone(),
+        limits.conn.max_connections,
+        limits.conn.max_connections_per_ip,
+        limits.conn.handshake_timeout,
+        shutdown.clone(),
+        tracker.clone(),
+    );
+    let opts = QuicAccept { retry_above: limits.quic.retry_above, ..QuicAccept::default() };
+    let metrics = origin.metrics().clone();
+    door.accept_quic(&endpoint, opts, &metrics, move |quic, remote| {
+        let conn = Arc::new(ConnInfo { listener: info.clone(), transport: Transport::H3, remote });
+        let (origin, limits, shutdown, tracker) = (origin.clone(), limits.clone(), shutdown.clone(), tracker.clone());
+        async move { serve_conn(quic, conn, origin, &limits, shutdown, tracker).await }
+    })
+    .await
 }
 
 /// Serve HTTP/3 on one established QUIC connection (also used by
@@ -117,10 +83,10 @@ pub async fn serve_conn(
     // A request stream carries nothing else h3live reads than its header
     // section: twice the limit (so sections somewhat over it get h3's 431
     // rather than a reset) plus room for frame headers.
-    let cap = 2 * u64::from(limits.max_header_bytes) + 1024;
+    let cap = 2 * u64::from(limits.http.max_header_bytes) + 1024;
     let mut h3conn = match h3::server::builder()
         .send_grease(false)
-        .max_field_section_size(limits.max_header_bytes.into())
+        .max_field_section_size(limits.http.max_header_bytes.into())
         .build::<_, Bytes>(h3_limit::Connection::new(quic.clone(), cap))
         .await
     {
@@ -129,7 +95,7 @@ pub async fn serve_conn(
     };
     let activity = Arc::new(Activity::default());
     let mut closing = false;
-    let idle = activity.idle(limits.idle_timeout);
+    let idle = activity.idle(limits.http.idle_timeout);
     tokio::pin!(idle);
     loop {
         tokio::select! {
@@ -137,7 +103,7 @@ pub async fn serve_conn(
                 Ok(Some(resolver)) => {
                     let (origin, conn) = (origin.clone(), conn.clone());
                     let guard = activity.begin();
-                    let send_timeout = limits.send_timeout;
+                    let send_timeout = limits.http.send_timeout;
                     tracker.spawn(async move {
                         handle_request(resolver, origin, conn, send_timeout).await;
                         drop(guard);
@@ -207,8 +173,7 @@ async fn handle_request(
         Ok(x) => x,
         Err(e) => return debug!(error = %e, "h3: bad request stream"),
     };
-    let span = info_span!("req", transport = "h3", method = %req.method(), path = %req.uri().path(),
-        stream = tracing::field::Empty, file = tracing::field::Empty);
+    let span = request_span(Transport::H3, req.method(), req.uri().path());
     async move {
         let resp = origin.handle(req.map(|()| NoBody), &conn).await;
         let (parts, mut body) = resp.into_parts();

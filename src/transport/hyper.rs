@@ -1,11 +1,11 @@
 //! HTTP/1.1 and HTTP/2 over TCP (cleartext or TLS) through hyper 1.x.
 //!
-//! The accept loop takes a connection permit before accepting, so at most
-//! `max_connections` connections are served per listener (the ingest
-//! listener has `max_ingest_connections` more, which only connections whose
-//! first request is ingest may use: viewers cannot lock out the encoder), and
-//! at most `max_connections_per_ip` per client address; TLS handshakes run
-//! in the connection task under a timeout and never block the loop. Sockets
+//! Connections come in through the listener's [`Door`]: at most
+//! `max_connections` per listener (the ingest listener has
+//! `max_ingest_connections` more, which only connections whose first request
+//! is ingest may use: viewers cannot lock out the encoder), at most
+//! `max_connections_per_ip` per client address, TLS handshakes in the
+//! connection task under the handshake timeout. Sockets
 //! get TCP_NODELAY (small manifest bodies would otherwise trail their
 //! headers by the Nagle delay) and TCP keepalive. A connection with no open
 //! request for the idle timeout is closed (HTTP/2: GOAWAY), pings or not; one
@@ -25,9 +25,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info_span, warn, Instrument as _};
+use tracing::{debug, Instrument as _};
 
-use super::{Activity, ConnInfo, Limits, ListenerInfo, PerIp, RequestGuard, Transport};
+use super::accept::Door;
+use super::{Activity, ConnInfo, Limits, ListenerInfo, RequestGuard, Transport};
+use crate::conn::request_span;
 use crate::core::{Body, BodyError, IngestBody, Origin};
 use crate::store::ObjectError;
 
@@ -78,8 +80,9 @@ pub enum TcpMode {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
-/// Serve one TCP listener until `shutdown` is cancelled. Connection tasks are
-/// spawned on `tracker` and stop gracefully when `shutdown` fires.
+/// Serve one TCP listener until `shutdown` is cancelled: connections come in
+/// through a [`Door`]; their tasks are spawned on `tracker` and stop
+/// gracefully when `shutdown` fires.
 pub async fn serve(
     listener: TcpListener,
     mode: TcpMode,
@@ -91,68 +94,47 @@ pub async fn serve(
 ) {
     // The ingest listener admits viewers and ingest from separate budgets.
     let budget = info.ingest.then(|| Budget {
-        viewers: Arc::new(Semaphore::new(limits.max_connections)),
-        ingest: Arc::new(Semaphore::new(limits.max_ingest_connections)),
+        viewers: Arc::new(Semaphore::new(limits.conn.max_connections)),
+        ingest: Arc::new(Semaphore::new(limits.conn.max_ingest_connections)),
     });
-    let total = limits.max_connections + if info.ingest { limits.max_ingest_connections } else { 0 };
-    let permits = Arc::new(Semaphore::new(total));
-    let per_ip = PerIp::new(limits.max_connections_per_ip);
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.cancelled() => return,
-        };
-        let (stream, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(listener = info.name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let Some(ip_permit) = per_ip.try_acquire(remote.ip()) else {
-            debug!(listener = info.name, %remote, "connection limit per IP reached, closing");
-            drop(stream);
-            continue;
-        };
+    let total = limits.conn.max_connections + if info.ingest { limits.conn.max_ingest_connections } else { 0 };
+    let door = Door::new(
+        info,
+        total,
+        limits.conn.max_connections_per_ip,
+        limits.conn.handshake_timeout,
+        shutdown.clone(),
+        tracker,
+    );
+    let d = door.clone();
+    door.accept_tcp(listener, move |stream, remote| {
         let _ = stream.set_nodelay(true);
-        super::set_keepalive(&stream, limits.idle_timeout);
-        if let Some(lowat) = limits.tcp_notsent_lowat {
+        super::set_keepalive(&stream, limits.tcp.keepalive);
+        if let Some(lowat) = limits.tcp.notsent_lowat {
             set_notsent_lowat(&stream, lowat);
         }
-        let (origin, info, mode, limits, shutdown, budget) =
-            (origin.clone(), info.clone(), mode.clone(), limits.clone(), shutdown.clone(), budget.clone());
-        let span = info_span!("conn", listener = info.name, %remote);
-        tracker.spawn(
-            async move {
-                let _permit = (permit, ip_permit);
-                match mode {
-                    TcpMode::Clear => {
-                        let conn = ConnInfo { listener: info, transport: Transport::H1Clear, remote };
-                        serve_conn(stream, conn, origin, &limits, shutdown, budget).await;
-                    }
-                    TcpMode::Tls(acceptor) => {
-                        let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed"),
-                            Err(_) => return debug!("TLS handshake timed out"),
-                        };
-                        let transport = match tls.get_ref().1.alpn_protocol() {
-                            Some(b"h2") => Transport::H2,
-                            _ => Transport::H1Tls,
-                        };
-                        let conn = ConnInfo { listener: info, transport, remote };
-                        serve_conn(tls, conn, origin, &limits, shutdown, budget).await;
-                    }
+        let (door, origin, mode, limits, shutdown, budget) =
+            (d.clone(), origin.clone(), mode.clone(), limits.clone(), shutdown.clone(), budget.clone());
+        async move {
+            let listener = door.info().clone();
+            match mode {
+                TcpMode::Clear => {
+                    let conn = ConnInfo { listener, transport: Transport::H1Clear, remote };
+                    serve_conn(stream, conn, origin, &limits, shutdown, budget).await;
+                }
+                TcpMode::Tls(acceptor) => {
+                    let Some(tls) = door.handshake("TLS", acceptor.accept(stream)).await else { return };
+                    let transport = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Transport::H2,
+                        _ => Transport::H1Tls,
+                    };
+                    let conn = ConnInfo { listener, transport, remote };
+                    serve_conn(tls, conn, origin, &limits, shutdown, budget).await;
                 }
             }
-            .instrument(span),
-        );
-    }
+        }
+    })
+    .await
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -206,8 +188,7 @@ async fn serve_conn<S>(
                 class.is_some()
             }
         };
-        let span = info_span!("req", transport = %conn.transport, method = %req.method(), path = %req.uri().path(),
-            stream = tracing::field::Empty, file = tracing::field::Empty);
+        let span = request_span(conn.transport, req.method(), req.uri().path());
         async move {
             if !admitted {
                 return Ok(origin.busy(&conn).map(|b| HyperBody(b, Some(guard))));
@@ -225,15 +206,15 @@ async fn serve_conn<S>(
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(limits.handshake_timeout)
+        .header_read_timeout(limits.h1.header_read_timeout)
         .max_buf_size(H1_MAX_BUF);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes)
-        .max_concurrent_streams(limits.max_streams_per_connection)
-        .keep_alive_interval(Some(limits.idle_timeout / 3))
-        .keep_alive_timeout(limits.idle_timeout / 3);
+        .max_header_list_size(limits.http.max_header_bytes)
+        .max_concurrent_streams(limits.http.max_streams_per_connection)
+        .keep_alive_interval(Some(limits.h2.ping_interval))
+        .keep_alive_timeout(limits.h2.ping_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -242,16 +223,16 @@ async fn serve_conn<S>(
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-        _ = activity.idle(limits.idle_timeout) => {
+        _ = activity.idle(limits.http.idle_timeout) => {
             debug!("connection idle: closing");
             conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(limits.shutdown_grace, conn).await {
+            match tokio::time::timeout(limits.shutdown.grace, conn).await {
                 Ok(r) => r,
                 Err(_) => Ok(()),
             }
         }
-        _ = activity.stall(limits.send_timeout) => {
-            debug!(timeout = ?limits.send_timeout, "a response was not read for the send timeout: closing the connection");
+        _ = activity.stall(limits.http.send_timeout) => {
+            debug!(timeout = ?limits.http.send_timeout, "a response was not read for the send timeout: closing the connection");
             Ok(())
         }
     };

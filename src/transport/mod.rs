@@ -2,6 +2,7 @@
 //! (cleartext and TLS), h3 + h3-quinn for HTTP/3. They only translate
 //! requests and bodies; what to answer is decided in [`crate::core`].
 
+pub mod accept;
 pub mod h3;
 mod h3_limit;
 pub mod hyper;
@@ -13,32 +14,43 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 pub use crate::conn::{ConnInfo, ListenerInfo, Transport};
 use crate::core::Progress;
 
-/// Limits applied at the door of every listener.
+/// Limits and timeouts of the listeners, grouped by the layer that applies
+/// them. [`Limits::default`] (and the CLI flags) derive some from others:
+/// the QUIC idle timeout and TCP keepalive from the HTTP idle timeout, the
+/// HTTP/2 ping interval and timeout and QUIC keep-alives from a third of it,
+/// the HTTP/1.1 header-read timeout from the handshake timeout.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Admission at every listener (TCP and QUIC).
+    pub conn: ConnLimits,
+    /// What every HTTP version applies per connection and response.
+    pub http: HttpLimits,
+    /// Accepted TCP sockets (HTTP/1.1 and HTTP/2).
+    pub tcp: TcpLimits,
+    /// HTTP/1.1.
+    pub h1: H1Limits,
+    /// HTTP/2.
+    pub h2: H2Limits,
+    /// QUIC (HTTP/3 and the interop endpoint).
+    pub quic: QuicLimits,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownLimits,
+}
+
+/// Admission at a listener's door ([`accept::Door`]).
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
     /// Open connections per listener; further ones wait (TCP) or are refused (QUIC).
     pub max_connections: usize,
-    /// Time allowed for a TLS/QUIC handshake or for request headers.
-    pub handshake_timeout: Duration,
-    /// A connection with no open request for this long is closed (HTTP/1.1
-    /// keep-alive, HTTP/2 with GOAWAY, HTTP/3 with GOAWAY then close), however
-    /// many pings the client sends. Also the QUIC idle timeout; keep-alives
-    /// are sent at a third of it.
-    pub idle_timeout: Duration,
-    /// How long in-flight responses may run after shutdown starts.
-    pub shutdown_grace: Duration,
-    /// Concurrent requests per HTTP/2 or HTTP/3 connection.
-    pub max_streams_per_connection: u32,
-    /// `TCP_NOTSENT_LOWAT` for accepted TCP sockets (Linux): cap on the bytes
-    /// queued in the kernel but not yet sent, so an HTTP/2 connection keeps
-    /// its backlog in user space where a new response (the next manifest or
-    /// segment) can still be interleaved. `None` leaves the kernel default.
-    pub tcp_notsent_lowat: Option<u32>,
     /// Open connections per client IP address on each listener (0: no limit).
     pub max_connections_per_ip: usize,
     /// Extra connections the ingest listener keeps for ingest requests: a
@@ -46,24 +58,85 @@ pub struct Limits {
     /// any other one of `max_connections`, so viewers cannot lock out the
     /// encoder.
     pub max_ingest_connections: usize,
+    /// Time allowed for a TLS or QUIC handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Per-connection and per-response limits of every HTTP version.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A connection with no open request for this long is closed (HTTP/1.1
+    /// keep-alive, HTTP/2 with GOAWAY, HTTP/3 with GOAWAY then close), however
+    /// many pings the client sends.
+    pub idle_timeout: Duration,
     /// A response that has bytes to send but is not asked for them by its
     /// transport for this long (the client stopped reading) is dropped: its
     /// HTTP/1.1 or HTTP/2 connection is closed, its HTTP/3 stream reset. This
     /// bounds how long a viewer can pin an evicted segment.
     pub send_timeout: Duration,
+    /// Concurrent requests per HTTP/2 or HTTP/3 connection.
+    pub max_streams_per_connection: u32,
     /// Largest request header section: HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`
     /// and HTTP/3 `SETTINGS_MAX_FIELD_SECTION_SIZE` (431 beyond); bytes a
     /// client may send on an HTTP/3 request stream before its headers are
     /// complete are capped a little above it (stream refused beyond).
     /// HTTP/1.1 heads are capped by hyper's read buffer (64 KiB, 431).
     pub max_header_bytes: u32,
+}
+
+/// Options of accepted TCP sockets.
+#[derive(Debug, Clone)]
+pub struct TcpLimits {
+    /// `TCP_NOTSENT_LOWAT` (Linux): cap on the bytes queued in the kernel but
+    /// not yet sent, so an HTTP/2 connection keeps its backlog in user space
+    /// where a new response (the next manifest or segment) can still be
+    /// interleaved. `None` leaves the kernel default.
+    pub notsent_lowat: Option<u32>,
+    /// TCP keepalive idle time and probe interval, so a peer that vanished is
+    /// found even while a request waits for bytes.
+    pub keepalive: Duration,
+}
+
+/// HTTP/1.1.
+#[derive(Debug, Clone)]
+pub struct H1Limits {
+    /// Time allowed for a request's header section to arrive (after the
+    /// connection opens or the previous response ends).
+    pub header_read_timeout: Duration,
+}
+
+/// HTTP/2 liveness pings.
+#[derive(Debug, Clone)]
+pub struct H2Limits {
+    /// A PING is sent after this long without frames from the client.
+    pub ping_interval: Duration,
+    /// The connection is closed when a PING is not answered within this.
+    pub ping_timeout: Duration,
+}
+
+/// QUIC transport.
+#[derive(Debug, Clone)]
+pub struct QuicLimits {
+    /// QUIC idle timeout (transport parameter `max_idle_timeout`): a path
+    /// that carries nothing, keep-alives included, for this long is dead.
+    pub idle_timeout: Duration,
+    /// Keep-alive (PING) interval, below the idle timeout so a viewer held on
+    /// a request is not dropped.
+    pub keep_alive_interval: Duration,
     /// QUIC handshakes per second above which new clients must first prove
-    /// their address with a Retry round trip (0: always), so a flood of
-    /// spoofed Initials costs one stateless packet each instead of a
-    /// handshake.
-    pub quic_retry_above: u32,
-    /// QUIC congestion controller for every HTTP/3 connection.
-    pub h3_congestion: Congestion,
+    /// their address with a Retry round trip (0: always; `u32::MAX`: never),
+    /// so a flood of spoofed Initials costs one stateless packet each instead
+    /// of a handshake.
+    pub retry_above: u32,
+    /// Congestion controller for every connection.
+    pub congestion: Congestion,
+}
+
+/// Graceful shutdown ([`Tasks::stop`]).
+#[derive(Debug, Clone)]
+pub struct ShutdownLimits {
+    /// How long in-flight responses may run after shutdown starts.
+    pub grace: Duration,
 }
 
 /// QUIC congestion controller (quinn's implementations).
@@ -81,23 +154,93 @@ pub enum Congestion {
     Bbr,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
+impl Limits {
+    /// The defaults, with the values derived from the HTTP idle timeout
+    /// (QUIC idle timeout, TCP keepalive, a third of it for HTTP/2 pings and
+    /// QUIC keep-alives) and from the handshake timeout (HTTP/1.1 header
+    /// read) set from `idle` and `handshake`.
+    pub fn derived(idle: Duration, handshake: Duration) -> Limits {
         Limits {
-            max_connections: 4096,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(3),
-            max_streams_per_connection: 256,
-            tcp_notsent_lowat: None,
-            max_connections_per_ip: 256,
-            max_ingest_connections: 64,
-            send_timeout: Duration::from_secs(30),
-            max_header_bytes: 16 << 10,
-            quic_retry_above: 100,
-            h3_congestion: Congestion::Bbr,
+            conn: ConnLimits {
+                max_connections: 4096,
+                max_connections_per_ip: 256,
+                max_ingest_connections: 64,
+                handshake_timeout: handshake,
+            },
+            http: HttpLimits {
+                idle_timeout: idle,
+                send_timeout: Duration::from_secs(30),
+                max_streams_per_connection: 256,
+                max_header_bytes: 16 << 10,
+            },
+            tcp: TcpLimits { notsent_lowat: None, keepalive: idle },
+            h1: H1Limits { header_read_timeout: handshake },
+            h2: H2Limits { ping_interval: idle / 3, ping_timeout: idle / 3 },
+            quic: QuicLimits {
+                idle_timeout: idle,
+                keep_alive_interval: idle / 3,
+                retry_above: 100,
+                congestion: Congestion::Bbr,
+            },
+            shutdown: ShutdownLimits { grace: Duration::from_secs(3) },
         }
     }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::derived(Duration::from_secs(30), Duration::from_secs(10))
+    }
+}
+
+/// The running listeners' and connections' tasks and the token that stops
+/// them: the one shutdown path of every server (origin, front, interop).
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    /// Cancelled at shutdown: accept loops stop, connections send GOAWAY or
+    /// close when idle.
+    pub shutdown: CancellationToken,
+    /// Every listener, connection and request task.
+    pub tracker: TaskTracker,
+}
+
+/// How long [`Tasks::stop`] waits for QUIC endpoints to become idle after
+/// closing them (the peers' acknowledgements of the close).
+const QUIC_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Application error code a QUIC endpoint is closed with at shutdown:
+/// H3_NO_ERROR. HTTP/0.9 over QUIC (hq-interop) defines no codes of its own
+/// and its clients accept any.
+pub const QUIC_CLOSE_CODE: u32 = 0x100;
+
+impl Tasks {
+    /// Stop gracefully: cancel the token (no new connections; GOAWAY), let
+    /// running responses continue for up to `grace`, then close the QUIC
+    /// `endpoints` with [`QUIC_CLOSE_CODE`] and wait until they are idle, so no
+    /// stream data is lost.
+    pub async fn stop(&self, grace: Duration, endpoints: &[quinn::Endpoint]) {
+        info!("shutting down");
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            warn!(?grace, "responses still running after the grace period: closing them");
+        }
+        for ep in endpoints {
+            ep.close(quinn::VarInt::from_u32(QUIC_CLOSE_CODE), b"shutdown");
+        }
+        for ep in endpoints {
+            let _ = tokio::time::timeout(QUIC_CLOSE_WAIT, ep.wait_idle()).await;
+        }
+    }
+}
+
+/// A QUIC endpoint on a bound UDP socket with `config` (HTTP/3 listener and
+/// interop endpoint alike).
+pub fn quic_endpoint(socket: std::net::UdpSocket, config: quinn::ServerConfig) -> anyhow::Result<quinn::Endpoint> {
+    let ep =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))
+            .context("starting the QUIC endpoint")?;
+    Ok(ep)
 }
 
 /// Open connections per client IP on one listener.

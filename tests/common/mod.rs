@@ -18,7 +18,7 @@ use h3live::client::Client;
 use h3live::core::Origin;
 use h3live::server::{self, Listeners, ServerConfig};
 use h3live::store::{Store, StoreConfig};
-use h3live::transport::{bind_tcp, bind_udp, Limits, Transport};
+use h3live::transport::{bind_tcp, bind_udp, Limits, ShutdownLimits, Transport};
 use http::StatusCode;
 use http_body::Frame;
 use hyper_util::rt::TokioIo;
@@ -70,7 +70,7 @@ pub fn test_config() -> ServerConfig {
     ServerConfig {
         store: StoreConfig { hold: Duration::from_millis(300), ..Default::default() },
         origin: Default::default(),
-        limits: Limits { shutdown_grace: Duration::from_secs(1), ..Default::default() },
+        limits: Limits { shutdown: ShutdownLimits { grace: Duration::from_secs(1) }, ..Default::default() },
         tls: None,
         ingest_on_http: true,
         public_status: false,
