@@ -127,6 +127,10 @@ pub struct StoreArgs {
     /// Most live streams (/live/<stream>/); an upload that would create another one gets 503.
     #[arg(long, default_value_t = 100)]
     pub max_live_streams: usize,
+    /// Most bytes that evicted segments still being read may keep alive (outside --max-store-size);
+    /// beyond it the readers of the oldest ones get an error (stream reset / connection closed).
+    #[arg(long, default_value = "128M", value_parser = parse_size)]
+    pub max_pinned_size: u64,
 }
 
 impl StoreArgs {
@@ -140,6 +144,7 @@ impl StoreArgs {
             hold: self.hold,
             max_objects: self.max_objects,
             max_streams: self.max_live_streams,
+            max_pinned_bytes: self.max_pinned_size,
         }
     }
 }

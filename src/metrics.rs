@@ -197,6 +197,14 @@ impl Metrics {
         );
         out.push_str("# TYPE h3live_allocated_bytes gauge\n");
         let _ = writeln!(out, "h3live_allocated_bytes {}", allocated_bytes());
+        out.push_str(
+            "# HELP h3live_pinned_bytes Bytes of evicted objects still held by readers (outside the store cap, under --max-pinned-size).\n",
+        );
+        out.push_str("# TYPE h3live_pinned_bytes gauge\n");
+        let _ = writeln!(out, "h3live_pinned_bytes {}", store.pinned_bytes());
+        out.push_str("# HELP h3live_pinned_revoked_total Evicted objects revoked under their readers because the pinned budget was passed.\n");
+        out.push_str("# TYPE h3live_pinned_revoked_total counter\n");
+        let _ = writeln!(out, "h3live_pinned_revoked_total {}", store.pinned_revoked());
 
         out.push_str("# HELP h3live_quic_retries_total QUIC connection attempts answered with Retry.\n");
         out.push_str("# TYPE h3live_quic_retries_total counter\n");

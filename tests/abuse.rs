@@ -465,6 +465,66 @@ async fn stalled_live_readers_release_evicted_segments() {
     o.stop().await;
 }
 
+/// Stalled followers of segments that are evicted one after the other keep
+/// at most `max_pinned_bytes` alive, however long their send timeout: past
+/// the budget the oldest evicted segments are revoked, their readers see an
+/// error (h2: connection closed, h3: stream reset, never a clean short body)
+/// and ingest goes on undisturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_evicted_segments_are_bounded_in_bytes() {
+    const SEG: usize = 6 << 20;
+    const BUDGET: u64 = 8 << 20;
+    let o = TestOrigin::start_with(|c| {
+        c.store.keep_segments = 1;
+        c.store.max_pinned_bytes = BUDGET;
+        // The time bound is out of the picture: only the byte budget acts.
+        c.limits.send_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let store = o.origin.store().clone();
+    let mut followers = Vec::new();
+    for (i, t) in [Transport::H2, Transport::H3, Transport::H2, Transport::H3].into_iter().enumerate() {
+        let name = format!("chunk-stream0-{:05}.m4s", i + 1);
+        let up = o.put(&format!("/live/pin/{name}")).await;
+        up.send(vec![0u8; 1000]).await;
+        let mut c = o.client(t).await;
+        let r = c.get(&format!("/live/pin/{name}")).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        // The follower stops reading; the segment grows past every buffer.
+        for _ in 0..SEG / (128 << 10) {
+            up.send(vec![1u8; 128 << 10]).await;
+        }
+        assert_eq!(up.finish().await, StatusCode::CREATED, "ingest is never refused because of readers");
+        let obj = store.get("pin", &name).unwrap();
+        followers.push((t, c, r, obj));
+        assert!(store.pinned_bytes() <= BUDGET, "pinned {} over the budget {BUDGET}", store.pinned_bytes());
+    }
+    let up = o.put("/live/pin/chunk-stream0-00005.m4s").await;
+    up.send("x").await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    let pinned = store.pinned_bytes();
+    assert!(pinned <= BUDGET, "pinned {pinned} over the budget {BUDGET}");
+    assert!(pinned >= SEG as u64, "the newest evicted segment stays readable: pinned {pinned}");
+    assert_eq!(store.pinned_revoked(), 3);
+    // The three oldest were revoked: their followers get an error, promptly.
+    for (t, _c, mut r, obj) in followers.drain(..3) {
+        assert!(obj.is_revoked(), "{t}");
+        let (body, err) = tokio::time::timeout(Duration::from_secs(20), common::read_all(&mut r)).await.expect("error");
+        assert!(
+            err.is_some() && body.len() < SEG + 1000,
+            "{t}: revoked follower got {} bytes and no error",
+            body.len()
+        );
+    }
+    // The newest evicted one is within the budget: its follower gets it whole.
+    let (t, _c, mut r, obj) = followers.pop().unwrap();
+    assert!(!obj.is_revoked());
+    let (body, err) = common::read_all(&mut r).await;
+    assert!(err.is_none() && body.len() == SEG + 1000, "{t}: {} bytes, {err:?}", body.len());
+    drop(obj);
+    o.stop().await;
+}
+
 /// Many stalled requests for a large static file do not hold the file in
 /// memory each: it is read from disk piece by piece.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,10 +170,14 @@ impl Progress {
     /// is waiting for ingest (caught up with a growing object). A reader that
     /// stops reading (flow control closed) makes this grow.
     pub fn stalled_for(&self) -> Option<Duration> {
-        if self.finished.load(Ordering::Relaxed)
-            || self.waiting.load(Ordering::Relaxed)
-            || self.total.is_some_and(|t| self.sent() >= t)
-        {
+        if self.finished.load(Ordering::Relaxed) {
+            return None;
+        }
+        if self.object.as_ref().is_some_and(|o| o.is_revoked()) {
+            // Its evicted object was revoked (pinned budget): drop it now.
+            return Some(Duration::MAX);
+        }
+        if self.waiting.load(Ordering::Relaxed) || self.total.is_some_and(|t| self.sent() >= t) {
             return None;
         }
         if let Some(o) = &self.object {
@@ -324,6 +328,26 @@ impl Body {
                 }
             },
             BodyKind::Upstream(b) => b.poll_next(cx),
+        }
+    }
+
+    /// Resolves once the object this body streams was revoked (evicted and
+    /// over the pinned budget): a transport blocked on a stalled client
+    /// then resets the response instead of waiting for the send timeout.
+    /// Never resolves for other bodies.
+    pub async fn revoked(&self) {
+        let Some(obj) = &self.progress.object else {
+            return std::future::pending().await;
+        };
+        loop {
+            let next = crate::store::next_revocation();
+            tokio::pin!(next);
+            // Registered before looking, so a revocation in between is seen.
+            next.as_mut().enable();
+            if obj.is_revoked() {
+                return;
+            }
+            next.await;
         }
     }
 

@@ -24,7 +24,6 @@ use tracing::{debug, info_span, warn, Instrument as _};
 
 use super::{h3_limit, Activity, Congestion, ConnInfo, Limits, ListenerInfo, PerIp, Transport};
 use crate::core::{NoBody, Origin};
-use crate::store::ObjectError;
 
 /// Transport parameters for the QUIC listener.
 pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
@@ -202,7 +201,16 @@ async fn handle_request(
         }
         while let Some(piece) = body.next().await {
             match piece {
-                Ok(data) => match tokio::time::timeout(send_timeout, stream.send_data(data)).await {
+                Ok(data) => match tokio::select! {
+                    r = tokio::time::timeout(send_timeout, stream.send_data(data)) => r,
+                    _ = body.revoked() => {
+                        // Blocked on a client that does not read an evicted
+                        // segment that was revoked (pinned budget).
+                        warn!("h3: evicted segment revoked under a stalled reader, resetting the stream");
+                        stream.stop_stream(Code::H3_REQUEST_CANCELLED);
+                        return;
+                    }
+                } {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return debug!(error = %e, "h3: client went away mid-response"),
                     Err(_) => {
@@ -212,8 +220,8 @@ async fn handle_request(
                         return;
                     }
                 },
-                Err(ObjectError::Aborted) => {
-                    warn!("h3: upload aborted under a reader, resetting the stream");
+                Err(e) => {
+                    warn!(error = %e, "h3: object broken under a reader, resetting the stream");
                     stream.stop_stream(Code::H3_REQUEST_INCOMPLETE);
                     return;
                 }
