@@ -394,6 +394,38 @@ async fn dripping_upload_is_aborted() {
     o.stop().await;
 }
 
+/// An upload that drips a byte every few hundred ms never hits the idle
+/// timeout, but is aborted (408, logged) at the first byte after a window
+/// that brought less than the minimum; its readers see an error.
+#[tokio::test]
+async fn drip_upload_below_the_minimum_rate_is_aborted() {
+    let o = TestOrigin::start_with(|c| {
+        c.origin.ingest_min_bytes = 100;
+        c.origin.ingest_rate_window = Duration::from_millis(1000);
+    })
+    .await;
+    let mut raw = RawUpload::start(o.http, "/live/drip/chunk-stream0-00001.m4s").await;
+    let started = Instant::now();
+    let mut answer = String::new();
+    // One byte every 200 ms: 5 bytes per window, far under the idle timeout.
+    while started.elapsed() < Duration::from_secs(5) && answer.is_empty() {
+        raw.chunk(b"x").await;
+        answer = raw.answer(Duration::from_millis(200)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 408"), "drip upload kept for 5 s: {answer:?}");
+    let obj = o.origin.store().get("drip", "chunk-stream0-00001.m4s").unwrap();
+    assert_eq!(obj.status(), h3live::store::Status::Aborted);
+    // A body at the rate passes.
+    let up = o.put("/live/drip/chunk-stream0-00002.m4s").await;
+    for _ in 0..6 {
+        up.send(vec![0u8; 200]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    raw.kill();
+    o.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Readers that stop reading, static files.
 
