@@ -281,6 +281,39 @@ async fn h3_control_stream_frames_are_limited() {
     o.stop().await;
 }
 
+/// h3 never reads a client's QPACK encoder or decoder stream past its type
+/// (the dynamic table is off): what the client writes there stays in the
+/// QUIC receive buffer. It is bounded by the stream window (64 KiB, was
+/// quinn's 1.25 MB), and a client cannot open more than 8 such streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_qpack_and_unidirectional_streams_are_bounded() {
+    let o = TestOrigin::start().await;
+    let conn = raw_quic(&o).await;
+    for ty in [0x02u8, 0x03] {
+        let mut send = conn.open_uni().await.unwrap();
+        send.write_all(&[ty]).await.unwrap();
+        let junk = vec![0u8; 4 << 10];
+        let mut sent = 0usize;
+        while sent < 4 << 20 {
+            match tokio::time::timeout(Duration::from_millis(1500), send.write_all(&junk)).await {
+                Ok(Ok(())) => sent += junk.len(),
+                _ => break,
+            }
+        }
+        assert!(sent <= 128 << 10, "stream type {ty}: the server took {sent} bytes it never reads");
+    }
+    // Unidirectional streams: at most 8 open at once, whatever their type.
+    let mut opened = Vec::new();
+    for _ in 0..20 {
+        match tokio::time::timeout(Duration::from_millis(500), conn.open_uni()).await {
+            Ok(Ok(s)) => opened.push(s),
+            _ => break,
+        }
+    }
+    assert!(opened.len() <= 8, "{} more unidirectional streams opened", opened.len());
+    o.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Connections.
 

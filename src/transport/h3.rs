@@ -31,6 +31,16 @@ pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.idle_timeout).ok());
     t.keep_alive_interval(Some(limits.idle_timeout / 3));
     t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into());
+    // What a client sends is only ever header sections (ingest is HTTP/1.1)
+    // and h3's own streams. h3 never reads a client's QPACK encoder and
+    // decoder streams after their type (the dynamic table is off), nor a
+    // unidirectional stream whose type is still incomplete: quinn buffers
+    // such data up to the stream window, 1.25 MB each by default. A window
+    // just above the request-stream cap bounds that to 64 KiB per stream,
+    // and a client gets 8 unidirectional streams (h3 uses 3) instead of 100.
+    let cap = 2 * u64::from(limits.max_header_bytes) + 1024;
+    t.stream_receive_window(quinn::VarInt::from_u64(cap.max(64 << 10)).unwrap_or(quinn::VarInt::MAX));
+    t.max_concurrent_uni_streams(8u32.into());
     match limits.h3_congestion {
         Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
         Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
