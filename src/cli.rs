@@ -149,6 +149,10 @@ pub struct StoreArgs {
     /// Most live streams (/live/<stream>/); an upload that would create another one gets 503.
     #[arg(long, default_value_t = 100)]
     pub max_live_streams: usize,
+    /// Most bytes that evicted segments still being read may keep alive (outside --max-store-size);
+    /// beyond it the readers of the oldest ones get an error (stream reset / connection closed).
+    #[arg(long, default_value = "128M", value_parser = parse_size)]
+    pub max_pinned_size: u64,
 }
 
 impl StoreArgs {
@@ -162,6 +166,7 @@ impl StoreArgs {
             hold: self.hold,
             max_objects: self.max_objects,
             max_streams: self.max_live_streams,
+            max_pinned_bytes: self.max_pinned_size,
         }
     }
 }
@@ -213,6 +218,13 @@ pub struct HttpArgs {
     /// An upload whose body brings no byte for this long is aborted (408). More than 0.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub ingest_idle_timeout: Duration,
+    /// An upload must bring at least this many bytes in every --ingest-rate-window, else it is aborted
+    /// (408): a body that drips a byte every few seconds cannot hold a connection for ever. 0: no floor.
+    #[arg(long, default_value = "1K", value_parser = parse_size)]
+    pub ingest_min_bytes: u64,
+    /// Window of --ingest-min-bytes (consecutive windows from the start of each upload).
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub ingest_rate_window: Duration,
     /// Largest request header section for HTTP/2 and HTTP/3 (431 beyond).
     #[arg(long, default_value = "16K", value_parser = parse_size)]
     pub max_header_size: u64,
@@ -266,6 +278,8 @@ impl HttpArgs {
             upstream: None,
             ingest_allow_origins: self.ingest_allow_origins.clone(),
             ingest_idle_timeout: self.ingest_idle_timeout,
+            ingest_min_bytes: self.ingest_min_bytes,
+            ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir.clone(),
         }

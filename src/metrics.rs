@@ -320,10 +320,22 @@ impl Collector for StoreCollector {
                 "Bytes held by all objects, including evicted ones still being read.",
                 allocated_bytes(),
             ),
+            (
+                "h3live_pinned_bytes",
+                "Bytes of evicted objects still held by readers (outside the store cap, under --max-pinned-size).",
+                self.0.pinned_bytes(),
+            ),
         ];
         for (name, help, value) in store_gauges {
             ConstGauge::new(value as i64).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
+        let revoked = "Evicted objects revoked under their readers because the pinned budget was passed.";
+        ConstCounter::new(self.0.pinned_revoked()).encode(encoder.encode_descriptor(
+            "h3live_pinned_revoked",
+            revoked,
+            None,
+            MetricType::Counter,
+        )?)?;
         Ok(())
     }
 }

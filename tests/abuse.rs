@@ -281,6 +281,39 @@ async fn h3_control_stream_frames_are_limited() {
     o.stop().await;
 }
 
+/// h3 never reads a client's QPACK encoder or decoder stream past its type
+/// (the dynamic table is off): what the client writes there stays in the
+/// QUIC receive buffer. It is bounded by the stream window (64 KiB, was
+/// quinn's 1.25 MB), and a client cannot open more than 8 such streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_qpack_and_unidirectional_streams_are_bounded() {
+    let o = TestOrigin::start().await;
+    let conn = raw_quic(&o).await;
+    for ty in [0x02u8, 0x03] {
+        let mut send = conn.open_uni().await.unwrap();
+        send.write_all(&[ty]).await.unwrap();
+        let junk = vec![0u8; 4 << 10];
+        let mut sent = 0usize;
+        while sent < 4 << 20 {
+            match tokio::time::timeout(Duration::from_millis(1500), send.write_all(&junk)).await {
+                Ok(Ok(())) => sent += junk.len(),
+                _ => break,
+            }
+        }
+        assert!(sent <= 128 << 10, "stream type {ty}: the server took {sent} bytes it never reads");
+    }
+    // Unidirectional streams: at most 8 open at once, whatever their type.
+    let mut opened = Vec::new();
+    for _ in 0..20 {
+        match tokio::time::timeout(Duration::from_millis(500), conn.open_uni()).await {
+            Ok(Ok(s)) => opened.push(s),
+            _ => break,
+        }
+    }
+    assert!(opened.len() <= 8, "{} more unidirectional streams opened", opened.len());
+    o.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Connections.
 
@@ -394,6 +427,38 @@ async fn dripping_upload_is_aborted() {
     o.stop().await;
 }
 
+/// An upload that drips a byte every few hundred ms never hits the idle
+/// timeout, but is aborted (408, logged) at the first byte after a window
+/// that brought less than the minimum; its readers see an error.
+#[tokio::test]
+async fn drip_upload_below_the_minimum_rate_is_aborted() {
+    let o = TestOrigin::start_with(|c| {
+        c.origin.ingest_min_bytes = 100;
+        c.origin.ingest_rate_window = Duration::from_millis(1000);
+    })
+    .await;
+    let mut raw = RawUpload::start(o.http, "/live/drip/chunk-stream0-00001.m4s").await;
+    let started = Instant::now();
+    let mut answer = String::new();
+    // One byte every 200 ms: 5 bytes per window, far under the idle timeout.
+    while started.elapsed() < Duration::from_secs(5) && answer.is_empty() {
+        raw.chunk(b"x").await;
+        answer = raw.answer(Duration::from_millis(200)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 408"), "drip upload kept for 5 s: {answer:?}");
+    let obj = o.origin.store().get("drip", "chunk-stream0-00001.m4s").unwrap();
+    assert_eq!(obj.status(), h3live::store::Status::Aborted);
+    // A body at the rate passes.
+    let up = o.put("/live/drip/chunk-stream0-00002.m4s").await;
+    for _ in 0..6 {
+        up.send(vec![0u8; 200]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    raw.kill();
+    o.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Readers that stop reading, static files.
 
@@ -462,6 +527,66 @@ async fn stalled_live_readers_release_evicted_segments() {
         }
         assert_eq!(weak.strong_count(), 0, "{t}: a stalled reader keeps an evicted 8 MB segment alive");
     }
+    o.stop().await;
+}
+
+/// Stalled followers of segments that are evicted one after the other keep
+/// at most `max_pinned_bytes` alive, however long their send timeout: past
+/// the budget the oldest evicted segments are revoked, their readers see an
+/// error (h2: connection closed, h3: stream reset, never a clean short body)
+/// and ingest goes on undisturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_evicted_segments_are_bounded_in_bytes() {
+    const SEG: usize = 6 << 20;
+    const BUDGET: u64 = 8 << 20;
+    let o = TestOrigin::start_with(|c| {
+        c.store.keep_segments = 1;
+        c.store.max_pinned_bytes = BUDGET;
+        // The time bound is out of the picture: only the byte budget acts.
+        c.limits.http.send_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let store = o.origin.store().clone();
+    let mut followers = Vec::new();
+    for (i, t) in [Transport::H2, Transport::H3, Transport::H2, Transport::H3].into_iter().enumerate() {
+        let name = format!("chunk-stream0-{:05}.m4s", i + 1);
+        let up = o.put(&format!("/live/pin/{name}")).await;
+        up.send(vec![0u8; 1000]).await;
+        let mut c = o.client(t).await;
+        let r = c.get(&format!("/live/pin/{name}")).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        // The follower stops reading; the segment grows past every buffer.
+        for _ in 0..SEG / (128 << 10) {
+            up.send(vec![1u8; 128 << 10]).await;
+        }
+        assert_eq!(up.finish().await, StatusCode::CREATED, "ingest is never refused because of readers");
+        let obj = store.get("pin", &name).unwrap();
+        followers.push((t, c, r, obj));
+        assert!(store.pinned_bytes() <= BUDGET, "pinned {} over the budget {BUDGET}", store.pinned_bytes());
+    }
+    let up = o.put("/live/pin/chunk-stream0-00005.m4s").await;
+    up.send("x").await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    let pinned = store.pinned_bytes();
+    assert!(pinned <= BUDGET, "pinned {pinned} over the budget {BUDGET}");
+    assert!(pinned >= SEG as u64, "the newest evicted segment stays readable: pinned {pinned}");
+    assert_eq!(store.pinned_revoked(), 3);
+    // The three oldest were revoked: their followers get an error, promptly.
+    for (t, _c, mut r, obj) in followers.drain(..3) {
+        assert!(obj.is_revoked(), "{t}");
+        let (body, err) = tokio::time::timeout(Duration::from_secs(20), common::read_all(&mut r)).await.expect("error");
+        assert!(
+            err.is_some() && body.len() < SEG + 1000,
+            "{t}: revoked follower got {} bytes and no error",
+            body.len()
+        );
+    }
+    // The newest evicted one is within the budget: its follower gets it whole.
+    let (t, _c, mut r, obj) = followers.pop().unwrap();
+    assert!(!obj.is_revoked());
+    let (body, err) = common::read_all(&mut r).await;
+    assert!(err.is_none() && body.len() == SEG + 1000, "{t}: {} bytes, {err:?}", body.len());
+    drop(obj);
     o.stop().await;
 }
 

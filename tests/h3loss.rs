@@ -141,7 +141,7 @@ async fn live_behind_lossy_relay(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_keeps_up_with_a_live_stream_over_a_lossy_path() {
     let _serial = SERIAL.lock().await;
-    let o = TestOrigin::start_with(|c| c.limits.h3_congestion = congestion()).await;
+    let o = TestOrigin::start_with(|c| c.limits.quic.congestion = congestion()).await;
     let (relay, stop, replay, _capture) = live_behind_lossy_relay(&o).await;
 
     let cmd = LoadCmd::try_parse_from([
@@ -189,7 +189,7 @@ async fn aioquic_keeps_up_with_a_live_stream_over_a_lossy_path() {
     let py = common::aioquic_python();
     let o = TestOrigin::start_with(|c| {
         c.store.hold = Duration::from_secs(3);
-        c.limits.h3_congestion = congestion();
+        c.limits.quic.congestion = congestion();
     })
     .await;
     let (relay, stop, replay, _capture) = live_behind_lossy_relay(&o).await;

@@ -136,6 +136,10 @@ impl Progress {
     /// something to send, so it lags the last poll by at most one period.
     pub fn stalled_for(&self) -> Option<Duration> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.finished.load(Ordering::Relaxed) && self.object.as_ref().is_some_and(|o| o.is_revoked()) {
+            // Its evicted object was revoked (pinned budget): drop it now.
+            return Some(Duration::MAX);
+        }
         if self.is_waiting_or_done() {
             *seen = None;
             return None;
@@ -305,6 +309,26 @@ impl Body {
                 }
             },
             BodyKind::Upstream(b) => b.poll_next(cx),
+        }
+    }
+
+    /// Resolves once the object this body streams was revoked (evicted and
+    /// over the pinned budget): a transport blocked on a stalled client
+    /// then resets the response instead of waiting for the send timeout.
+    /// Never resolves for other bodies.
+    pub async fn revoked(&self) {
+        let Some(obj) = &self.progress.object else {
+            return std::future::pending().await;
+        };
+        loop {
+            let next = crate::store::next_revocation();
+            tokio::pin!(next);
+            // Registered before looking, so a revocation in between is seen.
+            next.as_mut().enable();
+            if obj.is_revoked() {
+                return;
+            }
+            next.await;
         }
     }
 

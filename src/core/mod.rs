@@ -7,6 +7,7 @@
 mod auth;
 mod body;
 pub mod headers;
+mod ingest_rate;
 pub mod range;
 pub mod route;
 pub mod state_dir;
@@ -49,6 +50,11 @@ pub struct OriginConfig {
     pub ingest_allow_origins: Vec<String>,
     /// An upload body that brings no byte for this long is aborted (408).
     pub ingest_idle_timeout: Duration,
+    /// Bytes an upload body must bring in every `ingest_rate_window` (408
+    /// beyond, see `ingest_rate`; 0: no floor).
+    pub ingest_min_bytes: u64,
+    /// Window of `ingest_min_bytes`.
+    pub ingest_rate_window: Duration,
     /// LL-HLS part target (`crate::hls`).
     pub hls_part_target: Duration,
     /// Where init segments and manifests are kept across a restart (none: not kept).
@@ -64,6 +70,8 @@ impl Default for OriginConfig {
             upstream: None,
             ingest_allow_origins: Vec::new(),
             ingest_idle_timeout: Duration::from_secs(30),
+            ingest_min_bytes: 1024,
+            ingest_rate_window: Duration::from_secs(30),
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
         }
@@ -437,6 +445,7 @@ impl Origin {
         // Init segments and manifests are also written to the state directory.
         let mut kept = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)).map(|_| Vec::new());
         let idle = self.config.ingest_idle_timeout;
+        let mut floor = ingest_rate::RateFloor::new(self.config.ingest_min_bytes, self.config.ingest_rate_window);
         loop {
             let piece = match tokio::time::timeout(idle, body.next_chunk()).await {
                 Ok(Some(p)) => p,
@@ -452,6 +461,21 @@ impl Origin {
             };
             match piece {
                 Ok(data) => {
+                    if let Err(slow) = floor.add(data.len() as u64, std::time::Instant::now()) {
+                        // A drip: it would hold its connection and object for ever.
+                        upload.abort();
+                        self.metrics.upload_aborted();
+                        let (min, window) = (self.config.ingest_min_bytes, self.config.ingest_rate_window);
+                        warn!(
+                            path,
+                            received = upload.len(),
+                            got = slow.got,
+                            min,
+                            ?window,
+                            "upload below the minimum rate: aborted, readers see an error"
+                        );
+                        return self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body too slow");
+                    }
                     if let Some(k) = kept.as_mut() {
                         k.push(data.clone());
                     }

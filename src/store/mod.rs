@@ -38,7 +38,9 @@
 //!   that would take the count over `max_store_bytes` aborts its upload
 //!   (503), and new uploads are refused while the count is at the cap.
 //!   Readers that still stream an evicted object keep its memory alive, but
-//!   cannot push ingest out (their send timeout bounds how long). At most
+//!   cannot push ingest out: their send timeout bounds how long, and the
+//!   pinned budget (`max_pinned_bytes`, see `pinned`) how much; past it the
+//!   oldest pinned objects are revoked and their readers get an error. At most
 //!   `max_objects` names and `max_streams` streams exist (503 beyond). A
 //!   stream without ingest for `stream_idle_timeout` is dropped whole.
 //! - **Hold.** A read of a name that does not exist yet waits up to `hold` for
@@ -46,12 +48,14 @@
 
 pub mod name;
 mod object;
+mod pinned;
 pub mod view;
 
 pub use name::Kind;
 pub use object::{
-    allocated_bytes, Account, Chunk, Object, ObjectError, ObjectReader, ObjectWriter, Status, CHUNK_OVERHEAD,
+    allocated_bytes, Account, Chunk, Ledger, Object, ObjectError, ObjectReader, ObjectWriter, Status, CHUNK_OVERHEAD,
 };
+pub use pinned::{next_revocation, Pins};
 pub use view::{ObjectInfo, StreamInfo};
 
 use std::collections::{HashMap, HashSet};
@@ -81,6 +85,9 @@ pub struct StoreConfig {
     pub max_objects: usize,
     /// Streams; uploads that would create another one are refused.
     pub max_streams: usize,
+    /// Bytes that evicted (unnamed, finished) objects still held by readers
+    /// may keep alive; past it the oldest are revoked (readers get an error).
+    pub max_pinned_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -93,6 +100,7 @@ impl Default for StoreConfig {
             hold: Duration::from_secs(2),
             max_objects: 10_000,
             max_streams: 100,
+            max_pinned_bytes: 128 << 20,
         }
     }
 }
@@ -332,6 +340,8 @@ struct Inner {
     used: Account,
     /// Names over all streams, for `max_objects`.
     names: Arc<AtomicU64>,
+    /// Evicted objects still held by readers, and their budget.
+    pins: Arc<Pins>,
 }
 
 /// Handle to the store; cheap to clone.
@@ -345,11 +355,12 @@ impl Store {
     pub fn new(config: StoreConfig) -> Store {
         Store {
             inner: Arc::new(Inner {
-                config,
                 streams: Mutex::new(HashMap::new()),
                 published: Notify::new(),
                 used: Arc::new(AtomicU64::new(0)),
                 names: Arc::new(AtomicU64::new(0)),
+                pins: Arc::new(Pins::new(config.max_pinned_bytes)),
+                config,
             }),
         }
     }
@@ -409,6 +420,22 @@ impl Store {
         self.inner.used.load(Ordering::Relaxed)
     }
 
+    /// Bytes of evicted objects that readers still hold (not in
+    /// [`Store::named_bytes`]), kept under `max_pinned_bytes`.
+    pub fn pinned_bytes(&self) -> u64 {
+        self.inner.pins.bytes()
+    }
+
+    /// Evicted objects revoked because the pinned budget was passed.
+    pub fn pinned_revoked(&self) -> u64 {
+        self.inner.pins.revoked()
+    }
+
+    /// Where this store's objects are counted.
+    fn ledger(&self) -> Ledger {
+        Ledger { used: self.inner.used.clone(), pins: self.inner.pins.clone() }
+    }
+
     /// Named objects over all streams.
     pub fn object_count(&self) -> u64 {
         self.inner.names.load(Ordering::Relaxed)
@@ -455,7 +482,7 @@ impl Store {
         let target = if kind == Kind::Manifest {
             Target::Buffered(Vec::new(), 0)
         } else {
-            let (obj, writer) = Object::growing_in(Some(self.inner.used.clone()));
+            let (obj, writer) = Object::growing_in(Some(self.ledger()));
             s.objects.insert(name.to_string(), obj);
             Target::Live(writer)
         };
@@ -490,7 +517,7 @@ impl Store {
         // Charged like an upload of one chunk, so the cap counts it.
         let used = &self.inner.used;
         used.fetch_add(data.len() as u64 + CHUNK_OVERHEAD, Ordering::Relaxed);
-        let obj = Object::complete_in(vec![Chunk { data, arrived: Instant::now() }], Some(used.clone()));
+        let obj = Object::complete_in(vec![Chunk { data, arrived: Instant::now() }], Some(self.ledger()));
         s.objects.insert(name.to_string(), obj);
         drop(streams);
         self.inner.published.notify_waiters();
@@ -637,7 +664,7 @@ impl Upload {
                 let mut streams = self.store.streams();
                 if let Some(s) = streams.get_mut(&self.stream) {
                     // The upload's charge moves to the published object.
-                    let obj = Object::complete_in(chunks, Some(self.store.inner.used.clone()));
+                    let obj = Object::complete_in(chunks, Some(self.store.ledger()));
                     s.objects.insert(self.name.clone(), obj);
                 } else {
                     self.store.inner.used.fetch_sub(charged, Ordering::Relaxed);

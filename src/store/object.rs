@@ -15,11 +15,13 @@
 //! The critical sections are a few pointer copies and never `.await`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+
+use super::pinned::Pins;
 
 /// Bytes charged per stored chunk on top of its length: the `Chunk` entry
 /// itself (handle, arrival time) and allocator slack. Charging it makes the
@@ -37,6 +39,11 @@ pub enum ObjectError {
     /// got is a truncated prefix and must not look like a whole object.
     #[error("upload aborted before completion")]
     Aborted,
+    /// The object was evicted and then revoked while this reader still held
+    /// it, because evicted objects held by readers passed their byte budget
+    /// (see `pinned`). What the reader got is a truncated prefix.
+    #[error("evicted object revoked: readers holding evicted objects passed the pinned-bytes budget")]
+    Evicted,
 }
 
 /// Where an object is in its life.
@@ -89,11 +96,25 @@ struct State {
     named: bool,
     /// Bytes charged to the store for this object (data plus per-chunk overhead).
     charged: u64,
+    /// Bytes counted in the store's pinned budget (uncounted but alive); 0 if not pinned.
+    pinned: u64,
+    /// Set when the object was revoked (its chunks dropped): how many chunks it had.
+    revoked: Option<usize>,
 }
 
 /// The store's byte count, shared by every object it holds. See
 /// [`Object::unname`] for when an object stops counting.
 pub type Account = Arc<AtomicU64>;
+
+/// Where a store's object is counted: the store cap while it is named or
+/// written, the pinned budget once it is neither but readers still hold it.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    /// The store's byte count.
+    pub used: Account,
+    /// Evicted objects still held by readers.
+    pub pins: Arc<Pins>,
+}
 
 /// Process-wide count of bytes held by objects that still exist (named in the
 /// store or still held by a reader). Exported as a metric.
@@ -114,6 +135,10 @@ pub struct Object {
     state: Mutex<State>,
     /// The store's byte count this object is charged to (`None`: not counted).
     account: Option<Account>,
+    /// The store's pinned budget (`None`: not counted).
+    pins: Option<Arc<Pins>>,
+    /// This object, weakly: what the pinned budget's queue holds.
+    me: Weak<Object>,
 }
 
 impl std::fmt::Debug for Object {
@@ -128,14 +153,27 @@ impl std::fmt::Debug for Object {
 }
 
 impl Object {
-    fn new(status: Status, chunks: Vec<Chunk>, account: Option<Account>) -> Arc<Object> {
+    fn new(status: Status, chunks: Vec<Chunk>, ledger: Option<Ledger>) -> Arc<Object> {
         let len = chunks.iter().map(|c| c.data.len() as u64).sum();
         let charged = len + CHUNK_OVERHEAD * chunks.len() as u64;
         ALLOCATED_BYTES.fetch_add(len, Ordering::Relaxed);
-        Arc::new(Object {
+        let (account, pins) = ledger.map_or((None, None), |l| (Some(l.used), Some(l.pins)));
+        Arc::new_cyclic(|me| Object {
             created: SystemTime::now(),
-            state: Mutex::new(State { chunks, len, status, wakers: Vec::new(), generation: 0, named: true, charged }),
+            state: Mutex::new(State {
+                chunks,
+                len,
+                status,
+                wakers: Vec::new(),
+                generation: 0,
+                named: true,
+                charged,
+                pinned: 0,
+                revoked: None,
+            }),
             account,
+            pins,
+            me: me.clone(),
         })
     }
 
@@ -147,8 +185,8 @@ impl Object {
     /// [`Object::growing`], charged to a store's byte count: every pushed
     /// byte is added while it arrives, and removed once the object is neither
     /// named nor being written.
-    pub fn growing_in(account: Option<Account>) -> (Arc<Object>, ObjectWriter) {
-        let obj = Object::new(Status::Growing, Vec::new(), account);
+    pub fn growing_in(ledger: Option<Ledger>) -> (Arc<Object>, ObjectWriter) {
+        let obj = Object::new(Status::Growing, Vec::new(), ledger);
         let writer = ObjectWriter { obj: Some(obj.clone()), arena: BytesMut::new() };
         (obj, writer)
     }
@@ -161,8 +199,8 @@ impl Object {
 
     /// [`Object::complete`] for chunks already charged to `account` (the
     /// buffered upload's charge moves to the object).
-    pub fn complete_in(chunks: Vec<Chunk>, account: Option<Account>) -> Arc<Object> {
-        Object::new(Status::Complete, chunks, account)
+    pub fn complete_in(chunks: Vec<Chunk>, ledger: Option<Ledger>) -> Arc<Object> {
+        Object::new(Status::Complete, chunks, ledger)
     }
 
     /// Bytes charged to the store for this object, while it counts.
@@ -178,7 +216,7 @@ impl Object {
     /// The store no longer names this object (evicted, deleted, replaced,
     /// stream dropped). A finished object stops counting now; one still being
     /// written counts until its upload ends. Readers may still hold it: that
-    /// memory is bounded by their send timeout, not by the store cap.
+    /// memory moves to the store's pinned budget (see `pinned`).
     pub fn unname(&self) {
         let mut st = self.lock();
         if !st.named {
@@ -189,7 +227,66 @@ impl Object {
             if let Some(a) = &self.account {
                 a.fetch_sub(st.charged, Ordering::Relaxed);
             }
+            let n = self.start_pin(&mut st);
+            drop(st);
+            self.finish_pin(n);
         }
+    }
+
+    /// The object just stopped counting against the store cap: count it in
+    /// the pinned budget until it is freed, if readers hold it. Every caller
+    /// (the store's name map as it lets go, or the writer as it closes)
+    /// holds exactly one reference, so more than one means readers. No new
+    /// reader can appear: the object has no name any more. Returns the bytes
+    /// to pin.
+    fn start_pin(&self, st: &mut State) -> u64 {
+        if self.pins.is_none() || st.revoked.is_some() || self.me.strong_count() <= 1 {
+            return 0;
+        }
+        st.pinned = st.charged;
+        st.pinned
+    }
+
+    /// Second half of [`Object::start_pin`], called without the lock (the
+    /// budget may revoke this very object).
+    fn finish_pin(&self, n: u64) {
+        if let (Some(p), true) = (&self.pins, n > 0) {
+            p.pin(self.me.clone(), n);
+        }
+    }
+
+    /// Bytes this object holds in the pinned budget (0 if it is not pinned).
+    pub fn pinned(&self) -> u64 {
+        self.lock().pinned
+    }
+
+    /// True once the object was revoked (see `pinned`).
+    pub fn is_revoked(&self) -> bool {
+        self.lock().revoked.is_some()
+    }
+
+    /// Drop the chunks of a pinned object and make its readers fail with
+    /// [`ObjectError::Evicted`]. False if it was not pinned (still counted
+    /// by the store, or revoked already).
+    pub(super) fn revoke(&self) -> bool {
+        let mut chunks = Vec::new();
+        let mut revoked = false;
+        self.update(|st| {
+            if st.pinned == 0 || st.revoked.is_some() {
+                return;
+            }
+            if let Some(p) = &self.pins {
+                p.unpin(st.pinned);
+            }
+            st.pinned = 0;
+            st.revoked = Some(st.chunks.len());
+            chunks = std::mem::take(&mut st.chunks);
+            ALLOCATED_BYTES.fetch_sub(st.len, Ordering::Relaxed);
+            revoked = true;
+        });
+        // The chunks are freed here, outside the lock.
+        drop(chunks);
+        revoked
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -246,8 +343,13 @@ impl Object {
 
 impl Drop for Object {
     fn drop(&mut self) {
-        let len = self.state.get_mut().map(|s| s.len).unwrap_or_else(|e| e.into_inner().len);
-        ALLOCATED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if st.revoked.is_none() {
+            ALLOCATED_BYTES.fetch_sub(st.len, Ordering::Relaxed);
+        }
+        if let (Some(p), true) = (&self.pins, st.pinned > 0) {
+            p.unpin(st.pinned);
+        }
     }
 }
 
@@ -316,14 +418,17 @@ impl ObjectWriter {
         self.arena = BytesMut::new();
         if let Some(obj) = self.obj.take() {
             let account = obj.account.clone();
+            let mut pin = 0;
             obj.update(|st| {
                 st.status = status;
                 if !st.named {
                     if let Some(a) = &account {
                         a.fetch_sub(st.charged, Ordering::Relaxed);
                     }
+                    pin = obj.start_pin(st);
                 }
             });
+            obj.finish_pin(pin);
         }
     }
 }
@@ -360,6 +465,16 @@ impl ObjectReader {
             return Poll::Ready(None);
         }
         let mut st = self.obj.lock();
+        if let Some(had) = st.revoked {
+            // Revoked: a reader that had everything of a complete object
+            // ends cleanly, any other gets the error.
+            self.done = true;
+            return Poll::Ready(if self.next >= had && st.status == Status::Complete {
+                None
+            } else {
+                Some(Err(ObjectError::Evicted))
+            });
+        }
         if let Some(chunk) = st.chunks.get(self.next) {
             self.next += 1;
             return Poll::Ready(Some(Ok(chunk.clone())));

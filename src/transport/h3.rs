@@ -25,7 +25,6 @@ use super::accept::{Door, QuicAccept};
 use super::{h3_limit, Activity, Congestion, ConnInfo, Limits, ListenerInfo, Transport};
 use crate::conn::request_span;
 use crate::core::{NoBody, Origin};
-use crate::store::ObjectError;
 
 /// Transport parameters for the QUIC listener.
 pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
@@ -33,6 +32,16 @@ pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.quic.idle_timeout).ok());
     t.keep_alive_interval(Some(limits.quic.keep_alive_interval));
     t.max_concurrent_bidi_streams(limits.http.max_streams_per_connection.into());
+    // What a client sends is only ever header sections (ingest is HTTP/1.1)
+    // and h3's own streams. h3 never reads a client's QPACK encoder and
+    // decoder streams after their type (the dynamic table is off), nor a
+    // unidirectional stream whose type is still incomplete: quinn buffers
+    // such data up to the stream window, 1.25 MB each by default. A window
+    // just above the request-stream cap bounds that to 64 KiB per stream,
+    // and a client gets 8 unidirectional streams (h3 uses 3) instead of 100.
+    let cap = 2 * u64::from(limits.http.max_header_bytes) + 1024;
+    t.stream_receive_window(quinn::VarInt::from_u64(cap.max(64 << 10)).unwrap_or(quinn::VarInt::MAX));
+    t.max_concurrent_uni_streams(8u32.into());
     match limits.quic.congestion {
         Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
         Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
@@ -182,7 +191,16 @@ async fn handle_request(
         }
         while let Some(piece) = body.next().await {
             match piece {
-                Ok(data) => match send_within(send_timeout, stream.send_data(data)).await {
+                Ok(data) => match tokio::select! {
+                    r = send_within(send_timeout, stream.send_data(data)) => r,
+                    _ = body.revoked() => {
+                        // Blocked on a client that does not read an evicted
+                        // segment that was revoked (pinned budget).
+                        warn!("h3: evicted segment revoked under a stalled reader, resetting the stream");
+                        stream.stop_stream(Code::H3_REQUEST_CANCELLED);
+                        return;
+                    }
+                } {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return debug!(error = %e, "h3: client went away mid-response"),
                     Err(_) => {
@@ -192,8 +210,8 @@ async fn handle_request(
                         return;
                     }
                 },
-                Err(ObjectError::Aborted) => {
-                    warn!("h3: upload aborted under a reader, resetting the stream");
+                Err(e) => {
+                    warn!(error = %e, "h3: object broken under a reader, resetting the stream");
                     stream.stop_stream(Code::H3_REQUEST_INCOMPLETE);
                     return;
                 }

@@ -361,7 +361,11 @@ impl Activity {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            // A revoked body (pinned budget) counts as stalled: look at once.
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = crate::store::next_revocation() => {}
+            }
             if self.stalled(timeout) {
                 return;
             }

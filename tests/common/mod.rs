@@ -231,6 +231,17 @@ impl RawUpload {
         self.0.write_all(&buf).await.unwrap();
     }
 
+    /// What the origin answered so far (up to 64 KiB, waiting at most `wait`
+    /// for the first bytes); empty if nothing came.
+    pub async fn answer(&mut self, wait: Duration) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 << 10];
+        match tokio::time::timeout(wait, self.0.read(&mut buf)).await {
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            _ => String::new(),
+        }
+    }
+
     /// Reset the connection (RST), no terminating chunk.
     pub fn kill(self) {
         let _ = socket2::SockRef::from(&self.0).set_linger(Some(Duration::ZERO));
