@@ -61,11 +61,11 @@
 #   --size WxH --fps N --bitrate RATE   encoder settings (default 1280x720, 30, 2M)
 #   --rate-kbit N     bottleneck of 'rate' (default: 1.5 x (video + 128k audio),
 #                     times the number of arms with --concurrent)
-#   --ladder          the encoder pushes the ABR ladder (encoder.sh --ladder: 720p 2M, 480p 900k,
-#                     240p 300k + audio); the players switch renditions (rule: --abr)
+#   --ladder          the encoder pushes the ABR ladder (encoder.sh --ladder: 720p 2M, 432p 900k,
+#                     234p 300k + audio); the players switch renditions (rule: --abr)
 #   --abr RULE        dash.js ABR rule on the page: throughput (default), l2a, lolp, dynamic
 #   --step-high K --step-low K --step-at S --step-hold S   the 'step' schedule
-#                     (default 6000 kbit/s, 700 kbit/s: between the 240p and 480p rungs
+#                     (default 6000 kbit/s, 700 kbit/s: between the 234p and 432p rungs
 #                     with audio; drop at 20 s, back at 40 s)
 #   --out DIR         output folder (default out/ab-YYYYmmdd-HHMMSS)
 #   --bin PATH        h3live binary (default target/release/h3live)
@@ -472,7 +472,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"ffmpeg\": $(json_str "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"),"
   echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
   echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
-  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 854x480 900k, 426x240 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, 2 s segments, one CMAF fragment per frame"),"
+  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, 2 s segments, one CMAF fragment per frame"),"
   echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
   echo "  \"step\": {\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD},"
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"

@@ -96,7 +96,7 @@ if [ "$E2E" = 1 ]; then
   step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live
 
-  step "ABR ladder in headless Chromium over h3: forced down-switch, timecode at 240p (~45 s)"
+  step "ABR ladder in headless Chromium over h3: forced down-switch, timecode at 234p (~45 s)"
   node web/e2e/abr.js --bin target/release/h3live
 
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
