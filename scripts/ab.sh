@@ -187,6 +187,7 @@ case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma l
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
 IFS=, read -r -a ABR_LIST <<< "$ABR"
 for r in "${ABR_LIST[@]}"; do case "$r" in throughput|l2a|lolp|dynamic) ;; *) die "unknown ABR rule '$r' (throughput, l2a, lolp, dynamic)" ;; esac; done
+[ "$FLOOR" = 1 ] && [ ${#ABR_LIST[@]} -gt 1 ] && die "--floor/--floor-only search with one ABR rule at a time (--abr RULE)"
 case "$STEP_HIGH$STEP_LOW$STEP_AT$STEP_HOLD$STEP_TAIL" in *[!0-9]*) die "--step-high/--step-low (kbit/s) and --step-at/--step-hold/--step-tail (s) take whole numbers" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
 for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
