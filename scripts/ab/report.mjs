@@ -178,12 +178,14 @@ function rateStep(profile, arm, r, f, frames) {
   const inWin = (a, b) => tput.filter(([t]) => t >= a && t < b).map(([, v]) => v);
   const tputBefore = low ? inWin(low.t - 5000, low.t) : [];
   const tputDrop = low && high ? inWin(low.t, high.t) : [];
+  const tputAfter = high ? inWin(high.t, high.t + 10000) : [];
   const downEv = low ? ev.find((x) => x.t >= low.t && x.kbps < kbpsAt(low.t)) : null;
   const upEv = high ? ev.find((x) => x.t >= high.t && x.kbps > kbpsAt(high.t)) : null;
   return {
     profile, arm, round: r.round, rule: abr.rule || null,
     downS: low ? firstAfter(low.t, -1) : null, upS: high ? firstAfter(high.t, +1) : null,
     tputBeforeKbps: tputBefore.length ? med(tputBefore) : null, tputMinDropKbps: tputDrop.length ? Math.min(...tputDrop) : null,
+    tputAfterKbps: tputAfter.length ? med(tputAfter) : null,
     downToHeight: downEv ? downEv.height : null, upToHeight: upEv ? upEv.height : null, decodedByHeight,
     beforeKbps: low ? kbpsAt(low.t) : null, switches: abr.switches ?? null,
     stalls: stallsN, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
@@ -298,21 +300,21 @@ function abrMd() {
   const st = meta.step || {};
   const head = ['profile', 'transport', 'round', 'ABR rule', 'played before the drop kbit/s', 'switch down s', 'switch up s', 'switches',
     'stalls (drop → recovery + 10 s)', 'stalled s', 'frozen s', 'mean kbit/s played', 'renditions (height)', 'frames decoded per height',
-    'dash.js estimate kbit/s: before the drop → lowest in it'];
+    'dash.js estimate kbit/s: before the drop → lowest in it → after the recovery'];
   return `## ABR rate step
 
 Downstream capacity ${st.highKbit} kbit/s, ${st.lowKbit} kbit/s from ${st.atS} s after the page opened, back to ${st.highKbit} kbit/s at ${st.atS + st.holdS} s (tc tbf on the origin's veth).
 switch down / up: from the capacity change to the first rendition rendered below / above the one played before it ('–': none during the play).
 stalls / stalled / frozen: from the drop to 10 s after the recovery. mean kbit/s played: time-weighted bitrate of the rendered video rendition over the whole play.
 frames decoded per height: frames whose timecode strip decoded (latency samples), by the height of the rendition on screen then.
-dash.js estimate: its video throughput estimate (getAverageThroughput, 4 readings a second), the median over the 5 s before the drop and the lowest reading while the capacity was low: an estimate that stays above the played bitrate explains a missing down-switch.
+dash.js estimate: its video throughput estimate (getAverageThroughput, 4 readings a second), the median over the 5 s before the drop, the lowest reading while the capacity was low and the median over the 10 s after the recovery: an estimate that stays above the played bitrate in the drop explains a missing down-switch, one that stays near the low rendition's bitrate after the recovery a missing up-switch.
 
 ${md(head)}
 ${md(head.map(() => '---'))}
 ${abrRows.map((r) => md([r.profile, LABEL[r.arm] || r.arm, String(r.round), r.rule || '–', fmt(r.beforeKbps), fmt(r.downS, 1), fmt(r.upS, 1), fmt(r.switches),
     fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.meanKbps), `${r.heights || '–'}${r.stepsOk ? '' : ' (a tc step failed)'}`,
     Object.entries(r.decodedByHeight).map(([h, n]) => `${h}: ${n}`).join(', ') || '–',
-    r.tputBeforeKbps == null && r.tputMinDropKbps == null ? '–' : `${fmt(r.tputBeforeKbps)} → ${fmt(r.tputMinDropKbps)}`])).join('\n')}
+    [r.tputBeforeKbps, r.tputMinDropKbps, r.tputAfterKbps].every((x) => x == null) ? '–' : `${fmt(r.tputBeforeKbps)} → ${fmt(r.tputMinDropKbps)} → ${fmt(r.tputAfterKbps)}`])).join('\n')}
 ${abrRuleMd()}
 `;
 }
