@@ -10,8 +10,13 @@
 #      HTTP/3 and HTTP/1.1-over-TLS, then scripts/ab/check.mjs on the output
 #      folder: the path measured as configured (RTT, TCP connect time, loss both
 #      ways), every arm produced samples and used its protocol, latencies
-#      plausible, the emulator dropped packets both ways, report files parse.
-# Nothing is asserted about which transport wins.  Takes about 2.5 minutes.  Needs root.
+#      plausible, the emulator dropped packets both ways, report files parse;
+#   3. the ABR ladder under a real rate limit (issue 16): profile rate-step (tc tbf on
+#      the origin's veth: 6000 kbit/s, 700 kbit/s from 15 s to 30 s, then 6000 again),
+#      h3 and HTTP/1.1-over-TLS, 55 s each, dash.js rule $H3LIVE_AB_TEST_ABR (default
+#      lolp); check.mjs --rate-step: per arm the player switched down after the drop
+#      and back up after the recovery, and the timecode decoded at both sizes.
+# Nothing is asserted about which transport wins.  Takes about 4 minutes.  Needs root.
 # Usage: scripts/test-ab.sh [--keep] [extra scripts/ab.sh options for step 2]
 #   --keep   keep the output folders (printed) instead of deleting them
 # Environment: H3LIVE_BIN (binary, default target/release/h3live).
@@ -42,5 +47,12 @@ rc=$?
 # (a loaded machine makes the player stall).
 node scripts/ab/check.mjs "$OUT/ab" --profiles rtt50-loss1 --arms h3,h1 --min-samples 30
 crc=$?
+echo "test-ab: 3. ABR ladder under a rate step (tc tbf), h3 + h1"
+scripts/ab.sh --bin "$BIN" --out "$OUT/step" --profiles rate-step --arms h3,h1 --abr "${H3LIVE_AB_TEST_ABR:-lolp}" \
+  --step-at 15 --step-hold 15 --step-tail 25 --duration 0 --warmup 5 "$@"
+src3=$?
+[ "$src3" = 0 ] || echo "test-ab: scripts/ab.sh (rate-step) exited with $src3"
+node scripts/ab/check.mjs "$OUT/step" --profiles rate-step --arms h3,h1 --min-samples 30 --rate-step
+crc3=$?
 echo "test-ab: $(( $(date +%s) - START )) s$([ "$KEEP" = 1 ] && echo ", output in $OUT")"
-[ "$src" = 0 ] && [ "$rc" = 0 ] && [ "$crc" = 0 ]
+[ "$src" = 0 ] && [ "$rc" = 0 ] && [ "$crc" = 0 ] && [ "$src3" = 0 ] && [ "$crc3" = 0 ]
