@@ -19,8 +19,8 @@
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browser in two network namespaces over
 #      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, then the ABR ladder through a
-#      tc tbf rate step (switch down and back up per arm, timecode decoded at both
-#      sizes) (scripts/test-ab.sh; root).
+#      tc tbf rate step (a switch down per arm with the timecode decoded at the lower
+#      size; the switch back up reported) (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
