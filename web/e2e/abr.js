@@ -3,15 +3,12 @@
 // 432p, 234p in one MPD) + headless Chromium (QUIC flags) playing
 // web/index.html over h3, on free ports.  Checks:
 //   - the page sees the 3 video renditions and starts on the top one (abrstart);
-//   - a switch is forced by a rate limit: Chromium's own network throttling
-//     (CDP Network.emulateNetworkConditions, 600 kbit/s down: below the 432p
-//     rung with audio, above the 234p one; it acts on every HTTP transaction,
-//     h3 included: a fetch over h3 measured 972 kbit/s under a 1000 kbit/s
-//     limit): window.h3liveStats.abr records a down-switch to 234p, the video
-//     element reports 416x234, and the timecode keeps decoding at 234p;
-//   - lifting the limit again: the up-switch time is reported (not asserted: it
-//     depends on the rule's throughput estimate, see README "ABR ladder");
-//   (scripts/test-ab.sh does the same with a kernel rate limit, tc tbf, per transport);
+//   - a switch is forced by capping the video bitrate through the dash.js API
+//     (streaming.abr.maxBitrate.video = 600 kbit/s, below the 432p rung):
+//     window.h3liveStats.abr records a down-switch to 234p, the video element
+//     reports 416x234, and the timecode keeps decoding at 234p;
+//   - lifting the cap again: the up-switch time is reported (not asserted: it
+//     depends on the rule's throughput estimate);
 //   - no player errors.
 // Usage: node web/e2e/abr.js [--bin target/release/h3live] [--abr throughput|l2a|lolp|dynamic] [--keep-logs]
 import { join, resolve } from 'node:path';
@@ -48,14 +45,6 @@ async function waitFor(page, pred, ms) {
   return { s, ok: false };
 }
 
-/** Chromium's network throttling for this page: `kbps` down (null: none); applies to h3 as to h1/h2. */
-async function limitRate(page, kbps) {
-  await page.send('Network.enable');
-  await page.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 0, uploadThroughput: -1, downloadThroughput: kbps ? (kbps * 1000) / 8 : -1,
-  });
-}
-
 async function main() {
   await stack.startOrigin();
   const stream = `abr${process.pid}`;
@@ -74,11 +63,11 @@ async function main() {
   check(`starts on the top rendition (rule ${opts.abr}, abrstart=5000)`, r.ok && firstId === '0', JSON.stringify(r.s && r.s.abr));
   const before = r.s ? r.s.abr.switches : 0;
 
-  // Force a down-switch: limit the page's download rate below the 432p rung.
+  // Force a down-switch: cap below the 432p rung.
   const tCap = Date.now();
-  await limitRate(page, 600);
-  r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 234 && s.videoSize === '416x234', 45000);
-  check('rate-limited to 600 kbit/s: switches down to 234p (stats.abr + video element)', r.ok,
+  await page.eval('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: 600 } } } })');
+  r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 234 && s.videoSize === '416x234', 30000);
+  check('capped at 600 kbit/s: switches down to 234p (stats.abr + video element)', r.ok,
     r.s ? `after ${((Date.now() - tCap) / 1000).toFixed(1)} s; ${JSON.stringify(r.s.abr.events.slice(-2))}, videoSize ${r.s.videoSize}` : 'no stats');
   check('switch counted', r.s && r.s.abr.switches > before && r.s.abr.down >= 1, r.s ? `switches ${r.s.abr.switches}, down ${r.s.abr.down}` : '');
   const dec0 = r.s ? r.s.frames.decoded : 0;
@@ -90,11 +79,11 @@ async function main() {
   check('timecode decodes at 234p', s && s.videoSize === '416x234' && dec > 20 && errs <= dec / 10 && s.latency.timecodeMs != null,
     s ? `${dec} frames decoded, ${errs} undecodable in 3 s at ${s.videoSize}; latency ${s.latency.timecodeMs} ms` : '');
 
-  // Lift the limit: report how long the rule takes to go back up.
+  // Lift the cap: report how long the rule takes to go back up.
   const tUp = Date.now();
-  await limitRate(page, null);
+  await page.eval('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: -1 } } } })');
   r = await waitFor(page, (x) => x.abr.current && x.abr.current.height > 234, 20000);
-  log(`rate limit lifted: ${r.ok ? `up-switch to ${r.s.abr.current.height}p after ${((Date.now() - tUp) / 1000).toFixed(1)} s` : 'no up-switch within 20 s'} (not asserted)`);
+  log(`cap lifted: ${r.ok ? `up-switch to ${r.s.abr.current.height}p after ${((Date.now() - tUp) / 1000).toFixed(1)} s` : 'no up-switch within 20 s'} (not asserted)`);
   s = await statsOf(page);
   check('no player errors', s && s.errors.length === 0 && page.exceptions.length === 0,
     s ? `${JSON.stringify(s.errors.slice(0, 3))} ${page.exceptions.slice(0, 3).join(' | ')}` : '');
