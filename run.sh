@@ -56,8 +56,8 @@ Usage: ./run.sh [options]
   --h3-port N            HTTP/3 (UDP) + HTTPS h2/h1 (TCP) port (default $H3_PORT)
   --h1-port N            HTTPS HTTP/1.1-only port (default $H1_PORT)
   --h2-port N            HTTPS h2-only port (default $H2_PORT)
-  --ladder               ABR ladder: the encoder pushes 3 renditions (720p 2M, 480p 900k,
-                         240p 300k) in one MPD; the player switches (?abr=throughput|l2a|lolp)
+  --ladder               ABR ladder: the encoder pushes 3 renditions (720p 2M, 432p 900k,
+                         234p 300k) in one MPD; the player switches (?abr=throughput|l2a|lolp)
   --no-encoder           run the origin only (push from elsewhere)
   --encoder-only HOST    run only the encoder, pushing to http://HOST:HTTP_PORT
                          (or give a full URL: --encoder-only http://host:8080)

@@ -26,7 +26,7 @@
 #               drops to --step-low at --step-at s after each play starts, and comes back
 #               --step-hold s later (tc tbf on the origin's veth, set by the driver on that
 #               schedule; with this part, 'rate' means the step, not the emulator's rate).
-#               Implies --ladder; each arm plays at least step-at + step-hold + 20 s.
+#               Implies --ladder; each arm plays at least step-at + step-hold + step-tail s.
 # e.g. rtt50, rtt50-loss1, rtt100-loss3, rtt50-jitter20, rtt100-burst, rtt80-rate (the default set);
 #   rate-step, rtt80-rate-step (ABR ladder: switch times per arm in the report).
 # Engine: where the kernel has sch_netem, tc netem on each veth's egress (the same
@@ -61,12 +61,17 @@
 #   --size WxH --fps N --bitrate RATE   encoder settings (default 1280x720, 30, 2M)
 #   --rate-kbit N     bottleneck of 'rate' (default: 1.5 x (video + 128k audio),
 #                     times the number of arms with --concurrent)
-#   --ladder          the encoder pushes the ABR ladder (encoder.sh --ladder: 720p 2M, 480p 900k,
-#                     240p 300k + audio); the players switch renditions (rule: --abr)
-#   --abr RULE        dash.js ABR rule on the page: throughput (default), l2a, lolp, dynamic
-#   --step-high K --step-low K --step-at S --step-hold S   the 'step' schedule
-#                     (default 6000 kbit/s, 700 kbit/s: between the 240p and 480p rungs
-#                     with audio; drop at 20 s, back at 40 s)
+#   --ladder          the encoder pushes the ABR ladder (encoder.sh --ladder: 720p 2M, 432p 900k,
+#                     234p 300k + audio); the players switch renditions (rule: --abr)
+#   --abr LIST        dash.js ABR rule(s) on the page: throughput (the page's default), l2a,
+#                     lolp, dynamic; a comma list (also --abr-rules) plays every arm with
+#                     every rule in each round (rules rotate per round like the arms), and the
+#                     report compares the rules per transport (ABR rule choice, issue 16):
+#                       sudo scripts/ab.sh --profiles rate-step --arms h3,h2,h1 \
+#                         --abr-rules throughput,l2a,lolp,dynamic --rounds 2
+#   --step-high K --step-low K --step-at S --step-hold S --step-tail S   the 'step' schedule
+#                     (default 6000 kbit/s, 700 kbit/s: between the 234p and 432p rungs
+#                     with audio; drop at 20 s, back at 40 s, play on for 20 s after that)
 #   --out DIR         output folder (default out/ab-YYYYmmdd-HHMMSS)
 #   --bin PATH        h3live binary (default target/release/h3live)
 #   --serve-arg ARG   extra argument for 'h3live serve' (repeatable), e.g.
@@ -118,6 +123,7 @@ STEP_HIGH=6000
 STEP_LOW=700
 STEP_AT=20
 STEP_HOLD=20
+STEP_TAIL=20
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -140,11 +146,12 @@ while [ $# -gt 0 ]; do
     --bitrate) BITRATE="$2"; shift 2 ;;
     --rate-kbit) RATE_KBIT="$2"; shift 2 ;;
     --ladder) LADDER=1; shift ;;
-    --abr) ABR="$2"; shift 2 ;;
+    --abr|--abr-rules) ABR="$2"; shift 2 ;;
     --step-high) STEP_HIGH="$2"; shift 2 ;;
     --step-low) STEP_LOW="$2"; shift 2 ;;
     --step-at) STEP_AT="$2"; shift 2 ;;
     --step-hold) STEP_HOLD="$2"; shift 2 ;;
+    --step-tail) STEP_TAIL="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
     --serve-arg) SERVE_ARGS+=("$2"); shift 2 ;;
@@ -178,7 +185,10 @@ case "$ENGINE" in auto|netem|pathemu) ;; *) die "--engine: auto, netem or pathem
 case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and --floor-hold take seconds" ;; esac
 case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma list of seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
-case "$STEP_HIGH$STEP_LOW$STEP_AT$STEP_HOLD" in *[!0-9]*) die "--step-high/--step-low (kbit/s) and --step-at/--step-hold (s) take whole numbers" ;; esac
+IFS=, read -r -a ABR_LIST <<< "$ABR"
+for r in "${ABR_LIST[@]}"; do case "$r" in throughput|l2a|lolp|dynamic) ;; *) die "unknown ABR rule '$r' (throughput, l2a, lolp, dynamic)" ;; esac; done
+[ "$FLOOR" = 1 ] && [ ${#ABR_LIST[@]} -gt 1 ] && die "--floor/--floor-only search with one ABR rule at a time (--abr RULE)"
+case "$STEP_HIGH$STEP_LOW$STEP_AT$STEP_HOLD$STEP_TAIL" in *[!0-9]*) die "--step-high/--step-low (kbit/s) and --step-at/--step-hold/--step-tail (s) take whole numbers" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
 for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
@@ -453,7 +463,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"ffmpeg\": $(json_str "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"),"
   echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
   echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
-  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 854x480 900k, 426x240 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, 2 s segments, one CMAF fragment per frame"),"
+  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, 2 s segments, one CMAF fragment per frame"),"
   echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
   echo "  \"step\": {\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD},"
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
@@ -520,7 +530,7 @@ for p in "${RUN_PROFILES[@]}"; do
     LAT=(); [ -n "$LATENCY" ] && LAT=(--latency "$LATENCY")
     step_args
     DUR_P="$DURATION"
-    [ "$STEP" = 1 ] && DUR_P=$(awk -v d="$DURATION" -v m="$((STEP_AT + STEP_HOLD + 20))" 'BEGIN{print (d < m ? m : d)}')
+    [ "$STEP" = 1 ] && DUR_P=$(awk -v d="$DURATION" -v m="$((STEP_AT + STEP_HOLD + STEP_TAIL))" 'BEGIN{print (d < m ? m : d)}')
     run_driver "$OUT/raw/$p.json" "$p" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DUR_P" "${LAT[@]}" "${SHOT[@]}" ${STEP_ARGS[@]+"${STEP_ARGS[@]}"}
     [ "$STEP" = 1 ] && ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
     [ "$rc" = 0 ] || say "driver exited with code $rc for profile $p (see ab.log)"

@@ -50,7 +50,12 @@ DRY_RUN=0
 LOGLEVEL="${H3LIVE_FFMPEG_LOGLEVEL:-warning}"
 LADDER=0
 # ABR ladder (--ladder): WxH:bitrate:x264preset per rendition, top rendition first.
-LADDER_SPEC="${H3LIVE_LADDER:-1280x720:2M:veryfast,854x480:900k:veryfast,426x240:300k:veryfast}"
+# Every rung has the top one's aspect ratio exactly, with square pixels: ffmpeg's
+# DASH muxer refuses renditions of different aspect ratios in one adaptation set,
+# so 854x480 / 426x240 (not exactly 16:9) would need a non-square sample aspect
+# ratio (640:639 at 426x240, which a browser shows as 427x240).  768x432 and
+# 416x234 are exact 16:9 sizes (the rungs of Apple's HLS authoring spec).
+LADDER_SPEC="${H3LIVE_LADDER:-1280x720:2M:veryfast,768x432:900k:veryfast,416x234:300k:veryfast}"
 
 usage() {
   cat <<EOF
@@ -78,7 +83,8 @@ Usage: $0 [options]
   --ladder              ABR ladder: one ffmpeg, several video renditions from one
                         timecoded picture (the top one's size; --size/--bitrate ignored)
                         plus audio, in one MPD [H3LIVE_LADDER_ON=1]
-  --ladder-spec SPEC    renditions, top first (default $LADDER_SPEC) [H3LIVE_LADDER]
+  --ladder-spec SPEC    renditions, top first, all of the top one's aspect ratio, even
+                        sizes (default $LADDER_SPEC) [H3LIVE_LADDER]
 Environment variables H3LIVE_* set the same defaults.
 EOF
 }
@@ -113,9 +119,18 @@ done
 if [ "$LADDER" = 1 ]; then
   # The picture (clock + timecode strip) is drawn once at the top rendition's
   # size and then scaled: the strip keeps its proportions (48 px of 720 ->
-  # 32 of 480 -> 16 of 240 = web/timecode.js's stripHeight at each size).
+  # 28.8 of 432 -> 15.6 of 234; web/timecode.js's stripHeight at those sizes is
+  # 28 and 16, and its decoder samples the middle half of each strip row).
   IFS=',' read -r -a RUNGS <<< "$LADDER_SPEC"
   SIZE="${RUNGS[0]%%:*}"
+  for r in "${RUNGS[@]}"; do
+    RS="${r%%:*}"; RW="${RS%x*}"; RH="${RS#*x}"
+    case "$RW$RH" in *[!0-9]*|"") log "bad ladder rung '$r' (WxH:bitrate:preset)"; exit 2 ;; esac
+    if [ $((RW % 2)) != 0 ] || [ $((RH % 2)) != 0 ] || [ $((RW * ${SIZE#*x})) != $((RH * ${SIZE%x*})) ]; then
+      log "ladder rung $RS: sizes must be even and of the top rung's aspect ratio exactly (${SIZE}), e.g. 768x432 and 416x234 for 1280x720"
+      exit 2
+    fi
+  done
 fi
 
 command -v ffmpeg >/dev/null 2>&1 || die "ffmpeg not found (run ./run.sh, or apt-get install ffmpeg / brew install ffmpeg)"
@@ -174,7 +189,9 @@ if [ "$LADDER" = 1 ]; then
     IFS=':' read -r RS RB RP <<< "${RUNGS[$i]}"
     RW="${RS%x*}"; RH="${RS#*x}"
     case "$RW$RH" in *[!0-9]*|"") say "bad ladder rung ${RUNGS[$i]}"; exit 2 ;; esac
-    if [ "$i" = 0 ]; then FG="${FG};[l0]null[v0]"; else FG="${FG};[l$i]scale=${RW}:${RH}:flags=bicubic[v$i]"; fi
+    # setsar=1: square pixels (the rungs have the top one's aspect ratio exactly),
+    # so the MPD says sar="1:1" and the player WxH.
+    if [ "$i" = 0 ]; then FG="${FG};[l0]setsar=1[v0]"; else FG="${FG};[l$i]scale=${RW}:${RH}:flags=bicubic,setsar=1[v$i]"; fi
     VOUT+=(-map "[v$i]" "-preset:v:$i" "${RP:-veryfast}" "-b:v:$i" "$RB" "-maxrate:v:$i" "$RB" "-bufsize:v:$i" "$RB")
   done
   VOUT+=(-map 1:a -c:v libx264 -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0 -pix_fmt yuv420p

@@ -17,7 +17,8 @@
 #      and the ABR ladder (encoder.sh --ladder) with a forced switch (web/e2e/abr.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browser in two network namespaces over
-#      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1 (scripts/test-ab.sh; root).
+#      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1 (scripts/test-ab.sh; root; its ABR
+#      rate-step step only with H3LIVE_AB_TEST_STEP=1).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,7 +91,7 @@ if [ "$E2E" = 1 ]; then
   step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live
 
-  step "ABR ladder in headless Chromium over h3: forced down-switch, timecode at 240p (~45 s)"
+  step "ABR ladder in headless Chromium over h3: forced down-switch, timecode at 234p (~45 s)"
   node web/e2e/abr.js --bin target/release/h3live
 
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"

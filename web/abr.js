@@ -16,7 +16,7 @@
 //   abrmax=KBPS     cap on the video bitrate (streaming.abr.maxBitrate.video)
 //   abrstart=KBPS   initial video bitrate (streaming.abr.initialBitrate.video)
 export const ABR_RULES = ['throughput', 'l2a', 'lolp', 'dynamic'];
-/** Not chosen by a measurement yet (see README "ABR ladder"): dash.js's own throughput rule. */
+/** dash.js's own throughput rule: the one comparison run (README "ABR ladder", loaded machine) justified no other. */
 export const DEFAULT_ABR_RULE = 'throughput';
 
 /** The ABR rule named by the page's query (unknown names fall back to the default). */

@@ -45,7 +45,8 @@
 //                             nowMs, p25, p50, p75, n, spanMs } } },
 //   layout: { columns, videoWidth, videoHeight, chartInGrid, verdictLines },
 //   take(): { ARM: { frames: [[shownAtEpochMs, latencyMs]],
-//                    dash: [[epochMs, dashLatencyMs|null, playbackRate, bufferS|null, screenMs|null]] } }
+//                    dash: [[epochMs, dashLatencyMs|null, playbackRate, bufferS|null, screenMs|null,
+//                            throughputKbps|null]] } }   (the last: player.getAverageThroughput('video'))
 //           returns the samples gathered since the previous take() and forgets them
 //           (per-frame timecode latency; 4 times a second: dash.js latency, rate, buffer
 //           and screenMs = now minus the encoder time of the frame on screen, which keeps
@@ -261,7 +262,9 @@ function sample(s) {
   p.latency.screenMs = p.lastEncoderMs === null ? null : Math.round(now - p.lastEncoderMs);
   if (p.firstFrameMs !== null) {
     const d = pending[arm].dash;
-    d.push([now, p.latency.dashMs, p.playbackRate, p.bufferS, p.latency.screenMs]);
+    let tput = null; // dash.js's video throughput estimate (kbit/s), what its ABR rules see
+    try { tput = Math.round(player.getAverageThroughput('video')) || null; } catch { /* not ready */ }
+    d.push([now, p.latency.dashMs, p.playbackRate, p.bufferS, p.latency.screenMs, tput]);
     if (d.length > MAX_BUFFERED) d.shift();
   }
   const hist = chartHistory[arm];

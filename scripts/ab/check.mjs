@@ -9,8 +9,13 @@
 //     its measured RTT and loss per direction are within tolerance of the configured ones;
 //   - with the user-space engine, profiles with loss really dropped packets both ways
 //     (raw/PROFILE.emu-{down,up}.json).
+//   - with --rate-step: per arm, in each rate-step play (profile part 'step') the tc steps
+//     ran, the player switched to a lower rendition after the drop and the timecode decoded
+//     (>= 10 frames) at that size; the switch back up after the recovery is reported, and
+//     asserted (with the timecode decoded at that size too) only with --rate-step-up: dash.js's
+//     rules often stay low for 20 s and more after the recovery (README "ABR ladder").
 // It asserts nothing about which transport is faster: that is what the report is for.
-// Usage: node scripts/ab/check.mjs DIR --arms h3,h1 --profiles clean,loss1 [--min-samples 100]
+// Usage: node scripts/ab/check.mjs DIR --arms h3,h1 --profiles clean,loss1 [--min-samples 100] [--rate-step [--rate-step-up]]
 // Ends with "ab-check: N passed, N failed"; exits non-zero on any failure.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -82,6 +87,7 @@ for (const p of profiles) {
     if (report) check(`${id} in report.md`, report.includes(`| ${p} |`));
     if (row.errors) console.log(`note  ${id} player errors: ${row.errorSamples.join(' | ')}`);
   }
+  if (argv.includes('--rate-step')) checkRateStep(p);
   if (svg) check(`[${p}] plotted in latency.svg`, svg.includes(`>${p}</text>`));
   const path = existsSync(join(dir, 'raw', `${p}.path.json`)) ? JSON.parse(readFileSync(join(dir, 'raw', `${p}.path.json`), 'utf8')) : null;
   check(`[${p}] path self-check ran and passed`, path && path.ok === true, path ? `${path.items.filter((i) => !i.ok).map((i) => i.name).join(', ') || 'all items ok'}` : 'raw/PROFILE.path.json missing');
@@ -94,6 +100,23 @@ for (const p of profiles) {
   const emu = ['down', 'up'].map((d) => join(dir, 'raw', `${p}.emu-${d}.json`)).filter(existsSync).map((f) => JSON.parse(readFileSync(f, 'utf8')));
   if (lossy && emu.length) {
     check(`[${p}] the emulator dropped packets both ways`, emu.length === 2 && emu.every((e) => e.dropped_loss > 0), `dropped ${emu.map((e) => `${e.dropped_loss}/${e.packets}`).join(', ')}`);
+  }
+}
+/** The rate step forced a switch down on every arm (and back up: --rate-step-up), timecode decoded at each size. */
+function checkRateStep(p) {
+  for (const a of arms) {
+    const plays = ((summary && summary.abr) || []).filter((r) => r.profile === p && r.arm === a);
+    check(`[${p}/${a}] rate-step plays in summary.json`, plays.length > 0);
+    for (const r of plays) {
+      const id = `[${p}/${a}${plays.length > 1 ? ` round ${r.round}` : ''}]`;
+      const dec = r.decodedByHeight || {};
+      check(`${id} the tc rate steps ran`, r.stepsOk);
+      check(`${id} switched down after the drop, timecode decoded there`, r.downS != null && dec[r.downToHeight] >= 10,
+        `${r.downS == null ? 'no down-switch' : `${r.downS.toFixed(1)} s after the drop, to ${r.downToHeight}p`}; renditions ${r.heights}; decoded ${JSON.stringify(dec)}`);
+      const up = `${r.upS == null ? 'no up-switch' : `${r.upS.toFixed(1)} s after the recovery, to ${r.upToHeight}p`}; decoded ${JSON.stringify(dec)}`;
+      if (argv.includes('--rate-step-up')) check(`${id} switched up after the recovery, timecode decoded there`, r.upS != null && dec[r.upToHeight] >= 10, up);
+      else console.log(`note  ${id} after the recovery (not asserted): ${up}`);
+    }
   }
 }
 console.log(`ab-check: ${passed} passed, ${failed} failed`);

@@ -19,7 +19,8 @@
 //          [--warmup S --hold S]   latency-floor trial: end the play at the first stall or frozen
 //                          picture (gap > 200 ms between frames) after the warm-up (counted from the
 //                          first frame), or as soon as the picture has run S seconds past it
-//          [--abr RULE]    dash.js ABR rule on the page (?abr=, web/abr.js)
+//          [--abr RULE[,RULE...]]   dash.js ABR rule on the page (?abr=, web/abr.js); with a
+//                          list, each round plays every arm with every rule (play.abr)
 //          [--step "AT:LABEL:CMD;..."]   rate step (scripts/ab.sh profile part 'step'): run
 //                          CMD (sh -c) AT seconds after each play's navigation; the times
 //                          are recorded in the play's steps: [{ label, atS, t, ok }]
@@ -53,13 +54,15 @@ function pageUrl(servingArm, shownArms) {
   const p = new URLSearchParams({ stream: opts.stream, arms: shownArms.join(','), host: opts.host });
   for (const a of shownArms) p.set(`${tr(a)}port`, ports[tr(a)]);
   if (opts.latency) p.set('latency', opts.latency);
-  if (opts.abr) p.set('abr', opts.abr);
+  if (abrRule) p.set('abr', abrRule);
   p.set('profile', opts.profile);
   if (opts.path) p.set('path', opts.path);
   return `https://${opts.host}:${ports[tr(servingArm)]}/compare.html?${p}`;
 }
 
 let browser = null;
+/** The ABR rule of the play being set up (one of --abr's list), or null: the page's default. */
+let abrRule = null;
 const result = {
   version: 1, profile: opts.profile, mode: opts.concurrent ? 'concurrent' : 'sequential',
   durationS: duration, startedAt: new Date().toISOString(), chromium: null,
@@ -74,10 +77,10 @@ async function play(shownArms, round) {
   const seen = watch(page);
   const plays = {};
   for (const a of shownArms) {
-    plays[a] = { arm: a, round, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
+    plays[a] = { arm: a, round, abr: abrRule, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
     result.plays.push(plays[a]);
   }
-  log(`round ${round}: playing ${shownArms.join('+')} for ${duration} s: ${url}`);
+  log(`round ${round}: playing ${shownArms.join('+')}${abrRule ? ` (ABR ${abrRule})` : ''} for ${duration} s: ${url}`);
   const navigatedAt = Date.now();
   const steps = [];
   const timers = (opts.step ? opts.step.split(';') : []).map((item) => {
@@ -128,7 +131,7 @@ async function play(shownArms, round) {
   if (opts.screenshot) {
     await page.setViewport({ width: 1280, height: shownArms.length > 1 ? 760 : 900 }).catch(() => null);
     const png = await page.screenshot({ captureBeyondViewport: false }).catch(() => null);
-    if (png) writeFileSync(`${opts.screenshot}-${shownArms.join('+')}${round > 1 ? `-${round}` : ''}.png`, png);
+    if (png) writeFileSync(`${opts.screenshot}-${shownArms.join('+')}${abrRule ? `-${abrRule}` : ''}${round > 1 ? `-${round}` : ''}.png`, png);
   }
   const players = await page.evaluate('window.h3liveCompare ? JSON.parse(JSON.stringify(window.h3liveCompare.players)) : null').catch(() => null);
   for (const a of shownArms) {
@@ -173,11 +176,16 @@ async function main() {
   browser = await launch(flags, { log: (m) => log(m) });
   result.chromium = await browser.version();
   const rounds = Math.max(1, Number(opts.rounds) || 1);
+  const rules = opts.abr ? opts.abr.split(',') : [null];
   for (let round = 1; round <= rounds; round++) {
-    if (opts.concurrent) await play(arms, round);
-    else {
-      const k = (round - 1) % arms.length;
-      for (const a of [...arms.slice(k), ...arms.slice(0, k)]) await play([a], round);
+    // Rules rotate like the arms, so that no rule always plays first in a round.
+    const j = (round - 1) % rules.length;
+    for (abrRule of [...rules.slice(j), ...rules.slice(0, j)]) {
+      if (opts.concurrent) await play(arms, round);
+      else {
+        const k = (round - 1) % arms.length;
+        for (const a of [...arms.slice(k), ...arms.slice(0, k)]) await play([a], round);
+      }
     }
   }
 }

@@ -29,6 +29,7 @@ const COLOR = { h3: '#1a9850', h2: '#e08214', h1: '#2166ac' };
 const FROZEN_GAP_MS = 200; // > 6 frame times at 30 fps
 const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] : null);
 const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+const med = (v) => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 
 const rows = [];
 const abrRows = []; // rate-step plays (profile part 'step'): one row per play
@@ -45,7 +46,10 @@ for (const profile of Object.keys(meta.profiles)) {
   series[profile] = {};
   stallMarks[profile] = {};
   // Plays grouped by arm (older driver output: one play per arm in raw.arms).
-  const plays = raw.plays || Object.values(raw.arms).map((r) => ({ ...r, arm: Object.keys(raw.arms).find((k) => raw.arms[k] === r), round: 1 }));
+  const plays0 = raw.plays || Object.values(raw.arms).map((r) => ({ ...r, arm: Object.keys(raw.arms).find((k) => raw.arms[k] === r), round: 1 }));
+  // Several ABR rules in one run (ab.sh --abr-rules): one row per transport and rule.
+  const byRule = new Set(plays0.map((x) => x.abr || '')).size > 1;
+  const plays = byRule ? plays0.map((x) => ({ ...x, transport: x.arm, arm: `${x.arm}/${x.abr}` })) : plays0;
   const armOrder = [...new Set([...meta.arms.split(','), ...plays.map((x) => x.arm)])].filter((a) => plays.some((x) => x.arm === a));
   for (const arm of armOrder) {
     const lat = [];
@@ -99,7 +103,7 @@ for (const profile of Object.keys(meta.profiles)) {
       stallMarks[profile][arm].push(...((f.stalls && f.stalls.events) || []).map(([t]) => (t - t0) / 1000));
       for (const [k, v] of Object.entries((f.transport && f.transport.counts) || {})) counts[k] = (counts[k] || 0) + v;
       if (f.stalls) { stalls += f.stalls.count; stalledMs += f.stalls.totalMs; }
-      if (r.steps && r.steps.length) abrRows.push(rateStep(profile, arm, r, f, frames));
+      if (r.steps && r.steps.length) abrRows.push(rateStep(profile, r.transport || arm, r, f, frames));
       if (f.firstFrameMs != null) startups.push(f.firstFrameMs);
       bytes += f.bytes || 0;
       decodeErrors += f.frames ? f.frames.decodeErrors : 0;
@@ -161,9 +165,29 @@ function rateStep(profile, arm, r, f, frames) {
       if (frames[i][0] - frames[i - 1][0] > FROZEN_GAP_MS && b > a) frozenMs += b - a;
     }
   }
+  // Frames whose timecode decoded, per rendition height on screen at the time.
+  const heightAt = (t) => {
+    let h = ev.length ? (abr.representations || []).find((x) => x.id === ev[0].from)?.height : abr.current && abr.current.height;
+    for (const e of ev) if (e.t <= t) h = e.height;
+    return h;
+  };
+  const decodedByHeight = {};
+  for (const [t] of frames) { const h = heightAt(t); if (h != null) decodedByHeight[h] = (decodedByHeight[h] || 0) + 1; }
+  // dash.js's throughput estimate (6th element of the dash samples, newer pages only):
+  // the median of the 5 s before the drop and the lowest while the capacity was low.
+  const tput = (r.dash || []).filter((d) => d[5] != null).map((d) => [d[0], d[5]]);
+  const inWin = (a, b) => tput.filter(([t]) => t >= a && t < b).map(([, v]) => v);
+  const tputBefore = low ? inWin(low.t - 5000, low.t) : [];
+  const tputDrop = low && high ? inWin(low.t, high.t) : [];
+  const tputAfter = high ? inWin(high.t, high.t + 10000) : [];
+  const downEv = low ? ev.find((x) => x.t >= low.t && x.kbps < kbpsAt(low.t)) : null;
+  const upEv = high ? ev.find((x) => x.t >= high.t && x.kbps > kbpsAt(high.t)) : null;
   return {
     profile, arm, round: r.round, rule: abr.rule || null,
     downS: low ? firstAfter(low.t, -1) : null, upS: high ? firstAfter(high.t, +1) : null,
+    tputBeforeKbps: tputBefore.length ? med(tputBefore) : null, tputMinDropKbps: tputDrop.length ? Math.min(...tputDrop) : null,
+    tputAfterKbps: tputAfter.length ? med(tputAfter) : null,
+    downToHeight: downEv ? downEv.height : null, upToHeight: upEv ? upEv.height : null, decodedByHeight,
     beforeKbps: low ? kbpsAt(low.t) : null, switches: abr.switches ?? null,
     stalls: stallsN, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
     meanKbps: abr.playedKbpsMean ?? null,
@@ -221,7 +245,6 @@ const pathRows = profiles.map((p) => {
 });
 
 // ---------------------------------------------------------------- verdicts
-const med = (v) => { const s = [...v].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 /** One computed sentence comparing arm a with arm b on percentile k over the rounds. */
 function compare(a, b, k) {
   const byRound = (r) => new Map(r.perRound.filter((x) => x[k] != null).map((x) => [x.round, x[k]]));
@@ -245,8 +268,12 @@ function compare(a, b, k) {
 const verdicts = profiles.map((p) => {
   const rs = rows.filter((r) => r.profile === p);
   const lines = [];
-  const base = rs.find((r) => r.arm === 'h3') || rs[0];
-  for (const other of rs.filter((r) => r !== base)) for (const k of ['p50', 'p95']) lines.push(compare(base, other, k));
+  // With several ABR rules (arms 'h3/lolp' ...), transports are compared within each rule.
+  for (const rule of new Set(rs.map((r) => r.arm.split('/')[1] || ''))) {
+    const g = rs.filter((r) => (r.arm.split('/')[1] || '') === rule);
+    const base = g.find((r) => r.arm.split('/')[0] === 'h3') || g[0];
+    for (const other of g.filter((r) => r !== base)) for (const k of ['p50', 'p95']) lines.push(compare(base, other, k));
+  }
   if (rs.some((r) => r.stalls || r.frozenS >= 1)) lines.push(`stalls: ${rs.map((r) => `${LABEL[r.arm] || r.arm} ${r.stalls} (${r.frozenS.toFixed(1)} s frozen)`).join(', ')}`);
   return { profile: p, lines };
 }).filter((v) => v.lines.length);
@@ -273,18 +300,59 @@ function abrMd() {
   if (!abrRows.length) return '';
   const st = meta.step || {};
   const head = ['profile', 'transport', 'round', 'ABR rule', 'played before the drop kbit/s', 'switch down s', 'switch up s', 'switches',
-    'stalls (drop → recovery + 10 s)', 'stalled s', 'frozen s', 'mean kbit/s played', 'renditions (height)'];
+    'stalls (drop → recovery + 10 s)', 'stalled s', 'frozen s', 'mean kbit/s played', 'renditions (height)', 'frames decoded per height',
+    'dash.js estimate kbit/s: before the drop → lowest in it → after the recovery'];
   return `## ABR rate step
 
 Downstream capacity ${st.highKbit} kbit/s, ${st.lowKbit} kbit/s from ${st.atS} s after the page opened, back to ${st.highKbit} kbit/s at ${st.atS + st.holdS} s (tc tbf on the origin's veth).
 switch down / up: from the capacity change to the first rendition rendered below / above the one played before it ('–': none during the play).
 stalls / stalled / frozen: from the drop to 10 s after the recovery. mean kbit/s played: time-weighted bitrate of the rendered video rendition over the whole play.
+frames decoded per height: frames whose timecode strip decoded (latency samples), by the height of the rendition on screen then.
+dash.js estimate: its video throughput estimate (getAverageThroughput, 4 readings a second), the median over the 5 s before the drop, the lowest reading while the capacity was low and the median over the 10 s after the recovery: an estimate that stays above the played bitrate in the drop explains a missing down-switch, one that stays near the low rendition's bitrate after the recovery a missing up-switch.
 
 ${md(head)}
 ${md(head.map(() => '---'))}
 ${abrRows.map((r) => md([r.profile, LABEL[r.arm] || r.arm, String(r.round), r.rule || '–', fmt(r.beforeKbps), fmt(r.downS, 1), fmt(r.upS, 1), fmt(r.switches),
-    fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.meanKbps), `${r.heights || '–'}${r.stepsOk ? '' : ' (a tc step failed)'}`])).join('\n')}
+    fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.meanKbps), `${r.heights || '–'}${r.stepsOk ? '' : ' (a tc step failed)'}`,
+    Object.entries(r.decodedByHeight).map(([h, n]) => `${h}: ${n}`).join(', ') || '–',
+    [r.tputBeforeKbps, r.tputMinDropKbps, r.tputAfterKbps].every((x) => x == null) ? '–' : `${fmt(r.tputBeforeKbps)} → ${fmt(r.tputMinDropKbps)} → ${fmt(r.tputAfterKbps)}`])).join('\n')}
+${abrRuleMd()}
+`;
+}
+/** Per profile, rule and transport over the plays (rounds): the numbers that choose the default rule. */
+function abrRuleSummary() {
+  const groups = new Map();
+  for (const r of abrRows) {
+    const k = `${r.profile}|${r.rule}|${r.arm}`;
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k).push(r);
+  }
+  const medOf = (v) => (v.length ? med(v) : null);
+  const mean = (v) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null);
+  return [...groups.values()].map((g) => {
+    const downs = g.map((r) => r.downS).filter((x) => x != null), ups = g.map((r) => r.upS).filter((x) => x != null);
+    return {
+      profile: g[0].profile, rule: g[0].rule, arm: g[0].arm, plays: g.length,
+      downPlays: downs.length, downMedianS: medOf(downs), upPlays: ups.length, upMedianS: medOf(ups),
+      stallsMean: mean(g.map((r) => r.stalls)), stalledMeanS: mean(g.map((r) => r.stalledS)), frozenMeanS: mean(g.map((r) => r.frozenS)),
+      meanKbps: mean(g.map((r) => r.meanKbps).filter((x) => x != null)), switchesMean: mean(g.map((r) => r.switches).filter((x) => x != null)),
+    };
+  }).sort((a, b) => (a.profile + a.rule).localeCompare(b.profile + b.rule));
+}
+function abrRuleMd() {
+  const rs = abrRuleSummary();
+  if (new Set(rs.map((r) => r.rule)).size < 2 && !rs.some((r) => r.plays > 1)) return '';
+  const head = ['profile', 'ABR rule', 'transport', 'plays', 'switched down (plays)', 'switch down s (median)', 'switched up (plays)', 'switch up s (median)',
+    'switches (mean)', 'stalls (mean)', 'stalled s (mean)', 'frozen s (mean)', 'mean kbit/s played (mean)'];
+  return `
+### By rule and transport
 
+Over the plays above (rounds): how many plays switched down after the drop / up after the recovery and the median time among those that did; stalls, stalled and frozen time (drop → recovery + 10 s) and bitrate are means per play.
+
+${md(head)}
+${md(head.map(() => '---'))}
+${rs.map((r) => md([r.profile, r.rule || '–', LABEL[r.arm] || r.arm, String(r.plays), `${r.downPlays}/${r.plays}`, fmt(r.downMedianS, 1), `${r.upPlays}/${r.plays}`, fmt(r.upMedianS, 1),
+    fmt(r.switchesMean, 1), fmt(r.stallsMean, 1), fmt(r.stalledMeanS, 1), fmt(r.frozenMeanS, 1), fmt(r.meanKbps)])).join('\n')}
 `;
 }
 const skipped = meta.skipped || [];
@@ -338,7 +406,7 @@ function svg() {
   const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`];
   const arms = [...new Set(rows.map((r) => r.arm))];
-  arms.forEach((a, i) => out.push(`<rect x="${L + i * 130}" y="8" width="14" height="4" fill="${COLOR[a]}"/><text x="${L + i * 130 + 20}" y="14">${LABEL[a] || a}</text>`));
+  arms.forEach((a, i) => out.push(`<rect x="${L + i * 130}" y="8" width="14" height="4" fill="${COLOR[a.split('/')[0]]}"/><text x="${L + i * 130 + 20}" y="14">${LABEL[a] || a}</text>`));
   out.push(`<text x="${W - R}" y="14" text-anchor="end" fill="#666">latency (ms, 250 ms means) vs seconds since first frame; red ticks: stalls</text>`);
   profiles.forEach((p, i) => {
     const y0 = 30 + i * PH;
@@ -367,7 +435,7 @@ function svg() {
           d += `${prev === null || t - prev > 1 ? 'M' : 'L'}${X(t)},${Y(v)} `;
           prev = t;
         }
-        out.push(`<path d="${d.trim()}" fill="none" stroke="${COLOR[arm] || '#000'}" stroke-width="1.3" stroke-opacity="${lines.length > 1 ? 0.75 : 1}"/>`);
+        out.push(`<path d="${d.trim()}" fill="none" stroke="${COLOR[arm.split('/')[0]] || '#000'}" stroke-width="1.3" stroke-opacity="${lines.length > 1 ? 0.75 : 1}"/>`);
       }
       for (const t of stallMarks[p][arm] || []) {
         if (t >= 0 && t <= tMax) out.push(`<line x1="${X(t)}" x2="${X(t)}" y1="${y0 + T + ph - 8}" y2="${y0 + T + ph}" stroke="#d73027" stroke-width="2"/>`);
@@ -379,7 +447,7 @@ function svg() {
 }
 
 writeFileSync(join(dir, 'report.md'), report);
-writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium }, rows, abr: abrRows, verdicts, floor, paths: Object.fromEntries(profiles.map((p) => [p, readRaw(`${p}.path.json`)])) }, null, 1));
+writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium }, rows, abr: abrRows, abrByRule: abrRuleSummary(), verdicts, floor, paths: Object.fromEntries(profiles.map((p) => [p, readRaw(`${p}.path.json`)])) }, null, 1));
 writeFileSync(join(dir, 'samples.csv'), `${csv.join('\n')}\n`);
 writeFileSync(join(dir, 'latency.svg'), svg());
 console.log(`\n${txtTable}\n`);

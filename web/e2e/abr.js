@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // ABR ladder end-to-end: h3live origin + scripts/encoder.sh --ladder (720p,
-// 480p, 240p in one MPD) + headless Chromium (QUIC flags) playing
+// 432p, 234p in one MPD) + headless Chromium (QUIC flags) playing
 // web/index.html over h3, on free ports.  Checks:
 //   - the page sees the 3 video renditions and starts on the top one (abrstart);
 //   - a switch is forced by capping the video bitrate through the dash.js API
-//     (streaming.abr.maxBitrate.video = 600 kbit/s, below the 480p rung):
-//     window.h3liveStats.abr records a down-switch to 240p, the video element
-//     reports 426x240, and the timecode keeps decoding at 240p;
+//     (streaming.abr.maxBitrate.video = 600 kbit/s, below the 432p rung):
+//     window.h3liveStats.abr records a down-switch to 234p, the video element
+//     reports 416x234, and the timecode keeps decoding at 234p;
 //   - lifting the cap again: the up-switch time is reported (not asserted: it
 //     depends on the rule's throughput estimate);
 //   - no player errors.
@@ -63,11 +63,11 @@ async function main() {
   check(`starts on the top rendition (rule ${opts.abr}, abrstart=5000)`, r.ok && firstId === '0', JSON.stringify(r.s && r.s.abr));
   const before = r.s ? r.s.abr.switches : 0;
 
-  // Force a down-switch: cap below the 480p rung.
+  // Force a down-switch: cap below the 432p rung.
   const tCap = Date.now();
   await page.evaluate('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: 600 } } } })');
-  r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 240 && /x240$/.test(s.videoSize || ''), 30000);
-  check('capped at 600 kbit/s: switches down to 240p (stats.abr + video element)', r.ok,
+  r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 234 && s.videoSize === '416x234', 30000);
+  check('capped at 600 kbit/s: switches down to 234p (stats.abr + video element)', r.ok,
     r.s ? `after ${((Date.now() - tCap) / 1000).toFixed(1)} s; ${JSON.stringify(r.s.abr.events.slice(-2))}, videoSize ${r.s.videoSize}` : 'no stats');
   check('switch counted', r.s && r.s.abr.switches > before && r.s.abr.down >= 1, r.s ? `switches ${r.s.abr.switches}, down ${r.s.abr.down}` : '');
   const dec0 = r.s ? r.s.frames.decoded : 0;
@@ -76,13 +76,13 @@ async function main() {
   let s = await statsOf(page);
   const dec = s ? s.frames.decoded - dec0 : 0;
   const errs = s ? s.frames.decodeErrors - err0 : 0;
-  check('timecode decodes at 240p', s && /x240$/.test(s.videoSize || '') && dec > 20 && errs <= dec / 10 && s.latency.timecodeMs != null,
+  check('timecode decodes at 234p', s && s.videoSize === '416x234' && dec > 20 && errs <= dec / 10 && s.latency.timecodeMs != null,
     s ? `${dec} frames decoded, ${errs} undecodable in 3 s at ${s.videoSize}; latency ${s.latency.timecodeMs} ms` : '');
 
   // Lift the cap: report how long the rule takes to go back up.
   const tUp = Date.now();
   await page.evaluate('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: -1 } } } })');
-  r = await waitFor(page, (x) => x.abr.current && x.abr.current.height > 240, 20000);
+  r = await waitFor(page, (x) => x.abr.current && x.abr.current.height > 234, 20000);
   log(`cap lifted: ${r.ok ? `up-switch to ${r.s.abr.current.height}p after ${((Date.now() - tUp) / 1000).toFixed(1)} s` : 'no up-switch within 20 s'} (not asserted)`);
   s = await statsOf(page);
   check('no player errors', s && s.errors.length === 0 && seen.exceptions.length === 0,

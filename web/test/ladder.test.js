@@ -21,6 +21,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const encoder = join(here, '..', '..', 'scripts', 'encoder.sh');
 const SECONDS = 5;
 const FPS = 30;
+/** The default ladder's video renditions: id, width, height. */
+const RUNGS = [[0, 1280, 720], [1, 768, 432], [2, 416, 234]];
 
 function frames(out, rep, w, h) {
   const chunks = readdirSync(out).filter((n) => new RegExp(`^chunk-stream${rep}-\\d+\\.m4s$`).test(n)).sort();
@@ -34,6 +36,14 @@ function frames(out, rep, w, h) {
   for (let o = 0; o + w * sh <= raw.length; o += w * sh) res.push(raw.subarray(o, o + w * sh));
   return { frames: res, sh, segments: chunks.length };
 }
+
+test('a ladder rung of another aspect ratio is refused with a clear error', () => {
+  // 854x480 is not exactly 16:9: ffmpeg's DASH muxer would need a non-square sample
+  // aspect ratio (or fail on "Conflicting stream aspect ratios"); the script says why.
+  const r = spawnSync(encoder, ['--ladder-spec', '1280x720:2M:veryfast,854x480:900k:veryfast', '--dry-run'], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /854x480: sizes must be even and of the top rung's aspect ratio exactly/);
+});
 
 describe('ABR ladder (encoder.sh --ladder)', () => {
   let dir, out, truth, mpd;
@@ -54,14 +64,18 @@ describe('ABR ladder (encoder.sh --ladder)', () => {
   test('one MPD: a video adaptation set with 3 renditions, and audio', () => {
     const sets = mpd.match(/<AdaptationSet[\s\S]*?<\/AdaptationSet>/g);
     assert.equal(sets.length, 2);
-    const reps = [...sets[0].matchAll(/<Representation id="(\d+)"[^>]*bandwidth="(\d+)" width="(\d+)" height="(\d+)"/g)]
-      .map((m) => ({ id: m[1], bw: +m[2], w: +m[3], h: +m[4] }));
-    assert.deepEqual(reps.map((r) => `${r.id}:${r.w}x${r.h}`), ['0:1280x720', '1:854x480', '2:426x240']);
+    const attr = (tag, name) => (tag.match(new RegExp(`\\s${name}="([^"]*)"`)) || [])[1];
+    const reps = (sets[0].match(/<Representation\b[^>]*>/g) || [])
+      .map((t) => ({ id: attr(t, 'id'), bw: +attr(t, 'bandwidth'), size: `${attr(t, 'width')}x${attr(t, 'height')}`, sar: attr(t, 'sar') }));
+    // Exact sizes with square pixels: the MPD and the browser's videoWidth/Height agree
+    // (426x240 with sar 640:639 was shown as 427x240).
+    assert.deepEqual(reps.map((r) => `${r.id}:${r.size}:sar=${r.sar}`), RUNGS.map(([id, w, h]) => `${id}:${w}x${h}:sar=1:1`));
     assert.ok(reps[0].bw > reps[1].bw && reps[1].bw > reps[2].bw, JSON.stringify(reps));
+    assert.equal(attr(sets[0].match(/<AdaptationSet\b[^>]*>/)[0], 'par'), '16:9');
     assert.match(sets[1], /contentType="audio"/);
   });
 
-  for (const [rep, w, h] of [[0, 1280, 720], [1, 854, 480], [2, 426, 240]]) {
+  for (const [rep, w, h] of RUNGS) {
     test(`rendition ${rep} (${w}x${h}): every frame decodes to its capture time`, (t) => {
       const f = frames(out, rep, w, h);
       assert.ok(f.frames.length >= FPS * (SECONDS - 2), `only ${f.frames.length} frames`);
