@@ -279,7 +279,10 @@ async fn serve_hq(conn: quinn::Connection, ctx: Arc<ConnCtx>, shutdown: Cancella
         let (send, recv) = match accepted {
             Ok(s) => s,
             Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return,
-            Err(e) => return debug!(error = %e, "hq connection ended"),
+            Err(e) => {
+                debug!(error = %e, "hq connection ended");
+                return;
+            }
         };
         let ctx = ctx.clone();
         let id = send.id();

@@ -303,7 +303,10 @@ impl Door {
             self.spawn(remote, admission, async move {
                 let connecting = match accepted {
                     Ok(c) => c,
-                    Err(e) => return debug!(error = %e, "QUIC accept failed"),
+                    Err(e) => {
+                        debug!(error = %e, "QUIC accept failed");
+                        return;
+                    }
                 };
                 let handshake = if zero_rtt {
                     match connecting.into_0rtt() {

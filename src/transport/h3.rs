@@ -100,7 +100,10 @@ pub async fn serve_conn(
         .await
     {
         Ok(c) => c,
-        Err(e) => return debug!(error = %e, "h3 connection setup failed"),
+        Err(e) => {
+            debug!(error = %e, "h3 connection setup failed");
+            return;
+        }
     };
     let activity = Arc::new(Activity::default());
     let mut closing = false;
@@ -180,14 +183,18 @@ async fn handle_request(
 ) {
     let (req, mut stream) = match resolver.resolve_request().await {
         Ok(x) => x,
-        Err(e) => return debug!(error = %e, "h3: bad request stream"),
+        Err(e) => {
+            debug!(error = %e, "h3: bad request stream");
+            return;
+        }
     };
     let span = request_span(Transport::H3, req.method(), req.uri().path());
     async move {
         let resp = origin.handle(req.map(|()| NoBody), &conn).await;
         let (parts, mut body) = resp.into_parts();
         if let Err(e) = stream.send_response(http::Response::from_parts(parts, ())).await {
-            return debug!(error = %e, "h3: client went away before the response");
+            debug!(error = %e, "h3: client went away before the response");
+            return;
         }
         while let Some(piece) = body.next().await {
             match piece {
@@ -202,7 +209,10 @@ async fn handle_request(
                     }
                 } {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => return debug!(error = %e, "h3: client went away mid-response"),
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "h3: client went away mid-response");
+                        return;
+                    }
                     Err(_) => {
                         // Flow control stayed closed: the client stopped reading.
                         debug!(timeout = ?send_timeout, "h3: reader stopped reading, resetting the stream");
