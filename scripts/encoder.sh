@@ -125,9 +125,9 @@ if [ "$LADDER" = 1 ]; then
   SIZE="${RUNGS[0]%%:*}"
   for r in "${RUNGS[@]}"; do
     RS="${r%%:*}"; RW="${RS%x*}"; RH="${RS#*x}"
-    case "$RW$RH" in *[!0-9]*|"") log "bad ladder rung '$r' (WxH:bitrate:preset)"; exit 2 ;; esac
+    case "$RW$RH" in *[!0-9]*|"") say "bad ladder rung '$r' (WxH:bitrate:preset)"; exit 2 ;; esac
     if [ $((RW % 2)) != 0 ] || [ $((RH % 2)) != 0 ] || [ $((RW * ${SIZE#*x})) != $((RH * ${SIZE%x*})) ]; then
-      log "ladder rung $RS: sizes must be even and of the top rung's aspect ratio exactly (${SIZE}), e.g. 768x432 and 416x234 for 1280x720"
+      say "ladder rung $RS: sizes must be even and of the top rung's aspect ratio exactly (${SIZE}), e.g. 768x432 and 416x234 for 1280x720"
       exit 2
     fi
   done
