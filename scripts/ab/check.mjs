@@ -25,6 +25,8 @@ const { values, positionals: [dir] } = cli(import.meta.url, {
   arms: { type: 'string', default: 'h3,h1' },
   profiles: { type: 'string', default: 'clean,loss1' },
   'min-samples': { type: 'string', default: '100' },
+  'rate-step': { type: 'boolean', default: false },
+  'rate-step-up': { type: 'boolean', default: false },
 }, { allowPositionals: true });
 const arms = values.arms.split(',');
 const profiles = values.profiles.split(',');
@@ -87,7 +89,7 @@ for (const p of profiles) {
     if (report) check(`${id} in report.md`, report.includes(`| ${p} |`));
     if (row.errors) console.log(`note  ${id} player errors: ${row.errorSamples.join(' | ')}`);
   }
-  if (argv.includes('--rate-step')) checkRateStep(p);
+  if (values['rate-step']) checkRateStep(p);
   if (svg) check(`[${p}] plotted in latency.svg`, svg.includes(`>${p}</text>`));
   const path = existsSync(join(dir, 'raw', `${p}.path.json`)) ? JSON.parse(readFileSync(join(dir, 'raw', `${p}.path.json`), 'utf8')) : null;
   check(`[${p}] path self-check ran and passed`, path && path.ok === true, path ? `${path.items.filter((i) => !i.ok).map((i) => i.name).join(', ') || 'all items ok'}` : 'raw/PROFILE.path.json missing');
@@ -114,7 +116,7 @@ function checkRateStep(p) {
       check(`${id} switched down after the drop, timecode decoded there`, r.downS != null && dec[r.downToHeight] >= 10,
         `${r.downS == null ? 'no down-switch' : `${r.downS.toFixed(1)} s after the drop, to ${r.downToHeight}p`}; renditions ${r.heights}; decoded ${JSON.stringify(dec)}`);
       const up = `${r.upS == null ? 'no up-switch' : `${r.upS.toFixed(1)} s after the recovery, to ${r.upToHeight}p`}; decoded ${JSON.stringify(dec)}`;
-      if (argv.includes('--rate-step-up')) check(`${id} switched up after the recovery, timecode decoded there`, r.upS != null && dec[r.upToHeight] >= 10, up);
+      if (values['rate-step-up']) check(`${id} switched up after the recovery, timecode decoded there`, r.upS != null && dec[r.upToHeight] >= 10, up);
       else console.log(`note  ${id} after the recovery (not asserted): ${up}`);
     }
   }
