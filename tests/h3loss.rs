@@ -14,11 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser as _;
 use common::TestOrigin;
 use h3live::load::capture::{synthesize, SynthOptions};
 use h3live::load::replay::{self, PrftMode, ReplayStats};
-use h3live::load::LoadCmd;
 use h3live::transport::Congestion;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -144,27 +142,7 @@ async fn h3_keeps_up_with_a_live_stream_over_a_lossy_path() {
     let o = TestOrigin::start_with(|c| c.limits.quic.congestion = congestion()).await;
     let (relay, stop, replay, _capture) = live_behind_lossy_relay(&o).await;
 
-    let cmd = LoadCmd::try_parse_from([
-        "load",
-        "--transport",
-        "h3",
-        "--addr",
-        &relay.to_string(),
-        "--ca",
-        o.cert_pem.to_str().unwrap(),
-        "--stream",
-        "t",
-        "-n",
-        "2",
-        "--duration",
-        "12s",
-        "--ramp",
-        "200ms",
-        "--wait",
-        "5s",
-        "--quiet",
-    ])
-    .unwrap();
+    let cmd = common::load_cmd("h3", relay, &o.cert_pem, 2, "12s");
     let r = h3live::load::run(cmd.viewers, CancellationToken::new()).await.unwrap();
     stop.cancel();
     replay.await.unwrap().unwrap();

@@ -8,11 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser as _;
 use common::TestOrigin;
 use h3live::load::capture::{synthesize, Capture, SynthOptions};
 use h3live::load::replay::{self, PrftMode, ReplayStats};
-use h3live::load::{LoadCmd, Report};
+use h3live::load::Report;
 use h3live::transport::Transport;
 use tokio_util::sync::CancellationToken;
 
@@ -39,27 +38,7 @@ async fn viewers_on_every_transport_measure_latency_of_a_replayed_stream() {
 
     let mut runs = Vec::new();
     for t in Transport::ALL {
-        let cmd = LoadCmd::try_parse_from([
-            "load",
-            "--transport",
-            t.as_str(),
-            "--addr",
-            &o.addr(t).to_string(),
-            "--ca",
-            o.cert_pem.to_str().unwrap(),
-            "--stream",
-            "t",
-            "-n",
-            &VIEWERS.to_string(),
-            "--duration",
-            "4s",
-            "--ramp",
-            "200ms",
-            "--wait",
-            "5s",
-            "--quiet",
-        ])
-        .unwrap();
+        let cmd = common::load_cmd(t.as_str(), o.addr(t), &o.cert_pem, VIEWERS, "4s");
         runs.push(tokio::spawn(h3live::load::run(cmd.viewers, CancellationToken::new())));
     }
     let mut reports: Vec<Report> = Vec::new();

@@ -260,3 +260,38 @@ pub async fn read_all(resp: &mut h3live::client::ClientResponse) -> (Vec<u8>, Op
     }
     (out, None)
 }
+
+/// `h3live load` over `transport` at `addr` (certificate `ca`): `viewers` of
+/// stream `t` for `duration`, ramped over 200 ms, waiting up to 5 s for the
+/// stream, quiet.
+pub fn load_cmd(
+    transport: &str,
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    viewers: usize,
+    duration: &str,
+) -> h3live::load::LoadCmd {
+    use clap::Parser as _;
+    let (addr, ca, n) = (addr.to_string(), ca.to_str().expect("a UTF-8 path").to_string(), viewers.to_string());
+    h3live::load::LoadCmd::try_parse_from([
+        "load",
+        "--transport",
+        transport,
+        "--addr",
+        &addr,
+        "--ca",
+        &ca,
+        "--stream",
+        "t",
+        "-n",
+        &n,
+        "--duration",
+        duration,
+        "--ramp",
+        "200ms",
+        "--wait",
+        "5s",
+        "--quiet",
+    ])
+    .expect("load arguments")
+}
