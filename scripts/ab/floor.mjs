@@ -14,8 +14,26 @@ import { cli } from '../../web/e2e/cli.js';
 
 export const FROZEN_GAP_MS = 200;
 
-/** { held, why, latencyP50 } for one driver output of a single-arm trial. */
+/** Decoded frames per second over the judged window [from, until] (the play
+ *  rate: 30 on an idle machine; lower means a starved renderer, which also
+ *  shows up as frozen-picture gaps, so every verdict carries it). */
+function frameRate(fr, from, until) {
+  const n = fr.filter(([t]) => t >= from && t <= until);
+  if (n.length < 2) return null;
+  return Number(((n.length - 1) / ((n[n.length - 1][0] - n[0][0]) / 1000)).toFixed(1));
+}
+
+/** { held, why, latencyP50, fps } for one driver output of a single-arm trial. */
 export function judge(raw, warmupS, holdS) {
+  const j = judgeHold(raw, warmupS, holdS);
+  const fr = (raw.plays && raw.plays[0] && raw.plays[0].frames) || [];
+  if (!fr.length) return j;
+  const from = fr[0][0] + warmupS * 1000;
+  const fps = frameRate(fr, from, from + holdS * 1000);
+  return { ...j, fps, why: fps != null ? `${j.why}; ${fps} fps` : j.why };
+}
+
+function judgeHold(raw, warmupS, holdS) {
   const play = raw.plays && raw.plays[0];
   if (!play) return { held: false, why: 'no play recorded' };
   const fr = play.frames || [];
