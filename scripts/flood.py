@@ -13,7 +13,12 @@ followed by a probe of what a normal client gets meanwhile.
 - puts:      M zero-byte PUTs to distinct names, one connection at a time;
              reports the time per PUT at the start and at the end, and the
              origin's answers (201 until --max-objects, then 503).
-Full scale: N = 4096 (slowloris 4200), M = 60000.
+- lifetime:  M sequential GET /healthz over one connection each on h3
+             (aioquic), h2 and h1 (curl, URL globbing reuses its connection);
+             reports how many connections each needed and, with --pid, the
+             origin's RSS before and after: does anything per finished request
+             stay with a long-lived connection?
+Full scale: N = 4096 (slowloris 4200), M = 60000 (lifetime: 100000).
 """
 import argparse
 import asyncio
@@ -21,6 +26,9 @@ import ssl
 import time
 
 from aioquic.asyncio import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 
 # Probes come from another loopback address than the flood, so the
@@ -186,6 +194,70 @@ async def puts(args, m):
     return f"puts: {m} zero-byte PUTs: {codes}; mean per PUT first 5 %: {first:.2f} ms, last 5 %: {last:.2f} ms"
 
 
+def rss_kib(pid):
+    if not pid:
+        return None
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+class H3Seq(QuicConnectionProtocol):
+    """One QUIC connection, one GET at a time."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.h3 = H3Connection(self._quic)
+        self.waiting = {}
+
+    def quic_event_received(self, event):
+        for ev in self.h3.handle_event(event):
+            if isinstance(ev, (HeadersReceived, DataReceived)) and ev.stream_ended:
+                fut = self.waiting.pop(ev.stream_id, None)
+                if fut and not fut.done():
+                    fut.set_result(True)
+
+    async def get(self, authority, path):
+        sid = self._quic.get_next_available_stream_id()
+        fut = asyncio.get_event_loop().create_future()
+        self.waiting[sid] = fut
+        self.h3.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority.encode()),
+                                   (b":path", path.encode())], end_stream=True)
+        self.transmit()
+        await asyncio.wait_for(fut, 10)
+
+
+async def lifetime(args, m):
+    out = []
+    cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, verify_mode=ssl.CERT_NONE)
+    before = rss_kib(args.pid)
+    t0, done, err = time.monotonic(), 0, ""
+    try:
+        async with connect(args.host, args.h3, configuration=cfg, create_protocol=H3Seq, wait_connected=True) as c:
+            for _ in range(m):
+                await c.get(f"{args.host}:{args.h3}", "/healthz")
+                done += 1
+    except Exception as e:  # noqa: BLE001
+        err = f", stopped by {type(e).__name__} {e}"
+    rate = done / (time.monotonic() - t0)
+    out.append(f"h3: {done}/{m} requests on one connection ({rate:.0f}/s){err}; origin RSS {before} -> {rss_kib(args.pid)} KiB")
+    for name, flag, port, scheme in (("h2", "--http2", args.https, "https"), ("h1", "--http1.1", args.http, "http")):
+        before = rss_kib(args.pid)
+        t0 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            "curl", "-sk", flag, "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n",
+            f"{scheme}://{args.host}:{port}/healthz?[1-{m}]", stdout=asyncio.subprocess.PIPE)
+        lines = (await proc.communicate())[0].decode().split()
+        codes, conns = lines[0::2], lines[1::2]
+        ok = sum(1 for c in codes if c == "200")
+        rate = len(codes) / (time.monotonic() - t0)
+        out.append(f"{name}: {ok}/{m} answered 200 over {1 + sum(int(x) for x in conns[1:])} connection(s) "
+                   f"({rate:.0f}/s); origin RSS {before} -> {rss_kib(args.pid)} KiB")
+    return "lifetime: " + "; ".join(out)
+
+
 async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--host", default="127.0.0.1")
@@ -194,7 +266,9 @@ async def main():
     p.add_argument("--h3", type=int, required=True)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--hold", type=float, default=40.0, help="seconds each flood is held")
-    p.add_argument("--only", nargs="*", default=["idle-h2", "idle-quic", "slowloris", "puts"])
+    p.add_argument("--only", nargs="*", default=["idle-h2", "idle-quic", "slowloris", "puts"],
+                   help="floods to run (also: lifetime)")
+    p.add_argument("--pid", type=int, help="the origin's pid, for its RSS (lifetime)")
     args = p.parse_args()
     s = args.scale
     runs = {
@@ -202,6 +276,7 @@ async def main():
         "idle-quic": lambda: idle_quic(args, int(4096 * s)),
         "slowloris": lambda: slowloris(args, int(4200 * s)),
         "puts": lambda: puts(args, int(60000 * s)),
+        "lifetime": lambda: lifetime(args, int(100000 * s)),
     }
     for name in args.only:
         print(await runs[name](), flush=True)
