@@ -75,6 +75,22 @@ export function watchAbr(dashjs, player, stats, onChange = () => {}) {
     }
   };
   player.on(ev.STREAM_INITIALIZED, start);
+  // Every video segment request dash.js recorded (its HttpList metric, which is also
+  // what feeds its throughput estimate): [request sent, first byte, finished (epoch ms),
+  // bytes, download ms as dash.js counts it (sum of its trace), HTTP status, last two
+  // URL parts]. Tells whether segments still complete when the path slows down. An
+  // aborted request is recorded with 0 bytes (dash.js traces a fetch only at its end).
+  stats.fetches = [];
+  const epoch = (d) => (d == null ? null : new Date(d).getTime());
+  player.on(ev.METRIC_ADDED, (e) => {
+    const r = e.value;
+    if (e.metric !== 'HttpList' || e.mediaType !== 'video' || !r || r.type !== 'MediaSegment') return;
+    const trace = r.trace || [];
+    const bytes = trace.reduce((s, x) => s + (x.b ? x.b[0] : 0), 0);
+    const ms = trace.reduce((s, x) => s + (x.d || 0), 0);
+    stats.fetches.push([epoch(r.trequest), epoch(r.tresponse), epoch(r._tfinish), bytes, ms, r.responsecode, String(r.url || '').split('/').slice(-2).join('/')]);
+    if (stats.fetches.length > 600) stats.fetches.shift();
+  });
   player.on(ev.QUALITY_CHANGE_RENDERED, (e) => {
     if (e.mediaType !== 'video') return;
     const now = Date.now();

@@ -39,7 +39,8 @@
 //     bytes,                                          // encodedBodySize of finished requests
 //     frames: { presented, decoded, decodeErrors, lastError },
 //     errors: [ { t, message } ],
-//     abr: { rule, current, switches, up, down, events, playedKbpsMean } } },  // ./abr.js
+//     abr: { rule, current, switches, up, down, events, playedKbpsMean,
+//            fetches: [[requestMs, firstByteMs, finishedMs, bytes, downloadMs, status, url]] } } },  // ./abr.js
 //   verdict: { lowest: ARM | null,                    // web/verdict.js, updated twice a second
 //              arms: { ARM: { state: 'pending'|'lowest'|'higher'|'same', deltaMs,
 //                             nowMs, p25, p50, p75, n, spanMs } } },
@@ -241,7 +242,7 @@ function setupArm(arm) {
     // ABR (ladder streams): rule from ?abr=, renditions played in p.abr.
     const settings = abrSettings(abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
     armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError, settings });
-    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null };
+    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null, fetches: [] };
     const abr = watchAbr(dashjs, armState.player, p.abr);
     setInterval(() => abr.tick(), 500);
   } else {

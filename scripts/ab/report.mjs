@@ -180,6 +180,15 @@ function rateStep(profile, arm, r, f, frames) {
   const tputBefore = low ? inWin(low.t - 5000, low.t) : [];
   const tputDrop = low && high ? inWin(low.t, high.t) : [];
   const tputAfter = high ? inWin(high.t, high.t + 10000) : [];
+  // Video segment requests dash.js finished while the capacity was low (abr.fetches,
+  // newer pages only): how many, and the rate dash.js computed from them (bytes over its
+  // download time). None finished = no new throughput sample = no reason to switch down.
+  const fetches = abr.fetches || null;
+  // dash.js records aborted requests too, with no bytes (its fetch loader traces a request
+  // only when it completes): those are counted apart.
+  const dropEnded = fetches && low && high ? fetches.filter((x) => x[2] != null && x[2] >= low.t && x[2] < high.t) : null;
+  const dropDone = dropEnded ? dropEnded.filter((x) => x[3] > 0) : null;
+  const dropKbps = dropDone ? dropDone.filter((x) => x[4] > 0).map((x) => Math.round((8 * x[3]) / x[4])) : [];
   const downEv = low ? ev.find((x) => x.t >= low.t && x.kbps < kbpsAt(low.t)) : null;
   const upEv = high ? ev.find((x) => x.t >= high.t && x.kbps > kbpsAt(high.t)) : null;
   return {
@@ -187,6 +196,8 @@ function rateStep(profile, arm, r, f, frames) {
     downS: low ? firstAfter(low.t, -1) : null, upS: high ? firstAfter(high.t, +1) : null,
     tputBeforeKbps: tputBefore.length ? med(tputBefore) : null, tputMinDropKbps: tputDrop.length ? Math.min(...tputDrop) : null,
     tputAfterKbps: tputAfter.length ? med(tputAfter) : null,
+    dropFetches: dropDone ? dropDone.length : null, dropAborted: dropEnded ? dropEnded.length - dropDone.length : null, dropFetchKbps: dropKbps.length ? med(dropKbps) : null,
+    dropFetchMaxS: dropDone && dropDone.length ? Math.max(...dropDone.map((x) => (x[2] - x[0]) / 1000)) : null,
     downToHeight: downEv ? downEv.height : null, upToHeight: upEv ? upEv.height : null, decodedByHeight,
     beforeKbps: low ? kbpsAt(low.t) : null, switches: abr.switches ?? null,
     stalls: stallsN, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
@@ -301,7 +312,7 @@ function abrMd() {
   const st = meta.step || {};
   const head = ['profile', 'transport', 'round', 'ABR rule', 'played before the drop kbit/s', 'switch down s', 'switch up s', 'switches',
     'stalls (drop → recovery + 10 s)', 'stalled s', 'frozen s', 'mean kbit/s played', 'renditions (height)', 'frames decoded per height',
-    'dash.js estimate kbit/s: before the drop → lowest in it → after the recovery'];
+    'dash.js estimate kbit/s: before the drop → lowest in it → after the recovery', 'video segments finished in the drop (median kbit/s, longest s); aborted'];
   return `## ABR rate step
 
 Downstream capacity ${st.highKbit} kbit/s, ${st.lowKbit} kbit/s from ${st.atS} s after the page opened, back to ${st.highKbit} kbit/s at ${st.atS + st.holdS} s (tc tbf on the origin's veth).
@@ -309,13 +320,15 @@ switch down / up: from the capacity change to the first rendition rendered below
 stalls / stalled / frozen: from the drop to 10 s after the recovery. mean kbit/s played: time-weighted bitrate of the rendered video rendition over the whole play.
 frames decoded per height: frames whose timecode strip decoded (latency samples), by the height of the rendition on screen then.
 dash.js estimate: its video throughput estimate (getAverageThroughput, 4 readings a second), the median over the 5 s before the drop, the lowest reading while the capacity was low and the median over the 10 s after the recovery: an estimate that stays above the played bitrate in the drop explains a missing down-switch, one that stays near the low rendition's bitrate after the recovery a missing up-switch.
+video segments finished in the drop: dash.js's own request records (HttpList) of video segments that finished while the capacity was low, the median of the rate it computed from each (bytes over its download time) and the longest request (sent to finished): its estimate only moves when one finishes. aborted: requests dash.js gave up in the drop (after a seek to the live edge, or its abandon rule); they add no throughput sample.
 
 ${md(head)}
 ${md(head.map(() => '---'))}
 ${abrRows.map((r) => md([r.profile, LABEL[r.arm] || r.arm, String(r.round), r.rule || '–', fmt(r.beforeKbps), fmt(r.downS, 1), fmt(r.upS, 1), fmt(r.switches),
     fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.meanKbps), `${r.heights || '–'}${r.stepsOk ? '' : ' (a tc step failed)'}`,
     Object.entries(r.decodedByHeight).map(([h, n]) => `${h}: ${n}`).join(', ') || '–',
-    [r.tputBeforeKbps, r.tputMinDropKbps, r.tputAfterKbps].every((x) => x == null) ? '–' : `${fmt(r.tputBeforeKbps)} → ${fmt(r.tputMinDropKbps)} → ${fmt(r.tputAfterKbps)}`])).join('\n')}
+    [r.tputBeforeKbps, r.tputMinDropKbps, r.tputAfterKbps].every((x) => x == null) ? '–' : `${fmt(r.tputBeforeKbps)} → ${fmt(r.tputMinDropKbps)} → ${fmt(r.tputAfterKbps)}`,
+    r.dropFetches == null ? '–' : `${r.dropFetches}${r.dropFetches ? ` (${fmt(r.dropFetchKbps)}, ${fmt(r.dropFetchMaxS, 1)})` : ''}; ${r.dropAborted} aborted`])).join('\n')}
 ${abrRuleMd()}
 `;
 }

@@ -7,6 +7,7 @@
 //     (streaming.abr.maxBitrate.video = 600 kbit/s, below the 432p rung):
 //     window.h3liveStats.abr records a down-switch to 234p, the video element
 //     reports 416x234, and the timecode keeps decoding at 234p;
+//   - dash.js's video segment request records reach the stats (abr.fetches);
 //   - lifting the cap again: the up-switch time is reported (not asserted: it
 //     depends on the rule's throughput estimate);
 //   - no player errors.
@@ -79,6 +80,13 @@ async function main() {
   check('timecode decodes at 234p', s && s.videoSize === '416x234' && dec > 20 && errs <= dec / 10 && s.latency.timecodeMs != null,
     s ? `${dec} frames decoded, ${errs} undecodable in 3 s at ${s.videoSize}; latency ${s.latency.timecodeMs} ms` : '');
 
+  // dash.js's record of each video segment request (stats.abr.fetches, what its throughput
+  // estimate is made of): finished segments with their bytes and download time.
+  // Aborted requests are recorded too, with no bytes.
+  const fin = s ? (s.abr.fetches || []).filter((f) => f[2] != null && f[3] > 0) : [];
+  check('video segment requests recorded (stats.abr.fetches)', fin.length >= 3 && fin.every((f) => f[2] >= f[0] && f[4] >= 0 && f[5] === 200),
+    `${fin.length} finished; last ${JSON.stringify(fin.slice(-2))}`);
+
   // Lift the cap: report how long the rule takes to go back up.
   const tUp = Date.now();
   await page.evaluate('window.h3livePlayer.updateSettings({ streaming: { abr: { maxBitrate: { video: -1 } } } })');
@@ -87,7 +95,7 @@ async function main() {
   s = await statsOf(page);
   check('no player errors', s && s.errors.length === 0 && seen.exceptions.length === 0,
     s ? `${JSON.stringify(s.errors.slice(0, 3))} ${seen.exceptions.slice(0, 3).join(' | ')}` : '');
-  log(`final abr stats: ${JSON.stringify(s && s.abr)}; stalls ${JSON.stringify(s && { count: s.stalls.count, totalMs: s.stalls.totalMs })}; transport ${JSON.stringify(s && s.transport.counts)}`);
+  log(`final abr stats: ${JSON.stringify(s && { ...s.abr, fetches: `${s.abr.fetches.length} records` })}; stalls ${JSON.stringify(s && { count: s.stalls.count, totalMs: s.stalls.totalMs })}; transport ${JSON.stringify(s && s.transport.counts)}`);
   await page.close();
 }
 
