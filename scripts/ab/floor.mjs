@@ -49,7 +49,9 @@ function judgeHold(raw, warmupS, holdS) {
   }
   const last = fr[fr.length - 1][0];
   if (last < from) return { held: false, why: `picture frozen from ${((last - fr[0][0]) / 1000).toFixed(1)} s, before the warm-up ended` };
-  if (last < until) return { held: false, why: `picture ran only ${((last - from) / 1000).toFixed(0)} of ${holdS} s after the warm-up` };
+  // The driver ends a holding trial as soon as the picture has run `hold` s, so the last
+  // recorded frame can fall a frame time short of `until`: that is not a frozen picture.
+  if (last < until - FROZEN_GAP_MS) return { held: false, why: `picture ran only ${((last - from) / 1000).toFixed(0)} of ${holdS} s after the warm-up` };
   const lat = fr.filter(([t]) => t >= from && t <= until).map(([, l]) => l).sort((a, b) => a - b);
   const latencyP50 = lat.length ? lat[Math.floor(lat.length / 2)] : null;
   return { held: true, why: `${holdS} s without stall or frozen picture, latency p50 ${latencyP50} ms`, latencyP50 };
