@@ -242,7 +242,7 @@ function setupArm(arm) {
     // ABR (ladder streams): rule from ?abr=, renditions played in p.abr.
     const settings = abrSettings(abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
     armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError, settings });
-    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null, fetches: [] };
+    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null };
     const abr = watchAbr(dashjs, armState.player, p.abr);
     setInterval(() => abr.tick(), 500);
   } else {

@@ -25,20 +25,18 @@ function frameRate(fr, from, until) {
 
 /** { held, why, latencyP50, fps } for one driver output of a single-arm trial. */
 export function judge(raw, warmupS, holdS) {
-  const j = judgeHold(raw, warmupS, holdS);
-  const fr = (raw.plays && raw.plays[0] && raw.plays[0].frames) || [];
-  if (!fr.length) return j;
-  const from = fr[0][0] + warmupS * 1000;
-  const fps = frameRate(fr, from, from + holdS * 1000);
-  return { ...j, fps, why: fps != null ? `${j.why}; ${fps} fps` : j.why };
-}
-
-function judgeHold(raw, warmupS, holdS) {
   const play = raw.plays && raw.plays[0];
   if (!play) return { held: false, why: 'no play recorded' };
   const fr = play.frames || [];
   if (!fr.length) return { held: false, why: 'no frame shown' };
   const from = fr[0][0] + warmupS * 1000, until = from + holdS * 1000;
+  const j = judgeHold(play, fr, from, until, holdS);
+  const fps = frameRate(fr, from, until);
+  return { ...j, fps, why: fps != null ? `${j.why}; ${fps} fps` : j.why };
+}
+
+/** The verdict for frames `fr` over the judged window [from, until]. */
+function judgeHold(play, fr, from, until, holdS) {
   const events = (play.final && play.final.stalls && play.final.stalls.events) || [];
   const stall = events.find(([t]) => t >= from && t <= until);
   if (stall) return { held: false, why: `stall at ${((stall[0] - fr[0][0]) / 1000).toFixed(1)} s` };
