@@ -69,6 +69,8 @@
 #                     report compares the rules per transport (ABR rule choice, issue 16):
 #                       sudo scripts/ab.sh --profiles rate-step --arms h3,h2,h1 \
 #                         --abr-rules throughput,l2a,lolp,dynamic --rounds 2
+#   --seg-duration S  the encoder's segment duration (encoder.sh --seg-duration; default 2)
+#   --page-query Q    more query parameters for compare.html, e.g. 'drift=8&abrstart=900'
 #   --step-high K --step-low K --step-at S --step-hold S --step-tail S   the 'step' schedule
 #                     (default 6000 kbit/s, 700 kbit/s: between the 234p and 432p rungs
 #                     with audio; drop at 20 s, back at 40 s, play on for 20 s after that)
@@ -119,6 +121,8 @@ HOST="h3live.test"
 STREAM="ab"
 LADDER=0
 ABR=""
+PAGE_QUERY=""
+SEG=""
 STEP_HIGH=6000
 STEP_LOW=700
 STEP_AT=20
@@ -147,6 +151,8 @@ while [ $# -gt 0 ]; do
     --rate-kbit) RATE_KBIT="$2"; shift 2 ;;
     --ladder) LADDER=1; shift ;;
     --abr|--abr-rules) ABR="$2"; shift 2 ;;
+    --page-query) PAGE_QUERY="$2"; shift 2 ;;
+    --seg-duration) SEG="$2"; shift 2 ;;
     --step-high) STEP_HIGH="$2"; shift 2 ;;
     --step-low) STEP_LOW="$2"; shift 2 ;;
     --step-at) STEP_AT="$2"; shift 2 ;;
@@ -438,6 +444,7 @@ else
   wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
   [ "$LADDER" = 1 ] && ENC+=(--ladder)
+  [ -n "$SEG" ] && ENC+=(--seg-duration "$SEG")
   say "starting encoder: ${SIZE}@${FPS} ${BITRATE} (log encoder.log)"
   "${IN_O[@]}" "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
   ENCODER_PID=$!
@@ -463,7 +470,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"ffmpeg\": $(json_str "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"),"
   echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
   echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
-  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, 2 s segments, one CMAF fragment per frame"),"
+  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, ${SEG:-2} s segments, one CMAF fragment per frame"),"
   echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
   echo "  \"step\": {\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD},"
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
@@ -488,6 +495,7 @@ DRIVER_ARGS=(--host "$HOST" --spki "${SPKI:-}" --stream "$STREAM" --ports "${POR
 [ "$LOOPBACK" = 0 ] && DRIVER_ARGS+=(--ip "$ORIGIN_IP")
 [ "$CONCURRENT" = 1 ] && DRIVER_ARGS+=(--concurrent)
 [ -n "$ABR" ] && DRIVER_ARGS+=(--abr "$ABR")
+[ -n "$PAGE_QUERY" ] && DRIVER_ARGS+=(--page-query "$PAGE_QUERY")
 # step_args: the driver's rate-step schedule for the current profile (tbf on the
 # origin's veth: the downstream bottleneck), relative to each play's start.
 step_args() {

@@ -14,11 +14,13 @@
 #      surviving kill -9 of ffmpeg and of the origin, and a new viewer starting after
 #      each (web/e2e/restart.js); the compare page's verdict unit tests and screenshot
 #      test at four window sizes (web/e2e/compare-shots.js, ~45 s),
-#      and the ABR ladder (encoder.sh --ladder) with a forced switch (web/e2e/abr.js);
+#      and the ABR ladder (encoder.sh --ladder) switching down under a rate limit
+#      (Chromium's network throttling) and under a bitrate cap (web/e2e/abr.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browser in two network namespaces over
-#      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1 (scripts/test-ab.sh; root; its ABR
-#      rate-step step only with H3LIVE_AB_TEST_STEP=1).
+#      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, and the ABR ladder through a
+#      kernel rate step (700 kbit/s for 15 s) on h3, h2 and h1, each of which must
+#      switch down (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,7 +93,7 @@ if [ "$E2E" = 1 ]; then
   step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live
 
-  step "ABR ladder in headless Chromium over h3: forced down-switch, timecode at 234p (~45 s)"
+  step "ABR ladder in headless Chromium over h3: down-switch under a 700 kbit/s limit and under a cap, timecode at 234p (~90 s)"
   node web/e2e/abr.js --bin target/release/h3live
 
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"

@@ -24,7 +24,7 @@
 //   profile=NAME       network path profile (shown in the header; scripts/ab.sh)
 //   path=DESCRIPTION   what that profile does, e.g. "3 % random loss each way"
 //   debug=1            dash.js debug logging
-//   abr=RULE, abrmax=KBPS, abrstart=KBPS   ABR rule and caps for every arm (./abr.js)
+//   abr=RULE, abrmax=KBPS, abrstart=KBPS, pace=0, drift=S   ABR rule, caps, segment-pace rule and catch-up seek threshold for every arm (./abr.js)
 //
 // window.h3liveCompare (read by scripts/ab/driver.mjs) — shape, version 1:
 // {
@@ -39,8 +39,9 @@
 //     bytes,                                          // encodedBodySize of finished requests
 //     frames: { presented, decoded, decodeErrors, lastError },
 //     errors: [ { t, message } ],
-//     abr: { rule, current, switches, up, down, events, playedKbpsMean,
-//            fetches: [[requestMs, firstByteMs, finishedMs, bytes, downloadMs, status, url]] } } },  // ./abr.js
+//     abr: { rule, current, switches, up, down, events, playedKbpsMean, maxDrift, pace,
+//            fetches: [[requestMs, firstByteMs, finishedMs, bytes, downloadMs, status, url]] },  // ./abr.js
+//     recovery: { status, reloads, events: [{t, reason, stalledMs}], recoveries } } },  // measure.js keepPlaying
 //   verdict: { lowest: ARM | null,                    // web/verdict.js, updated twice a second
 //              arms: { ARM: { state: 'pending'|'lowest'|'higher'|'same', deltaMs,
 //                             nowMs, p25, p50, p75, n, spanMs } } },
@@ -55,7 +56,7 @@
 // }
 
 import { PlayerClock } from './clock.js';
-import { abrRule, abrSettings, watchAbr } from './abr.js';
+import { abrRule, abrSettings, driftParam, segmentPace, watchAbr } from './abr.js';
 import { ARM_PROTOCOL, DEFAULT_LATENCY, scanResources, startDash, watchStalls } from './measure.js';
 import { drawChart as drawLatencyChart, pushError, readPlayer, watchVideo } from './samples.js';
 import { WINDOW_MS, compareArms, summarize } from './verdict.js';
@@ -241,9 +242,13 @@ function setupArm(arm) {
   } else if (window.dashjs) {
     // ABR (ladder streams): rule from ?abr=, renditions played in p.abr.
     const settings = abrSettings(abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
-    armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError, settings });
-    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null };
-    const abr = watchAbr(dashjs, armState.player, p.abr);
+    const pace = segmentPace(q);
+    armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError, settings,
+      setup: (pl) => pace && pace.attach(dashjs, pl) });
+    p.recovery = armState.player.h3liveRecovery; // the stall watchdog's reloads (measure.js keepPlaying)
+    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null, maxDrift: null,
+      pace: pace ? pace.state : { on: false } };
+    const abr = watchAbr(dashjs, armState.player, p.abr, () => {}, { drift: driftParam(q) });
     setInterval(() => abr.tick(), 500);
   } else {
     addError('dash.js did not load: run "npm ci" in web/');

@@ -42,15 +42,17 @@ export function dashSettings(dashjs, targetLatency, origin, debug = false) {
 }
 
 /**
- * Create a dash.js player with dashSettings() on `video`, playing `mpd` muted;
+ * Create a dash.js player with dashSettings() on `video`, playing `mpd` muted
+ * (`settings` are applied on top, then `setup(player)` runs before initialize);
  * dash.js ERROR and PLAYBACK_ERROR events go to `onError(message)`.  The player
  * recovers from encoder and origin restarts by itself (keepPlaying below; its
  * state is `player.h3liveRecovery`, its status changes go to `onState`).
  */
-export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError, settings = null, onState = () => {} }) {
+export function startDash(dashjs, video, mpd, { targetLatency, origin, debug = false, onError, settings = null, setup = null, onState = () => {} }) {
   const player = dashjs.MediaPlayer().create();
   player.updateSettings(dashSettings(dashjs, targetLatency, origin, debug));
   if (settings) player.updateSettings(settings); // e.g. the ABR rule (./abr.js)
+  if (setup) setup(player); // before initialize(): e.g. a custom ABR rule (./abr.js SegmentPace)
   const ev = dashjs.MediaPlayer.events;
   player.on(ev.ERROR, (e) => {
     const err = e.error || e;
@@ -125,6 +127,11 @@ async function fetchWithin(url, ms, init = {}) {
  *     the one covering now - target latency - 0.2 s: once that exists, the
  *     encoder is pushing again and the source is reloaded.  Without a usable template, or after RETRY_MS
  *     without progress while the MPD answers, it reloads anyway;
+ *     Progress is the video advancing or media segment bytes arriving: a
+ *     path slower than the rendition's bitrate (an ABR ladder's top rung
+ *     through a bottleneck) stalls the picture while the segment is still
+ *     coming, and a reload then would abort the one download whose completion
+ *     lets dash.js's throughput estimate see the slower path;
  *   - segment and init URLs carry ?run=<availabilityStartTime ms>: each
  *     encoder run gets its own URLs, so the new run's segment 1 is never
  *     answered from an HTTP cache (browser or edge) entry for the old run's
@@ -142,6 +149,11 @@ export function keepPlaying(dashjs, player, video, mpd, { targetLatency = DEFAUL
   const state = { status: 'starting', reloads: 0, events: [], recoveries: [], ast: null };
   let lastTime = -1, lastProgress = performance.now(), lastReload = performance.now(), stallStart = null;
   let probing = false;
+  let lastBytes = -Infinity; // when media segment bytes last arrived (dash.js's per-chunk progress)
+  const ev = dashjs.MediaPlayer.events;
+  const onBytes = (e) => { if (e && !e.error && e.request && e.request.type === 'MediaSegment') lastBytes = performance.now(); };
+  player.on(ev.FRAGMENT_LOADING_PROGRESS, onBytes);
+  player.on(ev.FRAGMENT_LOADING_COMPLETED, onBytes);
   const set = (status, detail = '') => {
     if (state.status === status) return;
     state.status = status;
@@ -159,7 +171,7 @@ export function keepPlaying(dashjs, player, video, mpd, { targetLatency = DEFAUL
   const withRun = (url) => (state.ast === null || /[?&]run=/.test(url) ? url
     : `${url}${url.includes('?') ? '&' : '?'}run=${state.ast}`);
 
-  player.on(dashjs.MediaPlayer.events.MANIFEST_LOADED, (e) => {
+  player.on(ev.MANIFEST_LOADED, (e) => {
     const t = e && e.data && e.data.availabilityStartTime;
     const ast = t instanceof Date ? t.getTime() : t ? Date.parse(t) : NaN;
     if (!Number.isFinite(ast)) return;
@@ -221,6 +233,7 @@ export function keepPlaying(dashjs, player, video, mpd, { targetLatency = DEFAUL
     }
     if (now - lastProgress < STALL_MS || probing) return;
     if (stallStart === null && state.status === 'playing') stallStart = lastProgress;
+    if (now - lastBytes < STALL_MS) { set('stalled', 'media arriving slower than real time'); return; }
     probe();
   }, CHECK_MS);
   return state;

@@ -14,7 +14,7 @@
 //   format=hls       play the origin's LL-HLS (hls.js, ./hls-player.js) instead of LL-DASH;
 //                    mpd= is then the playlist URL; native=1 uses the browser's own HLS
 //   debug=1          dash.js debug logging
-//   abr=RULE, abrmax=KBPS, abrstart=KBPS   ABR rule and caps (see ./abr.js)
+//   abr=RULE, abrmax=KBPS, abrstart=KBPS, pace=0, drift=S   ABR rule, caps, segment-pace rule, catch-up seek threshold (see ./abr.js)
 //
 // window.h3liveStats (read by automation, e.g. web/e2e/e2e.js) — shape, version 1:
 // {
@@ -50,7 +50,7 @@
 //               recoveries: [ { t, stalledMs } ],       // each stall that ended (last 20)
 //               ast },            // availabilityStartTime (epoch ms) of the timeline playing
 //   abr: { rule, representations, current: {id, width, height, kbps} | null,
-//          switches, up, down, events: [...], playedKbpsMean }   // see ./abr.js
+//          switches, up, down, events: [...], playedKbpsMean, maxDrift, pace }   // see ./abr.js
 //                                 // (format=dash only; one rendition: switches stay 0)
 // }
 
@@ -58,7 +58,7 @@ import { PlayerClock } from './clock.js';
 import { DEFAULT_LATENCY, scanResources, startDash, watchStalls } from './measure.js';
 import { RollingMean, drawChart as drawLatencyChart, pushError, readPlayer, watchVideo } from './samples.js';
 import { hlsUrl, startHls } from './hls-player.js';
-import { abrRule, abrSettings, watchAbr } from './abr.js';
+import { abrRule, abrSettings, driftParam, segmentPace, watchAbr } from './abr.js';
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
@@ -90,7 +90,7 @@ const stats = {
   errors: [],
   history: [],
   recovery: null, // below, from measure.js keepPlaying
-  abr: { rule: null, representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null },
+  abr: { rule: null, representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null, maxDrift: null, pace: null },
 };
 window.h3liveStats = stats;
 $('streamName').textContent = stream;
@@ -165,7 +165,10 @@ async function start() {
     return;
   }
   const settings = abrSettings(stats.abr.rule = abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
-  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError, settings, onState: showState });
+  const pace = segmentPace(q);
+  stats.abr.pace = pace ? pace.state : { on: false };
+  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError, settings, onState: showState,
+    setup: (pl) => pace && pace.attach(dashjs, pl) });
   startAbrStats(player);
   run(player);
 }
@@ -174,12 +177,13 @@ async function start() {
 // The rendition dash.js renders and its switches (ladder streams), kept apart
 // from the rest of the stats: stats.abr and the "rendition" row.
 function startAbrStats(player) {
-  const abr = watchAbr(dashjs, player, stats.abr, renderAbr);
+  const abr = watchAbr(dashjs, player, stats.abr, renderAbr, { drift: driftParam(q) });
   setInterval(() => { abr.tick(); renderAbr(); }, 500);
 }
 function renderAbr() {
   const a = stats.abr, c = a.current;
-  $('s-abr').textContent = c ? `${c.height}p ${c.kbps} kbit/s · ${a.rule} · ${a.switches} sw` : `– · ${a.rule}`;
+  const cap = a.pace && a.pace.on && a.pace.capUntil > Date.now() ? ` · pace cap ${a.pace.capKbps}` : '';
+  $('s-abr').textContent = c ? `${c.height}p ${c.kbps} kbit/s · ${a.rule} · ${a.switches} sw${cap}` : `– · ${a.rule}`;
 }
 
 const dashMean = new RollingMean(2000); // stats.latency.dashAvgMs

@@ -19,6 +19,7 @@
 //          [--warmup S --hold S]   latency-floor trial: end the play at the first stall or frozen
 //                          picture (gap > 200 ms between frames) after the warm-up (counted from the
 //                          first frame), or as soon as the picture has run S seconds past it
+//          [--page-query 'k=v&...']   more compare.html query parameters (e.g. drift=8)
 //          [--abr RULE[,RULE...]]   dash.js ABR rule on the page (?abr=, web/abr.js); with a
 //                          list, each round plays every arm with every rule (play.abr)
 //          [--step "AT:LABEL:CMD;..."]   rate step (scripts/ab.sh profile part 'step'): run
@@ -35,7 +36,7 @@ const str = (v) => ({ type: 'string', ...(v === undefined ? {} : { default: v })
 const { values: opts } = cli(import.meta.url, {
   out: str(), profile: str('clean'), arms: str('h3,h1'), duration: str('30'), host: str('localhost'), ip: str(), spki: str(),
   stream: str('test'), latency: str(), ports: str('h3=4433,h1=4443,h2=4444'), concurrent: { type: 'boolean', default: false },
-  screenshot: str(), rounds: str('1'), path: str(), warmup: str('5'), hold: str(), abr: str(), step: str(),
+  screenshot: str(), rounds: str('1'), path: str(), warmup: str('5'), hold: str(), abr: str(), step: str(), 'page-query': str(),
 });
 if (!opts.out || !opts.spki) { console.error('driver: --out and --spki are required'); process.exit(2); }
 const duration = Number(opts.duration);
@@ -57,6 +58,8 @@ function pageUrl(servingArm, shownArms) {
   if (abrRule) p.set('abr', abrRule);
   p.set('profile', opts.profile);
   if (opts.path) p.set('path', opts.path);
+  // --page-query 'k=v&k2=v2': more of the page's query parameters (e.g. drift=, abrstart=)
+  for (const [k, v] of new URLSearchParams(opts['page-query'] || '')) p.set(k, v);
   return `https://${opts.host}:${ports[tr(servingArm)]}/compare.html?${p}`;
 }
 

@@ -189,10 +189,15 @@ function rateStep(profile, arm, r, f, frames) {
   const dropEnded = fetches && low && high ? fetches.filter((x) => x[2] != null && x[2] >= low.t && x[2] < high.t) : null;
   const dropDone = dropEnded ? dropEnded.filter((x) => x[3] > 0) : null;
   const dropKbps = dropDone ? dropDone.filter((x) => x[4] > 0).map((x) => Math.round((8 * x[3]) / x[4])) : [];
+  // The page's stall watchdog (web/measure.js keepPlaying) reloads the stream after 2 s
+  // without progress when the live edge answers: counted from the drop to recovery + 10 s.
+  const rec = f.recovery || null;
+  const reloads = rec && from != null && to != null ? (rec.events || []).filter((e) => e.t >= from && e.t <= to).length : null;
   const downEv = low ? ev.find((x) => x.t >= low.t && x.kbps < kbpsAt(low.t)) : null;
   const upEv = high ? ev.find((x) => x.t >= high.t && x.kbps > kbpsAt(high.t)) : null;
   return {
-    profile, arm, round: r.round, rule: abr.rule || null,
+    profile, arm, round: r.round, rule: abr.rule ? `${abr.rule}${abr.pace && abr.pace.on ? '+pace' : ''}` : null,
+    paceSlow: abr.pace && abr.pace.on ? abr.pace.slow : null, paceAbandoned: abr.pace && abr.pace.on ? abr.pace.abandoned ?? null : null,
     downS: low ? firstAfter(low.t, -1) : null, upS: high ? firstAfter(high.t, +1) : null,
     tputBeforeKbps: tputBefore.length ? med(tputBefore) : null, tputMinDropKbps: tputDrop.length ? Math.min(...tputDrop) : null,
     tputAfterKbps: tputAfter.length ? med(tputAfter) : null,
@@ -200,7 +205,7 @@ function rateStep(profile, arm, r, f, frames) {
     dropFetchMaxS: dropDone && dropDone.length ? Math.max(...dropDone.map((x) => (x[2] - x[0]) / 1000)) : null,
     downToHeight: downEv ? downEv.height : null, upToHeight: upEv ? upEv.height : null, decodedByHeight,
     beforeKbps: low ? kbpsAt(low.t) : null, switches: abr.switches ?? null,
-    stalls: stallsN, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
+    stalls: stallsN, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000, reloads, maxDrift: abr.maxDrift ?? null,
     meanKbps: abr.playedKbpsMean ?? null,
     heights: [ev.length ? (abr.representations || []).find((x) => x.id === ev[0].from)?.height : abr.current && abr.current.height, ...ev.map((e) => e.height)].filter((x) => x != null).join('→'),
     stepsOk: r.steps.every((x) => x.ok),
@@ -312,7 +317,7 @@ function abrMd() {
   const st = meta.step || {};
   const head = ['profile', 'transport', 'round', 'ABR rule', 'played before the drop kbit/s', 'switch down s', 'switch up s', 'switches',
     'stalls (drop → recovery + 10 s)', 'stalled s', 'frozen s', 'mean kbit/s played', 'renditions (height)', 'frames decoded per height',
-    'dash.js estimate kbit/s: before the drop → lowest in it → after the recovery', 'video segments finished in the drop (median kbit/s, longest s); aborted'];
+    'dash.js estimate kbit/s: before the drop → lowest in it → after the recovery', 'video segments finished in the drop (median kbit/s, longest s); aborted', 'page reloads (drop → recovery + 10 s); catch-up seek s; segments slower than real time: finished, abandoned'];
   return `## ABR rate step
 
 Downstream capacity ${st.highKbit} kbit/s, ${st.lowKbit} kbit/s from ${st.atS} s after the page opened, back to ${st.highKbit} kbit/s at ${st.atS + st.holdS} s (tc tbf on the origin's veth).
@@ -321,6 +326,7 @@ stalls / stalled / frozen: from the drop to 10 s after the recovery. mean kbit/s
 frames decoded per height: frames whose timecode strip decoded (latency samples), by the height of the rendition on screen then.
 dash.js estimate: its video throughput estimate (getAverageThroughput, 4 readings a second), the median over the 5 s before the drop, the lowest reading while the capacity was low and the median over the 10 s after the recovery: an estimate that stays above the played bitrate in the drop explains a missing down-switch, one that stays near the low rendition's bitrate after the recovery a missing up-switch.
 video segments finished in the drop: dash.js's own request records (HttpList) of video segments that finished while the capacity was low, the median of the rate it computed from each (bytes over its download time) and the longest request (sent to finished): its estimate only moves when one finishes. aborted: requests dash.js gave up in the drop (after a seek to the live edge, or its abandon rule); they add no throughput sample.
+page reloads: the page's stall watchdog reattaching the stream after 2 s without progress (also aborts the requests in flight). catch-up seek s: dash.js's liveCatchup.maxDrift on the page (a seek to the live edge past it; 0: never; '–': the page's default, max(2, 2 × target)). segments slower than real time: over the whole play, video segments the segment-pace rule (web/abr.js, rule name '+pace') found limited by the path when they finished, and requests it abandoned in flight for the same reason; each caps the rendition for 10 s.
 
 ${md(head)}
 ${md(head.map(() => '---'))}
@@ -328,7 +334,8 @@ ${abrRows.map((r) => md([r.profile, LABEL[r.arm] || r.arm, String(r.round), r.ru
     fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.meanKbps), `${r.heights || '–'}${r.stepsOk ? '' : ' (a tc step failed)'}`,
     Object.entries(r.decodedByHeight).map(([h, n]) => `${h}: ${n}`).join(', ') || '–',
     [r.tputBeforeKbps, r.tputMinDropKbps, r.tputAfterKbps].every((x) => x == null) ? '–' : `${fmt(r.tputBeforeKbps)} → ${fmt(r.tputMinDropKbps)} → ${fmt(r.tputAfterKbps)}`,
-    r.dropFetches == null ? '–' : `${r.dropFetches}${r.dropFetches ? ` (${fmt(r.dropFetchKbps)}, ${fmt(r.dropFetchMaxS, 1)})` : ''}; ${r.dropAborted} aborted`])).join('\n')}
+    r.dropFetches == null ? '–' : `${r.dropFetches}${r.dropFetches ? ` (${fmt(r.dropFetchKbps)}, ${fmt(r.dropFetchMaxS, 1)})` : ''}; ${r.dropAborted} aborted`,
+    `${fmt(r.reloads)}; ${fmt(r.maxDrift)}; ${fmt(r.paceSlow)}, ${fmt(r.paceAbandoned)}`])).join('\n')}
 ${abrRuleMd()}
 `;
 }

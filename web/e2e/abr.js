@@ -3,7 +3,13 @@
 // 432p, 234p in one MPD) + headless Chromium (QUIC flags) playing
 // web/index.html over h3, on free ports.  Checks:
 //   - the page sees the 3 video renditions and starts on the top one (abrstart);
-//   - a switch is forced by capping the video bitrate through the dash.js API
+//   - a down-switch forced by a rate limit: Chromium's own network throttling
+//     (DevTools Network.emulateNetworkConditions, which paces h3 too) at 700 kbit/s,
+//     below the 432p rung with audio: the player renders 234p within 30 s (the
+//     segment-pace rule of web/abr.js sees the segments arrive slower than real
+//     time), the timecode decodes there, and the rule's own record says why
+//     (stats.abr.pace: a slow or abandoned segment); the limit is then lifted;
+//   - on a second page, a switch forced by capping the video bitrate through the dash.js API
 //     (streaming.abr.maxBitrate.video = 600 kbit/s, below the 432p rung):
 //     window.h3liveStats.abr records a down-switch to 234p, the video element
 //     reports 416x234, and the timecode keeps decoding at 234p;
@@ -11,6 +17,8 @@
 //   - lifting the cap again: the up-switch time is reported (not asserted: it
 //     depends on the rule's throughput estimate);
 //   - no player errors.
+// The kernel rate limit (tc tbf between network namespaces) is tested by
+// scripts/test-ab.sh (rate-step, every transport).
 // Usage: node web/e2e/abr.js [--bin target/release/h3live] [--abr throughput|l2a|lolp|dynamic] [--keep-logs]
 import { join, resolve } from 'node:path';
 import { launch, open, watch } from './chromium.js';
@@ -45,15 +53,57 @@ async function waitFor(page, pred, ms) {
   return { s, ok: false };
 }
 
+const LIMIT_KBIT = 700;
+
+/** Page 1: a rate limit below the 432p rung forces the player from 720p down to 234p. */
+async function rateLimited(url) {
+  const page = await browser.newPage();
+  const seen = watch(page);
+  log(`opening ${url} (rate-limit stage)`);
+  await open(page, url, log);
+  let r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 720 && s.frames.decoded > 30, 40000);
+  check('rate limit: plays the 720p rendition before the limit', r.ok, r.s ? JSON.stringify({ current: r.s.abr.current, decoded: r.s.frames.decoded }) : 'no stats');
+  const cdp = await page.target().createCDPSession();
+  await cdp.send('Network.enable');
+  const throttle = (kbit) => cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 0, downloadThroughput: kbit > 0 ? (kbit * 1000) / 8 : -1, uploadThroughput: -1,
+  });
+  const tLimit = Date.now();
+  await throttle(LIMIT_KBIT);
+  log(`download limited to ${LIMIT_KBIT} kbit/s (Chromium network emulation)`);
+  r = await waitFor(page, (s) => s.abr.current && s.abr.current.height === 234 && s.videoSize === '416x234', 30000);
+  const downS = (Date.now() - tLimit) / 1000;
+  check(`rate limit ${LIMIT_KBIT} kbit/s: switches down to 234p within 30 s (stats.abr + video element)`, r.ok,
+    r.s ? `after ${downS.toFixed(1)} s; events ${JSON.stringify(r.s.abr.events.slice(-3))}, videoSize ${r.s.videoSize}` : 'no stats');
+  const pace = r.s && r.s.abr.pace;
+  check('the segment-pace rule saw segments arrive slower than real time', pace && pace.on && pace.slow + pace.abandoned >= 1 && pace.capKbps > 0 && pace.capKbps < 900,
+    JSON.stringify(pace));
+  const dec0 = r.s ? r.s.frames.decoded : 0;
+  await sleep(3000);
+  const s = await statsOf(page);
+  const dec = s ? s.frames.decoded - dec0 : 0;
+  check('rate limit: timecode decodes at 234p', s && s.videoSize === '416x234' && dec > 20 && s.latency.timecodeMs != null,
+    s ? `${dec} frames decoded in 3 s at ${s.videoSize}; latency ${s.latency.timecodeMs} ms; stalls ${s.stalls.count}` : '');
+  const tLift = Date.now();
+  await throttle(0);
+  const up = await waitFor(page, (x) => x.abr.current && x.abr.current.height > 234, 25000);
+  log(`limit lifted: ${up.ok ? `up-switch to ${up.s.abr.current.height}p after ${((Date.now() - tLift) / 1000).toFixed(1)} s` : 'no up-switch within 25 s'} (not asserted)`);
+  check('rate limit: no player errors, no page exceptions', up.s && up.s.errors.length === 0 && seen.exceptions.length === 0,
+    up.s ? `${JSON.stringify(up.s.errors.slice(0, 3))} ${seen.exceptions.slice(0, 3).join(' | ')}` : '');
+  log(`rate-limit stage: ${JSON.stringify(up.s && { abr: { ...up.s.abr, fetches: `${up.s.abr.fetches.length} records` }, stalls: up.s.stalls.count, reloads: up.s.recovery && up.s.recovery.reloads, transport: up.s.transport.counts })}`);
+  await page.close();
+}
+
 async function main() {
   await stack.startOrigin();
   const stream = `abr${process.pid}`;
   await stack.startEncoder(stream, ['--ladder']);
   await sleep(1500);
   browser = await launch(stack.chromiumFlags(), { log });
+  const url = `https://localhost:${stack.ports.tls}/?stream=${stream}&abr=${opts.abr}&abrstart=5000`;
+  await rateLimited(url);
   const page = await browser.newPage();
   const seen = watch(page);
-  const url = `https://localhost:${stack.ports.tls}/?stream=${stream}&abr=${opts.abr}&abrstart=5000`;
   log(`opening ${url}`);
   await open(page, url, log);
 
