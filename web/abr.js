@@ -35,11 +35,19 @@ export const DEFAULT_ABR_RULE = 'throughput';
 export const LADDER_MAX_DRIFT = 8;
 
 /** The page's ?drift= (seconds, >= 0), or null when absent or not a number. */
-export function driftParam(q) {
+function driftParam(q) {
   const v = q.get('drift');
   const n = v === null || v === '' ? NaN : Number(v);
   return Number.isFinite(n) && n >= 0 ? n : null;
 }
+
+/** dash.js's HttpList record of a video segment request from a METRIC_ADDED event, or null. */
+function videoSegmentRecord(e) {
+  const r = e.value;
+  return e.metric === 'HttpList' && e.mediaType === 'video' && r && r.type === 'MediaSegment' ? r : null;
+}
+/** Bytes of an HttpList record (the sum of its trace; 0 for an aborted fetch). */
+const traceBytes = (r) => (r.trace || []).reduce((sum, x) => sum + (x.b ? x.b[0] : 0), 0);
 
 /**
  * The segment-pace rule: a dash.js custom quality rule for chunked low-latency
@@ -88,7 +96,8 @@ export class SegmentPace {
     this.state.capUntil = now + SegmentPace.HOLD_MS;
   }
 
-  /** The abandon test for a video segment request in flight: the capped kbit/s, or null. */
+  /** The abandon test for a video segment request in flight: the kbit/s it got (and the cap
+   *  is set), or null when it keeps pace. */
   tooSlow(req, now) {
     const f = this.inFlight.get(req);
     const kbps = req && req.representation && req.representation.bitrateInKbit;
@@ -98,12 +107,15 @@ export class SegmentPace {
     const expected = (kbps * Math.min(ms, req.duration * 1000)) / 8; // bytes at the rendition's bitrate
     if (f.bytes >= SegmentPace.ABANDON_RATIO * expected) return null;
     f.abandoned = true;
-    return (8 * f.bytes) / ms;
+    const seen = (8 * f.bytes) / ms;
+    this.state.abandoned++;
+    this.cap(seen, now);
+    return seen;
   }
 
   /** Account one finished HttpList record of a video segment (dash.js METRIC_ADDED). */
   observe(r) {
-    const bytes = (r.trace || []).reduce((sum, x) => sum + (x.b ? x.b[0] : 0), 0);
+    const bytes = traceBytes(r);
     const t1 = r.tresponse && new Date(r.tresponse).getTime();
     const t2 = r._tfinish && new Date(r._tfinish).getTime();
     const media = Number(r._mediaduration);
@@ -141,8 +153,6 @@ export class SegmentPace {
         const now = Date.now();
         const seen = pace.tooSlow(req, now);
         if (seen === null) return none;
-        pace.state.abandoned++;
-        pace.cap(seen, now);
         const rep = ctx.getAbrController().getOptimalRepresentationForBitrate(ctx.getMediaInfo(), pace.state.capKbps, true);
         return rep ? { ...none, representation: rep, reason: { message: `segment arriving slower than real time: ~${Math.round(seen)} kbit/s` } } : none;
       } catch (e) {
@@ -162,15 +172,28 @@ export class SegmentPace {
       pace.inFlight.set(req, f);
     });
     player.on(dashjs.MediaPlayer.events.METRIC_ADDED, (e) => {
-      const r = e.value;
-      if (e.metric === 'HttpList' && e.mediaType === 'video' && r && r.type === 'MediaSegment' && r.responsecode === 200) pace.observe(r);
+      const r = videoSegmentRecord(e);
+      if (r && r.responsecode === 200) pace.observe(r);
     });
   }
 }
 
-/** The segment-pace rule for the page's query (?pace=0: none). */
-export function segmentPace(q) {
-  return q.get('pace') === '0' ? null : new SegmentPace();
+/**
+ * The ABR part of a dash.js page (player.js, compare.js), from its query
+ * parameters (top of this file). `stats` (window.h3liveStats.abr or a compare
+ * arm's abr) gets its initial fields here. Returns `settings` and `setup` for
+ * measure.js startDash(), and `watch(player, onChange)`, which starts watchAbr().
+ */
+export function abrFromQuery(dashjs, q, stats) {
+  const rule = abrRule(q);
+  const pace = q.get('pace') === '0' ? null : new SegmentPace();
+  Object.assign(stats, { rule, representations: [], current: null, switches: 0, up: 0, down: 0, events: [],
+    playedKbpsMean: null, maxDrift: null, pace: pace ? pace.state : { on: false } });
+  return {
+    settings: abrSettings(rule, { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) }),
+    setup: (player) => { if (pace) pace.attach(dashjs, player); },
+    watch: (player, onChange = () => {}) => watchAbr(dashjs, player, stats, onChange, { drift: driftParam(q) }),
+  };
 }
 
 /** The ABR rule named by the page's query (unknown names fall back to the default). */
@@ -244,12 +267,10 @@ export function watchAbr(dashjs, player, stats, onChange = () => {}, { drift = n
   stats.fetches = [];
   const epoch = (d) => (d == null ? null : new Date(d).getTime());
   player.on(ev.METRIC_ADDED, (e) => {
-    const r = e.value;
-    if (e.metric !== 'HttpList' || e.mediaType !== 'video' || !r || r.type !== 'MediaSegment') return;
-    const trace = r.trace || [];
-    const bytes = trace.reduce((s, x) => s + (x.b ? x.b[0] : 0), 0);
-    const ms = trace.reduce((s, x) => s + (x.d || 0), 0);
-    stats.fetches.push([epoch(r.trequest), epoch(r.tresponse), epoch(r._tfinish), bytes, ms, r.responsecode, String(r.url || '').split('/').slice(-2).join('/')]);
+    const r = videoSegmentRecord(e);
+    if (!r) return;
+    const ms = (r.trace || []).reduce((sum, x) => sum + (x.d || 0), 0);
+    stats.fetches.push([epoch(r.trequest), epoch(r.tresponse), epoch(r._tfinish), traceBytes(r), ms, r.responsecode, String(r.url || '').split('/').slice(-2).join('/')]);
     if (stats.fetches.length > 600) stats.fetches.shift();
   });
   player.on(ev.QUALITY_CHANGE_RENDERED, (e) => {

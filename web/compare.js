@@ -56,7 +56,7 @@
 // }
 
 import { PlayerClock } from './clock.js';
-import { abrRule, abrSettings, driftParam, segmentPace, watchAbr } from './abr.js';
+import { abrFromQuery } from './abr.js';
 import { ARM_PROTOCOL, DEFAULT_LATENCY, scanResources, startDash, watchStalls } from './measure.js';
 import { drawChart as drawLatencyChart, pushError, readPlayer, watchVideo } from './samples.js';
 import { WINDOW_MS, compareArms, summarize } from './verdict.js';
@@ -241,14 +241,12 @@ function setupArm(arm) {
     startHls(video, mpd, { targetLatency: config.arms[arm].targetLatency, debug, onError: addError }).then((pl) => { armState.player = pl; });
   } else if (window.dashjs) {
     // ABR (ladder streams): rule from ?abr=, renditions played in p.abr.
-    const settings = abrSettings(abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
-    const pace = segmentPace(q);
-    armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError, settings,
-      setup: (pl) => pace && pace.attach(dashjs, pl) });
+    p.abr = {};
+    const abrq = abrFromQuery(dashjs, q, p.abr);
+    armState.player = startDash(dashjs, video, mpd, { targetLatency: config.arms[arm].targetLatency, origin, debug, onError: addError,
+      settings: abrq.settings, setup: abrq.setup });
     p.recovery = armState.player.h3liveRecovery; // the stall watchdog's reloads (measure.js keepPlaying)
-    p.abr = { rule: abrRule(q), representations: [], current: null, switches: 0, up: 0, down: 0, events: [], playedKbpsMean: null, maxDrift: null,
-      pace: pace ? pace.state : { on: false } };
-    const abr = watchAbr(dashjs, armState.player, p.abr, () => {}, { drift: driftParam(q) });
+    const abr = abrq.watch(armState.player);
     setInterval(() => abr.tick(), 500);
   } else {
     addError('dash.js did not load: run "npm ci" in web/');

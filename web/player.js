@@ -58,7 +58,7 @@ import { PlayerClock } from './clock.js';
 import { DEFAULT_LATENCY, scanResources, startDash, watchStalls } from './measure.js';
 import { RollingMean, drawChart as drawLatencyChart, pushError, readPlayer, watchVideo } from './samples.js';
 import { hlsUrl, startHls } from './hls-player.js';
-import { abrRule, abrSettings, driftParam, segmentPace, watchAbr } from './abr.js';
+import { abrFromQuery } from './abr.js';
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
@@ -164,20 +164,17 @@ async function start() {
     $('notice').textContent = 'dash.js did not load: run "npm ci" in web/';
     return;
   }
-  const settings = abrSettings(stats.abr.rule = abrRule(q), { maxKbps: Number(q.get('abrmax')), startKbps: Number(q.get('abrstart')) });
-  const pace = segmentPace(q);
-  stats.abr.pace = pace ? pace.state : { on: false };
-  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError, settings, onState: showState,
-    setup: (pl) => pace && pace.attach(dashjs, pl) });
-  startAbrStats(player);
+  const abrq = abrFromQuery(dashjs, q, stats.abr);
+  const player = startDash(dashjs, video, mpd, { targetLatency, origin, debug: !!q.get('debug'), onError: addError, onState: showState,
+    settings: abrq.settings, setup: abrq.setup });
+  startAbrStats(abrq.watch(player, renderAbr));
   run(player);
 }
 
 // ------------------------------------------------------------------- ABR
 // The rendition dash.js renders and its switches (ladder streams), kept apart
 // from the rest of the stats: stats.abr and the "rendition" row.
-function startAbrStats(player) {
-  const abr = watchAbr(dashjs, player, stats.abr, renderAbr, { drift: driftParam(q) });
+function startAbrStats(abr) {
   setInterval(() => { abr.tick(); renderAbr(); }, 500);
 }
 function renderAbr() {
