@@ -14,20 +14,40 @@
 //! The client's control stream lives as long as the connection, so it is not
 //! capped in total; instead its frame headers are followed as the bytes pass
 //! and a frame longer than `cap` stops it (h3 then closes the connection with
-//! `H3_CLOSED_CRITICAL_STREAM`). Everything else is passed through to
-//! h3-quinn unchanged.
+//! `H3_CLOSED_CRITICAL_STREAM`). Request streams run directly over quinn
+//! ([`h3_stream`]: DATA payloads reach quinn without a copy); h3's own
+//! unidirectional streams go through h3-quinn unchanged.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
 use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
 
+use super::h3_stream::{self, connection_error};
+
 /// `H3_REQUEST_REJECTED`.
 const REQUEST_REJECTED: u64 = 0x10b;
 
-/// h3-quinn's connection with capped request streams.
+/// A bidirectional stream being accepted or opened.
+type Bidi =
+    Pin<Box<dyn Future<Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>> + Send + Sync>>;
+
+/// The next stream the client opens on `conn`.
+fn accept_bi(conn: &quinn::Connection) -> Bidi {
+    let conn = conn.clone();
+    Box::pin(async move { conn.accept_bi().await })
+}
+
+/// A QUIC connection for h3: request streams over [`h3_stream`] (zero-copy
+/// DATA), capped; h3's unidirectional streams over h3-quinn.
 pub struct Connection {
-    /// The wrapped connection.
+    /// The QUIC connection (request streams).
+    conn: quinn::Connection,
+    /// The next request stream.
+    accepting: Bidi,
+    /// The same connection through h3-quinn (unidirectional streams).
     inner: h3_quinn::Connection,
     /// Bytes each request stream may deliver.
     cap: u64,
@@ -36,11 +56,11 @@ pub struct Connection {
 impl Connection {
     /// Wrap `conn`; each request stream may deliver `cap` bytes.
     pub fn new(conn: quinn::Connection, cap: u64) -> Connection {
-        Connection { inner: h3_quinn::Connection::new(conn), cap }
+        Connection { accepting: accept_bi(&conn), inner: h3_quinn::Connection::new(conn.clone()), conn, cap }
     }
 }
 
-impl<B: Buf> quic::Connection<B> for Connection {
+impl<B: Buf + Send + 'static> quic::Connection<B> for Connection {
     type RecvStream = UniStream;
     type OpenStreams = Opener;
 
@@ -54,29 +74,58 @@ impl<B: Buf> quic::Connection<B> for Connection {
     }
 
     fn poll_accept_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
-        quic::Connection::<B>::poll_accept_bidi(&mut self.inner, cx).map_ok(|inner| BidiStream::new(inner, self.cap))
+        let r = ready!(self.accepting.as_mut().poll(cx));
+        self.accepting = accept_bi(&self.conn);
+        let (send, recv) = r.map_err(connection_error)?;
+        Poll::Ready(Ok(BidiStream::new(send, recv, self.cap)))
     }
 
     fn opener(&self) -> Self::OpenStreams {
-        Opener { inner: quic::Connection::<B>::opener(&self.inner), cap: self.cap }
+        Opener {
+            inner: quic::Connection::<B>::opener(&self.inner),
+            conn: self.conn.clone(),
+            opening: None,
+            cap: self.cap,
+        }
     }
 }
 
 /// Opens streams on a [`Connection`] (h3 uses it for its own unidirectional streams).
 pub struct Opener {
-    /// The wrapped opener.
+    /// The wrapped opener (unidirectional streams).
     inner: h3_quinn::OpenStreams,
+    /// The QUIC connection (bidirectional streams).
+    conn: quinn::Connection,
+    /// A bidirectional stream being opened.
+    opening: Option<Bidi>,
     /// Bytes each bidirectional stream may deliver.
     cap: u64,
 }
 
-impl<B: Buf> quic::OpenStreams<B> for Opener {
-    type BidiStream = BidiStream<B>;
+/// Open a bidirectional stream (an HTTP/3 server never does; the trait asks for it).
+fn poll_open_bi(
+    conn: &quinn::Connection,
+    opening: &mut Option<Bidi>,
+    cap: u64,
+    cx: &mut Context<'_>,
+) -> Poll<Result<BidiStream, StreamErrorIncoming>> {
+    let fut = opening.get_or_insert_with(|| {
+        let conn = conn.clone();
+        Box::pin(async move { conn.open_bi().await })
+    });
+    let r = ready!(fut.as_mut().poll(cx));
+    *opening = None;
+    let (send, recv) =
+        r.map_err(|e| StreamErrorIncoming::ConnectionErrorIncoming { connection_error: connection_error(e) })?;
+    Poll::Ready(Ok(BidiStream::new(send, recv, cap)))
+}
+
+impl<B: Buf + Send + 'static> quic::OpenStreams<B> for Opener {
+    type BidiStream = BidiStream;
     type SendStream = h3_quinn::SendStream<B>;
 
     fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
-        let cap = self.cap;
-        quic::OpenStreams::<B>::poll_open_bidi(&mut self.inner, cx).map_ok(|inner| BidiStream::new(inner, cap))
+        poll_open_bi(&self.conn, &mut self.opening, self.cap, cx)
     }
 
     fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
@@ -88,13 +137,13 @@ impl<B: Buf> quic::OpenStreams<B> for Opener {
     }
 }
 
-impl<B: Buf> quic::OpenStreams<B> for Connection {
-    type BidiStream = BidiStream<B>;
+impl<B: Buf + Send + 'static> quic::OpenStreams<B> for Connection {
+    type BidiStream = BidiStream;
     type SendStream = h3_quinn::SendStream<B>;
 
     fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
-        let cap = self.cap;
-        quic::OpenStreams::<B>::poll_open_bidi(&mut self.inner, cx).map_ok(|inner| BidiStream::new(inner, cap))
+        // Rare enough (never, for a server) that a fresh future each time is fine.
+        poll_open_bi(&self.conn, &mut None, self.cap, cx)
     }
 
     fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
@@ -142,77 +191,82 @@ impl Cap {
 }
 
 /// A request stream that delivers at most `cap` bytes to h3.
-pub struct BidiStream<B: Buf> {
-    /// The wrapped stream.
-    inner: h3_quinn::BidiStream<B>,
+pub struct BidiStream {
+    /// The send half.
+    send: h3_stream::SendStream,
+    /// The receive half.
+    recv: h3_stream::RecvStream,
     /// What it may still deliver.
     cap: Cap,
 }
 
-impl<B: Buf> BidiStream<B> {
-    fn new(inner: h3_quinn::BidiStream<B>, cap: u64) -> Self {
-        BidiStream { inner, cap: Cap { left: cap, stopped: false } }
+impl BidiStream {
+    fn new(send: quinn::SendStream, recv: quinn::RecvStream, cap: u64) -> Self {
+        BidiStream {
+            send: h3_stream::SendStream::new(send),
+            recv: h3_stream::RecvStream::new(recv),
+            cap: Cap { left: cap, stopped: false },
+        }
     }
 }
 
-impl<B: Buf> quic::RecvStream for BidiStream<B> {
+impl quic::RecvStream for BidiStream {
     type Buf = Bytes;
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StreamErrorIncoming>> {
         let was_stopped = self.cap.stopped;
-        let r = self.cap.poll_data(&mut self.inner, cx);
+        let r = self.cap.poll_data(&mut self.recv, cx);
         if self.cap.stopped && !was_stopped {
             // No response will come: say so instead of finishing empty.
-            quic::SendStream::<B>::reset(&mut self.inner, REQUEST_REJECTED);
+            quic::SendStream::<Bytes>::reset(&mut self.send, REQUEST_REJECTED);
         }
         r
     }
 
     fn stop_sending(&mut self, error_code: u64) {
-        quic::RecvStream::stop_sending(&mut self.inner, error_code)
+        quic::RecvStream::stop_sending(&mut self.recv, error_code)
     }
 
     fn recv_id(&self) -> StreamId {
-        quic::RecvStream::recv_id(&self.inner)
+        quic::RecvStream::recv_id(&self.recv)
     }
 }
 
-impl<B: Buf> quic::SendStream<B> for BidiStream<B> {
+impl<B: Buf + Send + 'static> quic::SendStream<B> for BidiStream {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
-        quic::SendStream::<B>::poll_ready(&mut self.inner, cx)
+        quic::SendStream::<B>::poll_ready(&mut self.send, cx)
     }
 
     fn send_data<T: Into<WriteBuf<B>>>(&mut self, data: T) -> Result<(), StreamErrorIncoming> {
-        quic::SendStream::<B>::send_data(&mut self.inner, data)
+        quic::SendStream::<B>::send_data(&mut self.send, data)
     }
 
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StreamErrorIncoming>> {
-        quic::SendStream::<B>::poll_finish(&mut self.inner, cx)
+        quic::SendStream::<B>::poll_finish(&mut self.send, cx)
     }
 
     fn reset(&mut self, reset_code: u64) {
-        quic::SendStream::<B>::reset(&mut self.inner, reset_code)
+        quic::SendStream::<B>::reset(&mut self.send, reset_code)
     }
 
     fn send_id(&self) -> StreamId {
-        quic::SendStream::<B>::send_id(&self.inner)
+        quic::SendStream::<B>::send_id(&self.send)
     }
 }
 
-impl<B: Buf> quic::BidiStream<B> for BidiStream<B> {
-    type SendStream = h3_quinn::SendStream<B>;
+impl<B: Buf + Send + 'static> quic::BidiStream<B> for BidiStream {
+    type SendStream = h3_stream::SendStream;
     type RecvStream = CappedRecv;
 
     fn split(self) -> (Self::SendStream, Self::RecvStream) {
-        let (send, recv) = quic::BidiStream::<B>::split(self.inner);
-        (send, CappedRecv { inner: recv, cap: self.cap })
+        (self.send, CappedRecv { inner: self.recv, cap: self.cap })
     }
 }
 
 /// The receive half of a split [`BidiStream`], still capped.
 pub struct CappedRecv {
     /// The wrapped stream.
-    inner: h3_quinn::RecvStream,
+    inner: h3_stream::RecvStream,
     /// What it may still deliver.
     cap: Cap,
 }

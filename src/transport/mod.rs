@@ -5,6 +5,7 @@
 pub mod accept;
 pub mod h3;
 mod h3_limit;
+mod h3_stream;
 pub mod hyper;
 pub mod tls;
 
