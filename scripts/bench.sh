@@ -19,7 +19,7 @@
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
 #          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
 #          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
-#          [--against PATH [--against-args "ARGS"]]
+#          [--against PATH [--against-args "ARGS"]] [--profile]
 #   --pin         origin (and Caddy) on core 0, load tool and replay on core 1 (taskset), so
 #                 the server's side is measured without contention from the load tool
 #   --against PATH  also run every h3live cell with the origin binary PATH (e.g. the previous
@@ -28,6 +28,9 @@
 #                 new/against ratios per cell. PATH must accept the same `serve` flags.
 #   --against-args "ARGS"  extra `serve` flags for the against origin only (e.g.
 #                 "--h3-congestion cubic" with --against target/release/h3live)
+#   --profile     also sample the origin during each live cell (perf record -e cpu-clock,
+#                 on the load tool's side of the pinning) and write its flat profile by
+#                 symbol to raw/<cell>.profile.txt (needs perf; adds a little CPU to the cell)
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
@@ -53,6 +56,7 @@ IDLE_N=""
 COMPARE_N=""
 CADDY=1
 BUILD=1
+PROFILE=0
 AGAINST="" AGAINST_ARGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -69,8 +73,9 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --against) AGAINST="$2"; shift ;;
     --against-args) AGAINST_ARGS="$2"; shift ;;
+    --profile) PROFILE=1 ;;
     --pin) PIN_SERVER=(taskset -c 0); PIN_CLIENT=(taskset -c 1) ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
   shift
@@ -239,10 +244,14 @@ measure() {
   t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
     -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
-  local lp=$! pp=""
+  local lp=$! pp="" rp=""
   if [ "$PERF" = 1 ]; then
     perf stat -x, -e task-clock -p "$pid" -o "$OUT/raw/$tag.perf" > /dev/null 2>&1 &
     pp=$!
+    if [ "$PROFILE" = 1 ] && [ "$server" = h3live ] && [ "$mode" = live ]; then
+      ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} perf record -q -e cpu-clock -F 999 -p "$pid" -o "$OUT/raw/$tag.perf.data" > /dev/null 2>&1 &
+      rp=$!
+    fi
   fi
   peak=$rss0
   local lt=0 x  # the load tool's own CPU ticks, last seen before it exits
@@ -259,6 +268,13 @@ measure() {
     wait "$pp" 2>/dev/null || true
     task_ms=$(awk -F, '$3 == "task-clock" && $1 ~ /^[0-9.]+$/ {print $1}' "$OUT/raw/$tag.perf" 2>/dev/null)
     task_ms=${task_ms:-null}
+  fi
+  if [ -n "$rp" ]; then
+    kill -INT "$rp" 2>/dev/null || true
+    wait "$rp" 2>/dev/null || true
+    perf report -i "$OUT/raw/$tag.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.3 \
+      2> /dev/null | grep -v '^#' | sed '/^$/d' > "$OUT/raw/$tag.profile.txt" || true
+    rm -f "$OUT/raw/$tag.perf.data"
   fi
   local t1 s1
   t1=$(proc_ticks "$pid"); s1=$(sys_ticks)
