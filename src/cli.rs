@@ -240,6 +240,11 @@ pub struct HttpArgs {
     /// (1 % loss, 50 ms RTT); quinn's cubic and new-reno fall behind there (README, "HTTP/3 under loss").
     #[arg(long, value_enum, default_value = "bbr")]
     pub h3_congestion: Congestion,
+    /// Kernel receive and send buffer of the HTTP/3 UDP socket, e.g. 8M; 0 leaves the kernel default
+    /// (208 KiB on Linux, where 500 viewers overflow it: README, "Benchmark, pinned"). Above
+    /// net.core.rmem_max/wmem_max it needs root (SO_RCVBUFFORCE); the size obtained is logged.
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    pub udp_buffer: u64,
     /// Serve /streams and /metrics on every listener (default: only on the cleartext --http listener).
     #[arg(long)]
     pub public_status: bool,

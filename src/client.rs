@@ -143,7 +143,15 @@ impl Connector {
         let endpoint = match (&tls, transport) {
             (Some(tls), Transport::H3) => {
                 let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
-                let mut endpoint = quinn::Endpoint::client(bind)?;
+                // Many connections share this socket: give it room (see set_udp_buffers).
+                let socket = std::net::UdpSocket::bind(bind)?;
+                crate::transport::set_udp_buffers(&socket, 8 << 20);
+                let mut endpoint = quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )?;
                 let mut tls = (**tls).clone();
                 tls.enable_early_data = true;
                 let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;

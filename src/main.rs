@@ -163,6 +163,18 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         https_h2: bind(l.https_h2.0, "https-h2")?,
         h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
     };
+    if let Some(sock) = &listeners.h3 {
+        let want = args.http.udp_buffer;
+        let (rcv, snd) = h3live::transport::set_udp_buffers(sock, want);
+        if want > 0 && (rcv as u64) < want {
+            tracing::warn!(
+                want,
+                got = rcv,
+                "h3: the UDP receive buffer is smaller than --udp-buffer (raise net.core.rmem_max or run as root)"
+            );
+        }
+        tracing::info!(receive = rcv, send = snd, "h3 UDP socket buffers");
+    }
     let tls = if listeners.need_tls() {
         let paths = match (&args.cert.cert, &args.cert.key) {
             (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
