@@ -30,7 +30,7 @@
 #                 "--h3-congestion cubic" with --against target/release/h3live)
 #   --profile     also sample the origin during each live cell (perf record -e cpu-clock,
 #                 on the load tool's side of the pinning) and write its flat profile by
-#                 symbol to raw/<cell>.profile.txt (needs perf; adds a little CPU to the cell)
+#                 symbol to raw/<cell>.profile.txt (needs perf; sampling adds a few % of a core)
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
@@ -273,7 +273,7 @@ measure() {
     kill -INT "$rp" 2>/dev/null || true
     wait "$rp" 2>/dev/null || true
     perf report -i "$OUT/raw/$tag.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.3 \
-      2> /dev/null | grep -v '^#' | sed '/^$/d' > "$OUT/raw/$tag.profile.txt" || true
+      2> /dev/null | grep -v '^#' | sed -e 's/[[:space:]-]*$//' -e '/^$/d' > "$OUT/raw/$tag.profile.txt" || true
     rm -f "$OUT/raw/$tag.perf.data"
   fi
   local t1 s1
