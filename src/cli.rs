@@ -243,6 +243,7 @@ pub struct HttpArgs {
     /// Kernel receive and send buffer of the HTTP/3 UDP socket, e.g. 8M; 0 leaves the kernel default
     /// (208 KiB on Linux, where 500 viewers overflow it: README, "Benchmark, pinned"). Above
     /// net.core.rmem_max/wmem_max it needs root (SO_RCVBUFFORCE); the size obtained is logged.
+    // "8M" is transport::UDP_BUFFER, which the load tool uses.
     #[arg(long, default_value = "8M", value_parser = parse_size)]
     pub udp_buffer: u64,
     /// Serve /streams and /metrics on every listener (default: only on the cleartext --http listener).

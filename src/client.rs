@@ -145,7 +145,7 @@ impl Connector {
                 let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
                 // Many connections share this socket: give it room (see set_udp_buffers).
                 let socket = std::net::UdpSocket::bind(bind)?;
-                crate::transport::set_udp_buffers(&socket, 8 << 20);
+                crate::transport::set_udp_buffers(&socket, crate::transport::UDP_BUFFER);
                 let mut endpoint = quinn::Endpoint::new(
                     quinn::EndpointConfig::default(),
                     None,

@@ -200,8 +200,8 @@ async fn failed_tls_handshakes_are_logged_at_warn_without_flooding() {
 }
 
 /// The h3 socket gets the kernel buffer `--udp-buffer` asks for (Linux's
-/// default, 208 KiB, dropped one datagram in five at 500 viewers), and the
-/// log says what it got. Checked from outside with `ss` when it is there.
+/// default, 208 KiB, overflowed at 500 viewers), and the log says what it
+/// got (the kernel's figure: twice what it granted). Checked from outside with `ss` when it is there.
 #[tokio::test]
 async fn h3_socket_gets_the_udp_buffer_it_asks_for() {
     const WANT: u64 = 4 << 20;
@@ -231,7 +231,7 @@ async fn h3_socket_gets_the_udp_buffer_it_asks_for() {
     // Root may pass net.core.rmem_max (SO_RCVBUFFORCE); anyone else gets at most that.
     let rmem_max: u64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
     let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
-    let expect = if root { WANT } else { WANT.min(rmem_max) };
+    let expect = 2 * if root { WANT } else { WANT.min(rmem_max) };
     assert!(logged >= expect, "logged receive buffer {logged}, expected at least {expect}");
     match Command::new("ss").args(["-u", "-l", "-n", "-m", &format!("sport = :{}", port.unwrap())]).output() {
         Ok(out) if out.status.success() => {
