@@ -106,6 +106,25 @@ pub struct ListenArgs {
     /// TLS listener offering HTTP/2 only, no Alt-Svc: the HTTP/2 arm.
     #[arg(long = "https-h2", default_value_t = ListenAddr::any(ports::HTTPS_H2), value_name = "ADDR|off")]
     pub https_h2: ListenAddr,
+    /// HTTP/3 (QUIC, UDP) ingest listener: PUT/POST/DELETE with the rules of --http (token, Origin, limits),
+    /// and reads. Default: 127.0.0.1 on --http's port number, when --http is on and another TLS or QUIC
+    /// listener is (a certificate is in use); `off` disables it.
+    #[arg(long = "h3-ingest", value_name = "ADDR|off")]
+    pub h3_ingest: Option<ListenAddr>,
+}
+
+impl ListenArgs {
+    /// The HTTP/3 ingest address: the one given, else the default derived
+    /// from --http (see the flag's help). The flag says whether it was given
+    /// (a default that cannot be bound is not fatal).
+    pub fn h3_ingest_addr(&self) -> (Option<SocketAddr>, bool) {
+        if let Some(a) = self.h3_ingest {
+            return (a.0, true);
+        }
+        let tls = [self.h3, self.https, self.https_h1, self.https_h2].iter().any(|a| a.0.is_some());
+        let derived = self.http.0.filter(|_| tls).map(|a| SocketAddr::from(([127, 0, 0, 1], a.port())));
+        (derived, false)
+    }
 }
 
 /// Certificate options.
@@ -361,6 +380,22 @@ mod tests {
             [l.http, l.h3, l.https, l.https_h1, l.https_h2].iter().map(|a| a.to_string()).collect();
         assert_eq!(shown, ["127.0.0.1:8080", "[::]:4433", "[::]:4433", "[::]:4443", "[::]:4444"]);
         assert_eq!(Listen::parse_from(["t", "--http", "off"]).listen.http.to_string(), "off");
+    }
+
+    /// The h3 ingest listener follows --http onto loopback unless told otherwise.
+    #[test]
+    fn h3_ingest_defaults_to_loopback_on_the_http_port() {
+        use clap::Parser as _;
+        let addr = |args: &[&str]| {
+            Listen::parse_from(std::iter::once("t").chain(args.iter().copied())).listen.h3_ingest_addr()
+        };
+        assert_eq!(addr(&[]), (Some("127.0.0.1:8080".parse().unwrap()), false));
+        assert_eq!(addr(&["--http", "0.0.0.0:9000"]), (Some("127.0.0.1:9000".parse().unwrap()), false));
+        assert_eq!(addr(&["--http", "off"]), (None, false));
+        let no_tls = ["--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"];
+        assert_eq!(addr(&no_tls), (None, false));
+        assert_eq!(addr(&["--h3-ingest", "off"]), (None, true));
+        assert_eq!(addr(&["--h3-ingest", "[::1]:7000"]), (Some("[::1]:7000".parse().unwrap()), true));
     }
 
     /// Each timeout has its own field; the unset ones keep their old

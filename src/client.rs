@@ -52,7 +52,92 @@ pub struct Client {
 }
 
 /// Request body type of the hyper connections: empty, or fed chunk by chunk.
-type ReqBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+type ReqBody = UnsyncBoxBody<Bytes, UploadAborted>;
+
+/// Pieces an [`Upload`] over HTTP/1.1 or HTTP/2 may queue ahead of hyper
+/// (its backpressure: [`Upload::send`] waits beyond this).
+const UPLOAD_QUEUE: usize = 4;
+
+/// The error an aborted upload's body ends with: hyper then closes an
+/// HTTP/1.1 connection without the terminating chunk and resets an HTTP/2
+/// stream, so the server sees a broken body, never a clean short one.
+#[derive(Debug, thiserror::Error)]
+#[error("upload aborted by the client")]
+pub struct UploadAborted;
+
+/// A request whose body is being sent (see [`Client::upload`]).
+pub struct Upload(UploadKind);
+
+enum UploadKind {
+    /// HTTP/1.1 or HTTP/2: pieces go to hyper through a channel; the response
+    /// is awaited in its own task (hyper writes the body meanwhile).
+    Hyper {
+        tx: mpsc::Sender<Result<Bytes, UploadAborted>>,
+        resp: tokio::task::JoinHandle<hyper::Result<http::Response<Incoming>>>,
+    },
+    /// HTTP/3: DATA frames written on the request stream.
+    H3(Box<h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>>),
+}
+
+impl Upload {
+    /// Send one piece of the body; returns once the transport took it (h3:
+    /// flow control; h1/h2: hyper's queue). An error means the request
+    /// failed (connection lost, stream reset).
+    pub async fn send(&mut self, data: Bytes) -> Result<()> {
+        match &mut self.0 {
+            UploadKind::Hyper { tx, resp } => {
+                if tx.send(Ok(data)).await.is_err() {
+                    // hyper dropped the body: the request is over, say why.
+                    return Err(match resp.await {
+                        Ok(Err(e)) => anyhow!(e).context("upload failed"),
+                        Ok(Ok(r)) => anyhow!("the server answered {} before the body ended", r.status()),
+                        Err(e) => anyhow!(e).context("upload task"),
+                    });
+                }
+                Ok(())
+            }
+            UploadKind::H3(stream) => stream.send_data(data).await.context("h3 upload"),
+        }
+    }
+
+    /// End the body cleanly and wait for the response.
+    pub async fn finish(self) -> Result<ClientResponse> {
+        match self.0 {
+            UploadKind::Hyper { tx, resp } => {
+                drop(tx);
+                let resp = resp.await.context("upload task")?.context("upload failed")?;
+                let (parts, body) = resp.into_parts();
+                Ok(ClientResponse { status: parts.status, headers: parts.headers, body: RespBody::Hyper(body) })
+            }
+            UploadKind::H3(mut stream) => {
+                stream.finish().await.context("h3: finishing the upload")?;
+                let resp = stream.recv_response().await.context("h3 upload response")?;
+                Ok(ClientResponse {
+                    status: resp.status(),
+                    headers: resp.headers().clone(),
+                    body: RespBody::H3(stream),
+                })
+            }
+        }
+    }
+
+    /// Break the body on purpose: the server sees an upload that did not
+    /// end (HTTP/1.1: the connection closes without the terminating chunk;
+    /// h2/h3: the stream is reset). An HTTP/1.1 connection is unusable after it.
+    pub async fn abort(self) {
+        match self.0 {
+            UploadKind::Hyper { tx, resp } => {
+                let _ = tx.send(Err(UploadAborted)).await;
+                drop(tx);
+                let _ = resp.await;
+            }
+            UploadKind::H3(mut stream) => {
+                stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                stream.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
+            }
+        }
+    }
+}
 
 enum Conn {
     H1(hyper::client::conn::http1::SendRequest<ReqBody>),
@@ -253,7 +338,7 @@ impl Client {
 
     /// Send a request without a body; the response body streams.
     pub async fn request(&mut self, method: Method, path: &str) -> Result<ClientResponse> {
-        self.send(method, path, &[], None).await
+        self.send(method, path, &[]).await
     }
 
     /// Send a request without a body and with extra header fields (e.g. `Range`).
@@ -263,7 +348,7 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<ClientResponse> {
-        self.send(method, path, headers, None).await
+        self.send(method, path, headers).await
     }
 
     /// Send a request whose body is fed chunk by chunk through `body` (each
@@ -275,33 +360,71 @@ impl Client {
         &mut self,
         method: Method,
         path: &str,
-        body: mpsc::Receiver<Bytes>,
+        mut body: mpsc::Receiver<Bytes>,
     ) -> Result<ClientResponse> {
-        self.send(method, path, &[], Some(body)).await
+        let mut up = self.upload(method, path, &[]).await?;
+        while let Some(b) = body.recv().await {
+            up.send(b).await?;
+        }
+        up.finish().await
     }
 
-    async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<mpsc::Receiver<Bytes>>,
-    ) -> Result<ClientResponse> {
+    /// Start a request whose body is sent piece by piece with
+    /// [`Upload::send`] (each piece goes out at once: one HTTP/1.1 chunk or
+    /// one h2/h3 DATA frame), ended with [`Upload::finish`] or broken on
+    /// purpose with [`Upload::abort`].
+    pub async fn upload(&mut self, method: Method, path: &str, headers: &[(&str, &str)]) -> Result<Upload> {
+        let scheme = if self.transport == Transport::H1Clear { "http" } else { "https" };
         let with = |mut b: http::request::Builder| {
             for (k, v) in headers {
                 b = b.header(*k, *v);
             }
             b
         };
-        let hyper_body = |body: Option<mpsc::Receiver<Bytes>>| -> ReqBody {
-            match body {
-                None => Empty::new().boxed_unsync(),
-                Some(rx) => StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|b| (Ok(http_body::Frame::data(b)), rx))
+        match &mut self.conn {
+            Conn::H1(_) | Conn::H2(_) => {
+                let (tx, rx) = mpsc::channel::<Result<Bytes, UploadAborted>>(UPLOAD_QUEUE);
+                let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|r| (r.map(http_body::Frame::data), rx))
                 }))
-                .boxed_unsync(),
+                .boxed_unsync();
+                let resp = match &mut self.conn {
+                    Conn::H1(send) => {
+                        let req = with(Request::builder())
+                            .method(method)
+                            .uri(path)
+                            .header(http::header::HOST, &self.authority)
+                            .body(body)?;
+                        send.ready().await?;
+                        tokio::spawn(send.send_request(req))
+                    }
+                    Conn::H2(send) => {
+                        let uri = format!("{scheme}://{}{path}", self.authority);
+                        let req = with(Request::builder()).method(method).uri(uri).body(body)?;
+                        send.ready().await?;
+                        tokio::spawn(send.send_request(req))
+                    }
+                    Conn::H3 { .. } => unreachable!("matched above"),
+                };
+                Ok(Upload(UploadKind::Hyper { tx, resp }))
             }
+            Conn::H3 { send, .. } => {
+                let uri = format!("{scheme}://{}{path}", self.authority);
+                let req = with(Request::builder()).method(method).uri(uri).body(())?;
+                let stream = send.send_request(req).await?;
+                Ok(Upload(UploadKind::H3(Box::new(stream))))
+            }
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, headers: &[(&str, &str)]) -> Result<ClientResponse> {
+        let with = |mut b: http::request::Builder| {
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b
         };
+        let empty = || -> ReqBody { Empty::new().map_err(|never| match never {}).boxed_unsync() };
         let scheme = if self.transport == Transport::H1Clear { "http" } else { "https" };
         match &mut self.conn {
             Conn::H1(send) => {
@@ -309,7 +432,7 @@ impl Client {
                     .method(method)
                     .uri(path)
                     .header(http::header::HOST, &self.authority)
-                    .body(hyper_body(body))?;
+                    .body(empty())?;
                 send.ready().await?;
                 let resp = send.send_request(req).await?;
                 let (parts, body) = resp.into_parts();
@@ -317,7 +440,7 @@ impl Client {
             }
             Conn::H2(send) => {
                 let uri = format!("{scheme}://{}{path}", self.authority);
-                let req = with(Request::builder()).method(method).uri(uri).body(hyper_body(body))?;
+                let req = with(Request::builder()).method(method).uri(uri).body(empty())?;
                 send.ready().await?;
                 let resp = send.send_request(req).await?;
                 let (parts, body) = resp.into_parts();
@@ -327,11 +450,6 @@ impl Client {
                 let uri = format!("{scheme}://{}{path}", self.authority);
                 let req = with(Request::builder()).method(method).uri(uri).body(())?;
                 let mut stream = send.send_request(req).await?;
-                if let Some(mut rx) = body {
-                    while let Some(b) = rx.recv().await {
-                        stream.send_data(b).await?;
-                    }
-                }
                 // The origin may answer a body-less request and drop its read
                 // side (STOP_SENDING 0) before our FIN goes out; finishing then
                 // fails although the response is on its way. A real failure

@@ -116,7 +116,7 @@ fn tls_config(args: &InteropArgs, keys: &TlsKeys) -> Result<quinn::crypto::rustl
 
 /// Transport parameters, with a qlog trace for one connection when asked.
 fn transport_config(limits: &Limits, qlog: Option<&Path>) -> quinn::TransportConfig {
-    let mut t = transport::h3::transport_config(limits);
+    let mut t = transport::h3::transport_config(limits, false);
     if let Some(path) = qlog {
         match std::fs::File::create(path) {
             Ok(file) => {

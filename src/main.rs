@@ -162,6 +162,19 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         https_h1: bind(l.https_h1.0, "https-h1")?,
         https_h2: bind(l.https_h2.0, "https-h2")?,
         h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
+        h3_ingest: match (upstream.is_some(), l.h3_ingest_addr()) {
+            // A front has no ingest.
+            (true, _) | (false, (None, _)) => None,
+            (false, (Some(a), true)) => Some(bind_udp(a).with_context(|| format!("binding --h3-ingest {a}"))?),
+            // The derived default: a busy port costs only the h3 ingest.
+            (false, (Some(a), false)) => match bind_udp(a) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(addr = %a, error = %format!("{e:#}"), "h3 ingest not started (the default --h3-ingest address is busy): ingest over HTTP/1.1 only");
+                    None
+                }
+            },
+        },
     };
     if let Some(sock) = &listeners.h3 {
         let want = args.http.udp_buffer;

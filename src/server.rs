@@ -31,12 +31,19 @@ pub struct Listeners {
     pub https_h2: Option<TcpListener>,
     /// UDP socket for HTTP/3.
     pub h3: Option<std::net::UdpSocket>,
+    /// UDP socket for HTTP/3 with ingest (loopback by default): the QUIC twin
+    /// of the cleartext `http` listener.
+    pub h3_ingest: Option<std::net::UdpSocket>,
 }
 
 impl Listeners {
     /// True if a TLS or QUIC listener is bound (a certificate is needed).
     pub fn need_tls(&self) -> bool {
-        self.https.is_some() || self.https_h1.is_some() || self.https_h2.is_some() || self.h3.is_some()
+        self.https.is_some()
+            || self.https_h1.is_some()
+            || self.https_h2.is_some()
+            || self.h3.is_some()
+            || self.h3_ingest.is_some()
     }
 }
 
@@ -51,7 +58,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Certificate for the TLS and QUIC listeners (required if any is bound).
     pub tls: Option<TlsKeys>,
-    /// Whether the cleartext listener accepts ingest.
+    /// Whether the ingest listeners (cleartext `http`, `h3_ingest`) accept ingest.
     pub ingest_on_http: bool,
     /// Serve `/streams` and `/metrics` on every listener, not only on the
     /// cleartext (admin) one.
@@ -81,13 +88,18 @@ pub async fn run_origin(
         (None, false) => None,
         (None, true) => anyhow::bail!("TLS and QUIC listeners need a certificate"),
     };
-    let (endpoint, alt_svc) = match listeners.h3 {
-        Some(sock) => {
-            let (ep, alt_svc) = start_h3(sock, keys.context("h3 needs a certificate")?, &config, &origin, &tasks)?;
-            (Some(ep), Some(alt_svc))
-        }
-        None => (None, None),
-    };
+    let mut endpoints = Vec::new();
+    let mut alt_svc = None;
+    if let Some(sock) = listeners.h3 {
+        let port = sock.local_addr()?.port();
+        let info = ListenerInfo { name: "h3", ingest: false, alt_svc: None, status_pages: config.public_status };
+        endpoints.push(start_h3(sock, keys.context("h3 needs a certificate")?, info, &config, &origin, &tasks)?);
+        alt_svc = Some(HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?);
+    }
+    if let Some(sock) = listeners.h3_ingest {
+        let info = ListenerInfo { name: "h3-ingest", ingest: config.ingest_on_http, alt_svc: None, status_pages: true };
+        endpoints.push(start_h3(sock, keys.context("h3 ingest needs a certificate")?, info, &config, &origin, &tasks)?);
+    }
     let tcp = [
         (listeners.http, "http", None),
         (listeners.https, "https", Some(&[&b"h2"[..], b"http/1.1"][..])),
@@ -111,27 +123,26 @@ pub async fn run_origin(
     let sweeper = tokio::spawn(sweep_idle_streams(origin.clone(), tasks.shutdown.clone()));
 
     shutdown.await;
-    tasks.stop(config.limits.shutdown.grace, endpoint.as_slice()).await;
+    tasks.stop(config.limits.shutdown.grace, &endpoints).await;
     sweeper.abort();
     Ok(())
 }
 
-/// Start the HTTP/3 listener on `sock`; returns its endpoint (closed at
-/// shutdown) and the `Alt-Svc` value that points at it.
+/// Start an HTTP/3 listener on `sock`; returns its endpoint (closed at
+/// shutdown).
 fn start_h3(
     sock: std::net::UdpSocket,
     keys: &TlsKeys,
+    info: ListenerInfo,
     config: &ServerConfig,
     origin: &Arc<Origin>,
     tasks: &Tasks,
-) -> Result<(quinn::Endpoint, HeaderValue)> {
-    let port = sock.local_addr()?.port();
+) -> Result<quinn::Endpoint> {
     let mut server_config = transport::tls::quic_server_config(keys, &[b"h3"])?;
-    server_config.transport_config(Arc::new(transport::h3::transport_config(&config.limits)));
+    server_config.transport_config(Arc::new(transport::h3::transport_config(&config.limits, info.ingest)));
     let ep = transport::quic_endpoint(sock, server_config)?;
-    info!(addr = %ep.local_addr()?, "h3 (QUIC) listening");
-    let alt_svc = HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400"))?;
-    let info = Arc::new(ListenerInfo { name: "h3", ingest: false, alt_svc: None, status_pages: config.public_status });
+    info!(listener = info.name, addr = %ep.local_addr()?, ingest = info.ingest, "h3 (QUIC) listening");
+    let info = Arc::new(info);
     tasks.tracker.spawn(transport::h3::serve(
         ep.clone(),
         info,
@@ -140,7 +151,7 @@ fn start_h3(
         tasks.shutdown.clone(),
         tasks.tracker.clone(),
     ));
-    Ok((ep, alt_svc))
+    Ok(ep)
 }
 
 /// Start one HTTP/1.1 / HTTP/2 listener.

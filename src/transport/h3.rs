@@ -7,14 +7,18 @@
 //! a connection with no open request for the idle timeout gets GOAWAY and is
 //! closed, whatever the client sends. Header sections are limited to
 //! `max_header_bytes` (431) and a request stream cannot make h3 buffer more
-//! than that (see `h3_limit`). A response whose stream is not drained for the
+//! than that (see `h3_limit`). On an ingest listener (`--h3-ingest`) request
+//! bodies are read: the adapter hands the receive half of the request stream
+//! to the core as an [`IngestBody`], exactly as hyper's body is for HTTP/1.1
+//! ingest, and everything else (names, token, Origin rule, limits, progressive
+//! delivery to readers) is the core's. A response whose stream is not drained for the
 //! send timeout is reset. On shutdown each connection sends GOAWAY and lets
 //! its requests finish; the caller then closes the endpoint and waits for it
 //! to be idle so no stream data is lost.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use h3::error::Code;
 use h3::server::RequestResolver;
 use tokio_util::sync::CancellationToken;
@@ -24,23 +28,30 @@ use tracing::{debug, warn, Instrument as _};
 use super::accept::{Door, QuicAccept};
 use super::{h3_limit, Activity, Congestion, ConnInfo, Limits, ListenerInfo, Transport};
 use crate::conn::request_span;
-use crate::core::{NoBody, Origin};
+use crate::core::{BodyError, IngestBody, Origin};
 
-/// Transport parameters for the QUIC listener.
-pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
+/// Receive window of a request stream on an ingest listener: an upload body
+/// flows at up to this much per round trip (quinn's default, 1.25 MB: 100
+/// Mbit/s at 100 ms).
+const INGEST_STREAM_WINDOW: u64 = 1_250_000;
+
+/// Transport parameters for a QUIC listener (`ingest`: one that reads upload bodies).
+pub fn transport_config(limits: &Limits, ingest: bool) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.quic.idle_timeout).ok());
     t.keep_alive_interval(Some(limits.quic.keep_alive_interval));
     t.max_concurrent_bidi_streams(limits.http.max_streams_per_connection.into());
-    // What a client sends is only ever header sections (ingest is HTTP/1.1)
-    // and h3's own streams. h3 never reads a client's QPACK encoder and
-    // decoder streams after their type (the dynamic table is off), nor a
-    // unidirectional stream whose type is still incomplete: quinn buffers
-    // such data up to the stream window, 1.25 MB each by default. A window
-    // just above the request-stream cap bounds that to 64 KiB per stream,
-    // and a client gets 8 unidirectional streams (h3 uses 3) instead of 100.
+    // What a viewer sends is only ever header sections and h3's own streams.
+    // h3 never reads a client's QPACK encoder and decoder streams after their
+    // type (the dynamic table is off), nor a unidirectional stream whose type
+    // is still incomplete: quinn buffers such data up to the stream window,
+    // 1.25 MB each by default. A window just above the request-stream cap
+    // bounds that to 64 KiB per stream, and a client gets 8 unidirectional
+    // streams (h3 uses 3) instead of 100. An ingest listener's request
+    // streams carry upload bodies and keep a full window.
     let cap = 2 * u64::from(limits.http.max_header_bytes) + 1024;
-    t.stream_receive_window(quinn::VarInt::from_u64(cap.max(64 << 10)).unwrap_or(quinn::VarInt::MAX));
+    let window = if ingest { INGEST_STREAM_WINDOW } else { cap.max(64 << 10) };
+    t.stream_receive_window(quinn::VarInt::from_u64(window).unwrap_or(quinn::VarInt::MAX));
     t.max_concurrent_uni_streams(8u32.into());
     match limits.quic.congestion {
         Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
@@ -93,10 +104,15 @@ pub async fn serve_conn(
     // section: twice the limit (so sections somewhat over it get h3's 431
     // rather than a reset) plus room for frame headers.
     let cap = 2 * u64::from(limits.http.max_header_bytes) + 1024;
+    let wrapped = if conn.listener.ingest {
+        h3_limit::Connection::with_bodies(quic.clone(), cap)
+    } else {
+        h3_limit::Connection::new(quic.clone(), cap)
+    };
     let mut h3conn = match h3::server::builder()
         .send_grease(false)
         .max_field_section_size(limits.http.max_header_bytes.into())
-        .build::<_, Bytes>(h3_limit::Connection::new(quic.clone(), cap))
+        .build::<_, Bytes>(wrapped)
         .await
     {
         Ok(c) => c,
@@ -175,13 +191,26 @@ async fn send_within<F: std::future::Future>(
     }
 }
 
+/// The receive half of an h3 request stream as ingest reads it.
+struct H3Ingest<'a>(&'a mut h3::server::RequestStream<h3_limit::CappedRecv, Bytes>);
+
+impl IngestBody for H3Ingest<'_> {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        match self.0.recv_data().await {
+            Ok(Some(mut buf)) => Some(Ok(buf.copy_to_bytes(buf.remaining()))),
+            Ok(None) => None,
+            Err(e) => Some(Err(BodyError::new(e))),
+        }
+    }
+}
+
 async fn handle_request(
     resolver: RequestResolver<h3_limit::Connection, Bytes>,
     origin: Arc<Origin>,
     conn: Arc<ConnInfo>,
     send_timeout: std::time::Duration,
 ) {
-    let (req, mut stream) = match resolver.resolve_request().await {
+    let (req, stream) = match resolver.resolve_request().await {
         Ok(x) => x,
         Err(e) => {
             debug!(error = %e, "h3: bad request stream");
@@ -189,8 +218,11 @@ async fn handle_request(
         }
     };
     let span = request_span(Transport::H3, req.method(), req.uri().path());
+    // The receive half lives until the response ends, read or not (a GET's
+    // is never read: the core only reads bodies on ingest listeners).
+    let (mut stream, mut recv) = stream.split();
     async move {
-        let resp = origin.handle(req.map(|()| NoBody), &conn).await;
+        let resp = origin.handle(req.map(|()| H3Ingest(&mut recv)), &conn).await;
         let (parts, mut body) = resp.into_parts();
         if let Err(e) = stream.send_response(http::Response::from_parts(parts, ())).await {
             debug!(error = %e, "h3: client went away before the response");

@@ -4,13 +4,18 @@
 //! h3 reads a frame whole before it looks at it: a HEADERS frame (or a frame
 //! of an unknown type) announcing a huge length is buffered as it arrives,
 //! without limit, and its length is re-summed on every read. `max_field_section_size`
-//! only applies once the frame is complete. Requests on this origin have no
-//! body (ingest is HTTP/1.1 only), so a request stream never needs to deliver
-//! more than its header section: this wrapper lets at most `cap` bytes of each
+//! only applies once the frame is complete. Reads have no body, so on a
+//! listener without ingest a request stream never needs to deliver more than
+//! its header section: this wrapper lets at most `cap` bytes of each
 //! client-initiated bidirectional stream through to h3 (the caller sets it to
 //! twice the header limit, so a section somewhat over the limit still gets
 //! h3's 431), then stops the stream in both directions (STOP_SENDING and
 //! RESET_STREAM with `H3_REQUEST_REJECTED`) and reports it to h3 as terminated.
+//! On an ingest listener ([`Connection::with_bodies`]) request streams carry
+//! upload bodies: there the frame headers are followed instead, DATA frames
+//! pass whatever their length (h3 hands their payload on as it arrives; the
+//! core caps the object size), and any other frame longer than `cap` stops
+//! the stream the same way.
 //! The client's control stream lives as long as the connection, so it is not
 //! capped in total; instead its frame headers are followed as the bytes pass
 //! and a frame longer than `cap` stops it (h3 then closes the connection with
@@ -49,13 +54,23 @@ pub struct Connection {
     accepting: Bidi,
     /// The same connection through h3-quinn (unidirectional streams).
     inner: h3_quinn::Connection,
-    /// Bytes each request stream may deliver.
-    cap: u64,
+    /// What each request stream may deliver.
+    cap: Cap,
 }
 
 impl Connection {
     /// Wrap `conn`; each request stream may deliver `cap` bytes.
     pub fn new(conn: quinn::Connection, cap: u64) -> Connection {
+        Connection::wrap(conn, Cap::total(cap))
+    }
+
+    /// Wrap `conn` for an ingest listener: request streams may carry bodies
+    /// (DATA frames of any length); every other frame is capped at `cap`.
+    pub fn with_bodies(conn: quinn::Connection, cap: u64) -> Connection {
+        Connection::wrap(conn, Cap::frames(cap))
+    }
+
+    fn wrap(conn: quinn::Connection, cap: Cap) -> Connection {
         Connection { accepting: accept_bi(&conn), inner: h3_quinn::Connection::new(conn.clone()), conn, cap }
     }
 }
@@ -65,7 +80,7 @@ impl<B: Buf + Send + 'static> quic::Connection<B> for Connection {
     type OpenStreams = Opener;
 
     fn poll_accept_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::RecvStream, ConnectionErrorIncoming>> {
-        let cap = self.cap;
+        let cap = self.cap.limit;
         quic::Connection::<B>::poll_accept_recv(&mut self.inner, cx).map_ok(|inner| UniStream {
             inner,
             frames: Frames::new(cap),
@@ -77,7 +92,7 @@ impl<B: Buf + Send + 'static> quic::Connection<B> for Connection {
         let r = ready!(self.accepting.as_mut().poll(cx));
         self.accepting = accept_bi(&self.conn);
         let (send, recv) = r.map_err(connection_error)?;
-        Poll::Ready(Ok(BidiStream::new(send, recv, self.cap)))
+        Poll::Ready(Ok(BidiStream::new(send, recv, self.cap.clone())))
     }
 
     fn opener(&self) -> Self::OpenStreams {
@@ -85,7 +100,7 @@ impl<B: Buf + Send + 'static> quic::Connection<B> for Connection {
             inner: quic::Connection::<B>::opener(&self.inner),
             conn: self.conn.clone(),
             opening: None,
-            cap: self.cap,
+            cap: self.cap.clone(),
         }
     }
 }
@@ -98,15 +113,15 @@ pub struct Opener {
     conn: quinn::Connection,
     /// A bidirectional stream being opened.
     opening: Option<Bidi>,
-    /// Bytes each bidirectional stream may deliver.
-    cap: u64,
+    /// What each bidirectional stream may deliver.
+    cap: Cap,
 }
 
 /// Open a bidirectional stream (an HTTP/3 server never does; the trait asks for it).
 fn poll_open_bi(
     conn: &quinn::Connection,
     opening: &mut Option<Bidi>,
-    cap: u64,
+    cap: &Cap,
     cx: &mut Context<'_>,
 ) -> Poll<Result<BidiStream, StreamErrorIncoming>> {
     let fut = opening.get_or_insert_with(|| {
@@ -117,7 +132,7 @@ fn poll_open_bi(
     *opening = None;
     let (send, recv) =
         r.map_err(|e| StreamErrorIncoming::ConnectionErrorIncoming { connection_error: connection_error(e) })?;
-    Poll::Ready(Ok(BidiStream::new(send, recv, cap)))
+    Poll::Ready(Ok(BidiStream::new(send, recv, cap.clone())))
 }
 
 impl<B: Buf + Send + 'static> quic::OpenStreams<B> for Opener {
@@ -125,7 +140,7 @@ impl<B: Buf + Send + 'static> quic::OpenStreams<B> for Opener {
     type SendStream = h3_quinn::SendStream<B>;
 
     fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
-        poll_open_bi(&self.conn, &mut self.opening, self.cap, cx)
+        poll_open_bi(&self.conn, &mut self.opening, &self.cap, cx)
     }
 
     fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
@@ -143,7 +158,7 @@ impl<B: Buf + Send + 'static> quic::OpenStreams<B> for Connection {
 
     fn poll_open_bidi(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::BidiStream, StreamErrorIncoming>> {
         // Rare enough (never, for a server) that a fresh future each time is fine.
-        poll_open_bi(&self.conn, &mut None, self.cap, cx)
+        poll_open_bi(&self.conn, &mut None, &self.cap, cx)
     }
 
     fn poll_open_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<Self::SendStream, StreamErrorIncoming>> {
@@ -155,16 +170,30 @@ impl<B: Buf + Send + 'static> quic::OpenStreams<B> for Connection {
     }
 }
 
-/// How many more bytes a stream may deliver to h3.
-#[derive(Debug, Clone, Copy)]
+/// What a request stream may still deliver to h3.
+#[derive(Debug, Clone)]
 struct Cap {
-    /// Bytes it may still deliver.
+    /// The configured cap: bytes in total, or bytes per frame other than DATA.
+    limit: u64,
+    /// Bytes it may still deliver (not counted when `frames` is set).
     left: u64,
+    /// Ingest listener: the frame headers, followed as bytes pass.
+    frames: Option<Frames>,
     /// Set once the cap was hit and the stream stopped.
     stopped: bool,
 }
 
 impl Cap {
+    /// At most `limit` bytes in total.
+    fn total(limit: u64) -> Cap {
+        Cap { limit, left: limit, frames: None, stopped: false }
+    }
+
+    /// DATA frames of any length, any other frame at most `limit` bytes.
+    fn frames(limit: u64) -> Cap {
+        Cap { limit, left: u64::MAX, frames: Some(Frames::request(limit)), stopped: false }
+    }
+
     /// Pass `r` on while under the cap; past it, stop the stream (once) and
     /// report it terminated from then on.
     fn poll_data<R: quic::RecvStream<Buf = Bytes>>(
@@ -178,13 +207,17 @@ impl Cap {
         let r = inner.poll_data(cx);
         if let Poll::Ready(Ok(Some(data))) = &r {
             let n = data.len() as u64;
-            if n > self.left {
+            let over = match self.frames.as_mut() {
+                Some(frames) => !frames.feed(data),
+                None => n > self.left,
+            };
+            if over {
                 tracing::debug!("h3: request stream sent more than a header section may hold: stopped");
                 self.stopped = true;
                 inner.stop_sending(REQUEST_REJECTED);
                 return Poll::Ready(Err(StreamErrorIncoming::StreamTerminated { error_code: REQUEST_REJECTED }));
             }
-            self.left -= n;
+            self.left = self.left.saturating_sub(n);
         }
         r
     }
@@ -201,12 +234,8 @@ pub struct BidiStream {
 }
 
 impl BidiStream {
-    fn new(send: quinn::SendStream, recv: quinn::RecvStream, cap: u64) -> Self {
-        BidiStream {
-            send: h3_stream::SendStream::new(send),
-            recv: h3_stream::RecvStream::new(recv),
-            cap: Cap { left: cap, stopped: false },
-        }
+    fn new(send: quinn::SendStream, recv: quinn::RecvStream, cap: Cap) -> Self {
+        BidiStream { send: h3_stream::SendStream::new(send), recv: h3_stream::RecvStream::new(recv), cap }
     }
 }
 
@@ -330,13 +359,19 @@ impl quic::RecvStream for UniStream {
 /// `H3_FRAME_ERROR`.
 const FRAME_ERROR: u64 = 0x106;
 
-/// Follows the frame headers of a unidirectional stream as bytes pass.
-#[derive(Debug)]
+/// Follows the frame headers of a stream as bytes pass: a unidirectional
+/// stream (only the control stream's frames are followed) or a request stream
+/// on an ingest listener (DATA frames are not capped).
+#[derive(Debug, Clone)]
 struct Frames {
-    /// Longest frame payload accepted on the control stream.
+    /// Longest frame payload accepted (on a request stream: other than DATA).
     cap: u64,
     /// What the next bytes are.
     state: FrameState,
+    /// Type of the frame whose length is being read.
+    frame_type: u64,
+    /// A request stream: DATA frames pass whatever their length.
+    request: bool,
     /// The varint being read: its length (0 before its first byte), bytes
     /// read, value so far.
     varint: (usize, usize, u64),
@@ -359,7 +394,12 @@ enum FrameState {
 
 impl Frames {
     fn new(cap: u64) -> Frames {
-        Frames { cap, state: FrameState::StreamType, varint: (0, 0, 0) }
+        Frames { cap, state: FrameState::StreamType, frame_type: 0, request: false, varint: (0, 0, 0) }
+    }
+
+    /// A request stream's frames (no stream type first).
+    fn request(cap: u64) -> Frames {
+        Frames { cap, state: FrameState::FrameType, frame_type: 0, request: true, varint: (0, 0, 0) }
     }
 
     /// One byte of a QUIC varint (RFC 9000 16); its value once complete.
@@ -376,8 +416,8 @@ impl Frames {
         }
     }
 
-    /// Pass `data` through the parser; false if a control-stream frame is
-    /// longer than the cap.
+    /// Pass `data` through the parser; false if a followed frame (other than
+    /// DATA on a request stream) is longer than the cap.
     fn feed(&mut self, data: &[u8]) -> bool {
         let mut i = 0;
         while i < data.len() {
@@ -396,7 +436,12 @@ impl Frames {
                         // 0x00: the control stream.
                         FrameState::StreamType if v == 0 => FrameState::FrameType,
                         FrameState::StreamType => FrameState::Other,
-                        FrameState::FrameType => FrameState::FrameLen,
+                        FrameState::FrameType => {
+                            self.frame_type = v;
+                            FrameState::FrameLen
+                        }
+                        // 0x00: DATA, an upload body's frames.
+                        _ if self.request && self.frame_type == 0 && v > 0 => FrameState::Payload(v),
                         _ if v > self.cap => return false,
                         _ if v == 0 => FrameState::FrameType,
                         _ => FrameState::Payload(v),
@@ -426,5 +471,18 @@ mod tests {
         // Other stream types are not followed.
         let mut f = Frames::new(100);
         assert!(f.feed(&[0x02, 0xff, 0xff, 0xff]));
+    }
+
+    #[test]
+    fn request_streams_pass_long_data_frames_only() {
+        let mut f = Frames::request(100);
+        // HEADERS (0x01) of 3 bytes, DATA (0x00) of 1 MiB (4-byte varint), split.
+        assert!(f.feed(&[0x01, 0x03, 1, 2, 3, 0x00, 0x80, 0x10]));
+        assert!(f.feed(&[0x00, 0x00]));
+        for _ in 0..16 {
+            assert!(f.feed(&[7u8; 65536]));
+        }
+        // Then a trailing HEADERS frame announcing 1000 bytes: over the cap.
+        assert!(!f.feed(&[0x01, 0x43, 0xe8]));
     }
 }

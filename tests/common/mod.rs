@@ -57,6 +57,8 @@ pub struct TestOrigin {
     pub https_h1: SocketAddr,
     pub https_h2: SocketAddr,
     pub h3: SocketAddr,
+    /// The HTTP/3 ingest listener (QUIC twin of `http`).
+    pub h3_ingest: SocketAddr,
     pub roots: Vec<CertificateDer<'static>>,
     /// PEM file of the origin's certificate, for external clients.
     pub cert_pem: std::path::PathBuf,
@@ -99,11 +101,13 @@ impl TestOrigin {
             https_h1: Some(bind_tcp(local).unwrap()),
             https_h2: Some(bind_tcp(local).unwrap()),
             h3: Some(bind_udp(local).unwrap()),
+            h3_ingest: Some(bind_udp(local).unwrap()),
         };
         let addr = |l: &Option<tokio::net::TcpListener>| l.as_ref().unwrap().local_addr().unwrap();
         let (http, https, https_h1, https_h2) =
             (addr(&listeners.http), addr(&listeners.https), addr(&listeners.https_h1), addr(&listeners.https_h2));
         let h3 = listeners.h3.as_ref().unwrap().local_addr().unwrap();
+        let h3_ingest = listeners.h3_ingest.as_ref().unwrap().local_addr().unwrap();
         let origin = Arc::new(Origin::new(Store::new(config.store.clone()), config.origin.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run_origin(origin.clone(), config, listeners, async move {
@@ -115,6 +119,7 @@ impl TestOrigin {
             https_h1,
             https_h2,
             h3,
+            h3_ingest,
             roots,
             cert_pem: paths.cert.clone(),
             origin,
