@@ -91,13 +91,19 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     opts.open(path)?.write_all(data)
 }
 
+/// The certificates of a PEM file (a chain, or certificates to trust).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+    Ok(certs)
+}
+
 /// Load a certificate chain and key from PEM files.
 pub fn load(paths: &CertPaths) -> Result<TlsKeys> {
-    let chain = CertificateDer::pem_file_iter(&paths.cert)
-        .with_context(|| format!("reading {}", paths.cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {}", paths.cert.display()))?;
-    anyhow::ensure!(!chain.is_empty(), "no certificate in {}", paths.cert.display());
+    let chain = load_certs(&paths.cert)?;
     let key_pem = std::fs::read_to_string(&paths.key).with_context(|| format!("reading {}", paths.key.display()))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .with_context(|| format!("parsing {}", paths.key.display()))?;

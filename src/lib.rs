@@ -34,6 +34,9 @@
 //! - [`pathemu`]: `h3live pathemu`, a path emulator (delay, jitter, loss,
 //!   bursty loss, rate) on NFQUEUE for kernels without sch_netem, and the
 //!   path self-check the A/B harness runs before every profile.
+//! - [`relay`]: `h3live relay`, the encoder relay: takes the encoder's
+//!   uploads on loopback and forwards them to one or more origins over
+//!   HTTP/1.1 or HTTP/3, re-sending what an origin lost in a restart.
 
 pub mod cert;
 pub mod cli;
@@ -47,6 +50,7 @@ pub mod interop;
 pub mod load;
 pub mod metrics;
 pub mod pathemu;
+pub mod relay;
 pub mod server;
 pub mod store;
 pub mod transport;

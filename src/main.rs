@@ -32,6 +32,9 @@ enum Command {
     InteropServer(h3live::interop::InteropArgs),
     /// Viewer swarm (N live viewers over h3/h2/h1, latency from prft) and stream record/replay.
     Load(Box<h3live::load::LoadCmd>),
+    /// Encoder relay: takes the encoder's uploads on loopback, forwards them to one or more origins
+    /// (HTTP/1.1 or HTTP/3), re-sends what an origin lost in a restart.
+    Relay(Box<h3live::relay::RelayArgs>),
     /// Network path emulator without sch_netem (NFQUEUE delay line) and its self-check.
     #[command(subcommand)]
     Pathemu(h3live::pathemu::PathemuCmd),
@@ -129,6 +132,7 @@ fn main() -> Result<()> {
         }
         Command::Load(args) => rt.block_on(h3live::load::main(*args)),
         Command::Pathemu(cmd) => rt.block_on(h3live::pathemu::main(cmd)),
+        Command::Relay(args) => rt.block_on(h3live::relay::main(*args)),
     }
 }
 

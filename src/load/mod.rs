@@ -35,7 +35,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -453,10 +452,7 @@ fn connectors(args: &LoadArgs, transport: Transport, addr: SocketAddr) -> Result
     let roots: Vec<CertificateDer<'static>> = if transport == Transport::H1Clear {
         Vec::new()
     } else {
-        CertificateDer::pem_file_iter(&args.ca)
-            .with_context(|| format!("reading --ca {}", args.ca.display()))?
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("parsing --ca {}", args.ca.display()))?
+        crate::cert::load_certs(&args.ca).with_context(|| format!("--ca {}", args.ca.display()))?
     };
     let endpoints =
         if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
