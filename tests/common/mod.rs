@@ -300,3 +300,167 @@ pub fn load_cmd(
     ])
     .expect("load arguments")
 }
+
+/// A port free for both TCP and UDP on 127.0.0.1 right now (an origin's
+/// `--http` and its `--h3-ingest` share the number).
+pub fn free_tcp_udp_port() -> u16 {
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP");
+}
+
+/// The `h3live serve` binary as a process, with only its ingest listeners
+/// (`--http` and `--h3-ingest` on one port number), a state directory and
+/// the certificate in `certs`; it can be killed with SIGKILL and started
+/// again on the same port and state directory, as an operator would.
+pub struct OriginProc {
+    /// The cleartext listener (and, over UDP, the h3 ingest listener).
+    pub addr: SocketAddr,
+    /// The arguments it runs with.
+    args: Vec<String>,
+    /// The running process.
+    child: Option<std::process::Child>,
+    /// Its state directory.
+    _state: tempfile::TempDir,
+}
+
+impl OriginProc {
+    /// Start one on a free port; `certs` holds cert.pem and key.pem; `extra`
+    /// are more `serve` flags.
+    pub async fn start(certs: &std::path::Path, extra: &[&str]) -> OriginProc {
+        OriginProc::start_on(free_tcp_udp_port(), certs, extra).await
+    }
+
+    /// [`OriginProc::start`] on a given port.
+    pub async fn start_on(port: u16, certs: &std::path::Path, extra: &[&str]) -> OriginProc {
+        let state = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut args: Vec<String> =
+            ["serve", "--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        args.extend(["--http".into(), addr.to_string(), "--h3-ingest".into(), addr.to_string()]);
+        args.extend(["--cert".into(), certs.join("cert.pem").display().to_string()]);
+        args.extend(["--key".into(), certs.join("key.pem").display().to_string()]);
+        args.extend(["--state-dir".into(), state.path().display().to_string(), "--hold".into(), "300ms".into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut o = OriginProc { addr, args, child: None, _state: state };
+        o.restart().await;
+        o
+    }
+
+    /// Start the process (again) and wait until it answers.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_h3live"))
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting h3live serve");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = Client::connect(Transport::H1Clear, self.addr, "localhost", &[]).await {
+                if let Ok(mut r) = c.get("/healthz").await {
+                    let _ = r.bytes().await;
+                    if r.status == StatusCode::OK {
+                        return;
+                    }
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "origin on {} did not come up", self.addr);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Its `/streams` document.
+    pub async fn streams(&self) -> serde_json::Value {
+        let mut c = Client::connect(Transport::H1Clear, self.addr, "localhost", &[]).await.unwrap();
+        let mut r = c.get("/streams").await.unwrap();
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+    }
+
+    /// GET `path` on its cleartext listener: status and body.
+    pub async fn get(&self, path: &str) -> (StatusCode, Vec<u8>) {
+        let mut c = Client::connect(Transport::H1Clear, self.addr, "localhost", &[]).await.unwrap();
+        let mut r = c.get(path).await.unwrap();
+        let (body, err) = read_all(&mut r).await;
+        assert!(err.is_none(), "GET {path}: {err:?}");
+        (r.status, body)
+    }
+}
+
+impl Drop for OriginProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The objects of `stream` in a `/streams` document: name -> (state, bytes).
+pub fn objects(streams: &serde_json::Value, stream: &str) -> std::collections::BTreeMap<String, (String, u64)> {
+    streams["streams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["name"] == stream)
+        .flat_map(|s| s["objects"].as_array().cloned().unwrap_or_default())
+        .map(|o| {
+            let name = o["name"].as_str().unwrap_or_default().to_string();
+            (name, (o["state"].as_str().unwrap_or_default().to_string(), o["bytes"].as_u64().unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// Segment numbers of representation `prefix` (e.g. `chunk-stream0-`) among `objects`, with their state.
+pub fn segments(
+    objects: &std::collections::BTreeMap<String, (String, u64)>,
+    prefix: &str,
+) -> std::collections::BTreeMap<u64, String> {
+    objects
+        .iter()
+        .filter_map(|(name, (state, _))| {
+            let n = name.strip_prefix(prefix)?.strip_suffix(".m4s")?.parse().ok()?;
+            Some((n, state.clone()))
+        })
+        .collect()
+}
+
+/// A certificate directory (cert.pem, key.pem) for localhost, 127.0.0.1 and ::1.
+pub fn cert_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    cert::write_new(&CertPaths::in_dir(dir.path()), &[]).unwrap();
+    dir
+}
+
+/// Poll `check` every 50 ms until it returns `Some`, at most `secs` seconds
+/// (the condition is the event: origin state, a metric).
+pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
