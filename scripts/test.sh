@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian/Ubuntu
-# machine (ffmpeg, fonts, Chromium, Node.js, varnish, a Python venv with aioquic,
-# web/'s npm packages), then runs every test suite:
+# machine (ffmpeg, fonts, Chromium, Firefox ESR with NSS's certutil, Node.js,
+# varnish, a Python venv with aioquic, web/'s npm packages), then runs every test suite:
 #   1. cargo fmt --check, cargo clippy (warnings are errors) and cargo test: unit tests, the
 #      origin over real sockets on all four transports, real ffmpeg ingest,
 #      aioquic as an independent HTTP/3 client, the edge tier with a real
@@ -14,6 +14,8 @@
 #      surviving kill -9 of ffmpeg and of the origin, and a new viewer starting after
 #      each (web/e2e/restart.js); the compare page's verdict unit tests and screenshot
 #      test at four window sizes (web/e2e/compare-shots.js, ~45 s),
+#      the same player (h3, HTTP/1.1 over TLS), LL-HLS over h3 and compare page in
+#      headless Firefox, whose HTTP/3 is another QUIC stack (neqo; ~2.5 min),
 #      and the ABR ladder (encoder.sh --ladder) switching down under a rate limit
 #      (Chromium's network throttling) and under a bitrate cap (web/e2e/abr.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
@@ -45,6 +47,8 @@ if [ "$INSTALL" = 1 ]; then
   command -v ffmpeg >/dev/null || need+=(ffmpeg)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)
   command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need+=(firefox-esr)
+  command -v certutil >/dev/null || need+=(libnss3-tools)
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
   command -v openssl >/dev/null || need+=(openssl)
@@ -99,6 +103,11 @@ if [ "$E2E" = 1 ]; then
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
   node --test web/test/verdict.test.js
   node web/e2e/compare-shots.js --bin target/release/h3live
+
+  step "headless Firefox (HTTP/3 by neqo): player over h3 and HTTP/1.1 over TLS, LL-HLS over h3, compare page"
+  node web/e2e/e2e.js --browser firefox --bin target/release/h3live
+  node web/e2e/e2e.js --browser firefox --bin target/release/h3live --arms h3 --format hls --duration 20 --max-latency 5000 --agree 500
+  node web/e2e/compare-shots.js --browser firefox --bin target/release/h3live --no-highlight
 
   step "transport A/B harness: path emulator self-check + short run (netns, rtt50-loss1, h3 + h1)"
   scripts/test-ab.sh
