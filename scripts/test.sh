@@ -19,8 +19,8 @@
 #      and the ABR ladder (encoder.sh --ladder) switching down under a rate limit
 #      (Chromium's network throttling) and under a bitrate cap (web/e2e/abr.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
-#      bursty loss, rate), then origin and browser in two network namespaces over
-#      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, and the ABR ladder through a
+#      bursty loss, rate), then origin and browsers (Chromium, Firefox) in two network
+#      namespaces over a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, and the ABR ladder through a
 #      kernel rate step (700 kbit/s for 15 s) on h3, h2 and h1, each of which must
 #      switch down (scripts/test-ab.sh; root).
 # Usage: scripts/test.sh [--no-install] [--no-e2e]
@@ -109,7 +109,7 @@ if [ "$E2E" = 1 ]; then
   node web/e2e/e2e.js --browser firefox --bin target/release/h3live --arms h3 --format hls --duration 20 --max-latency 5000 --agree 500
   node web/e2e/compare-shots.js --browser firefox --bin target/release/h3live --no-highlight
 
-  step "transport A/B harness: path emulator self-check + short run (netns, rtt50-loss1, h3 + h1)"
+  step "transport A/B harness: path emulator self-check + short run (netns, rtt50-loss1, h3 + h1, Chromium + Firefox)"
   scripts/test-ab.sh
 fi
 echo
