@@ -7,7 +7,7 @@
 #      aioquic as an independent HTTP/3 client, the edge tier with a real
 #      varnishd (tests/edge.rs);
 #   2. the QUIC interop matrix (interop/run.sh --quick) against aioquic,
-#      ngtcp2's client, headless Chromium and curl;
+#      ngtcp2's client, headless Chromium, headless Firefox and curl;
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js) with dash.js and with hls.js; the same player
@@ -81,7 +81,7 @@ cargo build --release --locked
 step "cargo test"
 H3LIVE_PYTHON="$PWD/.venv/bin/python" cargo test --locked
 
-step "QUIC interop matrix (quick subset: aioquic, ngtcp2, Chromium, curl)"
+step "QUIC interop matrix (quick subset: aioquic, ngtcp2, Chromium, Firefox, curl)"
 interop/run.sh --quick --no-install --bin target/release/h3live --out out/interop
 
 step "timecode decoder tests (node --test)"
