@@ -2,7 +2,8 @@
 // Headless Firefox as an interop client (interop/run.sh): opens URL (a page
 // of interop/fetch.html) in a fresh profile that trusts CERT (web/e2e/firefox.js)
 // and prints the page's result line (the JSON after "H3LIVE_RESULT ") to
-// stdout.  Exits 1 without a result within --timeout seconds.
+// stdout, and "page loaded" to stderr once the page's script has run.  Exits 1
+// without a result within --timeout seconds.
 //
 // The interop server and the live cell's origin listen for QUIC only on the
 // h3 port (no TCP there, so no Alt-Svc to learn h3 from): the testing pref
@@ -33,7 +34,11 @@ try {
   const result = new Promise((resolve) => {
     page.on('console', (m) => { if (m.text().startsWith('H3LIVE_RESULT ')) resolve(m.text().slice('H3LIVE_RESULT '.length)); });
   });
-  page.goto(url, { waitUntil: [], timeout: 0 }).catch((e) => log(`navigation: ${e.message}`));
+  // Said on stderr once the page's script has run (it starts its fetches right away):
+  // interop/run.sh waits for this line before it starts the upload of a live segment.
+  page.goto(url, { waitUntil: 'domcontentloaded', timeout: 0 })
+    .then(() => log('page loaded: its fetches have started'))
+    .catch((e) => log(`navigation: ${e.message}`));
   const timeout = new Promise((resolve) => setTimeout(() => resolve(null), Number(o.timeout) * 1000));
   const line = await Promise.race([result, timeout]);
   if (line) {

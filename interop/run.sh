@@ -258,8 +258,12 @@ chromium_run() {  # port url resultfile
   return $ok
 }
 
-cell_chromium() {  # case port qlogdir dir
-  local c=$1 port=$2 q=$3 d=$4 paths
+firefox_run() {  # port url resultfile: headless Firefox (interop/firefox_fetch.mjs) loads url
+  timeout 120 node interop/firefox_fetch.mjs --cert "$CERT" --h3 "localhost:$1" --timeout 60 "$2" >"$3" 2>"$3.stderr"
+}
+
+cell_browser() {  # browser(chromium|firefox) case port qlogdir dir: fetch.html over h3
+  local b=$1 c=$2 port=$3 q=$4 d=$5 paths
   case "$c" in
     http3|transfer) ;;
     *) echo "a browser offers no hq-interop and no control over Retry, ciphers, resumption or key updates"; return 2 ;;
@@ -268,11 +272,11 @@ cell_chromium() {  # case port qlogdir dir
   local before list
   before=$(qlog_count "$q")
   list=$(IFS=,; echo "${paths[*]}")
-  chromium_run "$port" "https://localhost:$port/fetch.html?files=$list" "$d/result.json" || { echo "no result from Chromium in 60 s"; return 1; }
+  "${b}_run" "$port" "https://localhost:$port/fetch.html?files=$list" "$d/result.json" || { echo "no result from $b in 60 s"; return 1; }
   local conns=$(( $(qlog_count "$q") - before ))
-  "$PY" - "$WWW" "$conns" "$d/result.json" 2>&1 <<'EOF' || return 1
+  "$PY" - "$WWW" "$conns" "$d/result.json" "$b" 2>&1 <<'EOF' || return 1
 import hashlib, json, sys
-www, conns, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+www, conns, path, browser = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 r = json.load(open(path))
 if not r.get("ok"): print(r.get("error")); sys.exit(1)
 for f in r["files"]:
@@ -283,42 +287,16 @@ if protos != {"h3"}: print(f"protocols {sorted(map(str, protos))}"); sys.exit(1)
 # Chromium opens a second, short QUIC connection of its own (seen in the
 # server's qlog); the check is that every fetch rode the page's connection.
 if r["new_connections"]: print(f"{r['new_connections']} fetches opened a new connection"); sys.exit(1)
-print(f"h3, no new connection for the fetches ({conns} QUIC connections in the server qlog)")
-EOF
-}
-
-firefox_run() {  # port url resultfile: headless Firefox (interop/firefox_fetch.mjs) loads url
-  timeout 120 node interop/firefox_fetch.mjs --cert "$CERT" --h3 "localhost:$1" --timeout 60 "$2" >"$3" 2>"$3.stderr"
-}
-
-cell_firefox() {  # case port qlogdir dir
-  local c=$1 port=$2 q=$3 d=$4 paths
-  case "$c" in
-    http3|transfer) ;;
-    *) echo "a browser offers no hq-interop and no control over Retry, ciphers, resumption or key updates"; return 2 ;;
-  esac
-  read -ra paths <<<"$(case_paths "$c")"
-  local before list
-  before=$(qlog_count "$q")
-  list=$(IFS=,; echo "${paths[*]}")
-  firefox_run "$port" "https://localhost:$port/fetch.html?files=$list" "$d/result.json" \
-    || { echo "no result from Firefox: $(tail -2 "$d/result.json.stderr" | tr '\n' ' ')"; return 1; }
-  local conns=$(( $(qlog_count "$q") - before ))
-  "$PY" - "$WWW" "$conns" "$d/result.json" 2>&1 <<'EOF' || return 1
-import hashlib, json, sys
-www, conns, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-r = json.load(open(path))
-if not r.get("ok"): print(r.get("error")); sys.exit(1)
-for f in r["files"]:
-    want = hashlib.sha256(open(www + f["path"], "rb").read()).hexdigest()
-    if f["sha256"] != want: print(f"SHA-256 mismatch on {f['path']}"); sys.exit(1)
-protos = set(r["protocols"]) | {r["page_protocol"]}
-if protos != {"h3"}: print(f"protocols {sorted(map(str, protos))}"); sys.exit(1)
-if r["new_connections"]: print(f"{r['new_connections']} fetches opened a new connection"); sys.exit(1)
+if browser == "chromium":
+    print(f"h3, no new connection for the fetches ({conns} QUIC connections in the server qlog)")
+    sys.exit(0)
+# Firefox opens no other connection: the page and every fetch on exactly one.
 if conns != 1: print(f"{conns} QUIC connections in the server qlog, expected 1"); sys.exit(1)
 print("h3, page and fetches on one QUIC connection")
 EOF
 }
+cell_chromium() { cell_browser chromium "$@"; }
+cell_firefox() { cell_browser firefox "$@"; }
 
 cell_curl() {  # case port(https-h1 or https-h2) dir
   local c=$1 port=$2 d=$3 want opt
@@ -349,9 +327,6 @@ upload() {  # http_port path -> prints the time the upload finished
     curl -sS -T - -H 'Transfer-Encoding: chunked' -o /dev/null "http://127.0.0.1:$port$path"
   date +%s.%N
 }
-h3_connected() {  # httpport: h3live serve has an open h3 connection (its /metrics)
-  curl -fsS --max-time 1 "http://127.0.0.1:$1/metrics" 2>/dev/null | grep -qE '^h3live_connections\{transport="h3"\} [1-9]'
-}
 cell_live() {  # client h3port httpport dir
   local client=$1 p3=$2 p1=$3 d=$4 path="/live/interop/seg-$1.m4s" first="" end rp
   case "$client" in
@@ -370,9 +345,9 @@ cell_live() {  # client h3port httpport dir
     firefox)
       firefox_run "$p3" "https://localhost:$p3/fetch.html?live=$path" "$d/result.json" &
       rp=$!
-      # Firefox takes seconds to start: wait until its QUIC connection is open (the
-      # page is loading, its fetch follows), not a fixed time.
-      wait_until 60 h3_connected "$p1" || { echo "Firefox opened no QUIC connection in 60 s"; wait "$rp"; return 1; } ;;
+      # Firefox takes seconds to start: wait until the page's script has run (its
+      # fetch is on its way), not a fixed time.
+      wait_until 60 grep -q 'page loaded' "$d/result.json.stderr" || { echo "Firefox did not load the page in 60 s"; wait "$rp"; return 1; } ;;
     *) echo "curl 7.88 has no HTTP/3"; return 2 ;;
   esac
   sleep 0.8   # the reader's request is held until the upload starts
