@@ -471,7 +471,7 @@ while :; do
   fi
   [ "$RAN" -ge 30 ] && BACKOFF=0.5
   N=$((N + 1))
-  say "ffmpeg exited with code $RC after ${RAN}s (origin unreachable?); restart #$N in ${BACKOFF}s"
+  say "ffmpeg exited with code $RC after ${RAN}s (origin unreachable, or an input or encoder error above?); restart #$N in ${BACKOFF}s"
   sleep "$BACKOFF" &
   wait $! 2>/dev/null || true   # returns at once when a signal arrives
   [ "$STOPPING" = 1 ] && { say "stopped"; exit 0; }
