@@ -22,7 +22,7 @@
 #   burst[N]    N % (default 2) bursty loss each way: Gilbert-Elliott, mean burst 3 packets
 #   rate[K]     downstream bottleneck of K kbit/s (default 1.5 x the stream's video + audio
 #               rate, times the arms with --concurrent), 100 ms queue, tail drop
-#   step        ABR rate step (issue 16): the downstream capacity is --step-high kbit/s,
+#   step        ABR rate step: the downstream capacity is --step-high kbit/s,
 #               drops to --step-low at --step-at s after each play starts, and comes back
 #               --step-hold s later (tc tbf on the origin's veth, set by the driver on that
 #               schedule; with this part, 'rate' means the step, not the emulator's rate).
@@ -66,7 +66,7 @@
 #   --abr LIST        dash.js ABR rule(s) on the page: throughput (the page's default), l2a,
 #                     lolp, dynamic; a comma list (also --abr-rules) plays every arm with
 #                     every rule in each round (rules rotate per round like the arms), and the
-#                     report compares the rules per transport (ABR rule choice, issue 16):
+#                     report compares the rules per transport (docs/abr.md):
 #                       sudo scripts/ab.sh --profiles rate-step --arms h3,h2,h1 \
 #                         --abr-rules throughput,l2a,lolp,dynamic --rounds 2
 #   --seg-duration S  the encoder's segment duration (encoder.sh --seg-duration; default 2)

@@ -11,7 +11,7 @@
 #      folder: the path measured as configured (RTT, TCP connect time, loss both
 #      ways), every arm produced samples and used its protocol, latencies
 #      plausible, the emulator dropped packets both ways, report files parse;
-#   3. the ABR ladder under a real rate limit (issue 16; H3LIVE_AB_TEST_STEP=0 skips it):
+#   3. the ABR ladder under a real rate limit (H3LIVE_AB_TEST_STEP=0 skips it):
 #      profile rate-step (tc tbf on the origin's veth: 6000 kbit/s, 700 kbit/s from 15 s
 #      to 30 s, then 6000 again), h3, h2 and HTTP/1.1-over-TLS, 55 s each, the page's
 #      default ABR (dash.js rule $H3LIVE_AB_TEST_ABR, default throughput, with the

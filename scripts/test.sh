@@ -2,6 +2,8 @@
 # The test command: installs what the tests need on a fresh Debian/Ubuntu
 # machine (ffmpeg, fonts, Chromium, Node.js, varnish, a Python venv with aioquic,
 # web/'s npm packages), then runs every test suite:
+#   0. the docs check (scripts/check-docs.sh): every relative link and heading anchor in
+#      README.md and docs/ resolves, and README.md has at most 400 lines;
 #   1. cargo fmt --check, cargo clippy (warnings are errors) and cargo test: unit tests, the
 #      origin over real sockets on all four transports, real ffmpeg ingest,
 #      aioquic as an independent HTTP/3 client, the edge tier with a real
@@ -64,6 +66,9 @@ if [ "$INSTALL" = 1 ]; then
   say "npm ci in web/"
   (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+step "docs check: links and anchors in README.md and docs/, README.md <= 400 lines"
+scripts/check-docs.sh
 
 step "cargo fmt --check"
 cargo fmt --check

@@ -13,7 +13,7 @@
 //     ran, the player switched to a lower rendition after the drop and the timecode decoded
 //     (>= 10 frames) at that size; the switch back up after the recovery is reported, and
 //     asserted (with the timecode decoded at that size too) only with --rate-step-up: dash.js's
-//     rules often stay low for 20 s and more after the recovery (README "ABR ladder").
+//     rules often stay low for 20 s and more after the recovery (docs/results/2026-12-01-abr-rule-choice.md).
 // It asserts nothing about which transport is faster: that is what the report is for.
 // Usage: node scripts/ab/check.mjs DIR --arms h3,h1 --profiles clean,loss1 [--min-samples 100] [--rate-step [--rate-step-up]]
 // Ends with "ab-check: N passed, N failed"; exits non-zero on any failure.
