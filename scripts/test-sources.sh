@@ -45,6 +45,25 @@ dry() {
 # add FILE LABEL: append the command in CMD to FILE (for ffmpeg-check.py --file).
 add() { printf '# %s\n%s\n' "$2" "$(printf '%q ' "${CMD[@]}")" >> "$1"; }
 
+# judge clean|wrong FILE: run the checker over the commands in FILE, one PASS or
+# FAIL each: every command must check clean, or (wrong) every one must be caught.
+judge() {
+  local want=$1 line
+  # One line per command: the checker's report line, then its problems after " | ".
+  python3 scripts/ffmpeg-check.py --file "$2" | awk '
+    /^    / { sub(/^ +/, ""); b = b " | " $0; next }
+    { if (b != "") print b; b = $0 }
+    END { if (b != "") print b }' > "$2.out" || true
+  while IFS= read -r line; do
+    case "$want:$line" in
+      clean:*": ok "*) ok "$line" ;;
+      clean:*) ko "$line" ;;
+      wrong:*": ok "*) ko "the checker misses ${line%%: *}" ;;
+      wrong:*) ok "the checker catches ${line%%: *}: ${line#* | }" ;;
+    esac
+  done < "$2.out"
+}
+
 # --- 1. dry-run commands against ffmpeg's option lists ---------------------------
 step "1. every encoder and input: the dry-run command against ffmpeg's own option lists"
 # The checker must catch wrong options: each of these commands has one.
@@ -68,14 +87,7 @@ dry --video-encoder h264_nvenc; GOOD=("${CMD[@]}")
 wrong "an unknown NVENC tuning" h264_nvenc -tune:v ultralow
 dry --video-encoder h264_videotoolbox; GOOD=("${CMD[@]}")
 wrong "a VideoToolbox option newer than ffmpeg 5.1" h264_videotoolbox -constant_bit_rate 1
-python3 scripts/ffmpeg-check.py --file "$TMP/wrong.txt" > "$TMP/wrong.out" || true
-while IFS= read -r line; do
-  case "$line" in
-    "    "*) ;;
-    *": ok "*) ko "the checker misses ${line%%: ok *}" ;;
-    *) ok "the checker catches ${line%%: *}: $(grep -A1 -F "$line" "$TMP/wrong.out" | sed -n '2s/^ *//p')" ;;
-  esac
-done < "$TMP/wrong.out"
+judge wrong "$TMP/wrong.txt"
 
 # The commands encoder.sh prints.
 case_() { local label=$1; shift; if dry "$@"; then add "$TMP/good.txt" "$label"; else ko "$label: encoder.sh --dry-run $* failed"; fi; }
@@ -87,14 +99,7 @@ case_ "--input ffmpeg:'-f x11grab ...'" --input "ffmpeg:-f x11grab -framerate 30
 case_ "Linux camera + VAAPI" --input v4l2:/dev/video2 --video-encoder h264_vaapi --hw-device /dev/dri/renderD129
 case_ "macOS camera + VideoToolbox" --input avfoundation:1 --camera-size 1920x1080 --video-encoder h264_videotoolbox
 case_ "ABR ladder from a file" --input "$CLIP" --ladder
-python3 scripts/ffmpeg-check.py --file "$TMP/good.txt" > "$TMP/good.out" || true
-while IFS= read -r line; do
-  case "$line" in
-    "    "*) ;;
-    *": ok "*) ok "$line" ;;
-    *) ko "$line: $(grep -A20 -F "$line" "$TMP/good.out" | sed -n '2,$p' | grep '^    ' | tr -s ' ')" ;;
-  esac
-done < "$TMP/good.out"
+judge clean "$TMP/good.txt"
 
 # --- 2. a real run without the device fails with a clear message -----------------
 step "2. a real run of what this machine lacks fails at once, naming what is missing"

@@ -26,7 +26,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { launch, open, watch } from './chromium.js';
+import { launch, open, playerStats as statsOf, waitForStats as waitFor, watch } from './chromium.js';
 import { cli } from './cli.js';
 import { crop, decodePng } from './png.js';
 import { ROOT as root, Stack, httpOk, sleep } from './stack.js';
@@ -48,17 +48,6 @@ const check = (name, ok, detail = '') => {
   results.push({ name, ok });
   log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` — ${detail}` : ''}`);
 };
-const statsOf = (page) => page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
-async function waitFor(page, pred, ms) {
-  const end = Date.now() + ms;
-  let s = null;
-  while (Date.now() < end) {
-    s = await statsOf(page);
-    if (s && pred(s)) return { s, ok: true };
-    await sleep(500);
-  }
-  return { s, ok: false };
-}
 
 const CLIP_S = 4; // scripts/test-clip.sh
 
