@@ -93,9 +93,11 @@ Usage: $0 [options]
   --input SPEC          picture source (default $INPUT) [H3LIVE_INPUT]:
                           testsrc             ffmpeg's test pattern (testsrc2) + a sine tone
                           FILE | file:FILE    a media file, looped for ever in real time
-                          v4l2:/dev/videoN    a camera on Linux (camera: /dev/video0)
+                          camera              the first camera: v4l2:/dev/video0 on Linux,
+                                              avfoundation:0 on macOS
+                          v4l2:/dev/videoN    a camera on Linux
                           avfoundation:V[:A]  a camera on macOS, video device index V (and
-                                              audio device index A) (camera: index 0)
+                                              audio device index A)
                           ffmpeg:'ARGS'       ffmpeg input options ending in -i, for experts,
                                               e.g. ffmpeg:'-f x11grab -framerate 30 -i :0'
                         Every input is scaled/padded to --size at --fps and gets the same
@@ -110,7 +112,7 @@ Usage: $0 [options]
                         (in ffmpeg -encoders, device present) [H3LIVE_VIDEO_ENCODER]
   --hw-device PATH      render node for h264_vaapi / h264_qsv (default $HW_DEVICE)
                         [H3LIVE_HW_DEVICE]
-  --ladder              ABR ladder: one ffmpeg, several video renditions from one
+  --ladder              ABR ladder (libx264): one ffmpeg, several video renditions from one
                         timecoded picture (the top one's size; --size/--bitrate ignored)
                         plus audio, in one MPD [H3LIVE_LADDER_ON=1]
   --ladder-spec SPEC    renditions, top first, all of the top one's aspect ratio, even
