@@ -94,9 +94,9 @@ async function fileInput() {
 }
 
 /**
- * The preview's launcher command (launchEncoderTestPattern.sh of
- * github.com/streamlinevideo/low-latency-preview) as an argument list; `host`
- * stands for its TARGETSERVER:8080, `size` for its 1920x1080.
+ * The preview's test-pattern launcher command (docs/sources.md, "Migrating from
+ * the low-latency DASH preview") as an argument list; `host` stands for its
+ * TARGETSERVER:8080, `size` for its 1920x1080.
  */
 function previewArgs(host, id, size) {
   const x264enc = 'libx264 -tune zerolatency -profile:v high -preset veryfast -bf 0 -refs 3 -sc_threshold 0'.split(' ');
