@@ -67,6 +67,11 @@ Usage: ./run.sh [options]
   --video-encoder NAME   libx264 (default) | h264_nvenc | h264_vaapi | h264_qsv | h264_videotoolbox
   --audio MODE, --hw-device PATH, --camera-size WxH, --camera-format FMT
                          passed to scripts/encoder.sh (its --help; docs/sources.md)
+  --direct               ffmpeg pushes straight to the origin; by default it pushes to the
+                         encoder relay on loopback, which forwards each chunk at once and
+                         re-sends what an origin restart lost (docs/relay.md) [H3LIVE_DIRECT=1]
+  --ingest-transport T   h1 (default) or h3: how the relay pushes to the origin
+                         [H3LIVE_INGEST_TRANSPORT]
   --no-encoder           run the origin only (push from elsewhere)
   --encoder-only HOST    run only the encoder, pushing to http://HOST:HTTP_PORT
                          (or give a full URL: --encoder-only http://host:8080)
@@ -95,6 +100,8 @@ while [ $# -gt 0 ]; do
     --input) INPUT="$2"; shift 2 ;;
     --video-encoder) VENC="$2"; shift 2 ;;
     --audio|--hw-device|--camera-size|--camera-format) ENC_EXTRA+=("$1" "$2"); shift 2 ;;
+    --direct) ENC_EXTRA+=(--direct); shift ;;
+    --ingest-transport) ENC_EXTRA+=(--ingest-transport "$2" --relay-arg --ca=certs/cert.pem); shift 2 ;;
     --no-encoder) ENCODER=0; shift ;;
     --encoder-only) ENCODER_ONLY="$2"; ORIGIN=0; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
@@ -261,7 +268,8 @@ cat <<EOF
     $(scripts/chrome.sh --print --cert certs/cert.pem --h3-port "$H3_PORT" "$H3_URL")
   or simply: scripts/chrome.sh '$H3_URL'
 
-  Ingest: ffmpeg PUTs to $clear_base/live/<stream>/manifest.mpd   Logs: out/origin.log out/encoder.log
+  Ingest: ffmpeg PUTs to $clear_base/live/<stream>/manifest.mpd, through the encoder relay on
+  loopback unless --direct (docs/relay.md)   Logs: out/origin.log out/encoder.log (encoder and relay)
   Clock page to film with a camera (--input camera): $clear_base/clock.html   (docs/sources.md)
 EOF
 if [ "$ENCODER" = 0 ]; then

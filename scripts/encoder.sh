@@ -7,7 +7,11 @@
 # strip along the bottom of the picture, audio (the input's, else a sine
 # tone), one video encoder (libx264 by default, or a hardware encoder:
 # --video-encoder), and pushes LL-DASH (CMAF, chunked PUT over HTTP/1.1) to an
-# h3live origin.  Inputs and encoders: docs/sources.md.  ffmpeg is supervised: it is restarted with backoff when
+# h3live origin.  Inputs and encoders: docs/sources.md.  By default ffmpeg pushes
+# to an encoder relay (`h3live relay`, started here on a free loopback port),
+# which forwards every chunk to the origin(s) at once and sends again what an
+# origin lost in a restart (docs/relay.md); --direct pushes straight to the
+# origin.  ffmpeg is supervised: it is restarted with backoff when
 # it exits (e.g. the origin is not up yet), and SIGINT/SIGTERM stop it cleanly
 # (ffmpeg is asked to quit with 'q', so it finishes its uploads and writes the
 # final manifest instead of cutting the PUTs off).
@@ -35,6 +39,11 @@ set -euo pipefail
 SAY_PREFIX=encoder SAY_CLOCK=%T
 
 ORIGIN="${H3LIVE_ORIGIN:-http://127.0.0.1:$DEFAULT_HTTP_PORT}"
+ORIGINS=()   # every --origin (the relay pushes to each; the first one is ORIGIN)
+DIRECT="${H3LIVE_DIRECT:-0}"
+INGEST_TRANSPORT="${H3LIVE_INGEST_TRANSPORT:-h1}"
+RELAY_ARGS=()
+RELAY_BIN="${H3LIVE_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/h3live}"
 STREAM="${H3LIVE_STREAM:-test}"
 SIZE="${H3LIVE_SIZE:-1280x720}"
 FPS="${H3LIVE_FPS:-30}"
@@ -70,7 +79,15 @@ usage() {
   cat <<EOF
 Usage: $0 [options]
   --origin URL          origin base URL for ingest (default $ORIGIN) [H3LIVE_ORIGIN];
-                        http://user:TOKEN@host:8080 for an origin with --ingest-token
+                        http://user:TOKEN@host:8080 for an origin with --ingest-token.
+                        Repeatable with the relay: every origin gets the stream (hot standby)
+  --direct              ffmpeg pushes straight to the origin, no relay [H3LIVE_DIRECT=1]
+                        (also with --exec and --output; and when the h3live binary is missing)
+  --ingest-transport T  h1 (default) or h3: how the relay pushes to the origins
+                        [H3LIVE_INGEST_TRANSPORT]; h3 needs the origin's certificate (--relay-arg
+                        --ca=FILE, default certs/cert.pem)
+  --relay-arg ARG       one more argument for h3live relay (repeatable; docs/relay.md)
+  --relay-bin PATH      the h3live binary (default $RELAY_BIN) [H3LIVE_BIN]
   --stream NAME         stream name: pushes to ORIGIN/live/NAME/manifest.mpd (default $STREAM)
   --size WxH            picture size (default $SIZE)
   --fps N               frame rate (default $FPS)
@@ -123,7 +140,11 @@ EOF
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --origin) ORIGIN="$2"; shift 2 ;;
+    --origin) ORIGINS+=("$2"); shift 2 ;;
+    --direct) DIRECT=1; shift ;;
+    --ingest-transport) INGEST_TRANSPORT="$2"; shift 2 ;;
+    --relay-arg) RELAY_ARGS+=("$2"); shift 2 ;;
+    --relay-bin) RELAY_BIN="$2"; shift 2 ;;
     --stream) STREAM="$2"; shift 2 ;;
     --size|--resolution) SIZE="$2"; shift 2 ;;
     --fps) FPS="$2"; shift 2 ;;
@@ -172,6 +193,22 @@ if [ "$LADDER" = 1 ]; then
 fi
 
 command -v ffmpeg >/dev/null 2>&1 || die "ffmpeg not found (run ./run.sh, or apt-get install ffmpeg / brew install ffmpeg)"
+
+[ ${#ORIGINS[@]} -gt 0 ] && ORIGIN="${ORIGINS[0]}"
+[ ${#ORIGINS[@]} -gt 0 ] || ORIGINS=("$ORIGIN")
+case "$INGEST_TRANSPORT" in h1|h3) ;; *) say "--ingest-transport: h1 or h3"; exit 2 ;; esac
+# The relay: unless asked not to, or where it cannot run (no supervision with
+# --exec, no upload with --output, no binary).
+RELAY=1
+if [ "$DIRECT" = 1 ] || [ "$EXEC" = 1 ] || [ -n "$OUTPUT" ]; then
+  RELAY=0
+elif [ ! -x "$RELAY_BIN" ]; then
+  RELAY=0
+  say "no h3live binary at $RELAY_BIN (cargo build --release, or --relay-bin): pushing directly to the origin"
+fi
+if [ "$RELAY" = 0 ] && [ ${#ORIGINS[@]} -gt 1 ]; then
+  say "several --origin need the relay (no --direct, --exec or --output)"; exit 2
+fi
 
 W="${SIZE%x*}"; H="${SIZE#*x}"
 case "$W$H" in *[!0-9]*|"") say "bad --size $SIZE"; exit 2 ;; esac
@@ -393,11 +430,18 @@ if [ -n "$OUTPUT" ]; then
   REMOVE=0
   IO=(-utc_timing_url "$ORIGIN/time")
 else
-  DEST=("$ORIGIN/live/$STREAM/manifest.mpd")
   REMOVE=1
   HTTP_OPTS="tcp_nodelay=1"
-  # http://user:TOKEN@host:port (origin started with --ingest-token): send Basic auth up front
-  case "$ORIGIN" in *://*@*) HTTP_OPTS="$HTTP_OPTS:auth_type=basic" ;; esac
+  if [ "$RELAY" = 1 ]; then
+    # The relay's address is known once it listens (a free port); the dry run shows its default port.
+    PUSH_TO="http://127.0.0.1:${RELAY_PORT:-8081}"
+  else
+    PUSH_TO="$ORIGIN"
+    # http://user:TOKEN@host:port (origin started with --ingest-token): send Basic auth up front
+    case "$ORIGIN" in *://*@*) HTTP_OPTS="$HTTP_OPTS:auth_type=basic" ;; esac
+  fi
+  DEST=("$PUSH_TO/live/$STREAM/manifest.mpd")
+  # Players take their clock from the origin, never from the relay.
   IO=(-utc_timing_url "$(printf '%s' "$ORIGIN" | sed -E 's#://[^/@]*@#://#')/time" -method PUT -http_persistent 1 -ignore_io_errors 1 -http_opts "$HTTP_OPTS")
 fi
 DUR=(); [ -n "$DURATION" ] && DUR=(-t "$DURATION")
@@ -411,7 +455,13 @@ CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats ${VGLOBAL[@]+"${VGLOBAL[
   -format_options movflags=cmaf -write_prft 1 -target_latency "$TARGET_LATENCY"
   "${IO[@]}" "${DEST[@]}")
 
-if [ "$DRY_RUN" = 1 ]; then printf '%q ' "${CMD[@]}"; echo; exit 0; fi
+RELAY_CMD=("$RELAY_BIN" relay --listen 127.0.0.1:0 --ingest-transport "$INGEST_TRANSPORT")
+for o in "${ORIGINS[@]}"; do RELAY_CMD+=(--origin "$o"); done
+RELAY_CMD+=(${RELAY_ARGS[@]+"${RELAY_ARGS[@]}"})
+if [ "$DRY_RUN" = 1 ]; then
+  [ "$RELAY" = 1 ] && say "relay: $(printf '%q ' "${RELAY_CMD[@]}")(ffmpeg pushes to its address)"
+  printf '%q ' "${CMD[@]}"; echo; exit 0
+fi
 if [ "$EXEC" = 1 ]; then exec "${CMD[0]}" -nostdin "${CMD[@]:1}"; fi
 
 # --- supervision ---------------------------------------------------------------
@@ -426,6 +476,7 @@ set -m
 PID=""
 KILLER=""
 STOPPING=0
+RELAY_PID=""
 stop() {
   [ "$STOPPING" = 1 ] && return
   STOPPING=1
@@ -435,17 +486,44 @@ stop() {
   fi
 }
 trap stop INT TERM HUP
-cleanup() { exec 3>&-; rm -rf "$TMPD"; }
+# The relay stops after ffmpeg (it forwards ffmpeg's last uploads and DELETEs first).
+cleanup() { exec 3>&-; stop_pid "$RELAY_PID" 10 relay; exec 4>&-; rm -rf "$TMPD"; }
 trap cleanup EXIT
 
+# start_relay: start the relay on a free loopback port and point ffmpeg at it.
+# Its stdin is a FIFO only this script holds open for writing: if this script
+# dies without cleaning up (SIGKILL), the relay reads EOF and stops too.
+start_relay() {
+  rm -f "$TMPD/relay.addr"
+  [ -p "$TMPD/life" ] || { mkfifo "$TMPD/life"; exec 4<>"$TMPD/life"; }
+  "${RELAY_CMD[@]}" --addr-file "$TMPD/relay.addr" --exit-on-stdin-eof <"$TMPD/life" 3>&- 4>&- &
+  RELAY_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    [ -s "$TMPD/relay.addr" ] && break
+    alive "$RELAY_PID" || die "the relay did not start (see above)"
+    sleep 0.1
+  done
+  [ -s "$TMPD/relay.addr" ] || die "the relay did not say where it listens"
+  local addr; addr=$(head -n 1 "$TMPD/relay.addr")
+  CMD[${#CMD[@]}-1]="http://$addr/live/$STREAM/manifest.mpd"
+  DEST=("${CMD[${#CMD[@]}-1]}")
+  say "relay (pid $RELAY_PID) on $addr -> ${ORIGINS[*]} over $INGEST_TRANSPORT"
+}
+
 [ "$LADDER" = 1 ] && say "ABR ladder: $LADDER_SPEC (one timecode drawn at ${W}x${H}, then scaled)"
-say "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to ${DEST[*]} (input ${INPUT}, audio $([ "$USE_IN_AUDIO" = 1 ] && echo input || echo tone), ${VENC})"
+if [ "$RELAY" = 1 ]; then TO="${ORIGINS[*]} through the relay ($INGEST_TRANSPORT)"; else TO="${DEST[*]}"; fi
+say "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to $TO (input ${INPUT}, audio $([ "$USE_IN_AUDIO" = 1 ] && echo input || echo tone), ${VENC})"
 [ "${H3LIVE_VERBOSE:-0}" = 1 ] && say "ffmpeg command: $(printf '%q ' "${CMD[@]}")"
 BACKOFF=0.5
 N=0
 while :; do
+  if [ "$RELAY" = 1 ] && ! alive "$RELAY_PID"; then
+    [ -n "$RELAY_PID" ] && say "the relay exited: starting it again"
+    start_relay
+  fi
   START=$(date +%s)
-  "${CMD[@]}" <&3 &
+  "${CMD[@]}" <&3 4>&- &
   PID=$!
   say "ffmpeg started (pid $PID)"
   # wait returns early (>128) when a trapped signal arrives; keep waiting, with

@@ -132,7 +132,12 @@ fn main() -> Result<()> {
         }
         Command::Load(args) => rt.block_on(h3live::load::main(*args)),
         Command::Pathemu(cmd) => rt.block_on(h3live::pathemu::main(cmd)),
-        Command::Relay(args) => rt.block_on(h3live::relay::main(*args)),
+        Command::Relay(args) => {
+            let r = rt.block_on(h3live::relay::main(*args));
+            // A read of stdin (--exit-on-stdin-eof) may still block a thread: do not wait for it.
+            rt.shutdown_background();
+            r
+        }
     }
 }
 

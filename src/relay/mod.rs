@@ -95,6 +95,10 @@ pub struct RelayArgs {
     /// On SIGINT/SIGTERM, time allowed for the origins to get what the encoder already sent.
     #[arg(long, default_value = "5s", value_parser = crate::cli::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Also stop (as on SIGTERM) when stdin reaches its end: a script that started the relay with a
+    /// pipe on its stdin takes the relay with it when it dies.
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
 }
 
 /// One parsed `--origin`.
@@ -398,7 +402,23 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 /// `h3live relay`: bind, serve until SIGINT/SIGTERM.
 pub async fn main(args: RelayArgs) -> Result<()> {
-    let shutdown = crate::server::shutdown_signal();
+    let signal = crate::server::shutdown_signal();
+    let eof = args.exit_on_stdin_eof;
+    let shutdown = async move {
+        let stdin_closed = async {
+            if !eof {
+                return std::future::pending().await;
+            }
+            let mut buf = [0u8; 256];
+            let mut stdin = tokio::io::stdin();
+            while tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await.is_ok_and(|n| n > 0) {}
+            info!("stdin closed: stopping");
+        };
+        tokio::select! {
+            () = signal => {}
+            () = stdin_closed => {}
+        }
+    };
     let listener =
         crate::transport::bind_tcp(args.listen).with_context(|| format!("binding --listen {}", args.listen))?;
     let addr = listener.local_addr()?;
