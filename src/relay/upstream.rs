@@ -9,7 +9,7 @@
 //!
 //! **Failures.** A connection that cannot be opened, a request that breaks,
 //! or a chunk the transport does not take within the timeout counts as a
-//! failure: the upstream waits (backoff 0.1 s doubling to 2 s), reconnects,
+//! failure: the upstream waits (backoff 0.1 s doubling to 0.5 s), reconnects,
 //! and sends the same request again *from its start* (the journal still has
 //! it), then the requests that came in meanwhile, then live again. Before the
 //! first request after a failure it makes sure the origin has the stream
@@ -43,8 +43,9 @@ use crate::store::{Object, Status};
 
 /// Wait before the first retry; doubled after each failure up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest wait between retries.
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Longest wait between retries: a restarted origin gets the first retry within
+/// half a second of answering again (a connection attempt costs little).
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How often a lane worker looks at its upstream's behind count.
 const BEHIND_CHECK: Duration = Duration::from_millis(100);
 
@@ -268,7 +269,7 @@ impl Upstream {
                 upstream = self.name(),
                 path,
                 sent,
-                "forwarding failed: {error:#}; retrying (backoff up to 2 s), then sending it again from its start"
+                "forwarding failed: {error:#}; retrying (backoff up to 0.5 s), then sending it again from its start"
             );
         } else {
             debug!(upstream = self.name(), path, sent, "upload failed again: {error:#}");

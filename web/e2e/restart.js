@@ -12,15 +12,27 @@
 //            went up: the new ffmpeg sent its init segment).
 //   origin:  kill -9 of the origin, started again 2 s later on the same
 //            ports and state directory (ffmpeg keeps running, never re-sends
-//            its init segments).  "Back" = /healthz answers again.
+//            its init segments).  "Back" = /healthz answers again.  The
+//            encoder pushes through the encoder relay (encoder.sh's default),
+//            so no segment number may be missing on the restarted origin from
+//            the one in flight at the kill (killed just after a video segment
+//            started) to the newest.
+//   origin-direct: the same with ffmpeg pushing straight to the origin
+//            (encoder.sh --direct; the encoder is restarted that way first):
+//            its stall and the segments it loses are printed next to the
+//            relay's (ffmpeg loses the one in flight and the next); the time
+//            from the kill to the video playing again through the relay must
+//            not be longer than direct (the origin is down 2 s both times).
 // For each: recovery = time from "back" to the video advancing again (a new
 // frame shown and currentTime moving for the next 3 s); it must be within
 // --bound segment durations (default 2, i.e. 4 s with 2 s segments).  Then a
-// new page must start playing within 15 s.  The page must show the
-// interruption (window.h3liveStats.recovery) and must not have reloaded.
+// new page must start playing within 15 s.  The page must not have reloaded,
+// and must show the interruption (window.h3liveStats.recovery: a source
+// reload), except after an origin restart through the relay, where nothing
+// was lost and dash.js usually carries on by itself.
 //
 // Usage (repository root, after cargo build --release and npm ci in web/):
-//   node web/e2e/restart.js [--bin target/release/h3live] [--scenarios encoder,origin]
+//   node web/e2e/restart.js [--bin target/release/h3live] [--scenarios encoder,origin,origin-direct]
 //                           [--bound 2] [--seg 2] [--arm h3|h1] [--keep-logs] [--json FILE]
 //   --root DIR, --no-state-dir: test another checkout's web/ and scripts/ (e.g. the old code)
 //   RESTART_DEBUG=1: log the video element, dash.js and resource timing every 0.5 s after 'back'
@@ -50,7 +62,7 @@ const log = (...a) => console.log(`[restart +${((Date.now() - t0) / 1000).toFixe
 
 const { values: o } = cli(import.meta.url, {
   bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
-  scenarios: { type: 'string', default: 'encoder,origin' },
+  scenarios: { type: 'string' },
   bound: { type: 'string', default: '2' },
   seg: { type: 'string', default: '2' },
   'keep-logs': { type: 'boolean', default: false },
@@ -67,7 +79,7 @@ const { values: o } = cli(import.meta.url, {
 if (o.root) root = resolve(o.root);
 const num = (v) => (v === undefined ? undefined : Number(v));
 const opts = {
-  bin: resolve(o.bin), scenarios: o.scenarios, bound: Number(o.bound), seg: Number(o.seg), keepLogs: o['keep-logs'],
+  bin: resolve(o.bin), scenarios: o.scenarios || (o.soak ? 'encoder,origin' : 'encoder,origin,origin-direct'), bound: Number(o.bound), seg: Number(o.seg), keepLogs: o['keep-logs'],
   arm: o.arm, noStateDir: o['no-state-dir'], soak: num(o.soak), period: num(o.period), load: num(o.load),
   out: o.out ? resolve(o.out) : undefined, encoderArgs: o['encoder-args'].split(' ').filter(Boolean), json: o.json ? resolve(o.json) : null,
 };
@@ -183,6 +195,28 @@ async function playsFor(page, spanMs, timeoutMs) {
 
 const stream = `restart${process.pid}`;
 let origin = null; // { args, base }
+/** Numbers of the stream's video segments on the origin: Map number -> { state, bytes }. */
+async function videoSegments() {
+  const t = await get(`${origin.base}/streams`);
+  const s = t && JSON.parse(t).streams.find((x) => x.name === stream);
+  const out = new Map();
+  for (const ob of (s && s.objects) || []) {
+    const m = /^chunk-stream0-(\d+)\.m4s$/.exec(ob.name);
+    if (m) out.set(Number(m[1]), { state: ob.state, bytes: ob.bytes });
+  }
+  return out;
+}
+/** Kill -9 the origin just after a video segment started (so that one is surely in flight); its number. */
+async function killAtSegmentStart() {
+  const inFlight = await waitFor('a video segment that just started', async () => {
+    const segs = await videoSegments();
+    const n = Math.max(...segs.keys());
+    const seg = segs.get(n);
+    return seg && seg.state === 'growing' && seg.bytes < 100000 ? n : null;
+  }, 15000, 20);
+  procs.origin.p.kill('SIGKILL');
+  return inFlight;
+}
 async function streamsRun() {
   const t = await get(`${origin.base}/streams`);
   if (!t) return null;
@@ -228,7 +262,7 @@ function startSampler(page, file) {
   }, 10000);
 }
 
-async function scenario(name, page, restart) {
+async function scenario(name, page, restart, { expectReload = true } = {}) {
   const before = await statsOf(page);
   if (process.env.RESTART_DEBUG) {
     await page.evaluate(`window.__res = []; new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__res.push([Math.round(performance.timeOrigin + e.startTime) % 100000, Math.round(e.duration), e.responseStatus, e.nextHopProtocol, e.name.split('/').pop()]))).observe({ type: 'resource' }); 1`);
@@ -256,8 +290,13 @@ async function scenario(name, page, restart) {
   check(name, 'no page reload', s && before && s.pageStart === before.pageStart, '');
   const rec = (x) => (x && x.recovery) || { reloads: 0, events: [] };
   const reloads = rec(s).reloads - rec(before).reloads;
-  check(name, 'page noticed the interruption (source reloaded)', reloads > 0,
-    `reloads ${reloads}: ${JSON.stringify(rec(s).events.slice(-reloads))}`);
+  if (expectReload) {
+    check(name, 'page noticed the interruption (source reloaded)', reloads > 0,
+      `reloads ${reloads}: ${JSON.stringify(rec(s).events.slice(-reloads))}`);
+  } else {
+    // Through the relay nothing is lost: dash.js usually carries on without a reload.
+    log(`[${name}] source reloads: ${reloads}`);
+  }
   // Back at the live edge: the timecode latency settles under 3 s.
   await sleep(4000);
   const s2 = await statsOf(page);
@@ -271,6 +310,13 @@ async function scenario(name, page, restart) {
   check(name, 'a new viewer starts', fp !== null, fp ? `first frame ${fp.stats.firstFrameMs} ms after navigation, playing ${fp.startedAt - tNew} ms after it` : '');
   await fresh.close();
   return { scenario: name, ...info.detail, recoveryMs: recovery, reloads, events: reloads > 0 ? rec(s).events.slice(-reloads) : [] };
+}
+
+/** scripts/encoder.sh pushing the test stream (through the relay unless `extra` says --direct). */
+function startEncoder(extra) {
+  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg),
+    ...(opts.encoderArgs || []), ...extra]);
+  procs.encoder.direct = extra.includes('--direct') || (opts.encoderArgs || []).includes('--direct');
 }
 
 async function main() {
@@ -293,7 +339,7 @@ async function main() {
   };
   start('origin', opts.bin, origin.args);
   await waitFor('the origin', () => get(`${origin.base}/healthz`), 15000);
-  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg), ...(opts.encoderArgs || [])]);
+  startEncoder([]);
   await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
   await sleep(1500);
 
@@ -355,18 +401,45 @@ async function main() {
         log(`[encoder] new run on the origin ${backAt - killedAt} ms after the kill`);
         return { backAt, detail: { downMs: backAt - killedAt } };
       }));
-    } else if (name === 'origin') {
-      out.push(await scenario('origin', page, async () => {
-        const killedAt = Date.now();
-        procs.origin.p.kill('SIGKILL');
-        log(`[origin] kill -9 origin (pid ${procs.origin.p.pid})`);
+    } else if (name === 'origin' || name === 'origin-direct') {
+      const direct = name === 'origin-direct';
+      if (direct && !procs.encoder.direct) {
+        // The encoder again, pushing straight to the origin: a new encoder run the page follows.
+        log('[origin-direct] restarting the encoder with --direct');
+        await stop(procs.encoder.p);
+        startEncoder(['--direct']);
+        procs.encoder.direct = true;
+        await waitFor('the direct encoder run', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
+        if (!(await playsFor(page, 3000, 30000))) throw new Error('the page did not play again after the encoder switch');
+      }
+      const stallsBefore = ((await statsOf(page)) || {}).stalls || { totalMs: 0 };
+      let inFlight = null;
+      let killedAt = null;
+      out.push(await scenario(name, page, async () => {
+        inFlight = await killAtSegmentStart();
+        killedAt = Date.now();
+        log(`[${name}] kill -9 origin (pid ${procs.origin.p.pid}) while video segment ${inFlight} is written`);
         await sleep(2000);
         start('origin', opts.bin, origin.args);
         await waitFor('the restarted origin', () => get(`${origin.base}/healthz`, 300), 15000, 50);
         const backAt = Date.now();
-        log(`[origin] answering again ${backAt - killedAt} ms after the kill`);
+        log(`[${name}] answering again ${backAt - killedAt} ms after the kill`);
         return { backAt, detail: { downMs: backAt - killedAt } };
-      }));
+      }, { expectReload: procs.encoder.direct }));
+      const m = out[out.length - 1];
+      const s2 = (await statsOf(page)) || {};
+      m.pageStallMs = ((s2.stalls || {}).totalMs || 0) - (stallsBefore.totalMs || 0);
+      m.killToPlayingMs = m.recoveryMs === null ? null : m.downMs + m.recoveryMs;
+      // Segments on the restarted origin, from the one in flight at the kill to the newest.
+      const segs = await videoSegments();
+      const newest = Math.max(...segs.keys());
+      const missing = [];
+      for (let n = inFlight; n <= newest; n++) if (!segs.has(n)) missing.push(n);
+      m.inFlight = inFlight;
+      m.missingSegments = missing;
+      const detail = `segment ${inFlight} in flight at the kill; origin now has ${[...segs.keys()].sort((a, b) => a - b).join(',')}`;
+      if (procs.encoder.direct) log(`[${name}] segments missing on the restarted origin (ffmpeg direct): ${missing.length ? missing.join(',') : 'none'} (${detail})`);
+      else check(name, 'no segment missing on the restarted origin (through the relay)', missing.length === 0, detail);
     } else throw new Error(`unknown scenario ${name}`);
     out[out.length - 1].at = new Date().toISOString();
     if (opts.soak) writeFileSync(join(opts.out, 'restarts.json'), JSON.stringify({ results, measured: out }, null, 2));
@@ -379,6 +452,12 @@ async function main() {
       for (let i = 0; i < 300 && alive(p); i++) await sleep(100);
       if (alive(p)) await stop(p);
     }
+  }
+  const [r, d] = [out.find((m) => m.scenario === 'origin'), out.find((m) => m.scenario === 'origin-direct')];
+  if (r && d && r.killToPlayingMs !== null && d.killToPlayingMs !== null) {
+    // The origin was down as long both times; direct, ffmpeg lost the segment in flight and skipped the next.
+    check('origin', 'the stall through the relay is not longer than direct', r.killToPlayingMs <= d.killToPlayingMs,
+      `kill -> playing: relay ${r.killToPlayingMs} ms, direct ${d.killToPlayingMs} ms`);
   }
   await page.close();
   return out;
@@ -397,6 +476,13 @@ const failed = results.length - passed;
 console.log('\n==== h3live restart test summary ====');
 for (const r of results) console.log(`  ${r.ok ? 'PASS' : 'FAIL'}  [${r.scenario}] ${r.name}${r.ok ? '' : ` — ${r.detail}`}`);
 for (const m of measured) console.log(`  [${m.scenario}] measured: ${JSON.stringify(m)}`);
+const stallOf = (name) => measured.find((m) => m.scenario === name);
+const [viaRelay, direct] = [stallOf('origin'), stallOf('origin-direct')];
+if (viaRelay && direct) {
+  const fmt = (m) => `page stall ${m.pageStallMs} ms, kill -> playing ${m.killToPlayingMs} ms, back -> playing ${m.recoveryMs} ms, missing segments ${JSON.stringify(m.missingSegments)}`;
+  console.log(`  origin kill -9, through the relay: ${fmt(viaRelay)}`);
+  console.log(`  origin kill -9, ffmpeg direct:     ${fmt(direct)}`);
+}
 if (opts.json) writeFileSync(opts.json, JSON.stringify({ results, measured }, null, 2));
 console.log(`restart: ${passed} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);
