@@ -19,7 +19,7 @@
 
 pub mod capture;
 pub use crate::cmaf;
-pub mod mpd;
+pub use crate::mpd;
 pub mod record;
 pub mod replay;
 pub mod stats;

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::cmaf::FragmentTracker;
-use super::mpd::{Manifest, Representation, Track};
 use super::stats::Totals;
 use crate::client::{Client, Connector};
+use crate::mpd::{Manifest, Representation, Track};
 
 /// Consecutive failed segment requests after which a viewer starts a new
 /// session (reconnect, re-read the manifest).
