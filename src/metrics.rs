@@ -188,7 +188,7 @@ impl Default for Metrics {
             "Reads waiting for their object's upload to start",
             Gauge::default(),
         );
-        let help = "Origin-assisted prefetch events: named (origin response naming a next object), request (prefetch served by the origin), sent, failed, busy, duplicate (front)";
+        let help = "Origin-assisted prefetch events: named (origin response naming a next object), request (prefetch request at the origin); sent, ok, failed, busy, duplicate (front)";
         let prefetch = registered(&mut r, "h3live_prefetch", help, Family::default());
         let delay = PerTransport::<Histogram>::new();
         let help = "Time from a chunk's arrival on ingest to its hand-off to the transport, per transport";

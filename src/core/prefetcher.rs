@@ -16,9 +16,9 @@
 //!   ahead of the players, never further.
 //! - Each resolved URL is prefetched at most once per [`RECENT`] (every
 //!   viewer of a segment gets the same path); at most [`MAX_IN_FLIGHT`] run
-//!   at once, more are skipped; none is retried. Failures are logged at debug
-//!   and counted (`h3live_prefetch_total{event}`): a prefetch that fails or
-//!   is not used costs players nothing.
+//!   at once, more are skipped; none is retried. Each is logged at debug and
+//!   counted (`h3live_prefetch_total{event}`: sent, ok, failed, busy,
+//!   duplicate): a prefetch that fails or is not used costs players nothing.
 //! - Paths are resolved against the viewer's request path as URL references
 //!   (RFC 3986 5.2: an absolute path replaces the path, a relative one
 //!   replaces the last segment; the reference's own query is used, the
@@ -140,6 +140,7 @@ impl Prefetcher {
         let started = Instant::now();
         match self.upstream.forward(&Method::HEAD, &uri, &h, IpAddr::V4(Ipv4Addr::LOCALHOST), "http").await {
             Ok((parts, _body)) if parts.status.is_success() => {
+                self.metrics.prefetch("ok");
                 debug!(url, status = parts.status.as_u16(), after = ?started.elapsed(), "prefetched");
             }
             Ok((parts, _body)) => {
