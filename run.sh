@@ -38,6 +38,10 @@ ENCODER_ONLY=""
 SETUP=1
 BUILD=1
 LADDER="${H3LIVE_LADDER_ON:-0}"
+# Encoder source and video encoder (scripts/encoder.sh reads the same H3LIVE_* variables).
+INPUT="${H3LIVE_INPUT:-testsrc}"
+VENC="${H3LIVE_VIDEO_ENCODER:-libx264}"
+ENC_EXTRA=()
 
 usage() {
   cat <<EOF
@@ -58,6 +62,11 @@ Usage: ./run.sh [options]
   --h2-port N            HTTPS h2-only port (default $H2_PORT)
   --ladder               ABR ladder: the encoder pushes 3 renditions (720p 2M, 432p 900k,
                          234p 300k) in one MPD; the player switches (?abr=throughput|l2a|lolp)
+  --input SPEC           encoder picture source (default $INPUT): testsrc | FILE (looped) |
+                         camera | v4l2:/dev/videoN | avfoundation:INDEX[:AUDIO] | ffmpeg:'ARGS'
+  --video-encoder NAME   libx264 (default) | h264_nvenc | h264_vaapi | h264_qsv | h264_videotoolbox
+  --audio MODE, --hw-device PATH, --camera-size WxH, --camera-format FMT
+                         passed to scripts/encoder.sh (its --help; docs/sources.md)
   --no-encoder           run the origin only (push from elsewhere)
   --encoder-only HOST    run only the encoder, pushing to http://HOST:HTTP_PORT
                          (or give a full URL: --encoder-only http://host:8080)
@@ -83,6 +92,9 @@ while [ $# -gt 0 ]; do
     --h1-port) H1_PORT="$2"; shift 2 ;;
     --h2-port) H2_PORT="$2"; shift 2 ;;
     --ladder) LADDER=1; shift ;;
+    --input) INPUT="$2"; shift 2 ;;
+    --video-encoder) VENC="$2"; shift 2 ;;
+    --audio|--hw-device|--camera-size|--camera-format) ENC_EXTRA+=("$1" "$2"); shift 2 ;;
     --no-encoder) ENCODER=0; shift ;;
     --encoder-only) ENCODER_ONLY="$2"; ORIGIN=0; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
@@ -188,6 +200,7 @@ esac
 ENC_ARGS=(--stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE" --seg-duration "$SEG" --chunking "$CHUNKING")
 [ -n "$LATENCY" ] && ENC_ARGS+=(--target-latency "$LATENCY")
 [ "$LADDER" = 1 ] && ENC_ARGS+=(--ladder)
+ENC_ARGS+=(--input "$INPUT" --video-encoder "$VENC" ${ENC_EXTRA[@]+"${ENC_EXTRA[@]}"})
 
 if [ -n "$ENCODER_ONLY" ]; then
   case "$ENCODER_ONLY" in
@@ -215,7 +228,7 @@ wait_url "$http_base/time" 10 "$ORIGIN_PID" || {
 say "origin is up (pid $ORIGIN_PID)"
 
 if [ "$ENCODER" = 1 ]; then
-  say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, ${SEG}s segments, chunking $CHUNKING (log: out/encoder.log)"
+  say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, ${SEG}s segments, chunking $CHUNKING, input $INPUT, $VENC (log: out/encoder.log)"
   scripts/encoder.sh --origin "$http_base" "${ENC_ARGS[@]}" > out/encoder.log 2>&1 &
   ENCODER_PID=$!
   wait_url "$http_base/live/$STREAM/manifest.mpd" 30 "$ENCODER_PID" || { tail -n 30 out/encoder.log >&2 || true; die "the manifest did not go live"; }
@@ -249,6 +262,7 @@ cat <<EOF
   or simply: scripts/chrome.sh '$H3_URL'
 
   Ingest: ffmpeg PUTs to $clear_base/live/<stream>/manifest.mpd   Logs: out/origin.log out/encoder.log
+  Clock page to film with a camera (--input camera): $clear_base/clock.html   (docs/sources.md)
 EOF
 if [ "$ENCODER" = 0 ]; then
   cat <<EOF

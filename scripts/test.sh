@@ -11,6 +11,9 @@
 #   2. the QUIC interop matrix (interop/run.sh --quick) against aioquic,
 #      ngtcp2's client, headless Chromium and curl;
 #   3. the timecode decoder's unit tests on frames from the real encoder (node --test);
+#      the encoder's inputs and video encoders without a browser (scripts/test-sources.sh:
+#      every hardware encoder's and camera's command checked against ffmpeg's own option
+#      lists, a clear failure without the device, a looped file's continuous timestamps);
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js) with dash.js and with hls.js; the same player
 #      surviving kill -9 of ffmpeg and of the origin, and a new viewer starting after
@@ -18,6 +21,9 @@
 #      test at four window sizes (web/e2e/compare-shots.js, ~45 s),
 #      and the ABR ladder (encoder.sh --ladder) switching down under a rate limit
 #      (Chromium's network throttling) and under a bitrate cap (web/e2e/abr.js);
+#      real sources (web/e2e/sources.js): a looped media file played across its loop
+#      points with the timecode decoded, the Streamline preview's ffmpeg command pushing
+#      to /ldash/1234/ and its /ldashplay/1234/manifest.mpd URL playing, the clock page;
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browser in two network namespaces over
 #      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, and the ABR ladder through a
@@ -88,6 +94,9 @@ interop/run.sh --quick --no-install --bin target/release/h3live --out out/intero
 step "timecode decoder tests (node --test)"
 (cd web && npm test)
 
+step "encoder sources: hardware encoders' and cameras' commands against ffmpeg's option lists, missing devices, a looped file"
+scripts/test-sources.sh
+
 if [ "$E2E" = 1 ]; then
   step "headless Chromium end-to-end (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live
@@ -100,6 +109,9 @@ if [ "$E2E" = 1 ]; then
 
   step "ABR ladder in headless Chromium over h3: down-switch under a 700 kbit/s limit and under a cap, timecode at 234p (~90 s)"
   node web/e2e/abr.js --bin target/release/h3live
+
+  step "real sources in headless Chromium: a looped file, the preview's ffmpeg and /ldashplay URL, the clock page (~40 s)"
+  node web/e2e/sources.js --bin target/release/h3live
 
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
   node --test web/test/verdict.test.js

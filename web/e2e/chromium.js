@@ -57,6 +57,26 @@ export function watch(page) {
   return seen;
 }
 
+/** A copy of the player page's window.h3liveStats (web/player.js), or null. */
+export function playerStats(page) {
+  return page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+}
+
+/**
+ * Read playerStats every 0.5 s until `pred(stats)` holds or `ms` pass:
+ * { s: the last stats (or null), ok }.
+ */
+export async function waitForStats(page, pred, ms) {
+  const end = Date.now() + ms;
+  let s = null;
+  while (Date.now() < end) {
+    s = await playerStats(page);
+    if (s && pred(s)) return { s, ok: true };
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return { s, ok: false };
+}
+
 /**
  * Navigate and return once the new document commits, as a bare Page.navigate
  * does (waitUntil [] waits for no load event: on an impaired path the page's
