@@ -30,7 +30,7 @@
 # at the first viewer of that edge (h3live load's per-segment first byte), and
 # origin GETs per segment. --origin-delay MS puts a user-space TCP relay
 # adding MS ms each way between the Varnish nodes and the origin (a distant
-# origin; on loopback an edge's origin fetch costs well under a millisecond).
+# origin; on loopback the round trip an edge saves is next to nothing).
 # --compare-fronts instead measures the protocol fronts on one edge: Caddy
 # (reverse_proxy, flush_interval -1) vs `h3live front`, h3 and h1-tls, N
 # viewers each: added latency (same-run direct reference group subtracted),
