@@ -307,6 +307,7 @@ impl HttpArgs {
             ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir.clone(),
+            prefetch: false,
         }
     }
 
