@@ -8,6 +8,7 @@
 #           :B+16 (front's cleartext listener: its /metrics)
 #   edge 2: varnish :B+21, front :B+22, :B+23, :B+24, :B+26
 #   origin relay (--origin-delay): :B+81
+#   hot standby (--standby): standby origin :B+82, encoder relay :B+83
 #
 # Default run (about 2.5 min):
 #   1. steady state, concurrently: N viewers on edge 1 over h3, N on edge 2
@@ -31,6 +32,15 @@
 # origin GETs per segment. --origin-delay MS puts a user-space TCP relay
 # adding MS ms each way between the Varnish nodes and the origin (a distant
 # origin; on loopback the round trip an edge saves is next to nothing).
+# --standby instead runs the hot standby: the encoder relay (h3live relay)
+# feeds the replayed stream to two origins, the primary (:B+80) and a standby
+# (:B+82); both edges' VCL fetch from the primary while its probe is good and
+# from the standby otherwise (a fetch that cannot reach the primary is tried
+# on the standby at once). N viewers on each edge (edge 1 over h3, edge 2 over
+# HTTP/1.1+TLS) for 24 s; at 8 s the primary gets kill -9. Reported per group:
+# segments, errors, stalls (a segment ending more than one segment duration
+# late), viewers still playing; who served the live segments (each origin's
+# live-chunk count before and after the kill).
 # --compare-fronts instead measures the protocol fronts on one edge: Caddy
 # (reverse_proxy, flush_interval -1) vs `h3live front`, h3 and h1-tls, N
 # viewers each: added latency (same-run direct reference group subtracted),
@@ -41,7 +51,7 @@
 # --compare-fronts) with apt-get when missing.
 #
 # Usage: scripts/edge.sh [--viewers N] [--duration SECS] [--compare-fronts]
-#          [--player] [--prefetch] [--origin-delay MS] [--no-restarts]
+#          [--player] [--prefetch] [--origin-delay MS] [--standby] [--no-restarts]
 #          [--base-port B] [--capture DIR] [--out DIR] [--pin] [--no-build]
 #   --viewers N     viewers per edge group (default 50)
 #   --duration S    seconds per measured run (default 20)
@@ -69,6 +79,7 @@ BUILD=1
 PREFETCH_RUNS=0
 ORIGIN_DELAY=0
 PREFETCH=1
+STANDBY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --viewers) VIEWERS="$2"; shift ;;
@@ -77,6 +88,7 @@ while [ $# -gt 0 ]; do
     --player) PLAYER=1 ;;
     --prefetch) PREFETCH_RUNS=1 ;;
     --origin-delay) ORIGIN_DELAY="$2"; shift ;;
+    --standby) STANDBY=1 ;;
     --no-restarts) RESTARTS=0 ;;
     --base-port) B="$2"; shift ;;
     --capture) CAPTURE="$2"; shift ;;
@@ -114,6 +126,7 @@ fi
 [ -x "$BIN" ] || die "no $BIN (build first)"
 
 P_ORIGIN=$((B + 80)) P_DIRECT_H3=$((B + 90)) P_DIRECT_H1=$((B + 91)) P_RELAY=$((B + 81))
+P_STANDBY=$((B + 82)) P_ENCODER_RELAY=$((B + 83))
 # What the Varnish nodes fetch from: the origin, or the delaying relay in front of it.
 P_BACKEND=$P_ORIGIN
 [ "$ORIGIN_DELAY" != 0 ] && P_BACKEND=$P_RELAY
@@ -123,7 +136,7 @@ p_front_h1() { echo $((B + 10 * $1 + 3)); }
 p_front_h2() { echo $((B + 10 * $1 + 4)); }
 p_caddy() { echo $((B + 10 * $1 + 5)); }
 p_front_http() { echo $((B + 10 * $1 + 6)); }
-for p in $P_ORIGIN $P_RELAY $P_DIRECT_H3 $P_DIRECT_H1 $(for e in 1 2; do echo "$(p_varnish $e) $(p_front $e) $(p_front_h1 $e) $(p_front_h2 $e) $(p_caddy $e) $(p_front_http $e)"; done); do
+for p in $P_ORIGIN $P_RELAY $P_STANDBY $P_ENCODER_RELAY $P_DIRECT_H3 $P_DIRECT_H1 $(for e in 1 2; do echo "$(p_varnish $e) $(p_front $e) $(p_front_h1 $e) $(p_front_h2 $e) $(p_caddy $e) $(p_front_http $e)"; done); do
   if port_busy "$p"; then die "port $p is in use (choose another --base-port)"; fi
 done
 
@@ -165,7 +178,13 @@ start_replay() {
 }
 start_varnish() { # edge
   local e=$1
-  sed -e "s/^\(\s*\.port = \)\"[0-9]*\";/\1\"$P_BACKEND\";/" "$VCL_SRC" > "$OUT/edge$e.vcl"
+  # Both backends are the origin (or the delaying relay), or with --standby the
+  # primary and the standby.
+  local standby=$P_BACKEND
+  [ "$STANDBY" = 1 ] && standby=$P_STANDBY
+  sed -e "s/^\(\s*\.port = \)\"[0-9]*\";\(\s*# BACKEND port\)/\1\"$P_BACKEND\";\2/" \
+      -e "s/^\(\s*\.port = \)\"[0-9]*\";\(\s*# STANDBY port\)/\1\"$standby\";\2/" "$VCL_SRC" > "$OUT/edge$e.vcl"
+  grep -q "\"$standby\";.*# STANDBY port" "$OUT/edge$e.vcl" || die "the VCL has no STANDBY port line"
   "${CPU0[@]}" varnishd -F -j none -n "$OUT/varnish$e" -a 127.0.0.1:"$(p_varnish "$e")" -T none \
     -p backend_idle_timeout=20 -f "$OUT/edge$e.vcl" -s malloc,256m >> "$OUT/logs/varnish$e.log" 2>&1 &
   PID[varnish$e]=$!
@@ -264,9 +283,10 @@ origin_200() { curl -sf "http://127.0.0.1:$P_ORIGIN/metrics" | awk -F' ' '/^h3li
 
 # One viewer group in the background: name transport addr n
 LOADS=()
+LOAD_EXTRA=()
 load_group() {
   local name=$1 t=$2 addr=$3 n=$4 dur=$5
-  "${CPU0[@]}" "$BIN" load -q -t "$t" --addr "$addr" --ca "$CERT" --stream $STREAM -n "$n" -d "${dur}s" \
+  "${CPU0[@]}" "$BIN" load -q -t "$t" --addr "$addr" --ca "$CERT" --stream $STREAM -n "$n" -d "${dur}s" ${LOAD_EXTRA[@]+"${LOAD_EXTRA[@]}"} \
     --ramp 2s --wait 30s --json "$OUT/raw/$RUN-$name.json" > /dev/null 2> "$OUT/raw/$RUN-$name.log" &
   LOADS+=($!)
 }
@@ -292,6 +312,61 @@ if [ "$PLAYER" = 1 ]; then
     --duration "$DURATION" 2>&1 | tee "$OUT/raw/player-edge2-h1.log" || rc=1
   for e in 1 2; do say "edge $e backend requests: $(vstat $e MAIN.backend_req), client requests: $(vstat $e MAIN.client_req)"; done
   exit $rc
+fi
+
+# ================================================================ hot standby
+if [ "$STANDBY" = 1 ]; then
+  step "primary origin :$P_ORIGIN, standby :$P_STANDBY, encoder relay :$P_ENCODER_RELAY feeding both, replay of $CAPTURE"
+  start_origin
+  "${CPU0[@]}" "$BIN" serve --http 127.0.0.1:$P_STANDBY --h3 off --https off --https-h1 off --https-h2 off \
+    --keep-segments 10 --max-connections-per-ip 0 >> "$OUT/logs/standby.log" 2>&1 &
+  PID[standby]=$!
+  wait_url "http://127.0.0.1:$P_STANDBY/healthz" 10 "${PID[standby]}" || die "standby did not start"
+  "${CPU0[@]}" "$BIN" relay --listen 127.0.0.1:$P_ENCODER_RELAY --origin "http://127.0.0.1:$P_ORIGIN" \
+    --origin "http://127.0.0.1:$P_STANDBY" >> "$OUT/logs/encoder-relay.log" 2>&1 &
+  PID[encoder_relay]=$!
+  wait_url "http://127.0.0.1:$P_ENCODER_RELAY/healthz" 10 "${PID[encoder_relay]}" || die "encoder relay did not start"
+  "${CPU0[@]}" "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_ENCODER_RELAY --stream $STREAM \
+    >> "$OUT/logs/replay.log" 2>&1 &
+  PID[replay]=$!
+  wait_url "http://127.0.0.1:$P_STANDBY/live/$STREAM/manifest.mpd" 15 "${PID[replay]}" || die "no manifest on the standby"
+  for e in 1 2; do start_varnish $e; start_front $e; done
+  # Live chunks an origin handed to waiting readers (the edges' fetches).
+  live_chunks() { curl -sf "http://127.0.0.1:$1/metrics" | awk '/^h3live_origin_delay_seconds_count\{transport="h1-clear"\}/ {print $2}'; }
+  RUN=standby EVDUR=24
+  # A stall: a segment ending more than one segment duration late.
+  LOAD_EXTRA=(--stall-margin 2s)
+  step "$VIEWERS viewers on edge 1 (h3) and edge 2 (h1-tls), ${EVDUR}s; kill -9 of the primary at 8 s"
+  load_group edge1-h3 h3 127.0.0.1:"$(p_front 1)" "$VIEWERS" "$EVDUR"
+  load_group edge2-h1tls h1-tls 127.0.0.1:"$(p_front_h1 2)" "$VIEWERS" "$EVDUR"
+  sleep 8
+  p0=$(live_chunks $P_ORIGIN) s0=$(live_chunks $P_STANDBY)
+  kill -KILL "${PID[origin]}"; wait "${PID[origin]}" 2>/dev/null || true; unset "PID[origin]"
+  say "primary killed (it had handed ${p0:-0} live chunks to the edges, the standby ${s0:-0})"
+  wait_loads
+  s1=$(live_chunks $P_STANDBY)
+  curl -sf "http://127.0.0.1:$P_ENCODER_RELAY/metrics" > "$OUT/raw/encoder-relay-metrics.txt" || true
+  python3 - "$OUT" "$VIEWERS" "${p0:-0}" "${s0:-0}" "${s1:-0}" <<'EOF'
+import json, sys
+out, viewers = sys.argv[1], int(sys.argv[2])
+p0, s0, s1 = (int(float(x)) for x in sys.argv[3:6])
+L = ["# Hot standby: kill -9 of the primary origin under viewers", "",
+     f"Encoder relay feeding the primary and the standby; both edges' VCL with the fallback director. {viewers} viewers per edge, 24 s, primary killed at 8 s.", "",
+     "| viewers at | viewers | segments | errors | error kinds | stalls (> 1 segment late) | playing at end |", "|---|---:|---:|---:|---|---:|---:|"]
+ok = True
+for key, label in (("edge1-h3", "edge 1 front, h3"), ("edge2-h1tls", "edge 2 front, h1-tls")):
+    g = json.load(open(f"{out}/raw/standby-{key}.json"))
+    kinds = "; ".join(f"{k} ×{v}" for k, v in sorted(g["error_kinds"].items(), key=lambda kv: -kv[1])[:2]) or "–"
+    L.append(f"| {label} | {g['viewers']} | {g['segments']} | {g['errors']} | {kinds} | {g['stalls']} | {g['connected']}/{g['viewers']} |")
+    ok = ok and g["connected"] == g["viewers"]
+L += ["", f"Live chunks handed to the edges: primary {p0} before the kill; standby {s0} before, {s1} after "
+      f"({'the standby served the edges after the kill' if s1 > s0 else 'NOTHING from the standby'})."]
+text = "\n".join(L) + "\n"
+open(f"{out}/report.md", "w").write(text)
+print(text)
+sys.exit(0 if ok and s1 > s0 else 1)
+EOF
+  exit $?
 fi
 
 step "origin on :$P_ORIGIN, replay of $CAPTURE"

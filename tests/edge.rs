@@ -36,15 +36,21 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The project's VCL with its backend port replaced (the lines marked BACKEND).
-fn vcl_for(backend: SocketAddr) -> String {
+/// The project's VCL with its backends replaced (the lines marked BACKEND,
+/// and STANDBY: the standby, or the origin again when there is none).
+fn vcl_for(backend: SocketAddr, standby: Option<SocketAddr>) -> String {
     let vcl = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/varnish/h3live.vcl")).unwrap();
+    let standby = standby.unwrap_or(backend);
     let mut out = String::new();
     for line in vcl.lines() {
         if line.contains("# BACKEND host") {
             out.push_str(&format!("    .host = \"{}\";\n", backend.ip()));
         } else if line.contains("# BACKEND port") {
             out.push_str(&format!("    .port = \"{}\";\n", backend.port()));
+        } else if line.contains("# STANDBY host") {
+            out.push_str(&format!("    .host = \"{}\";\n", standby.ip()));
+        } else if line.contains("# STANDBY port") {
+            out.push_str(&format!("    .port = \"{}\";\n", standby.port()));
         } else {
             out.push_str(line);
             out.push('\n');
@@ -56,13 +62,18 @@ fn vcl_for(backend: SocketAddr) -> String {
 
 impl Varnish {
     async fn start(backend: SocketAddr) -> Varnish {
+        Varnish::start_with(backend, None).await
+    }
+
+    /// Varnish with a hot standby behind the origin.
+    async fn start_with(backend: SocketAddr, standby: Option<SocketAddr>) -> Varnish {
         let varnishd = ["/usr/sbin/varnishd", "/usr/local/sbin/varnishd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("varnishd not found: apt-get install varnish (scripts/test.sh installs it)");
         let dir = tempfile::tempdir().unwrap();
         let vcl = dir.path().join("h3live.vcl");
-        std::fs::write(&vcl, vcl_for(backend)).unwrap();
+        std::fs::write(&vcl, vcl_for(backend, standby)).unwrap();
         let workdir = dir.path().join("varnish");
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -566,4 +577,128 @@ async fn prefetch_opens_the_next_segment_before_any_player_asks() {
     front.stop().await;
     drop(varnish);
     o.stop().await;
+}
+
+/// Segment duration of the hot-standby test's stream.
+const STANDBY_SEG: Duration = Duration::from_secs(2);
+
+/// A viewer that follows video segment after segment through the edge from
+/// `from`, asking a segment again (new connection, 100 ms later) when its
+/// body broke or it got an error, as a player does. Sends each completed
+/// segment's number and completion time; stops after `until`.
+async fn follow_segments(edge: SocketAddr, from: u64, until: u64, done: mpsc::UnboundedSender<(u64, Instant, u32)>) {
+    let mut c = Client::connect(Transport::H1Clear, edge, "localhost", &[]).await.unwrap();
+    let mut n = from;
+    let mut retries = 0;
+    while n <= until {
+        let ok = match c.get(&format!("/live/hs/chunk-stream0-{n:05}.m4s")).await {
+            Ok(mut r) if r.status == StatusCode::OK => read_all(&mut r).await.1.is_none(),
+            Ok(mut r) => {
+                let _ = r.bytes().await;
+                false
+            }
+            Err(_) => false,
+        };
+        if ok {
+            let _ = done.send((n, Instant::now(), retries));
+            n += 1;
+            retries = 0;
+        } else {
+            retries += 1;
+            assert!(retries < 100, "segment {n}: no answer through the edge after 100 tries");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok(fresh) = Client::connect(Transport::H1Clear, edge, "localhost", &[]).await {
+                c = fresh;
+            }
+        }
+    }
+}
+
+/// Hot standby: the encoder relay feeds two origin processes; the edge's VCL
+/// fetches from the first while its probe is good, from the second when it
+/// is not, and retries a fetch that cannot reach the first on the second at
+/// once. The primary is killed with SIGKILL under viewers: a viewer that
+/// follows every segment is never late by more than one segment duration,
+/// the new segments come from the standby, and the load tool's viewers all
+/// play to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_when_the_primary_is_killed() {
+    use h3live::load::replay::{self, PrftMode, ReplayStats};
+    let certs = common::cert_dir();
+    let mut primary = common::OriginProc::start(certs.path(), &["--max-connections-per-ip", "0"]).await;
+    let standby = common::OriginProc::start(certs.path(), &["--max-connections-per-ip", "0"]).await;
+    let relay = common::start_relay(&[
+        "--origin",
+        &format!("http://{}", primary.addr),
+        "--origin",
+        &format!("http://{}", standby.addr),
+    ])
+    .await;
+    let capture = tempfile::tempdir().unwrap();
+    let opts = h3live::load::capture::SynthOptions {
+        duration: STANDBY_SEG * 3,
+        segment: STANDBY_SEG,
+        video_bitrate: 500_000,
+        fps: 30,
+    };
+    h3live::load::capture::synthesize(capture.path(), &opts).unwrap();
+    let plan = replay::load_plan(capture.path()).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let replay = tokio::spawn(replay::run(
+        plan,
+        relay.addr,
+        "hs",
+        PrftMode::Push,
+        None,
+        stop.clone(),
+        Arc::new(ReplayStats::default()),
+    ));
+    let varnish = Varnish::start_with(primary.addr, Some(standby.addr)).await;
+    let newest = common::wait_for("a video segment on the primary", 20, || async {
+        common::segments(&common::objects(&primary.streams().await, "hs"), "chunk-stream0-").keys().next_back().copied()
+    })
+    .await;
+
+    // Ten viewers of the load tool, and one viewer following every segment.
+    let mut load = common::load_cmd("h1-clear", varnish.addr, &certs.path().join("cert.pem"), 10, "14s");
+    load.viewers.stream = "hs".into();
+    let load = tokio::spawn(h3live::load::run(load.viewers, tokio_util::sync::CancellationToken::new()));
+    let (tx, mut done) = mpsc::unbounded_channel();
+    let follower = tokio::spawn(follow_segments(varnish.addr, newest, newest + 5, tx));
+    let mut completed = vec![done.recv().await.expect("first segment through the edge")];
+    completed.push(done.recv().await.expect("second segment through the edge"));
+    let standby_reads = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("h3live_origin_delay_seconds_count{transport=\"h1-clear\"}"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = standby_reads(&String::from_utf8(standby.get("/metrics").await.1).unwrap());
+    primary.kill9();
+    let killed = Instant::now();
+    while let Some(x) = done.recv().await {
+        completed.push(x);
+    }
+    follower.await.unwrap();
+    let report = load.await.unwrap().unwrap();
+    let after = standby_reads(&String::from_utf8(standby.get("/metrics").await.1).unwrap());
+
+    let gaps: Vec<(u64, Duration, u32)> = completed.windows(2).map(|w| (w[1].0, w[1].1 - w[0].1, w[1].2)).collect();
+    println!("primary killed after segment {}; completions (segment, gap, retries): {gaps:?}", completed[1].0);
+    println!("load tool through the edge: {}", report.summary());
+    assert_eq!(completed.len(), 6, "the follower did not get every segment");
+    assert!(completed.last().unwrap().1 > killed);
+    for (n, gap, _) in &gaps {
+        assert!(
+            *gap <= STANDBY_SEG * 2,
+            "segment {n} ended {gap:?} after the one before: a stall of more than one segment"
+        );
+    }
+    assert_eq!(before, 0, "the standby served viewers while the primary was up");
+    assert!(after > 0, "no live chunk came from the standby");
+    assert_eq!(report.connected, 10, "load viewers still playing at the end: {}", report.summary());
+    stop.cancel();
+    let _ = replay.await;
+    drop(varnish);
+    relay.stop().await;
 }

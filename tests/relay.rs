@@ -7,56 +7,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::ffmpeg::ffmpeg_push;
-use common::{cert_dir, objects, read_all, segments, wait_for, OriginProc, RawUpload, TestOrigin};
+use common::{cert_dir, objects, read_all, segments, start_relay, wait_for, OriginProc, RawUpload, TestOrigin};
 use h3live::client::Client;
-use h3live::relay::{Relay, RelayArgs};
 use h3live::transport::Transport;
 use http::{Method, StatusCode};
-use tokio::sync::{mpsc, oneshot};
-
-/// A relay in this process on an ephemeral loopback port.
-struct TestRelay {
-    addr: SocketAddr,
-    relay: Arc<Relay>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_relay(args: &[&str]) -> TestRelay {
-    common::init_tracing();
-    #[derive(clap::Parser)]
-    struct Cmd {
-        #[command(flatten)]
-        relay: RelayArgs,
-    }
-    let argv = ["relay", "--listen", "127.0.0.1:0", "--shutdown-grace", "1s"].into_iter().chain(args.iter().copied());
-    let args = <Cmd as clap::Parser>::try_parse_from(argv).expect("relay arguments").relay;
-    let listener = h3live::transport::bind_tcp(args.listen).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let relay = Relay::new(&args).await.unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(relay.clone().serve(
-        listener,
-        async move {
-            let _ = rx.await;
-        },
-        args.shutdown_grace,
-    ));
-    TestRelay { addr, relay, stop: Some(tx), task }
-}
-
-impl TestRelay {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("relay shutdown").unwrap();
-    }
-}
+use tokio::sync::mpsc;
 
 /// Complete objects the two origins both have, compared byte for byte;
 /// returns how many media segments were compared.

@@ -7,9 +7,15 @@
 # writing it, so each segment costs the origin ONE request per edge, however
 # many viewers the edge has.
 #
-# Backend: the origin's cleartext HTTP/1.1 listener. scripts/edge.sh and the
-# tests rewrite the two lines marked BACKEND with sed; edit them by hand for
-# a real deployment.
+# Backends: the origin's cleartext HTTP/1.1 listener (BACKEND) and a hot
+# standby (STANDBY): a second origin fed by the same encoder relay
+# (docs/relay.md), so it holds the same objects under the same names. While
+# the origin's probe is good every fetch goes to it; when it fails, to the
+# standby (a fallback director), and a fetch that cannot reach the origin is
+# tried once more on the standby at once, before the probe notices. Without
+# a standby, both name the one origin. scripts/edge.sh and the tests rewrite
+# the lines marked BACKEND and STANDBY with sed; edit them by hand for a real
+# deployment.
 #
 # Start (own work dir, no jail, 256 MB of memory storage):
 #   varnishd -F -n /var/lib/h3live-edge -j none -a 127.0.0.1:6081 \
@@ -19,6 +25,19 @@
 vcl 4.1;
 
 import std;
+import directors;
+
+# The probe decides which origin gets the fetches, and when grace applies:
+# while an origin answers, nothing stale is served; while none does
+# (restart), the last manifest is.
+probe healthz {
+    .url = "/healthz";
+    .interval = 1s;
+    .timeout = 500ms;
+    .window = 3;
+    .threshold = 2;
+    .initial = 2;
+}
 
 backend origin {
     .host = "127.0.0.1";   # BACKEND host
@@ -32,19 +51,27 @@ backend origin {
     # seconds without a byte means the encoder or the origin is gone. The
     # fetch then fails, and a failed fetch is never kept (see below).
     .between_bytes_timeout = 5s;
-    # The probe decides when grace applies: while the origin answers, nothing
-    # stale is served; while it is down (restart), the last manifest is.
-    .probe = {
-        .url = "/healthz";
-        .interval = 1s;
-        .timeout = 500ms;
-        .window = 3;
-        .threshold = 2;
-        .initial = 2;
-    }
+    .probe = healthz;
+}
+
+backend standby {
+    .host = "127.0.0.1";   # STANDBY host
+    .port = "8080";        # STANDBY port
+    .connect_timeout = 1s;
+    .first_byte_timeout = 5s;
+    .between_bytes_timeout = 5s;
+    .probe = healthz;
+}
+
+sub vcl_init {
+    # The origin first, the standby while the origin's probe fails.
+    new origins = directors.fallback();
+    origins.add_backend(origin);
+    origins.add_backend(standby);
 }
 
 sub vcl_recv {
+    set req.backend_hint = origins.backend();
     # Ingest never passes the edge: the encoder pushes to the origin only.
     # A PUT/POST/DELETE here would otherwise be passed (builtin VCL) and
     # could overwrite or delete a live segment from any viewer's address.
@@ -140,6 +167,11 @@ sub vcl_backend_fetch {
     # and pass through as they are. None of these headers is in the cache
     # key (vcl_hash), so they never split the cache.
     set bereq.http.CDN-Origin-Assist-Prefetch-Enabled = "1";
+    # A fetch that could not reach the origin (vcl_backend_error) is tried
+    # again on the standby.
+    if (bereq.retries > 0) {
+        set bereq.backend = standby;
+    }
     return (fetch);
 }
 
@@ -227,8 +259,13 @@ sub vcl_backend_response {
 }
 
 sub vcl_backend_error {
-    # Origin unreachable or timed out: 503, never cached, readable by players
-    # on other origins (CORS) so they see the status and retry.
+    # Origin unreachable or timed out: once more on the standby (see
+    # vcl_backend_fetch), which has the same objects. Its own failure is a
+    # 503, never cached, readable by players on other origins (CORS) so they
+    # see the status and retry.
+    if (bereq.retries == 0) {
+        return (retry);
+    }
     set beresp.ttl = 0s;
     set beresp.grace = 0s;
     set beresp.uncacheable = true;

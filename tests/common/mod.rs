@@ -464,3 +464,41 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A relay in this process on an ephemeral loopback port.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    pub relay: Arc<h3live::relay::Relay>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start_relay(args: &[&str]) -> TestRelay {
+    init_tracing();
+    #[derive(clap::Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        relay: h3live::relay::RelayArgs,
+    }
+    let argv = ["relay", "--listen", "127.0.0.1:0", "--shutdown-grace", "1s"].into_iter().chain(args.iter().copied());
+    let args = <Cmd as clap::Parser>::try_parse_from(argv).expect("relay arguments").relay;
+    let listener = h3live::transport::bind_tcp(args.listen).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = h3live::relay::Relay::new(&args).await.unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(relay.clone().serve(
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+        args.shutdown_grace,
+    ));
+    TestRelay { addr, relay, stop: Some(tx), task }
+}
+
+impl TestRelay {
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("relay shutdown").unwrap();
+    }
+}
