@@ -85,6 +85,16 @@
 #   --bin PATH        h3live binary (default target/release/h3live)
 #   --serve-arg ARG   extra argument for 'h3live serve' (repeatable), e.g.
 #                     --serve-arg --tcp-notsent-lowat=128K to A/B an origin setting
+#   --first-mile      the emulated path goes between the encoder relay and the origin instead
+#                     (the contribution uplink): ffmpeg and the relay run in a third
+#                     namespace (198.18.1.2) and push across the path to the origin
+#                     (198.18.1.1); players reach the origin over a clean path. The profile's
+#                     downstream part (rate, ...) applies to the relay's upload direction.
+#   --both-miles      the profile on both paths: relay -> origin and origin -> players
+#   --ingest h1|h3    how the encoder relay pushes to the origin (default h1); a first-mile
+#                     A/B compares two runs, e.g.
+#                       sudo scripts/ab.sh --first-mile --ingest h1 --profiles rtt50-loss1,rtt100-loss3 --arms h3 --rounds 3
+#                       sudo scripts/ab.sh --first-mile --ingest h3 --profiles rtt50-loss1,rtt100-loss3 --arms h3 --rounds 3
 #   --loopback        no namespaces, no impairment (clean only), no root needed:
 #                     origin + encoder on free loopback ports
 #   --running         use the origin + encoder that ./run.sh runs (localhost, ports
@@ -109,6 +119,8 @@ AB_PLAYS=1
 FLOOR_LATENCIES="0.2,0.3,0.5,0.8,1.2,2"
 FLOOR_HOLD=60
 ARMS="h3,h1,h2"
+FIRST_MILE=0   # 1: path between relay and origin; 2: on both paths
+INGEST=h1
 BROWSER=chromium
 DURATION=30
 WARMUP=5
@@ -172,6 +184,9 @@ while [ $# -gt 0 ]; do
     --serve-arg) SERVE_ARGS+=("$2"); shift 2 ;;
     --loopback) LOOPBACK=1; shift ;;
     --running) RUNNING=1; LOOPBACK=1; shift ;;
+    --first-mile) FIRST_MILE=1; shift ;;
+    --both-miles) FIRST_MILE=2; shift ;;
+    --ingest) INGEST="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
@@ -206,6 +221,8 @@ if [ "$CHECK_ONLY" = 0 ] && [ "$BROWSER" != chromium ]; then
   command -v certutil >/dev/null || die "certutil not found (apt-get install libnss3-tools)"
 fi
 [ "$CHECK_ONLY" = 1 ] && [ "$LOOPBACK" = 1 ] && die "--check-only needs the namespaces (no --loopback/--running)"
+case "$INGEST" in h1|h3) ;; *) die "--ingest: h1 or h3" ;; esac
+[ "$FIRST_MILE" != 0 ] && [ "$LOOPBACK" = 1 ] && die "--first-mile/--both-miles need the namespaces (no --loopback/--running)"
 [ -d web/node_modules/dashjs ] && [ -d web/node_modules/ws ] || die "web/node_modules missing: run (cd web && npm ci)"
 [ "$RUNNING" = 1 ] || [ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
 case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and --floor-hold take seconds" ;; esac
@@ -257,6 +274,7 @@ for p in "${PROFILE_LIST[@]}"; do
   profile_specs "$p" || die "unknown profile '$p' (parts: clean, rttN, lossN, jitterN, reorder, burst[N], rate[K], step)"
   if [ "$STEP" = 1 ]; then
     [ "$LOOPBACK" = 0 ] || die "profile '$p': the rate step needs the namespaces (no --loopback)"
+    [ "$FIRST_MILE" = 0 ] || die "profile '$p': the rate step is a last-mile profile (no --first-mile/--both-miles)"
     LADDER=1
   fi
   if [ "$LOOPBACK" = 0 ]; then
@@ -270,6 +288,10 @@ TAG="h3ab$$"
 NSO="$TAG-o"; NSC="$TAG-c"      # namespaces
 VO="${TAG}o"; VC="${TAG}c"      # veth ends (<= 15 characters)
 ORIGIN_IP=198.18.0.1; CLIENT_IP=198.18.0.2
+# --first-mile: the encoder's namespace and its veth pair to the origin's.
+NSE="$TAG-e"; VOE="${TAG}p"; VEE="${TAG}e"
+ORIGIN_FM_IP=198.18.1.1; ENCODER_IP=198.18.1.2
+EMU_FM_DATA_PID=""; EMU_FM_ACK_PID=""
 NS_CREATED=0
 ORIGIN_PID=""; ENCODER_PID=""; DRIVER_PID=""; ECHO_PID=""; EMU_DOWN_PID=""; EMU_UP_PID=""
 ECHO_PORT=7777
@@ -288,17 +310,20 @@ cleanup() {
   stop_pid "$DRIVER_PID" 8 driver
   stop_pid "$EMU_DOWN_PID" 5 "path emulator"
   stop_pid "$EMU_UP_PID" 5 "path emulator"
+  stop_pid "$EMU_FM_DATA_PID" 5 "path emulator"
+  stop_pid "$EMU_FM_ACK_PID" 5 "path emulator"
   stop_pid "$ECHO_PID" 5 "echo server"
   stop_pid "$ENCODER_PID" 15 encoder
   stop_pid "$ORIGIN_PID" 10 origin
   if [ "$NS_CREATED" = 1 ]; then
     # Anything still running inside our namespaces was started by this script.
-    for ns in "$NSC" "$NSO"; do
+    for ns in "$NSC" "$NSO" "$NSE"; do
       for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
     done
     sleep 0.2
-    ip netns del "$NSC" 2>/dev/null; ip netns del "$NSO" 2>/dev/null   # takes the veth pair, rules, qdiscs along
-    say "removed namespaces $NSO, $NSC (veth pair, iptables rules and qdiscs with them)"
+    # Deleting a namespace takes its veth pairs, rules and qdiscs along.
+    ip netns del "$NSC" 2>/dev/null; ip netns del "$NSO" 2>/dev/null; ip netns del "$NSE" 2>/dev/null
+    say "removed namespaces $NSO, $NSC$([ "$FIRST_MILE" = 0 ] || echo ", $NSE") (veth pairs, iptables rules and qdiscs with them)"
   fi
 }
 # shellcheck disable=SC2317
@@ -326,6 +351,20 @@ if [ "$LOOPBACK" = 0 ]; then
     ip -n "$1" link set "$2" gso_max_segs 1 gso_max_size 1500 || die "cannot cap GSO on $2"
     ip -n "$1" link set "$2" up
   done
+  if [ "$FIRST_MILE" != 0 ]; then
+    say "first mile: namespace $NSE ($ENCODER_IP: ffmpeg + encoder relay), veth $VEE <-> $VOE ($ORIGIN_FM_IP)"
+    ip netns add "$NSE" || die "ip netns add failed"
+    ip link add "$VOE" netns "$NSO" type veth peer name "$VEE" netns "$NSE" || die "cannot create the first-mile veth pair"
+    ip -n "$NSO" addr add "$ORIGIN_FM_IP/30" dev "$VOE"
+    ip -n "$NSE" addr add "$ENCODER_IP/30" dev "$VEE"
+    ip -n "$NSE" link set lo up
+    for x in "$NSO $VOE" "$NSE $VEE"; do
+      # shellcheck disable=SC2086
+      set -- $x
+      ip -n "$1" link set "$2" gso_max_segs 1 gso_max_size 1500 || die "cannot cap GSO on $2"
+      ip -n "$1" link set "$2" up
+    done
+  fi
 fi
 
 # Engine: tc netem where the kernel has it (results comparable with other
@@ -347,8 +386,8 @@ if [ "$LOOPBACK" = 0 ]; then
   [ "$ENGINE" = pathemu ] && ENGINE_DESC="pathemu: h3live pathemu run, user-space delay line on iptables NFQUEUE at each namespace's incoming veth ($NETEM_WHY)"
   [ "$ENGINE" = netem ] && ENGINE_DESC="netem: tc netem on each veth's egress ($NETEM_WHY)"
   say "path engine: $ENGINE_DESC"
-  say "starting the path self-check's echo server on $ORIGIN_IP:$ECHO_PORT"
-  "${IN_O[@]}" "$BIN" pathemu echo --listen "$ORIGIN_IP:$ECHO_PORT" > "$OUT/echo.log" 2>&1 &
+  say "starting the path self-check's echo server on port $ECHO_PORT of the origin's namespace"
+  "${IN_O[@]}" "$BIN" pathemu echo --listen "0.0.0.0:$ECHO_PORT" > "$OUT/echo.log" 2>&1 &
   ECHO_PID=$!
 else
   ENGINE=none; ENGINE_DESC="none (--loopback)"
@@ -371,17 +410,26 @@ reset_impairment() {
   stop_pid "$EMU_UP_PID" 5 "path emulator"; EMU_UP_PID=""
   ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
   ip netns exec "$NSC" tc qdisc del dev "$VC" root 2>/dev/null
+  if [ "$FIRST_MILE" != 0 ]; then
+    ip netns exec "$NSE" iptables -w -t raw -F PREROUTING 2>/dev/null
+    stop_pid "$EMU_FM_DATA_PID" 5 "path emulator"; EMU_FM_DATA_PID=""
+    stop_pid "$EMU_FM_ACK_PID" 5 "path emulator"; EMU_FM_ACK_PID=""
+    ip netns exec "$NSO" tc qdisc del dev "$VOE" root 2>/dev/null
+    ip netns exec "$NSE" tc qdisc del dev "$VEE" root 2>/dev/null
+  fi
   return 0
 }
-# start_emu NS DEV SPEC STATS: the user-space engine for packets arriving on DEV in NS.
+# start_emu NS DEV SPEC STATS [QUEUE]: the user-space engine for packets arriving on DEV in NS
+# (NFQUEUE number QUEUE, default 0; the origin's namespace uses 1 for its first-mile veth).
 start_emu() {
   "$BIN" pathemu describe "$3" | grep -q '^no impairment$' && return 0
-  ip netns exec "$1" "$BIN" pathemu run --queue 0 --spec "$3" --stats "$4" >> "$OUT/pathemu.log" 2>&1 &
+  local q=${5:-0}
+  ip netns exec "$1" "$BIN" pathemu run --queue "$q" --spec "$3" --stats "$4" >> "$OUT/pathemu.log" 2>&1 &
   local pid=$! i
-  for i in $(seq 1 50); do grep -q "queue 0 —" "$OUT/pathemu.log" 2>/dev/null && break; sleep 0.1; done
+  for i in $(seq 1 50); do grep -q "queue $q —" "$OUT/pathemu.log" 2>/dev/null && break; sleep 0.1; done
   sleep 0.3   # bound to the queue
   alive "$pid" || { tail -n 5 "$OUT/pathemu.log" >&2; return 1; }
-  ip netns exec "$1" iptables -w -t raw -A PREROUTING -i "$2" -j NFQUEUE --queue-num 0 || return 1
+  ip netns exec "$1" iptables -w -t raw -A PREROUTING -i "$2" -j NFQUEUE --queue-num "$q" || return 1
   LAST_EMU_PID=$pid
 }
 PROFILE_DESC=""
@@ -395,26 +443,61 @@ apply_profile() {
   else
     PROFILE_DESC="down: $("$BIN" pathemu describe "$DOWN"); up: $("$BIN" pathemu describe "$UP")"
   fi
-  case "$ENGINE" in
-    netem)
-      # shellcheck disable=SC2046  # netem-args prints the arguments, split on purpose
-      [ "$DOWN" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VO" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
-      # shellcheck disable=SC2046
-      [ "$UP" = none ] || ip netns exec "$NSC" tc qdisc add dev "$VC" root netem $("$BIN" pathemu netem-args "$UP") || return 1 ;;
-    pathemu)
-      LAST_EMU_PID=""; start_emu "$NSC" "$VC" "$DOWN" "$OUT/raw/$1.emu-down.json" || return 1; EMU_DOWN_PID=$LAST_EMU_PID
-      LAST_EMU_PID=""; start_emu "$NSO" "$VO" "$UP" "$OUT/raw/$1.emu-up.json" || return 1; EMU_UP_PID=$LAST_EMU_PID ;;
-  esac
+  [ "$FIRST_MILE" = 1 ] && PROFILE_DESC="first mile (relay -> origin): $PROFILE_DESC; players on a clean path"
+  [ "$FIRST_MILE" = 2 ] && PROFILE_DESC="$PROFILE_DESC, on both the first mile (relay -> origin) and the last (origin -> players)"
+  if [ "$FIRST_MILE" != 1 ]; then
+    case "$ENGINE" in
+      netem)
+        # shellcheck disable=SC2046  # netem-args prints the arguments, split on purpose
+        [ "$DOWN" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VO" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
+        # shellcheck disable=SC2046
+        [ "$UP" = none ] || ip netns exec "$NSC" tc qdisc add dev "$VC" root netem $("$BIN" pathemu netem-args "$UP") || return 1 ;;
+      pathemu)
+        LAST_EMU_PID=""; start_emu "$NSC" "$VC" "$DOWN" "$OUT/raw/$1.emu-down.json" || return 1; EMU_DOWN_PID=$LAST_EMU_PID
+        LAST_EMU_PID=""; start_emu "$NSO" "$VO" "$UP" "$OUT/raw/$1.emu-up.json" || return 1; EMU_UP_PID=$LAST_EMU_PID ;;
+    esac
+  fi
+  # The first mile carries the stream the other way: the profile's downstream
+  # part (DOWN) applies to the relay's uploads (encoder -> origin), UP to the
+  # origin's answers and acknowledgements.
+  if [ "$FIRST_MILE" != 0 ]; then
+    case "$ENGINE" in
+      netem)
+        # shellcheck disable=SC2046
+        [ "$DOWN" = none ] || ip netns exec "$NSE" tc qdisc add dev "$VEE" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
+        # shellcheck disable=SC2046
+        [ "$UP" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VOE" root netem $("$BIN" pathemu netem-args "$UP") || return 1 ;;
+      pathemu)
+        LAST_EMU_PID=""; start_emu "$NSO" "$VOE" "$DOWN" "$OUT/raw/$1.emu-first-mile-data.json" 1 || return 1; EMU_FM_DATA_PID=$LAST_EMU_PID
+        LAST_EMU_PID=""; start_emu "$NSE" "$VEE" "$UP" "$OUT/raw/$1.emu-first-mile-ack.json" || return 1; EMU_FM_ACK_PID=$LAST_EMU_PID ;;
+    esac
+  fi
 }
 # check_path PROFILE: measure the path; stop the run if it does not match.
 check_path() {
   [ "$LOOPBACK" = 1 ] && return 0
-  say "  path self-check (h3live pathemu check; raw/$1.path.txt)"
-  ip netns exec "$NSC" "$BIN" pathemu check --target "$ORIGIN_IP:$ECHO_PORT" --down "$DOWN" --up "$UP" \
-    --json "$OUT/raw/$1.path.json" > "$OUT/raw/$1.path.txt" 2>&1
-  local rc=$?
-  sed 's/^/  /' "$OUT/raw/$1.path.txt" | tee -i -a "$LOG" >&2
-  [ "$rc" = 0 ] || die "profile $1: the path does not measure as configured (engine $ENGINE); no results for a path that is not the one asked for"
+  local rc name=path
+  # Last mile: from the players' namespace; "down" is origin -> players. With
+  # --first-mile only the first mile is measured, into raw/P.path.* (the
+  # report's path table); with --both-miles it goes to raw/P.path-first-mile.*.
+  if [ "$FIRST_MILE" != 1 ]; then
+    say "  path self-check (h3live pathemu check; raw/$1.path.txt)"
+    ip netns exec "$NSC" "$BIN" pathemu check --target "$ORIGIN_IP:$ECHO_PORT" --down "$DOWN" --up "$UP" \
+      --json "$OUT/raw/$1.path.json" > "$OUT/raw/$1.path.txt" 2>&1
+    rc=$?
+    sed 's/^/  /' "$OUT/raw/$1.path.txt" | tee -i -a "$LOG" >&2
+    [ "$rc" = 0 ] || die "profile $1: the path does not measure as configured (engine $ENGINE); no results for a path that is not the one asked for"
+    name=path-first-mile
+  fi
+  if [ "$FIRST_MILE" != 0 ]; then
+    # From the encoder's namespace: its "down" (origin -> encoder) is the profile's UP.
+    say "  first-mile path self-check (from the encoder's namespace; raw/$1.$name.txt)"
+    ip netns exec "$NSE" "$BIN" pathemu check --target "$ORIGIN_FM_IP:$ECHO_PORT" --down "$UP" --up "$DOWN" \
+      --json "$OUT/raw/$1.$name.json" > "$OUT/raw/$1.$name.txt" 2>&1
+    rc=$?
+    sed 's/^/  /' "$OUT/raw/$1.$name.txt" | tee -i -a "$LOG" >&2
+    [ "$rc" = 0 ] || die "profile $1: the first-mile path does not measure as configured (engine $ENGINE)"
+  fi
 }
 impairment_stats() { # profile -> raw/PROFILE.net.txt (qdisc counters; the emulator writes its own JSON)
   [ "$LOOPBACK" = 1 ] && return
@@ -430,7 +513,18 @@ impairment_stats() { # profile -> raw/PROFILE.net.txt (qdisc counters; the emula
     ip netns exec "$NSC" grep -A1 -E '^(Udp|Tcp):' /proc/net/snmp
     echo "== origin namespace UDP/TCP counters (since the run started)"
     ip netns exec "$NSO" grep -A1 -E '^(Udp|Tcp):' /proc/net/snmp
+    if [ "$FIRST_MILE" != 0 ]; then
+      echo "== first-mile qdiscs (egress of the encoder's veth, then of the origin's)"
+      ip netns exec "$NSE" tc -s qdisc show dev "$VEE"
+      ip netns exec "$NSO" tc -s qdisc show dev "$VOE"
+      echo "== encoder namespace UDP/TCP counters (since the run started)"
+      ip netns exec "$NSE" grep -A1 -E '^(Udp|Tcp):' /proc/net/snmp
+    fi
   } > "$file" 2>&1
+  # The relay's own account of the upload: errors, re-sends, per-chunk delay.
+  if [ -n "${RELAY_ADDR:-}" ]; then
+    ${IN_E[@]+"${IN_E[@]}"} curl -fsS --max-time 3 "http://$RELAY_ADDR/metrics" > "$OUT/raw/$1.relay-metrics.txt" 2>/dev/null || true
+  fi
 }
 
 # ------------------------------------------------------- origin + encoder
@@ -456,20 +550,38 @@ else
     HTTP_PORT=$DEFAULT_HTTP_PORT H3_PORT=$DEFAULT_H3_PORT H1_PORT=$DEFAULT_H1_PORT H2_PORT=$DEFAULT_H2_PORT
   fi
   PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
-  say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
-  "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
+  # Ingest (cleartext and h3) on loopback, or for --first-mile on every
+  # address of the origin's namespace (the encoder's relay comes over the veth).
+  INGEST_ADDR=127.0.0.1
+  [ "$FIRST_MILE" != 0 ] && INGEST_ADDR=0.0.0.0
+  say "starting origin (ports: ingest $INGEST_ADDR:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
+  "${IN_O[@]}" "$BIN" serve --http "$INGEST_ADDR:$HTTP_PORT" --h3-ingest "$INGEST_ADDR:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
     --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
     --web-dir "$ROOT/web" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
   wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
-  ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
+  # ffmpeg pushes through the encoder relay (encoder.sh's default), over --ingest:
+  # on the origin's loopback, or for --first-mile from the encoder's namespace
+  # across the first-mile path (a longer timeout there: a lossy path must not
+  # make the relay give up on a connection that is only slow).
+  ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --ingest-transport "$INGEST" --relay-arg "--ca=$CERT"
+    --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
+  IN_ENC=(${IN_O[@]+"${IN_O[@]}"})
+  if [ "$FIRST_MILE" != 0 ]; then
+    ENC=(--origin "http://$ORIGIN_FM_IP:$HTTP_PORT" --ingest-transport "$INGEST" --relay-arg "--ca=$CERT"
+      --relay-arg "--server-name=$HOST" --relay-arg "--upstream-timeout=10s"
+      --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
+    IN_ENC=(ip netns exec "$NSE")
+  fi
+  IN_E=(${IN_ENC[@]+"${IN_ENC[@]}"})
   [ "$LADDER" = 1 ] && ENC+=(--ladder)
   [ -n "$SEG" ] && ENC+=(--seg-duration "$SEG")
-  say "starting encoder: ${SIZE}@${FPS} ${BITRATE} (log encoder.log)"
-  "${IN_O[@]}" "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
+  say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, relay pushing over $INGEST$([ "$FIRST_MILE" != 0 ] && echo " across the first-mile path") (log encoder.log)"
+  "${IN_ENC[@]}" "$ROOT/scripts/encoder.sh" "${ENC[@]}" > "$OUT/encoder.log" 2>&1 &
   ENCODER_PID=$!
   wait_url "http://127.0.0.1:$HTTP_PORT/live/$STREAM/manifest.mpd" 30 "$ENCODER_PID" || { tail -n 20 "$OUT/encoder.log" >&2; die "the manifest did not go live"; }
   say "stream is live (origin pid $ORIGIN_PID, encoder pid $ENCODER_PID)"
+  RELAY_ADDR=$(sed -n 's/.*relay (pid [0-9]*) on \([0-9.:]*\) .*/\1/p' "$OUT/encoder.log" | tail -n 1)
   if [ "$LOOPBACK" = 0 ]; then
     "${IN_C[@]}" curl -fsS -k -o /dev/null --max-time 3 --resolve "$HOST:$H1_PORT:$ORIGIN_IP" "https://$HOST:$H1_PORT/healthz" \
       || die "the client namespace cannot reach https://$HOST:$H1_PORT (veth setup?)"
@@ -479,6 +591,13 @@ else
 fi
 
 # ------------------------------------------------------------ metadata
+SETUP="loopback"
+[ "$LOOPBACK" = 1 ] || SETUP="netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet"
+if [ "$FIRST_MILE" != 0 ]; then
+  SETUP="$SETUP; first mile: ffmpeg + encoder relay in a third namespace ($ENCODER_IP) pushing to the origin ($ORIGIN_FM_IP) across the emulated path"
+  [ "$FIRST_MILE" = 1 ] && SETUP="$SETUP, players on a clean path"
+fi
+[ "$RUNNING" = 1 ] || SETUP="$SETUP; ingest: encoder relay over $INGEST"
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 {
   echo "{"
@@ -487,7 +606,8 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"load\": $(json_str "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"),"
   echo "  \"commit\": $(json_str "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"),"
   echo "  \"ffmpeg\": $(json_str "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"),"
-  echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
+  echo "  \"setup\": $(json_str "$SETUP"),"
+  echo "  \"firstMile\": $([ "$FIRST_MILE" = 0 ] && echo false || echo true), \"bothMiles\": $([ "$FIRST_MILE" = 2 ] && echo true || echo false), \"ingest\": $(json_str "$INGEST"),"
   echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
   echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, ${SEG:-2} s segments, one CMAF fragment per frame"),"
   echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
