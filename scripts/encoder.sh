@@ -526,6 +526,17 @@ while :; do
   "${CMD[@]}" <&3 4>&- &
   PID=$!
   say "ffmpeg started (pid $PID)"
+  # ffmpeg never notices that the relay is gone (it ignores I/O errors): if the
+  # relay dies, stop ffmpeg, so that both start again (a new run, init segments
+  # sent again).
+  WATCH=""
+  if [ "$RELAY" = 1 ]; then
+    ( while kill -0 "$PID" 2>/dev/null; do
+        if ! kill -0 "$RELAY_PID" 2>/dev/null; then echo "[encoder] the relay exited: stopping ffmpeg" >&2; kill -TERM "$PID" 2>/dev/null; break; fi
+        sleep 1
+      done ) 3>&- 4>&- &
+    WATCH=$!
+  fi
   # wait returns early (>128) when a trapped signal arrives; keep waiting, with
   # a grace period after which ffmpeg is terminated.
   GRACE=0
@@ -541,6 +552,7 @@ while :; do
       fi
     fi
   done
+  if [ -n "$WATCH" ]; then kill -- "-$WATCH" 2>/dev/null || true; wait "$WATCH" 2>/dev/null || true; fi
   # The killer runs in its own process group (set -m): stop it and its sleep.
   if [ -n "$KILLER" ]; then kill -- "-$KILLER" 2>/dev/null || true; wait "$KILLER" 2>/dev/null || true; KILLER=""; fi
   PID=""
