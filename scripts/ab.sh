@@ -446,32 +446,29 @@ apply_profile() {
   [ "$FIRST_MILE" = 1 ] && PROFILE_DESC="first mile (relay -> origin): $PROFILE_DESC; players on a clean path"
   [ "$FIRST_MILE" = 2 ] && PROFILE_DESC="$PROFILE_DESC, on both the first mile (relay -> origin) and the last (origin -> players)"
   if [ "$FIRST_MILE" != 1 ]; then
-    case "$ENGINE" in
-      netem)
-        # shellcheck disable=SC2046  # netem-args prints the arguments, split on purpose
-        [ "$DOWN" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VO" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
-        # shellcheck disable=SC2046
-        [ "$UP" = none ] || ip netns exec "$NSC" tc qdisc add dev "$VC" root netem $("$BIN" pathemu netem-args "$UP") || return 1 ;;
-      pathemu)
-        LAST_EMU_PID=""; start_emu "$NSC" "$VC" "$DOWN" "$OUT/raw/$1.emu-down.json" || return 1; EMU_DOWN_PID=$LAST_EMU_PID
-        LAST_EMU_PID=""; start_emu "$NSO" "$VO" "$UP" "$OUT/raw/$1.emu-up.json" || return 1; EMU_UP_PID=$LAST_EMU_PID ;;
-    esac
+    impair_link "$NSO" "$VO" "$NSC" "$VC" "$DOWN" "$OUT/raw/$1.emu-down.json" 0 || return 1; EMU_DOWN_PID=$LAST_EMU_PID
+    impair_link "$NSC" "$VC" "$NSO" "$VO" "$UP" "$OUT/raw/$1.emu-up.json" 0 || return 1; EMU_UP_PID=$LAST_EMU_PID
   fi
   # The first mile carries the stream the other way: the profile's downstream
   # part (DOWN) applies to the relay's uploads (encoder -> origin), UP to the
-  # origin's answers and acknowledgements.
+  # origin's answers and acknowledgements. The origin's namespace already has
+  # queue 0 for the last mile: queue 1 there.
   if [ "$FIRST_MILE" != 0 ]; then
-    case "$ENGINE" in
-      netem)
-        # shellcheck disable=SC2046
-        [ "$DOWN" = none ] || ip netns exec "$NSE" tc qdisc add dev "$VEE" root netem $("$BIN" pathemu netem-args "$DOWN") || return 1
-        # shellcheck disable=SC2046
-        [ "$UP" = none ] || ip netns exec "$NSO" tc qdisc add dev "$VOE" root netem $("$BIN" pathemu netem-args "$UP") || return 1 ;;
-      pathemu)
-        LAST_EMU_PID=""; start_emu "$NSO" "$VOE" "$DOWN" "$OUT/raw/$1.emu-first-mile-data.json" 1 || return 1; EMU_FM_DATA_PID=$LAST_EMU_PID
-        LAST_EMU_PID=""; start_emu "$NSE" "$VEE" "$UP" "$OUT/raw/$1.emu-first-mile-ack.json" || return 1; EMU_FM_ACK_PID=$LAST_EMU_PID ;;
-    esac
+    impair_link "$NSE" "$VEE" "$NSO" "$VOE" "$DOWN" "$OUT/raw/$1.emu-first-mile-data.json" 1 || return 1; EMU_FM_DATA_PID=$LAST_EMU_PID
+    impair_link "$NSO" "$VOE" "$NSE" "$VEE" "$UP" "$OUT/raw/$1.emu-first-mile-ack.json" 0 || return 1; EMU_FM_ACK_PID=$LAST_EMU_PID
   fi
+}
+# impair_link FROM_NS FROM_DEV TO_NS TO_DEV SPEC STATS QUEUE: SPEC on the packets
+# FROM_DEV sends to TO_DEV: netem on FROM_DEV's egress, or the user-space engine
+# on TO_DEV's ingress (NFQUEUE QUEUE, its counters in STATS); LAST_EMU_PID is
+# the engine's PID (empty for netem or no impairment).
+impair_link() {
+  LAST_EMU_PID=""
+  case "$ENGINE" in
+    # shellcheck disable=SC2046  # netem-args prints the arguments, split on purpose
+    netem) [ "$5" = none ] || ip netns exec "$1" tc qdisc add dev "$2" root netem $("$BIN" pathemu netem-args "$5") ;;
+    pathemu) start_emu "$3" "$4" "$5" "$6" "$7" ;;
+  esac
 }
 # check_path PROFILE: measure the path; stop the run if it does not match.
 check_path() {

@@ -32,17 +32,30 @@ pub fn tls_config(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> Result<A
     Ok(Arc::new(cfg))
 }
 
-/// quinn's client config over `tls` (0-RTT allowed), keep-alives every 5 s or
-/// every third of `idle` when an idle timeout is given.
-fn quic_client_config(tls: &rustls::ClientConfig, idle: Option<std::time::Duration>) -> Result<quinn::ClientConfig> {
+/// How an HTTP/3 client that must notice a vanished server quickly, and keep
+/// up with a live upload over a lossy path, tunes its QUIC connections (see
+/// [`Connector::quic_tuning`]).
+#[derive(Debug, Clone, Copy)]
+pub struct QuicTuning {
+    /// A connection without a packet from the server for this long is dead
+    /// (keep-alives every third of it).
+    pub idle_timeout: std::time::Duration,
+    /// Congestion controller.
+    pub congestion: crate::transport::Congestion,
+}
+
+/// quinn's client config over `tls` (0-RTT allowed): quinn's defaults with
+/// keep-alives every 5 s, or `tuning`.
+fn quic_client_config(tls: &rustls::ClientConfig, tuning: Option<QuicTuning>) -> Result<quinn::ClientConfig> {
     let mut tls = tls.clone();
     tls.enable_early_data = true;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(idle.map_or(std::time::Duration::from_secs(5), |i| i / 3)));
-    if let Some(idle) = idle {
-        t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(idle)?));
+    t.keep_alive_interval(Some(tuning.map_or(std::time::Duration::from_secs(5), |q| q.idle_timeout / 3)));
+    if let Some(q) = tuning {
+        t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(q.idle_timeout)?));
+        q.congestion.apply(&mut t);
     }
     cfg.transport_config(Arc::new(t));
     Ok(cfg)
@@ -266,13 +279,14 @@ impl Connector {
         self.transport
     }
 
-    /// HTTP/3: new connections count as dead after `idle` without a packet
-    /// from the server (keep-alives every third of it), instead of quinn's
-    /// 30 s: a client that must notice a vanished server quickly (the
-    /// encoder relay) sets it. No effect on other transports.
-    pub fn quic_idle_timeout(mut self, idle: std::time::Duration) -> Result<Connector> {
+    /// HTTP/3: new connections get `tuning` (an idle timeout instead of
+    /// quinn's 30 s, a congestion controller instead of quinn's CUBIC): what
+    /// a client that must notice a vanished server quickly and keep up with a
+    /// live upload over a lossy path (the encoder relay) sets. No effect on
+    /// other transports.
+    pub fn quic_tuning(mut self, tuning: QuicTuning) -> Result<Connector> {
         if let (Some(tls), Some(endpoint)) = (&self.tls, self.endpoint.as_mut()) {
-            endpoint.set_default_client_config(quic_client_config(tls, Some(idle))?);
+            endpoint.set_default_client_config(quic_client_config(tls, Some(tuning))?);
         }
         Ok(self)
     }

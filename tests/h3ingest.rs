@@ -164,14 +164,14 @@ async fn aioquic_uploads_over_h3_progressively() {
         body.extend_from_slice(&rest);
         (first_at, body)
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/h3_put.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/h3_get.py");
     let url = format!("https://127.0.0.1:{}{path}", o.h3_ingest.port());
     let out = tokio::process::Command::new(py)
         .arg(script)
         .arg(&url)
         .arg("--ca")
         .arg(&o.cert_pem)
-        .args(["--pieces", "10", "--size", "3000", "--interval", "150"])
+        .args(["--put", "--pieces", "10", "--size", "3000", "--interval", "150"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

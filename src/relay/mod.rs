@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument as _};
 
-use crate::client::Connector;
+use crate::client::{Connector, QuicTuning};
 use crate::conn::Transport;
 use crate::core::route::Route;
 use crate::store::{Kind, Object};
@@ -83,6 +83,10 @@ pub struct RelayArgs {
     /// connection silent for this long is dead.
     #[arg(long, default_value = "3s", value_parser = crate::cli::parse_positive_duration)]
     pub upstream_timeout: Duration,
+    /// QUIC congestion controller towards h3 origins. bbr (as the origin's default) keeps a live
+    /// upload at its rate over a lossy path, where quinn's cubic falls behind.
+    #[arg(long, value_enum, default_value = "bbr")]
+    pub h3_congestion: crate::transport::Congestion,
     /// Bytes an origin may be behind (not yet sent to it) before it jumps to the live edge.
     #[arg(long, default_value = "32M", value_parser = crate::cli::parse_size)]
     pub max_behind: u64,
@@ -186,8 +190,9 @@ impl Relay {
                         })?);
                     }
                     let name = args.server_name.clone().unwrap_or_else(|| o.host.clone());
+                    let tuning = QuicTuning { idle_timeout: args.upstream_timeout, congestion: args.h3_congestion };
                     Connector::new(Transport::H3, addr, &name, roots.as_deref().unwrap_or_default())?
-                        .quic_idle_timeout(args.upstream_timeout)?
+                        .quic_tuning(tuning)?
                 }
             };
             let name = format!("{} {}", o.shown, if t == IngestTransport::H3 { "h3" } else { "h1" });

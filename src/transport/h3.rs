@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument as _};
 
 use super::accept::{Door, QuicAccept};
-use super::{h3_limit, Activity, Congestion, ConnInfo, Limits, ListenerInfo, Transport};
+use super::{h3_limit, Activity, ConnInfo, Limits, ListenerInfo, Transport};
 use crate::conn::request_span;
 use crate::core::{BodyError, IngestBody, Origin};
 
@@ -53,11 +53,7 @@ pub fn transport_config(limits: &Limits, ingest: bool) -> quinn::TransportConfig
     let window = if ingest { INGEST_STREAM_WINDOW } else { cap.max(64 << 10) };
     t.stream_receive_window(quinn::VarInt::from_u64(window).unwrap_or(quinn::VarInt::MAX));
     t.max_concurrent_uni_streams(8u32.into());
-    match limits.quic.congestion {
-        Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
-        Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
-        Congestion::Bbr => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
-    };
+    limits.quic.congestion.apply(&mut t);
     t
 }
 

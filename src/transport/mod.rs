@@ -155,6 +155,19 @@ pub enum Congestion {
     Bbr,
 }
 
+impl Congestion {
+    /// Make `t` use this controller (every QUIC endpoint of the project, server or client).
+    pub fn apply(self, t: &mut quinn::TransportConfig) {
+        match self {
+            Congestion::Cubic => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
+            Congestion::NewReno => {
+                t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()))
+            }
+            Congestion::Bbr => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
+        };
+    }
+}
+
 impl Limits {
     /// The defaults, with the values derived from the HTTP idle timeout
     /// (QUIC idle timeout, TCP keepalive, a third of it for HTTP/2 pings and
