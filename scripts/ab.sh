@@ -473,28 +473,27 @@ impair_link() {
 # check_path PROFILE: measure the path; stop the run if it does not match.
 check_path() {
   [ "$LOOPBACK" = 1 ] && return 0
-  local rc name=path
   # Last mile: from the players' namespace; "down" is origin -> players. With
   # --first-mile only the first mile is measured, into raw/P.path.* (the
   # report's path table); with --both-miles it goes to raw/P.path-first-mile.*.
+  # From the encoder's namespace "down" (origin -> encoder) is the profile's UP.
+  local name=path
   if [ "$FIRST_MILE" != 1 ]; then
-    say "  path self-check (h3live pathemu check; raw/$1.path.txt)"
-    ip netns exec "$NSC" "$BIN" pathemu check --target "$ORIGIN_IP:$ECHO_PORT" --down "$DOWN" --up "$UP" \
-      --json "$OUT/raw/$1.path.json" > "$OUT/raw/$1.path.txt" 2>&1
-    rc=$?
-    sed 's/^/  /' "$OUT/raw/$1.path.txt" | tee -i -a "$LOG" >&2
-    [ "$rc" = 0 ] || die "profile $1: the path does not measure as configured (engine $ENGINE); no results for a path that is not the one asked for"
+    measure_path "$1" path "$NSC" "$ORIGIN_IP" "$DOWN" "$UP" "path self-check"
     name=path-first-mile
   fi
-  if [ "$FIRST_MILE" != 0 ]; then
-    # From the encoder's namespace: its "down" (origin -> encoder) is the profile's UP.
-    say "  first-mile path self-check (from the encoder's namespace; raw/$1.$name.txt)"
-    ip netns exec "$NSE" "$BIN" pathemu check --target "$ORIGIN_FM_IP:$ECHO_PORT" --down "$UP" --up "$DOWN" \
-      --json "$OUT/raw/$1.$name.json" > "$OUT/raw/$1.$name.txt" 2>&1
-    rc=$?
-    sed 's/^/  /' "$OUT/raw/$1.$name.txt" | tee -i -a "$LOG" >&2
-    [ "$rc" = 0 ] || die "profile $1: the first-mile path does not measure as configured (engine $ENGINE)"
-  fi
+  [ "$FIRST_MILE" = 0 ] || measure_path "$1" "$name" "$NSE" "$ORIGIN_FM_IP" "$UP" "$DOWN" "first-mile path self-check"
+}
+# measure_path PROFILE NAME NS TARGET_IP DOWN UP WHAT: h3live pathemu check from NS
+# against the echo server at TARGET_IP into raw/PROFILE.NAME.{txt,json}; stops the
+# run if the path does not measure as configured.
+measure_path() {
+  say "  $7 (h3live pathemu check; raw/$1.$2.txt)"
+  ip netns exec "$3" "$BIN" pathemu check --target "$4:$ECHO_PORT" --down "$5" --up "$6" \
+    --json "$OUT/raw/$1.$2.json" > "$OUT/raw/$1.$2.txt" 2>&1
+  local rc=$?
+  sed 's/^/  /' "$OUT/raw/$1.$2.txt" | tee -i -a "$LOG" >&2
+  [ "$rc" = 0 ] || die "profile $1: the path ($7) does not measure as configured (engine $ENGINE); no results for a path that is not the one asked for"
 }
 impairment_stats() { # profile -> raw/PROFILE.net.txt (qdisc counters; the emulator writes its own JSON)
   [ "$LOOPBACK" = 1 ] && return
