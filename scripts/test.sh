@@ -17,7 +17,8 @@
 #   4. headless Chromium with the QUIC flags playing the real stream over h3 and
 #      HTTP/1.1-over-TLS (web/e2e/e2e.js) with dash.js and with hls.js; the same player
 #      surviving kill -9 of ffmpeg and of the origin, and a new viewer starting after
-#      each (web/e2e/restart.js); the compare page's verdict unit tests and screenshot
+#      each, no segment missing on the origin through the encoder relay, and its stall
+#      against ffmpeg pushing directly (web/e2e/restart.js); the compare page's verdict unit tests and screenshot
 #      test at four window sizes (web/e2e/compare-shots.js, ~45 s),
 #      the same player (h3, HTTP/1.1 over TLS), LL-HLS over h3 and compare page in
 #      headless Firefox, whose HTTP/3 is another QUIC stack (neqo; ~2.5 min),
@@ -108,7 +109,7 @@ if [ "$E2E" = 1 ]; then
   step "headless Chromium end-to-end, LL-HLS with hls.js (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 5000 --agree 500
 
-  step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
+  step "restarts: kill -9 of the encoder and of the origin (through the encoder relay, then direct) under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live
 
   step "ABR ladder in headless Chromium over h3: down-switch under a 700 kbit/s limit and under a cap, timecode at 234p (~90 s)"
