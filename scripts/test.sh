@@ -16,6 +16,7 @@
 #      test at four window sizes (web/e2e/compare-shots.js, ~45 s),
 #      and the ABR ladder (encoder.sh --ladder) switching down under a rate limit
 #      (Chromium's network throttling) and under a bitrate cap (web/e2e/abr.js);
+#      the MoQ endpoint's certificate paths for WebTransport (web/e2e/moq-cert.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browser in two network namespaces over
 #      a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, and the ABR ladder through a
@@ -89,6 +90,9 @@ if [ "$E2E" = 1 ]; then
 
   step "headless Chromium end-to-end, LL-HLS with hls.js (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 5000 --agree 500
+
+  step "MoQ endpoint: which certificate paths open a WebTransport session in headless Chromium (~15 s)"
+  node web/e2e/moq-cert.js --bin target/release/h3live
 
   step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live
