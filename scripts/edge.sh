@@ -40,7 +40,7 @@
 #   --capture DIR   replay this capture (h3live load record) instead of a synthetic one
 #   --pin           origin, Varnish, replay and load tool on CPU 0, the fronts on CPU 1
 #                   (on 2 cores CPU 0 then saturates and h3 viewers stall through
-#                   any front; the README's numbers are unpinned)
+#                   any front; the numbers in docs/results/ are unpinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh

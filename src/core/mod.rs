@@ -246,9 +246,19 @@ impl Origin {
                 &method,
                 &path,
                 StatusCode::METHOD_NOT_ALLOWED,
-                "only /live/<stream>/<file> is writable",
+                "only /live/<stream>/<file> (or /ldash/<stream>/<file>) is writable",
                 "not_writable",
             ),
+            Route::Play { stream, file } => {
+                let mut r = self.response(conn, StatusCode::FOUND, BodyKind::Empty, false);
+                let to = route::player_location(&stream, &file, req.uri().query());
+                match HeaderValue::from_str(&to) {
+                    Ok(v) => r.headers_mut().insert(header::LOCATION, v),
+                    Err(_) => return self.error(conn, StatusCode::BAD_REQUEST, "invalid query"),
+                };
+                headers::cache(r.headers_mut(), CachePolicy::NoStore, 0);
+                r
+            }
             Route::Time => {
                 let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
                 self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", now, head)
