@@ -212,7 +212,7 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
     let front = upstream.is_some();
     let moq = match args.moq.moq.0 {
         Some(addr) => {
-            let (keys, sha256) = cert::webtransport_cert(&args.cert.hosts)?;
+            let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
             info!(
                 url = %format!("https://localhost:{}/", addr.port()),
                 certificate_sha256 = %sha256,

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use super::cmaf::FragmentTracker;
 use super::stats::Totals;
@@ -72,8 +71,10 @@ pub fn client(addr: SocketAddr, hash: Vec<u8>) -> Result<web_transport_quinn::Cl
     tls.alpn_protocols = vec![web_transport_quinn::ALPN.as_bytes().to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    // A viewer notices a dead origin (kill -9) within seconds and reconnects.
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(Duration::from_secs(5)));
+    t.keep_alive_interval(Some(Duration::from_secs(2)));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_secs(6)).ok());
     config.transport_config(Arc::new(t));
     let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
     let socket = std::net::UdpSocket::bind(bind)?;
@@ -154,24 +155,7 @@ impl rustls::client::danger::ServerCertVerifier for PinnedHash {
 /// Run MoQ viewer `id` until `shared.stop`, starting a new session a second
 /// after each error.
 pub async fn run(shared: Arc<MoqShared>, id: usize) {
-    let stats = &shared.totals.viewers[id];
-    loop {
-        let result = tokio::select! {
-            r = session(&shared, id) => r,
-            _ = shared.stop.cancelled() => return,
-        };
-        stats.connected.store(0, Ordering::Relaxed);
-        if let Err(e) = result {
-            let kind: String = e.root_cause().to_string().chars().take(80).collect();
-            if shared.totals.error(id, kind) <= 3 {
-                warn!(viewer = id, error = %format!("{e:#}"), "moq viewer error");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shared.stop.cancelled() => return,
-        }
-    }
+    super::viewer::reconnecting(&shared.totals, &shared.stop, id, || session(&shared, id)).await
 }
 
 async fn session(shared: &MoqShared, id: usize) -> Result<()> {
@@ -287,6 +271,8 @@ async fn follow(shared: &MoqShared, id: usize, broadcast: &moq_net::broadcast::C
                 // A group that ended in an error (its segment's upload broke,
                 // e.g. the encoder restarted): counted, and the subscription
                 // goes on with the next group (the track continues).
+                // The session itself failed: one error, a new session.
+                Err(e @ moq_net::Error::Transport(_)) => return Err(e).with_context(|| format!("track {name}")),
                 Err(e) => {
                     shared.totals.error(id, format!("group ended in an error: {e}"));
                     break;

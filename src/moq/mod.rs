@@ -209,6 +209,7 @@ impl Publisher {
             }
             tokio::select! {
                 _ = self.wait_init_change(&stream, &objects) => {}
+                // A representation task ended early (it panicked).
                 _ = gen.tasks.join_next() => {}
             }
         }
@@ -285,7 +286,10 @@ impl Publisher {
             }
         }
         let json = match cat.to_json() {
-            Ok(j) => j,
+            Ok(j) => {
+                debug!(stream, catalog = %j, "moq: catalog");
+                j
+            }
             Err(e) => {
                 warn!(stream, error = %e, "moq: catalog not encodable");
                 return None;
@@ -403,7 +407,16 @@ struct RepTask {
 }
 
 impl RepTask {
+    /// Publish until the generation is dropped. Once the init segment is
+    /// replaced (or the stream is gone) there is nothing more to publish, but
+    /// the track stays open: it closes with its generation, after the next
+    /// one is announced, so a subscriber never sees it end in between.
     async fn run(self) {
+        self.publish().await;
+        std::future::pending::<()>().await;
+    }
+
+    async fn publish(&self) {
         let store = &self.publisher.store;
         let stream = self.stream.as_str();
         // The newest segment there is, then each next one.
