@@ -334,6 +334,7 @@ impl HttpArgs {
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir.clone(),
             moq_certificate_sha256: None,
+            prefetch: false,
         }
     }
 
