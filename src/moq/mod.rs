@@ -50,6 +50,10 @@ use crate::store::name::{init_name, init_rep, segment_name, segment_seq};
 use crate::store::{Object, Store};
 use catalog::{Rendition, TrackSpec};
 
+/// How long a replaced generation's source stays up after the next one is
+/// announced (see [`Publisher::stream`]).
+const GENERATION_LINGER: Duration = Duration::from_secs(2);
+
 /// Settings of the MoQ view.
 #[derive(Debug, Clone)]
 pub struct MoqConfig {
@@ -199,8 +203,20 @@ impl Publisher {
             generations += 1;
             self.stats.generations.fetch_add(1, Ordering::Relaxed);
             info!(stream, generation = generations, tracks = objects.len(), "moq: broadcast published");
-            if current.replace(generation).is_none() {
-                self.stats.broadcasts.fetch_add(1, Ordering::Relaxed);
+            match current.replace(generation) {
+                None => {
+                    self.stats.broadcasts.fetch_add(1, Ordering::Relaxed);
+                }
+                // The old source stays up a little after the new one is
+                // announced: moq-net's origin moves the path's subscribers to
+                // the newest source in its driver, and a source that dies
+                // before that ends their tracks in an error.
+                Some(old) => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(GENERATION_LINGER).await;
+                        drop(old);
+                    });
+                }
             }
             let gen = current.as_mut().expect("just set");
             if gen.tasks.is_empty() {
