@@ -12,8 +12,9 @@ import { decodeVideo } from './timecode.js';
  *  (0.15 s stalled; 0.3/0.4 s had one ~15 ms stall in one of two 90 s runs under load). */
 export const DEFAULT_LATENCY = 0.5;
 
-/** The protocol each transport arm must use (performance nextHopProtocol). */
-export const ARM_PROTOCOL = { h3: 'h3', h2: 'h2', h1: 'http/1.1', http: 'http/1.1' };
+/** The protocol each transport arm must use (performance nextHopProtocol; for the MoQ
+ *  arm, ./moq.js: "moq" is a MoQ session over WebTransport). */
+export const ARM_PROTOCOL = { h3: 'h3', h2: 'h2', h1: 'http/1.1', http: 'http/1.1', moq: 'moq' };
 
 /**
  * dash.js settings for low-latency playback at `targetLatency` seconds from
