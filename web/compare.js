@@ -44,7 +44,7 @@
 //     firstFrameMs: ms from navigation start to this player's first frame | null,
 //     playing, currentTime, playbackRate, bufferS,
 //     latency: { timecodeMs, timecodeAvgMs (last 2 s), dashMs, screenMs,
-//                arrivalMs, arrivalAvgMs },      // moq only: frame arrival minus encoder clock
+//                arrivalMs, arrivalAvgMs },      // frame arrival minus encoder clock (measure.js)
 //     stalls: { count, totalMs, events: [[startEpochMs, durationMs]] },
 //     transport: { last, counts: { protocol: n } },   // media segments' nextHopProtocol
 //     bytes,                                          // encodedBodySize of finished requests
@@ -58,7 +58,7 @@
 //              arms: { ARM: { state: 'pending'|'lowest'|'higher'|'same', deltaMs,
 //                             nowMs, p25, p50, p75, n, spanMs } } },
 //   layout: { columns, videoWidth, videoHeight, chartInGrid, verdictLines },
-//   take(): { ARM: { frames: [[shownAtEpochMs, latencyMs, arrivalLatencyMs (moq only)]],
+//   take(): { ARM: { frames: [[shownAtEpochMs, latencyMs, arrivalLatencyMs | null]],
 //                    dash: [[epochMs, dashLatencyMs|null, playbackRate, bufferS|null, screenMs|null,
 //                            throughputKbps|null]],    (the last: player.getAverageThroughput('video'))
 //                    excluded: [[shownAtEpochMs, latencyMs, arrivalLatencyMs]] } }
@@ -177,7 +177,8 @@ function el(tag, attrs = {}, text = '') {
 // ------------------------------------------------------------ detail table
 const DETAILS = [
   ['tc', 'latency (timecode)', 'player wall clock at the displayed frame minus the encoder clock decoded from it; mean of the last 2 s'],
-  ['dash', 'latency (dash.js)', 'getCurrentLiveLatency(); MoQ: frame arrival minus the encoder clock in it (the network share), mean of the last 2 s'],
+  ['arrival', 'latency (arrival)', 'when each frame reached the player (MSE append; MoQ: received by its decode loop) minus the encoder clock decoded from it: the network share; mean of the last 2 s'],
+  ['dash', 'latency (dash.js)', 'getCurrentLiveLatency()'],
   ['rate', 'playback rate', ''],
   ['buffer', 'buffer', ''],
   ['stalls', 'stalls / stalled', "'waiting' after the first frame until 'playing'"],
@@ -256,10 +257,10 @@ function setupArm(arm) {
   watchVideo(video, p, {
     addError,
     onFirstFrame: (ms) => { p.firstFrameMs = ms; },
-    onSample: (shownAt, lat) => {
+    onSample: (shownAt, lat, arrival) => {
       p.lastEncoderMs = shownAt - lat;
       const buf = pending[arm].frames;
-      buf.push([Math.round(shownAt), Math.round(lat)]);
+      buf.push([Math.round(shownAt), Math.round(lat), arrival === null ? null : Math.round(arrival)]);
       if (buf.length > MAX_BUFFERED) buf.shift();
     },
   });
@@ -375,7 +376,8 @@ function updateVerdict(all) {
 function render(s) {
   const { p, cells, stalls, arm } = s;
   cells.tc.textContent = ms(p.latency.timecodeAvgMs);
-  cells.dash.textContent = ms(s.moq ? p.latency.arrivalAvgMs : p.latency.dashMs);
+  cells.arrival.textContent = ms(p.latency.arrivalAvgMs);
+  cells.dash.textContent = ms(p.latency.dashMs);
   cells.rate.textContent = `${p.playbackRate.toFixed(2)}×`;
   cells.buffer.textContent = p.bufferS == null ? '–' : `${p.bufferS.toFixed(2)} s`;
   const stalledS = (stalls.stalledNowMs() / 1000).toFixed(1);

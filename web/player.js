@@ -41,9 +41,10 @@
 //     dashMs: number | null,      // 1000 * player.getCurrentLiveLatency() (format=hls:
 //                                 // hls.js's own latency estimate, hls.latency)
 //     dashAvgMs: number | null,   // mean over the last 2 s
-//     arrivalMs, arrivalAvgMs,    // format=moq only: the wall clock when the frame arrived
-//                                 // (moq-lite delivered it to the player) minus the encoder
-//                                 // clock decoded from it: the network's share of timecodeMs
+//     arrivalMs, arrivalAvgMs,    // the wall clock when the last decoded frame reached the
+//                                 // player (its MSE append; format=moq: moq-lite delivered it
+//                                 // to the player's decode loop) minus the encoder clock
+//                                 // decoded from it: the network's share of timecodeMs
 //   },
 //   bufferS: number | null, playbackRate: number,
 //   stalls: { count, totalMs,     // 'waiting' after the first frame, until 'playing'
@@ -216,19 +217,20 @@ function renderAbr() {
 // clocks over it; the stats rows that have no MoQ meaning show the MoQ
 // session instead (the labels say which).
 async function startMoq() {
-  video.hidden = true;
+  video.remove(); // the picture is the element's canvas
   const label = (id, text, title = '') => {
     const th = $(id).previousElementSibling;
     th.textContent = text;
     th.title = title;
   };
-  label('s-dash', 'latency (arrival)', 'wall clock when moq-lite delivered the frame to the player minus the encoder clock decoded from it: the network share');
+  $('s-dash').parentElement.hidden = true; // no player latency estimate
   label('s-target', 'jitter buffer', 'the MoQ player\'s latency setting (?latency=S, default real-time: 1.25 x the lowest RTT)');
   label('s-buffer', 'player delay', 'the MoQ player\'s playout delay over the lowest transit seen (jitter + frame buffer)');
   label('s-rate', 'MoQ session', 'negotiated moq-lite version, RTT');
   label('s-abr', 'broadcast', 'the broadcast (stream) and its status');
   label('s-proto', 'transport', 'moq: a MoQ session over WebTransport; moq-websocket: over the WebSocket fallback (samples left out)');
   $('compareLink').hidden = true;
+  document.querySelector('.legend .k-dash').nextSibling.textContent = ' arrival ';
   const fail = (message) => {
     addError(message);
     showState('error', message);
@@ -267,7 +269,7 @@ function renderMoq() {
   const ms = (v) => (v == null ? '–' : `${v} ms`);
   const m = stats.moq;
   $('s-tc').textContent = ms(stats.latency.timecodeAvgMs);
-  $('s-dash').textContent = ms(stats.latency.arrivalAvgMs);
+  $('s-arrival').textContent = ms(stats.latency.arrivalAvgMs);
   $('s-buffer').textContent = ms(m.bufferMs);
   $('s-rate').textContent = m.version ? `${m.version}${m.rttMs != null ? ` · RTT ${m.rttMs} ms` : ''}` : m.status;
   $('s-abr').textContent = `${stream} · ${m.broadcast}`;
@@ -324,6 +326,7 @@ function showState(status, detail) {
 function render() {
   const ms = (v) => (v == null ? '–' : `${v} ms`);
   $('s-tc').textContent = ms(stats.latency.timecodeAvgMs);
+  $('s-arrival').textContent = ms(stats.latency.arrivalAvgMs);
   $('s-dash').textContent = ms(stats.latency.dashAvgMs);
   $('s-buffer').textContent = stats.bufferS == null ? '–' : `${stats.bufferS.toFixed(2)} s`;
   $('s-rate').textContent = `${stats.playbackRate.toFixed(2)}×`;
