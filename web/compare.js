@@ -305,6 +305,7 @@ async function startMoqArm(s, addError) {
   }
   s.moq = new MoqPlayer(stage, {
     url, name: stream, jitter, certHash, p, onError: addError,
+    refreshCertHash: q.get('moqcert') ? null : () => certificateHash(location.origin),
     onFirstFrame: (ms) => { p.firstFrameMs = ms; },
     onSample: (shownAt, lat, arrival, viaWebSocket) => {
       p.lastEncoderMs = shownAt - lat;

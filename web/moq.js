@@ -29,7 +29,9 @@
 // certificate hash from its own origin (/certificate.sha256) and gives it to
 // WebTransport as serverCertificateHashes (the origin makes an ECDSA
 // certificate valid for less than 14 days, which Chromium accepts that way);
-// no browser flag and no click needed.
+// no browser flag and no click needed.  A restarted origin has a new
+// certificate: while the session is down the hash is fetched again, and the
+// next connection attempt uses it.
 import { decodePicture } from './timecode.js';
 import { RollingMean } from './samples.js';
 
@@ -87,6 +89,7 @@ const now = () => performance.timeOrigin + performance.now();
  *   name       broadcast (the stream name)
  *   jitter     jitterOf(latency)
  *   certHash   hex SHA-256 for serverCertificateHashes, or null
+ *   refreshCertHash   async () => the current hash (fetched again while disconnected), or null
  *   onFirstFrame(msSinceNavigation), onSample(shownAtEpochMs, latencyMs,
  *   arrivalLatencyMs | null, viaWebSocket), onError(message), onState(status, detail),
  *   onPicture(width, height) when the painted picture's size changes;
@@ -94,7 +97,7 @@ const now = () => performance.timeOrigin + performance.now();
  * `stalls` is { count, totalMs, events: [[startEpochMs, ms]] }, stalledNowMs() includes a gap in progress.
  */
 export class MoqPlayer {
-  constructor(stage, { url, name, jitter = 'real-time', certHash = null, p, onFirstFrame = () => {}, onSample = () => {}, onError = () => {}, onState = () => {}, onPicture = () => {} }) {
+  constructor(stage, { url, name, jitter = 'real-time', certHash = null, refreshCertHash = null, p, onFirstFrame = () => {}, onSample = () => {}, onError = () => {}, onState = () => {}, onPicture = () => {} }) {
     /** The page's stats object for this player. */
     this.p = p;
     /** Stall state (the <video> arms' watchStalls shape). */
@@ -109,7 +112,7 @@ export class MoqPlayer {
     this.status = null;
     p.moq = {
       url, name, jitter, certificate: certHash ? 'serverCertificateHashes' : url.startsWith('http:') ? '/certificate.sha256 over http' : 'none',
-      status: 'disconnected', broadcast: 'offline', transport: null, version: null, sessions: 0, websocketSessions: 0,
+      status: 'disconnected', broadcast: 'offline', transport: null, version: null, sessions: 0, websocketSessions: 0, certificateChanges: 0,
       framesArrived: 0, framesWebSocket: 0, samplesExcluded: 0, rttMs: null, bytes: 0, bufferMs: null,
     };
     p.latency.arrivalMs = null;
@@ -127,7 +130,9 @@ export class MoqPlayer {
     this.el = el;
     // Before the first connection attempt (these options are read per attempt).
     el.connection.websocket = { enabled: false };
-    if (certHash) el.connection.webtransport = { serverCertificateHashes: [{ algorithm: 'sha-256', value: certHash }] };
+    this.certHash = null;
+    if (certHash) this.#pin(certHash);
+    this.refreshCertHash = refreshCertHash;
     // Keep retrying through an origin restart (the element's default gives up after 10 s).
     el.connection.delay = { initial: 250, multiplier: 2, max: 2000, timeout: 0 };
     el.setAttribute('visible', 'always'); // decode even when scrolled away: the measurement must not depend on it
@@ -158,6 +163,28 @@ export class MoqPlayer {
     if (this.refresh.length < 10) return 1000 / 60;
     const s = [...this.refresh].sort((a, b) => a - b);
     return s[Math.floor(s.length / 2)];
+  }
+
+  /** Pin the MoQ endpoint's certificate (hex SHA-256) for the next connection attempts. */
+  #pin(hex) {
+    this.certHash = hex;
+    this.el.connection.webtransport = { serverCertificateHashes: [{ algorithm: 'sha-256', value: hex }] };
+  }
+
+  /** While disconnected: fetch the certificate hash again (a restarted origin has a new one). */
+  async #refreshCertificate() {
+    if (!this.refreshCertHash || this.refreshing || Date.now() - (this.refreshedAt || 0) < 1000) return;
+    this.refreshing = true;
+    try {
+      const hex = await this.refreshCertHash();
+      if (hex && hex !== this.certHash) {
+        this.#pin(hex);
+        this.p.moq.certificateChanges++;
+      }
+    } catch { /* origin still down: the next disconnect tries again */ } finally {
+      this.refreshing = false;
+      this.refreshedAt = Date.now();
+    }
   }
 
   /** Stalled time (ms) including a gap in progress. */
@@ -257,6 +284,7 @@ export class MoqPlayer {
     const m = this.p.moq;
     this.el.connection.status.subscribe((s) => {
       m.status = s;
+      if (s === 'disconnected') this.#refreshCertificate();
       if (s !== 'connected' && this.status !== 'websocket') this.#setState(this.p.frames.presented ? 'origin unreachable' : 'connecting', s);
     });
     this.el.broadcast.out.status.subscribe((s) => { m.broadcast = s; });

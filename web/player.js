@@ -57,7 +57,7 @@
 //                                 // format=moq: "moq" (a session over WebTransport) or
 //                                 // "moq-websocket"; counts: frames received over each;
 //                                 // bytes: media sample bytes the decoder received
-//   moq: { url, name, jitter, certificate, status, broadcast, transport, version,   // format=moq
+//   moq: { url, name, jitter, certificate, certificateChanges, status, broadcast, transport, version,   // format=moq
 //          sessions, websocketSessions, framesArrived, framesWebSocket, samplesExcluded,
 //          rttMs, bytes, bufferMs }   // see ./moq.js (samples over WebSocket are left out
 //                                 // of latency; stalls: picture not updated for > 200 ms)
@@ -243,6 +243,7 @@ async function startMoq() {
   }
   moqPlayer = new MoqPlayer(stage, {
     url: moq, name: stream, jitter, certHash, p: stats,
+    refreshCertHash: q.get('moqcert') ? null : () => certificateHash(origin),
     onFirstFrame, onError: addError, onState: showState, onPicture: () => clock.layout(),
   });
   stalls = { state: moqPlayer.stalls };
