@@ -124,6 +124,35 @@ pub fn spki_hash(key_pem: &str) -> Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
 }
 
+/// Longest validity Chromium accepts for a certificate pinned with
+/// WebTransport's `serverCertificateHashes` (14 days, ECDSA only).
+pub const WEBTRANSPORT_MAX_VALIDITY: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
+/// A certificate for a WebTransport endpoint that browsers accept by its
+/// hash alone (`serverCertificateHashes`): ECDSA P-256, valid from an hour
+/// ago for 13 days in all (under [`WEBTRANSPORT_MAX_VALIDITY`]), for the
+/// default names plus `hosts`. Returns the keys and the lower-case hex
+/// SHA-256 of the certificate (DER), the value to pin.
+pub fn webtransport_cert(hosts: &[String]) -> Result<(TlsKeys, String)> {
+    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+    names.extend(hosts.iter().filter(|h| !DEFAULT_NAMES.contains(&h.as_str())).cloned());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating key")?;
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "h3live MoQ endpoint");
+    let hour = std::time::Duration::from_secs(3600);
+    let now = std::time::SystemTime::now() - hour;
+    params.not_before = now.into();
+    params.not_after = (now + WEBTRANSPORT_MAX_VALIDITY - 24 * hour).into();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.self_signed(&key).context("signing certificate")?;
+    let der = CertificateDer::from(cert.der().to_vec());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let spki_sha256 = spki_hash(&key.serialize_pem())?;
+    let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    Ok((TlsKeys { chain: vec![der], key, spki_sha256 }, hex))
+}
+
 /// The Chromium command line that makes Chromium use HTTP/3 for `host:port`
 /// with this certificate.
 pub fn chromium_command(spki: &str, host: &str, port: u16, url: &str) -> String {

@@ -46,6 +46,7 @@ pub mod hls;
 pub mod interop;
 pub mod load;
 pub mod metrics;
+pub mod moq;
 pub mod pathemu;
 pub mod server;
 pub mod store;
