@@ -16,6 +16,15 @@
 //   - stalls: the element has no 'waiting' event: a stall is a picture not
 //     updated for more than STALL_GAP_MS after the first frame, its duration
 //     the whole gap;
+//   - restarts, without a page reload (p.moq.recovery): a session that
+//     closes is reopened by the element itself (retrying without a time
+//     limit).  The page starts a new element (new session, subscriptions,
+//     decoder and playout clock; the counters go on) when the broadcast goes
+//     offline while the session is up (the subscriptions of an encoder run
+//     ended), or when nothing has been painted for STALL_MS and the origin
+//     has a new certificate (a restarted origin: a killed process closes
+//     nothing, its sessions look open until QUIC's idle timeout), or nothing
+//     has been painted for RETRY_MS in any case;
 //   - transport: the session's transport ("webtransport" or "websocket") and
 //     negotiated MoQ version.  The element's WebSocket fallback is turned off;
 //     should a session still run over WebSocket, its frames are marked
@@ -30,8 +39,8 @@
 // WebTransport as serverCertificateHashes (the origin makes an ECDSA
 // certificate valid for less than 14 days, which Chromium accepts that way);
 // no browser flag and no click needed.  A restarted origin has a new
-// certificate: while the session is down the hash is fetched again, and the
-// next connection attempt uses it.
+// certificate: whenever the session is down or the picture stalls the hash is
+// fetched again, and the next connection attempt uses it.
 import { decodePicture } from './timecode.js';
 import { RollingMean } from './samples.js';
 
@@ -39,6 +48,14 @@ import { RollingMean } from './samples.js';
 export const DEFAULT_MOQ_PORT = 4435;
 /** A picture not updated for longer than this (ms) after the first frame is a stall. */
 export const STALL_GAP_MS = 200;
+/** Nothing painted this long (ms): ask the origin whether it restarted (a new certificate). */
+const STALL_MS = 2000;
+/** Nothing painted this long (ms): start a new element whatever the origin says. */
+const RETRY_MS = 6000;
+/** A broadcast offline this long (ms) while its session is up: start a new element. */
+const OFFLINE_MS = 300;
+/** At most one new element per this many ms (it needs time to connect and subscribe). */
+const MIN_RECOVERY_GAP_MS = 2500;
 /** The bundled element, built by `npm ci` in web/. */
 const BUNDLE = new URL('./dist/moq-watch.js', import.meta.url).href;
 
@@ -81,7 +98,7 @@ export function jitterOf(latencyS) {
 const now = () => performance.timeOrigin + performance.now();
 
 /**
- * One <moq-watch> player in `stage` (an element with the picture's aspect ratio),
+ * One MoQ player in `stage` (an element with the picture's aspect ratio),
  * filling the page's per-player stats object `p` (frames, latency, playing;
  * p.moq with the session; see player.js for the schema):
  *   url        MoQ endpoint (https://HOST:PORT/; http:// makes the element fetch
@@ -89,12 +106,14 @@ const now = () => performance.timeOrigin + performance.now();
  *   name       broadcast (the stream name)
  *   jitter     jitterOf(latency)
  *   certHash   hex SHA-256 for serverCertificateHashes, or null
- *   refreshCertHash   async () => the current hash (fetched again while disconnected), or null
+ *   refreshCertHash   async () => the current hash (fetched again when the session is
+ *              down or the picture stalls), or null
  *   onFirstFrame(msSinceNavigation), onSample(shownAtEpochMs, latencyMs,
  *   arrivalLatencyMs | null, viaWebSocket), onError(message), onState(status, detail),
  *   onPicture(width, height) when the painted picture's size changes;
  *   with status 'connecting', 'playing', 'stalled', 'origin unreachable', 'websocket'.
- * `stalls` is { count, totalMs, events: [[startEpochMs, ms]] }, stalledNowMs() includes a gap in progress.
+ * `el` is the current <moq-watch> element, `canvas` its canvas; `stalls` is
+ * { count, totalMs, events: [[startEpochMs, ms]] }, stalledNowMs() includes a gap in progress.
  */
 export class MoqPlayer {
   constructor(stage, { url, name, jitter = 'real-time', certHash = null, refreshCertHash = null, p, onFirstFrame = () => {}, onSample = () => {}, onError = () => {}, onState = () => {}, onPicture = () => {} }) {
@@ -104,15 +123,13 @@ export class MoqPlayer {
     this.stalls = { count: 0, totalMs: 0, events: [] };
     /** Source height of the painted picture (for the player clock's strip), once known. */
     this.pictureHeight = null;
-    this.onSample = onSample;
-    this.onFirstFrame = onFirstFrame;
-    this.onError = onError;
-    this.onState = onState;
-    this.onPicture = onPicture;
+    Object.assign(this, { stage, url, name, jitter, refreshCertHash, onSample, onFirstFrame, onError, onState, onPicture });
     this.status = null;
+    this.certHash = certHash;
     p.moq = {
       url, name, jitter, certificate: certHash ? 'serverCertificateHashes' : url.startsWith('http:') ? '/certificate.sha256 over http' : 'none',
-      status: 'disconnected', broadcast: 'offline', transport: null, version: null, sessions: 0, websocketSessions: 0, certificateChanges: 0,
+      status: 'disconnected', broadcast: 'offline', transport: null, version: null, sessions: 0, websocketSessions: 0,
+      certificateChanges: 0, recovery: { restarts: 0, events: [] },
       framesArrived: 0, framesWebSocket: 0, samplesExcluded: 0, rttMs: null, bytes: 0, bufferMs: null,
     };
     p.latency.arrivalMs = null;
@@ -125,28 +142,9 @@ export class MoqPlayer {
     this.lastPaint = null; // epoch ms of the last painted frame's animation frame
     this.refresh = [];     // recent animation-frame intervals (ms)
     this.scratch = document.createElement('canvas');
-
-    const el = document.createElement('moq-watch');
-    this.el = el;
-    // Before the first connection attempt (these options are read per attempt).
-    el.connection.websocket = { enabled: false };
-    this.certHash = null;
-    if (certHash) this.#pin(certHash);
-    this.refreshCertHash = refreshCertHash;
-    // Keep retrying through an origin restart (the element's default gives up after 10 s).
-    el.connection.delay = { initial: 250, multiplier: 2, max: 2000, timeout: 0 };
-    el.setAttribute('visible', 'always'); // decode even when scrolled away: the measurement must not depend on it
-    el.setAttribute('muted', '');
-    el.setAttribute('latency', String(jitter));
-    el.setAttribute('name', name);
-    el.setAttribute('url', url);
-    this.canvas = document.createElement('canvas');
-    el.append(this.canvas);
-    stage.prepend(el); // under the player clock the page draws over the picture
-
-    this.#watchArrivals();
-    this.#watchPaints();
-    this.#watchSession();
+    this.bytesBefore = 0;  // media bytes of the elements replaced so far
+    this.startedAt = now();
+    this.#createElement();
     const tick = (t) => {
       if (this.prevRaf != null) {
         this.refresh.push(t - this.prevRaf);
@@ -156,6 +154,39 @@ export class MoqPlayer {
       requestAnimationFrame(tick);
     };
     requestAnimationFrame(tick);
+    setInterval(() => this.#tick(), 500);
+  }
+
+  /** A new <moq-watch> (and canvas) in the stage, with this player's hooks; the old one goes. */
+  #createElement() {
+    const old = this.el;
+    if (old) {
+      this.bytesBefore += (old.video.out.stats.peek() || {}).bytesReceived || 0;
+      old.remove(); // disconnected: the element closes its session
+    }
+    const el = document.createElement('moq-watch');
+    this.el = el;
+    this.elementAt = now();
+    this.wasLive = false;
+    this.offlineSince = null;
+    this.arrivals.clear();
+    this.lastArrivalUs = null;
+    // Before the first connection attempt (these options are read per attempt).
+    el.connection.websocket = { enabled: false };
+    if (this.certHash) this.#pin(this.certHash);
+    // Keep retrying through an origin restart (the element's default gives up after 10 s).
+    el.connection.delay = { initial: 250, multiplier: 2, max: 2000, timeout: 0 };
+    el.setAttribute('visible', 'always'); // decode even when scrolled away: the measurement must not depend on it
+    el.setAttribute('muted', '');
+    el.setAttribute('latency', String(this.jitter));
+    el.setAttribute('name', this.name);
+    el.setAttribute('url', this.url);
+    this.canvas = document.createElement('canvas');
+    el.append(this.canvas);
+    this.stage.prepend(el); // under the player clock the page draws over the picture
+    this.#watchArrivals(el);
+    this.#watchPaints(el);
+    this.#watchSession(el);
   }
 
   /** The display refresh interval (ms): the median animation-frame interval, 60 Hz until measured. */
@@ -171,20 +202,18 @@ export class MoqPlayer {
     this.el.connection.webtransport = { serverCertificateHashes: [{ algorithm: 'sha-256', value: hex }] };
   }
 
-  /** While disconnected: fetch the certificate hash again (a restarted origin has a new one). */
+  /**
+   * Fetch the certificate hash again and pin it when it changed: true if it
+   * changed (a restarted origin), false if not, null if it could not be fetched.
+   */
   async #refreshCertificate() {
-    if (!this.refreshCertHash || this.refreshing || Date.now() - (this.refreshedAt || 0) < 1000) return;
-    this.refreshing = true;
-    try {
-      const hex = await this.refreshCertHash();
-      if (hex && hex !== this.certHash) {
-        this.#pin(hex);
-        this.p.moq.certificateChanges++;
-      }
-    } catch { /* origin still down: the next disconnect tries again */ } finally {
-      this.refreshing = false;
-      this.refreshedAt = Date.now();
-    }
+    if (!this.refreshCertHash) return false;
+    let hex;
+    try { hex = await this.refreshCertHash(); } catch { return null; }
+    if (!hex || hex === this.certHash) return false;
+    this.#pin(hex);
+    this.p.moq.certificateChanges++;
+    return true;
   }
 
   /** Stalled time (ms) including a gap in progress. */
@@ -201,11 +230,11 @@ export class MoqPlayer {
 
   // Frames as the element's decode loop receives them: it reports each to its
   // playout clock (sync.received(timestampMs, kind)), wrapped here on the instance.
-  #watchArrivals() {
-    const sync = this.el.sync;
+  #watchArrivals(el) {
+    const sync = el.sync;
     const received = sync.received.bind(sync);
     sync.received = (ts, kind) => {
-      if (kind === 'video') {
+      if (kind === 'video' && el === this.el) {
         const at = now();
         const us = Math.round(ts * 1000);
         // A timeline that starts again (encoder restart): older entries can never be painted.
@@ -226,9 +255,10 @@ export class MoqPlayer {
   // ms); subscribers run in that animation frame's microtask checkpoint, when
   // the canvas holds the new picture and document.timeline.currentTime is the
   // animation frame's time.
-  #watchPaints() {
-    this.el.renderer.out.timestamp.subscribe((ts) => {
-      if (ts === undefined) return;
+  #watchPaints(el) {
+    const canvas = this.canvas;
+    el.renderer.out.timestamp.subscribe((ts) => {
+      if (ts === undefined || el !== this.el) return;
       const raf = document.timeline.currentTime ?? performance.now();
       const paintedAt = performance.timeOrigin + raf;
       const shownAt = paintedAt + this.refreshMs();
@@ -244,10 +274,9 @@ export class MoqPlayer {
         if (this.stalls.events.length > 200) this.stalls.events.shift();
       }
       this.lastPaint = paintedAt;
-      const c = this.canvas;
-      if (c.height && this.pictureHeight !== c.height) {
-        this.pictureHeight = c.height;
-        this.onPicture(c.width, c.height);
+      if (canvas.height && this.pictureHeight !== canvas.height) {
+        this.pictureHeight = canvas.height;
+        this.onPicture(canvas.width, canvas.height);
       }
       const us = Math.round(ts * 1000);
       const arrival = this.arrivals.get(us) || null;
@@ -255,7 +284,7 @@ export class MoqPlayer {
         if (k > us) break;
         this.arrivals.delete(k);
       }
-      const r = decodePicture(c, c.width, c.height, this.scratch, shownAt);
+      const r = decodePicture(canvas, canvas.width, canvas.height, this.scratch, shownAt);
       if (!r.ok) {
         p.frames.decodeErrors++;
         p.frames.lastError = r.error;
@@ -279,18 +308,24 @@ export class MoqPlayer {
     });
   }
 
-  // The session: status, transport, version; counters once a second.
-  #watchSession() {
+  // The session: status, transport, version; the broadcast's status.
+  #watchSession(el) {
     const m = this.p.moq;
-    this.el.connection.status.subscribe((s) => {
+    el.connection.status.subscribe((s) => {
+      if (el !== this.el) return;
       m.status = s;
       if (s === 'disconnected') this.#refreshCertificate();
       if (s !== 'connected' && this.status !== 'websocket') this.#setState(this.p.frames.presented ? 'origin unreachable' : 'connecting', s);
     });
-    this.el.broadcast.out.status.subscribe((s) => { m.broadcast = s; });
-    let conn = null;
-    this.el.connection.established.subscribe((c) => {
-      conn = c || null;
+    el.broadcast.out.status.subscribe((s) => {
+      if (el !== this.el) return;
+      m.broadcast = s;
+      if (s === 'live') this.wasLive = true;
+      this.offlineSince = s === 'offline' && this.wasLive ? now() : null;
+    });
+    el.connection.established.subscribe((c) => {
+      if (el !== this.el) return;
+      this.conn = c || null;
       if (!c) { m.transport = null; return; }
       m.sessions++;
       m.transport = c.transport;
@@ -301,14 +336,42 @@ export class MoqPlayer {
         this.#setState('websocket', c.url && c.url.href);
       }
     });
-    setInterval(() => {
-      m.bufferMs = Math.round(this.el.sync.out.buffer.peek());
-      // Media bytes the decoder received (CMAF sample data, all sessions).
-      const vs = this.el.video.out.stats.peek();
-      if (vs) m.bytes = vs.bytesReceived;
-      const probe = conn && conn.probe.peek();
-      if (probe && probe.rtt !== undefined) m.rttMs = Math.round(probe.rtt * 10) / 10;
-      if (this.lastPaint !== null && now() - this.lastPaint > STALL_GAP_MS * 5 && m.status === 'connected' && this.status === 'playing') this.#setState('stalled', 'no new frame');
-    }, 1000);
+  }
+
+  // Twice a second: counters, and the recoveries (see the top of this file).
+  async #tick() {
+    const m = this.p.moq, el = this.el;
+    m.bufferMs = Math.round(el.sync.out.buffer.peek());
+    m.bytes = this.bytesBefore + ((el.video.out.stats.peek() || {}).bytesReceived || 0);
+    const probe = this.conn && this.conn.probe.peek();
+    if (probe && probe.rtt !== undefined) m.rttMs = Math.round(probe.rtt * 10) / 10;
+    if (this.p.frames.presented === 0 || this.probing || now() - (this.recoveredAt || 0) < MIN_RECOVERY_GAP_MS) return;
+    if (this.offlineSince !== null && now() - this.offlineSince >= OFFLINE_MS && m.status === 'connected') {
+      this.#recover('the broadcast went offline while the session is up');
+      return;
+    }
+    const idle = now() - Math.max(this.lastPaint || 0, this.recoveredAt || 0);
+    if (idle < STALL_MS) return;
+    if (this.status === 'playing') this.#setState('stalled', 'no new frame');
+    this.probing = true;
+    try {
+      const changed = await this.#refreshCertificate();
+      if (changed) this.#recover('the origin restarted (new certificate)');
+      else if (changed === null) this.#setState('origin unreachable', 'no certificate hash');
+      else if (idle >= RETRY_MS) this.#recover(`nothing painted for ${Math.round(idle / 1000)} s`);
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** Start over with a new element (see the top of this file); counted in p.moq.recovery. */
+  #recover(reason) {
+    const r = this.p.moq.recovery;
+    r.restarts++;
+    r.events.push({ t: Date.now(), reason });
+    if (r.events.length > 20) r.events.shift();
+    this.recoveredAt = now();
+    console.info(`h3live moq: new player (${reason})`);
+    this.#createElement();
   }
 }

@@ -19,10 +19,11 @@
 // new page must start playing within 15 s.  The page must show the
 // interruption (window.h3liveStats.recovery) and must not have reloaded.
 // --arm moq: the page plays the origin's Media over QUIC broadcast (?format=moq,
-// the origin with --moq); the MoQ player follows an encoder restart by itself
-// (a new broadcast generation on the same session) and reconnects after an
-// origin restart (a new process, a new certificate: the page fetches its hash
-// again), so "noticed" is a stall or a new session instead of a source reload.
+// the origin with --moq); after an encoder restart (its subscriptions end) or
+// an origin restart (a new process with a new certificate, whose hash the page
+// fetches again) the page starts a new MoQ player (new session, subscriptions
+// and playout clock, web/moq.js), so "noticed" is h3liveStats.moq.recovery
+// instead of a source reload.
 //
 // Usage (repository root, after cargo build --release and npm ci in web/):
 //   node web/e2e/restart.js [--bin target/release/h3live] [--scenarios encoder,origin]
@@ -246,7 +247,7 @@ async function scenario(name, page, restart) {
   // The video must advance again: a 3 s stretch of moving currentTime that began after "back".
   if (process.env.RESTART_DEBUG) {
     for (let i = 0; i < 40; i++) {
-      const d = await page.evaluate(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
+      const d = opts.arm === 'moq' ? await page.evaluate(`JSON.stringify({ t: ${PICTURE_TIME}, ...(({ status, broadcast, sessions, framesArrived, recovery }) => ({ status, broadcast, sessions, framesArrived, restarts: recovery.restarts }))(window.h3liveStats.moq), painted: window.h3liveStats.frames.presented })`).catch((e) => String(e)) : await page.evaluate(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
         try { b = p.getBufferLength('video'); t = p.time(); paused = p.isPaused(); } catch (e) { b = String(e); }
         const r = []; for (let i = 0; i < v.buffered.length; i++) r.push([v.buffered.start(i).toFixed(2), v.buffered.end(i).toFixed(2)]);
         return JSON.stringify({ ct: v.currentTime.toFixed(2), rs: v.readyState, ns: v.networkState, vp: v.paused, err: v.error && v.error.message, buf: r, b, t, paused, st: window.h3liveStats.recovery.status, rl: window.h3liveStats.recovery.reloads }); })()`).catch((e) => String(e));
@@ -265,10 +266,10 @@ async function scenario(name, page, restart) {
   const rec = (x) => (x && x.recovery) || { reloads: 0, events: [] };
   const reloads = rec(s).reloads - rec(before).reloads;
   if (opts.arm === 'moq') {
-    const d = (k) => (s && before ? s.moq[k] - before.moq[k] : 0);
-    const stalls = s && before ? s.stalls.count - before.stalls.count : 0;
-    check(name, 'page noticed the interruption (a stall or a new MoQ session)', stalls > 0 || d('sessions') > 0,
-      `stalls +${stalls}, sessions +${d('sessions')}, certificate changes +${d('certificateChanges')}, transport ${s && s.moq.transport}, websocket sessions ${s && s.moq.websocketSessions}`);
+    const d = (f) => (s && before ? f(s.moq) - f(before.moq) : 0);
+    const restarts = d((m) => m.recovery.restarts);
+    check(name, 'page noticed the interruption (started a new MoQ player)', restarts > 0,
+      `new players +${restarts}, sessions +${d((m) => m.sessions)}, certificate changes +${d((m) => m.certificateChanges)}; ${JSON.stringify(s && s.moq.recovery.events.slice(-3))}; transport ${s && s.moq.transport}, WebSocket sessions ${s && s.moq.websocketSessions}`);
   } else {
     check(name, 'page noticed the interruption (source reloaded)', reloads > 0,
       `reloads ${reloads}: ${JSON.stringify(rec(s).events.slice(-reloads))}`);
@@ -285,7 +286,10 @@ async function scenario(name, page, restart) {
   const fp = await playsFor(fresh, 3000, 20000);
   check(name, 'a new viewer starts', fp !== null, fp ? `first frame ${fp.stats.firstFrameMs} ms after navigation, playing ${fp.startedAt - tNew} ms after it` : '');
   await fresh.close();
-  return { scenario: name, ...info.detail, recoveryMs: recovery, reloads, events: reloads > 0 ? rec(s).events.slice(-reloads) : [] };
+  // moq: the page's own recoveries (subscribed again, reconnected), in ms after "back".
+  const moqEvents = opts.arm === 'moq' && s && before ? s.moq.recovery.events.filter((e) => e.t > info.backAt - (info.detail.downMs || 0))
+    .map((e) => ({ atMs: e.t - back, reason: e.reason })) : undefined;
+  return { scenario: name, ...info.detail, recoveryMs: recovery, reloads, events: reloads > 0 ? rec(s).events.slice(-reloads) : [], moqEvents };
 }
 
 async function main() {
