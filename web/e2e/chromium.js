@@ -48,12 +48,21 @@ export async function launch(extraArgs = [], { executable = findChromium(), log 
 
 /**
  * What a page logged: `console` ({ type, text }: console calls and browser log
- * entries) and `exceptions` (uncaught errors), collected from now on.
+ * entries) and `exceptions` (uncaught errors), collected from now on.  Works
+ * for Firefox (firefox.js) too, which reports the browser's own errors (e.g.
+ * a cross-origin request that failed) as the same kind of WebDriver BiDi log
+ * entry as an uncaught exception, both page errors to puppeteer: only the
+ * exception carries script frames, so an entry without any goes to `console`
+ * as type 'error', as Chromium reports it.
  */
 export function watch(page) {
   const seen = { console: [], exceptions: [] };
   page.on('console', (m) => seen.console.push({ type: m.type(), text: `${m.text()} ${m.location().url || ''}`.trim() }));
-  page.on('pageerror', (e) => seen.exceptions.push(e.stack || e.message || String(e)));
+  page.on('pageerror', (e) => {
+    const text = e.stack || e.message || String(e);
+    if (e instanceof Error && !/\n\s+at /.test(e.stack || '')) seen.console.push({ type: 'error', text });
+    else seen.exceptions.push(text);
+  });
   return seen;
 }
 
