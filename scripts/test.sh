@@ -26,6 +26,7 @@
 #      real sources (web/e2e/sources.js): a looped media file played across its loop
 #      points with the timecode decoded, the Streamline preview's ffmpeg command pushing
 #      to /ldash/1234/ and its /ldashplay/1234/manifest.mpd URL playing, the clock page;
+#      the MoQ endpoint's certificate paths for WebTransport (web/e2e/moq-cert.js);
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browsers (Chromium, Firefox) in two network
 #      namespaces over a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, and the ABR ladder through a
@@ -107,6 +108,9 @@ if [ "$E2E" = 1 ]; then
 
   step "headless Chromium end-to-end, LL-HLS with hls.js (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 5000 --agree 500
+
+  step "MoQ endpoint: which certificate paths open a WebTransport session in headless Chromium (~15 s)"
+  node web/e2e/moq-cert.js --bin target/release/h3live
 
   step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
   node web/e2e/restart.js --bin target/release/h3live

@@ -9,8 +9,9 @@
 //! previous one plus `--stall-margin` is a stall, and so is a group given up
 //! because the viewer fell more than 2 s (its subscription's max age) behind
 //! the newest one (it then goes on with newer groups, as a player skips
-//! ahead). Any error, or a track that ends, starts a new session after a
-//! second (counted as an error).
+//! ahead). A group that ends in an error (its segment's upload broke) is
+//! counted as an error and the subscription goes on; any other error, or a
+//! track that ends, starts a new session after a second (counted too).
 //!
 //! The certificate is pinned by its SHA-256 (`--cert-hash`, else fetched from
 //! `http://ADDR/certificate.sha256`, the origin's read-only TCP listener on
@@ -283,7 +284,13 @@ async fn follow(shared: &MoqShared, id: usize, broadcast: &moq_net::broadcast::C
                     stats.stalls.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
-                Err(e) => return Err(e).with_context(|| format!("track {name} group")),
+                // A group that ended in an error (its segment's upload broke,
+                // e.g. the encoder restarted): counted, and the subscription
+                // goes on with the next group (the track continues).
+                Err(e) => {
+                    shared.totals.error(id, format!("group ended in an error: {e}"));
+                    break;
+                }
             };
             let now = SystemTime::now();
             let arrived = Instant::now();
