@@ -229,6 +229,9 @@ for a in "${ARM_LIST[@]}"; do
   case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2, moq; hls-h3 etc. for LL-HLS)" ;; esac
 done
 [ "$MOQ" = 0 ] || [ -f web/dist/moq-watch.js ] || die "web/dist/moq-watch.js missing (the MoQ player): run (cd web && npm ci)"
+# Firefox's WebTransport exposes no negotiated subprotocol, so the MoQ player falls back
+# to a SETUP exchange the origin does not speak (docs/player.md).
+[ "$MOQ" = 0 ] || [ "$BROWSER" = chromium ] || die "the moq arm plays in Chromium only (--browser chromium)"
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
 to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
   awk -v r="$1" 'BEGIN{ m=1/1000; if (r ~ /[kK]$/) m=1; else if (r ~ /[mM]$/) m=1000; sub(/[kKmM]$/, "", r); printf "%d", r*m }'

@@ -76,6 +76,10 @@ const SIZES = [
   { w: 3840, h: 2160, mustFit: false },
 ];
 const PROTOCOLS = { h3: 'h3', h1: 'http/1.1', h2: 'h2', http: 'http/1.1', moq: 'moq' };
+if (opts.arms.split(',').includes('moq') && opts.browser !== 'chromium') {
+  console.error('compare-shots: the moq arm plays in Chromium only'); // docs/player.md
+  process.exit(2);
+}
 const ARMS = Object.fromEntries(opts.arms.split(',').map((a) => {
   if (!PROTOCOLS[a]) { console.error(`unknown arm ${a}`); process.exit(2); }
   return [a, PROTOCOLS[a]];

@@ -75,6 +75,11 @@ if (!BROWSERS.includes(o.browser)) {
   console.error(`e2e: --browser ${BROWSERS.join(' or ')}`);
   process.exit(2);
 }
+if (o.format === 'moq' && o.browser !== 'chromium') {
+  // Firefox's WebTransport exposes no negotiated subprotocol (docs/player.md).
+  console.error('e2e: --format moq plays in Chromium only');
+  process.exit(2);
+}
 const opts = {
   ...o, duration: Number(o.duration), bin: resolve(o.bin), screenshot: o.screenshot ? resolve(o.screenshot) : null,
   keepLogs: o['keep-logs'], maxLatency: Number(o['max-latency']), agree: Number(o.agree),
