@@ -466,8 +466,12 @@ function layout() {
   const [pw, ph] = size(tiles.find((s) => size(s)[0]) || t0);
   const aspect = pw ? pw / ph : 16 / 9;
   const n = tiles.length;
-  const legendH = $('legend').parentElement.getBoundingClientRect().height;
-  const chartMin = Math.max(vh * CHART_MIN, legendH * 4);
+  // The chart's legend and verdict sentence, and room for at least 3 lines' height of plot
+  // (not 3 x the legend's height: a verdict sentence that wraps must not shrink the pictures).
+  const legend = $('legend').parentElement;
+  const legendH = legend.getBoundingClientRect().height;
+  const legendLineH = parseFloat(getComputedStyle(legend).lineHeight) || legendH;
+  const chartMin = Math.max(vh * CHART_MIN, legendH + 3 * legendLineH);
   let best = null;
   for (let c = 1; c <= n; c++) {
     const rows = Math.ceil(n / c);
