@@ -343,6 +343,7 @@ Per frame, after the warm-up: **arrival** = the wall clock when the frame reache
 ${md(['profile', 'transport', 'frames with arrival', 'arrival p50 ms', 'arrival p95 ms', 'glass-to-glass p50 ms', 'glass-to-glass p95 ms', 'player pipeline p50 ms', 'player pipeline p95 ms', 'left out (WebSocket)'])}
 ${md(Array(10).fill('---'))}
 ${arrivalRows.map((r) => md([r.profile, armLabel(r.arm, r.browser), String(r.arrivalSamples), fmt(r.arrivalP50), fmt(r.arrivalP95), fmt(r.p50), fmt(r.p95), fmt(r.pipelineP50), fmt(r.pipelineP95), String(r.excluded)])).join('\n')}
+
 `;
 
 // ------------------------------------------------------------------ floor
