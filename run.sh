@@ -152,8 +152,8 @@ install_packages() {
 mkdir -p out
 BIN="$ROOT/target/release/h3live"
 if [ "$ORIGIN" = 1 ]; then
-  if [ ! -d web/node_modules/dashjs ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
-    say "npm ci in web/ (dash.js from the npm registry, pinned by web/package-lock.json)"
+  if [ ! -d web/node_modules/dashjs ] || [ ! -f web/dist/moq-watch.js ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    say "npm ci in web/ (dash.js, hls.js and the MoQ player from the npm registry, pinned by web/package-lock.json; builds web/dist/)"
     (cd web && npm ci --no-audit --no-fund) || die "npm ci failed"
   fi
   if [ "$BUILD" = 1 ]; then
@@ -266,10 +266,16 @@ if [ "$MOQ_PORT" != 0 ]; then
   cat <<EOF
 
   Media over QUIC from the same ingest (moq-lite over WebTransport, docs/moq.md):
+    player, MoQ       https://$H:$H3_PORT/$Q&format=moq&moqport=$MOQ_PORT   (the MoQ project's player, WebCodecs)
+    compare with MoQ  https://$H:$H3_PORT/compare.html$Q&arms=h3,moq,h1&h3port=$H3_PORT&h1port=$H1_PORT&moqport=$MOQ_PORT
     relay URL         https://$H:$MOQ_PORT/   broadcast '$STREAM', tracks from its catalog.json
     with @moq/watch   url=http://$H:$MOQ_PORT/ (fetches /certificate.sha256 there) name=$STREAM
     certificate hash  $clear_base/certificate.sha256   (serverCertificateHashes, ECDSA, 13 days)
 EOF
+  # A loopback page is a secure context over cleartext HTTP: WebTransport needs no flag there.
+  case "$clear_base" in http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*)
+    echo "    player, no flags  $clear_base/$Q&format=moq&moqport=$MOQ_PORT   (this machine: the page pins the MoQ certificate itself)" ;;
+  esac
 fi
 cat <<EOF
 
