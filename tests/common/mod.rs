@@ -60,6 +60,8 @@ pub struct TestOrigin {
     /// The HTTP/3 ingest listener (QUIC twin of `http`).
     pub h3_ingest: SocketAddr,
     pub roots: Vec<CertificateDer<'static>>,
+    /// The MoQ (WebTransport) endpoint, when the config asked for one.
+    pub moq: Option<SocketAddr>,
     /// PEM file of the origin's certificate, for external clients.
     pub cert_pem: std::path::PathBuf,
     pub origin: Arc<Origin>,
@@ -76,6 +78,7 @@ pub fn test_config() -> ServerConfig {
         tls: None,
         ingest_on_http: true,
         public_status: false,
+        moq: None,
     }
 }
 
@@ -102,7 +105,10 @@ impl TestOrigin {
             https_h2: Some(bind_tcp(local).unwrap()),
             h3: Some(bind_udp(local).unwrap()),
             h3_ingest: Some(bind_udp(local).unwrap()),
+            moq: config.moq.as_ref().map(|_| bind_udp(local).unwrap()),
+            moq_http: None,
         };
+        let moq = listeners.moq.as_ref().map(|s| s.local_addr().unwrap());
         let addr = |l: &Option<tokio::net::TcpListener>| l.as_ref().unwrap().local_addr().unwrap();
         let (http, https, https_h1, https_h2) =
             (addr(&listeners.http), addr(&listeners.https), addr(&listeners.https_h1), addr(&listeners.https_h2));
@@ -120,6 +126,7 @@ impl TestOrigin {
             https_h2,
             h3,
             h3_ingest,
+            moq,
             roots,
             cert_pem: paths.cert.clone(),
             origin,
