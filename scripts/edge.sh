@@ -345,7 +345,10 @@ for seg in $segs; do
   done
 done
 rm -f "$OUT/raw/ref.bin"
-say "$(grep -c ' same$' "$OUT/raw/bytecheck.txt") identical, $(grep -c DIFFERENT "$OUT/raw/bytecheck.txt") different"
+CHECKS=$(wc -l < "$OUT/raw/bytecheck.txt")
+DIFFERENT=$(grep -vc ' same$' "$OUT/raw/bytecheck.txt" || true)
+# A mismatch fails the run; it is reported once, at the end, after the report.
+[ "$DIFFERENT" = 0 ] && say "$CHECKS fetches through the edges, all identical to the origin's copy"
 
 EVENTS=()
 if [ "$RESTARTS" = 1 ]; then
@@ -460,3 +463,8 @@ text = "\n".join(L) + "\n"
 open(f"{out}/report.md", "w").write(text)
 print(text)
 EOF
+[ "$CHECKS" -gt 0 ] || die "byte check: no complete segment at the origin to compare"
+if [ "$DIFFERENT" != 0 ]; then
+  grep -v ' same$' "$OUT/raw/bytecheck.txt" | sed 's/^/  /' >&2
+  die "byte check: $DIFFERENT of $CHECKS fetches through the edges differ from the origin's copy (segment, path, origin and edge SHA-256 above; $OUT/raw/bytecheck.txt)"
+fi

@@ -240,6 +240,11 @@ impl Metrics {
         self.aborted_uploads.inc();
     }
 
+    /// Uploads aborted so far (broken, idle or too slow).
+    pub fn aborted_uploads(&self) -> u64 {
+        self.aborted_uploads.get()
+    }
+
     /// Count a QUIC Retry sent.
     pub fn quic_retry(&self) {
         self.quic_retries.inc();
@@ -319,6 +324,11 @@ impl Collector for StoreCollector {
                 "h3live_allocated_bytes",
                 "Bytes held by all objects, including evicted ones still being read.",
                 allocated_bytes(),
+            ),
+            (
+                "h3live_held_reads",
+                "Reads waiting (up to --hold) for a name not published yet: held GETs and LL-HLS indexers.",
+                self.0.held_reads(),
             ),
             (
                 "h3live_pinned_bytes",

@@ -418,11 +418,15 @@ async fn connections_per_ip_are_limited() {
 #[tokio::test]
 async fn dripping_upload_is_aborted() {
     let o = TestOrigin::start_with(|c| c.origin.ingest_idle_timeout = Duration::from_millis(500)).await;
+    let started = Instant::now();
     let mut raw = RawUpload::start(o.http, "/live/drip/seg-1.m4s").await;
     raw.chunk(b"first").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let obj = o.origin.store().get("drip", "seg-1.m4s").unwrap();
-    assert_eq!(obj.status(), h3live::store::Status::Aborted);
+    let store = o.origin.store();
+    common::wait_for("the idle upload to be aborted", || {
+        store.get("drip", "seg-1.m4s").is_some_and(|obj| obj.status() == h3live::store::Status::Aborted)
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(500), "aborted before the idle timeout");
     raw.kill();
     o.stop().await;
 }
@@ -690,12 +694,11 @@ async fn replaced_deleted_and_buffered_uploads_are_counted() {
     // A manifest upload in progress.
     let m = o.put("/live/acct/manifest.mpd").await;
     m.send(vec![b'<'; 5_000]).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the bytes are in (the PUTs are asynchronous), they are counted.
+    common::wait_for("15100 bytes held to be counted", || store.named_bytes() >= 15_100).await;
     let counted = store.named_bytes();
-    assert!(counted >= 15_100, "counted {counted} of 15100 bytes held");
     up.send(vec![0u8; 10_000]).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(store.named_bytes() >= counted + 10_000, "replaced upload grows uncounted");
+    common::wait_for("the replaced upload's growth to be counted", || store.named_bytes() >= counted + 10_000).await;
     // Deleted while being written: still counted until the upload ends.
     assert_eq!(o.upload("DELETE", "/live/acct/seg-1.m4s", &[]).await.finish().await, StatusCode::NO_CONTENT);
     assert!(store.named_bytes() >= 25_100);

@@ -438,8 +438,13 @@ async fn an_encoder_restart_keeps_the_media_sequence_going() {
     assert_eq!(sequences(&before).1, 0, "no discontinuity in the first run\n{before}");
 
     // kill -9 of the encoder, then a new run: file numbers start at 1 again.
-    drop(enc);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new encoder starts once the origin has seen the old one's uploads
+    // end (none of its objects is still growing).
+    enc.kill().await;
+    common::wait_for("the killed encoder's uploads to end", || {
+        o.origin.store().snapshot().iter().all(|s| s.objects.iter().all(|ob| ob.state != "growing"))
+    })
+    .await;
     let _enc = ffmpeg_push(o.http, "hlsrun");
     let started = Instant::now();
     let after = loop {

@@ -336,12 +336,31 @@ struct Inner {
     streams: Mutex<HashMap<String, StreamState>>,
     /// Woken whenever a name is published, for held reads.
     published: Notify,
+    /// Reads waiting in [`Store::get_or_wait`] for a name not published yet.
+    held: AtomicU64,
     /// Bytes counted against `max_store_bytes`, kept as bytes arrive.
     used: Account,
     /// Names over all streams, for `max_objects`.
     names: Arc<AtomicU64>,
     /// Evicted objects still held by readers, and their budget.
     pins: Arc<Pins>,
+}
+
+/// One read counted in [`Store::held_reads`] while it waits; dropped (also
+/// when the waiting request is cancelled) it counts no more.
+struct HeldRead<'a>(&'a AtomicU64);
+
+impl<'a> HeldRead<'a> {
+    fn new(count: &'a AtomicU64) -> HeldRead<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        HeldRead(count)
+    }
+}
+
+impl Drop for HeldRead<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Handle to the store; cheap to clone.
@@ -357,6 +376,7 @@ impl Store {
             inner: Arc::new(Inner {
                 streams: Mutex::new(HashMap::new()),
                 published: Notify::new(),
+                held: AtomicU64::new(0),
                 used: Arc::new(AtomicU64::new(0)),
                 names: Arc::new(AtomicU64::new(0)),
                 pins: Arc::new(Pins::new(config.max_pinned_bytes)),
@@ -386,8 +406,10 @@ impl Store {
 
     /// Like [`Store::get`], but waits up to the hold time for the name to be
     /// published. `None` if it did not appear in time.
+    /// While it waits it counts in [`Store::held_reads`].
     pub async fn get_or_wait(&self, stream: &str, name: &str) -> Option<Arc<Object>> {
         let deadline = tokio::time::Instant::now() + self.inner.config.hold;
+        let mut held = None;
         loop {
             // Register interest before looking, so a publish between the look
             // and the wait is not missed.
@@ -397,10 +419,17 @@ impl Store {
             if let Some(obj) = self.get(stream, name) {
                 return Some(obj);
             }
+            held.get_or_insert_with(|| HeldRead::new(&self.inner.held));
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
             }
         }
+    }
+
+    /// Reads waiting right now for a name that is not published yet (held
+    /// GETs, and the LL-HLS indexer waiting for the next segment).
+    pub fn held_reads(&self) -> u64 {
+        self.inner.held.load(Ordering::Relaxed)
     }
 
     /// Remove `stream/name`. Readers already streaming it finish normally.
@@ -882,8 +911,19 @@ mod tests {
         let st2 = st.clone();
         let waiter = tokio::spawn(async move { st2.get_or_wait("s", "c-1.m4s").await });
         tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(st.held_reads(), 1, "the read waits, counted");
         let _up = st.begin_upload("s", "c-1.m4s", None).unwrap();
         assert!(waiter.await.unwrap().is_some());
+        assert_eq!(st.held_reads(), 0);
         assert!(st.get_or_wait("s", "never.m4s").await.is_none());
+        assert_eq!(st.held_reads(), 0, "a read that timed out counts no more");
+        // A waiting read that is cancelled (client gone) counts no more either.
+        let st3 = st.clone();
+        let gone = tokio::spawn(async move { st3.get_or_wait("s", "c-9.m4s").await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(st.held_reads(), 1);
+        gone.abort();
+        let _ = gone.await;
+        assert_eq!(st.held_reads(), 0);
     }
 }

@@ -187,7 +187,6 @@ async function main() {
   await stack.startOrigin();
   const stream = `shots${process.pid}`;
   await stack.startEncoder(stream, ['--size', '640x360', '--bitrate', '600k', '--fps', '25']);
-  await sleep(1000);
   browser = await launch(stack.chromiumFlags(), { log });
   const { tls, h1, h2, http } = stack.ports;
   // Open the page with `extra` query parameters and play until every arm has

@@ -173,7 +173,6 @@ async function main() {
   await stack.startOrigin();
   const stream = opts.stream || `e2e${process.pid}`;
   await stack.startEncoder(stream);
-  await sleep(1500); // let a first segment start so the player joins a running stream
 
   browser = await launch(stack.chromiumFlags(), { log });
 

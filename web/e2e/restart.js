@@ -295,7 +295,12 @@ async function main() {
   await waitFor('the origin', () => get(`${origin.base}/healthz`), 15000);
   start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg), ...(opts.encoderArgs || [])]);
   await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
-  await sleep(1500);
+  // A first media segment is being uploaded: the page joins a running stream.
+  await waitFor('a first media segment', async () => {
+    const t = await get(`${origin.base}/streams`);
+    const s = t && JSON.parse(t).streams.find((x) => x.name === stream);
+    return s && s.objects.some((x) => x.name.startsWith('chunk-'));
+  }, 20000);
 
   browser = await launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
   const page = await browser.newPage();
@@ -358,9 +363,12 @@ async function main() {
     } else if (name === 'origin') {
       out.push(await scenario('origin', page, async () => {
         const killedAt = Date.now();
-        procs.origin.p.kill('SIGKILL');
-        log(`[origin] kill -9 origin (pid ${procs.origin.p.pid})`);
-        await sleep(2000);
+        const old = procs.origin.p;
+        old.kill('SIGKILL');
+        log(`[origin] kill -9 origin (pid ${old.pid})`);
+        // Down for 2 s, counted from the kill, once the killed process is gone.
+        if (old.exitCode === null && old.signalCode === null) await new Promise((r) => old.once('exit', r));
+        await sleep(Math.max(0, killedAt + 2000 - Date.now()));
         start('origin', opts.bin, origin.args);
         await waitFor('the restarted origin', () => get(`${origin.base}/healthz`, 300), 15000, 50);
         const backAt = Date.now();

@@ -63,6 +63,50 @@ export async function httpOk(url, timeoutMs) {
   return false;
 }
 
+/** The origin's /streams view of `stream` at `base`, or null. */
+export async function streamInfo(base, stream) {
+  try {
+    const r = await fetch(`${base}/streams`, { signal: AbortSignal.timeout(1000) });
+    if (!r.ok) return null;
+    return (await r.json()).streams.find((s) => s.name === stream) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Wait (at most `timeoutMs`) until the origin at `base` holds a media segment of `stream`. */
+export async function segmentStarted(base, stream, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const s = await streamInfo(base, stream);
+    if (s && s.objects.some((o) => o.name.startsWith('chunk-'))) return true;
+    await sleep(100);
+  }
+  return false;
+}
+
+/** Wait until child process `p` has exited, at most `timeoutMs`; true if it has. */
+export function exited(p, timeoutMs) {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(true);
+  return new Promise((res) => {
+    const timer = setTimeout(() => res(false), timeoutMs);
+    p.once('exit', () => {
+      clearTimeout(timer);
+      res(true);
+    });
+  });
+}
+
+/** Stop child process `p`: SIGTERM, then SIGKILL if it has not exited after `graceMs`. */
+export async function stopChild(p, graceMs = 8000) {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill('SIGTERM');
+  if (!(await exited(p, graceMs))) {
+    p.kill('SIGKILL');
+    await exited(p, 5000);
+  }
+}
+
 /** Base64 SHA-256 of a certificate's SubjectPublicKeyInfo (Chromium's SPKI list). */
 export function spkiOf(certFile) {
   const pub = execFileSync('openssl', ['x509', '-in', certFile, '-pubkey', '-noout']);
@@ -139,13 +183,20 @@ export class Stack {
     }
   }
 
-  /** The real encoder pushing `stream` (extra scripts/encoder.sh options in `args`); waits until it is live. */
+  /**
+   * The real encoder pushing `stream` (extra scripts/encoder.sh options in `args`); waits until it is
+   * live: the manifest is served and a first media segment is being uploaded (so a player joins a
+   * running stream).
+   */
   async startEncoder(stream, args = []) {
     this.start('encoder', join(ROOT, 'scripts', 'encoder.sh'), ['--origin', this.base, '--stream', stream, ...args]);
     if (!(await httpOk(`${this.base}/live/${stream}/manifest.mpd`, 20000))) {
       throw new Error(`manifest not live:\n${this.outputOf('encoder')}\n${this.outputOf('origin')}`);
     }
-    this.log('manifest is live');
+    if (!(await segmentStarted(this.base, stream, 20000))) {
+      throw new Error(`no media segment uploaded:\n${this.outputOf('encoder')}\n${this.outputOf('origin')}`);
+    }
+    this.log('manifest is live, a first segment is being uploaded');
   }
 
   /** Chromium flags that make it use h3 to this origin (QUIC forced, certificate trusted by SPKI). */
@@ -154,13 +205,7 @@ export class Stack {
   }
 
   async stop() {
-    for (const c of [...this.children].reverse()) {
-      if (c.p.exitCode === null && c.p.signalCode === null) {
-        c.p.kill('SIGTERM');
-        for (let i = 0; i < 80 && c.p.exitCode === null && c.p.signalCode === null; i++) await sleep(100);
-        if (c.p.exitCode === null && c.p.signalCode === null) c.p.kill('SIGKILL');
-      }
-    }
+    for (const c of [...this.children].reverse()) await stopChild(c.p);
     if (!this.keepLogs) rmSync(this.work, { recursive: true, force: true });
     else this.log(`logs kept in ${this.work}`);
   }
