@@ -362,12 +362,13 @@ record() {  # client case rc reason
 for c in "${CASES[@]}"; do
   case "$c" in
     live|h1-tls|h2)
-      read -r P1 P3 PH1 PH2 < <(free_ports 4)
       mkdir -p "$W/$c"
-      start "$W/$c/server.log" env RUST_LOG=info "$BIN" serve --http "127.0.0.1:$P1" --h3 "[::]:$P3" --https off \
-        --https-h1 "[::]:$PH1" --https-h2 "[::]:$PH2" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s
+      start "$W/$c/server.log" env RUST_LOG=info "$BIN" serve --http "127.0.0.1:0" --h3 "[::]:0" --https off \
+        --https-h1 "[::]:0" --https-h2 "[::]:0" --ports-file "$W/$c/ports" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s
       SPID=$STARTED
-      if ! { wait_until 5 port_busy "$P1" && wait_until 5 port_busy "$P3"; }; then say "h3live serve did not start"; fi
+      wait_ports "$W/$c/ports" 10 "$SPID" || say "h3live serve did not start"
+      P1=$(port_of "$W/$c/ports" http) P3=$(port_of "$W/$c/ports" h3)
+      PH1=$(port_of "$W/$c/ports" https_h1) PH2=$(port_of "$W/$c/ports" https_h2)
       for cl in "${CLIENTS[@]}"; do
         d="$W/$c/$cl"; mkdir -p "$d"
         rc=0
@@ -379,12 +380,13 @@ for c in "${CASES[@]}"; do
       stop "$SPID"
       continue ;;
   esac
-  PORT=$(free_ports 1)
   Q="$W/$c/qlog"; mkdir -p "$Q"
-  start "$W/$c/server.log" env ROLE=server TESTCASE="$c" PORT="$PORT" WWW="$WWW" CERT_FILE="$CERT" KEY_FILE="$KEY" \
-    QLOGDIR="$Q" SSLKEYLOGFILE="$W/$c/keys.log" H3LIVE_BIN="$BIN" interop/run_endpoint.sh
+  start "$W/$c/server.log" env ROLE=server TESTCASE="$c" PORT=0 PORTS_FILE="$W/$c/ports" WWW="$WWW" CERT_FILE="$CERT" \
+    KEY_FILE="$KEY" QLOGDIR="$Q" SSLKEYLOGFILE="$W/$c/keys.log" H3LIVE_BIN="$BIN" interop/run_endpoint.sh
   SPID=$STARTED
-  if ! wait_until 5 port_busy "$PORT"; then
+  PORT=""
+  wait_ports "$W/$c/ports" 10 "$SPID" && PORT=$(port_of "$W/$c/ports" quic)
+  if [ -z "$PORT" ]; then
     src=0; wait "$SPID" || src=$?
     for cl in "${CLIENTS[@]}"; do
       if [ "$src" = 127 ]; then record "$cl" "$c" 2 "server: $(tail -1 "$W/$c/server.log" | sed 's/^\[[^]]*\] //')"

@@ -79,7 +79,7 @@
 #   --serve-arg ARG   extra argument for 'h3live serve' (repeatable), e.g.
 #                     --serve-arg --tcp-notsent-lowat=128K to A/B an origin setting
 #   --loopback        no namespaces, no impairment (clean only), no root needed:
-#                     origin + encoder on free loopback ports
+#                     origin + encoder on loopback (ports chosen by the kernel)
 #   --running         use the origin + encoder that ./run.sh runs (localhost, ports
 #                     4433/4443/4444, certs/cert.pem, stream 'test'); implies --loopback
 # Output folder: report.md (table, spread over rounds, verdicts, measured paths, floor),
@@ -428,19 +428,19 @@ else
   say "certificate for $HOST"
   "$BIN" cert --out "$OUT/certs" --host "$HOST" > "$OUT/certs.txt" 2>&1 || die "h3live cert failed: $(cat "$OUT/certs.txt")"
   CERT="$OUT/certs/cert.pem"
-  if [ "$LOOPBACK" = 1 ]; then
-    HOST=localhost
-    read -r HTTP_PORT H3_PORT H1_PORT H2_PORT < <(free_ports 4) || die "no free ports"
-  else
-    # a fresh namespace: no collisions
-    HTTP_PORT=$DEFAULT_HTTP_PORT H3_PORT=$DEFAULT_H3_PORT H1_PORT=$DEFAULT_H1_PORT H2_PORT=$DEFAULT_H2_PORT
-  fi
-  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
-  say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
-  "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
-    --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
+  [ "$LOOPBACK" = 1 ] && HOST=localhost
+  # Every listener on port 0: the origin reports the ports it got (h3 and
+  # https share one) in origin.ports.
+  say "starting origin (log origin.log)"
+  "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:0" --h3 "[::]:0" --https "[::]:0" \
+    --https-h1 "[::]:0" --https-h2 "[::]:0" --ports-file "$OUT/origin.ports" --cert "$CERT" --key "$OUT/certs/key.pem" \
     --web-dir "$ROOT/web" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
+  wait_ports "$OUT/origin.ports" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
+  HTTP_PORT=$(port_of "$OUT/origin.ports" http) H3_PORT=$(port_of "$OUT/origin.ports" h3)
+  H1_PORT=$(port_of "$OUT/origin.ports" https_h1) H2_PORT=$(port_of "$OUT/origin.ports" https_h2)
+  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
+  say "origin ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT"
   wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
   [ "$LADDER" = 1 ] && ENC+=(--ladder)

@@ -84,12 +84,19 @@ pub struct InteropArgs {
     /// Write one qlog trace (JSON-SEQ, `.sqlog`, opens in qvis) per connection here.
     #[arg(long)]
     pub qlog_dir: Option<PathBuf>,
+    /// Once bound, write the port here as one `quic=PORT` line (for --listen with port 0).
+    #[arg(long, value_name = "FILE")]
+    pub ports_file: Option<PathBuf>,
 }
 
 /// Load the certificate and run the endpoint until SIGINT/SIGTERM.
 pub async fn run_cli(args: InteropArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
     let keys = cert::load(&CertPaths { cert: args.cert.clone(), key: args.key.clone() })?;
     let socket = transport::bind_udp(args.listen).with_context(|| format!("binding --listen {}", args.listen))?;
+    if let Some(path) = &args.ports_file {
+        crate::conn::ports::write_file(path, &[("quic", socket.local_addr()?.port())])
+            .with_context(|| format!("writing --ports-file {}", path.display()))?;
+    }
     serve(&args, &keys, socket, shutdown).await
 }
 

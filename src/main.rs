@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use h3live::cert::{self, CertPaths};
 use h3live::cli::{CertArgs, HttpArgs, ListenArgs, StoreArgs};
 use h3live::server::{self, Listeners, ServerConfig};
-use h3live::transport::{bind_tcp, bind_udp};
+use h3live::transport::{bind_tcp, bind_tcp_udp_same_port, bind_udp};
 use tracing::info;
 
 /// Low-latency live video origin: LL-DASH ingest over HTTP/1.1, progressive
@@ -156,13 +156,25 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
     let bind = |a: Option<std::net::SocketAddr>, what: &str| -> Result<_> {
         a.map(|a| bind_tcp(a).with_context(|| format!("binding --{what} {a}"))).transpose()
     };
+    let (https, h3) = match (l.https.0, l.h3.0) {
+        // Port 0 for both: one kernel-chosen number for TCP and UDP.
+        (Some(t), Some(u)) if t.port() == 0 && u.port() == 0 => {
+            let (t, u) = bind_tcp_udp_same_port(t, u).with_context(|| format!("binding --https {t} and --h3 {u}"))?;
+            (Some(t), Some(u))
+        }
+        (t, u) => (bind(t, "https")?, u.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?),
+    };
     let listeners = Listeners {
         http: bind(l.http.0, "http")?,
-        https: bind(l.https.0, "https")?,
+        https,
         https_h1: bind(l.https_h1.0, "https-h1")?,
         https_h2: bind(l.https_h2.0, "https-h2")?,
-        h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
+        h3,
     };
+    if let Some(path) = &l.ports_file {
+        h3live::conn::ports::write_file(path, &listeners.ports())
+            .with_context(|| format!("writing --ports-file {}", path.display()))?;
+    }
     if let Some(sock) = &listeners.h3 {
         let want = args.http.udp_buffer;
         let (rcv, snd) = h3live::transport::set_udp_buffers(sock, want);
@@ -187,15 +199,10 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
             cert::load_or_generate(&paths, &args.cert.hosts)?
         };
         info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
-        if let Some(h3) = l.h3.0 {
+        if let Some(port) = listeners.h3.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port()) {
             info!(
                 "Chromium: {}",
-                cert::chromium_command(
-                    &keys.spki_sha256,
-                    "localhost",
-                    h3.port(),
-                    &format!("https://localhost:{}/", h3.port())
-                )
+                cert::chromium_command(&keys.spki_sha256, "localhost", port, &format!("https://localhost:{port}/"))
             );
         }
         Some(keys)

@@ -60,6 +60,52 @@ async fn serve_answers_and_exits_cleanly_on_sigterm() {
     assert!(!rest.iter().any(|l| l.contains("grace period")), "an idle origin waited for responses: {rest:?}");
 }
 
+/// Started on port 0, `serve` writes the ports it got to `--ports-file`
+/// (no port picked beforehand and released): the ones its log names, h3 and
+/// https sharing one number as the defaults do, and they answer.
+#[tokio::test]
+async fn serve_on_port_0_reports_its_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ports");
+    let args = ["--h3", "127.0.0.1:0", "--https", "127.0.0.1:0", "--ports-file", file.to_str().unwrap()];
+    let mut child = spawn_serve(&args, dir.path(), Some("info"));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The log's addresses: "listening" lines of the TCP listeners and of h3.
+    let mut logged = std::collections::BTreeMap::new();
+    while logged.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("listening lines")
+            .unwrap()
+            .expect("serve exited");
+        let plain = strip_ansi(&line);
+        let Some(addr) = plain.split("addr=").nth(1).and_then(|a| a.split_whitespace().next()) else { continue };
+        let port: u16 = addr.parse::<std::net::SocketAddr>().unwrap().port();
+        if plain.contains("h3 (QUIC) listening") {
+            logged.insert("h3".to_string(), port);
+        } else if plain.contains("listening") {
+            let name = plain.split("listener=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+            logged.insert(name, port);
+        }
+    }
+    let written: std::collections::BTreeMap<String, u16> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(written, logged, "ports file against the log");
+    assert!(written.values().all(|&p| p != 0), "{written:?}");
+    assert_eq!(written["h3"], written["https"], "h3 and https share one port");
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], written["http"]));
+    let mut c =
+        h3live::client::Client::connect(h3live::transport::Transport::H1Clear, http, "localhost", &[]).await.unwrap();
+    assert_eq!(c.get("/healthz").await.unwrap().status, http::StatusCode::OK);
+    let _ = child.kill().await;
+}
+
 /// Read the log until the "listening" line of `listener` and return its
 /// address; every line read is kept in `seen` (without colours).
 async fn listening_addr(

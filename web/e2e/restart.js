@@ -33,14 +33,13 @@
 //   the = is needed for a value that starts with a dash).
 // Ends with "restart: N passed, N failed"; exits non-zero on failure.
 import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launch, open, watch } from './chromium.js';
 import { cli } from './cli.js';
+import { readPorts } from './stack.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 let root = resolve(here, '..', '..');
@@ -106,27 +105,6 @@ async function cleanup() {
 }
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); process.exit(130); });
 
-function freeTcp(host = '127.0.0.1') {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, host, () => { const { port } = s.address(); s.close(() => res(port)); });
-  });
-}
-function udpFree(port) {
-  return new Promise((res) => {
-    const s = createSocket('udp6');
-    s.once('error', () => res(false));
-    s.bind(port, '::', () => s.close(() => res(true)));
-  });
-}
-async function freeTcpUdp() {
-  for (let i = 0; i < 20; i++) {
-    const p = await freeTcp('::').catch(() => freeTcp());
-    if (await udpFree(p)) return p;
-  }
-  throw new Error('no free TCP+UDP port');
-}
 async function get(url, timeoutMs = 1000) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), timeoutMs);
@@ -275,23 +253,22 @@ async function scenario(name, page, restart) {
 
 async function main() {
   if (!existsSync(opts.bin)) throw new Error(`${opts.bin} not found: run cargo build --release first`);
-  const httpPort = await freeTcp();
-  const tlsPort = await freeTcpUdp();
-  const h1Port = await freeTcp('::').catch(() => freeTcp());
-  const h2Port = await freeTcp('::').catch(() => freeTcp());
   const certDir = join(work, 'certs');
   execFileSync(opts.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
   const cert = join(certDir, 'cert.pem');
   const pub = execFileSync('openssl', ['x509', '-in', cert, '-pubkey', '-noout']);
   const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
   const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
-  origin = {
-    base: `http://127.0.0.1:${httpPort}`,
-    args: ['serve', '--http', `127.0.0.1:${httpPort}`, '--h3', `[::]:${tlsPort}`, '--https', `[::]:${tlsPort}`,
-      '--https-h1', `[::]:${h1Port}`, '--https-h2', opts.soak ? `[::]:${h2Port}` : 'off', '--cert', cert, '--key', join(certDir, 'key.pem'),
-      '--web-dir', join(root, 'web'), ...(opts.noStateDir ? [] : ['--state-dir', join(work, 'state')])],
-  };
-  start('origin', opts.bin, origin.args);
+  // The first origin binds port 0 everywhere and reports the ports it got;
+  // a restarted one takes the same ports (h3 and https share one).
+  const originArgs = (p) => ['serve', '--http', `127.0.0.1:${p.http}`, '--h3', `[::]:${p.https}`, '--https', `[::]:${p.https}`,
+    '--https-h1', `[::]:${p.https_h1}`, '--https-h2', opts.soak ? `[::]:${p.https_h2}` : 'off', '--cert', cert, '--key', join(certDir, 'key.pem'),
+    '--web-dir', join(root, 'web'), ...(opts.noStateDir ? [] : ['--state-dir', join(work, 'state')])];
+  const portsFile = join(work, 'origin.ports');
+  const first = start('origin', opts.bin, [...originArgs({ http: 0, https: 0, https_h1: 0, https_h2: 0 }), '--ports-file', portsFile]);
+  const ports = await readPorts(portsFile, 15000, first);
+  const { http: httpPort, https: tlsPort, https_h1: h1Port, https_h2: h2Port } = ports;
+  origin = { base: `http://127.0.0.1:${httpPort}`, args: originArgs(ports) };
   await waitFor('the origin', () => get(`${origin.base}/healthz`), 15000);
   start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg), ...(opts.encoderArgs || [])]);
   await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);

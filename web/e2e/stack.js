@@ -4,9 +4,7 @@
 // web/e2e/e2e.js (player page) and web/e2e/compare-shots.js (compare page), so
 // every browser test starts the same real components the same way.
 import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,31 +13,28 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// ---------------------------------------------------------------- free ports
-export function freeTcp(host = '127.0.0.1') {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, host, () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-function udpFree(port) {
-  return new Promise((res) => {
-    const s = createSocket('udp6');
-    s.once('error', () => res(false));
-    s.bind(port, '::', () => s.close(() => res(true)));
-  });
-}
-/** A port free for both TCP and UDP (the h3 listener shares its port with TLS). */
-export async function freeTcpUdp() {
-  for (let i = 0; i < 20; i++) {
-    const p = await freeTcp('::').catch(() => freeTcp());
-    if (await udpFree(p)) return p;
+// ------------------------------------------------------------------- ports
+/**
+ * The ports a server started with `--ports-file FILE` (h3live serve, front, interop-server, all
+ * listeners on port 0) wrote: { http, h3, https, https_h1, https_h2 } (or { quic }). Waits up to
+ * `timeoutMs` for the file; fails early if child process `p` exits. The server binds port 0 itself,
+ * so no port is picked here and released for another program to take first.
+ */
+export async function readPorts(file, timeoutMs, p = null) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (p && (p.exitCode !== null || p.signalCode !== null)) throw new Error(`exited before writing ${file}`);
+    if (existsSync(file)) {
+      const ports = {};
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const [k, v] = line.split('=');
+        if (k && v) ports[k] = Number(v);
+      }
+      return ports;
+    }
+    await sleep(50);
   }
-  throw new Error('no free TCP+UDP port');
+  throw new Error(`no ${file} after ${timeoutMs} ms`);
 }
 
 /** Poll `url` until it answers 2xx or `timeoutMs` passes. */
@@ -163,20 +158,22 @@ export class Stack {
   async startOrigin() {
     if (!existsSync(this.bin)) throw new Error(`${this.bin} not found: run cargo build --release first`);
     if (!existsSync(join(ROOT, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
-    const http = await freeTcp();
-    const tls = await freeTcpUdp();
-    const h1 = await freeTcp('::').catch(() => freeTcp());
-    const h2 = await freeTcp('::').catch(() => freeTcp());
-    this.ports = { http, tls, h1, h2 };
     const certDir = join(this.work, 'certs');
     execFileSync(this.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
     const cert = join(certDir, 'cert.pem');
     const key = join(certDir, 'key.pem');
     this.spki = spkiOf(cert);
-    this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}; spki ${this.spki}`);
-    this.start('origin', this.bin, ['serve', '--http', `127.0.0.1:${http}`, '--h3', `[::]:${tls}`,
-      '--https', `[::]:${tls}`, '--https-h1', `[::]:${h1}`, '--https-h2', `[::]:${h2}`,
+    // Every listener on port 0; h3 and https get one port between them.
+    const portsFile = join(this.work, 'origin.ports');
+    const p = this.start('origin', this.bin, ['serve', '--http', '127.0.0.1:0', '--h3', '[::]:0', '--https', '[::]:0',
+      '--https-h1', '[::]:0', '--https-h2', '[::]:0', '--ports-file', portsFile,
       '--cert', cert, '--key', key, '--web-dir', join(ROOT, 'web')]);
+    const got = await readPorts(portsFile, 15000, p).catch((e) => {
+      throw new Error(`origin: ${e.message}\n${this.outputOf('origin')}`);
+    });
+    this.ports = { http: got.http, tls: got.https, h1: got.https_h1, h2: got.https_h2 };
+    const { http, tls, h1, h2 } = this.ports;
+    this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}; spki ${this.spki}`);
     this.base = `http://127.0.0.1:${http}`;
     if (!(await httpOk(`${this.base}/time`, 15000))) {
       throw new Error(`origin did not answer ${this.base}/time:\n${this.outputOf('origin')}`);
