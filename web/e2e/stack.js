@@ -1,8 +1,9 @@
-// The live stack the browser tests play against: an h3live origin on free
-// ports (cleartext ingest, h3 + TLS, HTTPS-h1, HTTPS-h2, its own certificate)
-// and the real timecoded encoder (scripts/encoder.sh) pushing to it.  Used by
-// web/e2e/e2e.js (player page) and web/e2e/compare-shots.js (compare page), so
-// every browser test starts the same real components the same way.
+// The live stack the browser tests play against: an h3live origin on ports
+// the kernel picks (cleartext ingest, h3 + TLS, HTTPS-h1, HTTPS-h2, its own
+// certificate) and the real timecoded encoder (scripts/encoder.sh) pushing to
+// it.  Used by web/e2e/e2e.js (player page), compare-shots.js (compare page),
+// abr.js (ladder) and restart.js (restarts, soak), so every browser test
+// starts the same real components the same way.
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -110,34 +111,41 @@ export function spkiOf(certFile) {
 }
 
 /**
- * Child processes (origin, encoder) in a scratch directory; stop() ends them
+ * Child processes (origin, encoder, load tools) in a scratch directory; stop() ends them
  * newest first (SIGTERM, then SIGKILL after 8 s) and removes the directory
  * unless keepLogs.
  */
 export class Stack {
-  constructor({ bin = join(ROOT, 'target', 'release', 'h3live'), log = console.log, keepLogs = false } = {}) {
+  constructor({ bin = join(ROOT, 'target', 'release', 'h3live'), log = console.log, keepLogs = false, root = ROOT } = {}) {
     /** h3live binary under test. */
     this.bin = bin;
+    /** Checkout whose web/ the origin serves and whose scripts/encoder.sh runs. */
+    this.root = root;
     /** Progress logger. */
     this.log = log;
     /** Keep the scratch directory (logs, certs) after stop(). */
     this.keepLogs = keepLogs;
     /** Scratch directory: certificates and one log file per child. */
     this.work = mkdtempSync(join(tmpdir(), 'h3live-e2e-'));
-    /** Started children: { name, p, out, logFile }. */
+    /** Started children, oldest first: { name, p, out, logFile }. */
     this.children = [];
     /** Listener ports once startOrigin() ran: { http, tls (h3 + TLS), h1, h2 }. */
     this.ports = null;
     /** Certificate SPKI hash for --ignore-certificate-errors-spki-list. */
     this.spki = null;
+    /** Certificate file (for clients such as `h3live load --ca`). */
+    this.cert = null;
     /** Cleartext base URL (ingest, /time). */
     this.base = null;
+    /** `h3live serve` arguments with the ports the first origin got, for startOriginAgain(). */
+    this.originArgs = null;
   }
 
+  /** Start `cmd` as child `name` (output kept, written to NAME-PID.log when it exits). */
   start(name, cmd, args, env = {}) {
-    const logFile = join(this.work, `${name}.log`);
     const out = [];
-    const p = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { cwd: this.root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const logFile = join(this.work, `${name}-${p.pid}.log`);
     const sink = (d) => {
       out.push(d);
     };
@@ -149,29 +157,38 @@ export class Stack {
     return p;
   }
 
+  /** The latest child started as `name`, or undefined. */
+  child(name) {
+    return this.children.filter((x) => x.name === name).pop();
+  }
+
   outputOf(name) {
-    const c = this.children.find((x) => x.name === name);
+    const c = this.child(name);
     return c ? Buffer.concat(c.out).toString() : '';
   }
 
-  /** Origin on free ports with a fresh certificate, serving web/. */
-  async startOrigin() {
+  /**
+   * Origin on ports the kernel picks (it binds port 0 and reports them), a fresh certificate,
+   * serving web/; `extra` adds `h3live serve` arguments (e.g. --state-dir).
+   */
+  async startOrigin(extra = []) {
     if (!existsSync(this.bin)) throw new Error(`${this.bin} not found: run cargo build --release first`);
-    if (!existsSync(join(ROOT, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
+    if (!existsSync(join(this.root, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
     const certDir = join(this.work, 'certs');
     execFileSync(this.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
-    const cert = join(certDir, 'cert.pem');
-    const key = join(certDir, 'key.pem');
-    this.spki = spkiOf(cert);
+    this.cert = join(certDir, 'cert.pem');
+    this.spki = spkiOf(this.cert);
+    const args = (p) => ['serve', '--http', `127.0.0.1:${p.http}`, '--h3', `[::]:${p.tls}`, '--https', `[::]:${p.tls}`,
+      '--https-h1', `[::]:${p.h1}`, '--https-h2', `[::]:${p.h2}`,
+      '--cert', this.cert, '--key', join(certDir, 'key.pem'), '--web-dir', join(this.root, 'web'), ...extra];
     // Every listener on port 0; h3 and https get one port between them.
     const portsFile = join(this.work, 'origin.ports');
-    const p = this.start('origin', this.bin, ['serve', '--http', '127.0.0.1:0', '--h3', '[::]:0', '--https', '[::]:0',
-      '--https-h1', '[::]:0', '--https-h2', '[::]:0', '--ports-file', portsFile,
-      '--cert', cert, '--key', key, '--web-dir', join(ROOT, 'web')]);
+    const p = this.start('origin', this.bin, [...args({ http: 0, tls: 0, h1: 0, h2: 0 }), '--ports-file', portsFile]);
     const got = await readPorts(portsFile, 15000, p).catch((e) => {
       throw new Error(`origin: ${e.message}\n${this.outputOf('origin')}`);
     });
     this.ports = { http: got.http, tls: got.https, h1: got.https_h1, h2: got.https_h2 };
+    this.originArgs = args(this.ports);
     const { http, tls, h1, h2 } = this.ports;
     this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}; spki ${this.spki}`);
     this.base = `http://127.0.0.1:${http}`;
@@ -180,13 +197,18 @@ export class Stack {
     }
   }
 
+  /** A new origin process on the first one's ports, certificate and arguments (after it was stopped). */
+  startOriginAgain() {
+    return this.start('origin', this.bin, this.originArgs);
+  }
+
   /**
    * The real encoder pushing `stream` (extra scripts/encoder.sh options in `args`); waits until it is
    * live: the manifest is served and a first media segment is being uploaded (so a player joins a
    * running stream).
    */
   async startEncoder(stream, args = []) {
-    this.start('encoder', join(ROOT, 'scripts', 'encoder.sh'), ['--origin', this.base, '--stream', stream, ...args]);
+    this.start('encoder', join(this.root, 'scripts', 'encoder.sh'), ['--origin', this.base, '--stream', stream, ...args]);
     if (!(await httpOk(`${this.base}/live/${stream}/manifest.mpd`, 20000))) {
       throw new Error(`manifest not live:\n${this.outputOf('encoder')}\n${this.outputOf('origin')}`);
     }
