@@ -187,7 +187,7 @@ fi
 case "$ENGINE" in auto|netem|pathemu) ;; *) die "--engine: auto, netem or pathemu" ;; esac
 [ "$CHECK_ONLY" = 1 ] && [ "$LOOPBACK" = 1 ] && die "--check-only needs the namespaces (no --loopback/--running)"
 [ -d web/node_modules/dashjs ] && [ -d web/node_modules/ws ] || die "web/node_modules missing: run (cd web && npm ci)"
-[ "$RUNNING" = 1 ] || [ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
+[ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
 case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and --floor-hold take seconds" ;; esac
 case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma list of seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
@@ -203,45 +203,21 @@ to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
 }
 N_STREAMS=1; [ "$CONCURRENT" = 1 ] && N_STREAMS=${#ARM_LIST[@]}
 [ -n "$RATE_KBIT" ] || RATE_KBIT=$(awk -v v="$(to_kbit "$BITRATE")" -v n="$N_STREAMS" 'BEGIN{printf "%d", 1.5*(v+128)*n}')
-# profile_specs NAME: sets DOWN and UP (h3live pathemu spec text, origin -> client and back).
+# profile_specs NAME: sets DOWN and UP (h3live pathemu spec text, origin ->
+# client and back), STEP (1 with the ABR rate step) and PROFILE_DESC. The
+# grammar is parsed once, in Rust: h3live pathemu profile (it says what is wrong).
 profile_specs() {
-  local part n d=() u=() delay="" jit="" reorder=""
-  DOWN=""; UP=""; STEP=0
-  [ "$1" = clean ] && { DOWN=none; UP=none; return 0; }
-  IFS=- read -r -a parts <<< "$1"
-  case "-$1-" in *-step-*) STEP=1 ;; esac
-  for part in "${parts[@]}"; do
-    [ "$STEP" = 1 ] && case "$part" in step|rate) continue ;; esac   # the step's tbf, not the emulator
-    n="${part##*[a-z]}"
-    case "$part" in
-      rtt[0-9]*) delay=$(awk -v n="$n" 'BEGIN{printf "%g", n/2}') ;;
-      loss[0-9]*) d+=("loss=$n%"); u+=("loss=$n%") ;;
-      jitter[0-9]*) jit=$(awk -v n="$n" 'BEGIN{printf "%g", n/2}') ;;
-      reorder) reorder=1 ;;
-      burst) d+=("burst=2%/3"); u+=("burst=2%/3") ;;
-      burst[0-9]*) d+=("burst=$n%/3"); u+=("burst=$n%/3") ;;
-      rate) d+=("rate=${RATE_KBIT}kbit" "queue=100ms") ;;
-      rate[0-9]*) d+=("rate=${n}kbit" "queue=100ms") ;;
-      *) return 1 ;;
-    esac
-  done
-  [ -n "$delay" ] && { d=("delay=${delay}ms" "${d[@]}"); u=("delay=${delay}ms" "${u[@]}"); }
-  if [ -n "$jit" ]; then
-    d+=("jitter=${jit}ms" "dist=normal"); u+=("jitter=${jit}ms" "dist=normal")
-    [ -n "$reorder" ] && { d+=(reorder); u+=(reorder); }
-  elif [ -n "$reorder" ]; then return 1
-  fi
-  DOWN=$(IFS=,; echo "${d[*]:-none}"); UP=$(IFS=,; echo "${u[*]:-none}")
+  local out
+  out=$("$BIN" pathemu profile "$1" --rate-default "$RATE_KBIT") || return 1
+  DOWN="" UP="" STEP="" DESC=""
+  eval "$out"
+  PROFILE_DESC=$DESC
 }
 for p in "${PROFILE_LIST[@]}"; do
-  profile_specs "$p" || die "unknown profile '$p' (parts: clean, rttN, lossN, jitterN, reorder, burst[N], rate[K], step)"
+  profile_specs "$p" || die "invalid profile '$p'"
   if [ "$STEP" = 1 ]; then
     [ "$LOOPBACK" = 0 ] || die "profile '$p': the rate step needs the namespaces (no --loopback)"
     LADDER=1
-  fi
-  if [ "$LOOPBACK" = 0 ]; then
-    "$BIN" pathemu describe "$DOWN" >/dev/null && "$BIN" pathemu describe "$UP" >/dev/null \
-      || die "profile '$p' gives an invalid path ($DOWN / $UP)"
   fi
 done
 
@@ -368,13 +344,6 @@ PROFILE_DESC=""
 apply_profile() {
   reset_impairment
   profile_specs "$1"
-  if [ "$DOWN$UP" = nonenone ]; then
-    PROFILE_DESC="no impairment"
-  elif [ "$DOWN" = "$UP" ]; then
-    PROFILE_DESC="$("$BIN" pathemu describe "$DOWN") each way"
-  else
-    PROFILE_DESC="down: $("$BIN" pathemu describe "$DOWN"); up: $("$BIN" pathemu describe "$UP")"
-  fi
   case "$ENGINE" in
     netem)
       # shellcheck disable=SC2046  # netem-args prints the arguments, split on purpose
