@@ -179,7 +179,7 @@ LOG="$OUT/ab.log"
 SAY_LOG="$LOG"
 
 # ------------------------------------------------------------------ checks
-for c in node openssl curl; do command -v "$c" >/dev/null || die "$c not found (scripts/test.sh installs the test dependencies)"; done
+for c in node openssl curl jq; do command -v "$c" >/dev/null || die "$c not found (scripts/test.sh installs the test dependencies)"; done
 [ "$RUNNING" = 1 ] || [ "$CHECK_ONLY" = 1 ] || command -v ffmpeg >/dev/null || die "ffmpeg not found"
 if [ "$LOOPBACK" = 0 ]; then
   for c in ip tc iptables; do command -v "$c" >/dev/null || die "$c not found (apt-get install iproute2 iptables)"; done
@@ -429,35 +429,31 @@ fi
 [ "$CHECK_ONLY" = 1 ] || SPKI=$(spki_of "$CERT")
 
 # ------------------------------------------------------------ metadata
-json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
-{
-  echo "{"
-  echo "  \"date\": $(json_str "$(date -Iseconds)"),"
-  echo "  \"machine\": $(json_str "$(uname -srm); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //'))"),"
-  echo "  \"load\": $(json_str "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"),"
-  echo "  \"commit\": $(json_str "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"),"
-  echo "  \"ffmpeg\": $(json_str "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"),"
-  echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
-  echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
-  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, ${SEG:-2} s segments, one CMAF fragment per frame"),"
-  echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
-  echo "  \"step\": {\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD},"
-  echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
-  echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
-  echo "  \"arms\": $(json_str "$ARMS"),"
-  echo "  \"engine\": $(json_str "$ENGINE"), \"engineDesc\": $(json_str "$ENGINE_DESC"),"
-  echo "  \"floor\": $([ "$FLOOR" = 1 ] && echo "{\"latencies\": [$FLOOR_LATENCIES], \"holdS\": $FLOOR_HOLD}" || echo null),"
-  echo "  \"abPlays\": $([ "$AB_PLAYS" = 1 ] && echo true || echo false),"
-  echo "  \"skipped\": ["
-  first=1
-  for s in "${SKIPPED[@]}"; do
-    [ "$first" = 1 ] || echo ","
-    first=0
-    printf '    {"profile": %s, "reason": %s}' "$(json_str "${s%%|*}")" "$(json_str "${s#*|}")"
-  done
-  echo; echo "  ],"
-  echo "  \"profiles\": {"
-} > "$OUT/meta.json.part"
+# meta.json, written by jq (a JSON encoder: any text is escaped right); each
+# profile is added to it as it is applied.
+skipped_json=$(for s in ${SKIPPED[@]+"${SKIPPED[@]}"}; do jq -n --arg p "${s%%|*}" --arg r "${s#*|}" '{profile: $p, reason: $r}'; done | jq -s .)
+floor_json=null
+[ "$FLOOR" = 1 ] && floor_json=$(jq -n --argjson l "[$FLOOR_LATENCIES]" --argjson h "$FLOOR_HOLD" '{latencies: $l, holdS: $h}')
+jq -n \
+  --arg date "$(date -Iseconds)" \
+  --arg machine "$(uname -srm); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //'))" \
+  --arg load "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" \
+  --arg commit "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
+  --arg ffmpeg "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)" \
+  --arg setup "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")" \
+  --arg mode "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)" \
+  --arg encoder "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, ${SEG:-2} s segments, one CMAF fragment per frame" \
+  --arg abr "${ABR:-throughput}" \
+  --argjson step "{\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD}" \
+  --arg latency "${LATENCY:-0.5}" \
+  --argjson duration "$DURATION" --argjson warmup "$WARMUP" --argjson rounds "$ROUNDS" \
+  --arg arms "$ARMS" --arg engine "$ENGINE" --arg engineDesc "$ENGINE_DESC" \
+  --argjson floor "$floor_json" --argjson abPlays "$([ "$AB_PLAYS" = 1 ] && echo true || echo false)" \
+  --argjson skipped "$skipped_json" \
+  '{date: $date, machine: $machine, load: $load, commit: $commit, ffmpeg: $ffmpeg, setup: $setup, mode: $mode,
+    encoder: $encoder, abr: $abr, step: $step, targetLatencyS: $latency, durationS: $duration, warmupS: $warmup,
+    rounds: $rounds, arms: $arms, engine: $engine, engineDesc: $engineDesc, floor: $floor, abPlays: $abPlays,
+    skipped: $skipped, profiles: {}}' > "$OUT/meta.json.part" || die "cannot write meta.json"
 
 # -------------------------------------------------------------- profiles
 DRIVER_ARGS=(--host "$HOST" --spki "${SPKI:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
@@ -498,9 +494,9 @@ for p in "${RUN_PROFILES[@]}"; do
   apply_profile "$p" || die "could not apply profile $p (engine $ENGINE)"
   say "profile $n/${#RUN_PROFILES[@]}: $p — $PROFILE_DESC [down: $DOWN; up: $UP]"
   check_path "$p"
-  [ "$n" -gt 1 ] && echo "," >> "$OUT/meta.json.part"
-  printf '    %s: {"desc": %s, "down": %s, "up": %s}' "$(json_str "$p")" "$(json_str "$PROFILE_DESC")" \
-    "$(json_str "$DOWN")" "$(json_str "$UP")" >> "$OUT/meta.json.part"
+  jq --arg p "$p" --arg desc "$PROFILE_DESC" --arg down "$DOWN" --arg up "$UP" \
+    '.profiles[$p] = {desc: $desc, down: $down, up: $up}' "$OUT/meta.json.part" > "$OUT/meta.json.tmp" \
+    && mv "$OUT/meta.json.tmp" "$OUT/meta.json.part"
   if [ "$CHECK_ONLY" = 1 ]; then reset_impairment; emu_stats "$p"; continue; fi
   if [ "$AB_PLAYS" = 1 ]; then
     SHOT=(); [ "$SCREENSHOTS" = 1 ] && SHOT=(--screenshot "$OUT/raw/$p")
@@ -544,7 +540,6 @@ for p in "${RUN_PROFILES[@]}"; do
   alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
 done
 reset_impairment
-printf '\n  }\n}\n' >> "$OUT/meta.json.part"
 mv "$OUT/meta.json.part" "$OUT/meta.json"
 
 if [ "$CHECK_ONLY" = 1 ]; then

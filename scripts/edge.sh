@@ -250,13 +250,11 @@ if [ "$COMPARE" = 1 ]; then
       step "$front $t: $VIEWERS viewers through the edge + 10 direct, ${DURATION}s"
       # Varnish's cache process (the manager's child) does the caching work.
       vpid=$(pgrep -P "${PID[varnish1]}" | head -1)
-      t0=$(proc_ticks "$pid" || echo 0); v0=$(proc_ticks "$vpid" || echo 0); rss0=$(proc_rss_kb "$pid" || echo 0); peak=$rss0
+      t0=$(proc_ticks "$pid" || echo 0); v0=$(proc_ticks "$vpid" || echo 0); rss0=$(proc_rss_kb "$pid" || echo 0)
       load_group edge "$t" "$addr" "$VIEWERS" "$DURATION"
       load_group direct "$t" "$daddr" 10 "$DURATION"
-      while kill -0 "${LOADS[0]}" 2>/dev/null; do
-        r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
-        sleep 0.5
-      done
+      read -r peak _ < <(sample_while "${LOADS[0]}" "$pid")
+      [ "$rss0" -gt "$peak" ] && peak=$rss0
       wait_loads
       t1=$(proc_ticks "$pid" || echo 0); v1=$(proc_ticks "$vpid" || echo 0)
       printf '{"front":"%s","transport":"%s","viewers":%s,"cpu_ticks":%s,"varnish_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s}\n' \

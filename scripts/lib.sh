@@ -169,3 +169,20 @@ spki_of() {
 # counted after its closing parenthesis.)
 proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
 proc_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# sample_while WATCH PID [TICKS_PID]: while process WATCH runs (e.g. a load
+# tool), sample PID's resident memory every 0.5 s, and TICKS_PID's CPU ticks;
+# then print "PEAK_RSS_KB TICKS": the largest RSS seen (from the first
+# sample on) and TICKS_PID's ticks at the last sample before it exited (0
+# without TICKS_PID). Linux (/proc).
+sample_while() {
+  local watch=$1 pid=$2 tpid=${3:-} peak r ticks=0 x
+  peak=$(proc_rss_kb "$pid" || echo 0)
+  while kill -0 "$watch" 2>/dev/null; do
+    r=$(proc_rss_kb "$pid" || echo 0)
+    [ "${r:-0}" -gt "$peak" ] && peak=$r
+    if [ -n "$tpid" ] && x=$(proc_ticks "$tpid") && [ -n "$x" ]; then ticks=$x; fi
+    sleep 0.5
+  done
+  echo "$peak $ticks"
+}
