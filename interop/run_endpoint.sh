@@ -64,5 +64,4 @@ case "$TESTCASE" in
 esac
 
 say "TESTCASE=$TESTCASE: $BIN ${args[*]}"
-export RUST_LOG=${RUST_LOG:-info,quinn=warn,h3=warn,rustls=warn}
 exec "$BIN" "${args[@]}"
