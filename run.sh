@@ -32,12 +32,17 @@ HTTP_PORT="${H3LIVE_HTTP_PORT:-$DEFAULT_HTTP_PORT}"
 H3_PORT="${H3LIVE_H3_PORT:-$DEFAULT_H3_PORT}"
 H1_PORT="${H3LIVE_H1_PORT:-$DEFAULT_H1_PORT}"
 H2_PORT="${H3LIVE_H2_PORT:-$DEFAULT_H2_PORT}"
+MOQ_PORT="${H3LIVE_MOQ_PORT:-$DEFAULT_MOQ_PORT}"
 ENCODER=1
 ORIGIN=1
 ENCODER_ONLY=""
 SETUP=1
 BUILD=1
 LADDER="${H3LIVE_LADDER_ON:-0}"
+# Encoder source and video encoder (scripts/encoder.sh reads the same H3LIVE_* variables).
+INPUT="${H3LIVE_INPUT:-testsrc}"
+VENC="${H3LIVE_VIDEO_ENCODER:-libx264}"
+ENC_EXTRA=()
 
 usage() {
   cat <<EOF
@@ -56,8 +61,15 @@ Usage: ./run.sh [options]
   --h3-port N            HTTP/3 (UDP) + HTTPS h2/h1 (TCP) port (default $H3_PORT)
   --h1-port N            HTTPS HTTP/1.1-only port (default $H1_PORT)
   --h2-port N            HTTPS h2-only port (default $H2_PORT)
+  --moq-port N           Media over QUIC (WebTransport, UDP) port, and its read-only
+                         cleartext HTTP twin on TCP (default $MOQ_PORT; 0: MoQ off)
   --ladder               ABR ladder: the encoder pushes 3 renditions (720p 2M, 432p 900k,
                          234p 300k) in one MPD; the player switches (?abr=throughput|l2a|lolp)
+  --input SPEC           encoder picture source (default $INPUT): testsrc | FILE (looped) |
+                         camera | v4l2:/dev/videoN | avfoundation:INDEX[:AUDIO] | ffmpeg:'ARGS'
+  --video-encoder NAME   libx264 (default) | h264_nvenc | h264_vaapi | h264_qsv | h264_videotoolbox
+  --audio MODE, --hw-device PATH, --camera-size WxH, --camera-format FMT
+                         passed to scripts/encoder.sh (its --help; docs/sources.md)
   --no-encoder           run the origin only (push from elsewhere)
   --encoder-only HOST    run only the encoder, pushing to http://HOST:HTTP_PORT
                          (or give a full URL: --encoder-only http://host:8080)
@@ -82,7 +94,11 @@ while [ $# -gt 0 ]; do
     --h3-port) H3_PORT="$2"; shift 2 ;;
     --h1-port) H1_PORT="$2"; shift 2 ;;
     --h2-port) H2_PORT="$2"; shift 2 ;;
+    --moq-port) MOQ_PORT="$2"; shift 2 ;;
     --ladder) LADDER=1; shift ;;
+    --input) INPUT="$2"; shift 2 ;;
+    --video-encoder) VENC="$2"; shift 2 ;;
+    --audio|--hw-device|--camera-size|--camera-format) ENC_EXTRA+=("$1" "$2"); shift 2 ;;
     --no-encoder) ENCODER=0; shift ;;
     --encoder-only) ENCODER_ONLY="$2"; ORIGIN=0; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
@@ -136,8 +152,8 @@ install_packages() {
 mkdir -p out
 BIN="$ROOT/target/release/h3live"
 if [ "$ORIGIN" = 1 ]; then
-  if [ ! -d web/node_modules/dashjs ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
-    say "npm ci in web/ (dash.js from the npm registry, pinned by web/package-lock.json)"
+  if [ ! -d web/node_modules/dashjs ] || [ ! -f web/dist/moq-watch.js ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    say "npm ci in web/ (dash.js, hls.js and the MoQ player from the npm registry, pinned by web/package-lock.json; builds web/dist/)"
     (cd web && npm ci --no-audit --no-fund) || die "npm ci failed"
   fi
   if [ "$BUILD" = 1 ]; then
@@ -188,6 +204,7 @@ esac
 ENC_ARGS=(--stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE" --seg-duration "$SEG" --chunking "$CHUNKING")
 [ -n "$LATENCY" ] && ENC_ARGS+=(--target-latency "$LATENCY")
 [ "$LADDER" = 1 ] && ENC_ARGS+=(--ladder)
+ENC_ARGS+=(--input "$INPUT" --video-encoder "$VENC" ${ENC_EXTRA[@]+"${ENC_EXTRA[@]}"})
 
 if [ -n "$ENCODER_ONLY" ]; then
   case "$ENCODER_ONLY" in
@@ -204,9 +221,12 @@ fi
 trap cleanup EXIT
 trap 'echo >&2; exit 0' INT TERM HUP   # Ctrl-C is the normal way to stop the demo
 say "starting origin (log: out/origin.log)"
+MOQ_ARGS=()
+[ "$MOQ_PORT" != 0 ] && MOQ_ARGS=(--moq "[::]:$MOQ_PORT")
 "$BIN" serve --http "$HTTP_LISTEN" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
   --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" \
-  --cert certs/cert.pem --key certs/key.pem --web-dir web --state-dir out/state > out/origin.log 2>&1 &
+  --cert certs/cert.pem --key certs/key.pem --web-dir web --state-dir out/state \
+  ${MOQ_ARGS[@]+"${MOQ_ARGS[@]}"} > out/origin.log 2>&1 &
 ORIGIN_PID=$!
 wait_url "$http_base/time" 10 "$ORIGIN_PID" || {
   grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2 || true
@@ -215,7 +235,7 @@ wait_url "$http_base/time" 10 "$ORIGIN_PID" || {
 say "origin is up (pid $ORIGIN_PID)"
 
 if [ "$ENCODER" = 1 ]; then
-  say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, ${SEG}s segments, chunking $CHUNKING (log: out/encoder.log)"
+  say "starting encoder: ${SIZE}@${FPS} ${BITRATE}, ${SEG}s segments, chunking $CHUNKING, input $INPUT, $VENC (log: out/encoder.log)"
   scripts/encoder.sh --origin "$http_base" "${ENC_ARGS[@]}" > out/encoder.log 2>&1 &
   ENCODER_PID=$!
   wait_url "$http_base/live/$STREAM/manifest.mpd" 30 "$ENCODER_PID" || { tail -n 30 out/encoder.log >&2 || true; die "the manifest did not go live"; }
@@ -240,8 +260,23 @@ cat <<EOF
 
   LL-HLS from the same ingest (generated by the origin; hls.js on the page, or Safari natively):
     player, hls.js    https://$H:$H3_PORT/$Q&format=hls   (any arm's port: add &format=hls)
-    playlist          https://$H:$H3_PORT/live/$STREAM/hls.m3u8   (Safari/AVPlayer: open this; see README "LL-HLS")
+    playlist          https://$H:$H3_PORT/live/$STREAM/hls.m3u8   (Safari/AVPlayer: open this; see docs/ll-hls.md)
 EOF
+if [ "$MOQ_PORT" != 0 ]; then
+  cat <<EOF
+
+  Media over QUIC from the same ingest (moq-lite over WebTransport, docs/moq.md):
+    player, MoQ       https://$H:$H3_PORT/$Q&format=moq&moqport=$MOQ_PORT   (the MoQ project's player, WebCodecs)
+    compare with MoQ  https://$H:$H3_PORT/compare.html$Q&arms=h3,moq,h1&h3port=$H3_PORT&h1port=$H1_PORT&moqport=$MOQ_PORT
+    relay URL         https://$H:$MOQ_PORT/   broadcast '$STREAM', tracks from its catalog.json
+    with @moq/watch   url=http://$H:$MOQ_PORT/ (fetches /certificate.sha256 there) name=$STREAM
+    certificate hash  $clear_base/certificate.sha256   (serverCertificateHashes, ECDSA, 13 days)
+EOF
+  # A loopback page is a secure context over cleartext HTTP: WebTransport needs no flag there.
+  case "$clear_base" in http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*)
+    echo "    player, no flags  $clear_base/$Q&format=moq&moqport=$MOQ_PORT   (this machine: the page pins the MoQ certificate itself)" ;;
+  esac
+fi
 cat <<EOF
 
   Open it over HTTP/3 in Chrome/Chromium (fresh profile, QUIC forced for this certificate):
@@ -249,6 +284,7 @@ cat <<EOF
   or simply: scripts/chrome.sh '$H3_URL'
 
   Ingest: ffmpeg PUTs to $clear_base/live/<stream>/manifest.mpd   Logs: out/origin.log out/encoder.log
+  Clock page to film with a camera (--input camera): $clear_base/clock.html   (docs/sources.md)
 EOF
 if [ "$ENCODER" = 0 ]; then
   cat <<EOF

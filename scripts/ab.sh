@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # scripts/ab.sh — transport A/B: the same timecoded live stream played over
-# HTTP/3, HTTP/2 and HTTP/1.1-over-TLS by real headless Chromium, per network
-# impairment profile, with a report (table, raw samples, SVG plot).
+# HTTP/3, HTTP/2 and HTTP/1.1-over-TLS (and, as the arm 'moq', pushed as Media
+# over QUIC over WebTransport) by a real headless browser (Chromium, Firefox or
+# both: two independent QUIC stacks), per network impairment profile, with a
+# report (table, raw samples, SVG plot).
 #
 # Setup (default, needs root): two network namespaces joined by a veth pair,
 #   origin side  198.18.0.1  h3live serve + scripts/encoder.sh (ffmpeg ingest
 #                            stays on that namespace's loopback, unimpaired)
-#   client side  198.18.0.2  headless Chromium + the CDP driver (scripts/ab/driver.mjs;
-#                            CDP on that namespace's loopback)
-# Chromium reaches the origin as https://h3live.test (--host-resolver-rules,
-# certificate generated with --host h3live.test), QUIC forced on the h3 port.
+#   client side  198.18.0.2  the headless browser(s) + the driver (scripts/ab/driver.mjs;
+#                            CDP / WebDriver BiDi on that namespace's loopback)
+# The browser reaches the origin as https://h3live.test (certificate generated with
+# --host h3live.test). Chromium: --host-resolver-rules, QUIC forced on the h3 port,
+# the certificate's SPKI trusted. Firefox (firefox-esr): network.dns.forceResolve, the
+# certificate in a fresh profile's NSS store, h3 found by Alt-Svc (web/e2e/firefox.js;
+# each play's context reaches h3 before it navigates, see scripts/ab/driver.mjs).
 # GSO/TSO are capped to one packet on both veth ends so that a drop or a rate
 # limit acts on wire-sized packets.
 #
@@ -22,7 +27,7 @@
 #   burst[N]    N % (default 2) bursty loss each way: Gilbert-Elliott, mean burst 3 packets
 #   rate[K]     downstream bottleneck of K kbit/s (default 1.5 x the stream's video + audio
 #               rate, times the arms with --concurrent), 100 ms queue, tail drop
-#   step        ABR rate step (issue 16): the downstream capacity is --step-high kbit/s,
+#   step        ABR rate step: the downstream capacity is --step-high kbit/s,
 #               drops to --step-low at --step-at s after each play starts, and comes back
 #               --step-hold s later (tc tbf on the origin's veth, set by the driver on that
 #               schedule; with this part, 'rate' means the step, not the emulator's rate).
@@ -48,8 +53,16 @@
 #   --floor-only      the floor search without the A/B plays
 #   --floor-latencies LIST   default 0.2,0.3,0.5,0.8,1.2,2
 #   --floor-hold S    default 60
+#   --browser B       chromium (default), firefox, or both: every profile (and every floor
+#                     search) in each browser, on the same path; the report has a row per
+#                     browser and arm, the floor per browser, and both versions
 #   --arms LIST       h3,h1,h2 (default h3,h1,h2); format x transport: dash-h3,hls-h3,hls-h1
-#                     (hls-*: the origin's LL-HLS played by hls.js)
+#                     (hls-*: the origin's LL-HLS played by hls.js); moq: the origin's Media
+#                     over QUIC broadcast played by the MoQ project's player (@moq/watch,
+#                     WebTransport, WebCodecs; the origin gets --moq): its target latency
+#                     (--latency, --floor-latencies) is that player's jitter buffer, its
+#                     default the player's real-time mode; the report adds per-frame arrival
+#                     (network) beside glass-to-glass (docs/moq.md)
 #   --duration S      seconds each arm plays per profile (default 30)
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
 #   --concurrent      play all arms at once in one page (they share the link)
@@ -66,7 +79,7 @@
 #   --abr LIST        dash.js ABR rule(s) on the page: throughput (the page's default), l2a,
 #                     lolp, dynamic; a comma list (also --abr-rules) plays every arm with
 #                     every rule in each round (rules rotate per round like the arms), and the
-#                     report compares the rules per transport (ABR rule choice, issue 16):
+#                     report compares the rules per transport (docs/abr.md):
 #                       sudo scripts/ab.sh --profiles rate-step --arms h3,h2,h1 \
 #                         --abr-rules throughput,l2a,lolp,dynamic --rounds 2
 #   --seg-duration S  the encoder's segment duration (encoder.sh --seg-duration; default 2)
@@ -102,6 +115,7 @@ AB_PLAYS=1
 FLOOR_LATENCIES="0.2,0.3,0.5,0.8,1.2,2"
 FLOOR_HOLD=60
 ARMS="h3,h1,h2"
+BROWSER=chromium
 DURATION=30
 WARMUP=5
 CONCURRENT=0
@@ -133,6 +147,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --profiles) PROFILES="$2"; shift 2 ;;
     --arms) ARMS="$2"; shift 2 ;;
+    --browser) BROWSER="$2"; shift 2 ;;
     --engine) ENGINE="$2"; shift 2 ;;
     --check-only) CHECK_ONLY=1; shift ;;
     --floor) FLOOR=1; shift ;;
@@ -185,6 +200,17 @@ if [ "$LOOPBACK" = 0 ]; then
   for c in ip tc iptables; do command -v "$c" >/dev/null || die "$c not found (apt-get install iproute2 iptables)"; done
 fi
 case "$ENGINE" in auto|netem|pathemu) ;; *) die "--engine: auto, netem or pathemu" ;; esac
+case "$BROWSER" in
+  chromium|firefox) BROWSERS="$BROWSER" ;;
+  both) BROWSERS="chromium,firefox" ;;
+  *) die "--browser: chromium, firefox or both" ;;
+esac
+IFS=, read -r -a BROWSER_LIST <<< "$BROWSERS"
+if [ "$CHECK_ONLY" = 0 ] && [ "$BROWSER" != chromium ]; then
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || [ -n "${FIREFOX:-}" ] \
+    || die "Firefox not found (apt-get install firefox-esr, or set FIREFOX=)"
+  command -v certutil >/dev/null || die "certutil not found (apt-get install libnss3-tools)"
+fi
 [ "$CHECK_ONLY" = 1 ] && [ "$LOOPBACK" = 1 ] && die "--check-only needs the namespaces (no --loopback/--running)"
 [ -d web/node_modules/dashjs ] && [ -d web/node_modules/ws ] || die "web/node_modules missing: run (cd web && npm ci)"
 [ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
@@ -196,7 +222,16 @@ for r in "${ABR_LIST[@]}"; do case "$r" in throughput|l2a|lolp|dynamic) ;; *) di
 [ "$FLOOR" = 1 ] && [ ${#ABR_LIST[@]} -gt 1 ] && die "--floor/--floor-only search with one ABR rule at a time (--abr RULE)"
 case "$STEP_HIGH$STEP_LOW$STEP_AT$STEP_HOLD$STEP_TAIL" in *[!0-9]*) die "--step-high/--step-low (kbit/s) and --step-at/--step-hold/--step-tail (s) take whole numbers" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
-for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
+MOQ=0
+for a in "${ARM_LIST[@]}"; do
+  t=${a#dash-}; t=${t#hls-}
+  case "$a" in moq) MOQ=1; continue ;; esac
+  case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2, moq; hls-h3 etc. for LL-HLS)" ;; esac
+done
+[ "$MOQ" = 0 ] || [ -f web/dist/moq-watch.js ] || die "web/dist/moq-watch.js missing (the MoQ player): run (cd web && npm ci)"
+# Firefox's WebTransport exposes no negotiated subprotocol, so the MoQ player falls back
+# to a SETUP exchange the origin does not speak (docs/player.md).
+[ "$MOQ" = 0 ] || [ "$BROWSER" = chromium ] || die "the moq arm plays in Chromium only (--browser chromium)"
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
 to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
   awk -v r="$1" 'BEGIN{ m=1/1000; if (r ~ /[kK]$/) m=1; else if (r ~ /[mM]$/) m=1000; sub(/[kKmM]$/, "", r); printf "%d", r*m }'
@@ -263,7 +298,7 @@ trap on_signal INT TERM HUP
 trap cleanup EXIT
 
 say "output folder: $OUT"
-say "arms ${ARMS}, profiles ${PROFILES}, ${DURATION} s per play, $ROUNDS round(s) ($([ "$CONCURRENT" = 1 ] && echo 'all arms at once' || echo 'one arm after another, fresh browser context each')), warm-up ${WARMUP} s"
+say "browser(s) ${BROWSERS}, arms ${ARMS}, profiles ${PROFILES}, ${DURATION} s per play, $ROUNDS round(s) ($([ "$CONCURRENT" = 1 ] && echo 'all arms at once' || echo 'one arm after another, fresh browser context each')), warm-up ${WARMUP} s"
 
 # --------------------------------------------------------------- network
 if [ "$LOOPBACK" = 0 ]; then
@@ -387,7 +422,7 @@ if [ "$CHECK_ONLY" = 1 ]; then
   say "--check-only: no origin, no encoder, no browser"
 elif [ "$RUNNING" = 1 ]; then
   HOST=localhost; STREAM="test"
-  PORTS="h3=$DEFAULT_H3_PORT,h1=$DEFAULT_H1_PORT,h2=$DEFAULT_H2_PORT"
+  PORTS="h3=$DEFAULT_H3_PORT,h1=$DEFAULT_H1_PORT,h2=$DEFAULT_H2_PORT,moq=$DEFAULT_MOQ_PORT"
   CERT="$ROOT/certs/cert.pem"
   [ -f "$CERT" ] || die "$CERT missing: is ./run.sh running?"
   curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$DEFAULT_HTTP_PORT/live/test/manifest.mpd" \
@@ -399,17 +434,20 @@ else
   CERT="$OUT/certs/cert.pem"
   [ "$LOOPBACK" = 1 ] && HOST=localhost
   # Every listener on port 0: the origin reports the ports it got (h3 and
-  # https share one) in origin.ports.
+  # https share one) in origin.ports. The MoQ endpoint only when a moq arm
+  # plays: the HTTP arms' runs stay as they were.
+  MOQ_ARGS=(); [ "$MOQ" = 1 ] && MOQ_ARGS=(--moq "[::]:0")
   say "starting origin (log origin.log)"
   "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:0" --h3 "[::]:0" --https "[::]:0" \
     --https-h1 "[::]:0" --https-h2 "[::]:0" --ports-file "$OUT/origin.ports" --cert "$CERT" --key "$OUT/certs/key.pem" \
-    --web-dir "$ROOT/web" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
+    --web-dir "$ROOT/web" ${MOQ_ARGS[@]+"${MOQ_ARGS[@]}"} ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
   wait_ports "$OUT/origin.ports" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   HTTP_PORT=$(port_of "$OUT/origin.ports" http) H3_PORT=$(port_of "$OUT/origin.ports" h3)
   H1_PORT=$(port_of "$OUT/origin.ports" https_h1) H2_PORT=$(port_of "$OUT/origin.ports" https_h2)
-  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
-  say "origin ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT"
+  MOQ_PORT=$(port_of "$OUT/origin.ports" moq)
+  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT,moq=${MOQ_PORT:-0}"
+  say "origin ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT$([ "$MOQ" = 1 ] && echo ", MoQ $MOQ_PORT")"
   wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
   [ "$LADDER" = 1 ] && ENC+=(--ladder)
@@ -426,7 +464,6 @@ else
   fi
   sleep 2   # let a first segment start, so players join a running stream
 fi
-[ "$CHECK_ONLY" = 1 ] || SPKI=$(spki_of "$CERT")
 
 # ------------------------------------------------------------ metadata
 # meta.json, written by jq (a JSON encoder: any text is escaped right); each
@@ -446,17 +483,20 @@ jq -n \
   --arg abr "${ABR:-throughput}" \
   --argjson step "{\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD}" \
   --arg latency "${LATENCY:-0.5}" \
+  --arg moqJitter "$([ -n "$LATENCY" ] && echo "${LATENCY} s" || echo real-time)" \
   --argjson duration "$DURATION" --argjson warmup "$WARMUP" --argjson rounds "$ROUNDS" \
   --arg arms "$ARMS" --arg engine "$ENGINE" --arg engineDesc "$ENGINE_DESC" \
+  --argjson browsers "$(printf '%s\n' "${BROWSER_LIST[@]}" | jq -R . | jq -s .)" \
   --argjson floor "$floor_json" --argjson abPlays "$([ "$AB_PLAYS" = 1 ] && echo true || echo false)" \
   --argjson skipped "$skipped_json" \
   '{date: $date, machine: $machine, load: $load, commit: $commit, ffmpeg: $ffmpeg, setup: $setup, mode: $mode,
-    encoder: $encoder, abr: $abr, step: $step, targetLatencyS: $latency, durationS: $duration, warmupS: $warmup,
-    rounds: $rounds, arms: $arms, engine: $engine, engineDesc: $engineDesc, floor: $floor, abPlays: $abPlays,
+    encoder: $encoder, abr: $abr, step: $step, targetLatencyS: $latency, moqJitter: $moqJitter, durationS: $duration,
+    warmupS: $warmup, rounds: $rounds, arms: $arms, browsers: $browsers, engine: $engine, engineDesc: $engineDesc,
+    floor: $floor, abPlays: $abPlays,
     skipped: $skipped, profiles: {}}' > "$OUT/meta.json.part" || die "cannot write meta.json"
 
 # -------------------------------------------------------------- profiles
-DRIVER_ARGS=(--host "$HOST" --spki "${SPKI:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
+DRIVER_ARGS=(--host "$HOST" --cert "${CERT:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
 [ "$LOOPBACK" = 0 ] && DRIVER_ARGS+=(--ip "$ORIGIN_IP")
 [ "$CONCURRENT" = 1 ] && DRIVER_ARGS+=(--concurrent)
 [ -n "$ABR" ] && DRIVER_ARGS+=(--abr "$ABR")
@@ -504,34 +544,37 @@ for p in "${RUN_PROFILES[@]}"; do
     step_args
     DUR_P="$DURATION"
     [ "$STEP" = 1 ] && DUR_P=$(awk -v d="$DURATION" -v m="$((STEP_AT + STEP_HOLD + STEP_TAIL))" 'BEGIN{print (d < m ? m : d)}')
-    run_driver "$OUT/raw/$p.json" "$p" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DUR_P" "${LAT[@]}" "${SHOT[@]}" ${STEP_ARGS[@]+"${STEP_ARGS[@]}"}
+    run_driver "$OUT/raw/$p.json" "$p" --browser "$BROWSERS" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DUR_P" "${LAT[@]}" "${SHOT[@]}" ${STEP_ARGS[@]+"${STEP_ARGS[@]}"}
     [ "$STEP" = 1 ] && ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
     [ "$rc" = 0 ] || say "driver exited with code $rc for profile $p (see ab.log)"
   fi
   if [ "$FLOOR" = 1 ]; then
     # Ascending target latencies; a play ends early at its first stall or frozen picture
     # after the warm-up, and the first latency that holds is the floor.
+    # One search per arm and browser (--browser both: each arm in both before the next arm).
     for a in "${ARM_LIST[@]}"; do
-      held=""
-      for l in "${FLOOR_LIST[@]}"; do
-        f="$OUT/raw/$p.floor.$a.$l.json"
-        say "  floor $p/$a: target latency $l s, must hold $FLOOR_HOLD s after a ${WARMUP} s warm-up"
-        for attempt in 1 2; do
-          run_driver "$f" "$p" --arms "$a" --latency "$l" --duration "$(awk -v h="$FLOOR_HOLD" -v w="$WARMUP" 'BEGIN{print h+w+15}')" \
-            --hold "$FLOOR_HOLD"
-          # A driver that failed before playing (e.g. Chromium did not start) is not a
-          # failed trial: try once more.
-          [ "$rc" != 0 ] && node -e 'const r=require(process.argv[1]); process.exit(r.plays && r.plays.length ? 1 : 0)' "$f" 2>/dev/null \
-            && [ "$attempt" = 1 ] && { say "  floor $p/$a: the driver failed before playing (exit $rc), once more"; continue; }
-          break
+      for b in "${BROWSER_LIST[@]}"; do
+        held=""
+        for l in "${FLOOR_LIST[@]}"; do
+          f="$OUT/raw/$p.floor.$b.$a.$l.json"
+          say "  floor $p/$b/$a: target latency $l s, must hold $FLOOR_HOLD s after a ${WARMUP} s warm-up"
+          for attempt in 1 2; do
+            run_driver "$f" "$p" --browser "$b" --arms "$a" --latency "$l" --duration "$(awk -v h="$FLOOR_HOLD" -v w="$WARMUP" 'BEGIN{print h+w+15}')" \
+              --hold "$FLOOR_HOLD"
+            # A driver that failed before playing (e.g. the browser did not start) is not a
+            # failed trial: try once more.
+            [ "$rc" != 0 ] && node -e 'const r=require(process.argv[1]); process.exit(r.plays && r.plays.length ? 1 : 0)' "$f" 2>/dev/null \
+              && [ "$attempt" = 1 ] && { say "  floor $p/$b/$a: the driver failed before playing (exit $rc), once more"; continue; }
+            break
+          done
+          if verdict=$(node "$ROOT/scripts/ab/floor.mjs" "$f" --warmup "$WARMUP" --hold "$FLOOR_HOLD"); then
+            say "  floor $p/$b/$a: $l s held ($verdict)"; held=$l; break
+          fi
+          say "  floor $p/$b/$a: $l s failed ($verdict)"
         done
-        if verdict=$(node "$ROOT/scripts/ab/floor.mjs" "$f" --warmup "$WARMUP" --hold "$FLOOR_HOLD"); then
-          say "  floor $p/$a: $l s held ($verdict)"; held=$l; break
-        fi
-        say "  floor $p/$a: $l s failed ($verdict)"
+        [ -n "$held" ] || say "  floor $p/$b/$a: no target latency up to ${FLOOR_LIST[-1]} s held"
+        alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
       done
-      [ -n "$held" ] || say "  floor $p/$a: no target latency up to ${FLOOR_LIST[-1]} s held"
-      alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
     done
   fi
   reset_impairment

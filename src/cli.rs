@@ -15,7 +15,7 @@ use crate::transport::{Congestion, Limits};
 /// targets match by prefix, so `h3=warn` alone would also silence `h3live`
 /// itself; the longer `h3live=info` directive wins for our own target.
 pub const DEFAULT_LOG_FILTER: &str =
-    "info,quinn=warn,quinn_proto=warn,h3=warn,h3_quinn=warn,rustls=warn,hyper=warn,h3live=info";
+    "info,quinn=warn,quinn_proto=warn,h3=warn,h3_quinn=warn,rustls=warn,hyper=warn,moq_net=error,moq_mux=warn,hang=warn,web_transport_quinn=error,h3live=info";
 
 /// A listener address, or `off` to disable the listener.
 #[derive(Debug, Clone, Copy)]
@@ -108,9 +108,54 @@ pub struct ListenArgs {
     #[arg(long = "https-h2", default_value_t = ListenAddr::any(ports::HTTPS_H2), value_name = "ADDR|off")]
     pub https_h2: ListenAddr,
     /// Once every listener is bound, write their ports here, one `NAME=PORT` line each (http, h3,
-    /// https, https_h1, https_h2): for scripts that start the origin on port 0.
+    /// https, https_h1, https_h2, moq): for scripts that start the origin on port 0.
     #[arg(long, value_name = "FILE")]
     pub ports_file: Option<PathBuf>,
+}
+
+/// Media over QUIC (MoQ) listener and limits.
+#[derive(Debug, Clone, Args)]
+pub struct MoqArgs {
+    /// Media over QUIC over WebTransport (UDP) listener, e.g. 127.0.0.1:4435 or [::]:4435. Off by default.
+    /// Every stream is published as a MoQ broadcast named after it (docs/moq.md). The same address is also
+    /// bound over TCP as a read-only cleartext HTTP/1.1 listener, so `http://HOST:PORT/certificate.sha256`
+    /// (where MoQ web players look for the certificate hash) answers on the same port number.
+    #[arg(long, default_value = "off", value_name = "ADDR|off")]
+    pub moq: ListenAddr,
+    /// Concurrent track subscriptions per MoQ session (QUIC flow control: the client cannot open more).
+    #[arg(long, default_value_t = 16)]
+    pub moq_max_subscriptions: u32,
+    /// Bytes quinn buffers per MoQ session (sent, not yet acknowledged): what a subscriber that stops
+    /// reading can pin besides the shared group cache.
+    #[arg(long, default_value = "4M", value_parser = parse_size)]
+    pub moq_send_window: u64,
+    /// A MoQ session that sends less than 64 KiB in a window this long (nothing subscribed, or a subscriber
+    /// that stopped reading) is closed. More than 0.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub moq_idle_timeout: Duration,
+    /// How far (media time) a group may fall behind the newest of its track before it is dropped; a
+    /// subscriber further behind skips ahead to newer groups.
+    #[arg(long, default_value = "4s", value_parser = parse_positive_duration)]
+    pub moq_max_age: Duration,
+    /// Bytes of published groups the MoQ view keeps for all subscribers together (oldest dropped beyond).
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    pub moq_cache_size: u64,
+}
+
+impl MoqArgs {
+    /// The view's settings.
+    pub fn view(&self) -> crate::moq::MoqConfig {
+        crate::moq::MoqConfig { max_age: self.moq_max_age, cache_bytes: self.moq_cache_size }
+    }
+
+    /// The session limits.
+    pub fn limits(&self) -> crate::transport::moq::MoqLimits {
+        crate::transport::moq::MoqLimits {
+            max_subscriptions: self.moq_max_subscriptions.max(1),
+            send_window: self.moq_send_window.max(64 << 10),
+            idle_timeout: self.moq_idle_timeout,
+        }
+    }
 }
 
 /// Certificate options.
@@ -242,11 +287,11 @@ pub struct HttpArgs {
     #[arg(long, default_value_t = 100)]
     pub quic_retry_above: u32,
     /// QUIC congestion controller for HTTP/3. bbr keeps a live stream's rate over a lossy path
-    /// (1 % loss, 50 ms RTT); quinn's cubic and new-reno fall behind there (README, "HTTP/3 under loss").
+    /// (1 % loss, 50 ms RTT); quinn's cubic and new-reno fall behind there (docs/results/2026-11-30-http3-under-loss.md).
     #[arg(long, value_enum, default_value = "bbr")]
     pub h3_congestion: Congestion,
     /// Kernel receive and send buffer of the HTTP/3 UDP socket, e.g. 8M; 0 leaves the kernel default
-    /// (208 KiB on Linux, where 500 viewers overflow it: README, "Benchmark, pinned"). Above
+    /// (208 KiB on Linux, where 500 viewers overflow it: docs/results/2026-12-01-udp-buffer.md). Above
     /// net.core.rmem_max/wmem_max it needs root (SO_RCVBUFFORCE); the size obtained is logged.
     // "8M" is transport::UDP_BUFFER, which the load tool uses.
     #[arg(long, default_value = "8M", value_parser = parse_size)]
@@ -293,6 +338,8 @@ impl HttpArgs {
             ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir.clone(),
+            moq_certificate_sha256: None,
+            prefetch: false,
         }
     }
 

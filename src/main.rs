@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use h3live::cert::{self, CertPaths};
-use h3live::cli::{CertArgs, HttpArgs, ListenArgs, StoreArgs};
+use h3live::cli::{CertArgs, HttpArgs, ListenArgs, MoqArgs, StoreArgs};
 use h3live::server::{self, Listeners, ServerConfig};
 use h3live::transport::{bind_tcp, bind_tcp_udp_same_port, bind_udp};
 use tracing::info;
@@ -47,6 +47,8 @@ struct ServeArgs {
     store: StoreArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    moq: MoqArgs,
 }
 
 /// `h3live front`: the listeners, certificate and limits of `serve`, no
@@ -59,6 +61,9 @@ struct FrontArgs {
     /// Time allowed to connect and for response headers (more than the origin's --hold).
     #[arg(long, default_value = "10s", value_parser = h3live::cli::parse_duration)]
     upstream_timeout: std::time::Duration,
+    /// Do not prefetch the objects the origin names (CDN-Origin-Assist-Prefetch-Path, docs/edge.md).
+    #[arg(long)]
+    no_prefetch: bool,
     #[command(flatten)]
     listen: ListenArgs,
     #[command(flatten)]
@@ -72,6 +77,8 @@ struct FrontArgs {
 struct StoreDefaults {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    moq: MoqArgs,
 }
 
 #[derive(clap::Args)]
@@ -110,18 +117,19 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
     match cli.command {
-        Command::Serve(args) => rt.block_on(serve(*args, None)),
+        Command::Serve(args) => rt.block_on(serve(*args, None, false)),
         Command::Front(args) => {
             let up = h3live::core::upstream::Upstream::new(&args.upstream, args.upstream_timeout)?;
-            info!(upstream = up.addr(), "front: forwarding every read upstream");
+            info!(upstream = up.addr(), prefetch = !args.no_prefetch, "front: forwarding every read upstream");
             let serve_args = ServeArgs {
                 listen: args.listen,
                 cert: args.cert,
                 // The store is unused in front mode.
                 store: StoreDefaults::parse_from(["front"]).store,
                 http: args.http,
+                moq: StoreDefaults::parse_from(["front"]).moq,
             };
-            rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up))))
+            rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up)), !args.no_prefetch))
         }
         Command::Cert(args) => cert_cmd(args),
         Command::InteropServer(args) => {
@@ -149,7 +157,11 @@ fn cert_cmd(args: CertCmd) -> Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>) -> Result<()> {
+async fn serve(
+    args: ServeArgs,
+    upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>,
+    prefetch: bool,
+) -> Result<()> {
     // Signal handlers first: a SIGTERM during start-up stops cleanly too.
     let shutdown = h3live::server::shutdown_signal();
     let l = &args.listen;
@@ -164,12 +176,25 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         }
         (t, u) => (bind(t, "https")?, u.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?),
     };
+    // MoQ's UDP endpoint and its TCP twin share one number, port 0 included.
+    let (moq_http, moq) = match args.moq.moq.0 {
+        Some(a) if a.port() == 0 => {
+            let (t, u) = bind_tcp_udp_same_port(a, a).with_context(|| format!("binding --moq {a}"))?;
+            (Some(t), Some(u))
+        }
+        a => (
+            bind(a, "moq (TCP)")?,
+            a.map(|a| bind_udp(a).with_context(|| format!("binding --moq {a} (UDP)"))).transpose()?,
+        ),
+    };
     let listeners = Listeners {
         http: bind(l.http.0, "http")?,
         https,
         https_h1: bind(l.https_h1.0, "https-h1")?,
         https_h2: bind(l.https_h2.0, "https-h2")?,
         h3,
+        moq,
+        moq_http,
     };
     if let Some(path) = &l.ports_file {
         h3live::conn::ports::write_file(path, &listeners.ports())
@@ -210,13 +235,34 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         None
     };
     let front = upstream.is_some();
+    let moq = match args.moq.moq.0 {
+        Some(addr) => {
+            let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
+            info!(
+                url = %format!("https://localhost:{}/", addr.port()),
+                certificate_sha256 = %sha256,
+                moq_spki_sha256 = %keys.spki_sha256,
+                "MoQ: certificate for serverCertificateHashes (ECDSA, 13 days), also at /certificate.sha256"
+            );
+            Some((server::MoqSetup { view: args.moq.view(), keys }, sha256))
+        }
+        None => None,
+    };
+    let mut limits = args.http.limits();
+    limits.moq = args.moq.limits();
     let config = ServerConfig {
         store: args.store.config(),
-        origin: h3live::core::OriginConfig { upstream, ..args.http.origin_config() },
-        limits: args.http.limits(),
+        origin: h3live::core::OriginConfig {
+            upstream,
+            prefetch,
+            moq_certificate_sha256: moq.as_ref().map(|m| m.1.clone()),
+            ..args.http.origin_config()
+        },
+        limits,
         tls,
         ingest_on_http: !args.http.no_ingest && !front,
         public_status: args.http.public_status,
+        moq: moq.map(|m| m.0),
     };
     server::run(config, listeners, shutdown).await
 }

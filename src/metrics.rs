@@ -106,6 +106,13 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// `{event="sent"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    /// What happened.
+    event: &'static str,
+}
+
 /// One series per transport, each also kept by index so that the hot paths
 /// never look a label set up in the family.
 #[derive(Debug)]
@@ -138,12 +145,22 @@ pub struct Metrics {
     connections: [Gauge; Transport::ALL.len()],
     /// Origin delay, by transport.
     origin_delay: [Histogram; Transport::ALL.len()],
+    /// The family of `origin_delay`, for series of delivery formats that are
+    /// not an HTTP transport (`moq`).
+    origin_delay_family: Family<TransportLabel, Histogram>,
+    /// Collectors added by parts started later (the MoQ endpoint), read at each scrape.
+    collectors: std::sync::Mutex<Vec<Arc<dyn Collector>>>,
     /// Uploads that ended without their terminating chunk.
     aborted_uploads: Counter,
     /// QUIC handshakes answered with Retry (address validation under load).
     quic_retries: Counter,
     /// Refused ingest requests by reason.
     rejected_ingest: Family<ReasonLabel, Counter>,
+    /// Reads waiting for their object's upload to start.
+    held_reads: Gauge,
+    /// Origin-assisted prefetch events (origin: paths named, prefetch
+    /// requests served; front: prefetches sent, failed, skipped).
+    prefetch: Family<EventLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -170,6 +187,14 @@ impl Default for Metrics {
         let connections = PerTransport::<Gauge>::new();
         registered(&mut r, "h3live_connections", "Open connections, per transport", connections.family.clone());
         let responses = registered(&mut r, "h3live_responses", "Responses by transport and status", Family::default());
+        let held_reads = registered(
+            &mut r,
+            "h3live_held_reads",
+            "Reads waiting for their object's upload to start",
+            Gauge::default(),
+        );
+        let help = "Origin-assisted prefetch events: named (origin response naming a next object), request (prefetch request at the origin); sent, ok, failed, busy, duplicate (front)";
+        let prefetch = registered(&mut r, "h3live_prefetch", help, Family::default());
         let delay = PerTransport::<Histogram>::new();
         let help = "Time from a chunk's arrival on ingest to its hand-off to the transport, per transport";
         registered(&mut r, "h3live_origin_delay_seconds", help, delay.family.clone());
@@ -179,9 +204,13 @@ impl Default for Metrics {
             active_readers: readers.by_index,
             connections: connections.by_index,
             origin_delay: delay.by_index,
+            origin_delay_family: delay.family,
+            collectors: Default::default(),
             aborted_uploads,
             quic_retries,
             rejected_ingest,
+            held_reads,
+            prefetch,
         }
     }
 }
@@ -235,6 +264,17 @@ impl Metrics {
         &self.origin_delay[transport.index()]
     }
 
+    /// The origin-delay series labelled `transport` (created on first use):
+    /// for delivery formats that are not one of the HTTP [`Transport`]s.
+    pub fn origin_delay_series(&self, transport: &'static str) -> Histogram {
+        self.origin_delay_family.get_or_create(&TransportLabel { transport }).clone()
+    }
+
+    /// Encode `collector`'s metrics at every scrape from now on.
+    pub fn add_collector(&self, collector: Box<dyn Collector>) {
+        self.collectors.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::from(collector));
+    }
+
     /// Count an aborted upload.
     pub fn upload_aborted(&self) {
         self.aborted_uploads.inc();
@@ -260,11 +300,34 @@ impl Metrics {
         self.rejected_ingest.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    /// One more read waiting for its object until the guard drops.
+    pub fn held_read(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.held_reads)
+    }
+
+    /// Reads currently waiting for their object.
+    pub fn held_reads(&self) -> i64 {
+        self.held_reads.get()
+    }
+
+    /// Count a prefetch event (see `core::prefetch`).
+    pub fn prefetch(&self, event: &'static str) {
+        self.prefetch.get_or_create(&EventLabel { event }).inc();
+    }
+
+    /// Prefetch events of one kind so far.
+    pub fn prefetch_count(&self, event: &'static str) -> u64 {
+        self.prefetch.get_or_create(&EventLabel { event }).get()
+    }
+
     /// Text exposition of everything, the store's figures first.
     pub fn render(&self, store: &Store) -> String {
         let mut out = String::with_capacity(8192);
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(StoreCollector(store.clone())));
+        for c in self.collectors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            scrape.register_collector(Box::new(Shared(c.clone())));
+        }
         let encoded = prometheus_client::encoding::prometheus_text::encode(&mut out, &scrape)
             .and_then(|()| prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry));
         // Writing into a String cannot fail; a failure would be a bug in an encoder.
@@ -272,6 +335,16 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+/// A collector shared between the origin's list and one scrape's registry.
+#[derive(Debug)]
+struct Shared(Arc<dyn Collector>);
+
+impl Collector for Shared {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
     }
 }
 
@@ -324,11 +397,6 @@ impl Collector for StoreCollector {
                 "h3live_allocated_bytes",
                 "Bytes held by all objects, including evicted ones still being read.",
                 allocated_bytes(),
-            ),
-            (
-                "h3live_held_reads",
-                "Reads waiting (up to --hold) for a name not published yet: held GETs and LL-HLS indexers.",
-                self.0.held_reads(),
             ),
             (
                 "h3live_pinned_bytes",

@@ -37,7 +37,7 @@ async fn aioquic_reads_a_live_segment_progressively() {
         .expect("client exited");
     let sent: serde_json::Value = serde_json::from_str(&sent).unwrap();
     assert_eq!(sent["event"], "sent", "{sent}");
-    common::wait_for("the aioquic request held at the origin", || o.origin.store().held_reads() == 1).await;
+    common::wait_for("the aioquic request held at the origin", || o.origin.metrics().held_reads() == 1).await;
     let up = o.put("/live/aq/chunk-stream0-00001.m4s").await;
     let mut expected = Vec::new();
     let mut events = Vec::new();

@@ -192,7 +192,7 @@ async fn held_get_is_answered_when_upload_starts_and_404s_after_hold() {
         }));
     }
     // Every reader is held at the origin before the upload starts.
-    wait_for("four held GETs", || o.origin.store().held_reads() == ALL.len() as u64).await;
+    wait_for("four held GETs", || o.origin.metrics().held_reads() == ALL.len() as i64).await;
     let metrics = o.client(Transport::H1Clear).await.get("/metrics").await.unwrap().bytes().await.unwrap();
     assert!(String::from_utf8_lossy(&metrics).contains("\nh3live_held_reads 4\n"), "held reads not in /metrics");
     let up = o.put("/live/held/seg-5.m4s").await;
@@ -204,7 +204,7 @@ async fn held_get_is_answered_when_upload_starts_and_404s_after_hold() {
         assert_eq!(status, StatusCode::OK, "{t}");
         assert_eq!(&body[..], b"early-bird", "{t}");
     }
-    assert_eq!(o.origin.store().held_reads(), 0);
+    assert_eq!(o.origin.metrics().held_reads(), 0);
     o.stop().await;
     // A segment that never comes: 404 once the hold time (300 ms here) is over.
     let o = TestOrigin::start().await;
@@ -216,7 +216,7 @@ async fn held_get_is_answered_when_upload_starts_and_404s_after_hold() {
         assert_eq!(r.header("cache-control"), Some("no-store"), "{t}: 404 must not be cached");
         assert!(started.elapsed() >= Duration::from_millis(250), "{t}: 404 before the hold time");
     }
-    assert_eq!(o.origin.store().held_reads(), 0);
+    assert_eq!(o.origin.metrics().held_reads(), 0);
     o.stop().await;
 }
 
@@ -240,6 +240,43 @@ async fn delete_removes_name_but_running_readers_finish() {
     assert_eq!(err, None);
     assert_eq!(&rest[..], b"part2");
     assert_eq!(o.upload("DELETE", "/live/del/seg-1.m4s", &[]).await.finish().await, StatusCode::NOT_FOUND);
+    o.stop().await;
+}
+
+/// The preview's URLs: a PUT at `/ldash/<id>/...` is the stream `/live/<id>/...`
+/// (read back over every transport under both prefixes, deleted through
+/// `/ldash`), and `/ldashplay/<id>/manifest.mpd` redirects to the player page
+/// for that stream.
+#[tokio::test]
+async fn ldash_paths_are_the_live_stream_and_ldashplay_opens_the_player() {
+    let o = TestOrigin::start().await;
+    let up = o.put("/ldash/1234/chunk-stream-0-00001.m4s").await;
+    up.send("preview-bytes").await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    for t in ALL {
+        let mut c = o.client(t).await;
+        for prefix in ["/live", "/ldash"] {
+            let mut r = c.get(&format!("{prefix}/1234/chunk-stream-0-00001.m4s")).await.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "{t} {prefix}");
+            assert_eq!(read_all(&mut r).await, (b"preview-bytes".to_vec(), None), "{t} {prefix}");
+        }
+    }
+    let mut c = o.client(Transport::H1Clear).await;
+    for (path, to) in [
+        ("/ldashplay/1234/manifest.mpd", "/?stream=1234"),
+        ("/ldashplay/1234/manifest.mpd?latency=2", "/?stream=1234&latency=2"),
+        ("/ldashplay/1234/other.mpd", "/?stream=1234&mpd=/live/1234/other.mpd"),
+    ] {
+        let r = c.get(path).await.unwrap();
+        assert_eq!((r.status, r.header("location")), (StatusCode::FOUND, Some(to)), "{path}");
+    }
+    assert_eq!(
+        o.upload("DELETE", "/ldash/1234/chunk-stream-0-00001.m4s", &[]).await.finish().await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(c.get("/live/1234/chunk-stream-0-00001.m4s").await.unwrap().status, StatusCode::NOT_FOUND);
+    assert_eq!(o.put("/ldashplay/1234/manifest.mpd").await.finish().await, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(c.get("/ldash/1234").await.unwrap().status, StatusCode::BAD_REQUEST);
     o.stop().await;
 }
 

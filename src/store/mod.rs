@@ -255,6 +255,12 @@ struct Runs {
     arrival: HashMap<String, u64>,
     /// Next arrival rank; grows over the stream's life.
     next_arrival: u64,
+    /// When the current run began: the stream's first upload, or the first
+    /// init segment uploaded again for the run that followed. Anything
+    /// published before it (a manifest) belongs to an older run.
+    began: Option<SystemTime>,
+    /// When the init segment that made a new run suspected was uploaded.
+    suspected_at: Option<SystemTime>,
 }
 
 impl StreamState {
@@ -268,6 +274,7 @@ impl StreamState {
     /// segment confirms it (its number did not go up) or dismisses it.
     fn note_upload(&mut self, stream: &str, name: &str, kind: Kind) {
         let runs = &mut self.runs;
+        runs.began.get_or_insert_with(SystemTime::now);
         match kind {
             Kind::Init => match runs.resent.as_mut() {
                 Some(resent) => {
@@ -276,6 +283,7 @@ impl StreamState {
                 None if runs.inits.contains(name) => {
                     runs.resent = Some(HashSet::from([name.to_string()]));
                     runs.manifest_since_resend = false;
+                    runs.suspected_at = Some(SystemTime::now());
                 }
                 None => {
                     runs.inits.insert(name.to_string());
@@ -292,6 +300,8 @@ impl StreamState {
                             self.runs.inits.extend(resent);
                         }
                     }
+                    // Confirmed (taken by `new_run`) or dismissed.
+                    self.runs.suspected_at = None;
                     let h = self.runs.highest.entry(key).or_insert(seq);
                     *h = (*h).max(seq);
                 }
@@ -308,6 +318,7 @@ impl StreamState {
         let keep_manifest = self.runs.manifest_since_resend;
         let runs = &mut self.runs;
         runs.current += 1;
+        runs.began = runs.suspected_at.take();
         runs.inits = inits;
         runs.highest.clear();
         runs.arrival.clear();
@@ -334,33 +345,15 @@ struct Inner {
     /// Streams by name. A `std` mutex: every critical section is a map
     /// operation, never held across `.await`.
     streams: Mutex<HashMap<String, StreamState>>,
-    /// Woken whenever a name is published, for held reads.
+    /// Woken whenever a name is published (held reads) or removed, or a
+    /// stream dropped (views that follow the store: MoQ).
     published: Notify,
-    /// Reads waiting in [`Store::get_or_wait`] for a name not published yet.
-    held: AtomicU64,
     /// Bytes counted against `max_store_bytes`, kept as bytes arrive.
     used: Account,
     /// Names over all streams, for `max_objects`.
     names: Arc<AtomicU64>,
     /// Evicted objects still held by readers, and their budget.
     pins: Arc<Pins>,
-}
-
-/// One read counted in [`Store::held_reads`] while it waits; dropped (also
-/// when the waiting request is cancelled) it counts no more.
-struct HeldRead<'a>(&'a AtomicU64);
-
-impl<'a> HeldRead<'a> {
-    fn new(count: &'a AtomicU64) -> HeldRead<'a> {
-        count.fetch_add(1, Ordering::Relaxed);
-        HeldRead(count)
-    }
-}
-
-impl Drop for HeldRead<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Handle to the store; cheap to clone.
@@ -376,7 +369,6 @@ impl Store {
             inner: Arc::new(Inner {
                 streams: Mutex::new(HashMap::new()),
                 published: Notify::new(),
-                held: AtomicU64::new(0),
                 used: Arc::new(AtomicU64::new(0)),
                 names: Arc::new(AtomicU64::new(0)),
                 pins: Arc::new(Pins::new(config.max_pinned_bytes)),
@@ -406,10 +398,14 @@ impl Store {
 
     /// Like [`Store::get`], but waits up to the hold time for the name to be
     /// published. `None` if it did not appear in time.
-    /// While it waits it counts in [`Store::held_reads`].
     pub async fn get_or_wait(&self, stream: &str, name: &str) -> Option<Arc<Object>> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.hold;
-        let mut held = None;
+        self.get_or_wait_within(stream, name, self.inner.config.hold).await
+    }
+
+    /// [`Store::get_or_wait`] with another hold time (a CDN's prefetch of
+    /// the next segment is held longer, see `core::prefetch`).
+    pub async fn get_or_wait_within(&self, stream: &str, name: &str, hold: Duration) -> Option<Arc<Object>> {
+        let deadline = tokio::time::Instant::now() + hold;
         loop {
             // Register interest before looking, so a publish between the look
             // and the wait is not missed.
@@ -419,17 +415,30 @@ impl Store {
             if let Some(obj) = self.get(stream, name) {
                 return Some(obj);
             }
-            held.get_or_insert_with(|| HeldRead::new(&self.inner.held));
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
             }
         }
     }
 
-    /// Reads waiting right now for a name that is not published yet (held
-    /// GETs, and the LL-HLS indexer waiting for the next segment).
-    pub fn held_reads(&self) -> u64 {
-        self.inner.held.load(Ordering::Relaxed)
+    /// The newest media segment of the current encoder run in
+    /// representation `representation` (a name with its number masked, see
+    /// [`name::Numbered::representation`]): the live edge, by arrival.
+    pub fn newest_media(&self, stream: &str, representation: &str) -> Option<String> {
+        let streams = self.streams();
+        let s = streams.get(stream)?;
+        s.runs
+            .arrival
+            .iter()
+            .filter(|(n, _)| sequence_of(n).is_some_and(|(k, _)| k == representation) && s.objects.contains_key(n))
+            .max_by_key(|(_, rank)| **rank)
+            .map(|(n, _)| n.clone())
+    }
+
+    /// When the current encoder run of `stream` began (see "Encoder runs" in
+    /// the module docs): a manifest published before it is an older run's.
+    pub fn run_began(&self, stream: &str) -> Option<SystemTime> {
+        self.streams().get(stream)?.runs.began
     }
 
     /// Remove `stream/name`. Readers already streaming it finish normally.
@@ -439,7 +448,10 @@ impl Store {
             return false;
         };
         s.stats.touch();
-        s.objects.remove(name).is_some()
+        let removed = s.objects.remove(name).is_some();
+        drop(streams);
+        self.inner.published.notify_waiters();
+        removed
     }
 
     /// Bytes the store cap counts: named objects, objects still being
@@ -540,6 +552,7 @@ impl Store {
         let names = self.inner.names.clone();
         let s = streams.entry(stream.to_string()).or_insert_with(|| StreamState::new(Objects::new(names)));
         s.stats.touch();
+        s.runs.began.get_or_insert_with(SystemTime::now);
         if Kind::of(name) == Kind::Init {
             s.runs.inits.insert(name.to_string());
         }
@@ -598,7 +611,23 @@ impl Store {
             }
             keep
         });
+        if !dropped.is_empty() {
+            self.inner.published.notify_waiters();
+        }
         dropped
+    }
+
+    /// Names of the streams that exist (unordered).
+    pub fn stream_names(&self) -> Vec<String> {
+        self.streams().keys().cloned().collect()
+    }
+
+    /// A future woken at the next change of names: a name published or
+    /// removed, a stream dropped. Call [`tokio::sync::futures::Notified::enable`]
+    /// on it (pinned) before looking at the store, so a change between the
+    /// look and the wait is not missed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.published.notified()
     }
 }
 
@@ -911,19 +940,8 @@ mod tests {
         let st2 = st.clone();
         let waiter = tokio::spawn(async move { st2.get_or_wait("s", "c-1.m4s").await });
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(st.held_reads(), 1, "the read waits, counted");
         let _up = st.begin_upload("s", "c-1.m4s", None).unwrap();
         assert!(waiter.await.unwrap().is_some());
-        assert_eq!(st.held_reads(), 0);
         assert!(st.get_or_wait("s", "never.m4s").await.is_none());
-        assert_eq!(st.held_reads(), 0, "a read that timed out counts no more");
-        // A waiting read that is cancelled (client gone) counts no more either.
-        let st3 = st.clone();
-        let gone = tokio::spawn(async move { st3.get_or_wait("s", "c-9.m4s").await });
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(st.held_reads(), 1);
-        gone.abort();
-        let _ = gone.await;
-        assert_eq!(st.held_reads(), 0);
     }
 }

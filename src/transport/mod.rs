@@ -7,6 +7,7 @@ pub mod h3;
 mod h3_limit;
 mod h3_stream;
 pub mod hyper;
+pub mod moq;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -45,6 +46,8 @@ pub struct Limits {
     pub quic: QuicLimits,
     /// Graceful shutdown.
     pub shutdown: ShutdownLimits,
+    /// Media over QUIC sessions.
+    pub moq: moq::MoqLimits,
 }
 
 /// Admission at a listener's door ([`accept::Door`]).
@@ -146,7 +149,7 @@ pub enum Congestion {
     /// CUBIC (RFC 9438), quinn's default. A live stream is application-limited
     /// most of the time and quinn's CUBIC does not grow its window on
     /// application-limited ACKs, so after a few losses it stays below the
-    /// stream's rate (see README, "HTTP/3 under loss").
+    /// stream's rate (docs/architecture.md, "quinn, h3 and rustls").
     Cubic,
     /// NewReno (RFC 9002), same application-limited rule as CUBIC.
     NewReno,
@@ -184,6 +187,7 @@ impl Limits {
                 congestion: Congestion::Bbr,
             },
             shutdown: ShutdownLimits { grace: Duration::from_secs(3) },
+            moq: moq::MoqLimits::default(),
         }
     }
 }

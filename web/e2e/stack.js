@@ -131,10 +131,10 @@ export class Stack {
     this.children = [];
     /** Listener ports once startOrigin() ran: { http, tls (h3 + TLS), h1, h2 }. */
     this.ports = null;
+    /** The origin's certificate (PEM file) once startOrigin() ran. */
+    this.cert = null;
     /** Certificate SPKI hash for --ignore-certificate-errors-spki-list. */
     this.spki = null;
-    /** Certificate file (for clients such as `h3live load --ca`). */
-    this.cert = null;
     /** Cleartext base URL (ingest, /time). */
     this.base = null;
     /** `h3live serve` arguments with the ports the first origin got, for startOriginAgain(). */
@@ -169,9 +169,11 @@ export class Stack {
 
   /**
    * Origin on ports the kernel picks (it binds port 0 and reports them), a fresh certificate,
-   * serving web/; `extra` adds `h3live serve` arguments (e.g. --state-dir).
+   * serving web/.  With `moq: true` also the MoQ endpoint (WebTransport on UDP, its read-only
+   * HTTP twin on TCP, same port number: this.ports.moq).  `extra`: more `h3live serve`
+   * arguments (e.g. --state-dir).
    */
-  async startOrigin(extra = []) {
+  async startOrigin({ moq = false, extra = [] } = {}) {
     if (!existsSync(this.bin)) throw new Error(`${this.bin} not found: run cargo build --release first`);
     if (!existsSync(join(this.root, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
     const certDir = join(this.work, 'certs');
@@ -180,17 +182,19 @@ export class Stack {
     this.spki = spkiOf(this.cert);
     const args = (p) => ['serve', '--http', `127.0.0.1:${p.http}`, '--h3', `[::]:${p.tls}`, '--https', `[::]:${p.tls}`,
       '--https-h1', `[::]:${p.h1}`, '--https-h2', `[::]:${p.h2}`,
-      '--cert', this.cert, '--key', join(certDir, 'key.pem'), '--web-dir', join(this.root, 'web'), ...extra];
-    // Every listener on port 0; h3 and https get one port between them.
+      '--cert', this.cert, '--key', join(certDir, 'key.pem'), '--web-dir', join(this.root, 'web'),
+      ...(moq ? ['--moq', `[::]:${p.moq}`] : []), ...extra];
+    // Every listener on port 0; h3 and https get one port between them, the
+    // MoQ endpoint and its TCP twin another.
     const portsFile = join(this.work, 'origin.ports');
-    const p = this.start('origin', this.bin, [...args({ http: 0, tls: 0, h1: 0, h2: 0 }), '--ports-file', portsFile]);
+    const p = this.start('origin', this.bin, [...args({ http: 0, tls: 0, h1: 0, h2: 0, moq: 0 }), '--ports-file', portsFile]);
     const got = await readPorts(portsFile, 15000, p).catch((e) => {
       throw new Error(`origin: ${e.message}\n${this.outputOf('origin')}`);
     });
-    this.ports = { http: got.http, tls: got.https, h1: got.https_h1, h2: got.https_h2 };
+    this.ports = { http: got.http, tls: got.https, h1: got.https_h1, h2: got.https_h2, moq: moq ? got.moq : null };
     this.originArgs = args(this.ports);
     const { http, tls, h1, h2 } = this.ports;
-    this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}; spki ${this.spki}`);
+    this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}${moq ? `, moq ${this.ports.moq}` : ''}; spki ${this.spki}`);
     this.base = `http://127.0.0.1:${http}`;
     if (!(await httpOk(`${this.base}/time`, 15000))) {
       throw new Error(`origin did not answer ${this.base}/time:\n${this.outputOf('origin')}`);
@@ -221,6 +225,11 @@ export class Stack {
   /** Chromium flags that make it use h3 to this origin (QUIC forced, certificate trusted by SPKI). */
   chromiumFlags() {
     return [`--origin-to-force-quic-on=localhost:${this.ports.tls}`, `--ignore-certificate-errors-spki-list=${this.spki}`];
+  }
+
+  /** browser.js launchBrowser() options for this origin: its certificate and h3 listener. */
+  browserOptions() {
+    return { cert: this.cert, h3: `localhost:${this.ports.tls}` };
   }
 
   async stop() {
