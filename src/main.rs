@@ -238,8 +238,10 @@ async fn serve(
     let moq = match args.moq.moq.0 {
         Some(addr) => {
             let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
+            // The bound port (the flag's may be 0).
+            let port = listeners.moq.as_ref().and_then(|s| s.local_addr().ok()).map_or(addr.port(), |a| a.port());
             info!(
-                url = %format!("https://localhost:{}/", addr.port()),
+                url = %format!("https://localhost:{port}/"),
                 certificate_sha256 = %sha256,
                 moq_spki_sha256 = %keys.spki_sha256,
                 "MoQ: certificate for serverCertificateHashes (ECDSA, 13 days), also at /certificate.sha256"

@@ -106,6 +106,34 @@ async fn serve_on_port_0_reports_its_ports() {
     let _ = child.kill().await;
 }
 
+/// `--moq` on port 0: the ports file names the MoQ endpoint's port, and its
+/// read-only TCP twin answers on that same number (the MoQ player fetches the
+/// certificate hash there before it opens WebTransport on UDP).
+#[tokio::test]
+async fn moq_on_port_0_is_reported_and_shares_its_number_with_the_tcp_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ports");
+    let args = ["--h3", "off", "--https", "off", "--moq", "127.0.0.1:0", "--ports-file", file.to_str().unwrap()];
+    let mut child = spawn_serve(&args, dir.path(), None);
+    // The ports file appears (renamed into place, whole) once every listener is bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            break t;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "serve exited before writing its ports");
+        assert!(std::time::Instant::now() < deadline, "no ports file");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let moq: u16 = text.lines().find_map(|l| l.strip_prefix("moq=")).expect("moq in the ports file").parse().unwrap();
+    assert_ne!(moq, 0, "{text}");
+    let twin = std::net::SocketAddr::from(([127, 0, 0, 1], moq));
+    let mut c =
+        h3live::client::Client::connect(h3live::transport::Transport::H1Clear, twin, "localhost", &[]).await.unwrap();
+    assert_eq!(c.get("/certificate.sha256").await.unwrap().status, http::StatusCode::OK);
+    let _ = child.kill().await;
+}
+
 /// Read the log until the "listening" line of `listener` and return its
 /// address; every line read is kept in `seen` (without colours).
 async fn listening_addr(
