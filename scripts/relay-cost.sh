@@ -62,11 +62,13 @@ cleanup() { stop_pid "$ENCODER_PID" 15 encoder; stop_pid "$ORIGIN_PID" 10 origin
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r PORT < <(free_ports 1) || die "no free port"
 "$BIN" cert --out "$OUT/certs" >/dev/null
-"$BIN" serve --http "127.0.0.1:$PORT" --h3-ingest "127.0.0.1:$PORT" --h3 off --https off --https-h1 off --https-h2 off \
-  --cert "$OUT/certs/cert.pem" --key "$OUT/certs/key.pem" > "$OUT/origin.log" 2>&1 &
+# Port 0: the cleartext and h3 ingest get one kernel-chosen number, reported in origin.ports.
+"$BIN" serve --http "127.0.0.1:0" --h3-ingest "127.0.0.1:0" --h3 off --https off --https-h1 off --https-h2 off \
+  --ports-file "$OUT/origin.ports" --cert "$OUT/certs/cert.pem" --key "$OUT/certs/key.pem" > "$OUT/origin.log" 2>&1 &
 ORIGIN_PID=$!
+wait_ports "$OUT/origin.ports" 10 "$ORIGIN_PID" || die "the origin did not start (see $OUT/origin.log)"
+PORT=$(port_of "$OUT/origin.ports" http)
 wait_url "http://127.0.0.1:$PORT/healthz" 10 "$ORIGIN_PID" || die "the origin did not start (see $OUT/origin.log)"
 say "origin on 127.0.0.1:$PORT (TCP and UDP); output $OUT"
 say "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"

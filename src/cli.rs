@@ -94,7 +94,8 @@ pub struct ListenArgs {
     /// Cleartext HTTP/1.1 listener: ingest (PUT/POST/DELETE) and reads. `off` disables it.
     #[arg(long, default_value_t = ListenAddr::loopback(ports::HTTP), value_name = "ADDR|off")]
     pub http: ListenAddr,
-    /// HTTP/3 (QUIC, UDP) listener. `[::]` is dual-stack.
+    /// HTTP/3 (QUIC, UDP) listener. `[::]` is dual-stack. Port 0 here and in --https: both
+    /// get the same port, chosen by the kernel.
     #[arg(long, default_value_t = ListenAddr::any(ports::H3), value_name = "ADDR|off")]
     pub h3: ListenAddr,
     /// TLS listener offering h2 and http/1.1; every response advertises h3 with Alt-Svc.
@@ -108,9 +109,14 @@ pub struct ListenArgs {
     pub https_h2: ListenAddr,
     /// HTTP/3 (QUIC, UDP) ingest listener: PUT/POST/DELETE with the rules of --http (token, Origin, limits),
     /// and reads. Default: 127.0.0.1 on --http's port number, when --http is on and another TLS or QUIC
-    /// listener is (a certificate is in use); `off` disables it.
+    /// listener is (a certificate is in use); `off` disables it. With port 0 for both, --http and the h3
+    /// ingest get one kernel-chosen number.
     #[arg(long = "h3-ingest", value_name = "ADDR|off")]
     pub h3_ingest: Option<ListenAddr>,
+    /// Once every listener is bound, write their ports here, one `NAME=PORT` line each (http, h3,
+    /// h3_ingest, https, https_h1, https_h2, moq): for scripts that start the origin on port 0.
+    #[arg(long, value_name = "FILE")]
+    pub ports_file: Option<PathBuf>,
 }
 
 impl ListenArgs {

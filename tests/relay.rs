@@ -136,7 +136,11 @@ async fn put(enc: &mut Client, path: &str, body: &[u8]) -> StatusCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_origin_slows_nothing_and_comes_back_at_the_live_edge() {
     let a = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(5)).await;
-    let dead = common::free_tcp_udp_port();
+    // An origin's address with nothing behind it: one started and killed.
+    let certs = cert_dir();
+    let mut b = OriginProc::start(certs.path(), &[]).await;
+    b.kill9();
+    let dead = b.addr.port();
     let r = start_relay(&[
         "--origin",
         &format!("http://{}", a.http),
@@ -193,8 +197,7 @@ async fn a_dead_origin_slows_nothing_and_comes_back_at_the_live_edge() {
     let path5 = "/live/d/chunk-stream0-00005.m4s";
     let mut up5 = enc.upload(Method::PUT, path5, &[]).await.unwrap();
     up5.send(Bytes::from_static(b"five, first half; ")).await.unwrap();
-    let certs = cert_dir();
-    let b = OriginProc::start_on(dead, certs.path(), &[]).await;
+    b.restart().await;
     wait_for("the revived origin to get segment 5's first bytes", 20, || async {
         objects(&b.streams().await, "d").contains_key("chunk-stream0-00005.m4s").then_some(())
     })

@@ -261,6 +261,58 @@ impl RawUpload {
     }
 }
 
+/// Progress of concurrent readers: `(reader id, bytes received so far)`.
+pub type Progress = mpsc::UnboundedSender<(usize, usize)>;
+
+/// GET `path` with `client` on its own task, reporting `(id, bytes so far)`
+/// on `progress` after each piece. Gives the status, the body and the error
+/// if the body broke.
+pub fn spawn_reader(
+    mut client: Client,
+    path: String,
+    id: usize,
+    progress: Progress,
+) -> tokio::task::JoinHandle<(StatusCode, Vec<u8>, Option<String>)> {
+    tokio::spawn(async move {
+        let mut resp = client.get(&path).await.unwrap_or_else(|e| panic!("reader {id}: GET {path}: {e:#}"));
+        let mut body = Vec::new();
+        while let Some(piece) = resp.chunk().await {
+            match piece {
+                Ok(b) => body.extend_from_slice(&b),
+                Err(e) => return (resp.status, body, Some(format!("{e:#}"))),
+            }
+            let _ = progress.send((id, body.len()));
+        }
+        (resp.status, body, None)
+    })
+}
+
+/// Wait until every reader in `have` (indexed by id) has at least `want`
+/// bytes, taking progress reports from `rx`; fails after 10 s.
+pub async fn wait_readers(
+    have: &mut [usize],
+    rx: &mut mpsc::UnboundedReceiver<(usize, usize)>,
+    want: usize,
+    what: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while have.iter().any(|&n| n < want) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((id, n))) => have[id] = have[id].max(n),
+            _ => panic!("{what}: not every reader got {want} bytes: {have:?}"),
+        }
+    }
+}
+
+/// Wait until `cond` holds (checked every 10 ms), or fail with `what` after 10 s.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Everything a reader received, with an error if the body broke.
 pub async fn read_all(resp: &mut h3live::client::ClientResponse) -> (Vec<u8>, Option<String>) {
     let mut out = Vec::new();
@@ -308,19 +360,6 @@ pub fn load_cmd(
     .expect("load arguments")
 }
 
-/// A port free for both TCP and UDP on 127.0.0.1 right now (an origin's
-/// `--http` and its `--h3-ingest` share the number).
-pub fn free_tcp_udp_port() -> u16 {
-    for _ in 0..50 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
-}
-
 /// The `h3live serve` binary as a process, with only its ingest listeners
 /// (`--http` and `--h3-ingest` on one port number), a state directory and
 /// the certificate in `certs`; it can be killed with SIGKILL and started
@@ -337,35 +376,47 @@ pub struct OriginProc {
 }
 
 impl OriginProc {
-    /// Start one on a free port; `certs` holds cert.pem and key.pem; `extra`
-    /// are more `serve` flags.
+    /// Start one on port 0 (--http and --h3-ingest get one number from the
+    /// kernel, read from its --ports-file; restarts use that number);
+    /// `certs` holds cert.pem and key.pem; `extra` are more `serve` flags.
     pub async fn start(certs: &std::path::Path, extra: &[&str]) -> OriginProc {
-        OriginProc::start_on(free_tcp_udp_port(), certs, extra).await
-    }
-
-    /// [`OriginProc::start`] on a given port.
-    pub async fn start_on(port: u16, certs: &std::path::Path, extra: &[&str]) -> OriginProc {
         let state = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let ports = state.path().join("ports");
         let mut args: Vec<String> =
             ["serve", "--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-        args.extend(["--http".into(), addr.to_string(), "--h3-ingest".into(), addr.to_string()]);
+        args.extend(["--http".into(), "127.0.0.1:0".into(), "--h3-ingest".into(), "127.0.0.1:0".into()]);
         args.extend(["--cert".into(), certs.join("cert.pem").display().to_string()]);
         args.extend(["--key".into(), certs.join("key.pem").display().to_string()]);
-        args.extend(["--state-dir".into(), state.path().display().to_string(), "--hold".into(), "300ms".into()]);
+        args.extend([
+            "--state-dir".into(),
+            state.path().join("state").display().to_string(),
+            "--hold".into(),
+            "300ms".into(),
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut o = OriginProc { addr, args, child: None, _state: state };
-        o.restart().await;
+        let mut o = OriginProc { addr: ([127, 0, 0, 1], 0).into(), args, child: None, _state: state };
+        o.spawn(&["--ports-file", ports.to_str().unwrap()]);
+        let text = wait_for("the origin's ports file", 20, || async { std::fs::read_to_string(&ports).ok() }).await;
+        let port = |name: &str| -> u16 {
+            text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')).unwrap().parse().unwrap()
+        };
+        assert_eq!(port("http"), port("h3_ingest"), "--http and --h3-ingest share one number: {text}");
+        o.addr.set_port(port("http"));
+        // Restarts bind the same number.
+        for a in o.args.iter_mut().filter(|a| *a == "127.0.0.1:0") {
+            *a = o.addr.to_string();
+        }
+        o.wait_up().await;
         o
     }
 
-    /// Start the process (again) and wait until it answers.
-    pub async fn restart(&mut self) {
+    fn spawn(&mut self, more: &[&str]) {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_h3live"))
             .args(&self.args)
+            .args(more)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -373,6 +424,16 @@ impl OriginProc {
             .spawn()
             .expect("starting h3live serve");
         self.child = Some(child);
+    }
+
+    /// Start the process (again) and wait until it answers.
+    pub async fn restart(&mut self) {
+        self.spawn(&[]);
+        self.wait_up().await;
+    }
+
+    /// Wait until it answers /healthz.
+    async fn wait_up(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(mut c) = Client::connect(Transport::H1Clear, self.addr, "localhost", &[]).await {
