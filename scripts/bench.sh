@@ -19,7 +19,8 @@
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
 #          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
 #          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
-#          [--against PATH [--against-args "ARGS"]] [--profile]
+#          [--against PATH [--against-args "ARGS"]] [--origin-args "ARGS"] [--load-args "ARGS"]
+#          [--profile] [--budget]
 #   --pin         origin (and Caddy) on core 0, load tool and replay on core 1 (taskset), so
 #                 the server's side is measured without contention from the load tool
 #   --against PATH  also run every h3live cell with the origin binary PATH (e.g. the previous
@@ -28,9 +29,18 @@
 #                 new/against ratios per cell. PATH must accept the same `serve` flags.
 #   --against-args "ARGS"  extra `serve` flags for the against origin only (e.g.
 #                 "--h3-congestion cubic" with --against target/release/h3live)
+#   --origin-args "ARGS"  extra `serve` flags for this tree's origin (e.g. "--h3-ack-frequency 9")
+#   --load-args "ARGS"  extra flags for every `h3live load` run (e.g. "--max-udp-payload 65527")
 #   --profile     also sample the origin during each live cell (perf record -e cpu-clock,
 #                 on the load tool's side of the pinning) and write its flat profile by
 #                 symbol to raw/<cell>.profile.txt (needs perf; sampling adds a few % of a core)
+#   --budget      also count, per live cell, the origin's packets and syscalls: send/receive
+#                 syscalls, epoll waits and futex calls (perf stat on syscall tracepoints),
+#                 quinn's counters from /metrics (h3: datagrams, send operations, ACK frames)
+#                 and the kernel's per-socket counters (TCP: segments in and out, from ss -ti
+#                 near the end of the run); the report adds a table per delivered MB. These
+#                 counts barely depend on the machine's load (batching does, a little);
+#                 tracing syscalls adds CPU, so take CPU/GB from a run without --budget
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
@@ -57,7 +67,9 @@ COMPARE_N=""
 CADDY=1
 BUILD=1
 PROFILE=0
+BUDGET=0
 AGAINST="" AGAINST_ARGS=""
+ORIGIN_EXTRA=() LOAD_EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -73,9 +85,12 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --against) AGAINST="$2"; shift ;;
     --against-args) AGAINST_ARGS="$2"; shift ;;
+    --origin-args) read -ra ORIGIN_EXTRA <<< "$2"; shift ;;
+    --load-args) read -ra LOAD_EXTRA <<< "$2"; shift ;;
     --profile) PROFILE=1 ;;
+    --budget) BUDGET=1 ;;
     --pin) PIN_SERVER=(taskset -c 0); PIN_CLIENT=(taskset -c 1) ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
   shift
@@ -131,6 +146,18 @@ if [ -n "$AGAINST" ]; then
 fi
 PERF=0
 perf stat -x, -e task-clock true > /dev/null 2>&1 && PERF=1
+# --budget: syscalls counted on the origin (perf stat on tracepoints). Reads
+# and writes of exactly 8 bytes are eventfd wake-ups (tokio's, between
+# threads), counted apart from socket I/O.
+BUDGET_EVENTS=()
+if [ "$BUDGET" = 1 ]; then
+  [ "$PERF" = 1 ] || die "--budget needs perf (apt-get install linux-perf)"
+  for e in sendmsg sendmmsg sendto writev recvmsg recvmmsg recvfrom readv epoll_wait epoll_pwait epoll_pwait2 futex; do
+    BUDGET_EVENTS+=(-e "syscalls:sys_enter_$e")
+  done
+  BUDGET_EVENTS+=(-e syscalls:sys_enter_write --filter 'count != 8' -e syscalls:sys_enter_read --filter 'count != 8')
+  perf stat -x, "${BUDGET_EVENTS[@]}" true > /dev/null 2>&1 || die "--budget: perf cannot count syscall tracepoints here (needs root or perf_event_paranoid <= -1)"
+fi
 
 "$BIN" cert --out "$OUT/certs" >/dev/null
 CERT=$OUT/certs/cert.pem KEY=$OUT/certs/key.pem
@@ -161,7 +188,7 @@ sys_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /
 # Which origin binary runs the next cells: "new" (this tree's) or "against".
 VARIANT=new ORIGIN_BIN=$BIN ORIGIN_ARGS=() SUFFIX=""
 use_variant() {
-  VARIANT=$1 ORIGIN_BIN=$BIN ORIGIN_ARGS=() SUFFIX=""
+  VARIANT=$1 ORIGIN_BIN=$BIN ORIGIN_ARGS=(${ORIGIN_EXTRA[@]+"${ORIGIN_EXTRA[@]}"}) SUFFIX=""
   if [ "$1" = against ]; then
     ORIGIN_BIN=$AGAINST SUFFIX=-against
     read -ra ORIGIN_ARGS <<< "$AGAINST_ARGS"
@@ -240,13 +267,18 @@ measure() {
   [ "$mode" = idle ] && extra+=(--idle)
   [ "$mode" = segment ] && extra+=(--pace segment)
   [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m0"
+  local budget=0
+  [ "$BUDGET" = 1 ] && [ "$server" = h3live ] && [ "$mode" = live ] && budget=1
   local t0 rss0 s0 peak r
   t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
-    -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
+    -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" ${extra[@]+"${extra[@]}"} \
+    ${LOAD_EXTRA[@]+"${LOAD_EXTRA[@]}"} 2> "$OUT/raw/$tag.log" &
   local lp=$! pp="" rp=""
   if [ "$PERF" = 1 ]; then
-    perf stat -x, -e task-clock -p "$pid" -o "$OUT/raw/$tag.perf" > /dev/null 2>&1 &
+    local events=(-e task-clock)
+    [ "$budget" = 1 ] && events+=("${BUDGET_EVENTS[@]}")
+    perf stat -x, "${events[@]}" -p "$pid" -o "$OUT/raw/$tag.perf" > /dev/null 2>&1 &
     pp=$!
     if [ "$PROFILE" = 1 ] && [ "$server" = h3live ] && [ "$mode" = live ]; then
       ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} perf record -q -e cpu-clock -F 999 -p "$pid" -o "$OUT/raw/$tag.perf.data" > /dev/null 2>&1 &
@@ -255,9 +287,20 @@ measure() {
   fi
   peak=$rss0
   local lt=0 x  # the load tool's own CPU ticks, last seen before it exits
+  # --budget, TCP: the origin's sockets' kernel counters (segments, bytes)
+  # shortly before the viewers disconnect.
+  local ss_at="" port
+  if [ "$budget" = 1 ] && [ "$t" != h3 ]; then
+    ss_at=$(( ${EPOCHREALTIME%.*} + ramp + DURATION - 2 ))
+    port=$(addr_of "$server" "$t"); port=${port##*:}
+  fi
   while kill -0 "$lp" 2>/dev/null; do
     r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
     x=$(proc_ticks "$lp" 2>/dev/null) && lt=$x
+    if [ -n "$ss_at" ] && [ "${EPOCHREALTIME%.*}" -ge "$ss_at" ]; then
+      ss -tinH state established "( sport = :$port )" > "$OUT/raw/$tag.ss" 2>/dev/null || true
+      ss_at=""
+    fi
     sleep 0.5
   done
   local ok=true
@@ -272,7 +315,7 @@ measure() {
   if [ -n "$rp" ]; then
     kill -INT "$rp" 2>/dev/null || true
     wait "$rp" 2>/dev/null || true
-    perf report -i "$OUT/raw/$tag.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.3 \
+    perf report -i "$OUT/raw/$tag.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.05 \
       2> /dev/null | grep -v '^#' | sed -e 's/[[:space:]-]*$//' -e '/^$/d' > "$OUT/raw/$tag.profile.txt" || true
     rm -f "$OUT/raw/$tag.perf.data"
   fi
@@ -288,6 +331,8 @@ measure() {
 note "output: $OUT"
 note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 [ -n "$AGAINST" ] && note "against: $AGAINST $AGAINST_ARGS"
+[ ${#ORIGIN_EXTRA[@]} -gt 0 ] && note "origin flags: ${ORIGIN_EXTRA[*]}"
+[ ${#LOAD_EXTRA[@]} -gt 0 ] && note "load tool flags: ${LOAD_EXTRA[*]}"
 
 # ---------------------------------------------------------------- h3live, live viewers
 for t in $TRANSPORTS; do

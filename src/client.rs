@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::sync::mpsc;
 
+use crate::quic_stats::{QuicTally, Tracked};
 use crate::transport::Transport;
 
 /// A TLS client config trusting `roots`, offering `alpn`.
@@ -61,6 +62,8 @@ enum Conn {
         send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
         /// Kept alive for as long as the connection is used.
         _endpoint: quinn::Endpoint,
+        /// Counts the connection in the connector's tally, if it has one.
+        _tracked: Option<Arc<Tracked>>,
     },
 }
 
@@ -125,6 +128,8 @@ pub struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Client endpoint for HTTP/3.
     endpoint: Option<quinn::Endpoint>,
+    /// Where HTTP/3 connections are counted (quinn's statistics), if anywhere.
+    tally: Option<Arc<QuicTally>>,
 }
 
 impl Connector {
@@ -164,7 +169,13 @@ impl Connector {
             }
             _ => None,
         };
-        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint })
+        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint, tally: None })
+    }
+
+    /// Count every HTTP/3 connection this connector opens in `tally`.
+    pub fn with_tally(mut self, tally: Arc<QuicTally>) -> Connector {
+        self.tally = Some(tally);
+        self
     }
 
     /// The transport connections are made over.
@@ -208,11 +219,12 @@ impl Connector {
             }
             (Transport::H3, _, Some(endpoint)) => {
                 let conn = endpoint.connect(addr, server_name)?.await.context("QUIC handshake")?;
+                let tracked = self.tally.as_ref().map(|t| Arc::new(t.track(&conn)));
                 let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
                 tokio::spawn(async move {
                     let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
                 });
-                Conn::H3 { send, _endpoint: endpoint.clone() }
+                Conn::H3 { send, _endpoint: endpoint.clone(), _tracked: tracked }
             }
             _ => anyhow::bail!("connector for {transport} has no TLS config"),
         };
@@ -246,7 +258,9 @@ impl Client {
         let conn = match &self.conn {
             Conn::H1(_) => return None,
             Conn::H2(send) => Conn::H2(send.clone()),
-            Conn::H3 { send, _endpoint } => Conn::H3 { send: send.clone(), _endpoint: _endpoint.clone() },
+            Conn::H3 { send, _endpoint, _tracked } => {
+                Conn::H3 { send: send.clone(), _endpoint: _endpoint.clone(), _tracked: _tracked.clone() }
+            }
         };
         Some(Client { transport: self.transport, authority: self.authority.clone(), conn })
     }

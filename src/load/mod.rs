@@ -44,6 +44,7 @@ use tracing::info;
 use crate::cli::parse_duration;
 use crate::client::Connector;
 use crate::conn::ports;
+use crate::quic_stats::{QuicTally, QuicTotals};
 use crate::transport::Transport;
 use stats::{Percentiles, Totals, ViewerReport};
 use viewer::{Pace, Shared, Tracks};
@@ -291,6 +292,9 @@ pub struct Report {
     pub first_byte_unix_us: BTreeMap<String, u64>,
     /// The in-process replay, if any: requests, bytes, errors.
     pub replay: Option<BTreeMap<String, u64>>,
+    /// HTTP/3: quinn's counters summed over the viewers' connections (what
+    /// the clients sent and received: ACKs, ACK_FREQUENCY honoured).
+    pub quic: Option<QuicTotals>,
     /// Per viewer.
     pub per_viewer: Vec<ViewerReport>,
 }
@@ -400,7 +404,8 @@ pub async fn main(cmd: LoadCmd) -> Result<()> {
 pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
     let transport: Transport = args.transport.into();
     let addr = args.addr();
-    let connectors = connectors(&args, transport, addr)?;
+    let tally = Arc::new(QuicTally::default());
+    let connectors = connectors(&args, transport, addr, &tally)?;
     let endpoints = connectors.len();
     // The in-process replay feeds the origin first.
     let replay = args.replay.as_deref().map(|dir| InProcessReplay::start(&args, dir)).transpose()?;
@@ -442,6 +447,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
         error_kinds: totals.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         first_byte_unix_us: totals.first_bytes.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         replay,
+        quic: (transport == Transport::H3).then(|| tally.totals()),
         per_viewer: totals.reports(elapsed),
     };
     if let Some(path) = &args.json {
@@ -452,7 +458,12 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
 
 /// The viewers' connectors. HTTP/3: one client endpoint (UDP socket) per
 /// `conns_per_endpoint` viewers; other transports: one.
-fn connectors(args: &LoadArgs, transport: Transport, addr: SocketAddr) -> Result<Vec<Connector>> {
+fn connectors(
+    args: &LoadArgs,
+    transport: Transport,
+    addr: SocketAddr,
+    tally: &Arc<QuicTally>,
+) -> Result<Vec<Connector>> {
     let roots: Vec<CertificateDer<'static>> = if transport == Transport::H1Clear {
         Vec::new()
     } else {
@@ -463,7 +474,7 @@ fn connectors(args: &LoadArgs, transport: Transport, addr: SocketAddr) -> Result
     };
     let endpoints =
         if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
-    (0..endpoints).map(|_| Connector::new(transport, addr, &args.host, &roots)).collect()
+    (0..endpoints).map(|_| Ok(Connector::new(transport, addr, &args.host, &roots)?.with_tally(tally.clone()))).collect()
 }
 
 /// `--replay`: a capture pushed into the origin's ingest while the viewers run.

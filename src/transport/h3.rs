@@ -89,6 +89,7 @@ pub async fn serve_conn(
     tracker: TaskTracker,
 ) {
     let _gauge = origin.metrics().connection(Transport::H3);
+    let _tracked = origin.metrics().quic().track(&quic);
     // A request stream carries nothing else h3live reads than its header
     // section: twice the limit (so sections somewhat over it get h3's 431
     // rather than a reset) plus room for frame headers.
