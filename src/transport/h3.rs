@@ -47,6 +47,12 @@ pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
         Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
         Congestion::Bbr => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
     };
+    if let Some(af) = limits.quic.ack_frequency {
+        let mut c = quinn::AckFrequencyConfig::default();
+        c.ack_eliciting_threshold(af.ack_eliciting_threshold.into());
+        c.max_ack_delay(af.max_ack_delay);
+        t.ack_frequency_config(Some(c));
+    }
     t
 }
 
@@ -234,4 +240,27 @@ async fn handle_request(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What quinn is given (its config has no getters; its Debug shows the fields).
+    fn config(limits: &Limits) -> String {
+        format!("{:?}", transport_config(limits))
+    }
+
+    #[test]
+    fn ack_frequency_goes_to_quinn_only_when_asked() {
+        let mut l = Limits::default();
+        assert!(config(&l).contains("ack_frequency_config: None"), "{}", config(&l));
+        l.quic.ack_frequency = Some(super::super::AckFrequency {
+            ack_eliciting_threshold: 9,
+            max_ack_delay: Some(std::time::Duration::from_millis(40)),
+        });
+        let c = config(&l);
+        assert!(c.contains("ack_eliciting_threshold: 9"), "{c}");
+        assert!(c.contains("max_ack_delay: Some(40ms)"), "{c}");
+    }
 }

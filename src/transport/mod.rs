@@ -131,6 +131,23 @@ pub struct QuicLimits {
     pub retry_above: u32,
     /// Congestion controller for every connection.
     pub congestion: Congestion,
+    /// What to ask of clients that support the QUIC acknowledgement frequency
+    /// extension (quinn clients do); `None`: nothing, clients keep their own
+    /// ACK policy.
+    pub ack_frequency: Option<AckFrequency>,
+}
+
+/// ACK_FREQUENCY request sent to clients that support the extension
+/// (draft-ietf-quic-ack-frequency): acknowledge after more than
+/// `ack_eliciting_threshold` ack-eliciting packets, or after `max_ack_delay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckFrequency {
+    /// Ack-eliciting packets a client may receive without acknowledging at once.
+    pub ack_eliciting_threshold: u32,
+    /// Longest a client may hold an ACK; `None`: the client's own
+    /// `max_ack_delay` (25 ms for quinn and Chromium). quinn requests at most
+    /// the larger of the path's RTT and 25 ms, whatever is asked.
+    pub max_ack_delay: Option<Duration>,
 }
 
 /// Graceful shutdown ([`Tasks::stop`]).
@@ -182,6 +199,7 @@ impl Limits {
                 keep_alive_interval: idle / 3,
                 retry_above: 100,
                 congestion: Congestion::Bbr,
+                ack_frequency: None,
             },
             shutdown: ShutdownLimits { grace: Duration::from_secs(3) },
         }
