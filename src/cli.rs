@@ -79,6 +79,16 @@ pub fn parse_ack_delay(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parse a UDP payload size for QUIC (1200 to 65527 bytes; K units allowed).
+pub fn parse_udp_payload(s: &str) -> Result<u16, String> {
+    let n = parse_size(s)?;
+    let range = crate::transport::UDP_PAYLOAD_RANGE;
+    match u16::try_from(n) {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: must be between {} and {} bytes", range.start(), range.end())),
+    }
+}
+
 /// Parse a byte size such as `64M`, `1G`, `512K` or `1000` (binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -259,6 +269,11 @@ pub struct HttpArgs {
     /// the larger of the RTT and 25 ms). Default: the client's own (25 ms for quinn and Chromium).
     #[arg(long, requires = "h3_ack_frequency", value_parser = parse_ack_delay)]
     pub h3_max_ack_delay: Option<Duration>,
+    /// Largest UDP payload HTTP/3 path MTU discovery tries, 1200-65527. 1452 fits a 1500-byte
+    /// Ethernet MTU; more only helps where the whole path carries it (loopback, jumbo frames) and
+    /// the client accepts it.
+    #[arg(long, default_value_t = crate::transport::DEFAULT_MTU_UPPER_BOUND, value_parser = parse_udp_payload)]
+    pub h3_mtu_upper_bound: u16,
     /// Kernel receive and send buffer of the HTTP/3 UDP socket, e.g. 8M; 0 leaves the kernel default
     /// (208 KiB on Linux, where 500 viewers overflow it: docs/results/2026-12-01-udp-buffer.md). Above
     /// net.core.rmem_max/wmem_max it needs root (SO_RCVBUFFORCE); the size obtained is logged.
@@ -339,6 +354,7 @@ impl HttpArgs {
             ack_eliciting_threshold: n,
             max_ack_delay: self.h3_max_ack_delay,
         });
+        l.quic.mtu_upper_bound = self.h3_mtu_upper_bound;
         l.shutdown.grace = self.shutdown_grace;
         l
     }
@@ -414,6 +430,18 @@ mod tests {
         ] {
             assert!(http_args(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn mtu_upper_bound_flag() {
+        assert_eq!(limits(&[]).quic.mtu_upper_bound, 1452);
+        assert_eq!(limits(&["--h3-mtu-upper-bound", "9000"]).quic.mtu_upper_bound, 9000);
+        assert_eq!(limits(&["--h3-mtu-upper-bound", "65527"]).quic.mtu_upper_bound, 65527);
+        for bad in ["1199", "65528", "64K", "0", "x"] {
+            assert!(http_args(&["--h3-mtu-upper-bound", bad]).is_err(), "{bad} accepted");
+        }
+        assert_eq!(parse_udp_payload("1200"), Ok(1200));
+        assert_eq!(parse_udp_payload("8K"), Ok(8192));
     }
 
     #[test]

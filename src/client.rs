@@ -113,6 +113,14 @@ impl ClientResponse {
     }
 }
 
+/// HTTP/3 client settings that differ from quinn's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct QuicClientOptions {
+    /// The `max_udp_payload_size` transport parameter: the largest datagram
+    /// the client accepts (quinn's default 1472 fits a 1500-byte Ethernet MTU).
+    pub max_udp_payload_size: Option<u16>,
+}
+
 /// Everything needed to open connections to one origin over one transport,
 /// built once and shared by many clients: the TLS config and, for HTTP/3, the
 /// quinn client endpoint (one UDP socket carrying many QUIC connections).
@@ -141,6 +149,17 @@ impl Connector {
         server_name: &str,
         roots: &[CertificateDer<'static>],
     ) -> Result<Connector> {
+        Connector::with_options(transport, addr, server_name, roots, &QuicClientOptions::default())
+    }
+
+    /// [`Connector::new`] with HTTP/3 client options.
+    pub fn with_options(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        quic: &QuicClientOptions,
+    ) -> Result<Connector> {
         let tls = match transport {
             Transport::H1Clear => None,
             _ => Some(tls_config(roots, alpn(transport))?),
@@ -151,12 +170,11 @@ impl Connector {
                 // Many connections share this socket: give it room (see set_udp_buffers).
                 let socket = std::net::UdpSocket::bind(bind)?;
                 crate::transport::set_udp_buffers(&socket, crate::transport::UDP_BUFFER);
-                let mut endpoint = quinn::Endpoint::new(
-                    quinn::EndpointConfig::default(),
-                    None,
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )?;
+                let mut ep_config = quinn::EndpointConfig::default();
+                if let Some(max) = quic.max_udp_payload_size {
+                    ep_config.max_udp_payload_size(max)?;
+                }
+                let mut endpoint = quinn::Endpoint::new(ep_config, None, socket, Arc::new(quinn::TokioRuntime))?;
                 let mut tls = (**tls).clone();
                 tls.enable_early_data = true;
                 let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;

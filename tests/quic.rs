@@ -4,7 +4,7 @@
 mod common;
 
 use common::TestOrigin;
-use h3live::client::Client;
+use h3live::client::{Client, Connector, QuicClientOptions};
 use h3live::quic_stats::QuicTotals;
 use h3live::transport::{AckFrequency, Transport};
 
@@ -16,7 +16,9 @@ const CHUNK: usize = 3000;
 /// client never holds two chunks' packets at once, so it cannot acknowledge
 /// them together). Returns the origin's quinn counters.
 async fn trickle(o: &TestOrigin, client: &mut Client, chunks: usize) -> QuicTotals {
-    let path = "/live/q/chunk-stream0-00001.m4s";
+    static SEGMENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    let n = SEGMENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = &format!("/live/q/chunk-stream0-{n:05}.m4s");
     let up = o.put(path).await;
     up.send(vec![1u8; CHUNK]).await;
     let mut resp = client.get(path).await.unwrap();
@@ -70,4 +72,31 @@ async fn ack_frequency_is_requested_of_quinn_clients_and_thins_their_acks() {
         ratio(&with),
         ratio(&without)
     );
+}
+
+/// A client of `o` over HTTP/3 accepting datagrams up to `max_udp_payload`.
+async fn client_accepting(o: &TestOrigin, max_udp_payload: Option<u16>) -> Client {
+    let opts = QuicClientOptions { max_udp_payload_size: max_udp_payload };
+    Connector::with_options(Transport::H3, o.h3, "localhost", &o.roots, &opts).unwrap().connect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_larger_mtu_upper_bound_is_reached_on_loopback_only_when_the_client_accepts_it() {
+    let o = TestOrigin::start_with(|c| c.limits.quic.mtu_upper_bound = 65527).await;
+    // quinn's default client (max_udp_payload_size 1472), then one accepting more.
+    let mut c = client_accepting(&o, None).await;
+    let small = trickle(&o, &mut c, 50).await;
+    assert!(small.mtu_max <= 1472, "the client's limit holds: {small:?}");
+    drop(c);
+    let mut c = client_accepting(&o, Some(65527)).await;
+    // MTU discovery probes run alongside the data: stream until they are done.
+    let mut t = small;
+    for _ in 0..40 {
+        t = trickle(&o, &mut c, 50).await;
+        if t.mtu_max > 1472 {
+            break;
+        }
+    }
+    assert!(t.mtu_max > 1472, "MTU discovery went past 1472 bytes on loopback: {t:?}");
+    o.stop().await;
 }

@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::cli::parse_duration;
-use crate::client::Connector;
+use crate::client::{Connector, QuicClientOptions};
 use crate::conn::ports;
 use crate::quic_stats::{QuicTally, QuicTotals};
 use crate::transport::Transport;
@@ -152,6 +152,11 @@ pub struct LoadArgs {
     /// at 128 per endpoint, 7 ms at 16); too few costs sockets and wake-ups.
     #[arg(long, default_value_t = 32)]
     pub conns_per_endpoint: usize,
+    /// HTTP/3: the largest UDP datagram the clients accept (their `max_udp_payload_size`), 1200-65527.
+    /// quinn's default, 1472, fits a 1500-byte Ethernet MTU; an origin started with a larger
+    /// --h3-mtu-upper-bound sends larger datagrams on loopback only if this allows them.
+    #[arg(long, value_parser = crate::cli::parse_udp_payload)]
+    pub max_udp_payload: Option<u16>,
     /// Write the report as JSON here (`-` for stdout).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -474,7 +479,10 @@ fn connectors(
     };
     let endpoints =
         if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
-    (0..endpoints).map(|_| Ok(Connector::new(transport, addr, &args.host, &roots)?.with_tally(tally.clone()))).collect()
+    let quic = QuicClientOptions { max_udp_payload_size: args.max_udp_payload };
+    (0..endpoints)
+        .map(|_| Ok(Connector::with_options(transport, addr, &args.host, &roots, &quic)?.with_tally(tally.clone())))
+        .collect()
 }
 
 /// `--replay`: a capture pushed into the origin's ingest while the viewers run.

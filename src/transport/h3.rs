@@ -53,6 +53,11 @@ pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
         c.max_ack_delay(af.max_ack_delay);
         t.ack_frequency_config(Some(c));
     }
+    if limits.quic.mtu_upper_bound != super::DEFAULT_MTU_UPPER_BOUND {
+        let mut m = quinn::MtuDiscoveryConfig::default();
+        m.upper_bound(limits.quic.mtu_upper_bound);
+        t.mtu_discovery_config(Some(m));
+    }
     t
 }
 
@@ -262,5 +267,13 @@ mod tests {
         let c = config(&l);
         assert!(c.contains("ack_eliciting_threshold: 9"), "{c}");
         assert!(c.contains("max_ack_delay: Some(40ms)"), "{c}");
+    }
+
+    #[test]
+    fn mtu_upper_bound_goes_to_quinn() {
+        let mut l = Limits::default();
+        assert!(config(&l).contains("upper_bound: 1452"), "{}", config(&l));
+        l.quic.mtu_upper_bound = 9000;
+        assert!(config(&l).contains("upper_bound: 9000"), "{}", config(&l));
     }
 }

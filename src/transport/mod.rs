@@ -135,6 +135,11 @@ pub struct QuicLimits {
     /// extension (quinn clients do); `None`: nothing, clients keep their own
     /// ACK policy.
     pub ack_frequency: Option<AckFrequency>,
+    /// Largest UDP payload that path MTU discovery tries (quinn's default,
+    /// 1452, fits a 1500-byte Ethernet MTU over IPv4 and IPv6). Larger sizes
+    /// only help where every hop carries them (loopback, jumbo frames) and the
+    /// client accepts them (its `max_udp_payload_size`).
+    pub mtu_upper_bound: u16,
 }
 
 /// ACK_FREQUENCY request sent to clients that support the extension
@@ -149,6 +154,13 @@ pub struct AckFrequency {
     /// the larger of the path's RTT and 25 ms, whatever is asked.
     pub max_ack_delay: Option<Duration>,
 }
+
+/// Range of `--h3-mtu-upper-bound` and the load tool's `--max-udp-payload`:
+/// QUIC's minimum datagram size to the largest UDP payload over IPv6.
+pub const UDP_PAYLOAD_RANGE: std::ops::RangeInclusive<u16> = 1200..=65527;
+
+/// quinn's default upper bound of path MTU discovery.
+pub const DEFAULT_MTU_UPPER_BOUND: u16 = 1452;
 
 /// Graceful shutdown ([`Tasks::stop`]).
 #[derive(Debug, Clone)]
@@ -200,6 +212,7 @@ impl Limits {
                 retry_above: 100,
                 congestion: Congestion::Bbr,
                 ack_frequency: None,
+                mtu_upper_bound: DEFAULT_MTU_UPPER_BOUND,
             },
             shutdown: ShutdownLimits { grace: Duration::from_secs(3) },
         }
