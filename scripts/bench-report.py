@@ -295,6 +295,9 @@ def table(out, all_runs):
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines.append(f"Benchmark {now} on {platform.node()}: {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
                  "origin, replay and load tool on the same machine.\n")
+    measured = os.path.join(out, "measured.txt")
+    if os.path.exists(measured):
+        lines.append("Measured process: " + open(measured).read().strip() + ".\n")
     live = [r for r in runs if r["server"] == "h3live" and r["mode"] == "live"]
     lines.append("### Live viewers (h3live, LL-DASH replay, next segment requested early and held)\n")
     lines.append("| transport | viewers | delivered Mbit/s | origin CPU s/GB | origin CPU % of a core | load tool CPU % | machine busy % (all cores) | origin RSS MB | KiB/viewer | origin delay p50 / p99 ms | prft→last byte p50 / p99 / max ms | errors | stalls |")

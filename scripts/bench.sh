@@ -20,7 +20,7 @@
 #          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
 #          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
 #          [--against PATH [--against-args "ARGS"]] [--origin-args "ARGS"] [--load-args "ARGS"]
-#          [--profile] [--budget]
+#          [--profile] [--budget] [--front]
 #   --pin         origin (and Caddy) on core 0, load tool and replay on core 1 (taskset), so
 #                 the server's side is measured without contention from the load tool
 #   --against PATH  also run every h3live cell with the origin binary PATH (e.g. the previous
@@ -41,6 +41,11 @@
 #                 near the end of the run); the report adds a table per delivered MB. These
 #                 counts barely depend on the machine's load (batching does, a little);
 #                 tracing syscalls adds CPU, so take CPU/GB from a run without --budget
+#   --front       measure `h3live front` behind Varnish instead of the origin: the origin
+#                 (this tree's build), the replay and Varnish (deploy/varnish/h3live.vcl) run
+#                 on the load tool's side of the pinning; the front (this tree's, or the
+#                 --against binary) is the measured process, on the server's core; its flags
+#                 come from --origin-args / --against-args. Needs varnish. No Caddy comparison.
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
@@ -68,6 +73,7 @@ CADDY=1
 BUILD=1
 PROFILE=0
 BUDGET=0
+FRONT=0
 AGAINST="" AGAINST_ARGS=""
 ORIGIN_EXTRA=() LOAD_EXTRA=()
 while [ $# -gt 0 ]; do
@@ -89,6 +95,7 @@ while [ $# -gt 0 ]; do
     --load-args) read -ra LOAD_EXTRA <<< "$2"; shift ;;
     --profile) PROFILE=1 ;;
     --budget) BUDGET=1 ;;
+    --front) FRONT=1 CADDY=0 ;;
     --pin) PIN_SERVER=(taskset -c 0); PIN_CLIENT=(taskset -c 1) ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) say "unknown option $1 (--help)"; exit 2 ;;
@@ -109,13 +116,16 @@ BIN=$PWD/target/release/h3live
 RUNS=$OUT/runs.jsonl
 : > "$RUNS"
 
-# Ports (loopback only): ours, then caddy's.
+# Ports (loopback only): ours (the measured server's), caddy's, and with
+# --front the origin's and Varnish's behind the front.
 P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444
 C_HTTPS=29443 C_HTTP=29080
-# BENCH_PORT_BASE=N moves all six to N..N+5 (several benchmarks on one machine).
+P_ORIGIN=28090 P_VARNISH=28091
+# BENCH_PORT_BASE=N moves all eight to N..N+7 (several benchmarks on one machine).
 if [ -n "${BENCH_PORT_BASE:-}" ]; then
   B=$BENCH_PORT_BASE
   P_HTTP=$B P_H3=$((B + 1)) P_H1=$((B + 2)) P_H2=$((B + 3)) C_HTTPS=$((B + 4)) C_HTTP=$((B + 5))
+  P_ORIGIN=$((B + 6)) P_VARNISH=$((B + 7))
 fi
 STREAM=bench
 CLK_TCK=$(getconf CLK_TCK)
@@ -129,7 +139,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for p in $P_HTTP $P_H3 $P_H1 $P_H2 $C_HTTPS $C_HTTP; do
+for p in $P_HTTP $P_H3 $P_H1 $P_H2 $C_HTTPS $C_HTTP $P_ORIGIN $P_VARNISH; do
   if port_busy "$p"; then die "port $p is in use: stop whatever listens there first"; fi
 done
 
@@ -144,6 +154,7 @@ if [ -n "$AGAINST" ]; then
   AGAINST=$(realpath "$AGAINST")
   VARIANTS=(new against)
 fi
+[ "$FRONT" = 0 ] || [ -x /usr/sbin/varnishd ] || die "--front needs varnish (apt-get install varnish)"
 PERF=0
 perf stat -x, -e task-clock true > /dev/null 2>&1 && PERF=1
 # --budget: syscalls counted on the origin (perf stat on tracepoints). Reads
@@ -202,8 +213,11 @@ next_cell() {
   if [ ${#VARIANTS[@]} = 2 ] && [ $((CELL % 2)) = 0 ]; then ORDER=(against new); fi
 }
 
-ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
+ORIGIN_PID="" REPLAY_PID="" CADDY_PID="" UP_PID="" VARNISH_PID=""
+# The measured server: the origin itself, or with --front `h3live front`
+# behind Varnish behind an origin (started first, on the load tool's core).
 start_origin() {
+  if [ "$FRONT" = 1 ]; then start_front "$1"; return; fi
   ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
     --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
     --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
@@ -217,7 +231,32 @@ start_origin() {
   # track) so RSS growth during the run is the viewers'.
   sleep "$WARMUP"
 }
-stop_origin() { stop_pid "$REPLAY_PID"; stop_pid "$ORIGIN_PID"; REPLAY_PID="" ORIGIN_PID=""; }
+start_front() {
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" serve --http 127.0.0.1:$P_ORIGIN --h3 off --https off --https-h1 off \
+    --https-h2 off --web-dir "$OUT/empty" --keep-segments 3 --max-connections-per-ip 0 2> "$OUT/logs/upstream-$1$SUFFIX.log" &
+  UP_PID=$!; PIDS+=("$UP_PID")
+  wait_url "http://127.0.0.1:$P_ORIGIN/healthz" 10 "$UP_PID" || die "origin (behind the front) did not start"
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_ORIGIN --stream $STREAM 2> "$OUT/logs/replay-$1$SUFFIX.log" > /dev/null &
+  REPLAY_PID=$!; PIDS+=("$REPLAY_PID")
+  sed -e "s/^\(\s*\.port = \)\"[0-9]*\";/\1\"$P_ORIGIN\";/" deploy/varnish/h3live.vcl > "$OUT/varnish.vcl"
+  rm -rf "$OUT/varnish"
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} varnishd -F -j none -n "$OUT/varnish" -a 127.0.0.1:$P_VARNISH -T none \
+    -p backend_idle_timeout=20 -f "$OUT/varnish.vcl" -s malloc,256m > "$OUT/logs/varnish-$1$SUFFIX.log" 2>&1 &
+  VARNISH_PID=$!; PIDS+=("$VARNISH_PID")
+  wait_url "http://127.0.0.1:$P_VARNISH/healthz" 20 "$VARNISH_PID" || die "varnish did not start"
+  ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" front --upstream "http://127.0.0.1:$P_VARNISH" \
+    --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 \
+    --cert "$CERT" --key "$KEY" --web-dir "$OUT/empty" --max-connections 8192 --max-connections-per-ip 0 \
+    --idle-timeout 10m ${ORIGIN_ARGS[@]+"${ORIGIN_ARGS[@]}"} 2> "$OUT/logs/front-$1$SUFFIX.log" &
+  ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
+  wait_url "http://127.0.0.1:$P_HTTP/healthz" 10 "$ORIGIN_PID" || die "front did not start"
+  wait_url "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 15 "$REPLAY_PID" || die "no manifest through the front"
+  sleep "$WARMUP"
+}
+stop_origin() {
+  stop_pid "$REPLAY_PID"; stop_pid "$ORIGIN_PID"; REPLAY_PID="" ORIGIN_PID=""
+  if [ -n "$VARNISH_PID" ]; then stop_pid "$VARNISH_PID"; stop_pid "$UP_PID"; VARNISH_PID="" UP_PID=""; fi
+}
 
 WWW=$OUT/www
 start_caddy() {
@@ -330,6 +369,10 @@ measure() {
 
 note "output: $OUT"
 note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$FRONT" = 1 ]; then
+  echo "h3live front behind Varnish (the origin, the replay and Varnish on the load tool's side); \"origin\" below is the front" > "$OUT/measured.txt"
+  note "measured: $(cat "$OUT/measured.txt")"
+fi
 [ -n "$AGAINST" ] && note "against: $AGAINST $AGAINST_ARGS"
 [ ${#ORIGIN_EXTRA[@]} -gt 0 ] && note "origin flags: ${ORIGIN_EXTRA[*]}"
 [ ${#LOAD_EXTRA[@]} -gt 0 ] && note "load tool flags: ${LOAD_EXTRA[*]}"
