@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fan-out benchmark: cost per viewer and latency added per transport.
 #
-# For each transport (h3, h2, h1-tls, h1-clear) and viewer count, a fresh
+# For each transport (h3, h2, h1-tls, h1-clear, moq) and viewer count, a fresh
 # origin (`h3live serve`) is fed a recorded LL-DASH stream by `h3live load
 # replay` (real-time pace, prft re-stamped at push time) and `h3live load`
 # runs that many viewers on the same machine. Per run it records the origin's
@@ -11,13 +11,15 @@
 # streamed) for memory per idle viewer, and a side-by-side with Debian's
 # caddy serving the same bytes as static files (viewers fetch each segment
 # once complete, `--pace segment`, against both servers) for the ratio of
-# CPU per delivered GB per transport.
+# CPU per delivered GB per transport. The moq transport (Media over QUIC over
+# WebTransport, `--moq` on the origin, one MoQ subscriber per viewer) has no
+# Caddy counterpart; an --against binary must know --moq to run its moq cells.
 #
 # Output folder: runs.jsonl + raw/ (per-run JSON, metrics, logs),
 # results.json, table.md, plot.svg (scripts/bench-report.py).
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
-#          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
+#          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear moq"]
 #          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
 #          [--against PATH [--against-args "ARGS"]] [--origin-args "ARGS"] [--load-args "ARGS"]
 #          [--profile] [--budget] [--front]
@@ -38,14 +40,16 @@
 #                 syscalls, epoll waits and futex calls (perf stat on syscall tracepoints),
 #                 quinn's counters from /metrics (h3: datagrams, send operations, ACK frames)
 #                 and the kernel's per-socket counters (TCP: segments in and out, from ss -ti
-#                 near the end of the run); the report adds a table per delivered MB. These
+#                 near the end of the run; moq: syscalls only, its QUIC connections are not in
+#                 quinn's /metrics counters); the report adds a table per delivered MB. These
 #                 counts barely depend on the machine's load (batching does, a little);
 #                 tracing syscalls adds CPU, so take CPU/GB from a run without --budget
 #   --front       measure `h3live front` behind Varnish instead of the origin: the origin
 #                 (this tree's build), the replay and Varnish (deploy/varnish/h3live.vcl) run
 #                 on the load tool's side of the pinning; the front (this tree's, or the
 #                 --against binary) is the measured process, on the server's core; its flags
-#                 come from --origin-args / --against-args. Needs varnish. No Caddy comparison.
+#                 come from --origin-args / --against-args. Needs varnish. No Caddy comparison,
+#                 no moq cells (the front has no MoQ endpoint).
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
@@ -118,14 +122,14 @@ RUNS=$OUT/runs.jsonl
 
 # Ports (loopback only): ours (the measured server's), caddy's, and with
 # --front the origin's and Varnish's behind the front.
-P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444
+P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444 P_MOQ=28435
 C_HTTPS=29443 C_HTTP=29080
 P_ORIGIN=28090 P_VARNISH=28091
-# BENCH_PORT_BASE=N moves all eight to N..N+7 (several benchmarks on one machine).
+# BENCH_PORT_BASE=N moves all nine to N..N+8 (several benchmarks on one machine).
 if [ -n "${BENCH_PORT_BASE:-}" ]; then
   B=$BENCH_PORT_BASE
-  P_HTTP=$B P_H3=$((B + 1)) P_H1=$((B + 2)) P_H2=$((B + 3)) C_HTTPS=$((B + 4)) C_HTTP=$((B + 5))
-  P_ORIGIN=$((B + 6)) P_VARNISH=$((B + 7))
+  P_HTTP=$B P_H3=$((B + 1)) P_H1=$((B + 2)) P_H2=$((B + 3)) C_HTTPS=$((B + 4)) C_HTTP=$((B + 5)) P_MOQ=$((B + 6))
+  P_ORIGIN=$((B + 7)) P_VARNISH=$((B + 8))
 fi
 STREAM=bench
 CLK_TCK=$(getconf CLK_TCK)
@@ -139,7 +143,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for p in $P_HTTP $P_H3 $P_H1 $P_H2 $C_HTTPS $C_HTTP $P_ORIGIN $P_VARNISH; do
+for p in $P_HTTP $P_H3 $P_H1 $P_H2 $P_MOQ $C_HTTPS $C_HTTP $P_ORIGIN $P_VARNISH; do
   if port_busy "$p"; then die "port $p is in use: stop whatever listens there first"; fi
 done
 
@@ -154,7 +158,13 @@ if [ -n "$AGAINST" ]; then
   AGAINST=$(realpath "$AGAINST")
   VARIANTS=(new against)
 fi
-[ "$FRONT" = 0 ] || [ -x /usr/sbin/varnishd ] || die "--front needs varnish (apt-get install varnish)"
+if [ "$FRONT" = 1 ]; then
+  [ -x /usr/sbin/varnishd ] || die "--front needs varnish (apt-get install varnish)"
+  # `h3live front` has no MoQ endpoint: a MoQ edge is a relay, not this front.
+  case " $TRANSPORTS " in *" moq "*) note "--front: no moq cells (the front serves HTTP only)" ;; esac
+  TRANSPORTS=$(echo " $TRANSPORTS " | sed 's/ moq / /; s/^ *//; s/ *$//')
+  [ -n "$TRANSPORTS" ] || die "--front: no HTTP transport left in --transports"
+fi
 PERF=0
 perf stat -x, -e task-clock true > /dev/null 2>&1 && PERF=1
 # --budget: syscalls counted on the origin (perf stat on tracepoints). Reads
@@ -214,14 +224,19 @@ next_cell() {
 }
 
 ORIGIN_PID="" REPLAY_PID="" CADDY_PID="" UP_PID="" VARNISH_PID=""
+# The transport of the cells being run: moq cells add the MoQ listener.
+CUR_T=""
 # The measured server: the origin itself, or with --front `h3live front`
 # behind Varnish behind an origin (started first, on the load tool's core).
 start_origin() {
   if [ "$FRONT" = 1 ]; then start_front "$1"; return; fi
+  local moq=()
+  [ "$CUR_T" = moq ] && moq=(--moq 127.0.0.1:$P_MOQ --moq-idle-timeout 10m)
   ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
     --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
     --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
-    --max-connections-per-ip 0 --idle-timeout 10m ${ORIGIN_ARGS[@]+"${ORIGIN_ARGS[@]}"} 2> "$OUT/logs/origin-$1$SUFFIX.log" &
+    --max-connections-per-ip 0 --idle-timeout 10m ${moq[@]+"${moq[@]}"} \
+    ${ORIGIN_ARGS[@]+"${ORIGIN_ARGS[@]}"} 2> "$OUT/logs/origin-$1$SUFFIX.log" &
   ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
   wait_url "http://127.0.0.1:$P_HTTP/healthz" 10 "$ORIGIN_PID" || die "origin did not start"
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_HTTP --stream $STREAM 2> "$OUT/logs/replay-$1$SUFFIX.log" > /dev/null &
@@ -289,6 +304,7 @@ addr_of() { # server transport
   case "$1:$2" in
     h3live:h3) echo 127.0.0.1:$P_H3 ;; h3live:h2) echo 127.0.0.1:$P_H2 ;;
     h3live:h1-tls) echo 127.0.0.1:$P_H1 ;; h3live:h1-clear) echo 127.0.0.1:$P_HTTP ;;
+    h3live:moq) echo 127.0.0.1:$P_MOQ ;;
     caddy:h1-clear) echo 127.0.0.1:$C_HTTP ;; caddy:*) echo 127.0.0.1:$C_HTTPS ;;
   esac
 }
@@ -329,7 +345,7 @@ measure() {
   # --budget, TCP: the origin's sockets' kernel counters (segments, bytes)
   # shortly before the viewers disconnect.
   local ss_at="" port
-  if [ "$budget" = 1 ] && [ "$t" != h3 ]; then
+  if [ "$budget" = 1 ] && [ "$t" != h3 ] && [ "$t" != moq ]; then
     ss_at=$(( ${EPOCHREALTIME%.*} + ramp + DURATION - 2 ))
     port=$(addr_of "$server" "$t"); port=${port##*:}
   fi
@@ -379,6 +395,7 @@ fi
 
 # ---------------------------------------------------------------- h3live, live viewers
 for t in $TRANSPORTS; do
+  CUR_T=$t
   for n in $COUNTS; do
     next_cell
     for v in "${ORDER[@]}"; do
@@ -408,6 +425,8 @@ if [ "$CADDY" = 1 ]; then
     note "caddy not installed (apt-get install caddy): comparison skipped"
   else
     for t in $TRANSPORTS; do
+      [ "$t" = moq ] && continue  # Caddy serves no MoQ
+      CUR_T=$t
       next_cell
       for v in "${ORDER[@]}"; do
         use_variant "$v"
