@@ -197,6 +197,9 @@ if [ -z "$CAPTURE" ]; then
       2> "$OUT/logs/encoder.log" || die "the encoder failed (see $OUT/logs/encoder.log)"
     wait "$REC" || true
   else
+    # The synthetic stream's init segments carry no codec data, which the MoQ
+    # catalog is made from: moq viewers would find no track.
+    case " $TRANSPORTS " in *" moq "*) die "moq cells need an ffmpeg capture (ffmpeg, or --capture DIR), not the synthetic stream" ;; esac
     step "writing a synthetic capture into $CAPTURE"
     "$BIN" load synth -o "$CAPTURE" --duration 30s >&2
   fi
