@@ -20,18 +20,25 @@ TRANSPORTS = ["h3", "h2", "h1-tls", "h1-clear", "moq"]
 COLORS = {"h3": "#d62728", "h2": "#1f77b4", "h1-tls": "#2ca02c", "h1-clear": "#7f7f7f"}
 
 
+def metric_lines(path, pattern):
+    """The matches of `pattern` on the lines of a /metrics dump (none if it is missing)."""
+    if not os.path.exists(path):
+        return
+    pat = re.compile(pattern)
+    with open(path) as f:
+        for line in f:
+            m = pat.match(line.strip())
+            if m:
+                yield m
+
+
 def histogram(path, transport):
     """Cumulative buckets {le: count} of h3live_origin_delay_seconds for a transport."""
     out = {}
-    if not os.path.exists(path):
-        return out
-    pat = re.compile(r'^h3live_origin_delay_seconds_bucket\{transport="([^"]+)",le="([^"]+)"\} (\d+)')
-    with open(path) as f:
-        for line in f:
-            m = pat.match(line)
-            if m and m.group(1) == transport:
-                le = math.inf if m.group(2) == "+Inf" else float(m.group(2))
-                out[le] = int(m.group(3))
+    for m in metric_lines(path, r'^h3live_origin_delay_seconds_bucket\{transport="([^"]+)",le="([^"]+)"\} (\d+)'):
+        if m.group(1) == transport:
+            le = math.inf if m.group(2) == "+Inf" else float(m.group(2))
+            out[le] = int(m.group(3))
     return out
 
 
@@ -56,16 +63,8 @@ def quantile(q, buckets):
 
 def quic_counters(path):
     """{(name, dir): value} of the origin's h3live_quic_* series in a /metrics dump."""
-    out = {}
-    if not os.path.exists(path):
-        return out
-    pat = re.compile(r'^h3live_quic_([a-z_]+?)(?:_total)?(?:\{dir="(tx|rx)"\})? (\d+)$')
-    with open(path) as f:
-        for line in f:
-            m = pat.match(line.strip())
-            if m:
-                out[(m.group(1), m.group(2) or "")] = int(m.group(3))
-    return out
+    pat = r'^h3live_quic_([a-z_]+?)(?:_total)?(?:\{dir="(tx|rx)"\})? (\d+)$'
+    return {(m.group(1), m.group(2) or ""): int(m.group(3)) for m in metric_lines(path, pat)}
 
 
 def syscalls(path):
@@ -125,13 +124,8 @@ def budget(out, r, rep):
             "lost": d("lost_packets"), "congestion": d("congestion_events"),
         })
         mtu = [q1.get(("path_mtu_bytes", "")), None]
-        pat = re.compile(r'^h3live_quic_path_mtu_bytes\{stat="(min|max)"\} (\d+)')
-        path = os.path.join(out, "raw", tag + ".m1")
-        if os.path.exists(path):
-            for line in open(path):
-                m = pat.match(line)
-                if m:
-                    mtu[0 if m.group(1) == "min" else 1] = int(m.group(2))
+        for m in metric_lines(os.path.join(out, "raw", tag + ".m1"), r'^h3live_quic_path_mtu_bytes\{stat="(min|max)"\} (\d+)'):
+            mtu[0 if m.group(1) == "min" else 1] = int(m.group(2))
         b["mtu"] = mtu
         cq = rep.get("quic") or {}
         b["client_acks_out"] = cq.get("tx_acks")
