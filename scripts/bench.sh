@@ -327,7 +327,7 @@ measure() {
   [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m0"
   local budget=0
   [ "$BUDGET" = 1 ] && [ "$server" = h3live ] && [ "$mode" = live ] && budget=1
-  local t0 rss0 s0 peak r
+  local t0 rss0 s0 peak
   t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
     -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" ${extra[@]+"${extra[@]}"} \
@@ -343,24 +343,19 @@ measure() {
       rp=$!
     fi
   fi
-  peak=$rss0
-  local lt=0 x  # the load tool's own CPU ticks, last seen before it exits
   # --budget, TCP: the origin's sockets' kernel counters (segments, bytes)
-  # shortly before the viewers disconnect.
-  local ss_at="" port
+  # two seconds before the viewers disconnect.
+  local sp="" port
   if [ "$budget" = 1 ] && [ "$t" != h3 ] && [ "$t" != moq ]; then
-    ss_at=$(( ${EPOCHREALTIME%.*} + ramp + DURATION - 2 ))
     port=$(addr_of "$server" "$t"); port=${port##*:}
+    { sleep $(( ramp + DURATION - 2 )); ss -tinH state established "( sport = :$port )" > "$OUT/raw/$tag.ss" 2>/dev/null || true; } &
+    sp=$!
   fi
-  while kill -0 "$lp" 2>/dev/null; do
-    r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
-    x=$(proc_ticks "$lp" 2>/dev/null) && lt=$x
-    if [ -n "$ss_at" ] && [ "${EPOCHREALTIME%.*}" -ge "$ss_at" ]; then
-      ss -tinH state established "( sport = :$port )" > "$OUT/raw/$tag.ss" 2>/dev/null || true
-      ss_at=""
-    fi
-    sleep 0.5
-  done
+  # The server's peak RSS, and the load tool's own CPU ticks last seen before it exits.
+  local lt
+  read -r peak lt < <(sample_while "$lp" "$pid" "$lp")
+  [ "$rss0" -gt "$peak" ] && peak=$rss0
+  if [ -n "$sp" ]; then kill "$sp" 2>/dev/null || true; wait "$sp" 2>/dev/null || true; fi
   local ok=true
   wait "$lp" || ok=false
   local task_ms=null
