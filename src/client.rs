@@ -125,6 +125,8 @@ pub struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Client endpoint for HTTP/3.
     endpoint: Option<quinn::Endpoint>,
+    /// Source address of the connections (any, if `None`).
+    source: Option<std::net::IpAddr>,
 }
 
 impl Connector {
@@ -136,13 +138,29 @@ impl Connector {
         server_name: &str,
         roots: &[CertificateDer<'static>],
     ) -> Result<Connector> {
+        Connector::from_source(transport, addr, server_name, roots, None)
+    }
+
+    /// [`Connector::new`] whose connections come from the local address
+    /// `source` (e.g. one of 127.0.0.0/8, to look like many clients).
+    pub fn from_source(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Connector> {
         let tls = match transport {
             Transport::H1Clear => None,
             _ => Some(tls_config(roots, alpn(transport))?),
         };
         let endpoint = match (&tls, transport) {
             (Some(tls), Transport::H3) => {
-                let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+                let bind: SocketAddr = match source {
+                    Some(ip) => SocketAddr::new(ip, 0),
+                    None if addr.is_ipv6() => "[::]:0".parse()?,
+                    None => "0.0.0.0:0".parse()?,
+                };
                 // Many connections share this socket: give it room (see set_udp_buffers).
                 let socket = std::net::UdpSocket::bind(bind)?;
                 crate::transport::set_udp_buffers(&socket, crate::transport::UDP_BUFFER);
@@ -164,7 +182,23 @@ impl Connector {
             }
             _ => None,
         };
-        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint })
+        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint, source })
+    }
+
+    /// A TCP connection to the origin, from `source` if set.
+    async fn tcp(&self) -> Result<tokio::net::TcpStream> {
+        let tcp = match self.source {
+            None => tokio::net::TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket =
+                    if ip.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(self.addr).await
+            }
+        };
+        let tcp = tcp.context("TCP connect")?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
     }
 
     /// The transport connections are made over.
@@ -179,15 +213,13 @@ impl Connector {
         let authority = format!("{server_name}:{}", addr.port());
         let conn = match (transport, &self.tls, &self.endpoint) {
             (Transport::H1Clear, _, _) => {
-                let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
-                tcp.set_nodelay(true)?;
+                let tcp = self.tcp().await?;
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
                 Conn::H1(send)
             }
             (Transport::H1Tls | Transport::H2, Some(tls), _) => {
-                let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
-                tcp.set_nodelay(true)?;
+                let tcp = self.tcp().await?;
                 let connector = tokio_rustls::TlsConnector::from(tls.clone());
                 let name = ServerName::try_from(server_name.to_string())?;
                 let tls = connector.connect(name, tcp).await.context("TLS handshake")?;

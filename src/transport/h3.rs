@@ -204,6 +204,21 @@ async fn handle_request(
         }
     };
     let _guard = activity.begin();
+    if let Some(why) = malformed(&req) {
+        let (rejected, loud) = origin.metrics().h3_stream_rejected("malformed");
+        crate::doubling_log!(
+            loud,
+            why,
+            rejected,
+            "h3: malformed request answered 400 (logged at warn for the 1st, 2nd, 4th, 8th...)"
+        );
+        let resp = http::Response::builder().status(http::StatusCode::BAD_REQUEST).body(()).expect("a 400 head");
+        if stream.send_response(resp).await.is_ok() {
+            let _ = stream.send_data(Bytes::from(format!("400 malformed request: {why}\n"))).await;
+            let _ = stream.finish().await;
+        }
+        return;
+    }
     let span = request_span(Transport::H3, req.method(), req.uri().path());
     async move {
         let resp = origin.handle(req.map(|()| NoBody), &conn).await;
@@ -249,6 +264,37 @@ async fn handle_request(
     }
     .instrument(span)
     .await
+}
+
+/// Why a request h3 resolved is malformed (RFC 9114 4.1.2), for what h3
+/// hands over: connection-specific fields (4.2), `TE` other than
+/// `trailers` (4.2), `:protocol` without extended CONNECT (RFC 9220, not
+/// offered here), a `:path` that is neither absolute nor `*` for OPTIONS
+/// (4.3.1). h3 itself rejects uppercase or invalid field names, unknown
+/// pseudo-headers, a missing `:method`, `:scheme` or `:path`, and
+/// `:authority` and `Host` that disagree (H3_MESSAGE_ERROR). What it hides
+/// (pseudo-header order, repeated pseudo-headers, a response pseudo-header
+/// in a request) is in docs/security.md, "Known gaps".
+fn malformed(req: &http::Request<()>) -> Option<&'static str> {
+    use http::header;
+    const CONNECTION_SPECIFIC: [&str; 5] =
+        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
+    let h = req.headers();
+    if CONNECTION_SPECIFIC.iter().any(|n| h.contains_key(*n)) {
+        return Some("connection-specific header field");
+    }
+    if h.get_all(header::TE).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+        return Some("TE other than trailers");
+    }
+    if req.extensions().get::<h3::ext::Protocol>().is_some() {
+        return Some(":protocol without extended CONNECT");
+    }
+    let path = req.uri().path_and_query().map_or("", |p| p.as_str());
+    let options_star = req.method() == http::Method::OPTIONS && path == "*";
+    if req.method() != http::Method::CONNECT && !path.starts_with('/') && !options_star {
+        return Some(":path neither absolute nor * (OPTIONS)");
+    }
+    None
 }
 
 /// The `reason` label of a request stream h3 could not resolve, or `None`
