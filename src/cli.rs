@@ -364,6 +364,7 @@ impl HttpArgs {
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir.clone(),
             max_static_memory: self.max_static_memory,
+            prefetch: false,
         }
     }
 

@@ -166,6 +166,13 @@ macro_rules! doubling_log {
     };
 }
 
+/// `{event="sent"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    /// What happened.
+    event: &'static str,
+}
+
 /// One series per transport, each also kept by index so that the hot paths
 /// never look a label set up in the family.
 #[derive(Debug)]
@@ -216,6 +223,11 @@ pub struct Metrics {
     rejected_h3_streams: Family<ReasonLabel, Counter>,
     /// Bytes static-file responses hold.
     static_bytes: Gauge,
+    /// Reads waiting for their object's upload to start.
+    held_reads: Gauge,
+    /// Origin-assisted prefetch events (origin: paths named, prefetch
+    /// requests served; front: prefetches sent, failed, skipped).
+    prefetch: Family<EventLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -257,6 +269,14 @@ impl Default for Metrics {
         let connections = PerTransport::<Gauge>::new();
         registered(&mut r, "h3live_connections", "Open connections, per transport", connections.family.clone());
         let responses = registered(&mut r, "h3live_responses", "Responses by transport and status", Family::default());
+        let held_reads = registered(
+            &mut r,
+            "h3live_held_reads",
+            "Reads waiting for their object's upload to start",
+            Gauge::default(),
+        );
+        let help = "Origin-assisted prefetch events: named (origin response naming a next object), request (prefetch request at the origin); sent, ok, failed, busy, duplicate (front)";
+        let prefetch = registered(&mut r, "h3live_prefetch", help, Family::default());
         let delay = PerTransport::<Histogram>::new();
         let help = "Time from a chunk's arrival on ingest to its hand-off to the transport, per transport";
         registered(&mut r, "h3live_origin_delay_seconds", help, delay.family.clone());
@@ -275,6 +295,8 @@ impl Default for Metrics {
             handshake_failures,
             rejected_h3_streams,
             static_bytes,
+            held_reads,
+            prefetch,
         }
     }
 }
@@ -396,6 +418,26 @@ impl Metrics {
     /// HTTP/3 request streams refused for `reason` so far.
     pub fn h3_streams_rejected(&self, reason: &'static str) -> u64 {
         self.rejected_h3_streams.get_or_create(&ReasonLabel { reason }).get()
+    }
+
+    /// One more read waiting for its object until the guard drops.
+    pub fn held_read(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.held_reads)
+    }
+
+    /// Reads currently waiting for their object.
+    pub fn held_reads(&self) -> i64 {
+        self.held_reads.get()
+    }
+
+    /// Count a prefetch event (see `core::prefetch`).
+    pub fn prefetch(&self, event: &'static str) {
+        self.prefetch.get_or_create(&EventLabel { event }).inc();
+    }
+
+    /// Prefetch events of one kind so far.
+    pub fn prefetch_count(&self, event: &'static str) -> u64 {
+        self.prefetch.get_or_create(&EventLabel { event }).get()
     }
 
     /// Text exposition of everything, the store's figures first.

@@ -8,6 +8,8 @@ mod auth;
 mod body;
 pub mod headers;
 mod ingest_rate;
+pub mod prefetch;
+pub mod prefetcher;
 pub mod range;
 pub mod route;
 pub mod state_dir;
@@ -66,6 +68,9 @@ pub struct OriginConfig {
     /// Most bytes static-file responses hold at once (shared copies of
     /// small files and pieces of large ones, see [`static_files::StaticMemory`]).
     pub max_static_memory: u64,
+    /// Front mode: prefetch what the origin names (origin-assisted prefetch,
+    /// see `prefetcher`).
+    pub prefetch: bool,
 }
 
 impl Default for OriginConfig {
@@ -82,6 +87,7 @@ impl Default for OriginConfig {
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
             max_static_memory: 64 << 20,
+            prefetch: false,
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct Origin {
     state: Option<state_dir::StateDir>,
     /// The memory budget of static responses.
     statics: Arc<static_files::StaticMemory>,
+    /// Front mode with prefetch on: sends the prefetches.
+    prefetcher: Option<Arc<prefetcher::Prefetcher>>,
 }
 
 type Resp = Response<Body>;
@@ -125,7 +133,11 @@ impl Origin {
         let hls = crate::hls::Hls::new(store.clone(), crate::hls::HlsConfig { part_target: config.hls_part_target });
         let metrics = Arc::new(Metrics::default());
         let statics = Arc::new(static_files::StaticMemory::new(config.max_static_memory, metrics.static_bytes()));
-        Origin { store, metrics, config, hls, state, statics }
+        let prefetcher = match (&config.upstream, config.prefetch) {
+            (Some(up), true) => Some(prefetcher::Prefetcher::new(up.clone(), metrics.clone())),
+            _ => None,
+        };
+        Origin { store, metrics, config, hls, state, statics, prefetcher }
     }
 
     /// A stream was dropped from the store (idle): forget its kept state.
@@ -160,6 +172,17 @@ impl Origin {
 
     async fn route<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
         if let Some(up) = &self.config.upstream {
+            // The front's own counters, where the origin's would be.
+            if req.uri().path() == "/metrics" && conn.listener.status_pages && req.method() == Method::GET {
+                let body = self.metrics.render(&self.store);
+                return status_page(self.text(
+                    conn,
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body,
+                    false,
+                ));
+            }
             return self.forward(up, req, conn).await;
         }
         let method = req.method().clone();
@@ -248,8 +271,10 @@ impl Origin {
                     Method::PUT | Method::POST => self.ingest(req, conn, &stream, &file).await,
                     Method::DELETE => self.delete(req, conn, &stream, &file).await,
                     _ => match crate::hls::PlaylistName::parse(&file) {
-                        Some(name) => self.hls_playlist(conn, &stream, &name, req.uri().query(), head).await,
-                        None => self.read_live(conn, req.headers(), &stream, &file, head).await,
+                        Some(name) => {
+                            self.hls_playlist(conn, req.headers(), &stream, &name, req.uri().query(), head).await
+                        }
+                        None => self.read_live(conn, req.headers(), &stream, &file, req.uri().query(), head).await,
                     },
                 }
             }
@@ -302,8 +327,19 @@ impl Origin {
             return r;
         }
         let proto = if conn.transport == Transport::H1Clear { "http" } else { "https" };
-        match up.forward(&method, req.uri(), req.headers(), conn.remote.ip(), proto).await {
-            Ok((parts, body)) => {
+        let mut headers = req.headers().clone();
+        prefetcher::scrub_request(&mut headers);
+        if self.prefetcher.is_some() {
+            prefetcher::Prefetcher::enable(&mut headers);
+        }
+        match up.forward(&method, req.uri(), &headers, conn.remote.ip(), proto).await {
+            Ok((mut parts, body)) => {
+                match &self.prefetcher {
+                    Some(p) if parts.status.is_success() => p.on_response(req.uri(), &mut parts.headers),
+                    _ => {
+                        parts.headers.remove(prefetch::PATH);
+                    }
+                }
                 let mut r =
                     Response::from_parts(parts, Body::new(BodyKind::Upstream(body), &self.metrics, conn.transport));
                 if let Some(alt) = &conn.listener.alt_svc {
@@ -384,8 +420,30 @@ impl Origin {
     /// GET/HEAD of a live object, held until its upload starts. One `Range`
     /// is honoured, growing or not (see [`range`]); a finished object has a
     /// strong `ETag` (304 on `If-None-Match`).
-    async fn read_live(&self, conn: &ConnInfo, req: &http::HeaderMap, stream: &str, file: &str, head: bool) -> Resp {
-        let Some(obj) = self.store.get_or_wait(stream, file).await else {
+    /// With `CDN-Origin-Assist-Prefetch-Enabled: 1`, the response names the
+    /// next object (see [`prefetch`]).
+    async fn read_live(
+        &self,
+        conn: &ConnInfo,
+        req: &http::HeaderMap,
+        stream: &str,
+        file: &str,
+        query: Option<&str>,
+        head: bool,
+    ) -> Resp {
+        let is_prefetch = prefetch::is_prefetch(req);
+        if is_prefetch {
+            self.metrics.prefetch("request");
+        }
+        let obj = match self.store.get(stream, file) {
+            Some(obj) => Some(obj),
+            None => {
+                let _held = self.metrics.held_read();
+                let hold = self.store.config().hold * if is_prefetch { prefetch::PREFETCH_HOLD_FACTOR } else { 1 };
+                self.store.get_or_wait_within(stream, file, hold).await
+            }
+        };
+        let Some(obj) = obj else {
             return self.error(conn, StatusCode::NOT_FOUND, "no such object (yet)");
         };
         let (len, status) = obj.snapshot();
@@ -434,6 +492,13 @@ impl Origin {
         if let Some(v) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
             h.insert(header::ETAG, v);
         }
+        if prefetch::enabled(req) {
+            let paths = prefetch::paths_for(&self.store, stream, file, query, &obj).await;
+            if !paths.is_empty() {
+                self.metrics.prefetch("named");
+                prefetch::set_paths(r.headers_mut(), &paths);
+            }
+        }
         debug!(stream, file, status = obj.status().as_str(), "serving live object");
         r
     }
@@ -442,6 +507,7 @@ impl Origin {
     async fn hls_playlist(
         &self,
         conn: &ConnInfo,
+        req: &http::HeaderMap,
         stream: &str,
         name: &crate::hls::PlaylistName,
         query: Option<&str>,
@@ -451,6 +517,13 @@ impl Origin {
             Ok(text) => {
                 let mut r = self.text(conn, StatusCode::OK, "application/vnd.apple.mpegurl", text, head);
                 headers::cache(r.headers_mut(), CachePolicy::Manifest, 0);
+                // The segment of the preload-hinted part (see `prefetch`).
+                if let (true, crate::hls::PlaylistName::Media(rep)) = (prefetch::enabled(req), name) {
+                    if let Some(next) = self.hls.preload_hint(stream, rep) {
+                        self.metrics.prefetch("named");
+                        prefetch::set_paths(r.headers_mut(), &[next]);
+                    }
+                }
                 r
             }
             Err(e) => self.error(conn, e.status(), &e.to_string()),

@@ -322,6 +322,11 @@ impl Object {
         self.created
     }
 
+    /// When its first byte arrived, if it has one.
+    pub fn first_arrival(&self) -> Option<Instant> {
+        self.lock().chunks.first().map(|c| c.arrived)
+    }
+
     /// A reader positioned at the first chunk.
     pub fn reader(self: &Arc<Self>) -> ObjectReader {
         ObjectReader { obj: self.clone(), next: 0, registered: None, done: false }
