@@ -264,7 +264,9 @@ impl Door {
             };
             let Some(ip) = self.per_ip(remote) else { continue };
             let activity = Arc::new(Activity::default());
-            if !pool.try_join(&activity) && pool.evict() == 0 {
+            // Near the cap, idle connections are closed ahead of need.
+            let evicted = if pool.near_cap() { pool.evict() } else { 0 };
+            if !pool.try_join(&activity) && evicted == 0 {
                 let spare = match &self.inner.spare {
                     Some(spare) => spare.join_or_evict(&activity, SPARE_SLOT_WAIT).await,
                     None => false,
@@ -323,8 +325,9 @@ impl Door {
             };
             let activity = Arc::new(Activity::default());
             let pool = self.inner.pool.clone();
+            let evicted = if pool.near_cap() { pool.evict() } else { 0 };
             let slot_now = pool.try_join(&activity);
-            if !slot_now && pool.evict() == 0 {
+            if !slot_now && evicted == 0 {
                 self.at_cap(remote, "refusing");
                 incoming.refuse();
                 continue;

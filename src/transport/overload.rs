@@ -5,9 +5,10 @@
 //! ingest listener has a second one, `--max-ingest-connections`, that only
 //! connections whose first completed request head is ingest move to). Every
 //! connection holds a slot from its admission (before its TLS or QUIC
-//! handshake) to its end. When a new connection finds its budget full, the
-//! pool closes connections that hold a slot without doing useful work, the
-//! ones that have done none the longest first:
+//! handshake) to its end. When a new connection finds its budget full or
+//! nearly so (at most [`MAX_EVICT`] slots free), the pool closes connections
+//! that hold a slot without doing useful work, the ones that have done none
+//! the longest first:
 //!
 //! - *idle*: no open request: an unfinished handshake or request head
 //!   (slowloris), a keep-alive between requests, an HTTP/2 connection that
@@ -40,8 +41,11 @@ use crate::metrics::Metrics;
 
 /// At most this many connections are closed at once for a newcomer (nginx's
 /// figure), and at least one; in between, an eighth of the idle ones, so
-/// that a flood of arrivals does not take a scan of the pool each.
-const MAX_EVICT: usize = 32;
+/// that a flood of arrivals does not take a scan of the pool each. Also how
+/// near the cap a listener closes them ahead of need ([`Pool::near_cap`]),
+/// so that its accept loop does not wait for a closing connection (the
+/// kernel's backlog would fill meanwhile and drop newcomers' SYNs).
+pub const MAX_EVICT: usize = 32;
 
 /// The clock [`Activity`] timestamps count from (one per process, so that
 /// connections of one pool compare).
@@ -161,10 +165,11 @@ impl Pool {
     /// do no useful work ([`Pool::evict`]) and wait up to `wait` for one of
     /// theirs. False if none came (every connection is busy).
     pub async fn join_or_evict(self: &Arc<Self>, activity: &Arc<Activity>, wait: Duration) -> bool {
+        let evicted = if self.near_cap() { self.evict() } else { 0 };
         if self.try_join(activity) {
             return true;
         }
-        if self.evict() == 0 {
+        if evicted == 0 {
             return false;
         }
         tokio::time::timeout(wait, self.join(activity)).await.is_ok()
@@ -219,8 +224,9 @@ impl Pool {
         n
     }
 
-    /// Slots in use.
-    pub fn in_use(&self) -> usize {
-        self.gauge.get().max(0) as usize
+    /// True when at most [`MAX_EVICT`] slots are free: connections that do
+    /// no useful work are closed from then on, ahead of need.
+    pub fn near_cap(&self) -> bool {
+        self.permits.available_permits() <= MAX_EVICT
     }
 }
