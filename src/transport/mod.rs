@@ -51,14 +51,16 @@ pub struct Limits {
 /// Admission at a listener's door ([`accept::Door`]).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// Open connections per listener; further ones wait (TCP) or are refused (QUIC).
+    /// Connections per listener ([`overload::Pool`]): near it, the ones doing
+    /// no useful work are closed for newcomers; when all are busy, further
+    /// ones wait (TCP) or are refused (QUIC).
     pub max_connections: usize,
     /// Open connections per client IP address on each listener (0: no limit).
     pub max_connections_per_ip: usize,
-    /// Extra connections the ingest listener keeps for ingest requests: a
-    /// connection whose first request is a PUT/POST/DELETE takes one of these,
-    /// any other one of `max_connections`, so viewers cannot lock out the
-    /// encoder.
+    /// The ingest listener's second budget: a connection whose first
+    /// completed request head is a PUT/POST/DELETE moves to one of these
+    /// (giving its `max_connections` slot back), so neither viewers nor
+    /// connections that never finish a head can lock out the encoder.
     pub max_ingest_connections: usize,
     /// Time allowed for a TLS or QUIC handshake.
     pub handshake_timeout: Duration,
