@@ -15,7 +15,7 @@ use crate::transport::{Congestion, Limits};
 /// targets match by prefix, so `h3=warn` alone would also silence `h3live`
 /// itself; the longer `h3live=info` directive wins for our own target.
 pub const DEFAULT_LOG_FILTER: &str =
-    "info,quinn=warn,quinn_proto=warn,h3=warn,h3_quinn=warn,rustls=warn,hyper=warn,h3live=info";
+    "info,quinn=warn,quinn_proto=warn,h3=warn,h3_quinn=warn,rustls=warn,hyper=warn,moq_net=error,moq_mux=warn,hang=warn,web_transport_quinn=error,h3live=info";
 
 /// A listener address, or `off` to disable the listener.
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +164,54 @@ pub struct ListenArgs {
     /// TLS listener offering HTTP/2 only, no Alt-Svc: the HTTP/2 arm.
     #[arg(long = "https-h2", default_value_t = ListenAddr::any(ports::HTTPS_H2), value_name = "ADDR|off")]
     pub https_h2: ListenAddr,
+}
+
+/// Media over QUIC (MoQ) listener and limits.
+#[derive(Debug, Clone, Args)]
+pub struct MoqArgs {
+    /// Media over QUIC over WebTransport (UDP) listener, e.g. 127.0.0.1:4435 or [::]:4435. Off by default.
+    /// Every stream is published as a MoQ broadcast named after it (docs/moq.md). The same address is also
+    /// bound over TCP as a read-only cleartext HTTP/1.1 listener, so `http://HOST:PORT/certificate.sha256`
+    /// (where MoQ web players look for the certificate hash) answers on the same port number.
+    #[arg(long, default_value = "off", value_name = "ADDR|off")]
+    pub moq: ListenAddr,
+    /// Concurrent track subscriptions per MoQ session (QUIC flow control: the client cannot open more).
+    /// 1 to 1000.
+    #[arg(long, default_value = "16", value_parser = count_in(1u32, 1000))]
+    pub moq_max_subscriptions: u32,
+    /// Bytes quinn buffers per MoQ session (sent, not yet acknowledged): what a subscriber that stops
+    /// reading can pin besides the shared group cache. 64K to 1G.
+    #[arg(long, default_value = "4M", value_parser = size_in(64 << 10, GIB))]
+    pub moq_send_window: u64,
+    /// A MoQ session that sends less than 64 KiB in a window this long (nothing subscribed, or a subscriber
+    /// that stopped reading) is closed. 1s to 1h.
+    #[arg(long, default_value = "30s", value_parser = duration_in(secs(1), HOUR))]
+    pub moq_idle_timeout: Duration,
+    /// How far (media time) a group may fall behind the newest of its track before it is dropped; a
+    /// subscriber further behind skips ahead to newer groups. 100ms to 60s.
+    #[arg(long, default_value = "4s", value_parser = duration_in(ms(100), secs(60)))]
+    pub moq_max_age: Duration,
+    /// Bytes of published groups the MoQ view keeps for all subscribers together (oldest dropped beyond).
+    /// 1M to 64G.
+    #[arg(long, default_value = "64M", value_parser = size_in(MIB, 64 * GIB))]
+    pub moq_cache_size: u64,
+}
+
+impl MoqArgs {
+    /// The view's settings.
+    pub fn view(&self) -> crate::moq::MoqConfig {
+        crate::moq::MoqConfig { max_age: self.moq_max_age, cache_bytes: self.moq_cache_size }
+    }
+
+    /// The session limits.
+    pub fn limits(&self) -> crate::transport::moq::MoqLimits {
+        crate::transport::moq::MoqLimits {
+            // Both within their flags' ranges.
+            max_subscriptions: self.moq_max_subscriptions,
+            send_window: self.moq_send_window,
+            idle_timeout: self.moq_idle_timeout,
+        }
+    }
 }
 
 /// Certificate options.
@@ -364,6 +412,7 @@ impl HttpArgs {
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir.clone(),
             max_static_memory: self.max_static_memory,
+            moq_certificate_sha256: None,
             prefetch: false,
         }
     }

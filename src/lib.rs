@@ -48,6 +48,7 @@ pub mod hls;
 pub mod interop;
 pub mod load;
 pub mod metrics;
+pub mod moq;
 pub mod mpd;
 pub mod pathemu;
 pub mod server;

@@ -68,6 +68,10 @@ pub struct OriginConfig {
     /// Most bytes static-file responses hold at once (shared copies of
     /// small files and pieces of large ones, see [`static_files::StaticMemory`]).
     pub max_static_memory: u64,
+    /// Hex SHA-256 of the MoQ endpoint's certificate, served at
+    /// `/certificate.sha256` for WebTransport's `serverCertificateHashes`
+    /// (none: 404, MoQ is off).
+    pub moq_certificate_sha256: Option<String>,
     /// Front mode: prefetch what the origin names (origin-assisted prefetch,
     /// see `prefetcher`).
     pub prefetch: bool,
@@ -87,6 +91,7 @@ impl Default for OriginConfig {
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
             max_static_memory: 64 << 20,
+            moq_certificate_sha256: None,
             prefetch: false,
         }
     }
@@ -301,6 +306,10 @@ impl Origin {
                 self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", now, head)
             }
             Route::Healthz => self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into(), head),
+            Route::CertificateSha256 => match &self.config.moq_certificate_sha256 {
+                Some(hex) => self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", hex.clone(), head),
+                None => self.error(conn, StatusCode::NOT_FOUND, "MoQ is off"),
+            },
             Route::Streams | Route::Metrics if !conn.listener.status_pages => {
                 self.error(conn, StatusCode::NOT_FOUND, "not found")
             }

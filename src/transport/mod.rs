@@ -7,6 +7,7 @@ pub mod h3;
 mod h3_limit;
 mod h3_stream;
 pub mod hyper;
+pub mod moq;
 pub mod overload;
 pub mod tls;
 
@@ -46,6 +47,8 @@ pub struct Limits {
     pub quic: QuicLimits,
     /// Graceful shutdown.
     pub shutdown: ShutdownLimits,
+    /// Media over QUIC sessions.
+    pub moq: moq::MoqLimits,
 }
 
 /// Admission at a listener's door ([`accept::Door`]).
@@ -187,6 +190,7 @@ impl Limits {
                 congestion: Congestion::Bbr,
             },
             shutdown: ShutdownLimits { grace: Duration::from_secs(3) },
+            moq: moq::MoqLimits::default(),
         }
     }
 }
