@@ -6,9 +6,9 @@
 //! connections whose first completed request head is ingest move to). Every
 //! connection holds a slot from its admission (before its TLS or QUIC
 //! handshake) to its end. When a new connection finds its budget full or
-//! nearly so (at most [`MAX_EVICT`] slots free), the pool closes connections
-//! that hold a slot without doing useful work, the ones that have done none
-//! the longest first:
+//! nearly so (at most an eighth of it free, at most [`MAX_EVICT`] slots),
+//! the pool closes connections that hold a slot without doing useful work,
+//! the ones that have done none the longest first:
 //!
 //! - *idle*: no open request: an unfinished handshake or request head
 //!   (slowloris), a keep-alive between requests, an HTTP/2 connection that
@@ -41,10 +41,10 @@ use crate::metrics::Metrics;
 
 /// At most this many connections are closed at once for a newcomer (nginx's
 /// figure), and at least one; in between, an eighth of the idle ones, so
-/// that a flood of arrivals does not take a scan of the pool each. Also how
-/// near the cap a listener closes them ahead of need ([`Pool::near_cap`]),
-/// so that its accept loop does not wait for a closing connection (the
-/// kernel's backlog would fill meanwhile and drop newcomers' SYNs).
+/// that a flood of arrivals does not take a scan of the pool each. Also the
+/// most a listener closes them ahead of need ([`Pool::near_cap`]), so that
+/// its accept loop does not wait for a closing connection (the kernel's
+/// backlog would fill meanwhile and drop newcomers' SYNs).
 pub const MAX_EVICT: usize = 32;
 
 /// The clock [`Activity`] timestamps count from (one per process, so that
@@ -87,6 +87,8 @@ pub struct Pool {
     name: &'static str,
     /// Free slots.
     permits: Arc<Semaphore>,
+    /// Free slots at or below which connections are closed ahead of need.
+    headroom: usize,
     /// The connections holding a slot, by slot id (weak: a connection's
     /// [`Activity`] owns its [`Slot`], never the other way round).
     members: Mutex<HashMap<u64, std::sync::Weak<Activity>>>,
@@ -133,6 +135,7 @@ impl Pool {
             listener,
             name,
             permits: Arc::new(Semaphore::new(cap)),
+            headroom: (cap / 8).min(MAX_EVICT),
             members: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             gauge,
@@ -224,9 +227,48 @@ impl Pool {
         n
     }
 
-    /// True when at most [`MAX_EVICT`] slots are free: connections that do
-    /// no useful work are closed from then on, ahead of need.
+    /// True when at most an eighth of the slots, at most [`MAX_EVICT`], are
+    /// free: connections that do no useful work are closed from then on,
+    /// ahead of need. A small budget (up to 7 slots) closes them only when
+    /// full, so a connection whose first request head is still on its way
+    /// is not closed while slots are free.
     pub fn near_cap(&self) -> bool {
-        self.permits.available_permits() <= MAX_EVICT
+        self.permits.available_permits() <= self.headroom
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` connections holding a slot of `pool` each, none with an open request.
+    fn fill(pool: &Arc<Pool>, n: usize) -> Vec<Arc<Activity>> {
+        (0..n)
+            .map(|_| {
+                let a = Arc::new(Activity::default());
+                assert!(pool.try_join(&a));
+                a
+            })
+            .collect()
+    }
+
+    /// A small budget closes idle connections only when full: a connection
+    /// whose first request head is still on its way keeps its slot while
+    /// others are free. A large one starts 32 slots before its cap.
+    #[test]
+    fn connections_are_closed_ahead_of_need_only_near_the_cap() {
+        let metrics = Arc::new(Metrics::default());
+        let small = Pool::new("test", "connections", 3, metrics.clone());
+        let held = fill(&small, 2);
+        assert!(!small.near_cap());
+        let full = fill(&small, 1);
+        assert!(small.near_cap());
+        assert_eq!(small.evict(), 1);
+        let large = Pool::new("test", "connections", 4096, metrics);
+        let mut many = fill(&large, 4096 - 33);
+        assert!(!large.near_cap());
+        many.extend(fill(&large, 1));
+        assert!(large.near_cap());
+        drop((held, full, many));
     }
 }
