@@ -187,6 +187,12 @@ pub struct MoqArgs {
     /// that stopped reading) is closed. 1s to 1h.
     #[arg(long, default_value = "30s", value_parser = duration_in(secs(1), HOUR))]
     pub moq_idle_timeout: Duration,
+    /// QUIC idle timeout of MoQ sessions (transport parameter `max_idle_timeout`; the origin sends a
+    /// keep-alive every third of it): a viewer whose origin vanished (killed, path cut) sees its session
+    /// end after this long and reconnects. Short, so players follow an origin restart within a segment
+    /// or two. 1s to 1h.
+    #[arg(long, default_value = "3s", value_parser = duration_in(secs(1), HOUR))]
+    pub moq_quic_idle_timeout: Duration,
     /// How far (media time) a group may fall behind the newest of its track before it is dropped; a
     /// subscriber further behind skips ahead to newer groups. 100ms to 60s.
     #[arg(long, default_value = "4s", value_parser = duration_in(ms(100), secs(60)))]
@@ -210,6 +216,7 @@ impl MoqArgs {
             max_subscriptions: self.moq_max_subscriptions,
             send_window: self.moq_send_window,
             idle_timeout: self.moq_idle_timeout,
+            quic_idle_timeout: self.moq_quic_idle_timeout,
         }
     }
 }
