@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use h3live::cert::{self, CertPaths};
 use h3live::cli::{CertArgs, HttpArgs, ListenArgs, MoqArgs, StoreArgs};
 use h3live::server::{self, Listeners, ServerConfig};
-use h3live::transport::{bind_tcp, bind_udp};
+use h3live::transport::{bind_tcp, bind_tcp_udp_same_port, bind_udp};
 use tracing::info;
 
 /// Low-latency live video origin: LL-DASH ingest over HTTP/1.1, progressive
@@ -169,15 +169,38 @@ async fn serve(
     let bind = |a: Option<std::net::SocketAddr>, what: &str| -> Result<_> {
         a.map(|a| bind_tcp(a).with_context(|| format!("binding --{what} {a}"))).transpose()
     };
+    let (https, h3) = match (l.https.0, l.h3.0) {
+        // Port 0 for both: one kernel-chosen number for TCP and UDP.
+        (Some(t), Some(u)) if t.port() == 0 && u.port() == 0 => {
+            let (t, u) = bind_tcp_udp_same_port(t, u).with_context(|| format!("binding --https {t} and --h3 {u}"))?;
+            (Some(t), Some(u))
+        }
+        (t, u) => (bind(t, "https")?, u.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?),
+    };
+    // MoQ's UDP endpoint and its TCP twin share one number, port 0 included.
+    let (moq_http, moq) = match args.moq.moq.0 {
+        Some(a) if a.port() == 0 => {
+            let (t, u) = bind_tcp_udp_same_port(a, a).with_context(|| format!("binding --moq {a}"))?;
+            (Some(t), Some(u))
+        }
+        a => (
+            bind(a, "moq (TCP)")?,
+            a.map(|a| bind_udp(a).with_context(|| format!("binding --moq {a} (UDP)"))).transpose()?,
+        ),
+    };
     let listeners = Listeners {
         http: bind(l.http.0, "http")?,
-        https: bind(l.https.0, "https")?,
+        https,
         https_h1: bind(l.https_h1.0, "https-h1")?,
         https_h2: bind(l.https_h2.0, "https-h2")?,
-        h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
-        moq: args.moq.moq.0.map(|a| bind_udp(a).with_context(|| format!("binding --moq {a} (UDP)"))).transpose()?,
-        moq_http: bind(args.moq.moq.0, "moq (TCP)")?,
+        h3,
+        moq,
+        moq_http,
     };
+    if let Some(path) = &l.ports_file {
+        h3live::conn::ports::write_file(path, &listeners.ports())
+            .with_context(|| format!("writing --ports-file {}", path.display()))?;
+    }
     if let Some(sock) = &listeners.h3 {
         let want = args.http.udp_buffer;
         let (rcv, snd) = h3live::transport::set_udp_buffers(sock, want);
@@ -202,15 +225,10 @@ async fn serve(
             cert::load_or_generate(&paths, &args.cert.hosts)?
         };
         info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
-        if let Some(h3) = l.h3.0 {
+        if let Some(port) = listeners.h3.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port()) {
             info!(
                 "Chromium: {}",
-                cert::chromium_command(
-                    &keys.spki_sha256,
-                    "localhost",
-                    h3.port(),
-                    &format!("https://localhost:{}/", h3.port())
-                )
+                cert::chromium_command(&keys.spki_sha256, "localhost", port, &format!("https://localhost:{port}/"))
             );
         }
         Some(keys)
@@ -221,8 +239,10 @@ async fn serve(
     let moq = match args.moq.moq.0 {
         Some(addr) => {
             let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
+            // The bound port (the flag's may be 0).
+            let port = listeners.moq.as_ref().and_then(|s| s.local_addr().ok()).map_or(addr.port(), |a| a.port());
             info!(
-                url = %format!("https://localhost:{}/", addr.port()),
+                url = %format!("https://localhost:{port}/"),
                 certificate_sha256 = %sha256,
                 moq_spki_sha256 = %keys.spki_sha256,
                 "MoQ: certificate for serverCertificateHashes (ECDSA, 13 days), also at /certificate.sha256"

@@ -373,6 +373,11 @@ impl Metrics {
         doubling(&self.aborted_uploads)
     }
 
+    /// Uploads aborted so far (broken, idle or too slow).
+    pub fn aborted_uploads(&self) -> u64 {
+        self.aborted_uploads.get()
+    }
+
     /// Count a QUIC Retry sent.
     pub fn quic_retry(&self) {
         self.quic_retries.inc();

@@ -167,6 +167,11 @@ impl Origin {
         self.statics.held()
     }
 
+    /// The LL-HLS packager.
+    pub fn hls(&self) -> &crate::hls::Hls {
+        &self.hls
+    }
+
     /// Handle one request. `conn` says which listener and transport it came
     /// on; ingest is only accepted where the listener allows it.
     pub async fn handle<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
