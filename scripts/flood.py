@@ -162,7 +162,7 @@ async def prober(probes, stop):
         await asyncio.sleep(0.5)
     lines = []
     for name, res in out.items():
-        slow = sum(1 for t, c in res if t > 2 or c not in ("200", "201"))
+        slow = sum(1 for t, c in res if t > 2 or c not in ("200", "201", "204"))
         worst = max((t for t, _ in res), default=0) * 1e3
         codes = sorted({c for _, c in res})
         lines.append(f"{name}: {len(res)} probes, slowest {worst:.0f} ms, over 2 s or failed: {slow}, answers {codes}")
