@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::sync::mpsc;
 
+use crate::quic_stats::{QuicTally, Tracked};
 use crate::transport::Transport;
 
 /// A TLS client config trusting `roots`, offering `alpn`.
@@ -175,6 +176,8 @@ enum Conn {
         send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
         /// Kept alive for as long as the connection is used.
         _endpoint: quinn::Endpoint,
+        /// Counts the connection in the connector's tally, if it has one.
+        _tracked: Option<Arc<Tracked>>,
     },
 }
 
@@ -224,6 +227,14 @@ impl ClientResponse {
     }
 }
 
+/// HTTP/3 client settings that differ from quinn's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct QuicClientOptions {
+    /// The `max_udp_payload_size` transport parameter: the largest datagram
+    /// the client accepts (quinn's default 1472 fits a 1500-byte Ethernet MTU).
+    pub max_udp_payload_size: Option<u16>,
+}
+
 /// Everything needed to open connections to one origin over one transport,
 /// built once and shared by many clients: the TLS config and, for HTTP/3, the
 /// quinn client endpoint (one UDP socket carrying many QUIC connections).
@@ -239,6 +250,10 @@ pub struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Client endpoint for HTTP/3.
     endpoint: Option<quinn::Endpoint>,
+    /// Where HTTP/3 connections are counted (quinn's statistics), if anywhere.
+    tally: Option<Arc<QuicTally>>,
+    /// Source address of the connections (any, if `None`).
+    source: Option<std::net::IpAddr>,
 }
 
 impl Connector {
@@ -250,28 +265,87 @@ impl Connector {
         server_name: &str,
         roots: &[CertificateDer<'static>],
     ) -> Result<Connector> {
+        Connector::build(transport, addr, server_name, roots, &QuicClientOptions::default(), None)
+    }
+
+    /// [`Connector::new`] with HTTP/3 client options.
+    pub fn with_options(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        quic: &QuicClientOptions,
+    ) -> Result<Connector> {
+        Connector::build(transport, addr, server_name, roots, quic, None)
+    }
+
+    /// [`Connector::new`] whose connections come from the local address
+    /// `source` (e.g. one of 127.0.0.0/8, to look like many clients).
+    pub fn from_source(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Connector> {
+        Connector::build(transport, addr, server_name, roots, &QuicClientOptions::default(), source)
+    }
+
+    fn build(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        quic: &QuicClientOptions,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Connector> {
         let tls = match transport {
             Transport::H1Clear => None,
             _ => Some(tls_config(roots, alpn(transport))?),
         };
         let endpoint = match (&tls, transport) {
             (Some(tls), Transport::H3) => {
-                let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+                let bind: SocketAddr = match source {
+                    Some(ip) => SocketAddr::new(ip, 0),
+                    None if addr.is_ipv6() => "[::]:0".parse()?,
+                    None => "0.0.0.0:0".parse()?,
+                };
                 // Many connections share this socket: give it room (see set_udp_buffers).
                 let socket = std::net::UdpSocket::bind(bind)?;
                 crate::transport::set_udp_buffers(&socket, crate::transport::UDP_BUFFER);
-                let mut endpoint = quinn::Endpoint::new(
-                    quinn::EndpointConfig::default(),
-                    None,
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )?;
+                let mut ep_config = quinn::EndpointConfig::default();
+                if let Some(max) = quic.max_udp_payload_size {
+                    ep_config.max_udp_payload_size(max)?;
+                }
+                let mut endpoint = quinn::Endpoint::new(ep_config, None, socket, Arc::new(quinn::TokioRuntime))?;
                 endpoint.set_default_client_config(quic_client_config(tls, None)?);
                 Some(endpoint)
             }
             _ => None,
         };
-        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint })
+        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint, tally: None, source })
+    }
+
+    /// Count every HTTP/3 connection this connector opens in `tally`.
+    pub fn with_tally(mut self, tally: Arc<QuicTally>) -> Connector {
+        self.tally = Some(tally);
+        self
+    }
+
+    /// A TCP connection to the origin, from `source` if set.
+    async fn tcp(&self) -> Result<tokio::net::TcpStream> {
+        let tcp = match self.source {
+            None => tokio::net::TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket =
+                    if ip.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(self.addr).await
+            }
+        };
+        let tcp = tcp.context("TCP connect")?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
     }
 
     /// The transport connections are made over.
@@ -298,15 +372,13 @@ impl Connector {
         let authority = format!("{server_name}:{}", addr.port());
         let conn = match (transport, &self.tls, &self.endpoint) {
             (Transport::H1Clear, _, _) => {
-                let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
-                tcp.set_nodelay(true)?;
+                let tcp = self.tcp().await?;
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
                 Conn::H1(send)
             }
             (Transport::H1Tls | Transport::H2, Some(tls), _) => {
-                let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
-                tcp.set_nodelay(true)?;
+                let tcp = self.tcp().await?;
                 let connector = tokio_rustls::TlsConnector::from(tls.clone());
                 let name = ServerName::try_from(server_name.to_string())?;
                 let tls = connector.connect(name, tcp).await.context("TLS handshake")?;
@@ -327,11 +399,12 @@ impl Connector {
             }
             (Transport::H3, _, Some(endpoint)) => {
                 let conn = endpoint.connect(addr, server_name)?.await.context("QUIC handshake")?;
+                let tracked = self.tally.as_ref().map(|t| Arc::new(t.track(&conn)));
                 let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
                 tokio::spawn(async move {
                     let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
                 });
-                Conn::H3 { send, _endpoint: endpoint.clone() }
+                Conn::H3 { send, _endpoint: endpoint.clone(), _tracked: tracked }
             }
             _ => anyhow::bail!("connector for {transport} has no TLS config"),
         };
@@ -365,7 +438,9 @@ impl Client {
         let conn = match &self.conn {
             Conn::H1(_) => return None,
             Conn::H2(send) => Conn::H2(send.clone()),
-            Conn::H3 { send, _endpoint } => Conn::H3 { send: send.clone(), _endpoint: _endpoint.clone() },
+            Conn::H3 { send, _endpoint, _tracked } => {
+                Conn::H3 { send: send.clone(), _endpoint: _endpoint.clone(), _tracked: _tracked.clone() }
+            }
         };
         Some(Client { transport: self.transport, authority: self.authority.clone(), conn })
     }

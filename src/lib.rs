@@ -22,6 +22,8 @@
 //! - [`cert`]: self-signed certificates and the SPKI hash Chromium needs.
 //! - [`metrics`]: Prometheus metrics (a prometheus-client registry), including
 //!   the origin-delay histogram.
+//! - [`quic_stats`]: quinn's per-connection counters summed over connections
+//!   (origin `/metrics`, load tool report).
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
 //! - [`interop`]: the quic-interop-runner server endpoint (hq-interop + h3).
 //! - [`frames`]: a hyper body read as data pieces (server, client, recorder).
@@ -54,6 +56,7 @@ pub mod metrics;
 pub mod moq;
 pub mod mpd;
 pub mod pathemu;
+pub mod quic_stats;
 pub mod relay;
 pub mod server;
 pub mod store;

@@ -33,6 +33,10 @@ use route::Route;
 
 use body::BodyKind;
 pub use body::{Body, BodyError, IngestBody, NoBody, Progress};
+pub use ingest_rate::SharedFloor;
+
+/// How repeated upload failures are logged (see [`crate::metrics::doubling`]).
+const ABORT_LOG: &str = " (logged at warn for the 1st, 2nd, 4th, 8th... aborted upload)";
 
 /// Settings of the HTTP layer (the store has its own).
 #[derive(Debug, Clone)]
@@ -61,6 +65,9 @@ pub struct OriginConfig {
     pub hls_part_target: Duration,
     /// Where init segments and manifests are kept across a restart (none: not kept).
     pub state_dir: Option<PathBuf>,
+    /// Most bytes static-file responses hold at once (shared copies of
+    /// small files and pieces of large ones, see [`static_files::StaticMemory`]).
+    pub max_static_memory: u64,
     /// Hex SHA-256 of the MoQ endpoint's certificate, served at
     /// `/certificate.sha256` for WebTransport's `serverCertificateHashes`
     /// (none: 404, MoQ is off).
@@ -83,6 +90,7 @@ impl Default for OriginConfig {
             ingest_rate_window: Duration::from_secs(30),
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
+            max_static_memory: 64 << 20,
             moq_certificate_sha256: None,
             prefetch: false,
         }
@@ -101,6 +109,8 @@ pub struct Origin {
     hls: crate::hls::Hls,
     /// Init segments and manifests kept across a restart.
     state: Option<state_dir::StateDir>,
+    /// The memory budget of static responses.
+    statics: Arc<static_files::StaticMemory>,
     /// Front mode with prefetch on: sends the prefetches.
     prefetcher: Option<Arc<prefetcher::Prefetcher>>,
 }
@@ -127,11 +137,12 @@ impl Origin {
         });
         let hls = crate::hls::Hls::new(store.clone(), crate::hls::HlsConfig { part_target: config.hls_part_target });
         let metrics = Arc::new(Metrics::default());
+        let statics = Arc::new(static_files::StaticMemory::new(config.max_static_memory, metrics.static_bytes()));
         let prefetcher = match (&config.upstream, config.prefetch) {
             (Some(up), true) => Some(prefetcher::Prefetcher::new(up.clone(), metrics.clone())),
             _ => None,
         };
-        Origin { store, metrics, config, hls, state, prefetcher }
+        Origin { store, metrics, config, hls, state, statics, prefetcher }
     }
 
     /// A stream was dropped from the store (idle): forget its kept state.
@@ -149,6 +160,11 @@ impl Origin {
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Bytes static-file responses hold now (within `max_static_memory`).
+    pub fn static_bytes(&self) -> u64 {
+        self.statics.held()
     }
 
     /// The LL-HLS packager.
@@ -362,7 +378,7 @@ impl Origin {
         &self,
         conn: &ConnInfo,
         req: &http::HeaderMap,
-        mut file: static_files::StaticFile,
+        file: static_files::StaticFile,
         head: bool,
     ) -> Resp {
         use static_files::RangeReq;
@@ -397,15 +413,13 @@ impl Origin {
                 return r;
             }
         };
-        if start > 0 {
-            use tokio::io::AsyncSeekExt as _;
-            if file.file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-                return self.error(conn, StatusCode::INTERNAL_SERVER_ERROR, "cannot read file");
-            }
-        }
         let total = file.len;
         let ctype = headers::content_type(&file.name);
-        let mut r = self.response(conn, status, BodyKind::File { file: file.file, remaining: len }, head);
+        let body = if head { BodyKind::Empty } else { BodyKind::File(self.statics.body(&file, start, len).await) };
+        let mut r = self.response(conn, status, body, head);
+        if head {
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         set_type(&mut r, ctype);
         validators(&mut r);
         r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -539,11 +553,13 @@ impl Origin {
             Ok(u) => u,
             Err(e) => return self.ingest_error(conn, &path, e),
         };
+        // The transport may share the floor with the connection (overload).
+        let floor = req.extensions().get::<Arc<SharedFloor>>().cloned().unwrap_or_default();
+        floor.start(self.config.ingest_min_bytes, self.config.ingest_rate_window);
         let mut body = req.into_body();
         // Init segments and manifests are also written to the state directory.
         let mut kept = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)).map(|_| Vec::new());
         let idle = self.config.ingest_idle_timeout;
-        let mut floor = ingest_rate::RateFloor::new(self.config.ingest_min_bytes, self.config.ingest_rate_window);
         loop {
             let piece = match tokio::time::timeout(idle, body.next_chunk()).await {
                 Ok(Some(p)) => p,
@@ -552,8 +568,9 @@ impl Origin {
                     // A body that stalls holds a connection, a stream and a
                     // growing object forever: treat it as broken.
                     upload.abort();
-                    self.metrics.upload_aborted();
-                    warn!(path, received = upload.len(), idle = ?idle, "upload idle: aborted, readers see an error");
+                    let (aborted, loud) = self.metrics.upload_aborted();
+                    crate::doubling_log!(loud, path, received = upload.len(), idle = ?idle, aborted,
+                        "upload idle: aborted, readers see an error{ABORT_LOG}");
                     return self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body idle for too long");
                 }
             };
@@ -562,15 +579,17 @@ impl Origin {
                     if let Err(slow) = floor.add(data.len() as u64, std::time::Instant::now()) {
                         // A drip: it would hold its connection and object for ever.
                         upload.abort();
-                        self.metrics.upload_aborted();
+                        let (aborted, loud) = self.metrics.upload_aborted();
                         let (min, window) = (self.config.ingest_min_bytes, self.config.ingest_rate_window);
-                        warn!(
+                        crate::doubling_log!(
+                            loud,
                             path,
                             received = upload.len(),
                             got = slow.got,
                             min,
                             ?window,
-                            "upload below the minimum rate: aborted, readers see an error"
+                            aborted,
+                            "upload below the minimum rate: aborted, readers see an error{ABORT_LOG}"
                         );
                         return self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body too slow");
                     }
@@ -583,10 +602,17 @@ impl Origin {
                 }
                 Err(e) => {
                     upload.abort();
-                    self.metrics.upload_aborted();
+                    let (aborted, loud) = self.metrics.upload_aborted();
                     // The error's source is the transport's reason (tracing prints the chain).
                     let e: &(dyn std::error::Error + 'static) = &e;
-                    warn!(path, received = upload.len(), error = e, "upload aborted: readers see an error");
+                    crate::doubling_log!(
+                        loud,
+                        path,
+                        received = upload.len(),
+                        error = e,
+                        aborted,
+                        "upload aborted: readers see an error{ABORT_LOG}"
+                    );
                     return self.error(conn, StatusCode::BAD_REQUEST, "request body broken");
                 }
             }
@@ -645,8 +671,10 @@ impl Origin {
         why: &str,
         reason: &'static str,
     ) -> Resp {
-        warn!(%method, path, status = status.as_u16(), remote = %conn.remote, listener = conn.listener.name, "ingest refused: {why}");
-        self.metrics.ingest_rejected(reason);
+        let (refused, loud) = self.metrics.ingest_rejected(reason);
+        crate::doubling_log!(loud, %method, path, status = status.as_u16(), remote = %conn.remote,
+            listener = conn.listener.name, reason, refused,
+            "ingest refused: {why} (logged at warn for the 1st, 2nd, 4th, 8th... refusal of each reason)");
         let mut r = self.error(conn, status, why);
         if status == StatusCode::METHOD_NOT_ALLOWED {
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
@@ -704,10 +732,17 @@ impl Origin {
         }
     }
 
-    /// 503 for a request the transport cannot admit (its listener's
-    /// connection budget for this kind of request is used up); the
-    /// connection is closed after it.
-    pub fn busy(&self, conn: &ConnInfo) -> Resp {
+    /// 503 for a request the transport cannot admit: an ingest request when
+    /// every ingest connection is busy (`ingest`: counted and logged as an
+    /// ingest refusal), or a read that waited for its head in an ingest slot
+    /// because every viewer connection was busy (the transport counts it).
+    /// The connection is closed after it.
+    pub fn busy(&self, conn: &ConnInfo, ingest: bool) -> Resp {
+        if ingest {
+            let (refused, loud) = self.metrics.ingest_rejected("busy");
+            crate::doubling_log!(loud, remote = %conn.remote, listener = conn.listener.name, refused,
+                "ingest refused: every ingest connection is busy (logged at warn for the 1st, 2nd, 4th, 8th... refusal)");
+        }
         let mut r = self.error(conn, StatusCode::SERVICE_UNAVAILABLE, "too many connections");
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument as _};
 
+use crate::cli::{duration_in, size_in};
 use crate::client::{Connector, QuicTuning};
 use crate::conn::Transport;
 use crate::core::route::Route;
@@ -81,23 +82,23 @@ pub struct RelayArgs {
     pub server_name: Option<String>,
     /// Time allowed to connect to an origin, for it to take each chunk, and to answer. An h3
     /// connection silent for this long is dead.
-    #[arg(long, default_value = "3s", value_parser = crate::cli::parse_positive_duration)]
+    #[arg(long, default_value = "3s", value_parser = duration_in(Duration::from_millis(100), Duration::from_secs(3600)))]
     pub upstream_timeout: Duration,
     /// QUIC congestion controller towards h3 origins. bbr (as the origin's default) keeps a live
     /// upload at its rate over a lossy path, where quinn's cubic falls behind.
     #[arg(long, value_enum, default_value = "bbr")]
     pub h3_congestion: crate::transport::Congestion,
     /// Bytes an origin may be behind (not yet sent to it) before it jumps to the live edge.
-    #[arg(long, default_value = "32M", value_parser = crate::cli::parse_size)]
+    #[arg(long, default_value = "32M", value_parser = size_in(1 << 10, 1 << 40))]
     pub max_behind: u64,
     /// Largest request body taken from the encoder (413 beyond).
-    #[arg(long, default_value = "64M", value_parser = crate::cli::parse_size)]
+    #[arg(long, default_value = "64M", value_parser = size_in(1 << 10, 64 << 30))]
     pub max_object_size: u64,
     /// An encoder body that brings no byte for this long is broken off (and forwarded as broken).
-    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_positive_duration)]
+    #[arg(long, default_value = "30s", value_parser = duration_in(Duration::from_secs(1), Duration::from_secs(3600)))]
     pub ingest_idle_timeout: Duration,
     /// On SIGINT/SIGTERM, time allowed for the origins to get what the encoder already sent.
-    #[arg(long, default_value = "5s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration_in(Duration::ZERO, Duration::from_secs(60)))]
     pub shutdown_grace: Duration,
     /// Also stop (as on SIGTERM) when stdin reaches its end: a script that started the relay with a
     /// pipe on its stdin takes the relay with it when it dies.
