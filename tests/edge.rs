@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{spawn_reader, wait_readers, RawUpload, TestOrigin};
+use common::{read_all, spawn_reader, wait_readers, RawUpload, TestOrigin};
 use h3live::cert::{self, CertPaths};
 use h3live::client::Client;
 use h3live::core::upstream::Upstream;
@@ -722,7 +722,7 @@ async fn the_standby_takes_over_when_the_primary_is_killed() {
         Arc::new(ReplayStats::default()),
     ));
     let varnish = Varnish::start_with(primary.addr, Some(standby.addr)).await;
-    let newest = common::wait_for("a video segment on the primary", 20, || async {
+    let newest = common::wait_until("a video segment on the primary", 20, || async {
         common::segments(&common::objects(&primary.streams().await, "hs"), "chunk-stream0-").keys().next_back().copied()
     })
     .await;

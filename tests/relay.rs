@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::ffmpeg::ffmpeg_push;
-use common::{cert_dir, objects, read_all, segments, start_relay, wait_for, OriginProc, RawUpload, TestOrigin};
+use common::{cert_dir, objects, read_all, segments, start_relay, wait_until, OriginProc, RawUpload, TestOrigin};
 use h3live::client::Client;
 use h3live::transport::Transport;
 use http::{Method, StatusCode};
@@ -68,7 +68,7 @@ async fn two_origins_over_h1_and_h3_get_the_same_bytes_and_no_gap_after_kill_9()
 
     // Two complete segments on both, then the same bytes everywhere.
     for o in [&a, &b] {
-        wait_for("two complete video segments", 30, || async {
+        wait_until("two complete video segments", 30, || async {
             let s = segments(&objects(&o.streams().await, "rl"), video);
             (s.values().filter(|st| *st == "complete").count() >= 2).then_some(())
         })
@@ -78,7 +78,7 @@ async fn two_origins_over_h1_and_h3_get_the_same_bytes_and_no_gap_after_kill_9()
 
     // Kill both just after a new video segment starts (it is certainly in
     // flight at the kill: it lasts 2 s).
-    let in_flight = wait_for("a video segment that just started", 10, || async {
+    let in_flight = wait_until("a video segment that just started", 10, || async {
         let o = objects(&a.streams().await, "rl");
         let newest = segments(&o, video).into_iter().next_back()?;
         let bytes = o.get(&format!("{video}{:05}.m4s", newest.0)).map_or(u64::MAX, |x| x.1);
@@ -90,14 +90,14 @@ async fn two_origins_over_h1_and_h3_get_the_same_bytes_and_no_gap_after_kill_9()
     // The relay notices (h1: the connection breaks; h3: the QUIC connection
     // goes silent for the upstream timeout) before they come back.
     for (i, up) in r.relay.upstreams().iter().enumerate() {
-        wait_for("the relay to see the origin gone", 15, || async { (!up.is_up()).then_some(()) }).await;
+        wait_until("the relay to see the origin gone", 15, || async { (!up.is_up()).then_some(()) }).await;
         assert!(up.metrics.upload_errors.get() >= 1, "upstream {i}");
     }
     a.restart().await;
     b.restart().await;
 
     for (label, o) in [("h1", &a), ("h3", &b)] {
-        let have = wait_for("two more video segments after the restart", 30, || async {
+        let have = wait_until("two more video segments after the restart", 30, || async {
             let s = segments(&objects(&o.streams().await, "rl"), video);
             s.range(in_flight + 2..).next().is_some().then_some(s)
         })
@@ -186,7 +186,7 @@ async fn a_dead_origin_slows_nothing_and_comes_back_at_the_live_edge() {
         assert_eq!(put(&mut enc, &path, &vec![n as u8; 40_000]).await, StatusCode::CREATED);
     }
     let dead_up = r.relay.upstreams()[1].clone();
-    wait_for("the dead origin's jump to the live edge", 10, || async {
+    wait_until("the dead origin's jump to the live edge", 10, || async {
         (dead_up.metrics.live_edge_drops.get() >= 1).then_some(())
     })
     .await;
@@ -198,13 +198,13 @@ async fn a_dead_origin_slows_nothing_and_comes_back_at_the_live_edge() {
     let mut up5 = enc.upload(Method::PUT, path5, &[]).await.unwrap();
     up5.send(Bytes::from_static(b"five, first half; ")).await.unwrap();
     b.restart().await;
-    wait_for("the revived origin to get segment 5's first bytes", 20, || async {
+    wait_until("the revived origin to get segment 5's first bytes", 20, || async {
         objects(&b.streams().await, "d").contains_key("chunk-stream0-00005.m4s").then_some(())
     })
     .await;
     up5.send(Bytes::from_static(b"second half")).await.unwrap();
     assert_eq!(up5.finish().await.unwrap().status, StatusCode::CREATED);
-    let have = wait_for("segment 5 complete on the revived origin", 20, || async {
+    let have = wait_until("segment 5 complete on the revived origin", 20, || async {
         let o = objects(&b.streams().await, "d");
         (o.get("chunk-stream0-00005.m4s").map(|x| x.0.as_str()) == Some("complete")).then_some(o)
     })
@@ -214,7 +214,7 @@ async fn a_dead_origin_slows_nothing_and_comes_back_at_the_live_edge() {
     assert!(!have.contains_key("chunk-stream0-00001.m4s"), "skipped segments were sent: {have:?}");
     assert!(!have.contains_key("chunk-stream0-00002.m4s"), "skipped segments were sent: {have:?}");
     assert!(dead_up.metrics.resent_bytes.get() >= 9, "the kept init counts as re-sent");
-    wait_for("the revived origin counted as up", 10, || async { dead_up.is_up().then_some(()) }).await;
+    wait_until("the revived origin counted as up", 10, || async { dead_up.is_up().then_some(()) }).await;
     r.stop().await;
     a.stop().await;
 }
@@ -236,7 +236,7 @@ async fn broken_uploads_stay_broken_and_pages_are_refused() {
     });
     let mut raw = RawUpload::start(r.addr, path).await;
     raw.chunk(b"a first piece").await;
-    wait_for("the first piece at the origin", 10, || async {
+    wait_until("the first piece at the origin", 10, || async {
         a.origin.store().get("b", "chunk-stream0-00001.m4s").is_some_and(|o| o.len() == 13).then_some(())
     })
     .await;

@@ -399,7 +399,7 @@ impl OriginProc {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut o = OriginProc { addr: ([127, 0, 0, 1], 0).into(), args, child: None, _state: state };
         o.spawn(&["--ports-file", ports.to_str().unwrap()]);
-        let text = wait_for("the origin's ports file", 20, || async { std::fs::read_to_string(&ports).ok() }).await;
+        let text = wait_until("the origin's ports file", 20, || async { std::fs::read_to_string(&ports).ok() }).await;
         let port = |name: &str| -> u16 {
             text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('=')).unwrap().parse().unwrap()
         };
@@ -518,7 +518,7 @@ pub fn cert_dir() -> tempfile::TempDir {
 
 /// Poll `check` every 50 ms until it returns `Some`, at most `secs` seconds
 /// (the condition is the event: origin state, a metric).
-pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
