@@ -359,7 +359,7 @@ mod tests {
 
     /// What quinn is given (its config has no getters; its Debug shows the fields).
     fn config(limits: &Limits) -> String {
-        format!("{:?}", transport_config(limits))
+        format!("{:?}", transport_config(limits, false))
     }
 
     #[test]
