@@ -317,18 +317,9 @@ impl Body {
     /// then resets the response instead of waiting for the send timeout.
     /// Never resolves for other bodies.
     pub async fn revoked(&self) {
-        let Some(obj) = &self.progress.object else {
-            return std::future::pending().await;
-        };
-        loop {
-            let next = crate::store::next_revocation();
-            tokio::pin!(next);
-            // Registered before looking, so a revocation in between is seen.
-            next.as_mut().enable();
-            if obj.is_revoked() {
-                return;
-            }
-            next.await;
+        match &self.progress.object {
+            Some(obj) => obj.revoked().await,
+            None => std::future::pending().await,
         }
     }
 

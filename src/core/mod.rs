@@ -136,6 +136,13 @@ impl Origin {
         &self.metrics
     }
 
+    /// Resolves at the next revocation of an evicted object in this origin's
+    /// store (pinned budget): a connection's stall watchdog then looks at
+    /// its bodies at once. Revocations in other origins do not wake it.
+    pub fn next_revocation(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.store.next_revocation()
+    }
+
     /// Handle one request. `conn` says which listener and transport it came
     /// on; ingest is only accepted where the listener allows it.
     pub async fn handle<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {

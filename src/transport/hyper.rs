@@ -173,6 +173,7 @@ async fn serve_conn<S>(
     // The budget permit this connection holds, taken by its first request.
     let class: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>> = Default::default();
     let watched = activity.clone();
+    let stall_origin = origin.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let (origin, conn, activity) = (origin.clone(), conn.clone(), watched.clone());
         let guard = activity.begin();
@@ -231,7 +232,7 @@ async fn serve_conn<S>(
                 Err(_) => Ok(()),
             }
         }
-        _ = activity.stall(limits.http.send_timeout) => {
+        _ = activity.stall(limits.http.send_timeout, &stall_origin) => {
             debug!(timeout = ?limits.http.send_timeout, "a response was not read for the send timeout: closing the connection");
             Ok(())
         }
