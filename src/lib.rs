@@ -50,3 +50,36 @@ pub mod pathemu;
 pub mod server;
 pub mod store;
 pub mod transport;
+
+/// The layer rules, checked on the source text: an import never runs back
+/// up (store below core, core below the transports), and the transports see
+/// the store only through the core.
+#[cfg(test)]
+mod layers {
+    use std::path::Path;
+
+    /// Every `.rs` file under `src/<dir>` that mentions one of `forbidden`.
+    fn offenders(dir: &str, forbidden: &[&str]) -> Vec<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&root).expect("source folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source file");
+            for f in forbidden.iter().filter(|f| text.contains(**f)) {
+                found.push(format!("{} names {f}", path.display()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn imports_only_run_down() {
+        assert_eq!(offenders("transport", &["crate::store"]), Vec::<String>::new());
+        assert_eq!(offenders("core", &["crate::transport", "crate::server", "crate::cli"]), Vec::<String>::new());
+        let above_store = ["crate::core", "crate::transport", "crate::server", "crate::cli", "crate::hls"];
+        assert_eq!(offenders("store", &above_store), Vec::<String>::new());
+    }
+}

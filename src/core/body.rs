@@ -1,7 +1,10 @@
 //! The body types between the core and the transports: [`IngestBody`], what
 //! ingest reads from a request whatever the transport, and [`Body`], the
 //! response body the adapters copy to the wire piece by piece, with its
-//! [`Progress`] for the connections' stall watchdogs.
+//! [`Progress`] for the connections' stall watchdogs, and
+//! [`ResponseBodyError`], how such a body ends when it cannot end cleanly.
+//! These are the transports' whole view of a body: they never see the
+//! store's objects or errors.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +20,7 @@ use super::{range, static_files, upstream};
 use crate::conn::Transport;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::store::{Object, ObjectError, ObjectReader, Status};
+use upstream::UpstreamBroken;
 
 /// A request body as ingest reads it, whatever the transport.
 pub trait IngestBody: Send {
@@ -36,6 +40,43 @@ impl BodyError {
     /// A broken body caused by `e`.
     pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BodyError {
         BodyError(e.into())
+    }
+}
+
+/// Why a response body ends in an error. The transport must then end the
+/// response visibly broken (HTTP/1.1: close the connection without the last
+/// chunk; h2/h3: reset the stream): what the reader got is a truncated
+/// prefix and must never look like a whole object. One byte, `Copy`: it is
+/// part of every piece a body returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseBodyError {
+    /// The object's upload ended without its terminating chunk.
+    #[error("upload aborted before completion")]
+    Aborted,
+    /// The object was evicted and then revoked under this reader (evicted
+    /// objects held by readers passed the pinned-bytes budget).
+    #[error("evicted object revoked: readers holding evicted objects passed the pinned-bytes budget")]
+    Revoked,
+    /// Front mode: the upstream's body broke before its end.
+    #[error("upstream body broken before its end")]
+    Upstream,
+    /// A static file was truncated or became unreadable while it was sent.
+    #[error("static file ended early")]
+    File,
+}
+
+impl From<ObjectError> for ResponseBodyError {
+    fn from(e: ObjectError) -> Self {
+        match e {
+            ObjectError::Aborted => ResponseBodyError::Aborted,
+            ObjectError::Evicted => ResponseBodyError::Revoked,
+        }
+    }
+}
+
+impl From<UpstreamBroken> for ResponseBodyError {
+    fn from(_: UpstreamBroken) -> Self {
+        ResponseBodyError::Upstream
     }
 }
 
@@ -245,7 +286,7 @@ impl Body {
     }
 
     /// The next piece to send. Cancel safe.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ResponseBodyError>>> {
         // Plain load + store: this body is the counters' only writer.
         let p = &self.progress;
         p.polls.store(p.polls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
@@ -264,7 +305,7 @@ impl Body {
         r
     }
 
-    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ResponseBodyError>>> {
         match &mut self.kind {
             BodyKind::File { file, remaining } => {
                 if *remaining == 0 {
@@ -285,7 +326,7 @@ impl Body {
                         // Truncated or unreadable under us: end visibly broken.
                         warn!(remaining = *remaining, "static file ended early");
                         *remaining = 0;
-                        Poll::Ready(Some(Err(ObjectError::Aborted)))
+                        Poll::Ready(Some(Err(ResponseBodyError::File)))
                     }
                 }
             }
@@ -305,10 +346,10 @@ impl Body {
                         }
                         return Poll::Ready(Some(Ok(data)));
                     }
-                    other => return other.map(|o| o.map(|r| r.map(|c| c.data))),
+                    other => return other.map(|o| o.map(|r| r.map(|c| c.data).map_err(ResponseBodyError::from))),
                 }
             },
-            BodyKind::Upstream(b) => b.poll_next(cx),
+            BodyKind::Upstream(b) => b.poll_next(cx).map(|o| o.map(|r| r.map_err(ResponseBodyError::from))),
         }
     }
 
@@ -324,7 +365,7 @@ impl Body {
     }
 
     /// Async form of [`Body::poll_next`].
-    pub async fn next(&mut self) -> Option<Result<Bytes, ObjectError>> {
+    pub async fn next(&mut self) -> Option<Result<Bytes, ResponseBodyError>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }

@@ -33,7 +33,7 @@ use route::Route;
 pub use admission::is_ingest;
 use admission::{Attempt, Refusal};
 use body::BodyKind;
-pub use body::{Body, BodyError, IngestBody, NoBody, Progress};
+pub use body::{Body, BodyError, IngestBody, NoBody, Progress, ResponseBodyError};
 
 /// Settings of the HTTP layer (the store has its own).
 #[derive(Debug, Clone)]

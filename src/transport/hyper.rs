@@ -30,8 +30,7 @@ use tracing::{debug, Instrument as _};
 use super::accept::Door;
 use super::{Activity, ConnInfo, Limits, ListenerInfo, RequestGuard, Transport};
 use crate::conn::request_span;
-use crate::core::{Body, BodyError, IngestBody, Origin};
-use crate::store::ObjectError;
+use crate::core::{is_ingest, Body, BodyError, IngestBody, Origin, ResponseBodyError};
 
 /// A hyper request body as seen by ingest.
 pub struct HyperIngest(pub Incoming);
@@ -50,9 +49,9 @@ pub struct HyperBody(pub Body, pub Option<RequestGuard>);
 
 impl http_body::Body for HyperBody {
     type Data = Bytes;
-    type Error = ObjectError;
+    type Error = ResponseBodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ObjectError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         self.get_mut().0.poll_next(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 
@@ -182,8 +181,7 @@ async fn serve_conn<S>(
             Some(b) => {
                 let mut class = class.lock().unwrap_or_else(|e| e.into_inner());
                 if class.is_none() {
-                    let ingest = matches!(*req.method(), http::Method::PUT | http::Method::POST | http::Method::DELETE);
-                    let sem = if ingest { &b.ingest } else { &b.viewers };
+                    let sem = if is_ingest(req.method()) { &b.ingest } else { &b.viewers };
                     *class = sem.clone().try_acquire_owned().ok();
                 }
                 class.is_some()
