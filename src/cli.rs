@@ -10,6 +10,7 @@ use crate::conn::ports;
 use crate::core::OriginConfig;
 use crate::store::StoreConfig;
 use crate::transport::{Congestion, Limits};
+use crate::units::{parse_duration, parse_positive_duration, parse_size};
 
 /// The log filter when `RUST_LOG` is unset: noisy crates at warn. Filter
 /// targets match by prefix, so `h3=warn` alone would also silence `h3live`
@@ -53,39 +54,6 @@ impl std::str::FromStr for ListenAddr {
                 .map_err(|e| format!("{s:?}: {e} (use ADDR:PORT, [V6]:PORT or off)")),
         }
     }
-}
-
-/// Parse a duration such as `2s`, `500ms`, `1m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// Parse a duration that must be more than zero (a zero timeout would
-/// disable or break what it times).
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err(format!("{s:?}: must be more than 0")),
-        d => Ok(d),
-    }
-}
-
-/// Parse a byte size such as `64M`, `1G`, `512K` or `1000` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        _ => return Err(format!("{s:?}: unknown unit (use K, M or G)")),
-    };
-    let n: f64 = num.trim().parse().map_err(|_| format!("{s:?}: not a size"))?;
-    if !(n >= 0.0 && n.is_finite()) {
-        return Err(format!("{s:?}: not a size"));
-    }
-    Ok((n * mult as f64) as u64)
 }
 
 /// Listener addresses.
@@ -323,17 +291,6 @@ impl HttpArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("1.5k"), Ok(1536));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("abc").is_err());
-    }
 
     #[derive(clap::Parser)]
     struct Http {

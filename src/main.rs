@@ -57,7 +57,7 @@ struct FrontArgs {
     #[arg(long, value_name = "URL")]
     upstream: String,
     /// Time allowed to connect and for response headers (more than the origin's --hold).
-    #[arg(long, default_value = "10s", value_parser = h3live::cli::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = h3live::units::parse_duration)]
     upstream_timeout: std::time::Duration,
     #[command(flatten)]
     listen: ListenArgs,

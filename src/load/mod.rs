@@ -41,10 +41,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::parse_duration;
 use crate::client::Connector;
 use crate::conn::ports;
 use crate::transport::Transport;
+use crate::units::parse_duration;
 use stats::{Percentiles, Totals, ViewerReport};
 use viewer::{Pace, Shared, Tracks};
 
