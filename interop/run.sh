@@ -365,7 +365,8 @@ for c in "${CASES[@]}"; do
       read -r P1 P3 PH1 PH2 < <(free_ports 4)
       mkdir -p "$W/$c"
       start "$W/$c/server.log" env RUST_LOG=info "$BIN" serve --http "127.0.0.1:$P1" --h3 "[::]:$P3" --https off \
-        --https-h1 "[::]:$PH1" --https-h2 "[::]:$PH2" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s
+        --https-h1 "[::]:$PH1" --https-h2 "[::]:$PH2" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s \
+        --state-dir "$(new_state_dir "$W/$c")"
       SPID=$STARTED
       if ! { wait_until 5 port_busy "$P1" && wait_until 5 port_busy "$P3"; }; then say "h3live serve did not start"; fi
       for cl in "${CLIENTS[@]}"; do

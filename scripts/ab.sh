@@ -437,9 +437,11 @@ else
   fi
   PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
   say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
+  STATE=(--state-dir "$(new_state_dir "$OUT/state")")
+  for a in ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"}; do [[ $a == --state-dir* ]] && STATE=(); done
   "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
     --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
-    --web-dir "$ROOT/web" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
+    --web-dir "$ROOT/web" ${STATE[@]+"${STATE[@]}"} ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
   wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")

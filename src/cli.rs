@@ -56,6 +56,51 @@ impl std::str::FromStr for ListenAddr {
     }
 }
 
+/// `--state-dir`: a directory, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDirArg {
+    /// Keep state in this directory.
+    Dir(PathBuf),
+    /// Keep nothing across a restart.
+    None,
+}
+
+impl std::str::FromStr for StateDirArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "off" => Ok(StateDirArg::None),
+            "" => Err("empty: give a directory or none".into()),
+            dir => Ok(StateDirArg::Dir(PathBuf::from(dir))),
+        }
+    }
+}
+
+/// The default state directory of an origin whose ingest listener is bound
+/// to `ingest`, given the environment `env`: `<base>/<ip>-<port>`, the base
+/// being `$STATE_DIRECTORY` (what systemd's `StateDirectory=` sets), else
+/// `$XDG_STATE_HOME/h3live`, else `$HOME/.local/state/h3live` (relative
+/// paths do not count, as the XDG spec says). Keyed by the listener address
+/// so that origins on one machine never share a directory: two processes
+/// cannot listen on the same address, and a restart on the same address
+/// finds its own. `None` on port 0 (a restart gets another port and could
+/// not find it) and without any base.
+pub fn default_state_dir(ingest: SocketAddr, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    if ingest.port() == 0 {
+        return None;
+    }
+    let absolute = |k: &str| env(k).map(PathBuf::from).filter(|p| p.is_absolute());
+    // systemd joins several StateDirectory= entries with ':'.
+    let systemd = env("STATE_DIRECTORY")
+        .and_then(|v| v.to_str().and_then(|v| v.split(':').next()).map(PathBuf::from))
+        .filter(|p| p.is_absolute());
+    let base = systemd
+        .or_else(|| absolute("XDG_STATE_HOME").map(|p| p.join("h3live")))
+        .or_else(|| absolute("HOME").map(|p| p.join(".local/state/h3live")))?;
+    // `::1` becomes `__1`: no ':' in a path.
+    Some(base.join(format!("{}-{}", ingest.ip().to_string().replace(':', "_"), ingest.port())))
+}
+
 /// Listener addresses.
 #[derive(Debug, Clone, Args)]
 pub struct ListenArgs {
@@ -233,18 +278,22 @@ pub struct HttpArgs {
     #[arg(long, default_value = "200ms", value_parser = parse_positive_duration)]
     pub hls_part_target: Duration,
     /// Keep init segments and the latest manifest of each stream in this directory and publish them again after a
-    /// restart (ffmpeg sends init segments only once per run, so without it a restarted origin cannot serve the
-    /// running stream until the encoder restarts).
-    #[arg(long, env = "H3LIVE_STATE_DIR", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// restart (ffmpeg sends init segments only once per run, so without them a restarted origin cannot serve the
+    /// running stream until the encoder restarts). `none`: keep nothing. Default: a directory per ingest listener
+    /// address, e.g. 127.0.0.1-8080, under $STATE_DIRECTORY (systemd's StateDirectory=), else
+    /// $XDG_STATE_HOME/h3live, else ~/.local/state/h3live; none without an ingest listener (--http off,
+    /// --no-ingest, front) or on port 0.
+    #[arg(long, env = "H3LIVE_STATE_DIR", value_name = "DIR|none")]
+    pub state_dir: Option<StateDirArg>,
     /// How long running responses may continue after SIGINT/SIGTERM.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 }
 
 impl HttpArgs {
-    /// The HTTP-layer configuration these flags describe.
-    pub fn origin_config(&self) -> OriginConfig {
+    /// The HTTP-layer configuration these flags describe, for an origin whose
+    /// ingest listener is `ingest` (`None`: it has none; see [`HttpArgs::state_dir`]).
+    pub fn origin_config(&self, ingest: Option<SocketAddr>) -> OriginConfig {
         OriginConfig {
             web_dir: self.web_dir.clone(),
             ingest_token: self.ingest_token.clone(),
@@ -255,7 +304,22 @@ impl HttpArgs {
             ingest_min_bytes: self.ingest_min_bytes,
             ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
-            state_dir: self.state_dir.clone(),
+            state_dir: self.state_dir(ingest, |k| std::env::var_os(k)),
+        }
+    }
+
+    /// The state directory in force: `--state-dir` (or `H3LIVE_STATE_DIR`),
+    /// else [`default_state_dir`] for the ingest listener `ingest` with the
+    /// environment `env`.
+    pub fn state_dir(
+        &self,
+        ingest: Option<SocketAddr>,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Option<PathBuf> {
+        match &self.state_dir {
+            Some(StateDirArg::Dir(dir)) => Some(dir.clone()),
+            Some(StateDirArg::None) => None,
+            None => default_state_dir(ingest?, env),
         }
     }
 
@@ -291,6 +355,36 @@ impl HttpArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default state directory: one per ingest address, under the first
+    /// base the environment gives; none on port 0 or without ingest;
+    /// `--state-dir DIR|none` overrides it.
+    #[test]
+    fn state_dir_defaults() {
+        use std::ffi::OsString;
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
+        };
+        let at: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let all = env(&[("STATE_DIRECTORY", "/var/lib/h3live:/x"), ("XDG_STATE_HOME", "/xdg"), ("HOME", "/home/u")]);
+        assert_eq!(default_state_dir(at, all), Some(PathBuf::from("/var/lib/h3live/127.0.0.1-8080")));
+        let xdg = env(&[("XDG_STATE_HOME", "/xdg"), ("HOME", "/home/u")]);
+        assert_eq!(default_state_dir(at, xdg), Some(PathBuf::from("/xdg/h3live/127.0.0.1-8080")));
+        let home = env(&[("XDG_STATE_HOME", "relative"), ("HOME", "/home/u")]);
+        assert_eq!(default_state_dir(at, home), Some(PathBuf::from("/home/u/.local/state/h3live/127.0.0.1-8080")));
+        let v6: SocketAddr = "[::1]:9000".parse().unwrap();
+        assert_eq!(default_state_dir(v6, home), Some(PathBuf::from("/home/u/.local/state/h3live/__1-9000")));
+        assert_ne!(default_state_dir("127.0.0.1:8081".parse().unwrap(), home), default_state_dir(at, home));
+        assert_eq!(default_state_dir("127.0.0.1:0".parse().unwrap(), home), None);
+        assert_eq!(default_state_dir(at, env(&[])), None);
+
+        use clap::Parser as _;
+        let http = |args: &[&str]| Http::parse_from(std::iter::once("t").chain(args.iter().copied())).http;
+        assert_eq!(http(&[]).state_dir(Some(at), xdg), Some(PathBuf::from("/xdg/h3live/127.0.0.1-8080")));
+        assert_eq!(http(&[]).state_dir(None, xdg), None);
+        assert_eq!(http(&["--state-dir", "none"]).state_dir(Some(at), xdg), None);
+        assert_eq!(http(&["--state-dir", "/s"]).state_dir(None, xdg), Some(PathBuf::from("/s")));
+    }
 
     #[derive(clap::Parser)]
     struct Http {

@@ -203,12 +203,15 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
         None
     };
     let front = upstream.is_some();
+    let ingest_on_http = !args.http.no_ingest && !front;
+    // The state directory's default is keyed by the ingest listener's address.
+    let ingest = l.http.0.filter(|_| ingest_on_http);
     let config = ServerConfig {
         store: args.store.config(),
-        origin: h3live::core::OriginConfig { upstream, ..args.http.origin_config() },
+        origin: h3live::core::OriginConfig { upstream, ..args.http.origin_config(ingest) },
         limits: args.http.limits(),
         tls,
-        ingest_on_http: !args.http.no_ingest && !front,
+        ingest_on_http,
         public_status: args.http.public_status,
     };
     server::run(config, listeners, shutdown).await

@@ -132,7 +132,9 @@ export class Stack {
     this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}; spki ${this.spki}`);
     this.start('origin', this.bin, ['serve', '--http', `127.0.0.1:${http}`, '--h3', `[::]:${tls}`,
       '--https', `[::]:${tls}`, '--https-h1', `[::]:${h1}`, '--https-h2', `[::]:${h2}`,
-      '--cert', cert, '--key', key, '--web-dir', join(ROOT, 'web')]);
+      '--cert', cert, '--key', key, '--web-dir', join(ROOT, 'web'),
+      // Its own state directory: not the per-user default, which another run on the same port would restore.
+      '--state-dir', join(this.work, 'state')]);
     this.base = `http://127.0.0.1:${http}`;
     if (!(await httpOk(`${this.base}/time`, 15000))) {
       throw new Error(`origin did not answer ${this.base}/time:\n${this.outputOf('origin')}`);
