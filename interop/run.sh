@@ -5,6 +5,8 @@
 #   aioquic  (PyPI)            hq-interop and h3     interop/aioquic_client.py, tests/py/h3_get.py
 #   ngtcp2   (Debian ngtcp2-client, gtlsclient)  h3 only: hq-interop cases run over h3
 #   chromium (Debian)          h3 (forced QUIC + SPKI pin)   interop/fetch.html
+#   firefox  (Debian firefox-esr, neqo)  h3 (certificate in the profile's NSS store, h3 by
+#                              the testing Alt-Svc mapping)  interop/firefox_fetch.mjs + fetch.html
 #   curl     (Debian, 7.88)    HTTP/1.1 and HTTP/2 over TLS against h3live serve
 # For each client x case it downloads random files (5 KB, 10 KB, 500 KB, 10 MB),
 # compares SHA-256 and checks the case's own condition from client output or
@@ -51,6 +53,8 @@ if [ "$INSTALL" = 1 ]; then
   need=()
   command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
   command -v chromium >/dev/null || need+=(chromium)
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || need+=(firefox-esr)
+  command -v certutil >/dev/null || need+=(libnss3-tools)
   command -v curl >/dev/null || need+=(curl)
   command -v openssl >/dev/null || need+=(openssl)
   apt_install ${need[@]+"${need[@]}"}
@@ -123,7 +127,7 @@ check_dir() {
 CASES=(handshake transfer multiplexing retry chacha20 resumption zerortt keyupdate ecn v2 http3 live h1-tls h2)
 QUICK_CASES=(handshake transfer retry chacha20 resumption zerortt http3 live h1-tls h2)
 [ "$QUICK" = 1 ] && CASES=("${QUICK_CASES[@]}")
-CLIENTS=(aioquic ngtcp2 chromium curl)
+CLIENTS=(aioquic ngtcp2 chromium firefox curl)
 [ -n "$ONLY_CASES" ] && IFS=, read -ra CASES <<<"$ONLY_CASES"
 [ -n "$ONLY_CLIENTS" ] && IFS=, read -ra CLIENTS <<<"$ONLY_CLIENTS"
 declare -A RES REASON
@@ -254,8 +258,12 @@ chromium_run() {  # port url resultfile
   return $ok
 }
 
-cell_chromium() {  # case port qlogdir dir
-  local c=$1 port=$2 q=$3 d=$4 paths
+firefox_run() {  # port url resultfile: headless Firefox (interop/firefox_fetch.mjs) loads url
+  timeout 120 node interop/firefox_fetch.mjs --cert "$CERT" --h3 "localhost:$1" --timeout 60 "$2" >"$3" 2>"$3.stderr"
+}
+
+cell_browser() {  # browser(chromium|firefox) case port qlogdir dir: fetch.html over h3
+  local b=$1 c=$2 port=$3 q=$4 d=$5 paths
   case "$c" in
     http3|transfer) ;;
     *) echo "a browser offers no hq-interop and no control over Retry, ciphers, resumption or key updates"; return 2 ;;
@@ -264,11 +272,11 @@ cell_chromium() {  # case port qlogdir dir
   local before list
   before=$(qlog_count "$q")
   list=$(IFS=,; echo "${paths[*]}")
-  chromium_run "$port" "https://localhost:$port/fetch.html?files=$list" "$d/result.json" || { echo "no result from Chromium in 60 s"; return 1; }
+  "${b}_run" "$port" "https://localhost:$port/fetch.html?files=$list" "$d/result.json" || { echo "no result from $b in 60 s"; return 1; }
   local conns=$(( $(qlog_count "$q") - before ))
-  "$PY" - "$WWW" "$conns" "$d/result.json" 2>&1 <<'EOF' || return 1
+  "$PY" - "$WWW" "$conns" "$d/result.json" "$b" 2>&1 <<'EOF' || return 1
 import hashlib, json, sys
-www, conns, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+www, conns, path, browser = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 r = json.load(open(path))
 if not r.get("ok"): print(r.get("error")); sys.exit(1)
 for f in r["files"]:
@@ -279,9 +287,16 @@ if protos != {"h3"}: print(f"protocols {sorted(map(str, protos))}"); sys.exit(1)
 # Chromium opens a second, short QUIC connection of its own (seen in the
 # server's qlog); the check is that every fetch rode the page's connection.
 if r["new_connections"]: print(f"{r['new_connections']} fetches opened a new connection"); sys.exit(1)
-print(f"h3, no new connection for the fetches ({conns} QUIC connections in the server qlog)")
+if browser == "chromium":
+    print(f"h3, no new connection for the fetches ({conns} QUIC connections in the server qlog)")
+    sys.exit(0)
+# Firefox opens no other connection: the page and every fetch on exactly one.
+if conns != 1: print(f"{conns} QUIC connections in the server qlog, expected 1"); sys.exit(1)
+print("h3, page and fetches on one QUIC connection")
 EOF
 }
+cell_chromium() { cell_browser chromium "$@"; }
+cell_firefox() { cell_browser firefox "$@"; }
 
 cell_curl() {  # case port(https-h1 or https-h2) dir
   local c=$1 port=$2 d=$3 want opt
@@ -327,6 +342,12 @@ cell_live() {  # client h3port httpport dir
     chromium)
       chromium_run "$p3" "https://localhost:$p3/fetch.html?live=$path" "$d/result.json" &
       rp=$! ;;
+    firefox)
+      firefox_run "$p3" "https://localhost:$p3/fetch.html?live=$path" "$d/result.json" &
+      rp=$!
+      # Firefox takes seconds to start: wait until the page's script has run (its
+      # fetch is on its way), not a fixed time.
+      wait_until 60 grep -q 'page loaded' "$d/result.json.stderr" || { echo "Firefox did not load the page in 60 s"; wait "$rp"; return 1; } ;;
     *) echo "curl 7.88 has no HTTP/3"; return 2 ;;
   esac
   sleep 0.8   # the reader's request is held until the upload starts
@@ -341,6 +362,8 @@ cell_live() {  # client h3port httpport dir
       [ "$(sha256sum "$d/dl/seg-$client.m4s" | cut -d' ' -f1)" = "$LIVE_SHA" ] || { echo "SHA-256 mismatch"; return 1; } ;;
     chromium)
       first=$("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); f=r["files"][0]; print(f["first"] if f["sha256"]==sys.argv[2] and r["page_protocol"]=="h3" else "")' "$d/result.json" "$LIVE_SHA") ;;
+    firefox)
+      first=$("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); f=r["files"][0]; print(f["first"] if f["sha256"]==sys.argv[2] and r["page_protocol"]=="h3" and set(r["protocols"])=={"h3"} else "")' "$d/result.json" "$LIVE_SHA") ;;
   esac
   [ -n "$first" ] || { echo "no first-byte time (or wrong bytes)"; return 1; }
   local lead; lead=$("$PY" -c "print(f'{$end - $first:.2f}')")
@@ -410,7 +433,7 @@ md=$OUT/matrix.md
   echo "# h3live interop matrix"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $( [ "$QUICK" = 1 ] && echo quick || echo full ) run, ${ELAPSED} s. h3live $("$BIN" --version | cut -d' ' -f2),"
-  echo "aioquic $("$PY" -c 'import aioquic; print(aioquic.__version__)'), ngtcp2-client $(dpkg-query -W -f='${Version}' ngtcp2-client 2>/dev/null), $(chromium --version 2>/dev/null | head -1), $(curl --version | head -1 | cut -d' ' -f1-2)."
+  echo "aioquic $("$PY" -c 'import aioquic; print(aioquic.__version__)'), ngtcp2-client $(dpkg-query -W -f='${Version}' ngtcp2-client 2>/dev/null), $(chromium --version 2>/dev/null | head -1), $( (firefox-esr --version || firefox --version) 2>/dev/null | head -1), $(curl --version | head -1 | cut -d' ' -f1-2)."
   echo "Files: $(printf '%s ' "${SIZES[@]}")bytes (random), SHA-256 compared."
   echo
   printf '| client |'; for c in "${CASES[@]}"; do printf ' %s |' "$c"; done; echo

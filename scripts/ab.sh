@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # scripts/ab.sh — transport A/B: the same timecoded live stream played over
-# HTTP/3, HTTP/2 and HTTP/1.1-over-TLS by real headless Chromium, per network
-# impairment profile, with a report (table, raw samples, SVG plot).
+# HTTP/3, HTTP/2 and HTTP/1.1-over-TLS by a real headless browser (Chromium,
+# Firefox or both: two independent QUIC stacks), per network impairment
+# profile, with a report (table, raw samples, SVG plot).
 #
 # Setup (default, needs root): two network namespaces joined by a veth pair,
 #   origin side  198.18.0.1  h3live serve + scripts/encoder.sh (ffmpeg ingest
 #                            stays on that namespace's loopback, unimpaired)
-#   client side  198.18.0.2  headless Chromium + the CDP driver (scripts/ab/driver.mjs;
-#                            CDP on that namespace's loopback)
-# Chromium reaches the origin as https://h3live.test (--host-resolver-rules,
-# certificate generated with --host h3live.test), QUIC forced on the h3 port.
+#   client side  198.18.0.2  the headless browser(s) + the driver (scripts/ab/driver.mjs;
+#                            CDP / WebDriver BiDi on that namespace's loopback)
+# The browser reaches the origin as https://h3live.test (certificate generated with
+# --host h3live.test). Chromium: --host-resolver-rules, QUIC forced on the h3 port,
+# the certificate's SPKI trusted. Firefox (firefox-esr): network.dns.forceResolve, the
+# certificate in a fresh profile's NSS store, h3 found by Alt-Svc (web/e2e/firefox.js;
+# each play's context reaches h3 before it navigates, see scripts/ab/driver.mjs).
 # GSO/TSO are capped to one packet on both veth ends so that a drop or a rate
 # limit acts on wire-sized packets.
 #
@@ -22,7 +26,7 @@
 #   burst[N]    N % (default 2) bursty loss each way: Gilbert-Elliott, mean burst 3 packets
 #   rate[K]     downstream bottleneck of K kbit/s (default 1.5 x the stream's video + audio
 #               rate, times the arms with --concurrent), 100 ms queue, tail drop
-#   step        ABR rate step (issue 16): the downstream capacity is --step-high kbit/s,
+#   step        ABR rate step: the downstream capacity is --step-high kbit/s,
 #               drops to --step-low at --step-at s after each play starts, and comes back
 #               --step-hold s later (tc tbf on the origin's veth, set by the driver on that
 #               schedule; with this part, 'rate' means the step, not the emulator's rate).
@@ -48,6 +52,9 @@
 #   --floor-only      the floor search without the A/B plays
 #   --floor-latencies LIST   default 0.2,0.3,0.5,0.8,1.2,2
 #   --floor-hold S    default 60
+#   --browser B       chromium (default), firefox, or both: every profile (and every floor
+#                     search) in each browser, on the same path; the report has a row per
+#                     browser and arm, the floor per browser, and both versions
 #   --arms LIST       h3,h1,h2 (default h3,h1,h2); format x transport: dash-h3,hls-h3,hls-h1
 #                     (hls-*: the origin's LL-HLS played by hls.js)
 #   --duration S      seconds each arm plays per profile (default 30)
@@ -66,7 +73,7 @@
 #   --abr LIST        dash.js ABR rule(s) on the page: throughput (the page's default), l2a,
 #                     lolp, dynamic; a comma list (also --abr-rules) plays every arm with
 #                     every rule in each round (rules rotate per round like the arms), and the
-#                     report compares the rules per transport (ABR rule choice, issue 16):
+#                     report compares the rules per transport (docs/abr.md):
 #                       sudo scripts/ab.sh --profiles rate-step --arms h3,h2,h1 \
 #                         --abr-rules throughput,l2a,lolp,dynamic --rounds 2
 #   --seg-duration S  the encoder's segment duration (encoder.sh --seg-duration; default 2)
@@ -102,6 +109,7 @@ AB_PLAYS=1
 FLOOR_LATENCIES="0.2,0.3,0.5,0.8,1.2,2"
 FLOOR_HOLD=60
 ARMS="h3,h1,h2"
+BROWSER=chromium
 DURATION=30
 WARMUP=5
 CONCURRENT=0
@@ -133,6 +141,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --profiles) PROFILES="$2"; shift 2 ;;
     --arms) ARMS="$2"; shift 2 ;;
+    --browser) BROWSER="$2"; shift 2 ;;
     --engine) ENGINE="$2"; shift 2 ;;
     --check-only) CHECK_ONLY=1; shift ;;
     --floor) FLOOR=1; shift ;;
@@ -185,6 +194,17 @@ if [ "$LOOPBACK" = 0 ]; then
   for c in ip tc iptables; do command -v "$c" >/dev/null || die "$c not found (apt-get install iproute2 iptables)"; done
 fi
 case "$ENGINE" in auto|netem|pathemu) ;; *) die "--engine: auto, netem or pathemu" ;; esac
+case "$BROWSER" in
+  chromium|firefox) BROWSERS="$BROWSER" ;;
+  both) BROWSERS="chromium,firefox" ;;
+  *) die "--browser: chromium, firefox or both" ;;
+esac
+IFS=, read -r -a BROWSER_LIST <<< "$BROWSERS"
+if [ "$CHECK_ONLY" = 0 ] && [ "$BROWSER" != chromium ]; then
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || [ -n "${FIREFOX:-}" ] \
+    || die "Firefox not found (apt-get install firefox-esr, or set FIREFOX=)"
+  command -v certutil >/dev/null || die "certutil not found (apt-get install libnss3-tools)"
+fi
 [ "$CHECK_ONLY" = 1 ] && [ "$LOOPBACK" = 1 ] && die "--check-only needs the namespaces (no --loopback/--running)"
 [ -d web/node_modules/dashjs ] && [ -d web/node_modules/ws ] || die "web/node_modules missing: run (cd web && npm ci)"
 [ "$RUNNING" = 1 ] || [ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
@@ -287,7 +307,7 @@ trap on_signal INT TERM HUP
 trap cleanup EXIT
 
 say "output folder: $OUT"
-say "arms ${ARMS}, profiles ${PROFILES}, ${DURATION} s per play, $ROUNDS round(s) ($([ "$CONCURRENT" = 1 ] && echo 'all arms at once' || echo 'one arm after another, fresh browser context each')), warm-up ${WARMUP} s"
+say "browser(s) ${BROWSERS}, arms ${ARMS}, profiles ${PROFILES}, ${DURATION} s per play, $ROUNDS round(s) ($([ "$CONCURRENT" = 1 ] && echo 'all arms at once' || echo 'one arm after another, fresh browser context each')), warm-up ${WARMUP} s"
 
 # --------------------------------------------------------------- network
 if [ "$LOOPBACK" = 0 ]; then
@@ -459,7 +479,6 @@ else
   fi
   sleep 2   # let a first segment start, so players join a running stream
 fi
-[ "$CHECK_ONLY" = 1 ] || SPKI=$(spki_of "$CERT")
 
 # ------------------------------------------------------------ metadata
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
@@ -478,6 +497,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
   echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
   echo "  \"arms\": $(json_str "$ARMS"),"
+  echo "  \"browsers\": [$(printf '"%s",' "${BROWSER_LIST[@]}" | sed 's/,$//')],"
   echo "  \"engine\": $(json_str "$ENGINE"), \"engineDesc\": $(json_str "$ENGINE_DESC"),"
   echo "  \"floor\": $([ "$FLOOR" = 1 ] && echo "{\"latencies\": [$FLOOR_LATENCIES], \"holdS\": $FLOOR_HOLD}" || echo null),"
   echo "  \"abPlays\": $([ "$AB_PLAYS" = 1 ] && echo true || echo false),"
@@ -493,7 +513,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
 } > "$OUT/meta.json.part"
 
 # -------------------------------------------------------------- profiles
-DRIVER_ARGS=(--host "$HOST" --spki "${SPKI:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
+DRIVER_ARGS=(--host "$HOST" --cert "${CERT:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
 [ "$LOOPBACK" = 0 ] && DRIVER_ARGS+=(--ip "$ORIGIN_IP")
 [ "$CONCURRENT" = 1 ] && DRIVER_ARGS+=(--concurrent)
 [ -n "$ABR" ] && DRIVER_ARGS+=(--abr "$ABR")
@@ -541,34 +561,37 @@ for p in "${RUN_PROFILES[@]}"; do
     step_args
     DUR_P="$DURATION"
     [ "$STEP" = 1 ] && DUR_P=$(awk -v d="$DURATION" -v m="$((STEP_AT + STEP_HOLD + STEP_TAIL))" 'BEGIN{print (d < m ? m : d)}')
-    run_driver "$OUT/raw/$p.json" "$p" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DUR_P" "${LAT[@]}" "${SHOT[@]}" ${STEP_ARGS[@]+"${STEP_ARGS[@]}"}
+    run_driver "$OUT/raw/$p.json" "$p" --browser "$BROWSERS" --arms "$ARMS" --rounds "$ROUNDS" --duration "$DUR_P" "${LAT[@]}" "${SHOT[@]}" ${STEP_ARGS[@]+"${STEP_ARGS[@]}"}
     [ "$STEP" = 1 ] && ip netns exec "$NSO" tc qdisc del dev "$VO" root 2>/dev/null
     [ "$rc" = 0 ] || say "driver exited with code $rc for profile $p (see ab.log)"
   fi
   if [ "$FLOOR" = 1 ]; then
     # Ascending target latencies; a play ends early at its first stall or frozen picture
     # after the warm-up, and the first latency that holds is the floor.
+    # One search per arm and browser (--browser both: each arm in both before the next arm).
     for a in "${ARM_LIST[@]}"; do
-      held=""
-      for l in "${FLOOR_LIST[@]}"; do
-        f="$OUT/raw/$p.floor.$a.$l.json"
-        say "  floor $p/$a: target latency $l s, must hold $FLOOR_HOLD s after a ${WARMUP} s warm-up"
-        for attempt in 1 2; do
-          run_driver "$f" "$p" --arms "$a" --latency "$l" --duration "$(awk -v h="$FLOOR_HOLD" -v w="$WARMUP" 'BEGIN{print h+w+15}')" \
-            --hold "$FLOOR_HOLD"
-          # A driver that failed before playing (e.g. Chromium did not start) is not a
-          # failed trial: try once more.
-          [ "$rc" != 0 ] && node -e 'const r=require(process.argv[1]); process.exit(r.plays && r.plays.length ? 1 : 0)' "$f" 2>/dev/null \
-            && [ "$attempt" = 1 ] && { say "  floor $p/$a: the driver failed before playing (exit $rc), once more"; continue; }
-          break
+      for b in "${BROWSER_LIST[@]}"; do
+        held=""
+        for l in "${FLOOR_LIST[@]}"; do
+          f="$OUT/raw/$p.floor.$b.$a.$l.json"
+          say "  floor $p/$b/$a: target latency $l s, must hold $FLOOR_HOLD s after a ${WARMUP} s warm-up"
+          for attempt in 1 2; do
+            run_driver "$f" "$p" --browser "$b" --arms "$a" --latency "$l" --duration "$(awk -v h="$FLOOR_HOLD" -v w="$WARMUP" 'BEGIN{print h+w+15}')" \
+              --hold "$FLOOR_HOLD"
+            # A driver that failed before playing (e.g. the browser did not start) is not a
+            # failed trial: try once more.
+            [ "$rc" != 0 ] && node -e 'const r=require(process.argv[1]); process.exit(r.plays && r.plays.length ? 1 : 0)' "$f" 2>/dev/null \
+              && [ "$attempt" = 1 ] && { say "  floor $p/$b/$a: the driver failed before playing (exit $rc), once more"; continue; }
+            break
+          done
+          if verdict=$(node "$ROOT/scripts/ab/floor.mjs" "$f" --warmup "$WARMUP" --hold "$FLOOR_HOLD"); then
+            say "  floor $p/$b/$a: $l s held ($verdict)"; held=$l; break
+          fi
+          say "  floor $p/$b/$a: $l s failed ($verdict)"
         done
-        if verdict=$(node "$ROOT/scripts/ab/floor.mjs" "$f" --warmup "$WARMUP" --hold "$FLOOR_HOLD"); then
-          say "  floor $p/$a: $l s held ($verdict)"; held=$l; break
-        fi
-        say "  floor $p/$a: $l s failed ($verdict)"
+        [ -n "$held" ] || say "  floor $p/$b/$a: no target latency up to ${FLOOR_LIST[-1]} s held"
+        alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
       done
-      [ -n "$held" ] || say "  floor $p/$a: no target latency up to ${FLOOR_LIST[-1]} s held"
-      alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
     done
   fi
   reset_impairment

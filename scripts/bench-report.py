@@ -176,7 +176,7 @@ def table(out, all_runs):
         for t, o, c, ratio in cmp_rows:
             lines.append(f"| {t} | {o['viewers']} | {fmt(o['cpu_s_per_gb'], 2)} | {fmt(c['cpu_s_per_gb'], 2)} | {fmt(ratio, 2)} | "
                          f"{fmt(o['rss_peak_mb'])} | {fmt(c['rss_peak_mb'])} | {fmt(o['errors'])} / {fmt(c['errors'])} |")
-    # Targets of issue 6.
+    # The targets set for the benchmark (docs/results/2026-11-24-benchmark.md).
     lines.append("\n### Targets\n")
     for t in TRANSPORTS:
         r500 = [r for r in live if r["transport"] == t and r["viewers"] == 500]

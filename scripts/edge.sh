@@ -4,8 +4,10 @@
 # HTTP/2 and HTTP/1.1 over TLS in front of it), with `h3live load` viewers.
 #
 #   origin :B+80 (ingest, Varnish's backend), :B+90 h3 / :B+91 h1-tls (direct viewers)
-#   edge 1: varnish :B+11, front :B+12 (h3 + h2/h1 TLS), :B+13 (h1-tls), :B+14 (h2)
-#   edge 2: varnish :B+21, front :B+22, :B+23, :B+24
+#   edge 1: varnish :B+11, front :B+12 (h3 + h2/h1 TLS), :B+13 (h1-tls), :B+14 (h2),
+#           :B+16 (front's cleartext listener: its /metrics)
+#   edge 2: varnish :B+21, front :B+22, :B+23, :B+24, :B+26
+#   origin relay (--origin-delay): :B+81
 #
 # Default run (about 2.5 min):
 #   1. steady state, concurrently: N viewers on edge 1 over h3, N on edge 2
@@ -22,6 +24,13 @@
 # https://localhost:EDGE2_H1/?stream=edge over HTTP/1.1+TLS: page, dash.js,
 # manifest, segments and /time all through Varnish and the front. Needs
 # ffmpeg, chromium, node and web/node_modules (scripts/test.sh installs them).
+# --prefetch instead measures origin-assisted prefetch: the steady state twice,
+# the fronts started with --no-prefetch, then with prefetch on; per edge, the
+# time from a segment's first byte at the origin (/streams) to its first byte
+# at the first viewer of that edge (h3live load's per-segment first byte), and
+# origin GETs per segment. --origin-delay MS puts a user-space TCP relay
+# adding MS ms each way between the Varnish nodes and the origin (a distant
+# origin; on loopback the round trip an edge saves is next to nothing).
 # --compare-fronts instead measures the protocol fronts on one edge: Caddy
 # (reverse_proxy, flush_interval -1) vs `h3live front`, h3 and h1-tls, N
 # viewers each: added latency (same-run direct reference group subtracted),
@@ -32,15 +41,15 @@
 # --compare-fronts) with apt-get when missing.
 #
 # Usage: scripts/edge.sh [--viewers N] [--duration SECS] [--compare-fronts]
-#          [--player] [--no-restarts] [--base-port B] [--capture DIR] [--out DIR]
-#          [--pin] [--no-build]
+#          [--player] [--prefetch] [--origin-delay MS] [--no-restarts]
+#          [--base-port B] [--capture DIR] [--out DIR] [--pin] [--no-build]
 #   --viewers N     viewers per edge group (default 50)
 #   --duration S    seconds per measured run (default 20)
 #   --base-port B   first port of the block of 100 used (default 18400)
 #   --capture DIR   replay this capture (h3live load record) instead of a synthetic one
 #   --pin           origin, Varnish, replay and load tool on CPU 0, the fronts on CPU 1
 #                   (on 2 cores CPU 0 then saturates and h3 viewers stall through
-#                   any front; the README's numbers are unpinned)
+#                   any front; the numbers in docs/results/ are unpinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -57,12 +66,17 @@ CAPTURE=""
 OUT=""
 PIN=0
 BUILD=1
+PREFETCH_RUNS=0
+ORIGIN_DELAY=0
+PREFETCH=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --viewers) VIEWERS="$2"; shift ;;
     --duration) DURATION="$2"; shift ;;
     --compare-fronts) COMPARE=1 ;;
     --player) PLAYER=1 ;;
+    --prefetch) PREFETCH_RUNS=1 ;;
+    --origin-delay) ORIGIN_DELAY="$2"; shift ;;
     --no-restarts) RESTARTS=0 ;;
     --base-port) B="$2"; shift ;;
     --capture) CAPTURE="$2"; shift ;;
@@ -99,13 +113,17 @@ if [ "$BUILD" = 1 ]; then
 fi
 [ -x "$BIN" ] || die "no $BIN (build first)"
 
-P_ORIGIN=$((B + 80)) P_DIRECT_H3=$((B + 90)) P_DIRECT_H1=$((B + 91))
+P_ORIGIN=$((B + 80)) P_DIRECT_H3=$((B + 90)) P_DIRECT_H1=$((B + 91)) P_RELAY=$((B + 81))
+# What the Varnish nodes fetch from: the origin, or the delaying relay in front of it.
+P_BACKEND=$P_ORIGIN
+[ "$ORIGIN_DELAY" != 0 ] && P_BACKEND=$P_RELAY
 p_varnish() { echo $((B + 10 * $1 + 1)); }
 p_front() { echo $((B + 10 * $1 + 2)); }   # h3 (UDP) + h2/h1 TLS (TCP)
 p_front_h1() { echo $((B + 10 * $1 + 3)); }
 p_front_h2() { echo $((B + 10 * $1 + 4)); }
 p_caddy() { echo $((B + 10 * $1 + 5)); }
-for p in $P_ORIGIN $P_DIRECT_H3 $P_DIRECT_H1 $(for e in 1 2; do echo "$(p_varnish $e) $(p_front $e) $(p_front_h1 $e) $(p_front_h2 $e) $(p_caddy $e)"; done); do
+p_front_http() { echo $((B + 10 * $1 + 6)); }
+for p in $P_ORIGIN $P_RELAY $P_DIRECT_H3 $P_DIRECT_H1 $(for e in 1 2; do echo "$(p_varnish $e) $(p_front $e) $(p_front_h1 $e) $(p_front_h2 $e) $(p_caddy $e) $(p_front_http $e)"; done); do
   if port_busy "$p"; then die "port $p is in use (choose another --base-port)"; fi
 done
 
@@ -148,7 +166,7 @@ start_replay() {
 }
 start_varnish() { # edge
   local e=$1
-  sed -e "s/^\(\s*\.port = \)\"[0-9]*\";/\1\"$P_ORIGIN\";/" "$VCL_SRC" > "$OUT/edge$e.vcl"
+  sed -e "s/^\(\s*\.port = \)\"[0-9]*\";/\1\"$P_BACKEND\";/" "$VCL_SRC" > "$OUT/edge$e.vcl"
   "${CPU0[@]}" varnishd -F -j none -n "$OUT/varnish$e" -a 127.0.0.1:"$(p_varnish "$e")" -T none \
     -p backend_idle_timeout=20 -f "$OUT/edge$e.vcl" -s malloc,256m >> "$OUT/logs/varnish$e.log" 2>&1 &
   PID[varnish$e]=$!
@@ -161,12 +179,61 @@ start_varnish() { # edge
 start_front() { # edge
   local e=$1
   # Dual-stack: Chromium reaches "localhost" over QUIC on ::1 only.
-  "${CPU1[@]}" "$BIN" front --upstream "http://127.0.0.1:$(p_varnish "$e")" --http off \
+  local pf=()
+  [ "$PREFETCH" = 1 ] || pf=(--no-prefetch)
+  # The cleartext listener (loopback) serves the front's own /metrics.
+  "${CPU1[@]}" "$BIN" front --upstream "http://127.0.0.1:$(p_varnish "$e")" --http 127.0.0.1:"$(p_front_http "$e")" \
     --h3 "[::]:$(p_front "$e")" --https "[::]:$(p_front "$e")" \
     --https-h1 "[::]:$(p_front_h1 "$e")" --https-h2 "[::]:$(p_front_h2 "$e")" \
-    --cert "$CERT" --key "$KEY" --web-dir "$PWD/web" >> "$OUT/logs/front$e.log" 2>&1 &
+    --cert "$CERT" --key "$KEY" --web-dir "$PWD/web" "${pf[@]+"${pf[@]}"}" >> "$OUT/logs/front$e.log" 2>&1 &
   PID[front$e]=$!
   wait_url "https://127.0.0.1:$(p_front_h1 "$e")/healthz" 10 "${PID[front$e]}" || die "front $e did not start"
+}
+# --origin-delay: a TCP relay from :P_RELAY to the origin that holds every
+# piece it forwards for ORIGIN_DELAY ms, each way (a distant origin).
+start_relay() {
+  "${CPU0[@]}" python3 - "$P_RELAY" "$P_ORIGIN" "$ORIGIN_DELAY" >> "$OUT/logs/relay.log" 2>&1 <<'EOF' &
+import asyncio, sys
+listen, target, delay = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
+
+async def pipe(reader, writer):
+    loop = asyncio.get_running_loop()
+    queue = asyncio.Queue()
+    async def pump():
+        while True:
+            due, data = await queue.get()
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+    task = asyncio.create_task(pump())
+    try:
+        while data := await reader.read(65536):
+            queue.put_nowait((loop.time() + delay, data))
+    except ConnectionError:
+        pass
+    queue.put_nowait((loop.time() + delay, b""))
+    await task
+
+async def client(reader, writer):
+    try:
+        r2, w2 = await asyncio.open_connection("127.0.0.1", target)
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(pipe(reader, w2), pipe(r2, writer), return_exceptions=True)
+
+async def main():
+    server = await asyncio.start_server(client, "127.0.0.1", listen)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+EOF
+  PID[relay]=$!
+  wait_url "http://127.0.0.1:$P_RELAY/healthz" 10 "${PID[relay]}" || die "origin relay did not start"
 }
 start_caddy() { # edge
   local e=$1
@@ -232,6 +299,10 @@ step "origin on :$P_ORIGIN, replay of $CAPTURE"
 start_origin
 start_replay
 wait_url "http://127.0.0.1:$P_ORIGIN/live/$STREAM/manifest.mpd" 15 "${PID[replay]}" || die "no manifest from the replay"
+if [ "$ORIGIN_DELAY" != 0 ]; then
+  step "relay :$P_RELAY -> origin, ${ORIGIN_DELAY} ms each way"
+  start_relay
+fi
 
 # ================================================================ compare fronts
 if [ "$COMPARE" = 1 ]; then
@@ -314,6 +385,113 @@ snapshot() { # tag: counters before/after a run
     echo "time $(date +%s)"
   } > "$OUT/raw/$1.counters"
 }
+
+# ================================================================ prefetch on and off
+if [ "$PREFETCH_RUNS" = 1 ]; then
+  front_prefetch() { # edge: the front's prefetch counters, one "event count" per line
+    curl -sf "http://127.0.0.1:$(p_front_http "$1")/metrics" | sed -n 's/^h3live_prefetch_total{event="\([a-z]*\)"} \([0-9]*\)$/\1 \2/p'
+  }
+  : > "$OUT/raw/prefetch-runs.txt"
+  for mode in off on; do
+    RUN=prefetch-$mode
+    if [ "$mode" = on ]; then PREFETCH=1; else PREFETCH=0; fi
+    for e in 1 2; do stop "front$e"; start_front "$e"; done
+    step "prefetch $mode: $VIEWERS viewers on edge 1 (h3) and edge 2 (h1-tls), 10 each direct and on Varnish, ${DURATION}s"
+    snapshot "$RUN-0"
+    # The origin's view of each segment (first byte at ingest), polled while the viewers run.
+    ( while :; do curl -sf "http://127.0.0.1:$P_ORIGIN/streams" | tr -d '\n' || true; echo; sleep 2; done ) \
+      > "$OUT/raw/$RUN-streams.jsonl" 2>/dev/null &
+    poller=$!
+    run_groups "$DURATION"
+    wait_loads
+    kill "$poller" 2>/dev/null || true
+    wait "$poller" 2>/dev/null || true
+    snapshot "$RUN-1"
+    for e in 1 2; do front_prefetch "$e" | sed "s/^/$e /" > "$OUT/raw/$RUN-front.txt.$e"; done
+    cat "$OUT/raw/$RUN-front.txt".* > "$OUT/raw/$RUN-front.txt"; rm -f "$OUT/raw/$RUN-front.txt".*
+    echo "$mode" >> "$OUT/raw/prefetch-runs.txt"
+  done
+  python3 - "$OUT" "$VIEWERS" "$DURATION" "$ORIGIN_DELAY" <<'EOF'
+import json, sys, os, collections, re
+out, viewers, duration, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+NOT_SENT = re.compile(r"unhealthy|errno|no backend")
+
+def counters(tag):
+    return {k: float(v) for k, v in (l.split() for l in open(f"{out}/raw/{tag}.counters") if len(l.split()) == 2)}
+
+def origin_first_bytes(run):
+    """Segment name -> first byte at the origin, seconds since the epoch."""
+    firsts = {}
+    for line in open(f"{out}/raw/{run}-streams.jsonl"):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        for s in doc.get("streams", []):
+            for o in s["objects"]:
+                if "chunk-" in o["name"] and o.get("first_byte_unix_us"):
+                    firsts.setdefault(o["name"], o["first_byte_unix_us"] / 1e6)
+    return firsts
+
+def viewer_first_bytes(run, groups):
+    firsts, start = {}, None
+    for g in groups:
+        p = f"{out}/raw/{run}-{g}.json"
+        if not os.path.exists(p):
+            continue
+        j = json.load(open(p))
+        start = j["started_unix_ms"] / 1e3 if start is None else min(start, j["started_unix_ms"] / 1e3)
+        for name, us in j.get("first_byte_unix_us", {}).items():
+            firsts[name] = min(firsts.get(name, 1e18), us / 1e6)
+    return firsts, start
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+def origin_gets(e, t0, t1):
+    seg = collections.Counter()
+    for l in open(f"{out}/raw/backend{e}.log"):
+        p = l.rstrip("\n").split(" ", 3)
+        if len(p) == 4 and t0 <= float(p[0]) <= t1 and "/chunk-" in p[1] and not (p[2] == "503" and NOT_SENT.search(p[3])):
+            seg[p[1]] += 1
+    return seg
+
+edges = {1: ["edge1-h3", "varnish1-h1clear"], 2: ["edge2-h1tls"]}
+L = [f"# Origin-assisted prefetch at the edge ({os.path.basename(out)})", "",
+     f"{viewers} viewers per edge front group, {duration:.0f} s per run, origin delay {delay} ms each way "
+     f"(Varnish to origin); load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; "
+     f"{os.cpu_count()} cores, everything on this machine.", "",
+     "First-viewer delay: for each media segment that began at least 5 s into the run, the time from its first byte",
+     "at the origin (ingest) to its first byte at the first viewer of the edge (any viewer group on that edge).", "",
+     "| prefetch | edge | segments | first-viewer delay p50 / p95 / max ms | origin GETs per segment mean / max | prefetches sent / ok / failed / busy | viewer errors | stalls |",
+     "|---|---:|---:|---:|---:|---:|---:|---:|"]
+for mode in [l.strip() for l in open(f"{out}/raw/prefetch-runs.txt")]:
+    run = f"prefetch-{mode}"
+    c0, c1 = counters(f"{run}-0"), counters(f"{run}-1")
+    origin = origin_first_bytes(run)
+    front = collections.defaultdict(dict)
+    for l in open(f"{out}/raw/{run}-front.txt"):
+        e, ev, n = l.split()
+        front[int(e)][ev] = int(n)
+    for e, groups in edges.items():
+        firsts, start = viewer_first_bytes(run, groups)
+        delays = [(firsts[n] - t) * 1000 for n, t in origin.items() if n in firsts and start and t >= start + 5]
+        seg = origin_gets(e, c0["time"], c1["time"])
+        mean = sum(seg.values()) / len(seg) if seg else float("nan")
+        pf = front[e]
+        stats = [json.load(open(f"{out}/raw/{run}-{g}.json")) for g in groups if os.path.exists(f"{out}/raw/{run}-{g}.json")]
+        L.append(f"| {mode} | {e} | {len(delays)} | {pct(delays, .5):.1f} / {pct(delays, .95):.1f} / {max(delays, default=float('nan')):.1f} | "
+                 f"{mean:.2f} / {max(seg.values(), default=0)} | {pf.get('sent', 0)} / {pf.get('ok', 0)} / {pf.get('failed', 0)} / {pf.get('busy', 0)} | "
+                 f"{sum(s['errors'] for s in stats)} | {sum(s['stalls'] for s in stats)} |")
+L += ["", "Prefetch counters are the fronts' own (/metrics, cumulative over the front's life: the fronts are",
+      "restarted for each run). Origin GETs per segment: varnishncsa backend requests per segment path (query ignored)."]
+text = "\n".join(L) + "\n"
+open(f"{out}/report.md", "w").write(text)
+print(text)
+EOF
+  exit 0
+fi
 
 RUN=steady
 step "steady state: $VIEWERS viewers on edge 1 (h3) and edge 2 (h1-tls), 10 each direct and on Varnish, ${DURATION}s"

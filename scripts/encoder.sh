@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# scripts/encoder.sh — timecoded LL-DASH test-pattern encoder for h3live.
+# scripts/encoder.sh — timecoded LL-DASH encoder for h3live.
 #
-# Runs ffmpeg: testsrc2 + a sine tone, the encoder's wall clock burned in
-# ("ENCODER hh:mm:ss.mmm"), plus a machine-readable timecode strip along the
-# bottom of the picture, and pushes LL-DASH (CMAF, chunked PUT over HTTP/1.1)
-# to an h3live origin.  ffmpeg is supervised: it is restarted with backoff when
+# Runs ffmpeg: a picture source (testsrc2 by default; a media file looped in
+# real time, a camera, or any ffmpeg input: --input) with the encoder's wall
+# clock burned in ("ENCODER hh:mm:ss.mmm") plus a machine-readable timecode
+# strip along the bottom of the picture, audio (the input's, else a sine
+# tone), one video encoder (libx264 by default, or a hardware encoder:
+# --video-encoder), and pushes LL-DASH (CMAF, chunked PUT over HTTP/1.1) to an
+# h3live origin.  Inputs and encoders: docs/sources.md.  ffmpeg is supervised: it is restarted with backoff when
 # it exits (e.g. the origin is not up yet), and SIGINT/SIGTERM stop it cleanly
 # (ffmpeg is asked to quit with 'q', so it finishes its uploads and writes the
 # final manifest instead of cutting the PUTs off).
@@ -49,6 +52,12 @@ EXEC=0
 DRY_RUN=0
 LOGLEVEL="${H3LIVE_FFMPEG_LOGLEVEL:-warning}"
 LADDER=0
+INPUT="${H3LIVE_INPUT:-testsrc}"
+AUDIO="${H3LIVE_AUDIO:-auto}"
+VENC="${H3LIVE_VIDEO_ENCODER:-libx264}"
+HW_DEVICE="${H3LIVE_HW_DEVICE:-/dev/dri/renderD128}"
+CAMERA_SIZE="${H3LIVE_CAMERA_SIZE:-}"
+CAMERA_FORMAT="${H3LIVE_CAMERA_FORMAT:-}"
 # ABR ladder (--ladder): WxH:bitrate:x264preset per rendition, top rendition first.
 # Every rung has the top one's aspect ratio exactly, with square pixels: ffmpeg's
 # DASH muxer refuses renditions of different aspect ratios in one adaptation set,
@@ -78,9 +87,32 @@ Usage: $0 [options]
   --no-restart          run ffmpeg once (still stopped cleanly on SIGINT/SIGTERM)
   --exec                run ffmpeg in place of this script (exec, stdin unused): no restart,
                         no clean stop; for callers that own the process (the Rust tests)
-  --dry-run             print the ffmpeg command and exit
+  --dry-run             print the ffmpeg command and exit (missing encoders or devices are
+                        warnings then, not errors)
   --loglevel LEVEL      ffmpeg log level (default $LOGLEVEL)
-  --ladder              ABR ladder: one ffmpeg, several video renditions from one
+  --input SPEC          picture source (default $INPUT) [H3LIVE_INPUT]:
+                          testsrc             ffmpeg's test pattern (testsrc2) + a sine tone
+                          FILE | file:FILE    a media file, looped for ever in real time
+                          camera              the first camera: v4l2:/dev/video0 on Linux,
+                                              avfoundation:0 on macOS
+                          v4l2:/dev/videoN    a camera on Linux
+                          avfoundation:V[:A]  a camera on macOS, video device index V (and
+                                              audio device index A)
+                          ffmpeg:'ARGS'       ffmpeg input options ending in -i, for experts,
+                                              e.g. ffmpeg:'-f x11grab -framerate 30 -i :0'
+                        Every input is scaled/padded to --size at --fps and gets the same
+                        burned-in clock and timecode strip as the test pattern.
+  --audio MODE          auto (default: the input's first audio stream when it has one,
+                        else the tone) | input | tone [H3LIVE_AUDIO]
+  --camera-size WxH     size asked of a camera (default: --size) [H3LIVE_CAMERA_SIZE]
+  --camera-format FMT   camera pixel format or codec, e.g. mjpeg, yuyv422 (v4l2
+                        -input_format, avfoundation -pixel_format) [H3LIVE_CAMERA_FORMAT]
+  --video-encoder NAME  libx264 (default) | h264_nvenc | h264_vaapi | h264_qsv |
+                        h264_videotoolbox, each with low-latency settings; checked at start
+                        (in ffmpeg -encoders, device present) [H3LIVE_VIDEO_ENCODER]
+  --hw-device PATH      render node for h264_vaapi / h264_qsv (default $HW_DEVICE)
+                        [H3LIVE_HW_DEVICE]
+  --ladder              ABR ladder (libx264): one ffmpeg, several video renditions from one
                         timecoded picture (the top one's size; --size/--bitrate ignored)
                         plus audio, in one MPD [H3LIVE_LADDER_ON=1]
   --ladder-spec SPEC    renditions, top first, all of the top one's aspect ratio, even
@@ -110,6 +142,12 @@ while [ $# -gt 0 ]; do
     --loglevel) LOGLEVEL="$2"; shift 2 ;;
     --ladder) LADDER=1; shift ;;
     --ladder-spec) LADDER_SPEC="$2"; LADDER=1; shift 2 ;;
+    --input) INPUT="$2"; shift 2 ;;
+    --audio) AUDIO="$2"; shift 2 ;;
+    --camera-size) CAMERA_SIZE="$2"; shift 2 ;;
+    --camera-format) CAMERA_FORMAT="$2"; shift 2 ;;
+    --video-encoder) VENC="$2"; shift 2 ;;
+    --hw-device) HW_DEVICE="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) say "unknown option $1"; usage >&2; exit 2 ;;
   esac
@@ -138,6 +176,132 @@ command -v ffmpeg >/dev/null 2>&1 || die "ffmpeg not found (run ./run.sh, or apt
 W="${SIZE%x*}"; H="${SIZE#*x}"
 case "$W$H" in *[!0-9]*|"") say "bad --size $SIZE"; exit 2 ;; esac
 ORIGIN="${ORIGIN%/}"
+OS="$(uname -s)"
+GOP=$(awk "BEGIN{printf \"%d\", $FPS*$SEG + 0.5}")
+
+# --- checks ----------------------------------------------------------------------
+# A missing encoder, device or file stops the script with a message naming it;
+# with --dry-run it is a warning and the command is printed anyway.
+problem() {
+  if [ "$DRY_RUN" = 1 ]; then say "warning: $*"; else die "$*"; fi
+}
+# in_list KIND NAME: NAME is one of ffmpeg's KIND (encoders, demuxers); the
+# name column may hold aliases ("video4linux2,v4l2").
+in_list() {
+  ffmpeg -hide_banner "-$1" 2>/dev/null | awk -v n="$2" '
+    { k = split($2, a, ","); for (i = 1; i <= k; i++) if (a[i] == n) f = 1 }
+    END { exit !f }'
+}
+need_encoder() {
+  in_list encoders "$1" || problem "this ffmpeg ($(command -v ffmpeg)) has no encoder $1 (see ffmpeg -encoders)${2:+; $2}"
+}
+need_demuxer() {
+  in_list demuxers "$1" || problem "this ffmpeg ($(command -v ffmpeg)) has no $1 input (see ffmpeg -demuxers)${2:+; $2}"
+}
+# need_device PATH WHAT: PATH is a character device this user can open.
+need_device() {
+  if [ ! -e "$1" ]; then problem "$2: $1 not found"
+  elif [ ! -c "$1" ]; then problem "$2: $1 is not a device"
+  elif [ ! -r "$1" ] || [ ! -w "$1" ]; then problem "$2: $1 is not readable and writable by $(id -un) (group $(stat -c %G "$1" 2>/dev/null || echo video/render)?)"
+  fi
+}
+
+# --- input ------------------------------------------------------------------------
+# IN_ARGS: ffmpeg input options ending in -i (input 0); IN_AUDIO=1 when input 0
+# has an audio stream worth using.
+[ "$INPUT" = camera ] && { if [ "$OS" = Darwin ]; then INPUT=avfoundation:0; else INPUT=v4l2:/dev/video0; fi; }
+IN_ARGS=(); IN_AUDIO=0; IN_KIND=""
+INPUTS_HELP="inputs: testsrc, FILE, v4l2:/dev/videoN, avfoundation:INDEX, ffmpeg:'ARGS' (--help)"
+case "$INPUT" in
+  testsrc)
+    IN_KIND=testsrc
+    IN_ARGS=(-re -f lavfi -i "testsrc2=size=${W}x${H}:rate=${FPS}") ;;
+  v4l2:*)
+    IN_KIND=camera; DEV="${INPUT#v4l2:}"
+    IN_ARGS=(-f v4l2 -framerate "$FPS" -video_size "${CAMERA_SIZE:-$SIZE}")
+    [ -n "$CAMERA_FORMAT" ] && IN_ARGS+=(-input_format "$CAMERA_FORMAT")
+    IN_ARGS+=(-i "$DEV")
+    need_demuxer v4l2 "a Linux build of ffmpeg has it"
+    need_device "$DEV" "camera (V4L2)" ;;
+  avfoundation:*)
+    IN_KIND=camera; DEV="${INPUT#avfoundation:}"
+    IN_ARGS=(-f avfoundation -framerate "$FPS" -video_size "${CAMERA_SIZE:-$SIZE}")
+    [ -n "$CAMERA_FORMAT" ] && IN_ARGS+=(-pixel_format "$CAMERA_FORMAT")
+    IN_ARGS+=(-i "$DEV")
+    case "$DEV" in *:none|*:) ;; *:*) IN_AUDIO=1 ;; esac
+    [ "$OS" = Darwin ] || problem "avfoundation cameras exist only on macOS (on Linux: --input v4l2:/dev/video0)"
+    need_demuxer avfoundation "macOS builds of ffmpeg have it (brew install ffmpeg)" ;;
+  ffmpeg:*)
+    IN_KIND=ffmpeg
+    # Split like a shell would (quotes, backslashes), without running anything.
+    while IFS= read -r -d '' a; do IN_ARGS+=("$a"); done < <(printf '%s' "${INPUT#ffmpeg:}" | xargs printf '%s\0')
+    has_i=0; for a in ${IN_ARGS[@]+"${IN_ARGS[@]}"}; do [ "$a" = -i ] && has_i=1; done
+    [ "$has_i" = 1 ] || { say "--input ffmpeg:'ARGS' needs input options ending in -i URL, e.g. ffmpeg:'-f x11grab -i :0'"; exit 2; } ;;
+  *)
+    IN_KIND=file; FILE="${INPUT#file:}"
+    IN_ARGS=(-stream_loop -1 -re -i "$FILE")
+    if [ ! -f "$FILE" ] || [ ! -r "$FILE" ]; then
+      problem "--input $INPUT: no readable file $FILE ($INPUTS_HELP)"
+    elif command -v ffprobe >/dev/null 2>&1; then
+      streams=$(ffprobe -v error -show_entries stream=codec_type -of csv=p=0 "$FILE" 2>/dev/null || true)
+      case "$streams" in *video*) ;; *) problem "$FILE: ffprobe finds no video stream in it" ;; esac
+      case "$streams" in *audio*) IN_AUDIO=1 ;; esac
+    fi ;;
+esac
+
+case "$AUDIO" in
+  auto) USE_IN_AUDIO=$IN_AUDIO ;;
+  input)
+    USE_IN_AUDIO=1
+    [ "$IN_KIND" = testsrc ] && { say "--audio input: the test pattern has no audio (--audio tone)"; exit 2; } ;;
+  tone) USE_IN_AUDIO=0 ;;
+  *) say "bad --audio $AUDIO (auto, input, tone)"; exit 2 ;;
+esac
+
+# --- video encoder -------------------------------------------------------------
+# Each with its low-latency settings: no B-frames, a keyframe exactly every
+# segment (GOP = fps x segment duration), constant bitrate capped at --bitrate,
+# and its own zero-latency / low-delay modes.  VGLOBAL: options before the
+# inputs (hardware device); VTAIL: filters after the picture is drawn (upload
+# to the GPU).  Why each option: docs/sources.md.
+VGLOBAL=(); VTAIL=""
+RATE=(-b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE")
+case "$VENC" in
+  libx264)
+    VCODEC=(-c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0
+      "${RATE[@]}" -pix_fmt yuv420p) ;;
+  h264_nvenc)
+    VCODEC=(-c:v h264_nvenc -preset p1 -tune ull -zerolatency 1 -delay 0 -rc cbr -bf 0 -g "$GOP" -forced-idr 1
+      "${RATE[@]}" -pix_fmt yuv420p)
+    need_encoder h264_nvenc
+    if [ "$OS" = Linux ]; then
+      need_device /dev/nvidiactl "h264_nvenc needs an NVIDIA GPU with the NVIDIA driver"
+      if command -v ldconfig >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libnvidia-encode\.so\.1'; then
+        problem "h264_nvenc needs the NVIDIA driver's NVENC library libnvidia-encode.so.1 (not in ldconfig -p)"
+      fi
+    fi ;;
+  h264_vaapi)
+    VGLOBAL=(-vaapi_device "$HW_DEVICE"); VTAIL=",format=nv12,hwupload"
+    VCODEC=(-c:v h264_vaapi -rc_mode CBR -async_depth 1 -bf 0 -g "$GOP" -idr_interval 0 "${RATE[@]}")
+    need_encoder h264_vaapi
+    need_device "$HW_DEVICE" "h264_vaapi needs a VAAPI render node (an Intel or AMD GPU with its driver; --hw-device names another)" ;;
+  h264_qsv)
+    VGLOBAL=(-init_hw_device "qsv=qs:hw_any,child_device=$HW_DEVICE" -filter_hw_device qs)
+    VTAIL=",format=nv12,hwupload=extra_hw_frames=64,format=qsv"
+    VCODEC=(-c:v h264_qsv -preset veryfast -async_depth 1 -look_ahead 0 -low_delay_brc 1 -adaptive_i 0 -adaptive_b 0
+      -bf 0 -g "$GOP" -idr_interval 0 -forced_idr 1 "${RATE[@]}")
+    need_encoder h264_qsv
+    need_device "$HW_DEVICE" "h264_qsv needs an Intel GPU's render node (--hw-device names another)" ;;
+  h264_videotoolbox)
+    VCODEC=(-c:v h264_videotoolbox -realtime 1 -prio_speed 1 -profile:v high -bf 0 -g "$GOP" -flags +low_delay
+      -b:v "$BITRATE" -maxrate "$BITRATE" -pix_fmt nv12)
+    [ "$OS" = Darwin ] || problem "h264_videotoolbox is Apple's encoder: it runs on macOS only"
+    need_encoder h264_videotoolbox "macOS builds of ffmpeg have it (brew install ffmpeg)" ;;
+  *) say "unknown --video-encoder $VENC (libx264, h264_nvenc, h264_vaapi, h264_qsv, h264_videotoolbox)"; exit 2 ;;
+esac
+if [ "$LADDER" = 1 ] && [ "$VENC" != libx264 ]; then
+  say "--ladder encodes with libx264 only (--video-encoder $VENC)"; exit 2
+fi
 
 # --- font for the burned-in clock -------------------------------------------
 FONT=""
@@ -170,16 +334,34 @@ if [ -n "$TC_LOG" ]; then
   : > "$TC_LOG"
   TCLOGF=",metadata=mode=add:key=tc:value=1,metadata=mode=print:file='$TC_LOG'"
 fi
-FG="[0:v]split[m][s];[s]crop=${CELLS}:2:0:0,settb=1/1000000,setpts=RTCTIME,geq=lum='${LUM}':cb=128:cr=128${TCLOGF},setpts=N/(${FPS}*TB),settb=1/${FPS},scale=${W}:${STRIP}:flags=neighbor[st];"
-FG="${FG}[m][st]overlay=0:H-h,drawtext=${FONT}:text='ENCODER %{localtime\:%T.%3N}':fontsize=${FONTSIZE}:fontcolor=white:box=1:boxcolor=black:boxborderw=$((FONTSIZE/6)):x=${MARGIN}:y=${MARGIN}[v]"
+# Inputs other than the test pattern are first made the test pattern's shape:
+# scaled to fit --size (aspect kept, padded black), square pixels, --fps (the
+# fps filter holds one input frame: it must see the next frame's timestamp),
+# yuv420p, and timestamps frame count / fps, continuous whatever the input
+# does (a file's loop point, a camera's jitter): the strip branch below
+# renumbers its frames the same way, so overlay pairs each frame with the
+# strip made from it.
+SRC="[0:v]"
+if [ "$IN_KIND" != testsrc ]; then
+  SRC="[src]"
+  NORM="scale=${W}:${H}:force_original_aspect_ratio=decrease:force_divisible_by=2,pad=${W}:${H}:(ow-iw)/2:(oh-ih)/2"
+  FG_IN="[0:v:0]${NORM},setsar=1,fps=${FPS},format=yuv420p,setpts=N/(${FPS}*TB)[src];"
+fi
+FG="${FG_IN:-}${SRC}split[m][s];[s]crop=${CELLS}:2:0:0,settb=1/1000000,setpts=RTCTIME,geq=lum='${LUM}':cb=128:cr=128${TCLOGF},setpts=N/(${FPS}*TB),settb=1/${FPS},scale=${W}:${STRIP}:flags=neighbor[st];"
+FG="${FG}[m][st]overlay=0:H-h,drawtext=${FONT}:text='ENCODER %{localtime\:%T.%3N}':fontsize=${FONTSIZE}:fontcolor=white:box=1:boxcolor=black:boxborderw=$((FONTSIZE/6)):x=${MARGIN}:y=${MARGIN}${VTAIL}[v]"
+# Audio: the input's (resampled to 48 kHz stereo; async fills gaps and trims
+# overlaps from its timestamps, e.g. at a file's loop point) or the tone (input 1).
+if [ "$USE_IN_AUDIO" = 1 ]; then
+  AFG=";[0:a:0]aresample=48000:async=1:first_pts=0,aformat=channel_layouts=stereo[a]"
+  AMAP=(-map "[a]"); TONE=()
+else
+  AFG=""; AMAP=(-map 1:a); TONE=(-re -f lavfi -i "sine=frequency=1000:sample_rate=48000")
+fi
 
 # Video outputs: one rendition, or the ladder (split after the strip and the
 # clock are drawn, one scale + libx264 per rung; same GOP everywhere so the
 # keyframes / segment boundaries line up across renditions).
-GOP=$(awk "BEGIN{printf \"%d\", $FPS*$SEG + 0.5}")
-VOUT=(-map "[v]" -map 1:a
-  -c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0
-  -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" -pix_fmt yuv420p)
+VOUT=(-map "[v]" "${AMAP[@]}" "${VCODEC[@]}")
 if [ "$LADDER" = 1 ]; then
   N_RUNGS=${#RUNGS[@]}
   FG="${FG%\[v\]}[vall];[vall]split=${N_RUNGS}"
@@ -194,7 +376,7 @@ if [ "$LADDER" = 1 ]; then
     if [ "$i" = 0 ]; then FG="${FG};[l0]setsar=1[v0]"; else FG="${FG};[l$i]scale=${RW}:${RH}:flags=bicubic,setsar=1[v$i]"; fi
     VOUT+=(-map "[v$i]" "-preset:v:$i" "${RP:-veryfast}" "-b:v:$i" "$RB" "-maxrate:v:$i" "$RB" "-bufsize:v:$i" "$RB")
   done
-  VOUT+=(-map 1:a -c:v libx264 -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0 -pix_fmt yuv420p
+  VOUT+=("${AMAP[@]}" -c:v libx264 -tune zerolatency -bf 0 -g "$GOP" -keyint_min "$GOP" -sc_threshold 0 -pix_fmt yuv420p
     -adaptation_sets "id=0,streams=v id=1,streams=a")
 fi
 
@@ -220,10 +402,9 @@ else
 fi
 DUR=(); [ -n "$DURATION" ] && DUR=(-t "$DURATION")
 
-CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats
-  -re -f lavfi -i "testsrc2=size=${W}x${H}:rate=${FPS}"
-  -re -f lavfi -i "sine=frequency=1000:sample_rate=48000"
-  -filter_complex "$FG" "${VOUT[@]}" ${DUR[@]+"${DUR[@]}"}
+CMD=(ffmpeg -hide_banner -loglevel "$LOGLEVEL" -nostats ${VGLOBAL[@]+"${VGLOBAL[@]}"}
+  "${IN_ARGS[@]}" ${TONE[@]+"${TONE[@]}"}
+  -filter_complex "$FG$AFG" "${VOUT[@]}" ${DUR[@]+"${DUR[@]}"}
   -c:a aac -b:a 128k
   -f dash -ldash 1 -streaming 1 "${FRAG[@]}" -use_template 1 -use_timeline 0
   -seg_duration "$SEG" -update_period "$UPDATE_PERIOD" -window_size "$WINDOW" -extra_window_size "$WINDOW" -remove_at_exit "$REMOVE"
@@ -258,7 +439,7 @@ cleanup() { exec 3>&-; rm -rf "$TMPD"; }
 trap cleanup EXIT
 
 [ "$LADDER" = 1 ] && say "ABR ladder: $LADDER_SPEC (one timecode drawn at ${W}x${H}, then scaled)"
-say "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to ${DEST[*]}"
+say "pushing ${W}x${H}@${FPS} ${BITRATE} seg=${SEG}s chunking=${CHUNKING} to ${DEST[*]} (input ${INPUT}, audio $([ "$USE_IN_AUDIO" = 1 ] && echo input || echo tone), ${VENC})"
 [ "${H3LIVE_VERBOSE:-0}" = 1 ] && say "ffmpeg command: $(printf '%q ' "${CMD[@]}")"
 BACKOFF=0.5
 N=0
@@ -292,7 +473,7 @@ while :; do
   fi
   [ "$RAN" -ge 30 ] && BACKOFF=0.5
   N=$((N + 1))
-  say "ffmpeg exited with code $RC after ${RAN}s (origin unreachable?); restart #$N in ${BACKOFF}s"
+  say "ffmpeg exited with code $RC after ${RAN}s (origin unreachable, or an input or encoder error above?); restart #$N in ${BACKOFF}s"
   sleep "$BACKOFF" &
   wait $! 2>/dev/null || true   # returns at once when a signal arrives
   [ "$STOPPING" = 1 ] && { say "stopped"; exit 0; }

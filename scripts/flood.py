@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Connection floods against a running origin (issue 10's large floods), each
+"""Connection floods against a running origin (slowloris, idle h2/QUIC, PUTs, lifetime), each
 followed by a probe of what a normal client gets meanwhile.
 
   .venv/bin/python scripts/flood.py --host 127.0.0.1 --http 21400 --https 21401 --h3 21402 --scale 0.25

@@ -5,20 +5,21 @@
 #      feature: normal jitter, Gilbert-Elliott bursty loss, a rate limit with a
 #      100 ms queue; each must measure as configured (RTT, one-way delay,
 #      jitter, loss per direction, rate);
-#   2. a short real run (real ffmpeg, origin, headless Chromium in two network
-#      namespaces) of 20 s per arm in rtt50-loss1 (25 ms and 1 % loss each way),
-#      HTTP/3 and HTTP/1.1-over-TLS, then scripts/ab/check.mjs on the output
-#      folder: the path measured as configured (RTT, TCP connect time, loss both
-#      ways), every arm produced samples and used its protocol, latencies
-#      plausible, the emulator dropped packets both ways, report files parse;
-#   3. the ABR ladder under a real rate limit (issue 16; H3LIVE_AB_TEST_STEP=0 skips it):
+#   2. a short real run (real ffmpeg, origin, headless Chromium and Firefox in two
+#      network namespaces) of 20 s per arm and browser in rtt50-loss1 (25 ms and 1 %
+#      loss each way), HTTP/3 and HTTP/1.1-over-TLS, then scripts/ab/check.mjs on the
+#      output folder: the path measured as configured (RTT, TCP connect time, loss
+#      both ways), every arm in each browser produced samples and used its protocol,
+#      latencies plausible, the emulator dropped packets both ways, report files parse;
+#   3. the ABR ladder under a real rate limit (H3LIVE_AB_TEST_STEP=0 skips it):
 #      profile rate-step (tc tbf on the origin's veth: 6000 kbit/s, 700 kbit/s from 15 s
 #      to 30 s, then 6000 again), h3, h2 and HTTP/1.1-over-TLS, 55 s each, the page's
 #      default ABR (dash.js rule $H3LIVE_AB_TEST_ABR, default throughput, with the
 #      segment-pace rule of web/abr.js); check.mjs --rate-step: per arm the player
 #      switched down after the drop and the timecode decoded at the lower size; the
 #      switch back up is reported, not asserted (H3LIVE_AB_TEST_UP=1 asserts it too).
-# Nothing is asserted about which transport wins.  Takes about 6 minutes (2.5 without step 3).  Needs root.
+# Nothing is asserted about which transport or browser wins.  Takes about 7 minutes (3.5 without
+# step 3).  Needs root.  H3LIVE_AB_TEST_BROWSER=chromium leaves Firefox out of step 2.
 # Usage: scripts/test-ab.sh [--keep] [extra scripts/ab.sh options for step 2]
 #   --keep   keep the output folders (printed) instead of deleting them
 # Environment: H3LIVE_BIN (binary, default target/release/h3live).
@@ -41,9 +42,10 @@ src=0
 scripts/ab.sh --bin "$BIN" --out "$OUT/selfcheck" --check-only --profiles rtt50-jitter20,rtt100-burst,rtt80-rate || src=$?
 [ "$src" = 0 ] || say "FAIL: the emulator self-check did not pass (exit $src)"
 
-say "2. short A/B run, rtt50-loss1, h3 + h1"
+say "2. short A/B run, rtt50-loss1, h3 + h1, ${H3LIVE_AB_TEST_BROWSER:-both} browser(s)"
 rc=0
-scripts/ab.sh --bin "$BIN" --out "$OUT/ab" --profiles rtt50-loss1 --arms h3,h1 --duration 20 --warmup 5 "$@" || rc=$?
+scripts/ab.sh --bin "$BIN" --out "$OUT/ab" --profiles rtt50-loss1 --arms h3,h1 --browser "${H3LIVE_AB_TEST_BROWSER:-both}" \
+  --duration 20 --warmup 5 "$@" || rc=$?
 [ "$rc" = 0 ] || say "scripts/ab.sh exited with $rc"
 # Samples: about 450 per arm on an idle machine; the bar only proves the arm played
 # (a loaded machine makes the player stall).

@@ -1,5 +1,6 @@
 //! Self-signed certificates for development origins, and the SPKI hash that
-//! Chromium needs to use HTTP/3 with them (REFERENCE.md §2).
+//! Chromium needs to use HTTP/3 with them (docs/architecture.md, "Chromium and
+//! HTTP/3 with a self-signed certificate").
 
 use std::path::{Path, PathBuf};
 

@@ -250,11 +250,11 @@ pub struct HttpArgs {
     #[arg(long, default_value_t = 100)]
     pub quic_retry_above: u32,
     /// QUIC congestion controller for HTTP/3. bbr keeps a live stream's rate over a lossy path
-    /// (1 % loss, 50 ms RTT); quinn's cubic and new-reno fall behind there (README, "HTTP/3 under loss").
+    /// (1 % loss, 50 ms RTT); quinn's cubic and new-reno fall behind there (docs/results/2026-11-30-http3-under-loss.md).
     #[arg(long, value_enum, default_value = "bbr")]
     pub h3_congestion: Congestion,
     /// Kernel receive and send buffer of the HTTP/3 UDP socket, e.g. 8M; 0 leaves the kernel default
-    /// (208 KiB on Linux, where 500 viewers overflow it: README, "Benchmark, pinned"). Above
+    /// (208 KiB on Linux, where 500 viewers overflow it: docs/results/2026-12-01-udp-buffer.md). Above
     /// net.core.rmem_max/wmem_max it needs root (SO_RCVBUFFORCE); the size obtained is logged.
     // "8M" is transport::UDP_BUFFER, which the load tool uses.
     #[arg(long, default_value = "8M", value_parser = parse_size)]
@@ -305,6 +305,7 @@ impl HttpArgs {
             ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir(ingest, |k| std::env::var_os(k)),
+            prefetch: false,
         }
     }
 

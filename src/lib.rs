@@ -30,6 +30,8 @@
 //! - [`client`]: a streaming client for all four transports (tests, viewer tools).
 //! - [`cmaf`]: just enough ISO-BMFF/CMAF box parsing, shared by the load
 //!   tool and the LL-HLS packager.
+//! - [`mpd`]: the DASH manifest fields a live viewer needs, shared by the
+//!   load tool and the origin's prefetch hints.
 //! - [`hls`]: LL-HLS playlists generated from the stored CMAF.
 //! - [`load`]: `h3live load`, a viewer swarm with per-fragment latency, and
 //!   stream capture/replay for benchmarks.
@@ -48,6 +50,7 @@ pub mod hls;
 pub mod interop;
 pub mod load;
 pub mod metrics;
+pub mod mpd;
 pub mod pathemu;
 pub mod server;
 pub mod store;

@@ -59,6 +59,9 @@ struct FrontArgs {
     /// Time allowed to connect and for response headers (more than the origin's --hold).
     #[arg(long, default_value = "10s", value_parser = h3live::units::parse_duration)]
     upstream_timeout: std::time::Duration,
+    /// Do not prefetch the objects the origin names (CDN-Origin-Assist-Prefetch-Path, docs/edge.md).
+    #[arg(long)]
+    no_prefetch: bool,
     #[command(flatten)]
     listen: ListenArgs,
     #[command(flatten)]
@@ -110,10 +113,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
     match cli.command {
-        Command::Serve(args) => rt.block_on(serve(*args, None)),
+        Command::Serve(args) => rt.block_on(serve(*args, None, false)),
         Command::Front(args) => {
             let up = h3live::core::upstream::Upstream::new(&args.upstream, args.upstream_timeout)?;
-            info!(upstream = up.addr(), "front: forwarding every read upstream");
+            info!(upstream = up.addr(), prefetch = !args.no_prefetch, "front: forwarding every read upstream");
             let serve_args = ServeArgs {
                 listen: args.listen,
                 cert: args.cert,
@@ -121,7 +124,7 @@ fn main() -> Result<()> {
                 store: StoreDefaults::parse_from(["front"]).store,
                 http: args.http,
             };
-            rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up))))
+            rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up)), !args.no_prefetch))
         }
         Command::Cert(args) => cert_cmd(args),
         Command::InteropServer(args) => {
@@ -149,7 +152,11 @@ fn cert_cmd(args: CertCmd) -> Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>) -> Result<()> {
+async fn serve(
+    args: ServeArgs,
+    upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>,
+    prefetch: bool,
+) -> Result<()> {
     // Signal handlers first: a SIGTERM during start-up stops cleanly too.
     let shutdown = h3live::server::shutdown_signal();
     let l = &args.listen;
@@ -208,7 +215,7 @@ async fn serve(args: ServeArgs, upstream: Option<std::sync::Arc<h3live::core::up
     let ingest = l.http.0.filter(|_| ingest_on_http);
     let config = ServerConfig {
         store: args.store.config(),
-        origin: h3live::core::OriginConfig { upstream, ..args.http.origin_config(ingest) },
+        origin: h3live::core::OriginConfig { upstream, prefetch, ..args.http.origin_config(ingest) },
         limits: args.http.limits(),
         tls,
         ingest_on_http,

@@ -106,6 +106,13 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// `{event="sent"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    /// What happened.
+    event: &'static str,
+}
+
 /// One series per transport, each also kept by index so that the hot paths
 /// never look a label set up in the family.
 #[derive(Debug)]
@@ -144,6 +151,11 @@ pub struct Metrics {
     quic_retries: Counter,
     /// Refused ingest requests by reason.
     rejected_ingest: Family<ReasonLabel, Counter>,
+    /// Reads waiting for their object's upload to start.
+    held_reads: Gauge,
+    /// Origin-assisted prefetch events (origin: paths named, prefetch
+    /// requests served; front: prefetches sent, failed, skipped).
+    prefetch: Family<EventLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -170,6 +182,14 @@ impl Default for Metrics {
         let connections = PerTransport::<Gauge>::new();
         registered(&mut r, "h3live_connections", "Open connections, per transport", connections.family.clone());
         let responses = registered(&mut r, "h3live_responses", "Responses by transport and status", Family::default());
+        let held_reads = registered(
+            &mut r,
+            "h3live_held_reads",
+            "Reads waiting for their object's upload to start",
+            Gauge::default(),
+        );
+        let help = "Origin-assisted prefetch events: named (origin response naming a next object), request (prefetch request at the origin); sent, ok, failed, busy, duplicate (front)";
+        let prefetch = registered(&mut r, "h3live_prefetch", help, Family::default());
         let delay = PerTransport::<Histogram>::new();
         let help = "Time from a chunk's arrival on ingest to its hand-off to the transport, per transport";
         registered(&mut r, "h3live_origin_delay_seconds", help, delay.family.clone());
@@ -182,6 +202,8 @@ impl Default for Metrics {
             aborted_uploads,
             quic_retries,
             rejected_ingest,
+            held_reads,
+            prefetch,
         }
     }
 }
@@ -253,6 +275,26 @@ impl Metrics {
     /// Count a refused ingest request.
     pub fn ingest_rejected(&self, reason: &'static str) {
         self.rejected_ingest.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// One more read waiting for its object until the guard drops.
+    pub fn held_read(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.held_reads)
+    }
+
+    /// Reads currently waiting for their object.
+    pub fn held_reads(&self) -> i64 {
+        self.held_reads.get()
+    }
+
+    /// Count a prefetch event (see `core::prefetch`).
+    pub fn prefetch(&self, event: &'static str) {
+        self.prefetch.get_or_create(&EventLabel { event }).inc();
+    }
+
+    /// Prefetch events of one kind so far.
+    pub fn prefetch_count(&self, event: &'static str) -> u64 {
+        self.prefetch.get_or_create(&EventLabel { event }).get()
     }
 
     /// Text exposition of everything, the store's figures first.

@@ -1,7 +1,7 @@
 //! The abuse suite: what an unauthenticated client on the network (or a web
 //! page in a browser next to the encoder) tries, at reduced limits so each
-//! case takes a second or two. Every case failed on the origin before the
-//! hardening of issue 10.
+//! case takes a second or two. Every case failed on the origin before its
+//! limits were added (docs/security.md).
 
 mod common;
 

@@ -142,7 +142,9 @@ struct Front {
 }
 
 impl Front {
-    async fn start(upstream: SocketAddr, cert_pem: &Path) -> Front {
+    /// A front; with `prefetch`, it prefetches what the origin names and
+    /// serves its own /metrics on its TLS listeners.
+    async fn start(upstream: SocketAddr, cert_pem: &Path, prefetch: bool) -> Front {
         let paths = CertPaths { cert: cert_pem.to_path_buf(), key: cert_pem.with_file_name("key.pem") };
         let keys = cert::load(&paths).unwrap();
         let roots = keys.chain.clone();
@@ -160,11 +162,11 @@ impl Front {
         let up = Upstream::new(&format!("http://{upstream}"), Duration::from_secs(10)).unwrap();
         let config = ServerConfig {
             store: Default::default(),
-            origin: OriginConfig { upstream: Some(Arc::new(up)), ..Default::default() },
+            origin: OriginConfig { upstream: Some(Arc::new(up)), prefetch, ..Default::default() },
             limits: Limits { shutdown: ShutdownLimits { grace: Duration::from_secs(1) }, ..Default::default() },
             tls: Some(keys),
             ingest_on_http: false,
-            public_status: false,
+            public_status: prefetch,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(config, listeners, async move {
@@ -202,7 +204,7 @@ const VIEWERS: usize = 20;
 async fn twenty_viewers_cost_one_origin_fetch_per_segment() {
     let o = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(3)).await;
     let varnish = Varnish::start(o.http).await;
-    let front = Front::start(varnish.addr, &o.cert_pem).await;
+    let front = Front::start(varnish.addr, &o.cert_pem, false).await;
 
     for seg in 1..=3u32 {
         let path = format!("/live/edge/chunk-stream0-{seg:05}.m4s");
@@ -274,7 +276,7 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
     // Segments live one second here, so the init-segment rule can be seen.
     let o = TestOrigin::start_with(|c| c.origin.segment_max_age = 1).await;
     let varnish = Varnish::start(o.http).await;
-    let front = Front::start(varnish.addr, &o.cert_pem).await;
+    let front = Front::start(varnish.addr, &o.cert_pem, false).await;
     let mut v = varnish.client().await;
 
     // Viewers queued on a segment that never comes all get the 404 when the
@@ -481,4 +483,86 @@ async fn edge_keeps_the_run_marker_and_drops_other_queries() {
         assert_eq!(&r.bytes().await.unwrap()[..], b"one", "{query}");
         assert_eq!(fetches(before), new_fetches, "origin fetches after {query}");
     }
+}
+
+/// A counter of the front's own /metrics (`h3live_prefetch_total{event="sent"}`).
+async fn front_prefetches(front: &Front, event: &str) -> u64 {
+    let mut c = front.client(Transport::H1Tls).await;
+    let mut r = c.get("/metrics").await.unwrap();
+    let text = String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap();
+    let key = format!("h3live_prefetch_total{{event=\"{event}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&key)).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Wait (bounded) until `cond` holds; `what` says what was awaited.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Origin-assisted prefetch through Varnish: as a player's response for
+/// segment N arrives, the front prefetches N+1, and that request is held at
+/// the origin BEFORE any player asks for N+1 (the origin's held-read count
+/// says so; only then does the player ask). The player's request then joins
+/// the prefetch's fetch (X-Cache: HIT), so each segment still costs the
+/// origin one fetch; the prefetch's own response starts no further prefetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_opens_the_next_segment_before_any_player_asks() {
+    let o = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(2)).await;
+    let varnish = Varnish::start(o.http).await;
+    let front = Front::start(varnish.addr, &o.cert_pem, true).await;
+    let seg = |n: u32| format!("/live/pf/chunk-stream0-{n:05}.m4s");
+    let held = || o.origin.metrics().held_reads();
+    let fetches_before = varnish.stat("MAIN.backend_req");
+
+    let mut up = o.put(&seg(1)).await;
+    up.send("first of 1").await;
+    let mut player = front.client(Transport::H3).await;
+    let mut resp = player.get(&seg(1)).await.unwrap();
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.header("x-cache"), Some("MISS"), "the first player fetches segment 1 itself");
+    assert!(resp.header("cdn-origin-assist-prefetch-path").is_none(), "paths are for the edge, not players");
+    for n in 1..=3u32 {
+        // The front's prefetch of N+1 is waiting at the origin; no player has asked for it.
+        until(&format!("the prefetch of segment {} held at the origin", n + 1), || held() == 1).await;
+        assert_eq!(front_prefetches(&front, "sent").await, n as u64);
+        // Segment N ends, N+1 begins (the encoder's order).
+        let next = o.put(&seg(n + 1)).await;
+        next.send(format!("first of {}", n + 1)).await;
+        up.send(" ... end").await;
+        assert_eq!(up.finish().await, StatusCode::CREATED);
+        assert_eq!(&resp.bytes().await.unwrap()[..], format!("first of {n} ... end").as_bytes());
+        up = next;
+        // Only now does the player ask for N+1: it joins the prefetch's fetch.
+        resp = player.get(&seg(n + 1)).await.unwrap();
+        assert_eq!(resp.status, StatusCode::OK, "segment {}", n + 1);
+        assert_eq!(resp.header("x-cache"), Some("HIT"), "segment {}: the player made an origin fetch", n + 1);
+    }
+    // Segment 4 ends with no player asking for 5: the prefetch of 5 (held at
+    // the origin) is answered, and its response names 6, which is NOT prefetched.
+    up.send(" ... end").await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    let _ = resp.bytes().await.unwrap();
+    until("the prefetch of segment 5 held at the origin", || held() == 1).await;
+    let sent = front_prefetches(&front, "sent").await;
+    assert_eq!(sent, 4);
+    let ok = front_prefetches(&front, "ok").await;
+    let five = o.put(&seg(5)).await;
+    five.send("5").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while front_prefetches(&front, "ok").await == ok {
+        assert!(Instant::now() < deadline, "the prefetch of segment 5 did not complete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(front_prefetches(&front, "sent").await, sent, "a prefetched response started another prefetch");
+    assert_eq!(five.finish().await, StatusCode::CREATED);
+    // One origin fetch per segment: segment 1 by the player, 2 to 5 by the prefetches.
+    assert_eq!(varnish.stat("MAIN.backend_req") - fetches_before, 5, "origin fetches for 5 segments");
+    assert_eq!(front_prefetches(&front, "failed").await, 0);
+    front.stop().await;
+    drop(varnish);
+    o.stop().await;
 }

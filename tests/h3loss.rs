@@ -5,7 +5,7 @@
 //! the viewers about one RTT after it was pushed: with quinn's default CUBIC
 //! the sender's window fell below the stream's rate after a few losses (it
 //! does not grow on application-limited ACKs) and latency grew to seconds;
-//! see README, "HTTP/3 under loss".
+//! see docs/results/2026-11-30-http3-under-loss.md.
 
 mod common;
 
@@ -160,7 +160,7 @@ async fn h3_keeps_up_with_a_live_stream_over_a_lossy_path() {
 /// tests/py/h3_live_probe.py: one connection, both tracks, segment after
 /// segment, prft -> last byte per fragment): the tail the load tool reports
 /// is the origin's, not an artefact of the load tool's own client. With
-/// CUBIC this probe saw p95 in the seconds too (README, "HTTP/3 under loss").
+/// CUBIC this probe saw p95 in the seconds too (docs/results/2026-11-30-http3-under-loss.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aioquic_keeps_up_with_a_live_stream_over_a_lossy_path() {
     let _serial = SERIAL.lock().await;

@@ -231,6 +231,43 @@ async fn delete_removes_name_but_running_readers_finish() {
     o.stop().await;
 }
 
+/// The preview's URLs: a PUT at `/ldash/<id>/...` is the stream `/live/<id>/...`
+/// (read back over every transport under both prefixes, deleted through
+/// `/ldash`), and `/ldashplay/<id>/manifest.mpd` redirects to the player page
+/// for that stream.
+#[tokio::test]
+async fn ldash_paths_are_the_live_stream_and_ldashplay_opens_the_player() {
+    let o = TestOrigin::start().await;
+    let up = o.put("/ldash/1234/chunk-stream-0-00001.m4s").await;
+    up.send("preview-bytes").await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    for t in ALL {
+        let mut c = o.client(t).await;
+        for prefix in ["/live", "/ldash"] {
+            let mut r = c.get(&format!("{prefix}/1234/chunk-stream-0-00001.m4s")).await.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "{t} {prefix}");
+            assert_eq!(read_all(&mut r).await, (b"preview-bytes".to_vec(), None), "{t} {prefix}");
+        }
+    }
+    let mut c = o.client(Transport::H1Clear).await;
+    for (path, to) in [
+        ("/ldashplay/1234/manifest.mpd", "/?stream=1234"),
+        ("/ldashplay/1234/manifest.mpd?latency=2", "/?stream=1234&latency=2"),
+        ("/ldashplay/1234/other.mpd", "/?stream=1234&mpd=/live/1234/other.mpd"),
+    ] {
+        let r = c.get(path).await.unwrap();
+        assert_eq!((r.status, r.header("location")), (StatusCode::FOUND, Some(to)), "{path}");
+    }
+    assert_eq!(
+        o.upload("DELETE", "/ldash/1234/chunk-stream-0-00001.m4s", &[]).await.finish().await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(c.get("/live/1234/chunk-stream-0-00001.m4s").await.unwrap().status, StatusCode::NOT_FOUND);
+    assert_eq!(o.put("/ldashplay/1234/manifest.mpd").await.finish().await, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(c.get("/ldash/1234").await.unwrap().status, StatusCode::BAD_REQUEST);
+    o.stop().await;
+}
+
 /// An upload that ends without its terminating chunk is an error for readers
 /// on every transport, never a clean end of a truncated body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

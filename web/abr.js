@@ -20,7 +20,7 @@
 //                   0 = never seek): by default LADDER_MAX_DRIFT when the stream has
 //                   more than one video rendition, else measure.js's max(2, 2 x target)
 export const ABR_RULES = ['throughput', 'l2a', 'lolp', 'dynamic'];
-/** dash.js's own throughput rule: the one comparison run (README "ABR ladder", loaded machine) justified no other. */
+/** dash.js's own throughput rule: the rule comparison (docs/results/2026-12-01-abr-rule-choice.md) justified no other. */
 export const DEFAULT_ABR_RULE = 'throughput';
 
 /**
@@ -29,7 +29,7 @@ export const DEFAULT_ABR_RULE = 'throughput';
  * aborts the segment request in flight. dash.js's throughput estimate only gets a
  * sample from a completed request, so when the path drops below the rendition's
  * bitrate, a seek every few seconds keeps every sample out and the player never
- * sees the drop (README "ABR ladder"). With a ladder the segment is let finish, and
+ * sees the drop (docs/abr.md). With a ladder the segment is let finish, and
  * the latency it costs is won back by the catch-up playback rate.
  */
 export const LADDER_MAX_DRIFT = 8;
@@ -57,7 +57,7 @@ const traceBytes = (r) => (r.trace || []).reduce((sum, x) => sum + (x.b ? x.b[0]
  * duration to download whatever the link, so a finished download says nothing
  * about spare capacity, and dash.js's per-chunk estimate (bytes over the moof to
  * mdat times) reads the bursts in which chunks arrive, not the path: through a
- * 700 kbit/s bottleneck it read 2.4-6 Mbit/s over TCP (README "ABR ladder").
+ * 700 kbit/s bottleneck it read 2.4-6 Mbit/s over TCP (docs/abr.md).
  * What a chunked download does show is when the path is *slower* than the
  * rendition: the segment then takes longer than its duration. So:
  *   - a video segment whose first byte to last byte took more than SLOW x its

@@ -9,6 +9,8 @@
 //     the encoder's strip with the same height, so a screenshot of the picture
 //     can be decoded into both clocks.
 // Text and strip are written in the same animation frame, from one Date.now().
+// The clock page (clock.html, ./clock-page.js) draws the same two forms full
+// screen, to be filmed by a camera.
 //
 // The stage (the element holding the <video>) must have the picture's aspect
 // ratio, so the picture fills it without letterboxing.
@@ -20,6 +22,30 @@ const pad = (n, w = 2) => String(n).padStart(w, '0');
 export function fmtClock(ms) {
   const d = new Date(ms);
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+/**
+ * Paint wall-clock time `ms` (epoch ms) as the timecode strip on a 38x2
+ * canvas context: one pixel per cell and row, the bits over their inverse
+ * (web/timecode.js); the canvas is scaled up without smoothing.
+ */
+export function drawStrip(ctx, ms) {
+  const bits = encodeBits(Math.floor(ms));
+  for (let i = 0; i < CELLS; i++) {
+    ctx.fillStyle = bits[i] ? '#fff' : '#000';
+    ctx.fillRect(i, 0, 1, 1);
+    ctx.fillStyle = bits[i] ? '#000' : '#fff';
+    ctx.fillRect(i, 1, 1, 1);
+  }
+}
+
+/** A CELLS x 2 canvas for drawStrip, with its 2D context. */
+export function stripCanvas(className) {
+  const canvas = document.createElement('canvas');
+  canvas.className = className;
+  canvas.width = CELLS;
+  canvas.height = 2;
+  return { canvas, ctx: canvas.getContext('2d') };
 }
 
 export class PlayerClock {
@@ -36,12 +62,11 @@ export class PlayerClock {
     this.text = document.createElement('div');
     this.text.className = 'clock';
     this.text.textContent = 'PLAYER  --:--:--.---';
-    /** The machine-readable strip: one canvas pixel per cell and row, scaled up without smoothing. */
-    this.strip = document.createElement('canvas');
-    this.strip.className = 'player-strip';
-    this.strip.width = CELLS;
-    this.strip.height = 2;
-    this.ctx = this.strip.getContext('2d');
+    const { canvas, ctx } = stripCanvas('player-strip');
+    /** The machine-readable strip (drawStrip). */
+    this.strip = canvas;
+    /** Its 2D context. */
+    this.ctx = ctx;
     stage.append(this.text, this.strip);
     new ResizeObserver(() => this.layout()).observe(stage);
     video.addEventListener('loadedmetadata', () => this.layout());
@@ -67,13 +92,6 @@ export class PlayerClock {
   /** Show wall-clock time `now` (epoch ms) in both forms. */
   draw(now = Date.now()) {
     this.text.textContent = `PLAYER  ${fmtClock(now)}`;
-    const bits = encodeBits(Math.floor(now));
-    const c = this.ctx;
-    for (let i = 0; i < CELLS; i++) {
-      c.fillStyle = bits[i] ? '#fff' : '#000';
-      c.fillRect(i, 0, 1, 1);
-      c.fillStyle = bits[i] ? '#000' : '#fff';
-      c.fillRect(i, 1, 1, 1);
-    }
+    drawStrip(this.ctx, now);
   }
 }

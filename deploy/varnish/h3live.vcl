@@ -132,6 +132,14 @@ sub vcl_hash {
 sub vcl_backend_fetch {
     # GET only: a HEAD miss becomes a GET (builtin behaviour), conditional
     # headers are Varnish's own business.
+    # Origin-assisted prefetch (docs/edge.md): every origin fetch asks the
+    # origin to name the next object (CDN-Origin-Assist-Prefetch-Path), so
+    # the cached object carries it whichever client fetched it first, and
+    # the front (h3live front) prefetches from its viewers' hits too. The
+    # front's own prefetches arrive marked CDN-Origin-Assist-Prefetch-Request
+    # and pass through as they are. None of these headers is in the cache
+    # key (vcl_hash), so they never split the cache.
+    set bereq.http.CDN-Origin-Assist-Prefetch-Enabled = "1";
     return (fetch);
 }
 
@@ -157,6 +165,16 @@ sub vcl_backend_response {
     # one second later (a 404 that lived for the segments' max-age would
     # break the stream at this edge). No hit-for-miss marker either: that
     # would send every viewer of the next attempt to the origin separately.
+    # A prefetch (the front asking ahead for the next segment) that found
+    # nothing: not kept, so it costs players nothing. Players that queued on
+    # it become an ordinary miss of their own, held at the origin as usual.
+    if (beresp.status == 404 && bereq.http.CDN-Origin-Assist-Prefetch-Request == "1") {
+        set beresp.ttl = 0s;
+        set beresp.grace = 0s;
+        set beresp.uncacheable = true;
+        set beresp.http.Cache-Control = "no-store";
+        return (deliver);
+    }
     if (beresp.status == 404) {
         set beresp.ttl = 1s;
         set beresp.grace = 0s;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Checks an A/B output folder (scripts/ab.sh) for the test command:
 //   - report.md, summary.json, samples.csv, latency.svg, meta.json, raw/*.json exist and parse;
-//   - every profile x arm produced frame samples (at least --min-samples after the warm-up);
+//   - every profile x arm x browser produced frame samples (at least --min-samples after the
+//     warm-up); the browsers are the run's (meta.json), or --browsers;
 //   - each arm's media segments all used its protocol (h3 / http/1.1 / h2; requests
 //     aborted before a response have none and are not counted);
 //   - latencies are plausible: every frame sample and p50/p95/p99 above 0 and below 10 s;
@@ -13,9 +14,10 @@
 //     ran, the player switched to a lower rendition after the drop and the timecode decoded
 //     (>= 10 frames) at that size; the switch back up after the recovery is reported, and
 //     asserted (with the timecode decoded at that size too) only with --rate-step-up: dash.js's
-//     rules often stay low for 20 s and more after the recovery (README "ABR ladder").
+//     rules often stay low for 20 s and more after the recovery (docs/results/2026-12-01-abr-rule-choice.md).
 // It asserts nothing about which transport is faster: that is what the report is for.
-// Usage: node scripts/ab/check.mjs DIR --arms h3,h1 --profiles clean,loss1 [--min-samples 100] [--rate-step [--rate-step-up]]
+// Usage: node scripts/ab/check.mjs DIR --arms h3,h1 --profiles clean,loss1 [--browsers chromium,firefox]
+//          [--min-samples 100] [--rate-step [--rate-step-up]]
 // Ends with "ab-check: N passed, N failed"; exits non-zero on any failure.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +26,7 @@ import { cli } from '../../web/e2e/cli.js';
 const { values, positionals: [dir] } = cli(import.meta.url, {
   arms: { type: 'string', default: 'h3,h1' },
   profiles: { type: 'string', default: 'clean,loss1' },
+  browsers: { type: 'string' },
   'min-samples': { type: 'string', default: '100' },
   'rate-step': { type: 'boolean', default: false },
   'rate-step-up': { type: 'boolean', default: false },
@@ -53,7 +56,8 @@ function parse(file, how) {
 }
 
 const summary = parse('summary.json', JSON.parse);
-parse('meta.json', JSON.parse);
+const meta = parse('meta.json', JSON.parse);
+const browsers = values.browsers ? values.browsers.split(',') : (meta && meta.browsers) || ['chromium'];
 const report = parse('report.md', (s) => { if (!s.includes('| profile | transport |')) throw new Error('no result table'); return s; });
 const svg = parse('latency.svg', (s) => {
   if (!/^<svg[\s\S]*<\/svg>$/.test(s.trim())) throw new Error('not an <svg> document');
@@ -62,26 +66,26 @@ const svg = parse('latency.svg', (s) => {
 const csvRows = parse('samples.csv', (s) => {
   const lines = s.trim().split('\n');
   const head = lines[0].split(',');
-  if (head.join(',') !== 'profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats') throw new Error(`header ${lines[0]}`);
+  if (head.join(',') !== 'profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats,browser') throw new Error(`header ${lines[0]}`);
   return lines.slice(1).map((l, i) => {
     const c = l.split(',');
     if (c.length !== head.length || !Number.isFinite(Number(c[4]))) throw new Error(`line ${i + 2}: ${l}`);
-    return { profile: c[0], arm: c[1], kind: c[3], latency: c[6] === '' ? null : Number(c[6]), inStats: c[10] === '1' };
+    return { profile: c[0], arm: c[1], kind: c[3], latency: c[6] === '' ? null : Number(c[6]), inStats: c[10] === '1', browser: c[11] };
   });
 });
 for (const p of profiles) parse(`raw/${p}.json`, JSON.parse);
 
 for (const p of profiles) {
-  for (const a of arms) {
-    const id = `[${p}/${a}]`;
-    const row = summary && summary.rows.find((r) => r.profile === p && r.arm === a);
+  for (const [a, b] of arms.flatMap((x) => browsers.map((y) => [x, y]))) {
+    const id = `[${p}/${browsers.length > 1 || b !== 'chromium' ? `${b}/` : ''}${a}]`;
+    const row = summary && summary.rows.find((r) => r.profile === p && r.arm === a && (r.browser || 'chromium') === b);
     if (!row) { check(`${id} has a row in summary.json`, false); continue; }
     check(`${id} produced frame samples`, row.samples >= minSamples, `${row.samples} after warm-up (of ${row.framesTotal}), need ${minSamples}`);
     check(`${id} media segments used ${EXPECT[a]}`, row.protocolOk && row.expect === EXPECT[a], `nextHopProtocol ${JSON.stringify(row.protocolCounts)}`);
     const ps = [row.p50, row.p95, row.p99];
     check(`${id} p50/p95/p99 plausible (0 < x < 10 s)`, ps.every((v) => v != null && v > 0 && v < MAX_MS), `${ps.join(' / ')} ms`);
     if (csvRows) {
-      const frames = csvRows.filter((r) => r.profile === p && r.arm === a && r.kind === 'frame');
+      const frames = csvRows.filter((r) => r.profile === p && r.arm === a && r.browser === b && r.kind === 'frame');
       const bad = frames.filter((r) => !(r.latency > 0 && r.latency < MAX_MS));
       check(`${id} every frame sample plausible`, frames.length === row.framesTotal && bad.length === 0,
         `${frames.length} rows in samples.csv (summary: ${row.framesTotal}), ${bad.length} outside (0, 10 s)${bad.length ? `: ${bad.slice(0, 3).map((r) => r.latency).join(', ')}` : ''}`);
@@ -110,7 +114,7 @@ function checkRateStep(p) {
     const plays = ((summary && summary.abr) || []).filter((r) => r.profile === p && r.arm === a);
     check(`[${p}/${a}] rate-step plays in summary.json`, plays.length > 0);
     for (const r of plays) {
-      const id = `[${p}/${a}${plays.length > 1 ? ` round ${r.round}` : ''}]`;
+      const id = `[${p}/${browsers.length > 1 ? `${r.browser}/` : ''}${a}${plays.length > 1 ? ` round ${r.round}` : ''}]`;
       const dec = r.decodedByHeight || {};
       check(`${id} the tc rate steps ran`, r.stepsOk);
       check(`${id} switched down after the drop, timecode decoded there`, r.downS != null && dec[r.downToHeight] >= 10,

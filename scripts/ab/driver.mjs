@@ -1,18 +1,28 @@
 #!/usr/bin/env node
-// A/B driver: headless Chromium (launched through web/e2e/chromium.js) plays
-// web/compare.html for each transport arm and records everything the page
-// measures into one JSON file.  scripts/ab.sh runs it once per impairment
-// profile, inside the client network namespace (`ip netns exec`), so CDP
-// stays on that namespace's loopback.
+// A/B driver: a headless browser (web/e2e/browser.js: Chromium, driven over
+// CDP, or Firefox, over WebDriver BiDi) plays web/compare.html for each
+// transport arm and records everything the page measures into one JSON file.
+// scripts/ab.sh runs it once per impairment profile, inside the client
+// network namespace (`ip netns exec`), so the browser's control connection
+// stays on that namespace's loopback and its traffic takes the emulated path.
 //
 // Sequential (default): each arm in a fresh browser context (its own
 // connections and QUIC sessions), the page served by that arm's own origin
 // with only that arm's player.  --concurrent: all arms in one page at once.
 // --rounds N repeats that N times; sequential rounds rotate the arm order
-// (h3,h1,h2 / h1,h2,h3 / ...) so that no arm always goes first.
+// (h3,h1,h2 / h1,h2,h3 / ...) so that no arm always goes first.  With
+// --browser chromium,firefox every round plays every arm in each browser,
+// the browser order rotating per round like the arms.
+//
+// Firefox finds the h3 listener through Alt-Svc: before a play that shows an
+// h3 arm, the new context first fetches from that origin until a response
+// comes over h3 (web/e2e/firefox.js warmH3), so the play's requests are h3
+// from the first, as in Chromium with QUIC forced; the QUIC handshake then
+// happens before the navigation, not in the play's startup time.
 //
 // Usage: node scripts/ab/driver.mjs --out FILE --profile NAME --arms h3,h1,h2
-//          --duration S --host NAME [--ip ADDR] --spki BASE64 --stream NAME
+//          --duration S --host NAME [--ip ADDR] --cert PEM --stream NAME
+//          [--browser chromium|firefox|chromium,firefox]   (default chromium)
 //          [--latency S] [--ports h3=4433,h1=4443,h2=4444] [--concurrent] [--rounds N]
 //          [--screenshot PREFIX]   (PREFIX-ARMS.png at the end of each play)
 //          [--path TEXT]   the path's description, shown by compare.html (with the profile name)
@@ -25,20 +35,25 @@
 //          [--step "AT:LABEL:CMD;..."]   rate step (scripts/ab.sh profile part 'step'): run
 //                          CMD (sh -c) AT seconds after each play's navigation; the times
 //                          are recorded in the play's steps: [{ label, atS, t, ok }]
-// --ip maps --host to ADDR (Chromium --host-resolver-rules); without it the
-// host must be localhost.
+// --ip maps --host to ADDR (Chromium --host-resolver-rules, Firefox
+// network.dns.forceResolve); without it the host must be localhost.
+// --cert is the origin's certificate: Chromium trusts its SPKI hash, Firefox
+// gets it in a fresh profile's NSS store.
 import { writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
-import { launch, open, watch } from '../../web/e2e/chromium.js';
+import { resolve as resolvePath } from 'node:path';
+import { BROWSERS, launchBrowser, open, prepareH3, watch } from '../../web/e2e/browser.js';
 import { cli } from '../../web/e2e/cli.js';
 
 const str = (v) => ({ type: 'string', ...(v === undefined ? {} : { default: v }) });
 const { values: opts } = cli(import.meta.url, {
-  out: str(), profile: str('clean'), arms: str('h3,h1'), duration: str('30'), host: str('localhost'), ip: str(), spki: str(),
+  out: str(), profile: str('clean'), arms: str('h3,h1'), duration: str('30'), host: str('localhost'), ip: str(), cert: str(), browser: str('chromium'),
   stream: str('test'), latency: str(), ports: str('h3=4433,h1=4443,h2=4444'), concurrent: { type: 'boolean', default: false },
   screenshot: str(), rounds: str('1'), path: str(), warmup: str('5'), hold: str(), abr: str(), step: str(), 'page-query': str(),
 });
-if (!opts.out || !opts.spki) { console.error('driver: --out and --spki are required'); process.exit(2); }
+if (!opts.out || !opts.cert) { console.error('driver: --out and --cert are required'); process.exit(2); }
+const browsers = opts.browser.split(',');
+for (const b of browsers) if (!BROWSERS.includes(b)) { console.error(`driver: unknown browser ${b} (${BROWSERS.join(', ')})`); process.exit(2); }
 const duration = Number(opts.duration);
 const arms = opts.arms.split(',');
 const ports = Object.fromEntries(opts.ports.split(',').map((kv) => kv.split('=')));
@@ -63,27 +78,39 @@ function pageUrl(servingArm, shownArms) {
   return `https://${opts.host}:${ports[tr(servingArm)]}/compare.html?${p}`;
 }
 
-let browser = null;
+/** Launched browsers by name (chromium, firefox). */
+const launched = {};
 /** The ABR rule of the play being set up (one of --abr's list), or null: the page's default. */
 let abrRule = null;
 const result = {
   version: 1, profile: opts.profile, mode: opts.concurrent ? 'concurrent' : 'sequential',
-  durationS: duration, startedAt: new Date().toISOString(), chromium: null,
-  plays: [], // one per arm and round: { arm, round, url, expect, navigatedAt, frames, dash, final, pageExceptions }
+  durationS: duration, startedAt: new Date().toISOString(),
+  chromium: null, // Chromium's version when it played (older reports read this)
+  browsers: {}, // name -> version string, e.g. { firefox: 'firefox/153.8.0' }
+  plays: [], // one per arm, browser and round: { arm, browser, round, url, expect, navigatedAt, frames, dash, final, pageExceptions }
 };
 
-/** Play `shownArms` in one fresh browser context for `duration` s. */
-async function play(shownArms, round) {
+/** Play `shownArms` in one fresh context of browser `name` for `duration` s. */
+async function play(name, shownArms, round) {
   const url = pageUrl(shownArms[0], shownArms);
-  const context = await browser.createBrowserContext();
+  const context = await launched[name].createBrowserContext();
   const page = await context.newPage();
   const seen = watch(page);
   const plays = {};
   for (const a of shownArms) {
-    plays[a] = { arm: a, round, abr: abrRule, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
+    plays[a] = { arm: a, browser: name, round, abr: abrRule, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
     result.plays.push(plays[a]);
   }
-  log(`round ${round}: playing ${shownArms.join('+')}${abrRule ? ` (ABR ${abrRule})` : ''} for ${duration} s: ${url}`);
+  const h3Arm = shownArms.find((a) => tr(a) === 'h3');
+  if (h3Arm) {
+    try {
+      await prepareH3(name, page, `https://${opts.host}:${ports.h3}`, log);
+    } catch (e) {
+      // Played anyway: the page's protocol counts show what the arm really used.
+      log(`  ${e.message}`);
+    }
+  }
+  log(`round ${round}: ${name} playing ${shownArms.join('+')}${abrRule ? ` (ABR ${abrRule})` : ''} for ${duration} s: ${url}`);
   const navigatedAt = Date.now();
   const steps = [];
   const timers = (opts.step ? opts.step.split(';') : []).map((item) => {
@@ -169,25 +196,25 @@ async function holdVerdict(page, shownArms, plays) {
   return held ? 'held' : null;
 }
 
+const rotate = (xs, round) => { const k = (round - 1) % xs.length; return [...xs.slice(k), ...xs.slice(0, k)]; };
+
 async function main() {
-  const flags = [
-    `--origin-to-force-quic-on=${opts.host}:${ports.h3}`,
-    `--ignore-certificate-errors-spki-list=${opts.spki}`,
-  ];
-  // Given after chromium.js's own rule: Chromium keeps the last value of a switch.
-  if (opts.ip) flags.push(`--host-resolver-rules=MAP ${opts.host} ${opts.ip}, MAP * ~NOTFOUND`);
-  browser = await launch(flags, { log: (m) => log(m) });
-  result.chromium = await browser.version();
+  for (const name of browsers) {
+    launched[name] = await launchBrowser(name, {
+      cert: resolvePath(opts.cert), h3: `${opts.host}:${ports.h3}`, resolve: opts.ip ? { host: opts.host, ip: opts.ip } : null, log: (m) => log(m),
+    });
+    result.browsers[name] = await launched[name].version();
+    if (name === 'chromium') result.chromium = result.browsers[name];
+    log(`${name}: ${result.browsers[name]}`);
+  }
   const rounds = Math.max(1, Number(opts.rounds) || 1);
   const rules = opts.abr ? opts.abr.split(',') : [null];
   for (let round = 1; round <= rounds; round++) {
-    // Rules rotate like the arms, so that no rule always plays first in a round.
-    const j = (round - 1) % rules.length;
-    for (abrRule of [...rules.slice(j), ...rules.slice(0, j)]) {
-      if (opts.concurrent) await play(arms, round);
-      else {
-        const k = (round - 1) % arms.length;
-        for (const a of [...arms.slice(k), ...arms.slice(0, k)]) await play([a], round);
+    // Browsers and rules rotate like the arms, so that none always plays first in a round.
+    for (const name of rotate(browsers, round)) {
+      for (abrRule of rotate(rules, round)) {
+        if (opts.concurrent) await play(name, arms, round);
+        else for (const a of rotate(arms, round)) await play(name, [a], round);
       }
     }
   }
@@ -200,10 +227,10 @@ async function finish() {
   finished = true;
   result.endedAt = new Date().toISOString();
   writeFileSync(opts.out, JSON.stringify(result));
-  if (browser) await browser.close().catch(() => {});
+  for (const b of Object.values(launched)) await b.close().catch(() => {});
 }
 for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, async () => { log(`${sig}: closing Chromium`); result.interrupted = true; await finish(); process.exit(130); });
+  process.on(sig, async () => { log(`${sig}: closing the browser`); result.interrupted = true; await finish(); process.exit(130); });
 }
 try {
   await main();

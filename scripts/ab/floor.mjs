@@ -55,23 +55,29 @@ function judgeHold(play, fr, from, until, holdS) {
   return { held: true, why: `${holdS} s without stall or frozen picture, latency p50 ${latencyP50} ms`, latencyP50 };
 }
 
-/** Floor per profile and arm from DIR/raw/PROFILE.floor.ARM.LATENCY.json. */
+/**
+ * Floor per profile, browser and arm from DIR/raw/PROFILE.floor.BROWSER.ARM.LATENCY.json
+ * (outputs from before the browser choice: PROFILE.floor.ARM.LATENCY.json, Chromium).
+ */
 export function floorTable(dir, meta) {
   const rows = [];
   if (!meta.floor) return rows;
   const files = existsSync(join(dir, 'raw')) ? readdirSync(join(dir, 'raw')) : [];
+  const browsers = meta.browsers || [null];
   for (const profile of Object.keys(meta.profiles)) {
     for (const arm of meta.arms.split(',')) {
-      const trials = [];
-      for (const l of meta.floor.latencies) {
-        const f = `${profile}.floor.${arm}.${l}.json`;
-        if (!files.includes(f)) continue;
-        const j = judge(JSON.parse(readFileSync(join(dir, 'raw', f), 'utf8')), meta.warmupS, meta.floor.holdS);
-        trials.push({ latencyS: l, ...j });
+      for (const browser of browsers) {
+        const trials = [];
+        for (const l of meta.floor.latencies) {
+          const f = `${profile}.floor.${browser ? `${browser}.` : ''}${arm}.${l}.json`;
+          if (!files.includes(f)) continue;
+          const j = judge(JSON.parse(readFileSync(join(dir, 'raw', f), 'utf8')), meta.warmupS, meta.floor.holdS);
+          trials.push({ latencyS: l, ...j });
+        }
+        if (!trials.length) continue;
+        const ok = trials.find((t) => t.held);
+        rows.push({ profile, browser: browser || 'chromium', arm, floorS: ok ? ok.latencyS : null, latencyP50: ok ? ok.latencyP50 : null, trials });
       }
-      if (!trials.length) continue;
-      const ok = trials.find((t) => t.held);
-      rows.push({ profile, arm, floorS: ok ? ok.latencyS : null, latencyP50: ok ? ok.latencyP50 : null, trials });
     }
   }
   return rows;

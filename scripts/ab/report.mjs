@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // A/B report: reads DIR/meta.json and DIR/raw/PROFILE.json (written by
 // scripts/ab.sh and scripts/ab/driver.mjs) and writes into DIR:
-//   report.md     the measured path per profile, the transport x profile table with the
-//                 spread over rounds, a computed verdict per profile, the latency floor
-//                 (--floor), setup, skipped profiles
+//   report.md     the measured path per profile, the transport x browser x profile table
+//                 with the spread over rounds, a computed verdict per profile (transports
+//                 within each browser; with two browsers, each transport across them),
+//                 the latency floor per browser (--floor), setup, skipped profiles
 //   summary.json  the same table as data (+ meta)
 //   samples.csv   every sample: one row per decoded frame (kind=frame) and per
-//                 dash.js reading (kind=dash, 4 per second)
+//                 dash.js reading (kind=dash, 4 per second); last column the browser
 //   latency.svg   latency over time, one panel per profile, one line per transport and play
 // and prints the table.  Usage: node scripts/ab/report.mjs DIR
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,6 +26,13 @@ for (const [k, v] of Object.entries(meta.profiles)) if (typeof v === 'string') m
 const warmupMs = meta.warmupS * 1000;
 const LABEL = { h3: 'h3', h1: 'h1 (TLS)', h2: 'h2' };
 const COLOR = { h3: '#1a9850', h2: '#e08214', h1: '#2166ac' };
+const BROWSER_NAME = { chromium: 'Chromium', firefox: 'Firefox' };
+// Older outputs: Chromium only.
+const browsers = meta.browsers || ['chromium'];
+const multiBrowser = browsers.length > 1;
+const bname = (b) => BROWSER_NAME[b] || b;
+/** An arm's label, with its browser when the run had several. */
+const armLabel = (arm, browser) => `${LABEL[arm] || arm}${multiBrowser ? ` in ${bname(browser)}` : ''}`;
 
 const FROZEN_GAP_MS = 200; // > 6 frame times at 30 fps
 const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] : null);
@@ -33,25 +41,31 @@ const med = (v) => { const s = [...v].sort((a, b) => a - b); return s.length % 2
 
 const rows = [];
 const abrRows = []; // rate-step plays (profile part 'step'): one row per play
-const series = {}; // profile -> arm -> [[tS, latencyMs]] (250 ms bins)
-const stallMarks = {}; // profile -> arm -> [tS]
-const csv = ['profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats'];
+const series = {}; // profile -> "browser arm" -> [[tS, latencyMs]] (250 ms bins)
+const stallMarks = {}; // profile -> "browser arm" -> [tS]
+const csv = ['profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats,browser'];
 let chromium = null;
+const versions = {}; // browser -> version string
 
 for (const profile of Object.keys(meta.profiles)) {
   const file = join(dir, 'raw', `${profile}.json`);
   if (!existsSync(file)) { console.error(`report: ${file} missing`); continue; }
   const raw = JSON.parse(readFileSync(file, 'utf8'));
   chromium = chromium || raw.chromium;
+  Object.assign(versions, raw.browsers || (raw.chromium ? { chromium: raw.chromium } : {}));
   series[profile] = {};
   stallMarks[profile] = {};
   // Plays grouped by arm (older driver output: one play per arm in raw.arms).
-  const plays0 = raw.plays || Object.values(raw.arms).map((r) => ({ ...r, arm: Object.keys(raw.arms).find((k) => raw.arms[k] === r), round: 1 }));
+  const plays00 = raw.plays || Object.values(raw.arms).map((r) => ({ ...r, arm: Object.keys(raw.arms).find((k) => raw.arms[k] === r), round: 1 }));
+  const plays0 = plays00.map((x) => ({ ...x, browser: x.browser || 'chromium' }));
   // Several ABR rules in one run (ab.sh --abr-rules): one row per transport and rule.
   const byRule = new Set(plays0.map((x) => x.abr || '')).size > 1;
   const plays = byRule ? plays0.map((x) => ({ ...x, transport: x.arm, arm: `${x.arm}/${x.abr}` })) : plays0;
   const armOrder = [...new Set([...meta.arms.split(','), ...plays.map((x) => x.arm)])].filter((a) => plays.some((x) => x.arm === a));
-  for (const arm of armOrder) {
+  for (const [arm, browser] of armOrder.flatMap((a) => browsers.map((b) => [a, b]))) {
+    const mine = plays.filter((x) => x.arm === arm && x.browser === browser);
+    if (!mine.length) continue;
+    const key = `${browser} ${arm}`;
     const lat = [];
     const dashL = [];
     const rates = [];
@@ -59,11 +73,11 @@ for (const profile of Object.keys(meta.profiles)) {
     const counts = {};
     let framesTotal = 0, frozenMs = 0, stalls = 0, stalledMs = 0, bytes = 0, decodeErrors = 0, errors = 0;
     const errorSamples = [];
-    series[profile][arm] = [];
-    stallMarks[profile][arm] = [];
+    series[profile][key] = [];
+    stallMarks[profile][key] = [];
     let expect = null;
     const perRound = []; // [{ round, p50, p95, samples }]
-    for (const r of plays.filter((x) => x.arm === arm)) {
+    for (const r of mine) {
       expect = r.expect;
       const f = r.final || {};
       const frames = r.frames || [];
@@ -74,7 +88,7 @@ for (const profile of Object.keys(meta.profiles)) {
       for (const [t, l] of frames) {
         const inStats = t >= statsFrom;
         if (inStats) { lat.push(l); roundLat.push(l); }
-        csv.push(`${profile},${arm},${r.round},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0}`);
+        csv.push(`${profile},${arm},${r.round},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0},${browser}`);
       }
       roundLat.sort((a, b) => a - b);
       perRound.push({ round: r.round, p50: pct(roundLat, 50), p95: pct(roundLat, 95), samples: roundLat.length });
@@ -89,7 +103,7 @@ for (const profile of Object.keys(meta.profiles)) {
       for (const [t, d, rate, buf, screen] of r.dash || []) {
         const inStats = t >= statsFrom;
         if (inStats) { if (d != null) dashL.push(d); rates.push(rate); }
-        csv.push(`${profile},${arm},${r.round},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${screen ?? ''},${inStats ? 1 : 0}`);
+        csv.push(`${profile},${arm},${r.round},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${screen ?? ''},${inStats ? 1 : 0},${browser}`);
       }
       // 250 ms bins for the plot, one line per play
       const bins = new Map();
@@ -99,8 +113,8 @@ for (const profile of Object.keys(meta.profiles)) {
         b[0] += l; b[1]++;
         bins.set(k, b);
       }
-      series[profile][arm].push([...bins.entries()].sort((a, b) => a[0] - b[0]).map(([k, [sum, n]]) => [k / 4, sum / n]));
-      stallMarks[profile][arm].push(...((f.stalls && f.stalls.events) || []).map(([t]) => (t - t0) / 1000));
+      series[profile][key].push([...bins.entries()].sort((a, b) => a[0] - b[0]).map(([k, [sum, n]]) => [k / 4, sum / n]));
+      stallMarks[profile][key].push(...((f.stalls && f.stalls.events) || []).map(([t]) => (t - t0) / 1000));
       for (const [k, v] of Object.entries((f.transport && f.transport.counts) || {})) counts[k] = (counts[k] || 0) + v;
       if (f.stalls) { stalls += f.stalls.count; stalledMs += f.stalls.totalMs; }
       if (r.steps && r.steps.length) abrRows.push(rateStep(profile, r.transport || arm, r, f, frames));
@@ -118,9 +132,9 @@ for (const profile of Object.keys(meta.profiles)) {
     const total = known.reduce((a, [, n]) => a + n, 0);
     const protocol = Object.keys(counts).length === 1 ? Object.keys(counts)[0]
       : Object.entries(counts).map(([k, v]) => `${k}:${v}`).join(' ') || 'none';
-    const nPlays = plays.filter((x) => x.arm === arm).length;
+    const nPlays = mine.length;
     rows.push({
-      profile, arm, plays: nPlays, expect, protocol, protocolCounts: counts, protocolOk: total > 0 && counts[expect] === total,
+      profile, arm, browser, plays: nPlays, expect, protocol, protocolCounts: counts, protocolOk: total > 0 && counts[expect] === total,
       samples: lat.length, framesTotal, perRound,
       p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99), max: lat.length ? lat[lat.length - 1] : null,
       dashP50: pct(dashL, 50),
@@ -196,7 +210,7 @@ function rateStep(profile, arm, r, f, frames) {
   const downEv = low ? ev.find((x) => x.t >= low.t && x.kbps < kbpsAt(low.t)) : null;
   const upEv = high ? ev.find((x) => x.t >= high.t && x.kbps > kbpsAt(high.t)) : null;
   return {
-    profile, arm, round: r.round, rule: abr.rule ? `${abr.rule}${abr.pace && abr.pace.on ? '+pace' : ''}` : null,
+    profile, arm, browser: r.browser, round: r.round, rule: abr.rule ? `${abr.rule}${abr.pace && abr.pace.on ? '+pace' : ''}` : null,
     paceSlow: abr.pace && abr.pace.on ? abr.pace.slow : null, paceAbandoned: abr.pace && abr.pace.on ? abr.pace.abandoned ?? null : null,
     downS: low ? firstAfter(low.t, -1) : null, upS: high ? firstAfter(high.t, +1) : null,
     tputBeforeKbps: tputBefore.length ? med(tputBefore) : null, tputMinDropKbps: tputDrop.length ? Math.min(...tputDrop) : null,
@@ -218,9 +232,9 @@ const spread = (r, k) => {
   const v = r.perRound.map((x) => x[k]).filter((x) => x != null);
   return v.length > 1 ? `${Math.min(...v)}–${Math.max(...v)}` : '–';
 };
-const head = ['profile', 'transport', 'protocol used', 'plays', 'samples', 'p50 ms', 'p50 over rounds', 'p95 ms', 'p95 over rounds', 'p99 ms', 'dash.js p50 ms',
+const head = ['profile', 'transport', 'browser', 'protocol used', 'plays', 'samples', 'p50 ms', 'p50 over rounds', 'p95 ms', 'p95 over rounds', 'p99 ms', 'dash.js p50 ms',
   'stalls', 'stalled s', 'frozen s', 'startup ms', 'rate (mean, min–max)', 'MB', 'errors'];
-const table = rows.map((r) => [r.profile, LABEL[r.arm] || r.arm, r.protocolOk ? r.protocol : `${r.protocol} (expected ${r.expect}!)`,
+const table = rows.map((r) => [r.profile, LABEL[r.arm] || r.arm, bname(r.browser), r.protocolOk ? r.protocol : `${r.protocol} (expected ${r.expect}!)`,
   String(r.plays), String(r.samples), fmt(r.p50), spread(r, 'p50'), fmt(r.p95), spread(r, 'p95'), fmt(r.p99), fmt(r.dashP50), fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.startupMs),
   r.rateMean == null ? '–' : `${r.rateMean.toFixed(2)} (${r.rateMin.toFixed(2)}–${r.rateMax.toFixed(2)})`,
   r.bytes == null ? '–' : (r.bytes / 1e6).toFixed(1), String(r.errors)]);
@@ -266,7 +280,7 @@ function compare(a, b, k) {
   const byRound = (r) => new Map(r.perRound.filter((x) => x[k] != null).map((x) => [x.round, x[k]]));
   const ra = byRound(a), rb = byRound(b);
   const va = [...ra.values()], vb = [...rb.values()];
-  const A = LABEL[a.arm] || a.arm, B = LABEL[b.arm] || b.arm;
+  const A = armLabel(a.arm, a.browser), B = armLabel(b.arm, b.browser);
   if (!va.length || !vb.length) return `${k}: no samples for ${va.length ? B : A}`;
   const d = Math.round(med(vb) - med(va));
   const range = (v) => (v.length > 1 ? `${Math.min(...v)}–${Math.max(...v)} ms` : `${v[0]} ms`);
@@ -284,32 +298,43 @@ function compare(a, b, k) {
 const verdicts = profiles.map((p) => {
   const rs = rows.filter((r) => r.profile === p);
   const lines = [];
-  // With several ABR rules (arms 'h3/lolp' ...), transports are compared within each rule.
-  for (const rule of new Set(rs.map((r) => r.arm.split('/')[1] || ''))) {
-    const g = rs.filter((r) => (r.arm.split('/')[1] || '') === rule);
-    const base = g.find((r) => r.arm.split('/')[0] === 'h3') || g[0];
-    for (const other of g.filter((r) => r !== base)) for (const k of ['p50', 'p95']) lines.push(compare(base, other, k));
+  // With several ABR rules (arms 'h3/lolp' ...), transports are compared within each rule,
+  // and within each browser.
+  for (const browser of browsers) {
+    for (const rule of new Set(rs.map((r) => r.arm.split('/')[1] || ''))) {
+      const g = rs.filter((r) => r.browser === browser && (r.arm.split('/')[1] || '') === rule);
+      const base = g.find((r) => r.arm.split('/')[0] === 'h3') || g[0];
+      for (const other of g.filter((r) => r !== base)) for (const k of ['p50', 'p95']) lines.push(compare(base, other, k));
+    }
   }
-  if (rs.some((r) => r.stalls || r.frozenS >= 1)) lines.push(`stalls: ${rs.map((r) => `${LABEL[r.arm] || r.arm} ${r.stalls} (${r.frozenS.toFixed(1)} s frozen)`).join(', ')}`);
+  // The same arm in two browsers: where the result depends on the browser's stack.
+  if (multiBrowser) {
+    for (const arm of new Set(rs.map((r) => r.arm))) {
+      const g = browsers.map((b) => rs.find((r) => r.arm === arm && r.browser === b)).filter(Boolean);
+      for (let i = 1; i < g.length; i++) for (const k of ['p50', 'p95']) lines.push(compare(g[0], g[i], k));
+    }
+  }
+  if (rs.some((r) => r.stalls || r.frozenS >= 1)) lines.push(`stalls: ${rs.map((r) => `${armLabel(r.arm, r.browser)} ${r.stalls} (${r.frozenS.toFixed(1)} s frozen)`).join(', ')}`);
   return { profile: p, lines };
 }).filter((v) => v.lines.length);
 
 // ------------------------------------------------------------------ floor
 const floor = floorTable(dir, meta);
-const floorArms = [...new Set(floor.map((r) => r.arm))];
+// Columns: each arm, in each browser (the same arm side by side across browsers).
+const floorArms = [...new Set(floor.map((r) => r.arm))].flatMap((a) => browsers.filter((b) => floor.some((r) => r.arm === a && r.browser === b)).map((b) => [a, b]));
 const floorMd = !floor.length ? '' : `## Latency floor
 
-Lowest target latency (tried ${meta.floor.latencies.join(', ')} s, ascending) at which the player ran ${meta.floor.holdS} s after a ${meta.warmupS} s warm-up with no stall and no frozen picture (no gap over 200 ms between decoded frames); in brackets the median glass-to-glass latency of that run.
+Lowest target latency (tried ${meta.floor.latencies.join(', ')} s, ascending) at which the player ran ${meta.floor.holdS} s after a ${meta.warmupS} s warm-up with no stall and no frozen picture (no gap over 200 ms between decoded frames); in brackets the median glass-to-glass latency of that run.${multiBrowser ? ' One column per transport and browser.' : ''}
 
-${md(['profile', ...floorArms.map((a) => LABEL[a] || a)])}
+${md(['profile', ...floorArms.map(([a, b]) => armLabel(a, b))])}
 ${md(['---', ...floorArms.map(() => '---')])}
-${[...new Set(floor.map((r) => r.profile))].map((p) => md([p, ...floorArms.map((a) => {
-    const r = floor.find((x) => x.profile === p && x.arm === a);
+${[...new Set(floor.map((r) => r.profile))].map((p) => md([p, ...floorArms.map(([a, b]) => {
+    const r = floor.find((x) => x.profile === p && x.arm === a && x.browser === b);
     if (!r) return '–';
     return r.floorS != null ? `${r.floorS} s (${r.latencyP50} ms)` : `> ${r.trials[r.trials.length - 1].latencyS} s`;
   })])).join('\n')}
 
-Trials: ${floor.map((r) => `${r.profile}/${r.arm}: ${r.trials.map((t) => `${t.latencyS} s ${t.held ? 'held' : `failed (${t.why})`}`).join(', ')}`).join('; ')}.
+Trials: ${floor.map((r) => `${r.profile}/${multiBrowser ? `${r.browser}/` : ''}${r.arm}: ${r.trials.map((t) => `${t.latencyS} s ${t.held ? 'held' : `failed (${t.why})`}`).join(', ')}`).join('; ')}.
 `;
 
 function abrMd() {
@@ -330,7 +355,7 @@ page reloads: the page's stall watchdog reattaching the stream after 2 s without
 
 ${md(head)}
 ${md(head.map(() => '---'))}
-${abrRows.map((r) => md([r.profile, LABEL[r.arm] || r.arm, String(r.round), r.rule || '–', fmt(r.beforeKbps), fmt(r.downS, 1), fmt(r.upS, 1), fmt(r.switches),
+${abrRows.map((r) => md([r.profile, armLabel(r.arm, r.browser), String(r.round), r.rule || '–', fmt(r.beforeKbps), fmt(r.downS, 1), fmt(r.upS, 1), fmt(r.switches),
     fmt(r.stalls), fmt(r.stalledS, 1), fmt(r.frozenS, 1), fmt(r.meanKbps), `${r.heights || '–'}${r.stepsOk ? '' : ' (a tc step failed)'}`,
     Object.entries(r.decodedByHeight).map(([h, n]) => `${h}: ${n}`).join(', ') || '–',
     [r.tputBeforeKbps, r.tputMinDropKbps, r.tputAfterKbps].every((x) => x == null) ? '–' : `${fmt(r.tputBeforeKbps)} → ${fmt(r.tputMinDropKbps)} → ${fmt(r.tputAfterKbps)}`,
@@ -343,7 +368,7 @@ ${abrRuleMd()}
 function abrRuleSummary() {
   const groups = new Map();
   for (const r of abrRows) {
-    const k = `${r.profile}|${r.rule}|${r.arm}`;
+    const k = `${r.profile}|${r.rule}|${r.arm}|${r.browser}`;
     if (!groups.has(k)) groups.set(k, []);
     groups.get(k).push(r);
   }
@@ -352,7 +377,7 @@ function abrRuleSummary() {
   return [...groups.values()].map((g) => {
     const downs = g.map((r) => r.downS).filter((x) => x != null), ups = g.map((r) => r.upS).filter((x) => x != null);
     return {
-      profile: g[0].profile, rule: g[0].rule, arm: g[0].arm, plays: g.length,
+      profile: g[0].profile, rule: g[0].rule, arm: g[0].arm, browser: g[0].browser, plays: g.length,
       downPlays: downs.length, downMedianS: medOf(downs), upPlays: ups.length, upMedianS: medOf(ups),
       stallsMean: mean(g.map((r) => r.stalls)), stalledMeanS: mean(g.map((r) => r.stalledS)), frozenMeanS: mean(g.map((r) => r.frozenS)),
       meanKbps: mean(g.map((r) => r.meanKbps).filter((x) => x != null)), switchesMean: mean(g.map((r) => r.switches).filter((x) => x != null)),
@@ -371,7 +396,7 @@ Over the plays above (rounds): how many plays switched down after the drop / up 
 
 ${md(head)}
 ${md(head.map(() => '---'))}
-${rs.map((r) => md([r.profile, r.rule || '–', LABEL[r.arm] || r.arm, String(r.plays), `${r.downPlays}/${r.plays}`, fmt(r.downMedianS, 1), `${r.upPlays}/${r.plays}`, fmt(r.upMedianS, 1),
+${rs.map((r) => md([r.profile, r.rule || '–', armLabel(r.arm, r.browser), String(r.plays), `${r.downPlays}/${r.plays}`, fmt(r.downMedianS, 1), `${r.upPlays}/${r.plays}`, fmt(r.upMedianS, 1),
     fmt(r.switchesMean, 1), fmt(r.stallsMean, 1), fmt(r.stalledMeanS, 1), fmt(r.frozenMeanS, 1), fmt(r.meanKbps)])).join('\n')}
 `;
 }
@@ -379,7 +404,7 @@ const skipped = meta.skipped || [];
 const report = `# h3live transport A/B report
 
 - date: ${meta.date}; machine: ${meta.machine}; load average at start: ${meta.load}
-- h3live ${meta.commit}; ${meta.ffmpeg}; ${chromium || 'Chromium'} (headless)
+- h3live ${meta.commit}; ${meta.ffmpeg}; ${browsers.map((b) => `${versions[b] || bname(b)} (headless)`).join(', ')}
 - setup: ${meta.setup}; arms played ${meta.mode === 'concurrent' ? 'all at once in one page' : 'one after another, each in a fresh browser context'}
 - stream: ${meta.encoder}; player target latency ${meta.targetLatencyS} s; ${meta.durationS} s per play, ${meta.rounds || 1} play(s) per arm and profile; statistics leave out the first ${meta.warmupS} s after the first frame
 
@@ -410,11 +435,11 @@ getCurrentLiveLatency(). plays: how many times the arm was played (--rounds); sa
 stalls and times add up over the plays. stalls / stalled s: 'waiting' events after the
 first frame and their total duration (whole play, warm-up included). frozen s: time without a new decoded frame, counting
 every gap over 200 ms between frames and a picture still frozen at the end (catches stalls
-the video element does not report as 'waiting'). startup: navigation start to the first frame shown (median over the plays).
+the video element does not report as 'waiting'). startup: navigation start to the first frame shown (median over the plays)${browsers.includes('firefox') ? `; in Firefox the h3 arm's QUIC connection is set up before the navigation (Firefox finds h3 through Alt-Svc: each play first fetches from the origin until a response comes over h3, so that the play is h3 from its first request), so its startup leaves out the QUIC handshake that Chromium's (QUIC forced) and the TCP arms' include` : ''}.
 rate: video playbackRate (dash.js catch-up). MB: bytes of finished requests to that arm.
 protocol used: nextHopProtocol of the media segment requests. errors: dash.js/video errors
 and page exceptions.
-${rows.some((r) => r.errors) ? `\nFirst errors:\n${rows.filter((r) => r.errors).map((r) => `- ${r.profile}/${r.arm}: ${r.errorSamples.join(' | ')}`).join('\n')}\n` : ''}
+${rows.some((r) => r.errors) ? `\nFirst errors:\n${rows.filter((r) => r.errors).map((r) => `- ${r.profile}/${multiBrowser ? `${r.browser}/` : ''}${r.arm}: ${r.errorSamples.join(' | ')}`).join('\n')}\n` : ''}
 Files: samples.csv (every sample), summary.json, latency.svg, raw/ (driver output, nftables/tc counters), ab.log.
 `;
 
@@ -425,9 +450,11 @@ function svg() {
   const H = profiles.length * PH + 30;
   const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`];
+  // One colour per transport; with two browsers, Firefox's lines dashed.
+  const dash = (browser) => (multiBrowser && browser === 'firefox' ? ' stroke-dasharray="6,3"' : '');
   const arms = [...new Set(rows.map((r) => r.arm))];
   arms.forEach((a, i) => out.push(`<rect x="${L + i * 130}" y="8" width="14" height="4" fill="${COLOR[a.split('/')[0]]}"/><text x="${L + i * 130 + 20}" y="14">${LABEL[a] || a}</text>`));
-  out.push(`<text x="${W - R}" y="14" text-anchor="end" fill="#666">latency (ms, 250 ms means) vs seconds since first frame; red ticks: stalls</text>`);
+  out.push(`<text x="${W - R}" y="14" text-anchor="end" fill="#666">latency (ms, 250 ms means) vs seconds since first frame; red ticks: stalls${multiBrowser ? '; solid Chromium, dashed Firefox' : ''}</text>`);
   profiles.forEach((p, i) => {
     const y0 = 30 + i * PH;
     const pw = W - L - R, ph = PH - T - B;
@@ -447,7 +474,8 @@ function svg() {
     for (let t = 0; t <= tMax; t += step) out.push(`<text x="${X(t)}" y="${y0 + T + ph + 14}" text-anchor="middle" fill="#444">${t}</text>`);
     const target = Number(meta.targetLatencyS) * 1000;
     out.push(`<line x1="${L}" x2="${L + pw}" y1="${Y(target)}" y2="${Y(target)}" stroke="#d73027" stroke-dasharray="5,4" stroke-width="0.8"/>`);
-    for (const [arm, lines] of Object.entries(series[p])) {
+    for (const [key, lines] of Object.entries(series[p])) {
+      const [browser, arm] = key.split(' ');
       for (const pts of lines) {
         let d = '';
         let prev = null;
@@ -455,9 +483,9 @@ function svg() {
           d += `${prev === null || t - prev > 1 ? 'M' : 'L'}${X(t)},${Y(v)} `;
           prev = t;
         }
-        out.push(`<path d="${d.trim()}" fill="none" stroke="${COLOR[arm.split('/')[0]] || '#000'}" stroke-width="1.3" stroke-opacity="${lines.length > 1 ? 0.75 : 1}"/>`);
+        out.push(`<path d="${d.trim()}" fill="none" stroke="${COLOR[arm.split('/')[0]] || '#000'}" stroke-width="1.3" stroke-opacity="${lines.length > 1 ? 0.75 : 1}"${dash(browser)}/>`);
       }
-      for (const t of stallMarks[p][arm] || []) {
+      for (const t of stallMarks[p][key] || []) {
         if (t >= 0 && t <= tMax) out.push(`<line x1="${X(t)}" x2="${X(t)}" y1="${y0 + T + ph - 8}" y2="${y0 + T + ph}" stroke="#d73027" stroke-width="2"/>`);
       }
     }
@@ -467,11 +495,11 @@ function svg() {
 }
 
 writeFileSync(join(dir, 'report.md'), report);
-writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium }, rows, abr: abrRows, abrByRule: abrRuleSummary(), verdicts, floor, paths: Object.fromEntries(profiles.map((p) => [p, readRaw(`${p}.path.json`)])) }, null, 1));
+writeFileSync(join(dir, 'summary.json'), JSON.stringify({ meta: { ...meta, chromium, browsers, browserVersions: versions }, rows, abr: abrRows, abrByRule: abrRuleSummary(), verdicts, floor, paths: Object.fromEntries(profiles.map((p) => [p, readRaw(`${p}.path.json`)])) }, null, 1));
 writeFileSync(join(dir, 'samples.csv'), `${csv.join('\n')}\n`);
 writeFileSync(join(dir, 'latency.svg'), svg());
 console.log(`\n${txtTable}\n`);
 for (const v of verdicts) console.log(`verdict ${v.profile}: ${v.lines.join('; ')}`);
-for (const r of floor) console.log(`floor ${r.profile}/${r.arm}: ${r.floorS != null ? `${r.floorS} s` : 'none held'}`);
+for (const r of floor) console.log(`floor ${r.profile}/${multiBrowser ? `${r.browser}/` : ''}${r.arm}: ${r.floorS != null ? `${r.floorS} s` : 'none held'}`);
 for (const s of skipped) console.log(`skipped ${s.profile}: ${s.reason}`);
 console.log(`report: ${join(dir, 'report.md')}  plot: ${join(dir, 'latency.svg')}  samples: ${join(dir, 'samples.csv')}`);

@@ -9,6 +9,8 @@ mod auth;
 mod body;
 pub mod headers;
 mod ingest_rate;
+pub mod prefetch;
+pub mod prefetcher;
 pub mod range;
 pub mod route;
 pub mod state_dir;
@@ -26,7 +28,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::conn::{ConnInfo, Transport};
 use crate::metrics::Metrics;
-use crate::store::{IngestError, Kind, Status, Store, Upload};
+use crate::store::{IngestError, Kind, Object, Status, Store, Upload};
 use headers::CachePolicy;
 use route::Route;
 
@@ -62,6 +64,9 @@ pub struct OriginConfig {
     pub hls_part_target: Duration,
     /// Where init segments and manifests are kept across a restart (none: not kept).
     pub state_dir: Option<PathBuf>,
+    /// Front mode: prefetch what the origin names (origin-assisted prefetch,
+    /// see `prefetcher`).
+    pub prefetch: bool,
 }
 
 impl Default for OriginConfig {
@@ -77,6 +82,7 @@ impl Default for OriginConfig {
             ingest_rate_window: Duration::from_secs(30),
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
+            prefetch: false,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct Origin {
     hls: crate::hls::Hls,
     /// Init segments and manifests kept across a restart.
     state: Option<state_dir::StateDir>,
+    /// Front mode with prefetch on: sends the prefetches.
+    prefetcher: Option<Arc<prefetcher::Prefetcher>>,
 }
 
 type Resp = Response<Body>;
@@ -116,7 +124,12 @@ impl Origin {
             }
         });
         let hls = crate::hls::Hls::new(store.clone(), crate::hls::HlsConfig { part_target: config.hls_part_target });
-        Origin { store, metrics: Arc::new(Metrics::default()), config, hls, state }
+        let metrics = Arc::new(Metrics::default());
+        let prefetcher = match (&config.upstream, config.prefetch) {
+            (Some(up), true) => Some(prefetcher::Prefetcher::new(up.clone(), metrics.clone())),
+            _ => None,
+        };
+        Origin { store, metrics, config, hls, state, prefetcher }
     }
 
     /// A stream was dropped from the store (idle): forget its kept state.
@@ -151,12 +164,12 @@ impl Origin {
         resp
     }
 
-    /// Routing: which handler serves the request. Front mode forwards every
-    /// read; OPTIONS is a CORS preflight; anything else passes admission
+    /// Routing: which handler serves the request. Front mode forwards
+    /// (nearly) everything; OPTIONS is a CORS preflight; anything else passes admission
     /// (`admission.rs`) and then goes by its path.
     async fn route<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
         if let Some(up) = &self.config.upstream {
-            return self.forward(up, req, conn).await;
+            return self.front(up, req, conn).await;
         }
         if req.method() == Method::OPTIONS {
             return self.preflight(req, conn);
@@ -176,7 +189,7 @@ impl Origin {
         match route {
             Route::Live { stream, file } => self.live(req, conn, &stream, &file).await,
             _ if ingest => {
-                let why = "only /live/<stream>/<file> is writable";
+                let why = "only /live/<stream>/<file> (or /ldash/<stream>/<file>) is writable";
                 self.refuse_ingest(&at, Refusal::new(StatusCode::METHOD_NOT_ALLOWED, why, "not_writable"))
             }
             other => self.read_other(other, req, conn).await,
@@ -188,21 +201,33 @@ impl Origin {
     async fn live<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo, stream: &str, file: &str) -> Resp {
         crate::conn::record_object(stream, file);
         let head = req.method() == Method::HEAD;
+        let (h, query) = (req.headers(), req.uri().query());
         match *req.method() {
             Method::PUT | Method::POST => self.ingest(req, conn, stream, file).await,
             Method::DELETE => self.delete(req, conn, stream, file).await,
             _ => match crate::hls::PlaylistName::parse(file) {
-                Some(name) => self.hls_playlist(conn, stream, &name, req.uri().query(), head).await,
-                None => self.read_live(conn, req.headers(), stream, file, head).await,
+                Some(name) => self.hls_playlist(conn, h, stream, &name, query, head).await,
+                None => self.read_live(conn, h, stream, file, query, head).await,
             },
         }
     }
 
-    /// GET/HEAD of everything but the live store: the clock, health, the
-    /// status pages (where the listener shows them) and static files.
+    /// GET/HEAD of everything but the live store: the player redirect, the
+    /// clock, health, the status pages (where the listener shows them) and
+    /// static files.
     async fn read_other<B>(&self, route: Route, req: Request<B>, conn: &ConnInfo) -> Resp {
         let head = req.method() == Method::HEAD;
         match route {
+            Route::Play { stream, file } => {
+                let mut r = self.response(conn, StatusCode::FOUND, BodyKind::Empty, false);
+                let to = route::player_location(&stream, &file, req.uri().query());
+                match HeaderValue::from_str(&to) {
+                    Ok(v) => r.headers_mut().insert(header::LOCATION, v),
+                    Err(_) => return self.error(conn, StatusCode::BAD_REQUEST, "invalid query"),
+                };
+                headers::cache(r.headers_mut(), CachePolicy::NoStore, 0);
+                r
+            }
             Route::Time => {
                 let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
                 self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", now, head)
@@ -225,6 +250,22 @@ impl Origin {
         }
     }
 
+    /// Front mode: its own `/metrics` (where the origin's would be), every
+    /// other request forwarded.
+    async fn front<B>(&self, up: &Arc<upstream::Upstream>, req: Request<B>, conn: &ConnInfo) -> Resp {
+        if req.uri().path() == "/metrics" && conn.listener.status_pages && req.method() == Method::GET {
+            let body = self.metrics.render(&self.store);
+            return status_page(self.text(
+                conn,
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
+                false,
+            ));
+        }
+        self.forward(up, req, conn).await
+    }
+
     /// Front mode: forward a read to the upstream and stream its answer.
     /// Ingest and other methods are refused here; everything else (status,
     /// caching and CORS headers) is the upstream's.
@@ -236,8 +277,19 @@ impl Origin {
             return r;
         }
         let proto = if conn.transport == Transport::H1Clear { "http" } else { "https" };
-        match up.forward(&method, req.uri(), req.headers(), conn.remote.ip(), proto).await {
-            Ok((parts, body)) => {
+        let mut headers = req.headers().clone();
+        prefetcher::scrub_request(&mut headers);
+        if self.prefetcher.is_some() {
+            prefetcher::Prefetcher::enable(&mut headers);
+        }
+        match up.forward(&method, req.uri(), &headers, conn.remote.ip(), proto).await {
+            Ok((mut parts, body)) => {
+                match &self.prefetcher {
+                    Some(p) if parts.status.is_success() => p.on_response(req.uri(), &mut parts.headers),
+                    _ => {
+                        parts.headers.remove(prefetch::PATH);
+                    }
+                }
                 let mut r =
                     Response::from_parts(parts, Body::new(BodyKind::Upstream(body), &self.metrics, conn.transport));
                 if let Some(alt) = &conn.listener.alt_svc {
@@ -320,8 +372,18 @@ impl Origin {
     /// GET/HEAD of a live object, held until its upload starts. One `Range`
     /// is honoured, growing or not (see [`range`]); a finished object has a
     /// strong `ETag` (304 on `If-None-Match`).
-    async fn read_live(&self, conn: &ConnInfo, req: &http::HeaderMap, stream: &str, file: &str, head: bool) -> Resp {
-        let Some(obj) = self.store.get_or_wait(stream, file).await else {
+    /// With `CDN-Origin-Assist-Prefetch-Enabled: 1`, the response names the
+    /// next object (see [`prefetch`]).
+    async fn read_live(
+        &self,
+        conn: &ConnInfo,
+        req: &http::HeaderMap,
+        stream: &str,
+        file: &str,
+        query: Option<&str>,
+        head: bool,
+    ) -> Resp {
+        let Some(obj) = self.find_live(req, stream, file).await else {
             return self.error(conn, StatusCode::NOT_FOUND, "no such object (yet)");
         };
         let (len, status) = obj.snapshot();
@@ -362,14 +424,37 @@ impl Origin {
         if let Some(v) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
             h.insert(header::ETAG, v);
         }
+        if prefetch::enabled(req) {
+            let paths = prefetch::paths_for(&self.store, stream, file, query, &obj).await;
+            if !paths.is_empty() {
+                self.metrics.prefetch("named");
+                prefetch::set_paths(r.headers_mut(), &paths);
+            }
+        }
         debug!(stream, file, status = obj.status().as_str(), "serving live object");
         r
+    }
+
+    /// The live object `stream/file`, held until its upload starts (a
+    /// prefetch longer, see [`prefetch`]); `None` if it did not appear in time.
+    async fn find_live(&self, req: &http::HeaderMap, stream: &str, file: &str) -> Option<Arc<Object>> {
+        let is_prefetch = prefetch::is_prefetch(req);
+        if is_prefetch {
+            self.metrics.prefetch("request");
+        }
+        if let Some(obj) = self.store.get(stream, file) {
+            return Some(obj);
+        }
+        let _held = self.metrics.held_read();
+        let hold = self.store.config().hold * if is_prefetch { prefetch::PREFETCH_HOLD_FACTOR } else { 1 };
+        self.store.get_or_wait_within(stream, file, hold).await
     }
 
     /// A generated LL-HLS playlist (`crate::hls`), cached like a manifest.
     async fn hls_playlist(
         &self,
         conn: &ConnInfo,
+        req: &http::HeaderMap,
         stream: &str,
         name: &crate::hls::PlaylistName,
         query: Option<&str>,
@@ -379,6 +464,13 @@ impl Origin {
             Ok(text) => {
                 let mut r = self.text(conn, StatusCode::OK, "application/vnd.apple.mpegurl", text, head);
                 headers::cache(r.headers_mut(), CachePolicy::Manifest, 0);
+                // The segment of the preload-hinted part (see `prefetch`).
+                if let (true, crate::hls::PlaylistName::Media(rep)) = (prefetch::enabled(req), name) {
+                    if let Some(next) = self.hls.preload_hint(stream, rep) {
+                        self.metrics.prefetch("named");
+                        prefetch::set_paths(r.headers_mut(), &[next]);
+                    }
+                }
                 r
             }
             Err(e) => self.error(conn, e.status(), &e.to_string()),
@@ -559,7 +651,7 @@ impl Origin {
 /// The strong validator of a finished live object. Finished objects never
 /// change under their name without a new upload (a new object with a new
 /// creation time): a cheap validator for caches revalidating a segment.
-fn live_etag(obj: &crate::store::Object, len: u64) -> String {
+fn live_etag(obj: &Object, len: u64) -> String {
     let ns = obj.created().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("\"{ns:x}-{len:x}\"")
 }

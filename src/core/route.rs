@@ -11,11 +11,22 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `/live/{stream}/{file}`: the live store.
+    /// `/live/{stream}/{file}`: the live store. `/ldash/{stream}/{file}`
+    /// (the ingest and playback paths of the Streamline low-latency DASH
+    /// preview, whose launchers push there) is the same route: the same
+    /// stream, every method.
     Live {
         /// Stream name.
         stream: String,
         /// File name inside the stream.
+        file: String,
+    },
+    /// `/ldashplay/{stream}/{file}`: the preview's player URL for a stream;
+    /// answered with a redirect to the player page playing that stream.
+    Play {
+        /// Stream name.
+        stream: String,
+        /// Manifest name inside the stream.
         file: String,
     },
     /// `/time`: UTC time for DASH `UTCTiming` (http-xsdate).
@@ -41,8 +52,8 @@ pub enum PathError {
     /// (after percent-decoding).
     #[error("invalid name {0:?}: use [A-Za-z0-9._-], no leading dot, at most 128 bytes")]
     BadName(String),
-    /// `/live/...` without exactly a stream and a file.
-    #[error("live paths are /live/<stream>/<file>")]
+    /// `/live/...` (or its aliases) without exactly a stream and a file.
+    #[error("live paths are /live/<stream>/<file> (or /ldash/<stream>/<file>)")]
     BadLivePath,
 }
 
@@ -76,11 +87,12 @@ impl Route {
             _ => {}
         }
         let raw: Vec<&str> = rest.split('/').collect();
-        if raw[0] == "live" {
-            return match raw.as_slice() {
-                [_, stream, file] => Ok(Route::Live { stream: decode(stream)?, file: decode(file)? }),
-                _ => Err(PathError::BadLivePath),
+        if matches!(raw[0], "live" | "ldash" | "ldashplay") {
+            let (stream, file) = match raw.as_slice() {
+                [_, stream, file] => (decode(stream)?, decode(file)?),
+                _ => return Err(PathError::BadLivePath),
             };
+            return Ok(if raw[0] == "ldashplay" { Route::Play { stream, file } } else { Route::Live { stream, file } });
         }
         // A trailing slash names a directory: its index.html is served.
         let mut parts = Vec::with_capacity(raw.len());
@@ -95,6 +107,22 @@ impl Route {
     }
 }
 
+/// Where `/ldashplay/{stream}/{file}` sends the browser: the player page
+/// playing that stream (`file` other than `manifest.mpd` is passed as the
+/// manifest to play), with the request's own query appended (`latency=`...).
+/// Names are validated, so they need no escaping.
+pub fn player_location(stream: &str, file: &str, query: Option<&str>) -> String {
+    let mut url = format!("/?stream={stream}");
+    if file != "manifest.mpd" {
+        url.push_str(&format!("&mpd=/live/{stream}/{file}"));
+    }
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('&');
+        url.push_str(q);
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +133,14 @@ mod tests {
             Route::parse("/live/test/chunk-stream0-00001.m4s"),
             Ok(Route::Live { stream: "test".into(), file: "chunk-stream0-00001.m4s".into() })
         );
+        assert_eq!(
+            Route::parse("/ldash/1234/chunk-stream-0-00001.m4s"),
+            Ok(Route::Live { stream: "1234".into(), file: "chunk-stream-0-00001.m4s".into() })
+        );
+        assert_eq!(
+            Route::parse("/ldashplay/1234/manifest.mpd"),
+            Ok(Route::Play { stream: "1234".into(), file: "manifest.mpd".into() })
+        );
         assert_eq!(Route::parse("/time"), Ok(Route::Time));
         assert_eq!(Route::parse("/"), Ok(Route::Static(vec![])));
         assert_eq!(
@@ -112,6 +148,13 @@ mod tests {
             Ok(Route::Static(vec!["node_modules".into(), "dashjs".into(), "dist".into(), "x.js".into()]))
         );
         assert_eq!(Route::parse("/docs/"), Ok(Route::Static(vec!["docs".into(), "index.html".into()])));
+    }
+
+    #[test]
+    fn player_location_keeps_stream_manifest_and_query() {
+        assert_eq!(player_location("1234", "manifest.mpd", None), "/?stream=1234");
+        assert_eq!(player_location("1234", "manifest.mpd", Some("latency=1")), "/?stream=1234&latency=1");
+        assert_eq!(player_location("s", "other.mpd", Some("")), "/?stream=s&mpd=/live/s/other.mpd");
     }
 
     #[test]
@@ -128,6 +171,11 @@ mod tests {
             "/live/test/%ff",
             "/live/test",
             "/live/a/b/c",
+            "/ldash/1234",
+            "/ldash/1234/a/b",
+            "/ldash/..%2f..%2fetc/passwd",
+            "/ldashplay/1234",
+            "/ldashplay/../x",
             "/live//x",
             "/../etc/passwd",
             "/%2e%2e/etc/passwd",

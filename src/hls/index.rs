@@ -247,6 +247,18 @@ impl RepIndex {
         }
     }
 
+    /// The part `EXT-X-PRELOAD-HINT` names: its segment's file name and the
+    /// offset it starts at (in the growing segment, or the first part of the
+    /// next one once the last segment is complete).
+    pub fn preload_hint(&self) -> Option<(String, u64)> {
+        let s = self.segments.back()?;
+        if s.complete {
+            Some((super::segment_name(&self.rep_name, s.file_seq + 1, self.width), 0))
+        } else {
+            Some((s.name.clone(), s.next_part_offset()))
+        }
+    }
+
     /// `(LAST-MSN, LAST-PART)` of the newest part, for `EXT-X-RENDITION-REPORT`.
     pub fn last_part(&self) -> Option<(u64, usize)> {
         self.segments.iter().rev().find(|s| !s.parts.is_empty()).map(|s| (s.seq, s.parts.len() - 1))

@@ -288,6 +288,15 @@ impl Hls {
         }
     }
 
+    /// The segment holding the part the media playlist of `rep_name`
+    /// preload-hints, if that representation is being indexed.
+    pub fn preload_hint(&self, stream: &str, rep_name: &str) -> Option<String> {
+        let key = (stream.to_string(), rep_name.to_string());
+        let rep = self.reps.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()?;
+        let hint = rep.lock().preload_hint();
+        hint.map(|(name, _)| name)
+    }
+
     /// Where the other renditions of `stream` being indexed are (RFC 8216bis 4.4.5.4).
     fn reports(&self, stream: &str, except: &str) -> Vec<(String, u64, usize)> {
         let reps: Vec<Arc<Rep>> = self
@@ -348,7 +357,7 @@ impl Hls {
 }
 
 /// Read a finished (or finishing) object whole.
-async fn read_whole(obj: &Arc<Object>) -> Option<Vec<u8>> {
+pub(crate) async fn read_whole(obj: &Arc<Object>) -> Option<Vec<u8>> {
     let mut r = obj.reader();
     let mut out = Vec::new();
     while let Some(c) = r.next_chunk().await {

@@ -69,23 +69,8 @@ pub fn media(index: &RepIndex, configured_part_target: f64) -> String {
         }
     }
     // The next part: in the growing segment, or the first of the next one.
-    match index.segments.back() {
-        Some(s) if !s.complete => {
-            let _ = writeln!(
-                out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\",BYTERANGE-START={}",
-                s.name,
-                s.next_part_offset()
-            );
-        }
-        Some(s) => {
-            let _ = writeln!(
-                out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\",BYTERANGE-START=0",
-                super::segment_name(&index.rep_name, s.file_seq + 1, index.width)
-            );
-        }
-        None => {}
+    if let Some((uri, start)) = index.preload_hint() {
+        let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{uri}\",BYTERANGE-START={start}");
     }
     out
 }

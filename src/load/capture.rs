@@ -402,7 +402,7 @@ mod tests {
         let init = c.requests.iter().find(|r| r.file == "init-stream1.m4s").unwrap();
         assert_eq!(cmaf::track_timescales(&init.body), vec![(2, 48000)]);
         let m = c.requests.iter().rev().find(|r| r.file == "manifest.mpd").unwrap();
-        let m = crate::load::mpd::Manifest::parse(std::str::from_utf8(&m.body).unwrap()).unwrap();
+        let m = crate::mpd::Manifest::parse(std::str::from_utf8(&m.body).unwrap()).unwrap();
         assert_eq!(m.tracks.len(), 2);
         assert!(m.dynamic);
     }

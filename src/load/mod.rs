@@ -19,7 +19,7 @@
 
 pub mod capture;
 pub use crate::cmaf;
-pub mod mpd;
+pub use crate::mpd;
 pub mod record;
 pub mod replay;
 pub mod stats;
@@ -287,6 +287,8 @@ pub struct Report {
     pub latency: Percentiles,
     /// Errors by root cause.
     pub error_kinds: BTreeMap<String, u64>,
+    /// Per media segment: when the first viewer got its first byte (µs since the Unix epoch).
+    pub first_byte_unix_us: BTreeMap<String, u64>,
     /// The in-process replay, if any: requests, bytes, errors.
     pub replay: Option<BTreeMap<String, u64>>,
     /// Per viewer.
@@ -438,6 +440,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
         stalls: totals.sum(|v| &v.stalls),
         latency: totals.latency.percentiles(),
         error_kinds: totals.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        first_byte_unix_us: totals.first_bytes.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         replay,
         per_viewer: totals.reports(elapsed),
     };

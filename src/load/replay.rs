@@ -34,8 +34,8 @@ use tracing::{debug, info, warn};
 
 use super::capture::{Capture, Request};
 use super::cmaf;
-use super::mpd::{self, Manifest};
 use crate::client::{Client, Connector};
+use crate::mpd::{self, Manifest};
 use crate::store::name::{renumber, sequence_number, Kind, Numbered};
 use crate::transport::Transport;
 

@@ -165,6 +165,9 @@ pub struct Totals {
     pub latency_interval: LatencyHistogram,
     /// Errors by kind (the first line of the error chain).
     pub error_kinds: Mutex<BTreeMap<String, u64>>,
+    /// Per media segment (file name): when the first of these viewers got
+    /// its first byte, in microseconds since the Unix epoch.
+    pub first_bytes: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Totals {
@@ -176,6 +179,14 @@ impl Totals {
     /// Sum of one counter over all viewers.
     pub fn sum(&self, f: impl Fn(&ViewerStats) -> &AtomicU64) -> u64 {
         self.viewers.iter().map(|v| f(v).load(Ordering::Relaxed)).sum()
+    }
+
+    /// A viewer got the first byte of media segment `name` at `at`.
+    pub fn first_byte(&self, name: &str, at: std::time::SystemTime) {
+        let us = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let mut m = self.first_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let t = m.entry(name.to_string()).or_insert(us);
+        *t = (*t).min(us);
     }
 
     /// Count an error of `viewer`; returns how many of this kind so far.

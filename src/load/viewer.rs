@@ -6,6 +6,9 @@
 //! connection (one stream each); HTTP/1.1 carries one request at a time, so
 //! each representation gets its own connection, as a browser would open.
 //!
+//! Segment and init URLs carry `?run=<availabilityStartTime in ms>` as the
+//! player page's do (edge caches key on it).
+//!
 //! The next segment is requested as soon as the current one ends: the
 //! origin holds a request for a segment whose upload has not started yet.
 //! The segment a viewer joins on is delivered partly from the origin's
@@ -21,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::cmaf::FragmentTracker;
-use super::mpd::{Manifest, Representation, Track};
 use super::stats::Totals;
 use crate::client::{Client, Connector};
+use crate::mpd::{Manifest, Representation, Track};
 
 /// Consecutive failed segment requests after which a viewer starts a new
 /// session (reconnect, re-read the manifest).
@@ -172,7 +175,13 @@ async fn session(shared: &Shared, id: usize) -> Result<()> {
 async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, mut client: Client) -> Result<()> {
     let stats = &shared.totals.viewers[id];
     let dir = shared.dir();
-    get_when_there(shared, id, &mut client, &format!("{dir}/{}", track.init_name())).await?;
+    // The player page's encoder-run marker (web/measure.js): edge caches key
+    // on it, and the origin names prefetch paths with it.
+    let run = manifest
+        .availability_start
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(String::new(), |d| format!("?run={}", d.as_millis()));
+    get_when_there(shared, id, &mut client, &format!("{dir}/{}{run}", track.init_name())).await?;
     let live_edge = || manifest.live_number(track, SystemTime::now()).unwrap_or(track.start_number);
     let mut number = live_edge();
     // The segment joined on comes partly from the backlog: not measured.
@@ -187,7 +196,7 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
                 }
             }
         }
-        let path = format!("{dir}/{}", track.media_name(number));
+        let path = format!("{dir}/{}{run}", track.media_name(number));
         let mut resp = client.get(&path).await.with_context(|| format!("GET {path}"))?;
         if resp.status != StatusCode::OK {
             let _ = resp.bytes().await;
@@ -218,9 +227,13 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
         }
         misses = 0;
         let mut tracker = FragmentTracker::default();
+        let mut first = true;
         while let Some(piece) = resp.chunk().await {
             let piece = piece.with_context(|| format!("GET {path} body"))?;
             let now = SystemTime::now();
+            if std::mem::take(&mut first) {
+                shared.totals.first_byte(&track.media_name(number), now);
+            }
             stats.bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
             tracker.feed(&piece, |f| {
                 stats.fragments.fetch_add(1, Ordering::Relaxed);

@@ -255,6 +255,12 @@ struct Runs {
     arrival: HashMap<String, u64>,
     /// Next arrival rank; grows over the stream's life.
     next_arrival: u64,
+    /// When the current run began: the stream's first upload, or the first
+    /// init segment uploaded again for the run that followed. Anything
+    /// published before it (a manifest) belongs to an older run.
+    began: Option<SystemTime>,
+    /// When the init segment that made a new run suspected was uploaded.
+    suspected_at: Option<SystemTime>,
 }
 
 impl StreamState {
@@ -268,6 +274,7 @@ impl StreamState {
     /// segment confirms it (its number did not go up) or dismisses it.
     fn note_upload(&mut self, stream: &str, name: &str, kind: Kind) {
         let runs = &mut self.runs;
+        runs.began.get_or_insert_with(SystemTime::now);
         match kind {
             Kind::Init => match runs.resent.as_mut() {
                 Some(resent) => {
@@ -276,6 +283,7 @@ impl StreamState {
                 None if runs.inits.contains(name) => {
                     runs.resent = Some(HashSet::from([name.to_string()]));
                     runs.manifest_since_resend = false;
+                    runs.suspected_at = Some(SystemTime::now());
                 }
                 None => {
                     runs.inits.insert(name.to_string());
@@ -292,6 +300,8 @@ impl StreamState {
                             self.runs.inits.extend(resent);
                         }
                     }
+                    // Confirmed (taken by `new_run`) or dismissed.
+                    self.runs.suspected_at = None;
                     let h = self.runs.highest.entry(key).or_insert(seq);
                     *h = (*h).max(seq);
                 }
@@ -308,6 +318,7 @@ impl StreamState {
         let keep_manifest = self.runs.manifest_since_resend;
         let runs = &mut self.runs;
         runs.current += 1;
+        runs.began = runs.suspected_at.take();
         runs.inits = inits;
         runs.highest.clear();
         runs.arrival.clear();
@@ -387,7 +398,13 @@ impl Store {
     /// Like [`Store::get`], but waits up to the hold time for the name to be
     /// published. `None` if it did not appear in time.
     pub async fn get_or_wait(&self, stream: &str, name: &str) -> Option<Arc<Object>> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.hold;
+        self.get_or_wait_within(stream, name, self.inner.config.hold).await
+    }
+
+    /// [`Store::get_or_wait`] with another hold time (a CDN's prefetch of
+    /// the next segment is held longer, see `core::prefetch`).
+    pub async fn get_or_wait_within(&self, stream: &str, name: &str, hold: Duration) -> Option<Arc<Object>> {
+        let deadline = tokio::time::Instant::now() + hold;
         loop {
             // Register interest before looking, so a publish between the look
             // and the wait is not missed.
@@ -401,6 +418,26 @@ impl Store {
                 return None;
             }
         }
+    }
+
+    /// The newest media segment of the current encoder run in
+    /// representation `representation` (a name with its number masked, see
+    /// [`name::Numbered::representation`]): the live edge, by arrival.
+    pub fn newest_media(&self, stream: &str, representation: &str) -> Option<String> {
+        let streams = self.streams();
+        let s = streams.get(stream)?;
+        s.runs
+            .arrival
+            .iter()
+            .filter(|(n, _)| sequence_of(n).is_some_and(|(k, _)| k == representation) && s.objects.contains_key(n))
+            .max_by_key(|(_, rank)| **rank)
+            .map(|(n, _)| n.clone())
+    }
+
+    /// When the current encoder run of `stream` began (see "Encoder runs" in
+    /// the module docs): a manifest published before it is an older run's.
+    pub fn run_began(&self, stream: &str) -> Option<SystemTime> {
+        self.streams().get(stream)?.runs.began
     }
 
     /// Remove `stream/name`. Readers already streaming it finish normally.
@@ -518,6 +555,7 @@ impl Store {
         let names = self.inner.names.clone();
         let s = streams.entry(stream.to_string()).or_insert_with(|| StreamState::new(Objects::new(names)));
         s.stats.touch();
+        s.runs.began.get_or_insert_with(SystemTime::now);
         if Kind::of(name) == Kind::Init {
             s.runs.inits.insert(name.to_string());
         }

@@ -9,9 +9,10 @@
 //! Why a `std::sync::Mutex` and a hand-made waker list rather than
 //! `tokio::sync::watch`: readers are polled from inside `http_body::Body::
 //! poll_frame`, which must not create-and-drop a `changed()` future per poll
-//! (the wake-up is lost and the body stalls, see REFERENCE.md §3). A
-//! poll-based reader that registers its `Waker` in the object is cancel safe
-//! by construction: its only progress is the `next` index, kept in a field.
+//! (the wake-up is lost and the body stalls; docs/architecture.md, "quinn, h3
+//! and rustls"). A poll-based reader that registers its `Waker` in the object
+//! is cancel safe by construction: its only progress is the `next` index, kept
+//! in a field.
 //! The critical sections are a few pointer copies and never `.await`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -338,6 +339,11 @@ impl Object {
     /// When the object was created.
     pub fn created(&self) -> SystemTime {
         self.created
+    }
+
+    /// When its first byte arrived, if it has one.
+    pub fn first_arrival(&self) -> Option<Instant> {
+        self.lock().chunks.first().map(|c| c.arrived)
     }
 
     /// A reader positioned at the first chunk.

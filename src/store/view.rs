@@ -16,6 +16,10 @@ pub struct ObjectInfo {
     pub state: &'static str,
     /// Bytes received.
     pub bytes: u64,
+    /// Wall-clock time its first byte arrived on ingest, in microseconds
+    /// since the Unix epoch (for measuring how long it takes to reach viewers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte_unix_us: Option<u64>,
 }
 
 /// Description of a stream for `/streams` and `/metrics`.
@@ -52,7 +56,8 @@ impl Store {
                     .iter()
                     .map(|(n, o)| {
                         let (bytes, status) = o.snapshot();
-                        ObjectInfo { name: n.clone(), state: status.as_str(), bytes }
+                        let first_byte_unix_us = o.first_arrival().map(|t| unix_us(now - t.elapsed()));
+                        ObjectInfo { name: n.clone(), state: status.as_str(), bytes, first_byte_unix_us }
                     })
                     .collect();
                 objects.sort_by(|a, b| a.name.cmp(&b.name));
@@ -70,6 +75,10 @@ impl Store {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
+}
+
+fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The `/streams` document: `{"streams": [...]}`, pretty-printed.

@@ -146,7 +146,7 @@ pub enum Congestion {
     /// CUBIC (RFC 9438), quinn's default. A live stream is application-limited
     /// most of the time and quinn's CUBIC does not grow its window on
     /// application-limited ACKs, so after a few losses it stays below the
-    /// stream's rate (see README, "HTTP/3 under loss").
+    /// stream's rate (docs/architecture.md, "quinn, h3 and rustls").
     Cubic,
     /// NewReno (RFC 9002), same application-limited rule as CUBIC.
     NewReno,

@@ -21,7 +21,7 @@
 // scripts/test-ab.sh (rate-step, every transport).
 // Usage: node web/e2e/abr.js [--bin target/release/h3live] [--abr throughput|l2a|lolp|dynamic] [--keep-logs]
 import { join, resolve } from 'node:path';
-import { launch, open, watch } from './chromium.js';
+import { launch, open, playerStats, waitForStats, watch } from './chromium.js';
 import { cli } from './cli.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
 
@@ -41,17 +41,8 @@ const check = (name, ok, detail = '') => {
   results.push({ name, ok });
   log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` — ${detail}` : ''}`);
 };
-const statsOf = (page) => page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
-async function waitFor(page, pred, ms) {
-  const end = Date.now() + ms;
-  let s = null;
-  while (Date.now() < end) {
-    s = await statsOf(page);
-    if (s && pred(s)) return { s, ok: true };
-    await sleep(500);
-  }
-  return { s, ok: false };
-}
+const statsOf = playerStats;
+const waitFor = waitForStats;
 
 const LIMIT_KBIT = 700;
 

@@ -48,13 +48,42 @@ export async function launch(extraArgs = [], { executable = findChromium(), log 
 
 /**
  * What a page logged: `console` ({ type, text }: console calls and browser log
- * entries) and `exceptions` (uncaught errors), collected from now on.
+ * entries) and `exceptions` (uncaught errors), collected from now on.  Works
+ * for Firefox (firefox.js) too, which reports the browser's own errors (e.g.
+ * a cross-origin request that failed) as the same kind of WebDriver BiDi log
+ * entry as an uncaught exception, both page errors to puppeteer: only the
+ * exception carries script frames, so an entry without any goes to `console`
+ * as type 'error', as Chromium reports it.
  */
 export function watch(page) {
   const seen = { console: [], exceptions: [] };
   page.on('console', (m) => seen.console.push({ type: m.type(), text: `${m.text()} ${m.location().url || ''}`.trim() }));
-  page.on('pageerror', (e) => seen.exceptions.push(e.stack || e.message || String(e)));
+  page.on('pageerror', (e) => {
+    const text = e.stack || e.message || String(e);
+    if (e instanceof Error && !/\n\s+at /.test(e.stack || '')) seen.console.push({ type: 'error', text });
+    else seen.exceptions.push(text);
+  });
   return seen;
+}
+
+/** A copy of the player page's window.h3liveStats (web/player.js), or null. */
+export function playerStats(page) {
+  return page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+}
+
+/**
+ * Read playerStats every 0.5 s until `pred(stats)` holds or `ms` pass:
+ * { s: the last stats (or null), ok }.
+ */
+export async function waitForStats(page, pred, ms) {
+  const end = Date.now() + ms;
+  let s = null;
+  while (Date.now() < end) {
+    s = await playerStats(page);
+    if (s && pred(s)) return { s, ok: true };
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return { s, ok: false };
 }
 
 /**

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Screenshot test of the side-by-side compare page (web/compare.html):
-// origin + real encoder (640x360) on free ports (web/e2e/stack.js), headless
-// Chromium with the QUIC flags playing all three arms (h3, HTTP/1.1+TLS, h2)
+// origin + real encoder (640x360) on free ports (web/e2e/stack.js), a headless
+// browser (--browser chromium, the default, or firefox: web/e2e/browser.js)
+// using HTTP/3 to the origin, playing all three arms (h3, HTTP/1.1+TLS, h2)
 // in one page, then screenshots at 1280x800, 390x844 (phone), 1920x1080 and
 // 3840x2160.  At each size it checks, from the page's geometry and the
 // screenshot's pixels:
@@ -16,13 +17,15 @@
 //     page itself measured;
 //   - text stays readable: verdict lines (on one line) and clocks at least 13 px high;
 //   - the path profile from the URL (profile=, path=) is shown.
-// Also: each arm used its protocol, no player errors.  Then the page again with
+// Also: each arm used its protocol (as the page counts its media segments, and
+// every media response of the arm's origin per a PerformanceObserver installed
+// before the page loads), no player errors.  Then the page again with
 // h1latency=1.5 (HTTP/1.1 held 1 s behind the others): its tile must be marked
 // higher beyond the spread (verdict, red outline, "+N ms"), one of the others lowest.
 // Prints "compare-shots: N passed, N failed"; exits non-zero on failure.
 //
 // Usage (repository root, after cargo build --release and npm ci in web/):
-//   node web/e2e/compare-shots.js [--bin target/release/h3live] [--play 12]
+//   node web/e2e/compare-shots.js [--browser chromium|firefox] [--bin target/release/h3live] [--play 12]
 //        [--screenshot docs/compare.png] [--out DIR] [--arms h3,h1,h2] [--keep-logs]
 //   --play S          seconds of playback before the first screenshot (default 12:
 //                     the verdict needs 10 s of samples)
@@ -36,7 +39,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { launch, open as navigate, watch } from './chromium.js';
+import { BROWSERS, launchBrowser, observeProtocols, open as navigate, prepareH3, protocolsSeen, watch } from './browser.js';
 import { cli } from './cli.js';
 import { decodePng, pictureClocks } from './png.js';
 import { Stack, sleep } from './stack.js';
@@ -52,10 +55,15 @@ const { values: o } = cli(import.meta.url, {
   'keep-logs': { type: 'boolean', default: false },
   arms: { type: 'string', default: 'h3,h1,h2' },
   'no-highlight': { type: 'boolean', default: false },
+  browser: { type: 'string', default: 'chromium' },
 });
+if (!BROWSERS.includes(o.browser)) {
+  console.error(`compare-shots: --browser ${BROWSERS.join(' or ')}`);
+  process.exit(2);
+}
 const opts = {
   bin: o.bin ? resolve(o.bin) : undefined, play: Number(o.play), screenshot: o.screenshot ? resolve(o.screenshot) : null,
-  out: o.out ? resolve(o.out) : null, keepLogs: o['keep-logs'], arms: o.arms, highlight: !o['no-highlight'],
+  out: o.out ? resolve(o.out) : null, keepLogs: o['keep-logs'], arms: o.arms, highlight: !o['no-highlight'], browser: o.browser,
 };
 
 const SIZES = [
@@ -72,7 +80,7 @@ const ARMS = Object.fromEntries(opts.arms.split(',').map((a) => {
 // What the header says about the network path (as scripts/ab.sh would pass it); the
 // truth for this run, and long enough to wrap on a phone.
 const PROFILE = 'loopback';
-const PATH_DESC = 'origin, encoder and Chromium on one machine, no impairment';
+const PATH_DESC = `origin, encoder and ${opts.browser === 'firefox' ? 'Firefox' : 'Chromium'} on one machine, no impairment`;
 /** Screenshot latency vs the page's own on-screen latency (read just before and just
  *  after the capture; it is sampled every 250 ms), on a loaded machine. */
 const AGREE_MS = 400;
@@ -188,17 +196,21 @@ async function main() {
   const stream = `shots${process.pid}`;
   await stack.startEncoder(stream, ['--size', '640x360', '--bitrate', '600k', '--fps', '25']);
   await sleep(1000);
-  browser = await launch(stack.chromiumFlags(), { log });
+  browser = await launchBrowser(opts.browser, { ...stack.browserOptions(), log });
+  log(`browser: ${await browser.version()}`);
   const { tls, h1, h2, http } = stack.ports;
+  const origins = { h3: `https://localhost:${tls}`, h1: `https://localhost:${h1}`, h2: `https://localhost:${h2}`, http: `http://127.0.0.1:${http}` };
   // Open the page with `extra` query parameters and play until every arm has
   // shown frames for opts.play s (the verdict needs 10 s).
   const open = async (extra = {}) => {
     const qs = new URLSearchParams({ stream, arms: Object.keys(ARMS).join(','), h3port: tls, h1port: h1, h2port: h2, profile: PROFILE, path: PATH_DESC, ...extra });
     qs.set('http', `http://127.0.0.1:${http}`);
-    const url = `https://localhost:${tls}/compare.html?${qs}`;
+    const url = `${origins.h3}/compare.html?${qs}`;
     const page = await browser.newPage();
     seen.set(page, watch(page));
     await page.setViewport({ width: 1280, height: 800, deviceScaleFactor: 1 });
+    await prepareH3(opts.browser, page, origins.h3, log);
+    await observeProtocols(page);
     log(`opening ${url}`);
     await navigate(page, url, log);
     const deadline = Date.now() + (opts.play + 20) * 1000;
@@ -226,13 +238,18 @@ async function main() {
       log(`wrote ${opts.screenshot} (${readFileSync(opts.screenshot).length} bytes)`);
     }
   }
-  await page.setViewport(null);
+  // Back to the first size (setViewport(null), the reset, never returns in Firefox).
+  await page.setViewport({ width: SIZES[0].w, height: SIZES[0].h, deviceScaleFactor: 1 });
   const final = await page.evaluate('JSON.parse(JSON.stringify({ players: window.h3liveCompare.players, verdict: window.h3liveCompare.verdict }))');
   for (const [arm, proto] of Object.entries(ARMS)) {
     const p = final.players[arm];
     const counts = p.transport.counts;
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
     check(`page ${arm}`, `media segments used ${proto}`, total > 0 && counts[proto] === total, JSON.stringify(counts));
+    const resp = await protocolsSeen(page, origins[arm]);
+    const n = Object.values(resp.media).reduce((a, b) => a + b, 0);
+    check(`page ${arm}`, `every media response of ${origins[arm]} used ${proto} (observed from before the page loaded)`,
+      n > 0 && resp.media[proto] === n, `media ${JSON.stringify(resp.media)}, other ${JSON.stringify(resp.other)}`);
     check(`page ${arm}`, 'no player errors', p.errors.length === 0, JSON.stringify(p.errors.slice(0, 3)));
     const v = final.verdict ? final.verdict.arms[arm] : null;
     log(`[${arm}] verdict ${JSON.stringify(v)}; stalls ${p.stalls.count}; frames decoded ${p.frames.decoded}, errors ${p.frames.decodeErrors}`);
@@ -275,7 +292,7 @@ try {
 }
 await cleanup();
 const failed = results.filter((r) => !r.ok);
-console.log('\n==== compare page screenshot test ====');
+console.log(`\n==== compare page screenshot test (${opts.browser}) ====`);
 for (const r of failed) console.log(`  FAIL [${r.where}] ${r.name} — ${r.detail}`);
 console.log(`compare-shots: ${results.length - failed.length} passed, ${failed.length} failed (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 if (failed.length) code = 1;

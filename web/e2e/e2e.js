@@ -1,10 +1,14 @@
 #!/usr/bin/env node
-// End-to-end test: h3live origin + the real encoder + headless Chromium
-// playing web/index.html, on free ports (so it never collides with a running
-// demo).  For each transport arm it plays for --duration seconds and checks:
+// End-to-end test: h3live origin + the real encoder + a headless browser
+// (--browser chromium, the default, or firefox: web/e2e/browser.js) playing
+// web/index.html, on free ports (so it never collides with a running demo).
+// For each transport arm it plays for --duration seconds and checks:
 //   - the video plays (currentTime advances), no player errors;
 //   - the segment requests used the arm's protocol (h3, http/1.1) per
-//     performance resource entries' nextHopProtocol;
+//     performance resource entries' nextHopProtocol, as the page counts them,
+//     and every media response (manifest or playlist, init and media
+//     segments) per a PerformanceObserver the test installs before the page
+//     loads (it sees what the page's own buffer clearing hides);
 //   - both latency readings (decoded timecode, dash.js getCurrentLiveLatency)
 //     are present, below 3 s, and agree within 250 ms;
 //   - a screenshot of the page shows both clocks machine-readably (the
@@ -14,15 +18,22 @@
 // (?format=hls) and the second reading is hls.js's own latency (hls.latency).
 // Prints a summary ending in "N passed, N failed"; exits non-zero on failure.
 //
+// In Firefox the h3 arm first waits until the origin answers over h3 (Alt-Svc
+// learned, QUIC connection up; firefox.js warmH3), so that the player's own
+// requests are h3 from the first, as in Chromium with QUIC forced.
+//
 // Usage (from the repository root, after cargo build --release and npm ci in web/):
-//   node web/e2e/e2e.js [--duration 20] [--arms h3,h1] [--bin target/release/h3live]
+//   node web/e2e/e2e.js [--browser chromium|firefox] [--duration 20] [--arms h3,h1] [--bin target/release/h3live]
 //                        [--latency S] [--stream NAME] [--screenshot docs/player.png] [--keep-logs]
 //                        [--format dash|hls] [--max-latency MS] [--agree MS]
 //   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
 //                        --spki BASE64 --quic localhost:4433   (against a running origin)
+//   node web/e2e/e2e.js --browser firefox --url 'https://localhost:4433/?stream=test' --expect h3 \
+//                        --cert certs/cert.pem                 (the same in Firefox)
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { launch, open, watch } from './chromium.js';
+import { BROWSERS, launchBrowser, observeProtocols, open, prepareH3, protocolsSeen, watch } from './browser.js';
+import { launch } from './chromium.js';
 import { cli } from './cli.js';
 import { decodePng, pictureClocks } from './png.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
@@ -46,7 +57,13 @@ const { values: o } = cli(import.meta.url, {
   stream: { type: 'string' },
   format: { type: 'string', default: 'dash' },
   agree: { type: 'string', default: '250' },
+  browser: { type: 'string', default: 'chromium' },
+  cert: { type: 'string' },
 });
+if (!BROWSERS.includes(o.browser)) {
+  console.error(`e2e: --browser ${BROWSERS.join(' or ')}`);
+  process.exit(2);
+}
 const opts = {
   ...o, duration: Number(o.duration), bin: resolve(o.bin), screenshot: o.screenshot ? resolve(o.screenshot) : null,
   keepLogs: o['keep-logs'], maxLatency: Number(o['max-latency']), agree: Number(o.agree),
@@ -77,9 +94,12 @@ function check(arm, name, ok, detail) {
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor(s.length / 2)] : null; };
 
 async function runArm(arm, url, expectProto) {
-  log(`[${arm}] opening ${url}`);
   const page = await browser.newPage();
   const seen = watch(page);
+  const origin = new URL(url).origin;
+  if (expectProto === 'h3') await prepareH3(opts.browser, page, origin, log);
+  await observeProtocols(page);
+  log(`[${arm}] opening ${url}`);
   await open(page, url, log);
   const samples = [];
   let stats = null;
@@ -140,6 +160,12 @@ async function runArm(arm, url, expectProto) {
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
   check(arm, `segment requests used ${expectProto}`, total > 0 && counts[expectProto] === total,
     `nextHopProtocol counts ${JSON.stringify(counts)}`);
+  const resp = await protocolsSeen(page, origin);
+  const media = { ...resp.media };
+  if (opts.format === 'hls') delete media.none;
+  const nMedia = Object.values(media).reduce((a, b) => a + b, 0);
+  check(arm, `every media response used ${expectProto} (observed from before the page loaded)`, nMedia > 0 && media[expectProto] === nMedia,
+    `media ${JSON.stringify(resp.media)}; document ${resp.document}, other responses ${JSON.stringify(resp.other)}`);
   // latency: use the second half of the run (after catch-up settled)
   const late = samples.slice(Math.floor(samples.length / 2));
   const tc = late.map((s) => s.tc).filter((v) => v != null);
@@ -155,7 +181,7 @@ async function runArm(arm, url, expectProto) {
     `median |timecode - ${lib}| ${mdiff} ms (max ${diffs.length ? Math.max(...diffs) : null})`);
   check(arm, 'no player errors', stats.errors.length === 0 && seen.exceptions.length === 0,
     `${JSON.stringify(stats.errors.slice(0, 3))} ${seen.exceptions.slice(0, 3).join(' | ')}`);
-  results.push({ arm, info: { format: opts.format, latencyTimecodeMs: mtc, latencyPlayerMs: mdash, stalls: stats.stalls, firstFrameMs: stats.firstFrameMs, transport: counts, buffer: stats.bufferS, rate: stats.playbackRate } });
+  results.push({ arm, info: { browser: opts.browser, format: opts.format, latencyTimecodeMs: mtc, latencyPlayerMs: mdash, stalls: stats.stalls, firstFrameMs: stats.firstFrameMs, transport: counts, buffer: stats.bufferS, rate: stats.playbackRate } });
   await page.close();
 }
 
@@ -163,10 +189,16 @@ async function runArm(arm, url, expectProto) {
 async function main() {
   if (opts.url) {
     // Against an already running origin.
-    const flags = [];
-    if (opts.quic) flags.push(`--origin-to-force-quic-on=${opts.quic}`);
-    if (opts.spki) flags.push(`--ignore-certificate-errors-spki-list=${opts.spki}`);
-    browser = await launch(flags, { log });
+    if (opts.browser === 'firefox') {
+      if (!opts.cert) throw new Error('--browser firefox --url needs --cert (the origin certificate, PEM)');
+      browser = await launchBrowser('firefox', { cert: resolve(opts.cert), log });
+    } else {
+      const flags = [];
+      if (opts.quic) flags.push(`--origin-to-force-quic-on=${opts.quic}`);
+      if (opts.spki) flags.push(`--ignore-certificate-errors-spki-list=${opts.spki}`);
+      browser = await launch(flags, { log });
+    }
+    log(`browser: ${await browser.version()}`);
     await runArm(opts.expect || 'url', opts.url, opts.expect || 'h3');
     return;
   }
@@ -175,7 +207,8 @@ async function main() {
   await stack.startEncoder(stream);
   await sleep(1500); // let a first segment start so the player joins a running stream
 
-  browser = await launch(stack.chromiumFlags(), { log });
+  browser = await launchBrowser(opts.browser, { ...stack.browserOptions(), log });
+  log(`browser: ${await browser.version()}`);
 
   const { tls: tlsPort, h1: h1Port, h2: h2Port, http: httpPort } = stack.ports;
   const arms = {
@@ -203,7 +236,7 @@ await cleanup();
 const checks = results.filter((r) => r.name);
 const passed = checks.filter((r) => r.ok).length;
 const failed = checks.length - passed;
-console.log('\n==== h3live browser e2e summary ====');
+console.log(`\n==== h3live browser e2e summary (${opts.browser}) ====`);
 for (const r of results) {
   if (r.info) console.log(`  [${r.arm}] measured: ${JSON.stringify(r.info)}`);
   else console.log(`  ${r.ok ? 'PASS' : 'FAIL'}  [${r.arm}] ${r.name}${r.ok ? '' : ` — ${r.detail}`}`);

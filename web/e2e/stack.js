@@ -89,6 +89,8 @@ export class Stack {
     this.children = [];
     /** Listener ports once startOrigin() ran: { http, tls (h3 + TLS), h1, h2 }. */
     this.ports = null;
+    /** The origin's certificate (PEM file) once startOrigin() ran. */
+    this.cert = null;
     /** Certificate SPKI hash for --ignore-certificate-errors-spki-list. */
     this.spki = null;
     /** Cleartext base URL (ingest, /time). */
@@ -128,6 +130,7 @@ export class Stack {
     execFileSync(this.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
     const cert = join(certDir, 'cert.pem');
     const key = join(certDir, 'key.pem');
+    this.cert = cert;
     this.spki = spkiOf(cert);
     this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}; spki ${this.spki}`);
     this.start('origin', this.bin, ['serve', '--http', `127.0.0.1:${http}`, '--h3', `[::]:${tls}`,
@@ -153,6 +156,11 @@ export class Stack {
   /** Chromium flags that make it use h3 to this origin (QUIC forced, certificate trusted by SPKI). */
   chromiumFlags() {
     return [`--origin-to-force-quic-on=localhost:${this.ports.tls}`, `--ignore-certificate-errors-spki-list=${this.spki}`];
+  }
+
+  /** browser.js launchBrowser() options for this origin: its certificate and h3 listener. */
+  browserOptions() {
+    return { cert: this.cert, h3: `localhost:${this.ports.tls}` };
   }
 
   async stop() {
