@@ -152,6 +152,22 @@ fn cert_cmd(args: CertCmd) -> Result<()> {
     Ok(())
 }
 
+/// The TLS certificate: `--cert`/`--key`, else the one in `--cert-dir`
+/// (generated when missing). Logs the Chromium command for the h3 port.
+fn load_certificate(args: &CertArgs, h3: Option<std::net::SocketAddr>) -> Result<cert::TlsKeys> {
+    let paths = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
+        _ => CertPaths::in_dir(&args.cert_dir),
+    };
+    let keys = if args.cert.is_some() { cert::load(&paths)? } else { cert::load_or_generate(&paths, &args.hosts)? };
+    info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
+    if let Some(h3) = h3 {
+        let url = format!("https://localhost:{}/", h3.port());
+        info!("Chromium: {}", cert::chromium_command(&keys.spki_sha256, "localhost", h3.port(), &url));
+    }
+    Ok(keys)
+}
+
 async fn serve(
     args: ServeArgs,
     upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>,
@@ -183,32 +199,7 @@ async fn serve(
         }
         tracing::info!(receive = rcv, send = snd, "h3 UDP socket buffers");
     }
-    let tls = if listeners.need_tls() {
-        let paths = match (&args.cert.cert, &args.cert.key) {
-            (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
-            _ => CertPaths::in_dir(&args.cert.cert_dir),
-        };
-        let keys = if args.cert.cert.is_some() {
-            cert::load(&paths)?
-        } else {
-            cert::load_or_generate(&paths, &args.cert.hosts)?
-        };
-        info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
-        if let Some(h3) = l.h3.0 {
-            info!(
-                "Chromium: {}",
-                cert::chromium_command(
-                    &keys.spki_sha256,
-                    "localhost",
-                    h3.port(),
-                    &format!("https://localhost:{}/", h3.port())
-                )
-            );
-        }
-        Some(keys)
-    } else {
-        None
-    };
+    let tls = if listeners.need_tls() { Some(load_certificate(&args.cert, l.h3.0)?) } else { None };
     let front = upstream.is_some();
     let ingest_on_http = !args.http.no_ingest && !front;
     // The state directory's default is keyed by the ingest listener's address.
