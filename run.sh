@@ -32,6 +32,7 @@ HTTP_PORT="${H3LIVE_HTTP_PORT:-$DEFAULT_HTTP_PORT}"
 H3_PORT="${H3LIVE_H3_PORT:-$DEFAULT_H3_PORT}"
 H1_PORT="${H3LIVE_H1_PORT:-$DEFAULT_H1_PORT}"
 H2_PORT="${H3LIVE_H2_PORT:-$DEFAULT_H2_PORT}"
+MOQ_PORT="${H3LIVE_MOQ_PORT:-$DEFAULT_MOQ_PORT}"
 ENCODER=1
 ORIGIN=1
 ENCODER_ONLY=""
@@ -60,6 +61,8 @@ Usage: ./run.sh [options]
   --h3-port N            HTTP/3 (UDP) + HTTPS h2/h1 (TCP) port (default $H3_PORT)
   --h1-port N            HTTPS HTTP/1.1-only port (default $H1_PORT)
   --h2-port N            HTTPS h2-only port (default $H2_PORT)
+  --moq-port N           Media over QUIC (WebTransport, UDP) port, and its read-only
+                         cleartext HTTP twin on TCP (default $MOQ_PORT; 0: MoQ off)
   --ladder               ABR ladder: the encoder pushes 3 renditions (720p 2M, 432p 900k,
                          234p 300k) in one MPD; the player switches (?abr=throughput|l2a|lolp)
   --input SPEC           encoder picture source (default $INPUT): testsrc | FILE (looped) |
@@ -91,6 +94,7 @@ while [ $# -gt 0 ]; do
     --h3-port) H3_PORT="$2"; shift 2 ;;
     --h1-port) H1_PORT="$2"; shift 2 ;;
     --h2-port) H2_PORT="$2"; shift 2 ;;
+    --moq-port) MOQ_PORT="$2"; shift 2 ;;
     --ladder) LADDER=1; shift ;;
     --input) INPUT="$2"; shift 2 ;;
     --video-encoder) VENC="$2"; shift 2 ;;
@@ -148,8 +152,8 @@ install_packages() {
 mkdir -p out
 BIN="$ROOT/target/release/h3live"
 if [ "$ORIGIN" = 1 ]; then
-  if [ ! -d web/node_modules/dashjs ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
-    say "npm ci in web/ (dash.js from the npm registry, pinned by web/package-lock.json)"
+  if [ ! -d web/node_modules/dashjs ] || [ ! -f web/dist/moq-watch.js ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    say "npm ci in web/ (dash.js, hls.js and the MoQ player from the npm registry, pinned by web/package-lock.json; builds web/dist/)"
     (cd web && npm ci --no-audit --no-fund) || die "npm ci failed"
   fi
   if [ "$BUILD" = 1 ]; then
@@ -217,9 +221,12 @@ fi
 trap cleanup EXIT
 trap 'echo >&2; exit 0' INT TERM HUP   # Ctrl-C is the normal way to stop the demo
 say "starting origin (log: out/origin.log)"
+MOQ_ARGS=()
+[ "$MOQ_PORT" != 0 ] && MOQ_ARGS=(--moq "[::]:$MOQ_PORT")
 "$BIN" serve --http "$HTTP_LISTEN" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
   --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" \
-  --cert certs/cert.pem --key certs/key.pem --web-dir web --state-dir out/state > out/origin.log 2>&1 &
+  --cert certs/cert.pem --key certs/key.pem --web-dir web --state-dir out/state \
+  ${MOQ_ARGS[@]+"${MOQ_ARGS[@]}"} > out/origin.log 2>&1 &
 ORIGIN_PID=$!
 wait_url "$http_base/time" 10 "$ORIGIN_PID" || {
   grep -v "^ \{2,\}\|^Stack backtrace" out/origin.log | tail -n 15 >&2 || true
@@ -255,6 +262,21 @@ cat <<EOF
     player, hls.js    https://$H:$H3_PORT/$Q&format=hls   (any arm's port: add &format=hls)
     playlist          https://$H:$H3_PORT/live/$STREAM/hls.m3u8   (Safari/AVPlayer: open this; see docs/ll-hls.md)
 EOF
+if [ "$MOQ_PORT" != 0 ]; then
+  cat <<EOF
+
+  Media over QUIC from the same ingest (moq-lite over WebTransport, docs/moq.md):
+    player, MoQ       https://$H:$H3_PORT/$Q&format=moq&moqport=$MOQ_PORT   (the MoQ project's player, WebCodecs)
+    compare with MoQ  https://$H:$H3_PORT/compare.html$Q&arms=h3,moq,h1&h3port=$H3_PORT&h1port=$H1_PORT&moqport=$MOQ_PORT
+    relay URL         https://$H:$MOQ_PORT/   broadcast '$STREAM', tracks from its catalog.json
+    with @moq/watch   url=http://$H:$MOQ_PORT/ (fetches /certificate.sha256 there) name=$STREAM
+    certificate hash  $clear_base/certificate.sha256   (serverCertificateHashes, ECDSA, 13 days)
+EOF
+  # A loopback page is a secure context over cleartext HTTP: WebTransport needs no flag there.
+  case "$clear_base" in http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*)
+    echo "    player, no flags  $clear_base/$Q&format=moq&moqport=$MOQ_PORT   (this machine: the page pins the MoQ certificate itself)" ;;
+  esac
+fi
 cat <<EOF
 
   Open it over HTTP/3 in Chrome/Chromium (fresh profile, QUIC forced for this certificate):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/ab.sh — transport A/B: the same timecoded live stream played over
-# HTTP/3, HTTP/2 and HTTP/1.1-over-TLS by a real headless browser (Chromium,
-# Firefox or both: two independent QUIC stacks), per network impairment
-# profile, with a report (table, raw samples, SVG plot).
+# HTTP/3, HTTP/2 and HTTP/1.1-over-TLS (and, as the arm 'moq', pushed as Media
+# over QUIC over WebTransport) by a real headless browser (Chromium, Firefox or
+# both: two independent QUIC stacks), per network impairment profile, with a
+# report (table, raw samples, SVG plot).
 #
 # Setup (default, needs root): two network namespaces joined by a veth pair,
 #   origin side  198.18.0.1  h3live serve + scripts/encoder.sh (ffmpeg ingest
@@ -56,7 +57,12 @@
 #                     search) in each browser, on the same path; the report has a row per
 #                     browser and arm, the floor per browser, and both versions
 #   --arms LIST       h3,h1,h2 (default h3,h1,h2); format x transport: dash-h3,hls-h3,hls-h1
-#                     (hls-*: the origin's LL-HLS played by hls.js)
+#                     (hls-*: the origin's LL-HLS played by hls.js); moq: the origin's Media
+#                     over QUIC broadcast played by the MoQ project's player (@moq/watch,
+#                     WebTransport, WebCodecs; the origin gets --moq): its target latency
+#                     (--latency, --floor-latencies) is that player's jitter buffer, its
+#                     default the player's real-time mode; the report adds per-frame arrival
+#                     (network) beside glass-to-glass (docs/moq.md)
 #   --duration S      seconds each arm plays per profile (default 30)
 #   --warmup S        seconds after the first frame left out of the statistics (default 5)
 #   --concurrent      play all arms at once in one page (they share the link)
@@ -216,7 +222,16 @@ for r in "${ABR_LIST[@]}"; do case "$r" in throughput|l2a|lolp|dynamic) ;; *) di
 [ "$FLOOR" = 1 ] && [ ${#ABR_LIST[@]} -gt 1 ] && die "--floor/--floor-only search with one ABR rule at a time (--abr RULE)"
 case "$STEP_HIGH$STEP_LOW$STEP_AT$STEP_HOLD$STEP_TAIL" in *[!0-9]*) die "--step-high/--step-low (kbit/s) and --step-at/--step-hold/--step-tail (s) take whole numbers" ;; esac
 IFS=, read -r -a ARM_LIST <<< "$ARMS"
-for a in "${ARM_LIST[@]}"; do t=${a#dash-}; t=${t#hls-}; case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2; hls-h3 etc. for LL-HLS)" ;; esac; done
+MOQ=0
+for a in "${ARM_LIST[@]}"; do
+  t=${a#dash-}; t=${t#hls-}
+  case "$a" in moq) MOQ=1; continue ;; esac
+  case "$t" in h3|h1|h2) ;; *) die "unknown arm '$a' (h3, h1, h2, moq; hls-h3 etc. for LL-HLS)" ;; esac
+done
+[ "$MOQ" = 0 ] || [ -f web/dist/moq-watch.js ] || die "web/dist/moq-watch.js missing (the MoQ player): run (cd web && npm ci)"
+# Firefox's WebTransport exposes no negotiated subprotocol, so the MoQ player falls back
+# to a SETUP exchange the origin does not speak (docs/player.md).
+[ "$MOQ" = 0 ] || [ "$BROWSER" = chromium ] || die "the moq arm plays in Chromium only (--browser chromium)"
 IFS=, read -r -a PROFILE_LIST <<< "$PROFILES"
 to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
   awk -v r="$1" 'BEGIN{ m=1/1000; if (r ~ /[kK]$/) m=1; else if (r ~ /[mM]$/) m=1000; sub(/[kKmM]$/, "", r); printf "%d", r*m }'
@@ -438,7 +453,7 @@ if [ "$CHECK_ONLY" = 1 ]; then
   say "--check-only: no origin, no encoder, no browser"
 elif [ "$RUNNING" = 1 ]; then
   HOST=localhost; STREAM="test"
-  PORTS="h3=$DEFAULT_H3_PORT,h1=$DEFAULT_H1_PORT,h2=$DEFAULT_H2_PORT"
+  PORTS="h3=$DEFAULT_H3_PORT,h1=$DEFAULT_H1_PORT,h2=$DEFAULT_H2_PORT,moq=$DEFAULT_MOQ_PORT"
   CERT="$ROOT/certs/cert.pem"
   [ -f "$CERT" ] || die "$CERT missing: is ./run.sh running?"
   curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$DEFAULT_HTTP_PORT/live/test/manifest.mpd" \
@@ -450,18 +465,20 @@ else
   CERT="$OUT/certs/cert.pem"
   if [ "$LOOPBACK" = 1 ]; then
     HOST=localhost
-    read -r HTTP_PORT H3_PORT H1_PORT H2_PORT < <(free_ports 4) || die "no free ports"
+    read -r HTTP_PORT H3_PORT H1_PORT H2_PORT MOQ_PORT < <(free_ports 5) || die "no free ports"
   else
     # a fresh namespace: no collisions
-    HTTP_PORT=$DEFAULT_HTTP_PORT H3_PORT=$DEFAULT_H3_PORT H1_PORT=$DEFAULT_H1_PORT H2_PORT=$DEFAULT_H2_PORT
+    HTTP_PORT=$DEFAULT_HTTP_PORT H3_PORT=$DEFAULT_H3_PORT H1_PORT=$DEFAULT_H1_PORT H2_PORT=$DEFAULT_H2_PORT MOQ_PORT=$DEFAULT_MOQ_PORT
   fi
-  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT"
-  say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT; log origin.log)"
+  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT,moq=$MOQ_PORT"
+  # The MoQ endpoint only when a moq arm plays: the HTTP arms' runs stay as they were.
+  MOQ_ARGS=(); [ "$MOQ" = 1 ] && MOQ_ARGS=(--moq "[::]:$MOQ_PORT")
+  say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT$([ "$MOQ" = 1 ] && echo ", MoQ $MOQ_PORT"); log origin.log)"
   STATE=(--state-dir "$(new_state_dir "$OUT/state")")
   for a in ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"}; do [[ $a == --state-dir* ]] && STATE=(); done
   "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
     --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
-    --web-dir "$ROOT/web" ${STATE[@]+"${STATE[@]}"} ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
+    --web-dir "$ROOT/web" ${MOQ_ARGS[@]+"${MOQ_ARGS[@]}"} ${STATE[@]+"${STATE[@]}"} ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
   wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
@@ -495,6 +512,7 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
   echo "  \"step\": {\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD},"
   echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
+  echo "  \"moqJitter\": $(json_str "$([ -n "$LATENCY" ] && echo "${LATENCY} s" || echo real-time)"),"
   echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
   echo "  \"arms\": $(json_str "$ARMS"),"
   echo "  \"browsers\": [$(printf '"%s",' "${BROWSER_LIST[@]}" | sed 's/,$//')],"

@@ -16,7 +16,7 @@ import re
 import sys
 import time
 
-TRANSPORTS = ["h3", "h2", "h1-tls", "h1-clear"]
+TRANSPORTS = ["h3", "h2", "h1-tls", "h1-clear", "moq"]
 COLORS = {"h3": "#d62728", "h2": "#1f77b4", "h1-tls": "#2ca02c", "h1-clear": "#7f7f7f"}
 
 
@@ -190,7 +190,7 @@ def table(out, all_runs):
             ratio = h3[0]["cpu_s_per_gb"] / h1[0]["cpu_s_per_gb"]
             lines.append(f"- {n} viewers: h3 CPU/GB = {ratio:.2f}× h1-tls (target ≤ 2): {'met' if ratio <= 2 else 'MISSED'}")
     for r in sorted(idle, key=lambda r: TRANSPORTS.index(r["transport"])):
-        limit = 300 if r["transport"] == "h3" else 100
+        limit = 300 if r["transport"] in ("h3", "moq") else 100
         k = r["kib_per_viewer"]
         lines.append(f"- {r['transport']}: {fmt(k, 0)} KiB per idle viewer (target < {limit}): {'met' if k is not None and k < limit else 'MISSED'}")
     errs = sum((r["errors"] or 0) for r in runs)

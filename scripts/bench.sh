@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fan-out benchmark: cost per viewer and latency added per transport.
 #
-# For each transport (h3, h2, h1-tls, h1-clear) and viewer count, a fresh
+# For each transport (h3, h2, h1-tls, h1-clear, moq) and viewer count, a fresh
 # origin (`h3live serve`) is fed a recorded LL-DASH stream by `h3live load
 # replay` (real-time pace, prft re-stamped at push time) and `h3live load`
 # runs that many viewers on the same machine. Per run it records the origin's
@@ -11,13 +11,15 @@
 # streamed) for memory per idle viewer, and a side-by-side with Debian's
 # caddy serving the same bytes as static files (viewers fetch each segment
 # once complete, `--pace segment`, against both servers) for the ratio of
-# CPU per delivered GB per transport.
+# CPU per delivered GB per transport. The moq transport (Media over QUIC over
+# WebTransport, `--moq` on the origin, one MoQ subscriber per viewer) has no
+# Caddy counterpart; an --against binary must know --moq to run its moq cells.
 #
 # Output folder: runs.jsonl + raw/ (per-run JSON, metrics, logs),
 # results.json, table.md, plot.svg (scripts/bench-report.py).
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
-#          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear"]
+#          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear moq"]
 #          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
 #          [--against PATH [--against-args "ARGS"]] [--profile]
 #   --pin         origin (and Caddy) on core 0, load tool and replay on core 1 (taskset), so
@@ -95,12 +97,12 @@ RUNS=$OUT/runs.jsonl
 : > "$RUNS"
 
 # Ports (loopback only): ours, then caddy's.
-P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444
+P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444 P_MOQ=28435
 C_HTTPS=29443 C_HTTP=29080
-# BENCH_PORT_BASE=N moves all six to N..N+5 (several benchmarks on one machine).
+# BENCH_PORT_BASE=N moves all seven to N..N+6 (several benchmarks on one machine).
 if [ -n "${BENCH_PORT_BASE:-}" ]; then
   B=$BENCH_PORT_BASE
-  P_HTTP=$B P_H3=$((B + 1)) P_H1=$((B + 2)) P_H2=$((B + 3)) C_HTTPS=$((B + 4)) C_HTTP=$((B + 5))
+  P_HTTP=$B P_H3=$((B + 1)) P_H1=$((B + 2)) P_H2=$((B + 3)) C_HTTPS=$((B + 4)) C_HTTP=$((B + 5)) P_MOQ=$((B + 6))
 fi
 STREAM=bench
 CLK_TCK=$(getconf CLK_TCK)
@@ -114,7 +116,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for p in $P_HTTP $P_H3 $P_H1 $P_H2 $C_HTTPS $C_HTTP; do
+for p in $P_HTTP $P_H3 $P_H1 $P_H2 $P_MOQ $C_HTTPS $C_HTTP; do
   if port_busy "$p"; then die "port $p is in use: stop whatever listens there first"; fi
 done
 
@@ -176,11 +178,15 @@ next_cell() {
 }
 
 ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
+# The transport of the cells being run: moq cells add the MoQ listener.
+CUR_T=""
 start_origin() {
+  local moq=()
+  [ "$CUR_T" = moq ] && moq=(--moq 127.0.0.1:$P_MOQ --moq-idle-timeout 10m)
   ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
     --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
     --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
-    --max-connections-per-ip 0 --idle-timeout 10m --state-dir "$(new_state_dir "$OUT/state")" \
+    --max-connections-per-ip 0 --idle-timeout 10m --state-dir "$(new_state_dir "$OUT/state")" ${moq[@]+"${moq[@]}"} \
     ${ORIGIN_ARGS[@]+"${ORIGIN_ARGS[@]}"} 2> "$OUT/logs/origin-$1$SUFFIX.log" &
   ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
   wait_url "http://127.0.0.1:$P_HTTP/healthz" 10 "$ORIGIN_PID" || die "origin did not start"
@@ -224,6 +230,7 @@ addr_of() { # server transport
   case "$1:$2" in
     h3live:h3) echo 127.0.0.1:$P_H3 ;; h3live:h2) echo 127.0.0.1:$P_H2 ;;
     h3live:h1-tls) echo 127.0.0.1:$P_H1 ;; h3live:h1-clear) echo 127.0.0.1:$P_HTTP ;;
+    h3live:moq) echo 127.0.0.1:$P_MOQ ;;
     caddy:h1-clear) echo 127.0.0.1:$C_HTTP ;; caddy:*) echo 127.0.0.1:$C_HTTPS ;;
   esac
 }
@@ -292,6 +299,7 @@ note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- h3live, live viewers
 for t in $TRANSPORTS; do
+  CUR_T=$t
   for n in $COUNTS; do
     next_cell
     for v in "${ORDER[@]}"; do
@@ -321,6 +329,8 @@ if [ "$CADDY" = 1 ]; then
     note "caddy not installed (apt-get install caddy): comparison skipped"
   else
     for t in $TRANSPORTS; do
+      [ "$t" = moq ] && continue  # Caddy serves no MoQ
+      CUR_T=$t
       next_cell
       for v in "${ORDER[@]}"; do
         use_variant "$v"

@@ -20,7 +20,7 @@
 # (src/cli.rs): cleartext ingest + playback, h3 (UDP) + HTTPS h2/h1 (TCP) on
 # one port, HTTPS HTTP/1.1 only, HTTPS h2 only.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-DEFAULT_HTTP_PORT=8080 DEFAULT_H3_PORT=4433 DEFAULT_H1_PORT=4443 DEFAULT_H2_PORT=4444
+DEFAULT_HTTP_PORT=8080 DEFAULT_H3_PORT=4433 DEFAULT_H1_PORT=4443 DEFAULT_H2_PORT=4444 DEFAULT_MOQ_PORT=4435
 
 # _say_clock: the time for a message, as SAY_CLOCK asks (nothing when unset).
 _say_clock() {

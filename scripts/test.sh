@@ -26,6 +26,9 @@
 #      real sources (web/e2e/sources.js): a looped media file played across its loop
 #      points with the timecode decoded, the Streamline preview's ffmpeg command pushing
 #      to /ldash/1234/ and its /ldashplay/1234/manifest.mpd URL playing, the clock page;
+#      the MoQ endpoint's certificate paths for WebTransport (web/e2e/moq-cert.js);
+#      the MoQ player page over WebTransport (timecode, arrival, no WebSocket fallback),
+#      its recovery from encoder and origin restarts, and the moq arm of the compare page;
 #   5. the transport A/B harness, short: the path emulator's self-check (jitter,
 #      bursty loss, rate), then origin and browsers (Chromium, Firefox) in two network
 #      namespaces over a 50 ms RTT, 1 % loss path, h3 and HTTP/1.1, and the ABR ladder through a
@@ -108,8 +111,15 @@ if [ "$E2E" = 1 ]; then
   step "headless Chromium end-to-end, LL-HLS with hls.js (h3 and HTTP/1.1 over TLS)"
   node web/e2e/e2e.js --bin target/release/h3live --format hls --duration 20 --max-latency 5000 --agree 500
 
-  step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium"
+  step "MoQ endpoint: which certificate paths open a WebTransport session in headless Chromium (~15 s)"
+  node web/e2e/moq-cert.js --bin target/release/h3live
+
+  step "headless Chromium end-to-end, Media over QUIC: the MoQ player over WebTransport, latency under 1 s, no WebSocket fallback (~40 s)"
+  node web/e2e/e2e.js --bin target/release/h3live --format moq --max-latency 1000
+
+  step "restarts: kill -9 of the encoder and of the origin under a playing headless Chromium (LL-DASH over h3, then the MoQ player)"
   node web/e2e/restart.js --bin target/release/h3live
+  node web/e2e/restart.js --bin target/release/h3live --arm moq --encoder-args='--size 640x360'
 
   step "ABR ladder in headless Chromium over h3: down-switch under a 700 kbit/s limit and under a cap, timecode at 234p (~90 s)"
   node web/e2e/abr.js --bin target/release/h3live
@@ -120,6 +130,7 @@ if [ "$E2E" = 1 ]; then
   step "compare page: verdict unit tests, screenshots at 1280x800, 390x844, 1920x1080, 3840x2160"
   node --test web/test/verdict.test.js
   node web/e2e/compare-shots.js --bin target/release/h3live
+  node web/e2e/compare-shots.js --bin target/release/h3live --arms h3,moq,h1 --no-highlight
 
   step "headless Firefox (HTTP/3 by neqo): player over h3 and HTTP/1.1 over TLS, LL-HLS over h3, compare page"
   node web/e2e/e2e.js --browser firefox --bin target/release/h3live

@@ -124,6 +124,73 @@ pub fn spki_hash(key_pem: &str) -> Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
 }
 
+/// Longest validity Chromium accepts for a certificate pinned with
+/// WebTransport's `serverCertificateHashes` (14 days, ECDSA only).
+pub const WEBTRANSPORT_MAX_VALIDITY: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
+/// A certificate for a WebTransport endpoint that browsers accept by its
+/// hash alone (`serverCertificateHashes`): ECDSA P-256, valid from an hour
+/// ago for 13 days in all (under [`WEBTRANSPORT_MAX_VALIDITY`]), for the
+/// default names plus `hosts`. Returns the keys and the lower-case hex
+/// SHA-256 of the certificate (DER), the value to pin.
+pub fn webtransport_cert(hosts: &[String]) -> Result<(TlsKeys, String)> {
+    let (cert, key, _) = generate_webtransport(hosts)?;
+    keys_from_pem(&cert, &key)
+}
+
+/// [`webtransport_cert`] kept in `dir` (`moq-cert.pem`, `moq-key.pem`, and
+/// `moq-cert.not-after` with its expiry in Unix seconds), so a restarted
+/// origin keeps the hash its clients pinned. A new one replaces it when it
+/// has less than a day left.
+pub fn load_or_generate_webtransport(dir: &Path, hosts: &[String]) -> Result<(TlsKeys, String)> {
+    let paths = CertPaths { cert: dir.join("moq-cert.pem"), key: dir.join("moq-key.pem") };
+    let stamp = dir.join("moq-cert.not-after");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let kept = std::fs::read_to_string(&stamp).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    if kept.is_some_and(|t| t > now + 86_400) {
+        if let (Ok(cert), Ok(key)) = (std::fs::read_to_string(&paths.cert), std::fs::read_to_string(&paths.key)) {
+            if let Ok(k) = keys_from_pem(&cert, &key) {
+                return Ok(k);
+            }
+        }
+    }
+    let (cert, key, not_after) = generate_webtransport(hosts)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&paths.cert, &cert).with_context(|| format!("writing {}", paths.cert.display()))?;
+    write_private(&paths.key, key.as_bytes()).with_context(|| format!("writing {}", paths.key.display()))?;
+    std::fs::write(&stamp, format!("{not_after}\n")).with_context(|| format!("writing {}", stamp.display()))?;
+    keys_from_pem(&cert, &key)
+}
+
+/// A fresh WebTransport certificate: (cert PEM, key PEM, expiry in Unix seconds).
+fn generate_webtransport(hosts: &[String]) -> Result<(String, String, u64)> {
+    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+    names.extend(hosts.iter().filter(|h| !DEFAULT_NAMES.contains(&h.as_str())).cloned());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating key")?;
+    let mut params = rcgen::CertificateParams::new(names).context("certificate names")?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "h3live MoQ endpoint");
+    let hour = std::time::Duration::from_secs(3600);
+    let start = std::time::SystemTime::now() - hour;
+    let end = start + WEBTRANSPORT_MAX_VALIDITY - 24 * hour;
+    params.not_before = start.into();
+    params.not_after = end.into();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.self_signed(&key).context("signing certificate")?;
+    let not_after = end.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    Ok((cert.pem(), key.serialize_pem(), not_after))
+}
+
+/// Keys and hex SHA-256 (of the leaf's DER) from PEM text.
+fn keys_from_pem(cert_pem: &str, key_pem: &str) -> Result<(TlsKeys, String)> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let leaf = chain.first().context("no certificate")?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let spki_sha256 = spki_hash(key_pem)?;
+    Ok((TlsKeys { chain, key, spki_sha256 }, hex))
+}
+
 /// The Chromium command line that makes Chromium use HTTP/3 for `host:port`
 /// with this certificate.
 pub fn chromium_command(spki: &str, host: &str, port: u16, url: &str) -> String {

@@ -16,7 +16,7 @@ use crate::units::{parse_duration, parse_positive_duration, parse_size};
 /// targets match by prefix, so `h3=warn` alone would also silence `h3live`
 /// itself; the longer `h3live=info` directive wins for our own target.
 pub const DEFAULT_LOG_FILTER: &str =
-    "info,quinn=warn,quinn_proto=warn,h3=warn,h3_quinn=warn,rustls=warn,hyper=warn,h3live=info";
+    "info,quinn=warn,quinn_proto=warn,h3=warn,h3_quinn=warn,rustls=warn,hyper=warn,moq_net=error,moq_mux=warn,hang=warn,web_transport_quinn=error,h3live=info";
 
 /// A listener address, or `off` to disable the listener.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +119,51 @@ pub struct ListenArgs {
     /// TLS listener offering HTTP/2 only, no Alt-Svc: the HTTP/2 arm.
     #[arg(long = "https-h2", default_value_t = ListenAddr::any(ports::HTTPS_H2), value_name = "ADDR|off")]
     pub https_h2: ListenAddr,
+}
+
+/// Media over QUIC (MoQ) listener and limits.
+#[derive(Debug, Clone, Args)]
+pub struct MoqArgs {
+    /// Media over QUIC over WebTransport (UDP) listener, e.g. 127.0.0.1:4435 or [::]:4435. Off by default.
+    /// Every stream is published as a MoQ broadcast named after it (docs/moq.md). The same address is also
+    /// bound over TCP as a read-only cleartext HTTP/1.1 listener, so `http://HOST:PORT/certificate.sha256`
+    /// (where MoQ web players look for the certificate hash) answers on the same port number.
+    #[arg(long, default_value = "off", value_name = "ADDR|off")]
+    pub moq: ListenAddr,
+    /// Concurrent track subscriptions per MoQ session (QUIC flow control: the client cannot open more).
+    #[arg(long, default_value_t = 16)]
+    pub moq_max_subscriptions: u32,
+    /// Bytes quinn buffers per MoQ session (sent, not yet acknowledged): what a subscriber that stops
+    /// reading can pin besides the shared group cache.
+    #[arg(long, default_value = "4M", value_parser = parse_size)]
+    pub moq_send_window: u64,
+    /// A MoQ session that sends less than 64 KiB in a window this long (nothing subscribed, or a subscriber
+    /// that stopped reading) is closed. More than 0.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub moq_idle_timeout: Duration,
+    /// How far (media time) a group may fall behind the newest of its track before it is dropped; a
+    /// subscriber further behind skips ahead to newer groups.
+    #[arg(long, default_value = "4s", value_parser = parse_positive_duration)]
+    pub moq_max_age: Duration,
+    /// Bytes of published groups the MoQ view keeps for all subscribers together (oldest dropped beyond).
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    pub moq_cache_size: u64,
+}
+
+impl MoqArgs {
+    /// The view's settings.
+    pub fn view(&self) -> crate::moq::MoqConfig {
+        crate::moq::MoqConfig { max_age: self.moq_max_age, cache_bytes: self.moq_cache_size }
+    }
+
+    /// The session limits.
+    pub fn limits(&self) -> crate::transport::moq::MoqLimits {
+        crate::transport::moq::MoqLimits {
+            max_subscriptions: self.moq_max_subscriptions.max(1),
+            send_window: self.moq_send_window.max(64 << 10),
+            idle_timeout: self.moq_idle_timeout,
+        }
+    }
 }
 
 /// Certificate options.
@@ -305,6 +350,7 @@ impl HttpArgs {
             ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir(ingest, |k| std::env::var_os(k)),
+            moq_certificate_sha256: None,
             prefetch: false,
         }
     }

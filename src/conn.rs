@@ -26,6 +26,9 @@ pub mod ports {
     pub const HTTPS_H1: u16 = 4443;
     /// TLS, HTTP/2 only.
     pub const HTTPS_H2: u16 = 4444;
+    /// Media over QUIC (WebTransport, UDP; off unless `--moq` is given), and
+    /// its read-only cleartext HTTP/1.1 twin on TCP.
+    pub const MOQ: u16 = 4435;
 }
 
 /// Which protocol a response travels over (a metrics label).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use h3live::cert::{self, CertPaths};
-use h3live::cli::{CertArgs, HttpArgs, ListenArgs, StoreArgs};
+use h3live::cli::{CertArgs, HttpArgs, ListenArgs, MoqArgs, StoreArgs};
 use h3live::server::{self, Listeners, ServerConfig};
 use h3live::transport::{bind_tcp, bind_udp};
 use tracing::info;
@@ -47,6 +47,8 @@ struct ServeArgs {
     store: StoreArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    moq: MoqArgs,
 }
 
 /// `h3live front`: the listeners, certificate and limits of `serve`, no
@@ -75,6 +77,8 @@ struct FrontArgs {
 struct StoreDefaults {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    moq: MoqArgs,
 }
 
 #[derive(clap::Args)]
@@ -123,6 +127,7 @@ fn main() -> Result<()> {
                 // The store is unused in front mode.
                 store: StoreDefaults::parse_from(["front"]).store,
                 http: args.http,
+                moq: StoreDefaults::parse_from(["front"]).moq,
             };
             rt.block_on(serve(serve_args, Some(std::sync::Arc::new(up)), !args.no_prefetch))
         }
@@ -168,6 +173,19 @@ fn load_certificate(args: &CertArgs, h3: Option<std::net::SocketAddr>) -> Result
     Ok(keys)
 }
 
+/// The MoQ endpoint's WebTransport certificate (kept in `--cert-dir`) and
+/// its SHA-256 for `serverCertificateHashes`.
+fn load_moq_certificate(args: &ServeArgs, addr: std::net::SocketAddr) -> Result<(server::MoqSetup, String)> {
+    let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
+    info!(
+        url = %format!("https://localhost:{}/", addr.port()),
+        certificate_sha256 = %sha256,
+        moq_spki_sha256 = %keys.spki_sha256,
+        "MoQ: certificate for serverCertificateHashes (ECDSA, 13 days), also at /certificate.sha256"
+    );
+    Ok((server::MoqSetup { view: args.moq.view(), keys }, sha256))
+}
+
 async fn serve(
     args: ServeArgs,
     upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>,
@@ -185,6 +203,8 @@ async fn serve(
         https_h1: bind(l.https_h1.0, "https-h1")?,
         https_h2: bind(l.https_h2.0, "https-h2")?,
         h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
+        moq: args.moq.moq.0.map(|a| bind_udp(a).with_context(|| format!("binding --moq {a} (UDP)"))).transpose()?,
+        moq_http: bind(args.moq.moq.0, "moq (TCP)")?,
     };
     if let Some(sock) = &listeners.h3 {
         let want = args.http.udp_buffer;
@@ -204,13 +224,22 @@ async fn serve(
     let ingest_on_http = !args.http.no_ingest && !front;
     // The state directory's default is keyed by the ingest listener's address.
     let ingest = l.http.0.filter(|_| ingest_on_http);
+    let moq = args.moq.moq.0.map(|addr| load_moq_certificate(&args, addr)).transpose()?;
+    let mut limits = args.http.limits();
+    limits.moq = args.moq.limits();
     let config = ServerConfig {
         store: args.store.config(),
-        origin: h3live::core::OriginConfig { upstream, prefetch, ..args.http.origin_config(ingest) },
-        limits: args.http.limits(),
+        origin: h3live::core::OriginConfig {
+            upstream,
+            prefetch,
+            moq_certificate_sha256: moq.as_ref().map(|m| m.1.clone()),
+            ..args.http.origin_config(ingest)
+        },
+        limits,
         tls,
         ingest_on_http,
         public_status: args.http.public_status,
+        moq: moq.map(|m| m.0),
     };
     server::run(config, listeners, shutdown).await
 }

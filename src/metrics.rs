@@ -145,6 +145,11 @@ pub struct Metrics {
     connections: [Gauge; Transport::ALL.len()],
     /// Origin delay, by transport.
     origin_delay: [Histogram; Transport::ALL.len()],
+    /// The family of `origin_delay`, for series of delivery formats that are
+    /// not an HTTP transport (`moq`).
+    origin_delay_family: Family<TransportLabel, Histogram>,
+    /// Collectors added by parts started later (the MoQ endpoint), read at each scrape.
+    collectors: std::sync::Mutex<Vec<Arc<dyn Collector>>>,
     /// Uploads that ended without their terminating chunk.
     aborted_uploads: Counter,
     /// QUIC handshakes answered with Retry (address validation under load).
@@ -199,6 +204,8 @@ impl Default for Metrics {
             active_readers: readers.by_index,
             connections: connections.by_index,
             origin_delay: delay.by_index,
+            origin_delay_family: delay.family,
+            collectors: Default::default(),
             aborted_uploads,
             quic_retries,
             rejected_ingest,
@@ -257,6 +264,17 @@ impl Metrics {
         &self.origin_delay[transport.index()]
     }
 
+    /// The origin-delay series labelled `transport` (created on first use):
+    /// for delivery formats that are not one of the HTTP [`Transport`]s.
+    pub fn origin_delay_series(&self, transport: &'static str) -> Histogram {
+        self.origin_delay_family.get_or_create(&TransportLabel { transport }).clone()
+    }
+
+    /// Encode `collector`'s metrics at every scrape from now on.
+    pub fn add_collector(&self, collector: Box<dyn Collector>) {
+        self.collectors.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::from(collector));
+    }
+
     /// Count an aborted upload.
     pub fn upload_aborted(&self) {
         self.aborted_uploads.inc();
@@ -302,6 +320,9 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(StoreCollector(store.clone())));
+        for c in self.collectors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            scrape.register_collector(Box::new(Shared(c.clone())));
+        }
         let encoded = prometheus_client::encoding::prometheus_text::encode(&mut out, &scrape)
             .and_then(|()| prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry));
         // Writing into a String cannot fail; a failure would be a bug in an encoder.
@@ -309,6 +330,16 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+/// A collector shared between the origin's list and one scrape's registry.
+#[derive(Debug)]
+struct Shared(Arc<dyn Collector>);
+
+impl Collector for Shared {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
     }
 }
 

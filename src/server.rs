@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::cert::TlsKeys;
 use crate::core::{Origin, OriginConfig};
+use crate::moq::{Moq, MoqConfig};
 use crate::store::{Store, StoreConfig};
 use crate::transport::hyper::TcpMode;
 use crate::transport::{self, Limits, ListenerInfo, Tasks};
@@ -31,6 +32,12 @@ pub struct Listeners {
     pub https_h2: Option<TcpListener>,
     /// UDP socket for HTTP/3.
     pub h3: Option<std::net::UdpSocket>,
+    /// UDP socket for Media over QUIC (WebTransport).
+    pub moq: Option<std::net::UdpSocket>,
+    /// Cleartext HTTP/1.1 listener on the MoQ port number (TCP), read-only:
+    /// serves `/certificate.sha256` where MoQ players look for it
+    /// (`http://HOST:PORT/` URLs), and the rest of the origin's reads.
+    pub moq_http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -56,6 +63,18 @@ pub struct ServerConfig {
     /// Serve `/streams` and `/metrics` on every listener, not only on the
     /// cleartext (admin) one.
     pub public_status: bool,
+    /// The MoQ view and its endpoint's certificate (required if a MoQ socket is bound).
+    pub moq: Option<MoqSetup>,
+}
+
+/// What the MoQ endpoint needs besides its socket.
+#[derive(Clone)]
+pub struct MoqSetup {
+    /// The view's settings.
+    pub view: MoqConfig,
+    /// Its certificate: short-lived ECDSA, pinned by hash in browsers
+    /// ([`crate::cert::webtransport_cert`]).
+    pub keys: TlsKeys,
 }
 
 /// Serve until `shutdown` resolves, then stop gracefully: stop accepting,
@@ -88,7 +107,14 @@ pub async fn run_origin(
         }
         None => (None, None),
     };
+    let moq_endpoint = match listeners.moq {
+        Some(sock) => {
+            Some(start_moq(sock, config.moq.as_ref().context("MoQ needs its setup")?, &config, &origin, &tasks)?)
+        }
+        None => None,
+    };
     let tcp = [
+        (listeners.moq_http, "moq-http", None),
         (listeners.http, "http", None),
         (listeners.https, "https", Some(&[&b"h2"[..], b"http/1.1"][..])),
         (listeners.https_h1, "https-h1", Some(&[&b"http/1.1"[..]][..])),
@@ -103,15 +129,17 @@ pub async fn run_origin(
         let info = Arc::new(ListenerInfo {
             name,
             ingest: name == "http" && config.ingest_on_http,
+            // The MoQ port's TCP twin is read-only and shows no status pages.
             alt_svc: if name == "https" { alt_svc.clone() } else { None },
-            status_pages: name == "http" || config.public_status,
+            status_pages: name == "http" || (config.public_status && name != "moq-http"),
         });
         start_tcp(listener, mode, info, &config, &origin, &tasks)?;
     }
     let sweeper = tokio::spawn(sweep_idle_streams(origin.clone(), tasks.shutdown.clone()));
 
     shutdown.await;
-    tasks.stop(config.limits.shutdown.grace, endpoint.as_slice()).await;
+    let endpoints: Vec<quinn::Endpoint> = endpoint.into_iter().chain(moq_endpoint).collect();
+    tasks.stop(config.limits.shutdown.grace, &endpoints).await;
     sweeper.abort();
     Ok(())
 }
@@ -141,6 +169,40 @@ fn start_h3(
         tasks.tracker.clone(),
     ));
     Ok((ep, alt_svc))
+}
+
+/// Start the MoQ view of the store and its WebTransport endpoint on `sock`.
+fn start_moq(
+    sock: std::net::UdpSocket,
+    setup: &MoqSetup,
+    config: &ServerConfig,
+    origin: &Arc<Origin>,
+    tasks: &Tasks,
+) -> Result<quinn::Endpoint> {
+    let mut server_config = transport::tls::quic_server_config(&setup.keys, &[web_transport_quinn::ALPN.as_bytes()])?;
+    server_config.transport_config(Arc::new(transport::moq::transport_config(&config.limits)));
+    let ep = transport::quic_endpoint(sock, server_config)?;
+    info!(addr = %ep.local_addr()?, "MoQ (WebTransport) listening");
+    let metrics = origin.metrics().clone();
+    let view = Moq::start(
+        origin.store().clone(),
+        setup.view.clone(),
+        metrics.origin_delay_series("moq"),
+        tasks.shutdown.clone(),
+    );
+    let server = transport::moq::MoqServer::new(view);
+    metrics.add_collector(Box::new(transport::moq::Collector(server.clone())));
+    let info = Arc::new(ListenerInfo { name: "moq", ingest: false, alt_svc: None, status_pages: false });
+    tasks.tracker.spawn(transport::moq::serve(
+        ep.clone(),
+        info,
+        server,
+        config.limits.clone(),
+        metrics,
+        tasks.shutdown.clone(),
+        tasks.tracker.clone(),
+    ));
+    Ok(ep)
 }
 
 /// Start one HTTP/1.1 / HTTP/2 listener.

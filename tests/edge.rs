@@ -155,6 +155,7 @@ impl Front {
             https_h1: Some(bind_tcp(local).unwrap()),
             https_h2: Some(bind_tcp(local).unwrap()),
             h3: Some(bind_udp(local).unwrap()),
+            ..Default::default()
         };
         let h1 = listeners.https_h1.as_ref().unwrap().local_addr().unwrap();
         let h2 = listeners.https_h2.as_ref().unwrap().local_addr().unwrap();
@@ -167,6 +168,7 @@ impl Front {
             tls: Some(keys),
             ingest_on_http: false,
             public_status: prefetch,
+            moq: None,
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(config, listeners, async move {

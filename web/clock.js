@@ -50,14 +50,19 @@ export function stripCanvas(className) {
 
 export class PlayerClock {
   /**
-   * @param stage  element containing the video (position: relative)
-   * @param video  the <video>, for the picture's source height
+   * @param stage  element containing the picture (position: relative)
+   * @param video  the <video>, for the picture's source height (null for a canvas player)
+   * @param sourceHeight  the picture's source height in pixels, or 0 while unknown
+   *               (default: the video's; a canvas player gives its own and
+   *               calls layout() when it changes)
    */
-  constructor(stage, video) {
+  constructor(stage, video, sourceHeight = () => video.videoHeight) {
     /** Container the clock is positioned in. */
     this.stage = stage;
     /** Video whose picture the clock overlays. */
     this.video = video;
+    /** The picture's source height (0 while unknown). */
+    this.sourceHeight = sourceHeight;
     /** The text clock. */
     this.text = document.createElement('div');
     this.text.className = 'clock';
@@ -69,7 +74,7 @@ export class PlayerClock {
     this.ctx = ctx;
     stage.append(this.text, this.strip);
     new ResizeObserver(() => this.layout()).observe(stage);
-    video.addEventListener('loadedmetadata', () => this.layout());
+    if (video) video.addEventListener('loadedmetadata', () => this.layout());
     this.layout();
   }
 
@@ -82,7 +87,7 @@ export class PlayerClock {
     t.padding = `0 ${border}px`;
     t.left = `${margin - border}px`;
     t.top = `${margin + fs * 1.45}px`;
-    const srcH = this.video.videoHeight || 720;
+    const srcH = this.sourceHeight() || 720;
     const sh = (stripHeight(srcH) / srcH) * h;
     const s = this.strip.style;
     s.height = `${sh}px`;

@@ -2,6 +2,10 @@
 // same stream and target latency, each fetching manifest and media from its
 // own absolute origin (h3 :4433, HTTP/1.1-over-TLS :4443, h2 :4444 by default).
 //
+// The arm "moq" plays the origin's Media over QUIC broadcast of the stream with
+// the MoQ project's <moq-watch> element (./moq.js: moq-lite over WebTransport,
+// WebCodecs, a canvas), measured by the same rules.
+//
 // Layout: every arm's picture, its one-line verdict and the latency chart fit
 // the window without scrolling (layout() below picks the column count that
 // gives the largest pictures; the chart takes an empty grid cell or a row of
@@ -17,10 +21,14 @@
 //                      ports/origins are per transport (h3port=, h3=URL apply to dash-h3 and hls-h3)
 //   latency=SECONDS    target latency for every player (default DEFAULT_LATENCY)
 //   host=NAME          host of every arm (default: this page's host)
-//   h3port, h1port, h2port   ports (defaults 4433, 4443, 4444)
-//   h3=URL, h1=URL, h2=URL   full origin of one arm (overrides host/port)
+//   h3port, h1port, h2port, moqport   ports (defaults 4433, 4443, 4444, 4435)
+//   h3=URL, h1=URL, h2=URL, moq=URL   full origin of one arm (overrides host/port; moq: the
+//                      MoQ endpoint, https://HOST:PORT/, its certificate hash is read from
+//                      this page's origin, /certificate.sha256)
 //   h3latency=SECONDS, ...   target latency of one arm (overrides latency=; e.g. to see
-//                      what a bigger buffer costs, or to check the verdict's highlight)
+//                      what a bigger buffer costs, or to check the verdict's highlight).
+//                      For moq it is the element's jitter buffer on top of the lowest transit
+//                      seen; without moqlatency= or latency= in the URL, its real-time mode
 //   profile=NAME       network path profile (shown in the header; scripts/ab.sh)
 //   path=DESCRIPTION   what that profile does, e.g. "3 % random loss each way"
 //   debug=1            dash.js debug logging
@@ -29,11 +37,14 @@
 // window.h3liveCompare (read by scripts/ab/driver.mjs) — shape, version 1:
 // {
 //   version: 1,
-//   config: { stream, targetLatency, profile, path, arms: { ARM: { origin, mpd, expect, targetLatency } } },
+//   config: { stream, targetLatency, profile, path, arms: { ARM: { origin, mpd, expect, targetLatency, format } } },
+//                                 // moq: origin is the MoQ endpoint, mpd null, format "moq",
+//                                 // targetLatency the jitter buffer (s) or "real-time"
 //   players: { ARM: {
 //     firstFrameMs: ms from navigation start to this player's first frame | null,
 //     playing, currentTime, playbackRate, bufferS,
-//     latency: { timecodeMs, timecodeAvgMs (last 2 s), dashMs, screenMs },
+//     latency: { timecodeMs, timecodeAvgMs (last 2 s), dashMs, screenMs,
+//                arrivalMs, arrivalAvgMs },      // frame arrival minus encoder clock (measure.js)
 //     stalls: { count, totalMs, events: [[startEpochMs, durationMs]] },
 //     transport: { last, counts: { protocol: n } },   // media segments' nextHopProtocol
 //     bytes,                                          // encodedBodySize of finished requests
@@ -41,14 +52,18 @@
 //     errors: [ { t, message } ],
 //     abr: { rule, current, switches, up, down, events, playedKbpsMean, maxDrift, pace,
 //            fetches: [[requestMs, firstByteMs, finishedMs, bytes, downloadMs, status, url]] },  // ./abr.js
-//     recovery: { status, reloads, events: [{t, reason, stalledMs}], recoveries } } },  // measure.js keepPlaying
+//     recovery: { status, reloads, events: [{t, reason, stalledMs}], recoveries },  // measure.js keepPlaying
+//     moq: { ... } } },             // moq only: the session (./moq.js, as in player.js's stats)
 //   verdict: { lowest: ARM | null,                    // web/verdict.js, updated twice a second
 //              arms: { ARM: { state: 'pending'|'lowest'|'higher'|'same', deltaMs,
 //                             nowMs, p25, p50, p75, n, spanMs } } },
 //   layout: { columns, videoWidth, videoHeight, chartInGrid, verdictLines },
-//   take(): { ARM: { frames: [[shownAtEpochMs, latencyMs]],
+//   take(): { ARM: { frames: [[shownAtEpochMs, latencyMs, arrivalLatencyMs | null]],
 //                    dash: [[epochMs, dashLatencyMs|null, playbackRate, bufferS|null, screenMs|null,
-//                            throughputKbps|null]] } }   (the last: player.getAverageThroughput('video'))
+//                            throughputKbps|null]],    (the last: player.getAverageThroughput('video'))
+//                    excluded: [[shownAtEpochMs, latencyMs, arrivalLatencyMs]] } }
+//           (excluded: moq frames received over a WebSocket session, left out of frames;
+//           moq's dash rows: dashLatencyMs null, rate 1, bufferS the element's playout delay)
 //           returns the samples gathered since the previous take() and forgets them
 //           (per-frame timecode latency; 4 times a second: dash.js latency, rate, buffer
 //           and screenMs = now minus the encoder time of the frame on screen, which keeps
@@ -61,6 +76,7 @@ import { ARM_PROTOCOL, DEFAULT_LATENCY, scanResources, startDash, watchStalls } 
 import { drawChart as drawLatencyChart, pushError, readPlayer, watchVideo } from './samples.js';
 import { WINDOW_MS, compareArms, summarize } from './verdict.js';
 import { hlsUrl, startHls } from './hls-player.js';
+import { DEFAULT_MOQ_PORT, MoqPlayer, certificateHash, jitterOf, loadWatch } from './moq.js';
 
 const q = new URLSearchParams(location.search);
 const stream = q.get('stream') || 'test';
@@ -69,12 +85,12 @@ const host = q.get('host') || location.hostname;
 const hostPart = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 const profile = q.get('profile');
 const pathDesc = q.get('path');
-const DEFAULT_PORTS = { h3: 4433, h1: 4443, h2: 4444 };
-const COLORS = { h3: '#4f4', h2: '#fc4', h1: '#4af', http: '#f6c' };
-const LABELS = { h3: 'HTTP/3', h2: 'HTTP/2', h1: 'HTTP/1.1 + TLS', http: 'HTTP/1.1 clear' };
+const DEFAULT_PORTS = { h3: 4433, h1: 4443, h2: 4444, moq: DEFAULT_MOQ_PORT };
+const COLORS = { h3: '#4f4', h2: '#fc4', h1: '#4af', http: '#f6c', moq: '#f5f' };
+const LABELS = { h3: 'HTTP/3', h2: 'HTTP/2', h1: 'HTTP/1.1 + TLS', http: 'HTTP/1.1 clear', moq: 'MoQ' };
 // Arm names: a transport (h3, h1, h2, http), optionally prefixed with a format (dash-, hls-).
 const transportOf = (arm) => arm.replace(/^(dash|hls)-/, '');
-const formatOf = (arm) => (arm.startsWith('hls-') ? 'hls' : 'dash');
+const formatOf = (arm) => (arm === 'moq' ? 'moq' : arm.startsWith('hls-') ? 'hls' : 'dash');
 const arms = (q.get('arms') || 'h3,h1,h2').split(',').map((s) => s.trim()).filter((a) => transportOf(a) in ARM_PROTOCOL);
 const HLS_COLORS = { h3: '#0dd', h2: '#f90', h1: '#b8f', http: '#f66' };
 for (const arm of arms) {
@@ -113,6 +129,11 @@ for (const arm of arms) {
   const port = q.get(`${t}port`) || DEFAULT_PORTS[t];
   const scheme = t === 'http' ? 'http' : 'https';
   const origin = (q.get(arm) || q.get(t) || `${scheme}://${hostPart}:${port}`).replace(/\/$/, '');
+  if (arm === 'moq') {
+    const jitter = jitterOf(q.get('moqlatency') || q.get('latency'));
+    config.arms[arm] = { origin: `${origin}/`, mpd: null, expect: expectOf(arm), targetLatency: jitter === 'real-time' ? jitter : jitter / 1000, jitter, format: 'moq' };
+    continue;
+  }
   origins[arm] = origin;
   const armLatency = Number(q.get(`${arm}latency`)) > 0 ? Number(q.get(`${arm}latency`)) : targetLatency;
   config.arms[arm] = {
@@ -140,7 +161,7 @@ window.h3liveCompare = {
     const out = {};
     for (const arm of arms) {
       out[arm] = pending[arm];
-      pending[arm] = { frames: [], dash: [] };
+      pending[arm] = { frames: [], dash: [], excluded: [] };
     }
     return out;
   },
@@ -156,12 +177,13 @@ function el(tag, attrs = {}, text = '') {
 // ------------------------------------------------------------ detail table
 const DETAILS = [
   ['tc', 'latency (timecode)', 'player wall clock at the displayed frame minus the encoder clock decoded from it; mean of the last 2 s'],
+  ['arrival', 'latency (arrival)', 'when each frame reached the player (MSE append; MoQ: received by its decode loop) minus the encoder clock decoded from it: the network share; mean of the last 2 s'],
   ['dash', 'latency (dash.js)', 'getCurrentLiveLatency()'],
   ['rate', 'playback rate', ''],
   ['buffer', 'buffer', ''],
   ['stalls', 'stalls / stalled', "'waiting' after the first frame until 'playing'"],
-  ['proto', 'transport', 'nextHopProtocol of media segments'],
-  ['bytes', 'bytes received', 'encodedBodySize of finished requests'],
+  ['proto', 'transport', 'nextHopProtocol of media segments; MoQ: moq over WebTransport, with the negotiated version'],
+  ['bytes', 'bytes received', 'encodedBodySize of finished requests; MoQ: media sample bytes the player received'],
   ['first', 'first frame', 'from navigation start'],
   ['errors', 'errors', ''],
   ['origin', 'origin', 'where this arm fetches manifest and media'],
@@ -185,7 +207,7 @@ function setupArm(arm) {
     errors: [],
   };
   players[arm] = p;
-  pending[arm] = { frames: [], dash: [] };
+  pending[arm] = { frames: [], dash: [], excluded: [] };
   resources[arm] = { counts: p.transport.counts, last: null, bytes: 0 };
   chartHistory[arm] = [];
 
@@ -196,12 +218,17 @@ function setupArm(arm) {
   const badge = el('span', { className: 'badge' });
   const title = el('span', { className: 'title' });
   title.append(el('span', { className: 'name', style: `color:${COLORS[arm]}` }, `■ ${LABELS[arm]}`), ' ', proto);
-  if (config.arms[arm].targetLatency !== targetLatency) title.append(' ', el('span', { className: 'target' }, `target ${config.arms[arm].targetLatency} s`));
+  const cfg = config.arms[arm];
+  if (cfg.format === 'moq') title.append(' ', el('span', { className: 'target', title: "the MoQ player's jitter buffer (?moqlatency=S)" }, `jitter ${cfg.jitter === 'real-time' ? cfg.jitter : `${cfg.jitter} ms`}`));
+  else if (cfg.targetLatency !== targetLatency) title.append(' ', el('span', { className: 'target' }, `target ${cfg.targetLatency} s`));
   head.append(title, badge);
   const stage = el('div', { className: 'stage' });
-  const video = el('video', { muted: true, playsInline: true, autoplay: true });
-  stage.append(video);
-  const clock = new PlayerClock(stage, video);
+  const isMoq = config.arms[arm].format === 'moq';
+  // The MoQ arm's picture is the canvas its player paints (startMoqArm), not a <video>.
+  const video = isMoq ? null : el('video', { muted: true, playsInline: true, autoplay: true });
+  if (video) stage.append(video);
+  const armState = { arm, p, tile, head, stage, video, clock: null, player: null, moq: null, cells: null, stalls: null, proto, badge };
+  const clock = new PlayerClock(stage, video, () => (video ? video.videoHeight : armState.moq && armState.moq.pictureHeight));
   const line = el('div', { className: 'verdict' });
   const vNow = el('b', {}, '–');
   const vP50 = el('b', {}, '–');
@@ -220,22 +247,29 @@ function setupArm(arm) {
   cells.origin.textContent = config.arms[arm].origin;
 
   const addError = (message) => pushError(p.errors, `h3live compare [${arm}]`, message);
+  Object.assign(armState, { clock, cells, vNow, vP50, vStalls });
+  if (isMoq) {
+    p.stalls = { count: 0, totalMs: 0, events: [] };
+    armState.stalls = { stalledNowMs: () => (armState.moq ? armState.moq.stalledNowMs() : 0) };
+    startMoqArm(armState, addError);
+    return armState;
+  }
   watchVideo(video, p, {
     addError,
     onFirstFrame: (ms) => { p.firstFrameMs = ms; },
-    onSample: (shownAt, lat) => {
+    onSample: (shownAt, lat, arrival) => {
       p.lastEncoderMs = shownAt - lat;
       const buf = pending[arm].frames;
-      buf.push([Math.round(shownAt), Math.round(lat)]);
+      buf.push([Math.round(shownAt), Math.round(lat), arrival === null ? null : Math.round(arrival)]);
       if (buf.length > MAX_BUFFERED) buf.shift();
     },
   });
   const stalls = watchStalls(video, () => p.firstFrameMs !== null);
   p.stalls = stalls.state;
+  armState.stalls = stalls;
   video.addEventListener('loadedmetadata', () => layout());
 
   const { origin, mpd } = config.arms[arm];
-  const armState = { arm, p, tile, head, stage, video, clock, player: null, cells, stalls, proto, badge, vNow, vP50, vStalls };
   const debug = !!q.get('debug');
   if (config.arms[arm].format === 'hls') {
     startHls(video, mpd, { targetLatency: config.arms[arm].targetLatency, debug, onError: addError }).then((pl) => { armState.player = pl; });
@@ -254,20 +288,70 @@ function setupArm(arm) {
   return armState;
 }
 
+/**
+ * The MoQ arm: load the <moq-watch> element (./moq.js), read the MoQ endpoint's
+ * certificate hash from this page's origin (the origin serves it on every
+ * listener; moqcert=HEX overrides) and play the stream's broadcast on a canvas
+ * in the tile.  Its frames go to the same per-frame samples as the other arms'.
+ */
+async function startMoqArm(s, addError) {
+  const { arm, p, stage } = s;
+  const why = await loadWatch();
+  if (why) { addError(why); return; }
+  const { origin: url, jitter } = config.arms[arm];
+  let certHash = q.get('moqcert');
+  if (!certHash && url.startsWith('https:')) {
+    try { certHash = await certificateHash(location.origin); } catch (e) { addError(e.message); return; }
+  }
+  s.moq = new MoqPlayer(stage, {
+    url, name: stream, jitter, certHash, p, onError: addError,
+    refreshCertHash: q.get('moqcert') ? null : () => certificateHash(location.origin),
+    onFirstFrame: (ms) => { p.firstFrameMs = ms; },
+    onSample: (shownAt, lat, arrival, viaWebSocket) => {
+      p.lastEncoderMs = shownAt - lat;
+      // Frames of a session over WebSocket are kept apart: not a WebTransport measurement.
+      const buf = viaWebSocket ? pending[arm].excluded : pending[arm].frames;
+      buf.push([Math.round(shownAt), Math.round(lat), arrival == null ? null : Math.round(arrival)]);
+      if (buf.length > MAX_BUFFERED) buf.shift();
+    },
+    onPicture: () => { s.clock.layout(); layout(); },
+  });
+  p.stalls = s.moq.stalls;
+  s.player = s.moq;
+}
+
+/** A MoQ arm's transport and bytes from its session (./moq.js), in the other arms' terms. */
+function moqTransport(p) {
+  const m = p.moq;
+  const ws = m.framesWebSocket;
+  if (m.transport) p.transport.last = m.transport === 'websocket' ? 'moq-websocket' : 'moq';
+  p.transport.counts = { ...(m.framesArrived - ws ? { moq: m.framesArrived - ws } : {}), ...(ws ? { 'moq-websocket': ws } : {}) };
+  p.bytes = m.bytes;
+}
+
 function sample(s) {
   const { arm, p, video, player } = s;
   if (!player) return;
-  p.currentTime = video.currentTime;
-  p.playbackRate = video.playbackRate;
-  const r = readPlayer(player);
-  p.latency.dashMs = r.latencyMs;
-  p.bufferS = r.bufferS;
+  let tput = null; // dash.js's video throughput estimate (kbit/s), what its ABR rules see
+  if (s.moq) {
+    p.currentTime = (s.moq.el.renderer.out.timestamp.peek() || 0) / 1000;
+    p.playbackRate = 1;
+    p.latency.dashMs = null;
+    p.bufferS = p.moq.bufferMs == null ? null : p.moq.bufferMs / 1000;
+  } else {
+    p.currentTime = video.currentTime;
+    p.playbackRate = video.playbackRate;
+    const r = readPlayer(player);
+    p.latency.dashMs = r.latencyMs;
+    p.bufferS = r.bufferS;
+    if (p.firstFrameMs !== null) {
+      try { tput = Math.round(player.getAverageThroughput('video')) || null; } catch { /* not ready */ }
+    }
+  }
   const now = Date.now();
   p.latency.screenMs = p.lastEncoderMs === null ? null : Math.round(now - p.lastEncoderMs);
   if (p.firstFrameMs !== null) {
     const d = pending[arm].dash;
-    let tput = null; // dash.js's video throughput estimate (kbit/s), what its ABR rules see
-    try { tput = Math.round(player.getAverageThroughput('video')) || null; } catch { /* not ready */ }
     d.push([now, p.latency.dashMs, p.playbackRate, p.bufferS, p.latency.screenMs, tput]);
     if (d.length > MAX_BUFFERED) d.shift();
   }
@@ -293,17 +377,19 @@ function updateVerdict(all) {
 function render(s) {
   const { p, cells, stalls, arm } = s;
   cells.tc.textContent = ms(p.latency.timecodeAvgMs);
+  cells.arrival.textContent = ms(p.latency.arrivalAvgMs);
   cells.dash.textContent = ms(p.latency.dashMs);
   cells.rate.textContent = `${p.playbackRate.toFixed(2)}×`;
   cells.buffer.textContent = p.bufferS == null ? '–' : `${p.bufferS.toFixed(2)} s`;
   const stalledS = (stalls.stalledNowMs() / 1000).toFixed(1);
   cells.stalls.textContent = `${p.stalls.count} / ${stalledS} s`;
   const wrongProto = !!p.transport.last && p.transport.last !== expectOf(arm);
-  cells.proto.textContent = p.transport.last || '–';
+  cells.proto.textContent = s.moq && p.moq.version ? `${p.transport.last} (${p.moq.transport}, ${p.moq.version})` : p.transport.last || '–';
   cells.proto.className = wrongProto ? 'bad' : '';
   s.proto.textContent = p.transport.last || '–';
   s.proto.className = `proto${wrongProto ? ' bad' : ''}`;
-  s.proto.title = `nextHopProtocol of the media segments; this arm expects ${expectOf(arm)}`;
+  s.proto.title = s.moq ? 'moq: a MoQ session over WebTransport; moq-websocket: over the WebSocket fallback (its samples are left out)'
+    : `nextHopProtocol of the media segments; this arm expects ${expectOf(arm)}`;
   cells.bytes.textContent = `${(p.bytes / 1e6).toFixed(2)} MB`;
   cells.first.textContent = ms(p.firstFrameMs);
   cells.errors.textContent = String(p.errors.length);
@@ -376,11 +462,16 @@ function layout() {
   const verdictW = probe.scrollWidth; // the longest verdict line, on one line
   const lineH = parseFloat(getComputedStyle(probe).lineHeight) || probe.getBoundingClientRect().height;
   const headH = Math.max(...tiles.map((s) => s.head.getBoundingClientRect().height));
-  const v0 = tiles.find((s) => s.video.videoWidth) || t0;
-  const aspect = v0.video.videoWidth ? v0.video.videoWidth / v0.video.videoHeight : 16 / 9;
+  const size = (s) => (s.video ? [s.video.videoWidth, s.video.videoHeight] : s.moq && s.moq.pictureHeight ? [s.moq.canvas.width, s.moq.canvas.height] : [0, 0]);
+  const [pw, ph] = size(tiles.find((s) => size(s)[0]) || t0);
+  const aspect = pw ? pw / ph : 16 / 9;
   const n = tiles.length;
-  const legendH = $('legend').parentElement.getBoundingClientRect().height;
-  const chartMin = Math.max(vh * CHART_MIN, legendH * 4);
+  // The chart's legend and verdict sentence, and room for at least 3 lines' height of plot
+  // (not 3 x the legend's height: a verdict sentence that wraps must not shrink the pictures).
+  const legend = $('legend').parentElement;
+  const legendH = legend.getBoundingClientRect().height;
+  const legendLineH = parseFloat(getComputedStyle(legend).lineHeight) || legendH;
+  const chartMin = Math.max(vh * CHART_MIN, legendH + 3 * legendLineH);
   let best = null;
   for (let c = 1; c <= n; c++) {
     const rows = Math.ceil(n / c);
@@ -438,8 +529,11 @@ function start() {
       scanResources(origins, resources, pickByFormat);
       updateVerdict(tiles);
       for (const s of tiles) {
-        s.p.bytes = resources[s.arm].bytes;
-        s.p.transport.last = resources[s.arm].last;
+        if (s.p.moq) moqTransport(s.p);
+        else {
+          s.p.bytes = resources[s.arm].bytes;
+          s.p.transport.last = resources[s.arm].last;
+        }
         render(s);
       }
       $('overall').textContent = overallText();

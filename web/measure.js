@@ -12,8 +12,9 @@ import { decodeVideo } from './timecode.js';
  *  (0.15 s stalled; 0.3/0.4 s had one ~15 ms stall in one of two 90 s runs under load). */
 export const DEFAULT_LATENCY = 0.5;
 
-/** The protocol each transport arm must use (performance nextHopProtocol). */
-export const ARM_PROTOCOL = { h3: 'h3', h2: 'h2', h1: 'http/1.1', http: 'http/1.1' };
+/** The protocol each transport arm must use (performance nextHopProtocol; for the MoQ
+ *  arm, ./moq.js: "moq" is a MoQ session over WebTransport). */
+export const ARM_PROTOCOL = { h3: 'h3', h2: 'h2', h1: 'http/1.1', http: 'http/1.1', moq: 'moq' };
 
 /**
  * dash.js settings for low-latency playback at `targetLatency` seconds from
@@ -239,16 +240,86 @@ export function keepPlaying(dashjs, player, video, mpd, { targetLatency = DEFAUL
   return state;
 }
 
+// ---------------------------------------------------------- frame arrival
+// When each frame of a <video> reached the player: the Media Source
+// Extensions append that carried it (dash.js and hls.js append every CMAF
+// chunk as soon as it is complete in low-latency mode, so this is the
+// network's delivery plus the player's hand-over to MSE; the MoQ arm's
+// equivalent is its decode loop receiving the frame, ./moq.js).  Installed
+// once per page: each video SourceBuffer logs [startS, endS, epochMs]: the
+// media time an append added to the buffered end, and when appendBuffer was
+// called; a presented frame's media time finds the append that brought it.
+// Appends are matched to their 'updateend' in order (a player may call
+// appendBuffer again before the previous append's updateend is dispatched).
+const mediaSources = new Map(); // blob: URL -> MediaSource
+const appendLog = new WeakMap(); // video SourceBuffer -> { log: [[startS, endS, epochMs]] (last 600), calls: [epochMs], end }
+let appendsHooked = false;
+function hookAppends() {
+  if (appendsHooked || typeof MediaSource === 'undefined' || typeof SourceBuffer === 'undefined') return;
+  appendsHooked = true;
+  const createObjectURL = URL.createObjectURL;
+  URL.createObjectURL = function h3liveCreateObjectURL(obj) {
+    const url = createObjectURL.call(URL, obj);
+    if (obj instanceof MediaSource) mediaSources.set(url, obj);
+    return url;
+  };
+  const addSourceBuffer = MediaSource.prototype.addSourceBuffer;
+  MediaSource.prototype.addSourceBuffer = function h3liveAddSourceBuffer(type) {
+    const sb = addSourceBuffer.call(this, type);
+    if (!/^video\//i.test(type)) return sb;
+    const st = { log: [], calls: [], end: null };
+    appendLog.set(sb, st);
+    sb.addEventListener('updateend', () => {
+      const at = st.calls.shift();
+      const b = sb.buffered;
+      if (at === undefined || !b.length) return; // the end of a remove(), or nothing buffered
+      const end = b.end(b.length - 1), rangeStart = b.start(b.length - 1);
+      const from = st.end !== null && st.end >= rangeStart - 1e-3 && st.end < end ? st.end : rangeStart;
+      if (st.end === null || end > st.end + 1e-4 || end < st.end - 1) {
+        st.log.push([from, end, at]);
+        if (st.log.length > 600) st.log.shift();
+      }
+      st.end = end;
+    });
+    return sb;
+  };
+  const appendBuffer = SourceBuffer.prototype.appendBuffer;
+  SourceBuffer.prototype.appendBuffer = function h3liveAppendBuffer(data) {
+    const st = appendLog.get(this);
+    const r = appendBuffer.call(this, data); // throws when the player may not append now: not logged then
+    if (st) st.calls.push(performance.timeOrigin + performance.now());
+    return r;
+  };
+}
+
+/** Epoch ms at which the frame at `mediaTime` (s) of `video` was appended to its MediaSource, or null. */
+function arrivalOf(video, mediaTime) {
+  const ms = mediaSources.get(video.currentSrc || video.src);
+  if (!ms || !Number.isFinite(mediaTime)) return null;
+  for (const sb of ms.sourceBuffers) {
+    const st = appendLog.get(sb);
+    if (!st) continue;
+    for (let i = st.log.length - 1; i >= 0; i--) {
+      const [start, end, at] = st.log[i];
+      if (mediaTime >= start - 1e-3 && mediaTime < end - 1e-3) return at;
+    }
+  }
+  return null;
+}
+
 /**
- * Call `onSample(shownAtMs, latencyMs)` for every presented frame whose
- * timecode strip decodes; `onFirstFrame(msSinceNavigation)` once; and
- * `onError(message)` for frames that do not decode.  shownAtMs is the wall
- * clock (epoch ms) at which the frame is expected on screen; latency is that
- * minus the encoder's wall clock decoded from the frame.
+ * Call `onSample(shownAtMs, latencyMs, arrivalLatencyMs | null)` for every
+ * presented frame whose timecode strip decodes; `onFirstFrame(msSinceNavigation)`
+ * once; and `onError(message)` for frames that do not decode.  shownAtMs is
+ * the wall clock (epoch ms) at which the frame is expected on screen; latency
+ * is that minus the encoder's wall clock decoded from the frame; arrival
+ * latency the wall clock at which the frame reached the player (its MSE
+ * append, above) minus the same encoder clock (null when not known).
  * Returns false when the browser has no requestVideoFrameCallback.
  */
 export function watchFrames(video, { onSample, onFirstFrame = () => {}, onError = () => {} }) {
   if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) return false;
+  hookAppends();
   const scratch = document.createElement('canvas');
   let first = true;
   const onFrame = (now, meta) => {
@@ -258,8 +329,10 @@ export function watchFrames(video, { onSample, onFirstFrame = () => {}, onError 
     }
     const shownAt = performance.timeOrigin + (meta.expectedDisplayTime || now);
     const r = decodeVideo(video, scratch, shownAt);
-    if (r.ok) onSample(shownAt, shownAt - r.ms);
-    else onError(r.error);
+    if (r.ok) {
+      const at = arrivalOf(video, meta.mediaTime);
+      onSample(shownAt, shownAt - r.ms, at === null ? null : at - r.ms);
+    } else onError(r.error);
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);

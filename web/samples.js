@@ -33,19 +33,28 @@ export function pushError(errors, label, message) {
  * Keep one player's per-frame readings in `p` (a page's stats object):
  * p.frames { presented, decoded, decodeErrors, lastError }, p.latency.timecodeMs
  * (last decoded frame) and p.latency.timecodeAvgMs (mean of the last 2 s),
- * p.playing; video errors go to `addError`.  `onFirstFrame(msSinceNavigation)`
- * and `onSample(shownAtEpochMs, latencyMs)` are called as well.
+ * p.latency.arrivalMs / arrivalAvgMs (the same for the frame's arrival,
+ * measure.js watchFrames), p.playing; video errors go to `addError`.
+ * `onFirstFrame(msSinceNavigation)` and `onSample(shownAtEpochMs, latencyMs,
+ * arrivalLatencyMs | null)` are called as well.
  */
 export function watchVideo(video, p, { addError, onFirstFrame = () => {}, onSample = () => {} }) {
   const mean = new RollingMean(2000);
+  const arrivalMean = new RollingMean(2000);
+  p.latency.arrivalMs = null;
+  p.latency.arrivalAvgMs = null;
   const hasFrames = watchFrames(video, {
     onFirstFrame,
-    onSample: (shownAt, lat) => {
+    onSample: (shownAt, lat, arrival) => {
       p.frames.presented++;
       p.frames.decoded++;
       p.latency.timecodeMs = Math.round(lat);
       p.latency.timecodeAvgMs = Math.round(mean.push(shownAt, lat));
-      onSample(shownAt, lat);
+      if (arrival !== null) {
+        p.latency.arrivalMs = Math.round(arrival);
+        p.latency.arrivalAvgMs = Math.round(arrivalMean.push(shownAt, arrival));
+      }
+      onSample(shownAt, lat, arrival);
     },
     onError: (err) => {
       p.frames.presented++;

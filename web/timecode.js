@@ -107,22 +107,28 @@ export function unwrap(value, nowMs) {
 }
 
 /**
- * Browser helper: decode the timecode of what a <video> currently shows.
- * `canvas` is a scratch canvas (reused between calls).  Returns the decode
- * result plus `ms` (full epoch ms) when ok.
+ * Browser helper: decode the timecode of a picture: `source` is anything a
+ * canvas can draw (a <video>, or the <canvas> a WebCodecs player paints),
+ * `w` x `h` its size in pixels.  `canvas` is a scratch canvas (reused between
+ * calls).  Returns the decode result plus `ms` (full epoch ms) when ok.
  */
-export function decodeVideo(video, canvas, nowMs = Date.now()) {
-  const vw = video.videoWidth, vh = video.videoHeight;
-  if (!vw || !vh) return { ok: false, error: 'no video size', contrast: 0 };
-  const sh = stripHeight(vh);
+export function decodePicture(source, w, h, canvas, nowMs = Date.now()) {
+  if (!w || !h) return { ok: false, error: 'no picture size', contrast: 0 };
+  const sh = stripHeight(h);
   // Draw only the strip, scaled to 8 px per cell and 16 px high: cheap.
   const cwpx = CELLS * 8, chpx = 16;
   if (canvas.width !== cwpx) canvas.width = cwpx;
   if (canvas.height !== chpx) canvas.height = chpx;
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(video, 0, vh - sh, vw, sh, 0, 0, cwpx, chpx);
+  ctx.drawImage(source, 0, h - sh, w, sh, 0, 0, cwpx, chpx);
   const img = ctx.getImageData(0, 0, cwpx, chpx);
   const r = decodeStrip(img.data, cwpx, chpx, 4);
   if (r.ok) r.ms = unwrap(r.value, nowMs);
   return r;
+}
+
+/** decodePicture() of what a <video> currently shows. */
+export function decodeVideo(video, canvas, nowMs = Date.now()) {
+  if (!video.videoWidth || !video.videoHeight) return { ok: false, error: 'no video size', contrast: 0 };
+  return decodePicture(video, video.videoWidth, video.videoHeight, canvas, nowMs);
 }

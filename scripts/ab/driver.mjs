@@ -23,7 +23,7 @@
 // Usage: node scripts/ab/driver.mjs --out FILE --profile NAME --arms h3,h1,h2
 //          --duration S --host NAME [--ip ADDR] --cert PEM --stream NAME
 //          [--browser chromium|firefox|chromium,firefox]   (default chromium)
-//          [--latency S] [--ports h3=4433,h1=4443,h2=4444] [--concurrent] [--rounds N]
+//          [--latency S] [--ports h3=4433,h1=4443,h2=4444,moq=4435] [--concurrent] [--rounds N]
 //          [--screenshot PREFIX]   (PREFIX-ARMS.png at the end of each play)
 //          [--path TEXT]   the path's description, shown by compare.html (with the profile name)
 //          [--warmup S --hold S]   latency-floor trial: end the play at the first stall or frozen
@@ -38,7 +38,11 @@
 // --ip maps --host to ADDR (Chromium --host-resolver-rules, Firefox
 // network.dns.forceResolve); without it the host must be localhost.
 // --cert is the origin's certificate: Chromium trusts its SPKI hash, Firefox
-// gets it in a fresh profile's NSS store.
+// gets it in a fresh profile's NSS store.  The arm moq (the origin's Media over
+// QUIC endpoint on the moq port, web/moq.js) plays in a page served by the h3
+// port; its frames carry their arrival latency (frames[i][2], as every arm's)
+// and frames received over a WebSocket session are recorded apart
+// (play.excluded), never as samples.
 import { writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { resolve as resolvePath } from 'node:path';
@@ -57,7 +61,7 @@ for (const b of browsers) if (!BROWSERS.includes(b)) { console.error(`driver: un
 const duration = Number(opts.duration);
 const arms = opts.arms.split(',');
 const ports = Object.fromEntries(opts.ports.split(',').map((kv) => kv.split('=')));
-const EXPECT = { h3: 'h3', h2: 'h2', h1: 'http/1.1' };
+const EXPECT = { h3: 'h3', h2: 'h2', h1: 'http/1.1', moq: 'moq' };
 // An arm may name its format: dash-h3 (= h3), hls-h3 (LL-HLS with hls.js on the compare page).
 const tr = (a) => a.replace(/^(dash|hls)-/, '');
 for (const a of arms) if (!EXPECT[tr(a)] || !ports[tr(a)]) { console.error(`driver: unknown arm ${a}`); process.exit(2); }
@@ -75,7 +79,9 @@ function pageUrl(servingArm, shownArms) {
   if (opts.path) p.set('path', opts.path);
   // --page-query 'k=v&k2=v2': more of the page's query parameters (e.g. drift=, abrstart=)
   for (const [k, v] of new URLSearchParams(opts['page-query'] || '')) p.set(k, v);
-  return `https://${opts.host}:${ports[tr(servingArm)]}/compare.html?${p}`;
+  // The MoQ endpoint serves no pages: the moq arm's page comes from the h3 port's origin.
+  const serving = tr(servingArm) === 'moq' ? 'h3' : tr(servingArm);
+  return `https://${opts.host}:${ports[serving]}/compare.html?${p}`;
 }
 
 /** Launched browsers by name (chromium, firefox). */
@@ -98,7 +104,7 @@ async function play(name, shownArms, round) {
   const seen = watch(page);
   const plays = {};
   for (const a of shownArms) {
-    plays[a] = { arm: a, browser: name, round, abr: abrRule, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], final: null, pageExceptions: [] };
+    plays[a] = { arm: a, browser: name, round, abr: abrRule, url, expect: EXPECT[tr(a)], navigatedAt: null, frames: [], dash: [], excluded: [], final: null, pageExceptions: [] };
     result.plays.push(plays[a]);
   }
   const h3Arm = shownArms.find((a) => tr(a) === 'h3');
@@ -137,6 +143,7 @@ async function play(name, shownArms, round) {
       if (!got[a]) continue;
       plays[a].frames.push(...got[a].frames);
       plays[a].dash.push(...got[a].dash);
+      plays[a].excluded.push(...(got[a].excluded || []));
     }
   };
   while (Date.now() < end) {
@@ -152,7 +159,7 @@ async function play(name, shownArms, round) {
     }
     if (Date.now() - lastNote >= 10000) {
       lastNote = Date.now();
-      const st = await page.evaluate('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, { tc: p.latency.timecodeAvgMs, proto: p.transport.last, stalls: p.stalls.count, first: p.firstFrameMs }])))').catch(() => null);
+      const st = await page.evaluate('window.h3liveCompare && JSON.stringify(Object.fromEntries(Object.entries(window.h3liveCompare.players).map(([k, p]) => [k, { tc: p.latency.timecodeAvgMs, ...(p.moq ? { arrival: p.latency.arrivalAvgMs, moq: `${p.moq.transport} ${p.moq.version}` } : {}), proto: p.transport.last, stalls: p.stalls.count, first: p.firstFrameMs }])))').catch(() => null);
       log(`  ${Math.round((Date.now() - navigatedAt) / 1000)} s: ${st || 'page not ready'}`);
     }
   }
@@ -169,7 +176,7 @@ async function play(name, shownArms, round) {
     r.final = players ? players[a] : null;
     r.pageExceptions = seen.exceptions.slice(0, 20);
     const f = r.final;
-    log(`  ${a}: ${r.frames.length} frame samples, first frame ${f && f.firstFrameMs} ms, transport ${f && JSON.stringify(f.transport.counts)}, stalls ${f && f.stalls.count}, errors ${f ? f.errors.length : '?'}`);
+    log(`  ${a}: ${r.frames.length} frame samples${r.excluded.length ? ` (+${r.excluded.length} over WebSocket, left out)` : ''}, first frame ${f && f.firstFrameMs} ms, transport ${f && JSON.stringify(f.transport.counts)}, stalls ${f && f.stalls.count}, errors ${f ? f.errors.length : '?'}`);
   }
   await context.close().catch(() => {});
 }

@@ -4,10 +4,12 @@
 //   report.md     the measured path per profile, the transport x browser x profile table
 //                 with the spread over rounds, a computed verdict per profile (transports
 //                 within each browser; with two browsers, each transport across them),
+//                 per-frame arrival (network) vs glass-to-glass (what a viewer sees),
 //                 the latency floor per browser (--floor), setup, skipped profiles
 //   summary.json  the same table as data (+ meta)
-//   samples.csv   every sample: one row per decoded frame (kind=frame) and per
-//                 dash.js reading (kind=dash, 4 per second); last column the browser
+//   samples.csv   every sample: one row per decoded frame (kind=frame; arrival_ms: when
+//                 the frame reached the player minus its encoder clock) and per
+//                 dash.js reading (kind=dash, 4 per second); the browser in its own column
 //   latency.svg   latency over time, one panel per profile, one line per transport and play
 // and prints the table.  Usage: node scripts/ab/report.mjs DIR
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,8 +26,8 @@ const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
 // Older outputs: profile -> description string.
 for (const [k, v] of Object.entries(meta.profiles)) if (typeof v === 'string') meta.profiles[k] = { desc: v };
 const warmupMs = meta.warmupS * 1000;
-const LABEL = { h3: 'h3', h1: 'h1 (TLS)', h2: 'h2' };
-const COLOR = { h3: '#1a9850', h2: '#e08214', h1: '#2166ac' };
+const LABEL = { h3: 'h3', h1: 'h1 (TLS)', h2: 'h2', moq: 'moq' };
+const COLOR = { h3: '#1a9850', h2: '#e08214', h1: '#2166ac', moq: '#c51b7d' };
 const BROWSER_NAME = { chromium: 'Chromium', firefox: 'Firefox' };
 // Older outputs: Chromium only.
 const browsers = meta.browsers || ['chromium'];
@@ -43,7 +45,7 @@ const rows = [];
 const abrRows = []; // rate-step plays (profile part 'step'): one row per play
 const series = {}; // profile -> "browser arm" -> [[tS, latencyMs]] (250 ms bins)
 const stallMarks = {}; // profile -> "browser arm" -> [tS]
-const csv = ['profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats,browser'];
+const csv = ['profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats,browser,arrival_ms'];
 let chromium = null;
 const versions = {}; // browser -> version string
 
@@ -67,6 +69,9 @@ for (const profile of Object.keys(meta.profiles)) {
     if (!mine.length) continue;
     const key = `${browser} ${arm}`;
     const lat = [];
+    const arrivalL = []; // frames with an arrival time: arrival latency, and glass minus arrival
+    const pipelineL = [];
+    let excluded = 0;
     const dashL = [];
     const rates = [];
     const startups = [];
@@ -85,11 +90,15 @@ for (const profile of Object.keys(meta.profiles)) {
       const t0 = frames.length ? frames[0][0] : r.navigatedAt;
       const statsFrom = t0 + warmupMs;
       const roundLat = [];
-      for (const [t, l] of frames) {
+      for (const [t, l, a] of frames) {
         const inStats = t >= statsFrom;
-        if (inStats) { lat.push(l); roundLat.push(l); }
-        csv.push(`${profile},${arm},${r.round},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0},${browser}`);
+        if (inStats) {
+          lat.push(l); roundLat.push(l);
+          if (a != null) { arrivalL.push(a); pipelineL.push(l - a); }
+        }
+        csv.push(`${profile},${arm},${r.round},frame,${t},${((t - t0) / 1000).toFixed(3)},${l},,,,${inStats ? 1 : 0},${browser},${a ?? ''}`);
       }
+      excluded += (r.excluded || []).length;
       roundLat.sort((a, b) => a - b);
       perRound.push({ round: r.round, p50: pct(roundLat, 50), p95: pct(roundLat, 95), samples: roundLat.length });
       // Frozen time: gaps of more than FROZEN_GAP_MS between decoded frames, and from
@@ -103,7 +112,7 @@ for (const profile of Object.keys(meta.profiles)) {
       for (const [t, d, rate, buf, screen] of r.dash || []) {
         const inStats = t >= statsFrom;
         if (inStats) { if (d != null) dashL.push(d); rates.push(rate); }
-        csv.push(`${profile},${arm},${r.round},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${screen ?? ''},${inStats ? 1 : 0},${browser}`);
+        csv.push(`${profile},${arm},${r.round},dash,${t},${((t - t0) / 1000).toFixed(3)},${d ?? ''},${rate},${buf ?? ''},${screen ?? ''},${inStats ? 1 : 0},${browser},`);
       }
       // 250 ms bins for the plot, one line per play
       const bins = new Map();
@@ -125,6 +134,8 @@ for (const profile of Object.keys(meta.profiles)) {
       errorSamples.push(...(f.errors || []).map((e) => e.message), ...(r.pageExceptions || []));
     }
     lat.sort((a, b) => a - b);
+    arrivalL.sort((a, b) => a - b);
+    pipelineL.sort((a, b) => a - b);
     dashL.sort((a, b) => a - b);
     startups.sort((a, b) => a - b);
     // 'none': aborted before a response (no protocol to judge)
@@ -138,6 +149,8 @@ for (const profile of Object.keys(meta.profiles)) {
       samples: lat.length, framesTotal, perRound,
       p50: pct(lat, 50), p95: pct(lat, 95), p99: pct(lat, 99), max: lat.length ? lat[lat.length - 1] : null,
       dashP50: pct(dashL, 50),
+      arrivalSamples: arrivalL.length, arrivalP50: pct(arrivalL, 50), arrivalP95: pct(arrivalL, 95),
+      pipelineP50: pct(pipelineL, 50), pipelineP95: pct(pipelineL, 95), excluded,
       stalls, stalledS: stalledMs / 1000, frozenS: frozenMs / 1000,
       startupMs: pct(startups, 50), startupsMs: startups,
       rateMean: rates.length ? mean(rates) : null, rateMin: rates.length ? Math.min(...rates) : null, rateMax: rates.length ? Math.max(...rates) : null,
@@ -318,13 +331,28 @@ const verdicts = profiles.map((p) => {
   return { profile: p, lines };
 }).filter((v) => v.lines.length);
 
+// ------------------------------------------------------------- arrival
+// Frames that carry their arrival time at the client (compare.html, web/measure.js
+// and web/moq.js): the network's share (arrival) and the player pipeline's
+// (glass minus arrival) of each arm's glass-to-glass latency.
+const arrivalRows = rows.filter((r) => r.arrivalSamples || r.excluded);
+const arrivalMd = !arrivalRows.length ? '' : `## Arrival and glass-to-glass
+
+Per frame, after the warm-up: **arrival** = the wall clock when the frame reached the player minus the encoder clock decoded from that frame's picture, i.e. encoder, origin and network (dash.js, hls.js: the player's Media Source Extensions append of the CMAF chunk that carried the frame; moq: moq-lite delivered the whole CMAF fragment to the player's decode loop); **glass-to-glass** = when the frame is shown minus the same encoder clock (the Results table's latency); **player pipeline** = glass-to-glass minus arrival of the same frame (buffer held to meet the target latency, decoder, display: MSE + video element, or WebCodecs + canvas for moq). Frames received over a MoQ session on WebSocket are not samples (left out, counted here).
+
+${md(['profile', 'transport', 'frames with arrival', 'arrival p50 ms', 'arrival p95 ms', 'glass-to-glass p50 ms', 'glass-to-glass p95 ms', 'player pipeline p50 ms', 'player pipeline p95 ms', 'left out (WebSocket)'])}
+${md(Array(10).fill('---'))}
+${arrivalRows.map((r) => md([r.profile, armLabel(r.arm, r.browser), String(r.arrivalSamples), fmt(r.arrivalP50), fmt(r.arrivalP95), fmt(r.p50), fmt(r.p95), fmt(r.pipelineP50), fmt(r.pipelineP95), String(r.excluded)])).join('\n')}
+
+`;
+
 // ------------------------------------------------------------------ floor
 const floor = floorTable(dir, meta);
 // Columns: each arm, in each browser (the same arm side by side across browsers).
 const floorArms = [...new Set(floor.map((r) => r.arm))].flatMap((a) => browsers.filter((b) => floor.some((r) => r.arm === a && r.browser === b)).map((b) => [a, b]));
 const floorMd = !floor.length ? '' : `## Latency floor
 
-Lowest target latency (tried ${meta.floor.latencies.join(', ')} s, ascending) at which the player ran ${meta.floor.holdS} s after a ${meta.warmupS} s warm-up with no stall and no frozen picture (no gap over 200 ms between decoded frames); in brackets the median glass-to-glass latency of that run.${multiBrowser ? ' One column per transport and browser.' : ''}
+Lowest target latency (tried ${meta.floor.latencies.join(', ')} s, ascending) at which the player ran ${meta.floor.holdS} s after a ${meta.warmupS} s warm-up with no stall and no frozen picture (no gap over 200 ms between decoded frames); in brackets the median glass-to-glass latency of that run.${multiBrowser ? ' One column per transport and browser.' : ''}${floorArms.some(([a]) => a === 'moq') ? ` For moq the target is the MoQ player's jitter buffer, added to the lowest transit time it has seen, not an end-to-end target like dash.js's: compare the bracketed glass-to-glass medians.` : ''}
 
 ${md(['profile', ...floorArms.map(([a, b]) => armLabel(a, b))])}
 ${md(['---', ...floorArms.map(() => '---')])}
@@ -426,7 +454,7 @@ ${mdTable}
 
 ${verdicts.length ? verdicts.map((v) => `- \`${v.profile}\`: ${v.lines.join('; ')}.`).join('\n') : 'No arm pairs to compare.'}
 
-${floorMd}${abrMd()}
+${arrivalMd}${floorMd}${abrMd()}
 Columns: latency = player wall clock when a frame is shown minus the encoder wall clock
 decoded from that frame's timecode strip (one sample per decoded frame, after the warm-up);
 p50/p95/p99 are percentiles of those samples (all rounds together); "over rounds": lowest–highest
@@ -437,8 +465,10 @@ first frame and their total duration (whole play, warm-up included). frozen s: t
 every gap over 200 ms between frames and a picture still frozen at the end (catches stalls
 the video element does not report as 'waiting'). startup: navigation start to the first frame shown (median over the plays)${browsers.includes('firefox') ? `; in Firefox the h3 arm's QUIC connection is set up before the navigation (Firefox finds h3 through Alt-Svc: each play first fetches from the origin until a response comes over h3, so that the play is h3 from its first request), so its startup leaves out the QUIC handshake that Chromium's (QUIC forced) and the TCP arms' include` : ''}.
 rate: video playbackRate (dash.js catch-up). MB: bytes of finished requests to that arm.
-protocol used: nextHopProtocol of the media segment requests. errors: dash.js/video errors
-and page exceptions.
+protocol used: nextHopProtocol of the media segment requests (moq: "moq" for frames received
+over a MoQ session on WebTransport, "moq-websocket" over the WebSocket fallback). errors: dash.js/video errors
+and page exceptions. moq: no 'waiting' event exists for its canvas player, so its stalls are the
+gaps over 200 ms between painted frames; its rate is 1 and buffer its playout delay.
 ${rows.some((r) => r.errors) ? `\nFirst errors:\n${rows.filter((r) => r.errors).map((r) => `- ${r.profile}/${multiBrowser ? `${r.browser}/` : ''}${r.arm}: ${r.errorSamples.join(' | ')}`).join('\n')}\n` : ''}
 Files: samples.csv (every sample), summary.json, latency.svg, raw/ (driver output, nftables/tc counters), ab.log.
 `;

@@ -64,6 +64,10 @@ pub struct OriginConfig {
     pub hls_part_target: Duration,
     /// Where init segments and manifests are kept across a restart (none: not kept).
     pub state_dir: Option<PathBuf>,
+    /// Hex SHA-256 of the MoQ endpoint's certificate, served at
+    /// `/certificate.sha256` for WebTransport's `serverCertificateHashes`
+    /// (none: 404, MoQ is off).
+    pub moq_certificate_sha256: Option<String>,
     /// Front mode: prefetch what the origin names (origin-assisted prefetch,
     /// see `prefetcher`).
     pub prefetch: bool,
@@ -82,6 +86,7 @@ impl Default for OriginConfig {
             ingest_rate_window: Duration::from_secs(30),
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
+            moq_certificate_sha256: None,
             prefetch: false,
         }
     }
@@ -233,6 +238,10 @@ impl Origin {
                 self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", now, head)
             }
             Route::Healthz => self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into(), head),
+            Route::CertificateSha256 => match &self.config.moq_certificate_sha256 {
+                Some(hex) => self.text(conn, StatusCode::OK, "text/plain; charset=utf-8", hex.clone(), head),
+                None => self.error(conn, StatusCode::NOT_FOUND, "MoQ is off"),
+            },
             Route::Streams | Route::Metrics if !conn.listener.status_pages => {
                 self.error(conn, StatusCode::NOT_FOUND, "not found")
             }

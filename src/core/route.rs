@@ -37,6 +37,9 @@ pub enum Route {
     Metrics,
     /// `/healthz`: liveness.
     Healthz,
+    /// `/certificate.sha256`: hex SHA-256 of the MoQ endpoint's certificate
+    /// (where MoQ web players look for it).
+    CertificateSha256,
     /// Anything else: a file under the web directory, as validated components
     /// (empty for `/`).
     Static(Vec<String>),
@@ -83,6 +86,7 @@ impl Route {
             "streams" => return Ok(Route::Streams),
             "metrics" => return Ok(Route::Metrics),
             "healthz" => return Ok(Route::Healthz),
+            "certificate.sha256" => return Ok(Route::CertificateSha256),
             "" => return Ok(Route::Static(Vec::new())),
             _ => {}
         }

@@ -89,24 +89,8 @@ impl PlaylistName {
     }
 }
 
-/// Media segment `seq` of `rep`, as ffmpeg's DASH muxer names it.
-pub fn segment_name(rep: &str, seq: u64, width: usize) -> String {
-    format!("chunk-{rep}-{seq:0width$}.m4s")
-}
-
-/// Init segment of `rep`.
-pub fn init_name(rep: &str) -> String {
-    format!("init-{rep}.m4s")
-}
-
-/// Sequence number and digit count of `name` if it is a segment of `rep`.
-fn segment_seq(rep: &str, name: &str) -> Option<(u64, usize)> {
-    let digits = name.strip_prefix("chunk-")?.strip_prefix(rep)?.strip_prefix('-')?.strip_suffix(".m4s")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((digits.parse().ok()?, digits.len()))
-}
+use crate::store::name::segment_seq;
+pub use crate::store::name::{init_name, segment_name};
 
 /// Why a playlist request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -320,7 +304,7 @@ impl Hls {
             .store
             .names(stream)
             .iter()
-            .filter_map(|n| n.strip_prefix("init-")?.strip_suffix(".m4s").map(str::to_string))
+            .filter_map(|n| crate::store::name::init_rep(n).map(str::to_string))
             .collect();
         reps.sort();
         let mut variants = Vec::new();

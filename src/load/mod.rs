@@ -19,6 +19,7 @@
 
 pub mod capture;
 pub use crate::cmaf;
+pub mod moq;
 pub use crate::mpd;
 pub mod record;
 pub mod replay;
@@ -82,16 +83,25 @@ pub enum TransportArg {
     H1Tls,
     /// Cleartext HTTP/1.1.
     H1Clear,
+    /// Media over QUIC (moq-lite over WebTransport): one subscriber per viewer.
+    Moq,
 }
 
-impl From<TransportArg> for Transport {
-    fn from(t: TransportArg) -> Transport {
-        match t {
-            TransportArg::H3 => Transport::H3,
-            TransportArg::H2 => Transport::H2,
-            TransportArg::H1Tls => Transport::H1Tls,
-            TransportArg::H1Clear => Transport::H1Clear,
+impl TransportArg {
+    /// The HTTP transport, or `None` for MoQ.
+    pub fn http(self) -> Option<Transport> {
+        match self {
+            TransportArg::H3 => Some(Transport::H3),
+            TransportArg::H2 => Some(Transport::H2),
+            TransportArg::H1Tls => Some(Transport::H1Tls),
+            TransportArg::H1Clear => Some(Transport::H1Clear),
+            TransportArg::Moq => None,
         }
+    }
+
+    /// The label in reports and progress lines.
+    pub fn label(self) -> &'static str {
+        self.http().map_or("moq", Transport::as_str)
     }
 }
 
@@ -102,7 +112,7 @@ pub struct LoadArgs {
     #[arg(long, short = 't', value_enum, default_value = "h3")]
     pub transport: TransportArg,
     /// Origin address. Default: the `serve` default listener of the transport
-    /// (h3 127.0.0.1:4433, h2 :4444, h1-tls :4443, h1-clear :8080).
+    /// (h3 127.0.0.1:4433, h2 :4444, h1-tls :4443, h1-clear :8080, moq :4435).
     #[arg(long)]
     pub addr: Option<SocketAddr>,
     /// Server name checked against the certificate.
@@ -111,6 +121,10 @@ pub struct LoadArgs {
     /// PEM certificate(s) to trust.
     #[arg(long, default_value = "certs/cert.pem")]
     pub ca: PathBuf,
+    /// MoQ: hex SHA-256 of the endpoint's certificate (default: fetched from
+    /// http://ADDR/certificate.sha256, the origin's TCP twin of the MoQ port).
+    #[arg(long, value_name = "HEX")]
+    pub cert_hash: Option<String>,
     /// Stream name: the manifest is /live/STREAM/manifest.mpd.
     #[arg(long, default_value = "test")]
     pub stream: String,
@@ -176,9 +190,18 @@ impl LoadArgs {
                 TransportArg::H2 => ports::HTTPS_H2,
                 TransportArg::H1Tls => ports::HTTPS_H1,
                 TransportArg::H1Clear => ports::HTTP,
+                TransportArg::Moq => ports::MOQ,
             };
             SocketAddr::from(([127, 0, 0, 1], port))
         })
+    }
+
+    /// The MoQ broadcast: the stream of `--manifest` (`/live/STREAM/…`) or `--stream`.
+    fn broadcast(&self) -> String {
+        self.manifest
+            .as_deref()
+            .and_then(|m| m.strip_prefix("/live/")?.split('/').next().map(str::to_string))
+            .unwrap_or_else(|| self.stream.clone())
     }
 
     fn manifest_path(&self) -> String {
@@ -398,9 +421,12 @@ pub async fn main(cmd: LoadCmd) -> Result<()> {
 /// Run viewers as `args` say until the duration ends or `stop` is
 /// cancelled; write the JSON report if asked and return it.
 pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
-    let transport: Transport = args.transport.into();
+    let transport = args.transport.label();
     let addr = args.addr();
-    let connectors = connectors(&args, transport, addr)?;
+    let connectors = match args.transport.http() {
+        Some(t) => Connectors::Http(connectors(&args, t, addr)?),
+        None => Connectors::Moq(moq_clients(&args, addr).await?),
+    };
     let endpoints = connectors.len();
     // The in-process replay feeds the origin first.
     let replay = args.replay.as_deref().map(|dir| InProcessReplay::start(&args, dir)).transpose()?;
@@ -466,6 +492,35 @@ fn connectors(args: &LoadArgs, transport: Transport, addr: SocketAddr) -> Result
     (0..endpoints).map(|_| Connector::new(transport, addr, &args.host, &roots)).collect()
 }
 
+/// The viewers' clients: HTTP connectors, or MoQ WebTransport clients.
+enum Connectors {
+    /// HTTP viewers.
+    Http(Vec<Connector>),
+    /// MoQ viewers (one quinn endpoint per `conns_per_endpoint` viewers).
+    Moq(Vec<web_transport_quinn::Client>),
+}
+
+impl Connectors {
+    fn len(&self) -> usize {
+        match self {
+            Connectors::Http(c) => c.len(),
+            Connectors::Moq(c) => c.len(),
+        }
+    }
+}
+
+/// MoQ clients pinning the endpoint's certificate hash (`--cert-hash`, else
+/// fetched from the origin).
+async fn moq_clients(args: &LoadArgs, addr: SocketAddr) -> Result<Vec<web_transport_quinn::Client>> {
+    let hex = match &args.cert_hash {
+        Some(h) => h.clone(),
+        None => moq::fetch_hash(addr).await?,
+    };
+    let hash = moq::unhex(&hex)?;
+    let endpoints = args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1);
+    (0..endpoints).map(|_| moq::client(addr, hash.clone())).collect()
+}
+
 /// `--replay`: a capture pushed into the origin's ingest while the viewers run.
 struct InProcessReplay {
     /// The replay task.
@@ -504,28 +559,52 @@ impl InProcessReplay {
 /// of its endpoint; they run until `stop` is cancelled.
 fn spawn_viewers(
     args: &LoadArgs,
-    connectors: Vec<Connector>,
+    connectors: Connectors,
     totals: &Arc<Totals>,
     started: Instant,
     stop: &CancellationToken,
 ) -> tokio::task::JoinSet<()> {
-    let shared: Vec<Arc<Shared>> = connectors
-        .into_iter()
-        .map(|connector| {
-            Arc::new(Shared {
-                connector,
-                manifest_path: args.manifest_path(),
-                pace: args.pace,
-                tracks: args.tracks,
-                representation: args.representation.clone(),
-                stall_margin: args.stall_margin,
-                idle: args.idle,
-                wait_for_stream: args.wait,
-                totals: totals.clone(),
-                stop: stop.clone(),
+    /// One group of viewers' shared state.
+    enum Group {
+        Http(Arc<Shared>),
+        Moq(Arc<moq::MoqShared>),
+    }
+    let shared: Vec<Group> = match connectors {
+        Connectors::Http(c) => c
+            .into_iter()
+            .map(|connector| {
+                Group::Http(Arc::new(Shared {
+                    connector,
+                    manifest_path: args.manifest_path(),
+                    pace: args.pace,
+                    tracks: args.tracks,
+                    representation: args.representation.clone(),
+                    stall_margin: args.stall_margin,
+                    idle: args.idle,
+                    wait_for_stream: args.wait,
+                    totals: totals.clone(),
+                    stop: stop.clone(),
+                }))
             })
-        })
-        .collect();
+            .collect(),
+        Connectors::Moq(c) => c
+            .into_iter()
+            .map(|client| {
+                Group::Moq(Arc::new(moq::MoqShared {
+                    client,
+                    url: url::Url::parse(&format!("https://{}/", args.addr())).expect("an address is a URL authority"),
+                    broadcast: args.broadcast(),
+                    tracks: args.tracks,
+                    representation: args.representation.clone(),
+                    stall_margin: args.stall_margin,
+                    idle: args.idle,
+                    wait_for_stream: args.wait,
+                    totals: totals.clone(),
+                    stop: stop.clone(),
+                }))
+            })
+            .collect(),
+    };
     let (n, ramp) = (args.viewers, args.ramp);
     let per_endpoint = args.conns_per_endpoint.max(1);
     let stop = stop.clone();
@@ -538,8 +617,10 @@ fn spawn_viewers(
                 _ = tokio::time::sleep_until(at.into()) => {}
                 _ = stop.cancelled() => break,
             }
-            let s = shared[(id / per_endpoint).min(shared.len() - 1)].clone();
-            inner.spawn(viewer::run(s, id));
+            match &shared[(id / per_endpoint).min(shared.len() - 1)] {
+                Group::Http(s) => inner.spawn(viewer::run(s.clone(), id)),
+                Group::Moq(s) => inner.spawn(moq::run(s.clone(), id)),
+            };
         }
         while inner.join_next().await.is_some() {}
     });
@@ -548,13 +629,7 @@ fn spawn_viewers(
 
 /// Wait for the end of the run (ramp + duration, or `stop`), printing a
 /// progress line every second unless `--quiet`.
-async fn show_progress(
-    args: &LoadArgs,
-    transport: Transport,
-    totals: &Totals,
-    started: Instant,
-    stop: &CancellationToken,
-) {
+async fn show_progress(args: &LoadArgs, transport: &str, totals: &Totals, started: Instant, stop: &CancellationToken) {
     let end = started + args.ramp + args.duration;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;

@@ -89,22 +89,33 @@ impl Shared {
 /// Run viewer `id` until `shared.stop`: reconnect after errors (each one
 /// counted) with a one-second pause.
 pub async fn run(shared: Arc<Shared>, id: usize) {
-    let stats = &shared.totals.viewers[id];
+    reconnecting(&shared.totals, &shared.stop, id, || session(&shared, id)).await
+}
+
+/// Run sessions of viewer `id` one after another until `stop`: after one
+/// ends (its error counted and, the first three times, logged), the next
+/// starts a second later. Shared by the HTTP and MoQ viewers.
+pub async fn reconnecting<F, Fut>(totals: &Totals, stop: &CancellationToken, id: usize, mut session: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let stats = &totals.viewers[id];
     loop {
         let result = tokio::select! {
-            r = session(&shared, id) => r,
-            _ = shared.stop.cancelled() => return,
+            r = session() => r,
+            _ = stop.cancelled() => return,
         };
         stats.connected.store(0, Ordering::Relaxed);
         if let Err(e) = result {
             let kind: String = e.root_cause().to_string().chars().take(80).collect();
-            if shared.totals.error(id, kind) <= 3 {
+            if totals.error(id, kind) <= 3 {
                 warn!(viewer = id, error = %format!("{e:#}"), "viewer error");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shared.stop.cancelled() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -345,7 +345,8 @@ struct Inner {
     /// Streams by name. A `std` mutex: every critical section is a map
     /// operation, never held across `.await`.
     streams: Mutex<HashMap<String, StreamState>>,
-    /// Woken whenever a name is published, for held reads.
+    /// Woken whenever a name is published (held reads) or removed, or a
+    /// stream dropped (views that follow the store: MoQ).
     published: Notify,
     /// Bytes counted against `max_store_bytes`, kept as bytes arrive.
     used: Account,
@@ -447,7 +448,10 @@ impl Store {
             return false;
         };
         s.stats.touch();
-        s.objects.remove(name).is_some()
+        let removed = s.objects.remove(name).is_some();
+        drop(streams);
+        self.inner.published.notify_waiters();
+        removed
     }
 
     /// Bytes the store cap counts: named objects, objects still being
@@ -614,7 +618,23 @@ impl Store {
             }
             keep
         });
+        if !dropped.is_empty() {
+            self.inner.published.notify_waiters();
+        }
         dropped
+    }
+
+    /// Names of the streams that exist (unordered).
+    pub fn stream_names(&self) -> Vec<String> {
+        self.streams().keys().cloned().collect()
+    }
+
+    /// A future woken at the next change of names: a name published or
+    /// removed, a stream dropped. Call [`tokio::sync::futures::Notified::enable`]
+    /// on it (pinned) before looking at the store, so a change between the
+    /// look and the wait is not missed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.published.notified()
     }
 }
 

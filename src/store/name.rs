@@ -81,6 +81,31 @@ pub fn renumber(name: &str, n: u64) -> String {
     Numbered::parse(name).map_or_else(|| name.to_string(), |p| p.with_number(n))
 }
 
+/// Media segment `seq` of representation `rep`, as ffmpeg's DASH muxer names
+/// it (`chunk-{rep}-{seq}.m4s`, `width` digits).
+pub fn segment_name(rep: &str, seq: u64, width: usize) -> String {
+    format!("chunk-{rep}-{seq:0width$}.m4s")
+}
+
+/// Init segment of representation `rep` (`init-{rep}.m4s`).
+pub fn init_name(rep: &str) -> String {
+    format!("init-{rep}.m4s")
+}
+
+/// The representation an init segment name belongs to (`init-stream0.m4s`: `stream0`).
+pub fn init_rep(name: &str) -> Option<&str> {
+    name.strip_prefix("init-")?.strip_suffix(".m4s").filter(|r| !r.is_empty())
+}
+
+/// Sequence number and digit count of `name` if it is a media segment of `rep`.
+pub fn segment_seq(rep: &str, name: &str) -> Option<(u64, usize)> {
+    let digits = name.strip_prefix("chunk-")?.strip_prefix(rep)?.strip_prefix('-')?.strip_suffix(".m4s")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits.parse().ok()?, digits.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ pub mod h3;
 mod h3_limit;
 mod h3_stream;
 pub mod hyper;
+pub mod moq;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -45,6 +46,8 @@ pub struct Limits {
     pub quic: QuicLimits,
     /// Graceful shutdown.
     pub shutdown: ShutdownLimits,
+    /// Media over QUIC sessions.
+    pub moq: moq::MoqLimits,
 }
 
 /// Admission at a listener's door ([`accept::Door`]).
@@ -184,6 +187,7 @@ impl Limits {
                 congestion: Congestion::Bbr,
             },
             shutdown: ShutdownLimits { grace: Duration::from_secs(3) },
+            moq: moq::MoqLimits::default(),
         }
     }
 }

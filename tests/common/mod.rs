@@ -58,6 +58,8 @@ pub struct TestOrigin {
     pub https_h2: SocketAddr,
     pub h3: SocketAddr,
     pub roots: Vec<CertificateDer<'static>>,
+    /// The MoQ (WebTransport) endpoint, when the config asked for one.
+    pub moq: Option<SocketAddr>,
     /// PEM file of the origin's certificate, for external clients.
     pub cert_pem: std::path::PathBuf,
     pub origin: Arc<Origin>,
@@ -74,6 +76,7 @@ pub fn test_config() -> ServerConfig {
         tls: None,
         ingest_on_http: true,
         public_status: false,
+        moq: None,
     }
 }
 
@@ -99,7 +102,10 @@ impl TestOrigin {
             https_h1: Some(bind_tcp(local).unwrap()),
             https_h2: Some(bind_tcp(local).unwrap()),
             h3: Some(bind_udp(local).unwrap()),
+            moq: config.moq.as_ref().map(|_| bind_udp(local).unwrap()),
+            moq_http: None,
         };
+        let moq = listeners.moq.as_ref().map(|s| s.local_addr().unwrap());
         let addr = |l: &Option<tokio::net::TcpListener>| l.as_ref().unwrap().local_addr().unwrap();
         let (http, https, https_h1, https_h2) =
             (addr(&listeners.http), addr(&listeners.https), addr(&listeners.https_h1), addr(&listeners.https_h2));
@@ -115,6 +121,7 @@ impl TestOrigin {
             https_h1,
             https_h2,
             h3,
+            moq,
             roots,
             cert_pem: paths.cert.clone(),
             origin,

@@ -2,13 +2,15 @@
 // Screenshot test of the side-by-side compare page (web/compare.html):
 // origin + real encoder (640x360) on free ports (web/e2e/stack.js), a headless
 // browser (--browser chromium, the default, or firefox: web/e2e/browser.js)
-// using HTTP/3 to the origin, playing all three arms (h3, HTTP/1.1+TLS, h2)
-// in one page, then screenshots at 1280x800, 390x844 (phone), 1920x1080 and
+// using HTTP/3 to the origin, playing all three arms (h3, HTTP/1.1+TLS, h2;
+// --arms h3,moq,h1: the MoQ arm, the MoQ player painting a canvas, the origin
+// with its MoQ endpoint) in one page, then screenshots at 1280x800, 390x844 (phone), 1920x1080 and
 // 3840x2160.  At each size it checks, from the page's geometry and the
 // screenshot's pixels:
 //   - no horizontal scrollbar (document scrollWidth <= clientWidth);
-//   - at 1280x800 and 390x844: every arm's video element, its verdict line
-//     and the chart lie fully inside the viewport (nothing needs scrolling);
+//   - at 1280x800 and 390x844: every arm's picture (video element; moq: its
+//     canvas), its verdict line and the chart lie fully inside the viewport
+//     (nothing needs scrolling);
 //   - in every arm's picture both clocks decode from the screenshot: the
 //     encoder's timecode strip (bottom of the picture, web/timecode.js) and
 //     the player's strip right above it (web/clock.js); the player clock is
@@ -19,7 +21,8 @@
 //   - the path profile from the URL (profile=, path=) is shown.
 // Also: each arm used its protocol (as the page counts its media segments, and
 // every media response of the arm's origin per a PerformanceObserver installed
-// before the page loads), no player errors.  Then the page again with
+// before the page loads; moq: every frame over a MoQ session on WebTransport),
+// no player errors.  Then the page again with
 // h1latency=1.5 (HTTP/1.1 held 1 s behind the others): its tile must be marked
 // higher beyond the spread (verdict, red outline, "+N ms"), one of the others lowest.
 // Prints "compare-shots: N passed, N failed"; exits non-zero on failure.
@@ -31,7 +34,7 @@
 //                     the verdict needs 10 s of samples)
 //   --screenshot F    write the 1280x800 screenshot to F, reduced to a 64-colour palette (ffmpeg)
 //   --out DIR         also write every raw screenshot to DIR (compare-WxH.png)
-//   --arms LIST       arms to show (default h3,h1,h2; also http)
+//   --arms LIST       arms to show (default h3,h1,h2; also http, moq: the origin then runs with --moq)
 //   --no-highlight    skip the second part: the page again with h1latency=1.5 (HTTP/1.1
 //                     held 1 s further behind), whose tile must be marked higher
 //                     beyond the spread (verdict, red outline, "+N ms"), and the lowest
@@ -72,7 +75,11 @@ const SIZES = [
   { w: 1920, h: 1080, mustFit: false },
   { w: 3840, h: 2160, mustFit: false },
 ];
-const PROTOCOLS = { h3: 'h3', h1: 'http/1.1', h2: 'h2', http: 'http/1.1' };
+const PROTOCOLS = { h3: 'h3', h1: 'http/1.1', h2: 'h2', http: 'http/1.1', moq: 'moq' };
+if (opts.arms.split(',').includes('moq') && opts.browser !== 'chromium') {
+  console.error('compare-shots: the moq arm plays in Chromium only'); // docs/player.md
+  process.exit(2);
+}
 const ARMS = Object.fromEntries(opts.arms.split(',').map((a) => {
   if (!PROTOCOLS[a]) { console.error(`unknown arm ${a}`); process.exit(2); }
   return [a, PROTOCOLS[a]];
@@ -113,14 +120,15 @@ const GEOMETRY = `(() => {
   const arms = {};
   [...document.querySelectorAll('.arm')].forEach((tile, i) => {
     const arm = tile.dataset.arm || 'tile' + i;
-    const video = tile.querySelector('video');
+    // The picture: the arm's <video>, or the canvas the MoQ player paints.
+    const video = tile.querySelector('video') || tile.querySelector('moq-watch canvas');
     const verdict = tile.querySelector('.verdict');
     const badge = tile.querySelector('.badge');
     const p = c.players[arm];
     arms[arm] = {
       video: r(video), verdict: r(verdict), verdictText: verdict ? verdict.textContent : '',
       verdictPx: px(verdict), clockPx: px(tile.querySelector('.clock')),
-      srcH: video ? video.videoHeight : 0, badge: badge ? badge.textContent : '',
+      srcH: video ? video.videoHeight || video.height : 0, badge: badge ? badge.textContent : '',
       screenMs: p && p.latency ? p.latency.screenMs : null,
     };
   });
@@ -164,7 +172,7 @@ async function shoot(page, size, label = '') {
   for (const [arm, a] of Object.entries(geo.arms)) {
     const w = `${where} ${arm}`;
     if (size.mustFit) {
-      check(w, 'video element fully inside the viewport', inside(a.video, geo.vw, geo.vh), fmtBox(a.video));
+      check(w, 'picture (video element, moq: canvas) fully inside the viewport', inside(a.video, geo.vw, geo.vh), fmtBox(a.video));
       check(w, 'verdict line inside the viewport', inside(a.verdict, geo.vw, geo.vh), `${fmtBox(a.verdict)} "${a.verdictText}"`);
     }
     check(w, `text readable (verdict ${a.verdictPx} px, clock ${a.clockPx.toFixed(1)} px >= ${MIN_TEXT_PX})`,
@@ -172,7 +180,7 @@ async function shoot(page, size, label = '') {
     check(w, 'verdict on one line', !!a.verdict && a.verdict.h <= a.verdictPx * 1.6, a.verdict ? `${a.verdict.h.toFixed(1)} px high at ${a.verdictPx} px font` : 'missing');
     check(w, 'verdict line shows now, p50 and stalls', /\d+ ms now · p50 \d+ ms · \d+ stall/.test(a.verdictText), `"${a.verdictText}" [${a.badge}]`);
     if (!a.video) {
-      check(w, 'arm has a video element', false);
+      check(w, 'arm has a picture (video element, moq: canvas)', false);
       continue;
     }
     const c = pictureClocks(img, a.video, a.srcH || 360, geo.now);
@@ -192,18 +200,19 @@ async function shoot(page, size, label = '') {
 }
 
 async function main() {
-  await stack.startOrigin();
+  await stack.startOrigin({ moq: 'moq' in ARMS });
   const stream = `shots${process.pid}`;
   await stack.startEncoder(stream, ['--size', '640x360', '--bitrate', '600k', '--fps', '25']);
   await sleep(1000);
   browser = await launchBrowser(opts.browser, { ...stack.browserOptions(), log });
   log(`browser: ${await browser.version()}`);
-  const { tls, h1, h2, http } = stack.ports;
+  const { tls, h1, h2, http, moq } = stack.ports;
   const origins = { h3: `https://localhost:${tls}`, h1: `https://localhost:${h1}`, h2: `https://localhost:${h2}`, http: `http://127.0.0.1:${http}` };
   // Open the page with `extra` query parameters and play until every arm has
   // shown frames for opts.play s (the verdict needs 10 s).
   const open = async (extra = {}) => {
     const qs = new URLSearchParams({ stream, arms: Object.keys(ARMS).join(','), h3port: tls, h1port: h1, h2port: h2, profile: PROFILE, path: PATH_DESC, ...extra });
+    if (moq) qs.set('moqport', moq);
     qs.set('http', `http://127.0.0.1:${http}`);
     const url = `${origins.h3}/compare.html?${qs}`;
     const page = await browser.newPage();
@@ -245,11 +254,17 @@ async function main() {
     const p = final.players[arm];
     const counts = p.transport.counts;
     const total = Object.values(counts).reduce((a, b) => a + b, 0);
-    check(`page ${arm}`, `media segments used ${proto}`, total > 0 && counts[proto] === total, JSON.stringify(counts));
-    const resp = await protocolsSeen(page, origins[arm]);
-    const n = Object.values(resp.media).reduce((a, b) => a + b, 0);
-    check(`page ${arm}`, `every media response of ${origins[arm]} used ${proto} (observed from before the page loaded)`,
-      n > 0 && resp.media[proto] === n, `media ${JSON.stringify(resp.media)}, other ${JSON.stringify(resp.other)}`);
+    if (arm === 'moq') {
+      // No HTTP media responses: every frame over a MoQ session on WebTransport, never WebSocket.
+      check(`page ${arm}`, 'every frame came over a MoQ session on WebTransport', total > 0 && counts[proto] === total && p.moq.websocketSessions === 0,
+        `${JSON.stringify(counts)}, session ${p.moq.transport} ${p.moq.version}`);
+    } else {
+      check(`page ${arm}`, `media segments used ${proto}`, total > 0 && counts[proto] === total, JSON.stringify(counts));
+      const resp = await protocolsSeen(page, origins[arm]);
+      const n = Object.values(resp.media).reduce((a, b) => a + b, 0);
+      check(`page ${arm}`, `every media response of ${origins[arm]} used ${proto} (observed from before the page loaded)`,
+        n > 0 && resp.media[proto] === n, `media ${JSON.stringify(resp.media)}, other ${JSON.stringify(resp.other)}`);
+    }
     check(`page ${arm}`, 'no player errors', p.errors.length === 0, JSON.stringify(p.errors.slice(0, 3)));
     const v = final.verdict ? final.verdict.arms[arm] : null;
     log(`[${arm}] verdict ${JSON.stringify(v)}; stalls ${p.stalls.count}; frames decoded ${p.frames.decoded}, errors ${p.frames.decodeErrors}`);

@@ -16,6 +16,16 @@
 //     clock is the capture time and player minus encoder is below --max-latency.
 // With --format hls the page plays the origin's LL-HLS with hls.js
 // (?format=hls) and the second reading is hls.js's own latency (hls.latency).
+// With --format moq (arm name moq; the origin runs with --moq) the page plays the
+// origin's Media over QUIC broadcast with the MoQ player (?format=moq, web/moq.js),
+// served over h3; instead of the transport and second-reading checks it checks
+// that every frame came over a MoQ session on WebTransport (moq-lite, certificate
+// by serverCertificateHashes), that the page never opened a WebSocket, and that
+// the per-frame arrival latency is present and below the glass-to-glass latency;
+// then a second page whose WebTransport session cannot open (a wrong certificate
+// hash, moqcert=) must not fall back to WebSocket either: no WebSocket within
+// 4 s (the player's fallback would start after 0.5 s), no frame, and the page
+// says it is still connecting.
 // Prints a summary ending in "N passed, N failed"; exits non-zero on failure.
 //
 // In Firefox the h3 arm first waits until the origin answers over h3 (Alt-Svc
@@ -25,7 +35,8 @@
 // Usage (from the repository root, after cargo build --release and npm ci in web/):
 //   node web/e2e/e2e.js [--browser chromium|firefox] [--duration 20] [--arms h3,h1] [--bin target/release/h3live]
 //                        [--latency S] [--stream NAME] [--screenshot docs/player.png] [--keep-logs]
-//                        [--format dash|hls] [--max-latency MS] [--agree MS]
+//                        [--format dash|hls|moq] [--max-latency MS] [--agree MS]
+//   node web/e2e/e2e.js --format moq --max-latency 1000   (the moq arm; --arms is ignored)
 //   node web/e2e/e2e.js --url 'https://localhost:4433/?stream=test' --expect h3 \
 //                        --spki BASE64 --quic localhost:4433   (against a running origin)
 //   node web/e2e/e2e.js --browser firefox --url 'https://localhost:4433/?stream=test' --expect h3 \
@@ -33,7 +44,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BROWSERS, launchBrowser, observeProtocols, open, prepareH3, protocolsSeen, watch } from './browser.js';
-import { launch } from './chromium.js';
+import { launch, waitForStats } from './chromium.js';
 import { cli } from './cli.js';
 import { decodePng, pictureClocks } from './png.js';
 import { ROOT as root, Stack, sleep } from './stack.js';
@@ -62,6 +73,11 @@ const { values: o } = cli(import.meta.url, {
 });
 if (!BROWSERS.includes(o.browser)) {
   console.error(`e2e: --browser ${BROWSERS.join(' or ')}`);
+  process.exit(2);
+}
+if (o.format === 'moq' && o.browser !== 'chromium') {
+  // Firefox's WebTransport exposes no negotiated subprotocol (docs/player.md).
+  console.error('e2e: --format moq plays in Chromium only');
   process.exit(2);
 }
 const opts = {
@@ -96,6 +112,9 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.lengt
 async function runArm(arm, url, expectProto) {
   const page = await browser.newPage();
   const seen = watch(page);
+  const moq = opts.format === 'moq';
+  // The MoQ page must never fall back to WebSocket: count every WebSocket the page opens.
+  if (moq) await page.evaluateOnNewDocument(countWebSockets);
   const origin = new URL(url).origin;
   if (expectProto === 'h3') await prepareH3(opts.browser, page, origin, log);
   await observeProtocols(page);
@@ -110,7 +129,7 @@ async function runArm(arm, url, expectProto) {
     stats = await page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
     if (!stats) continue;
     if (firstTime === null && stats.currentTime > 0) firstTime = { wall: Date.now(), media: stats.currentTime };
-    samples.push({ t: Date.now(), tc: stats.latency.timecodeAvgMs, dash: stats.latency.dashAvgMs, ct: stats.currentTime });
+    samples.push({ t: Date.now(), tc: stats.latency.timecodeAvgMs, dash: stats.latency.dashAvgMs, arrival: stats.latency.arrivalAvgMs, ct: stats.currentTime });
   }
   // Both clocks read back from a screenshot of the page: the encoder's strip
   // in the picture and the player's (web/clock.js) right above it.  Up to 5
@@ -118,8 +137,9 @@ async function runArm(arm, url, expectProto) {
   let clocks, before, after, tries = 0;
   do {
     if (tries++) await sleep(1000);
-    const geo = await page.evaluate(`(() => { const v = document.querySelector('video'); const b = v.getBoundingClientRect();
-      return { box: { x: b.left, y: b.top, w: b.width, h: b.height }, srcH: v.videoHeight }; })()`);
+    // The picture: the <video>, or the MoQ player's canvas.
+    const geo = await page.evaluate(`(() => { const v = document.querySelector('video') || document.querySelector('moq-watch canvas'); const b = v.getBoundingClientRect();
+      return { box: { x: b.left, y: b.top, w: b.width, h: b.height }, srcH: v.videoHeight || v.height }; })()`);
     before = Date.now();
     const img = decodePng(Buffer.from(await page.screenshot({ captureBeyondViewport: false })));
     after = Date.now();
@@ -152,6 +172,11 @@ async function runArm(arm, url, expectProto) {
   const wallS = firstTime ? (Date.now() - firstTime.wall) / 1000 : 0;
   check(arm, 'video plays (currentTime advances)', firstTime !== null && advanced > wallS * 0.5 && wallS > 3,
     `advanced ${advanced.toFixed(1)} s in ${wallS.toFixed(1)} s; first frame ${stats.firstFrameMs} ms after navigation`);
+  if (moq) {
+    await checkMoq(arm, page, stats, samples, seen);
+    await page.close();
+    return;
+  }
   // transport
   const counts = { ...stats.transport.counts };
   // hls.js aborts a part request now and then (superseded by a playlist
@@ -185,6 +210,63 @@ async function runArm(arm, url, expectProto) {
   await page.close();
 }
 
+/** The moq arm's checks (the video-element arms' transport and player-latency checks do not apply). */
+async function checkMoq(arm, page, stats, samples, seen) {
+  const m = stats.moq || {};
+  const counts = stats.transport.counts;
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  check(arm, 'every frame came over a MoQ session on WebTransport', total > 0 && counts.moq === total && m.transport === 'webtransport' && m.websocketSessions === 0,
+    `frames by transport ${JSON.stringify(counts)}, session ${m.transport} ${m.version}, ${m.sessions} session(s), ${m.websocketSessions} over WebSocket, certificate by ${m.certificate}`);
+  check(arm, 'moq-lite negotiated, certificate pinned by serverCertificateHashes', /^moq-lite-/.test(m.version || '') && m.certificate === 'serverCertificateHashes',
+    `version ${m.version}, certificate ${m.certificate}`);
+  const ws = await page.evaluate('window.h3liveWebSockets || null').catch(() => null);
+  check(arm, 'the page opened no WebSocket', Array.isArray(ws) && ws.length === 0, `WebSockets: ${JSON.stringify(ws)}`);
+  const late = samples.slice(Math.floor(samples.length / 2));
+  const tc = late.map((x) => x.tc).filter((v) => v != null);
+  const arr = late.map((x) => x.arrival).filter((v) => v != null);
+  const mtc = median(tc), marr = median(arr);
+  check(arm, `timecode latency present and < ${opts.maxLatency / 1000} s`, tc.length > 0 && mtc < opts.maxLatency && Math.max(...tc) < opts.maxLatency,
+    `median ${mtc} ms, max ${tc.length ? Math.max(...tc) : null} ms; frames painted ${stats.frames.presented}, decoded ${stats.frames.decoded}, errors ${stats.frames.decodeErrors}; stalls ${stats.stalls.count}`);
+  check(arm, 'arrival latency present and below the glass-to-glass latency', arr.length > 0 && marr > 0 && marr <= mtc,
+    `arrival median ${marr} ms, glass-to-glass median ${mtc} ms`);
+  check(arm, 'no player errors', stats.errors.length === 0 && seen.exceptions.length === 0,
+    `${JSON.stringify(stats.errors.slice(0, 3))} ${seen.exceptions.slice(0, 3).join(' | ')}`);
+  results.push({ arm, info: { format: 'moq', latencyTimecodeMs: mtc, arrivalMs: marr, stalls: stats.stalls, firstFrameMs: stats.firstFrameMs, transport: counts, session: `${m.transport} ${m.version}`, playerDelayMs: m.bufferMs } });
+}
+
+/**
+ * In the page, before its scripts: window.h3liveWebSockets lists the URL of every
+ * WebSocket and WebSocketStream the page creates (the MoQ player's fallback uses
+ * WebSocketStream where the browser has it).
+ */
+function countWebSockets() {
+  window.h3liveWebSockets = [];
+  for (const name of ['WebSocket', 'WebSocketStream']) {
+    const Orig = window[name];
+    if (!Orig) continue;
+    const Wrapped = function (...a) { window.h3liveWebSockets.push(`${name} ${a[0]}`); return new Orig(...a); };
+    Wrapped.prototype = Orig.prototype;
+    Object.assign(Wrapped, Orig);
+    window[name] = Wrapped;
+  }
+}
+
+/** A MoQ page whose WebTransport session fails must not fall back to WebSocket. */
+async function noFallback(url) {
+  const page = await browser.newPage();
+  await page.evaluateOnNewDocument(countWebSockets);
+  log(`[moq-no-fallback] opening ${url}`);
+  await open(page, url, log);
+  // Until the page has tried WebTransport and the fallback's 0.5 s head start has long passed.
+  const { s } = await waitForStats(page, (x) => x.moq && x.moq.status === 'disconnected' && Date.now() - x.pageStart > 4000, 15000);
+  const ws = await page.evaluate('window.h3liveWebSockets || null').catch(() => null);
+  const notice = await page.evaluate("document.getElementById('notice').hidden ? '' : document.getElementById('notice').textContent").catch(() => '');
+  check('moq-no-fallback', 'WebTransport refused (wrong certificate hash): no WebSocket fallback, no frame, the page says it is connecting',
+    !!s && Array.isArray(ws) && ws.length === 0 && s.frames.presented === 0 && s.moq.sessions === 0 && /Connecting/.test(notice),
+    `WebSockets ${JSON.stringify(ws)}, frames ${s && s.frames.presented}, sessions ${s && s.moq && s.moq.sessions}, status ${s && s.moq && s.moq.status}, notice "${notice}"`);
+  await page.close();
+}
+
 // --------------------------------------------------------------------- main
 async function main() {
   if (opts.url) {
@@ -202,7 +284,7 @@ async function main() {
     await runArm(opts.expect || 'url', opts.url, opts.expect || 'h3');
     return;
   }
-  await stack.startOrigin();
+  await stack.startOrigin({ moq: opts.format === 'moq' });
   const stream = opts.stream || `e2e${process.pid}`;
   await stack.startEncoder(stream);
   await sleep(1500); // let a first segment start so the player joins a running stream
@@ -210,7 +292,14 @@ async function main() {
   browser = await launchBrowser(opts.browser, { ...stack.browserOptions(), log });
   log(`browser: ${await browser.version()}`);
 
-  const { tls: tlsPort, h1: h1Port, h2: h2Port, http: httpPort } = stack.ports;
+  const { tls: tlsPort, h1: h1Port, h2: h2Port, http: httpPort, moq: moqPort } = stack.ports;
+  if (opts.format === 'moq') {
+    // The page over h3 from the origin, the media from its MoQ endpoint.
+    const url = `https://localhost:${tlsPort}/?stream=${stream}&format=moq&moqport=${moqPort}`;
+    await runArm('moq', opts.latency ? `${url}&latency=${opts.latency}` : url, 'moq');
+    await noFallback(`${url}&moqcert=${'00'.repeat(32)}`);
+    return;
+  }
   const arms = {
     h3: [`https://localhost:${tlsPort}/?stream=${stream}`, 'h3'],
     h1: [`https://localhost:${h1Port}/?stream=${stream}`, 'http/1.1'],

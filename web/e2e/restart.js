@@ -18,10 +18,16 @@
 // --bound segment durations (default 2, i.e. 4 s with 2 s segments).  Then a
 // new page must start playing within 15 s.  The page must show the
 // interruption (window.h3liveStats.recovery) and must not have reloaded.
+// --arm moq: the page plays the origin's Media over QUIC broadcast (?format=moq,
+// the origin with --moq); after an encoder restart (its subscriptions end) or
+// an origin restart (a new process with a new certificate, whose hash the page
+// fetches again) the page starts a new MoQ player (new session, subscriptions
+// and playout clock, web/moq.js), so "noticed" is h3liveStats.moq.recovery
+// instead of a source reload.
 //
 // Usage (repository root, after cargo build --release and npm ci in web/):
 //   node web/e2e/restart.js [--bin target/release/h3live] [--scenarios encoder,origin]
-//                           [--bound 2] [--seg 2] [--arm h3|h1] [--keep-logs] [--json FILE]
+//                           [--bound 2] [--seg 2] [--arm h3|h1|moq] [--keep-logs] [--json FILE]
 //   --root DIR, --no-state-dir: test another checkout's web/ and scripts/ (e.g. the old code)
 //   RESTART_DEBUG=1: log the video element, dash.js and resource timing every 0.5 s after 'back'
 // Soak mode (scripts/soak.sh): --soak SECONDS --period SECONDS [--load N] --out DIR
@@ -152,6 +158,9 @@ function check(scenario, name, ok, detail) {
   log(`${ok ? 'PASS' : 'FAIL'} [${scenario}] ${name}${detail ? ` — ${detail}` : ''}`);
 }
 const statsOf = (page) => page.evaluate('window.h3liveStats ? JSON.parse(JSON.stringify(window.h3liveStats)) : null').catch(() => null);
+// The media time of the picture on screen: the <video>'s, or the MoQ player's last painted frame.
+const PICTURE_TIME = `(() => { const v = document.querySelector('video'); if (v) return v.currentTime;
+  const m = document.querySelector('moq-watch'); const t = m && m.renderer.out.timestamp.peek(); return typeof t === 'number' ? t / 1000 : null; })()`;
 
 /** Wait until the page's video advances for `spanMs` (currentTime moves by at least half of it, never
  *  standing still for more than 700 ms). Returns { startedAt: wall ms when that stretch began, stats }. */
@@ -160,7 +169,7 @@ async function playsFor(page, spanMs, timeoutMs) {
   let base = null; // { wall, ct }: where the current advancing stretch began
   let prev = null; // { wall, ct }: last change seen
   while (Date.now() < end) {
-    const ct = await page.evaluate("document.querySelector('video') ? document.querySelector('video').currentTime : null").catch(() => null);
+    const ct = await page.evaluate(PICTURE_TIME).catch(() => null);
     const now = Date.now();
     if (typeof ct === 'number') {
       if (prev !== null && ct !== prev.ct && ct > 0) {
@@ -238,7 +247,7 @@ async function scenario(name, page, restart) {
   // The video must advance again: a 3 s stretch of moving currentTime that began after "back".
   if (process.env.RESTART_DEBUG) {
     for (let i = 0; i < 40; i++) {
-      const d = await page.evaluate(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
+      const d = opts.arm === 'moq' ? await page.evaluate(`JSON.stringify({ t: ${PICTURE_TIME}, ...(({ status, broadcast, sessions, framesArrived, recovery }) => ({ status, broadcast, sessions, framesArrived, restarts: recovery.restarts }))(window.h3liveStats.moq), painted: window.h3liveStats.frames.presented })`).catch((e) => String(e)) : await page.evaluate(`(() => { const v = document.querySelector('video'); const p = window.h3livePlayer; let b = null, t = null, paused = null;
         try { b = p.getBufferLength('video'); t = p.time(); paused = p.isPaused(); } catch (e) { b = String(e); }
         const r = []; for (let i = 0; i < v.buffered.length; i++) r.push([v.buffered.start(i).toFixed(2), v.buffered.end(i).toFixed(2)]);
         return JSON.stringify({ ct: v.currentTime.toFixed(2), rs: v.readyState, ns: v.networkState, vp: v.paused, err: v.error && v.error.message, buf: r, b, t, paused, st: window.h3liveStats.recovery.status, rl: window.h3liveStats.recovery.reloads }); })()`).catch((e) => String(e));
@@ -256,8 +265,15 @@ async function scenario(name, page, restart) {
   check(name, 'no page reload', s && before && s.pageStart === before.pageStart, '');
   const rec = (x) => (x && x.recovery) || { reloads: 0, events: [] };
   const reloads = rec(s).reloads - rec(before).reloads;
-  check(name, 'page noticed the interruption (source reloaded)', reloads > 0,
-    `reloads ${reloads}: ${JSON.stringify(rec(s).events.slice(-reloads))}`);
+  if (opts.arm === 'moq') {
+    const d = (f) => (s && before ? f(s.moq) - f(before.moq) : 0);
+    const restarts = d((m) => m.recovery.restarts);
+    check(name, 'page noticed the interruption (started a new MoQ player)', restarts > 0,
+      `new players +${restarts}, sessions +${d((m) => m.sessions)}, certificate changes +${d((m) => m.certificateChanges)}; ${JSON.stringify(s && s.moq.recovery.events.slice(-3))}; transport ${s && s.moq.transport}, WebSocket sessions ${s && s.moq.websocketSessions}`);
+  } else {
+    check(name, 'page noticed the interruption (source reloaded)', reloads > 0,
+      `reloads ${reloads}: ${JSON.stringify(rec(s).events.slice(-reloads))}`);
+  }
   // Back at the live edge: the timecode latency settles under 3 s.
   await sleep(4000);
   const s2 = await statsOf(page);
@@ -270,7 +286,10 @@ async function scenario(name, page, restart) {
   const fp = await playsFor(fresh, 3000, 20000);
   check(name, 'a new viewer starts', fp !== null, fp ? `first frame ${fp.stats.firstFrameMs} ms after navigation, playing ${fp.startedAt - tNew} ms after it` : '');
   await fresh.close();
-  return { scenario: name, ...info.detail, recoveryMs: recovery, reloads, events: reloads > 0 ? rec(s).events.slice(-reloads) : [] };
+  // moq: the page's own recoveries (subscribed again, reconnected), in ms after "back".
+  const moqEvents = opts.arm === 'moq' && s && before ? s.moq.recovery.events.filter((e) => e.t > info.backAt - (info.detail.downMs || 0))
+    .map((e) => ({ atMs: e.t - back, reason: e.reason })) : undefined;
+  return { scenario: name, ...info.detail, recoveryMs: recovery, reloads, events: reloads > 0 ? rec(s).events.slice(-reloads) : [], moqEvents };
 }
 
 async function main() {
@@ -279,6 +298,7 @@ async function main() {
   const tlsPort = await freeTcpUdp();
   const h1Port = await freeTcp('::').catch(() => freeTcp());
   const h2Port = await freeTcp('::').catch(() => freeTcp());
+  const moqPort = opts.arm === 'moq' ? await freeTcpUdp() : null;
   const certDir = join(work, 'certs');
   execFileSync(opts.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
   const cert = join(certDir, 'cert.pem');
@@ -289,7 +309,8 @@ async function main() {
     base: `http://127.0.0.1:${httpPort}`,
     args: ['serve', '--http', `127.0.0.1:${httpPort}`, '--h3', `[::]:${tlsPort}`, '--https', `[::]:${tlsPort}`,
       '--https-h1', `[::]:${h1Port}`, '--https-h2', opts.soak ? `[::]:${h2Port}` : 'off', '--cert', cert, '--key', join(certDir, 'key.pem'),
-      '--web-dir', join(root, 'web'), ...(opts.noStateDir ? [] : ['--state-dir', join(work, 'state')])],
+      '--web-dir', join(root, 'web'), ...(opts.noStateDir ? [] : ['--state-dir', join(work, 'state')]),
+      ...(moqPort ? ['--moq', `[::]:${moqPort}`] : [])],
   };
   start('origin', opts.bin, origin.args);
   await waitFor('the origin', () => get(`${origin.base}/healthz`), 15000);
@@ -300,7 +321,7 @@ async function main() {
   browser = await launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
   const page = await browser.newPage();
   seen = watch(page);
-  await open(page, `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}`, log);
+  await open(page, `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}${moqPort ? `&format=moq&moqport=${moqPort}` : ''}`, log);
   const warm = await playsFor(page, 8000, 30000);
   check('setup', 'the page plays before any restart', warm !== null, warm ? '' :
     `stats ${JSON.stringify(await statsOf(page))}; console ${JSON.stringify(seen.console.slice(-10))}; exceptions ${JSON.stringify(seen.exceptions.slice(-3))}`);

@@ -117,15 +117,19 @@ export class Stack {
     return c ? Buffer.concat(c.out).toString() : '';
   }
 
-  /** Origin on free ports with a fresh certificate, serving web/. */
-  async startOrigin() {
+  /**
+   * Origin on free ports with a fresh certificate, serving web/.  With
+   * `moq: true` also the MoQ endpoint (WebTransport on UDP, its read-only HTTP
+   * twin on TCP, same port number: this.ports.moq).
+   */
+  async startOrigin({ moq = false } = {}) {
     if (!existsSync(this.bin)) throw new Error(`${this.bin} not found: run cargo build --release first`);
     if (!existsSync(join(ROOT, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
     const http = await freeTcp();
     const tls = await freeTcpUdp();
     const h1 = await freeTcp('::').catch(() => freeTcp());
     const h2 = await freeTcp('::').catch(() => freeTcp());
-    this.ports = { http, tls, h1, h2 };
+    this.ports = { http, tls, h1, h2, moq: moq ? await freeTcpUdp() : null };
     const certDir = join(this.work, 'certs');
     execFileSync(this.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
     const cert = join(certDir, 'cert.pem');
@@ -136,6 +140,7 @@ export class Stack {
     this.start('origin', this.bin, ['serve', '--http', `127.0.0.1:${http}`, '--h3', `[::]:${tls}`,
       '--https', `[::]:${tls}`, '--https-h1', `[::]:${h1}`, '--https-h2', `[::]:${h2}`,
       '--cert', cert, '--key', key, '--web-dir', join(ROOT, 'web'),
+      ...(moq ? ['--moq', `[::]:${this.ports.moq}`] : []),
       // Its own state directory: not the per-user default, which another run on the same port would restore.
       '--state-dir', join(this.work, 'state')]);
     this.base = `http://127.0.0.1:${http}`;
