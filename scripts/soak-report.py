@@ -32,7 +32,7 @@ def main(d):
     restarts = rj.get("measured", [])
     results = rj.get("results", [])
     loads = {}
-    for t in ("h3", "h2", "h1-tls", "h1-clear"):
+    for t in ("h3", "h2", "h1-tls", "h1-clear", "moq"):
         p = os.path.join(d, f"load-{t}.json")
         if os.path.exists(p):
             with open(p) as f:
@@ -138,8 +138,8 @@ def main(d):
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for t, L in loads.items():
             lat = L.get("latency") or {}
-            lines.append(f"| {t} | {L['viewers']} | {L['connected']} | {L['mbit_per_s']:.0f} | {L['segments']} | {L['errors']} | "
-                         f"{L['stalls']} | {lat.get('p50_ms', 0):.0f} / {lat.get('p99_ms', 0):.0f} |")
+            lines.append(f"| {t} | {L.get('viewers', '')} | {L.get('connected', '')} | {L.get('mbit_per_s', 0):.0f} | {L.get('segments', '')} | "
+                         f"{L.get('errors', '')} | {L.get('stalls', '')} | {lat.get('p50_ms', 0):.0f} / {lat.get('p99_ms', 0):.0f} |")
         kinds = {}
         for L in loads.values():
             for k, v in (L.get("error_kinds") or {}).items():

@@ -17,7 +17,10 @@
 # load-<transport>.json, table.md (per restart and summary), plot.svg (origin
 # RSS, page latency, error responses over time, restarts marked), soak.log.
 #
-# Usage: scripts/soak.sh [--duration 30m] [--period 180] [--viewers 200] [--out DIR]
+# --arm moq: the page plays the Media over QUIC arm (origin with --moq) instead of
+# LL-DASH over h3, and the load viewers include `h3live load -t moq`.
+#
+# Usage: scripts/soak.sh [--duration 30m] [--period 180] [--viewers 200] [--out DIR] [--arm h3|moq]
 #                        [--encoder-args '--size 640x360 --fps 25 --bitrate 500k'] (the default)
 #        (--duration accepts 300, 300s, 5m; the short check: --duration 4m --period 60)
 set -euo pipefail
@@ -34,6 +37,7 @@ VIEWERS=200
 ENCODER_ARGS="--size 640x360 --fps 25 --bitrate 500k"
 OUT=""
 BIN="${H3LIVE_BIN:-target/release/h3live}"
+ARM=h3
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --encoder-args) ENCODER_ARGS="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
+    --arm) ARM="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
@@ -59,7 +64,7 @@ for c in ffmpeg node python3 openssl; do command -v "$c" >/dev/null || die "$c i
 
 say "${SECS}s, a restart every ${PERIOD}s (encoder, origin, ...), ${VIEWERS} load viewers + 1 browser; output $OUT"
 set +e
-nice -n 5 node web/e2e/restart.js --bin "$BIN" --soak "$SECS" --period "$PERIOD" --load "$VIEWERS" --out "$OUT" \
+nice -n 5 node web/e2e/restart.js --bin "$BIN" --soak "$SECS" --period "$PERIOD" --load "$VIEWERS" --out "$OUT" --arm "$ARM" \
   --encoder-args="$ENCODER_ARGS" \
   --json "$OUT/restarts.json" 2>&1 | tee "$OUT/soak.log"
 RC=${PIPESTATUS[0]}

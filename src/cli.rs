@@ -141,6 +141,12 @@ pub struct MoqArgs {
     /// that stopped reading) is closed. More than 0.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub moq_idle_timeout: Duration,
+    /// QUIC idle timeout of MoQ sessions (transport parameter `max_idle_timeout`; the origin sends a
+    /// keep-alive every third of it): a viewer whose origin vanished (killed, path cut) sees its session
+    /// end after this long and reconnects. Short, so players follow an origin restart within a segment
+    /// or two. More than 0.
+    #[arg(long, default_value = "3s", value_parser = parse_positive_duration)]
+    pub moq_quic_idle_timeout: Duration,
     /// How far (media time) a group may fall behind the newest of its track before it is dropped; a
     /// subscriber further behind skips ahead to newer groups.
     #[arg(long, default_value = "4s", value_parser = parse_positive_duration)]
@@ -162,6 +168,7 @@ impl MoqArgs {
             max_subscriptions: self.moq_max_subscriptions.max(1),
             send_window: self.moq_send_window.max(64 << 10),
             idle_timeout: self.moq_idle_timeout,
+            quic_idle_timeout: self.moq_quic_idle_timeout,
         }
     }
 }

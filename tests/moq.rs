@@ -334,3 +334,66 @@ async fn moq_session_limits_hold() {
     assert!(ok && !frames.is_empty(), "the reading session goes on");
     o.stop().await;
 }
+
+/// A UDP relay from a port of its own to `to`, for one client, forwarding
+/// both ways until the returned flag is set; from then on it drops every
+/// datagram, as the path to a killed origin does (nothing closes, nothing
+/// answers).
+async fn udp_relay(to: SocketAddr) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    back.connect(("127.0.0.1", to.port())).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let (f, b, c, k) = (front.clone(), back.clone(), client.clone(), cut.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = f.recv_from(&mut buf).await {
+            *c.lock().unwrap() = Some(from);
+            if !k.load(Ordering::Relaxed) {
+                let _ = b.send(&buf[..n]).await;
+            }
+        }
+    });
+    let k = cut.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = back.recv(&mut buf).await {
+            let to = *client.lock().unwrap();
+            if let (Some(to), false) = (to, k.load(Ordering::Relaxed)) {
+                let _ = front.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    (addr, cut)
+}
+
+/// A viewer whose origin vanishes (kill -9: no CONNECTION_CLOSE, the client
+/// has nothing to send) learns it from the MoQ endpoint's short QUIC idle
+/// timeout, which the client adopts as the smaller of the two, and can
+/// reconnect: its session ends within a few seconds, not after the 30 s of
+/// the client's own (quinn's default) idle timeout. A quiet but intact path
+/// keeps the session (the origin's keep-alives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moq_session_to_a_vanished_origin_ends_within_seconds() {
+    let (o, sha) = moq_origin(|_| {}).await;
+    let (relay, cut) = udp_relay(o.moq.unwrap()).await;
+    let (session, _consumer, _keep) = connect(relay, &sha).await;
+    // Quiet (no broadcast, no subscription) for more than twice the default
+    // MoQ QUIC idle timeout (3 s): the keep-alives hold the session.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(7), session.closed()).await.is_err(),
+        "a quiet session on an intact path ended"
+    );
+    cut.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cut_at = std::time::Instant::now();
+    // Generous sanity bound: the idle timeout is 3 s; the old endpoint's was 30 s.
+    let err = tokio::time::timeout(Duration::from_secs(10), session.closed())
+        .await
+        .expect("the session to a vanished origin still looks open after 10 s");
+    eprintln!("session ended {:?} after the path was cut: {err}", cut_at.elapsed());
+    o.stop().await;
+}

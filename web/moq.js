@@ -16,15 +16,25 @@
 //   - stalls: the element has no 'waiting' event: a stall is a picture not
 //     updated for more than STALL_GAP_MS after the first frame, its duration
 //     the whole gap;
-//   - restarts, without a page reload (p.moq.recovery): a session that
-//     closes is reopened by the element itself (retrying without a time
-//     limit).  The page starts a new element (new session, subscriptions,
-//     decoder and playout clock; the counters go on) when the broadcast goes
-//     offline while the session is up (the subscriptions of an encoder run
-//     ended), or when nothing has been painted for STALL_MS and the origin
-//     has a new certificate (a restarted origin: a killed process closes
-//     nothing, its sessions look open until QUIC's idle timeout), or nothing
-//     has been painted for RETRY_MS in any case;
+//   - restarts, without a page reload (p.moq.recovery), by events:
+//       * a new broadcast generation (encoder restart: new init segments,
+//         media times from 0 again): the element cannot follow it by itself
+//         (its decoder drops every frame older than the last one painted, and
+//         holds a new rendition back until it catches up with the old
+//         picture), so the page starts a new element (new session,
+//         subscriptions, decoder and playout clock; the counters go on) as soon
+//         as the catalog carries a new init segment or a video frame's media
+//         time goes back;
+//       * a session that ends (the WebTransport session's `closed`, e.g. the
+//         origin's QUIC idle timeout after a kill -9, a few seconds): the
+//         element reconnects by itself at once, retrying with a short backoff
+//         (RECONNECT) without a time limit, and subscribes again when the
+//         broadcast is announced;
+//       * the broadcast going offline while the session stays up (its
+//         subscriptions ended): a new element after OFFLINE_MS;
+//     and, last resorts on timers only: nothing painted for STALL_MS and the
+//     origin has a new certificate (a restarted origin without --cert-dir),
+//     or nothing painted for RETRY_MS in any case;
 //   - transport: the session's transport ("webtransport" or "websocket") and
 //     negotiated MoQ version.  The element's WebSocket fallback is turned off;
 //     should a session still run over WebSocket, its frames are marked
@@ -54,8 +64,14 @@ const STALL_MS = 2000;
 const RETRY_MS = 6000;
 /** A broadcast offline this long (ms) while its session is up: start a new element. */
 const OFFLINE_MS = 300;
-/** At most one new element per this many ms (it needs time to connect and subscribe). */
+/** At most one new element per this many ms on the timers above (it needs time to connect and subscribe). */
 const MIN_RECOVERY_GAP_MS = 2500;
+/** The element's reconnect backoff: first retry after 125-250 ms, doubling up to 1 s, never giving up. */
+const RECONNECT = { initial: 250, multiplier: 2, max: 1000, timeout: 0 };
+/** A video frame whose media time is this much (ms) before the previous one's starts a new timeline. */
+const REWIND_MS = 1000;
+/** Fetching the certificate hash gives up after this long (ms): a killed origin's connection hangs. */
+const CERT_FETCH_MS = 1500;
 /** The bundled element, built by `npm ci` in web/. */
 const BUNDLE = new URL('./dist/moq-watch.js', import.meta.url).href;
 
@@ -71,7 +87,7 @@ export function loadWatch() {
  * /certificate.sha256, or throws with a reason (an origin without --moq has none).
  */
 export async function certificateHash(origin) {
-  const r = await fetch(`${origin}/certificate.sha256`, { cache: 'no-store' });
+  const r = await fetch(`${origin}/certificate.sha256`, { cache: 'no-store', signal: AbortSignal.timeout(CERT_FETCH_MS) });
   if (!r.ok) throw new Error(`${origin}/certificate.sha256: ${r.status} (is the origin's MoQ endpoint on? h3live serve --moq)`);
   const hex = (await r.text()).trim();
   if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new Error(`${origin}/certificate.sha256: not a SHA-256 in hex`);
@@ -129,7 +145,7 @@ export class MoqPlayer {
     p.moq = {
       url, name, jitter, certificate: certHash ? 'serverCertificateHashes' : url.startsWith('http:') ? '/certificate.sha256 over http' : 'none',
       status: 'disconnected', broadcast: 'offline', transport: null, version: null, sessions: 0, websocketSessions: 0,
-      certificateChanges: 0, recovery: { restarts: 0, events: [] },
+      certificateChanges: 0, recovery: { restarts: 0, reconnects: 0, events: [] },
       framesArrived: 0, framesWebSocket: 0, samplesExcluded: 0, rttMs: null, bytes: 0, bufferMs: null,
     };
     p.latency.arrivalMs = null;
@@ -169,13 +185,14 @@ export class MoqPlayer {
     this.elementAt = now();
     this.wasLive = false;
     this.offlineSince = null;
+    this.hadSession = false;
     this.arrivals.clear();
     this.lastArrivalUs = null;
     // Before the first connection attempt (these options are read per attempt).
     el.connection.websocket = { enabled: false };
     if (this.certHash) this.#pin(this.certHash);
     // Keep retrying through an origin restart (the element's default gives up after 10 s).
-    el.connection.delay = { initial: 250, multiplier: 2, max: 2000, timeout: 0 };
+    el.connection.delay = { ...RECONNECT };
     el.setAttribute('visible', 'always'); // decode even when scrolled away: the measurement must not depend on it
     el.setAttribute('muted', '');
     el.setAttribute('latency', String(this.jitter));
@@ -187,6 +204,7 @@ export class MoqPlayer {
     this.#watchArrivals(el);
     this.#watchPaints(el);
     this.#watchSession(el);
+    this.#watchGeneration(el);
   }
 
   /** The display refresh interval (ms): the median animation-frame interval, 60 Hz until measured. */
@@ -237,8 +255,13 @@ export class MoqPlayer {
       if (kind === 'video' && el === this.el) {
         const at = now();
         const us = Math.round(ts * 1000);
-        // A timeline that starts again (encoder restart): older entries can never be painted.
-        if (this.lastArrivalUs !== null && us < this.lastArrivalUs - 1e6) this.arrivals.clear();
+        // A timeline that starts again (a new encoder run): the element would drop
+        // these frames as older than its picture, so start a new one.
+        if (this.lastArrivalUs !== null && us < this.lastArrivalUs - REWIND_MS * 1000) {
+          this.lastArrivalUs = null;
+          queueMicrotask(() => { if (el === this.el) this.#recover('new broadcast generation (media time went back)'); });
+          return received(ts, kind);
+        }
         this.lastArrivalUs = us;
         const ws = this.p.moq.transport === 'websocket';
         this.arrivals.set(us, [at, ws]);
@@ -314,6 +337,9 @@ export class MoqPlayer {
     el.connection.status.subscribe((s) => {
       if (el !== this.el) return;
       m.status = s;
+      // The broadcast goes offline with its session: that is not the end of an
+      // encoder run, and the element subscribes again once reconnected.
+      if (s !== 'connected') { this.wasLive = false; this.offlineSince = null; }
       if (s === 'disconnected') this.#refreshCertificate();
       if (s !== 'connected' && this.status !== 'websocket') this.#setState(this.p.frames.presented ? 'origin unreachable' : 'connecting', s);
     });
@@ -326,7 +352,9 @@ export class MoqPlayer {
     el.connection.established.subscribe((c) => {
       if (el !== this.el) return;
       this.conn = c || null;
-      if (!c) { m.transport = null; return; }
+      if (!c) { m.transport = null; this.wasLive = false; this.offlineSince = null; return; }
+      if (this.hadSession) this.#event('reconnects', 'the session ended; the player reconnected');
+      this.hadSession = true;
       m.sessions++;
       m.transport = c.transport;
       m.version = String(c.version);
@@ -335,6 +363,26 @@ export class MoqPlayer {
         this.onError('MoQ session over WebSocket (the fallback is off, yet it happened): its samples are marked and left out');
         this.#setState('websocket', c.url && c.url.href);
       }
+    });
+  }
+
+  // A new generation of the broadcast (an encoder restart): its catalog
+  // carries new init segments. The first catalog this element receives is
+  // its baseline; a later one with another init segment for a rendition it
+  // knows starts a new element at once.
+  #watchGeneration(el) {
+    let inits = null;
+    el.broadcast.out.catalog.subscribe((cat) => {
+      if (!cat || el !== this.el) return;
+      const now = new Map();
+      for (const kind of ['video', 'audio']) {
+        for (const [name, r] of Object.entries((cat[kind] && cat[kind].renditions) || {})) {
+          if (r && r.container && r.container.init) now.set(`${kind}/${name}`, r.container.init);
+        }
+      }
+      const changed = inits !== null && [...now].some(([k, v]) => inits.has(k) && inits.get(k) !== v);
+      inits = now;
+      if (changed) queueMicrotask(() => { if (el === this.el) this.#recover('new broadcast generation (new init segment in the catalog)'); });
     });
   }
 
@@ -364,14 +412,19 @@ export class MoqPlayer {
     }
   }
 
-  /** Start over with a new element (see the top of this file); counted in p.moq.recovery. */
-  #recover(reason) {
+  /** Count a recovery (`kind`: 'restarts' or 'reconnects') in p.moq.recovery. */
+  #event(kind, reason) {
     const r = this.p.moq.recovery;
-    r.restarts++;
+    r[kind]++;
     r.events.push({ t: Date.now(), reason });
     if (r.events.length > 20) r.events.shift();
+    console.info(`h3live moq: ${reason}`);
+  }
+
+  /** Start over with a new element (see the top of this file); counted in p.moq.recovery. */
+  #recover(reason) {
+    this.#event('restarts', `new player (${reason})`);
     this.recoveredAt = now();
-    console.info(`h3live moq: new player (${reason})`);
     this.#createElement();
   }
 }

@@ -58,7 +58,7 @@
 //                                 // "moq-websocket"; counts: frames received over each;
 //                                 // bytes: media sample bytes the decoder received
 //   moq: { url, name, jitter, certificate, certificateChanges, status, broadcast, transport, version,   // format=moq
-//          recovery: { restarts, events: [{ t, reason }] },   // new players after restarts, ./moq.js
+//          recovery: { restarts, reconnects, events: [{ t, reason }] },   // new players / sessions reopened after restarts, ./moq.js
 //          sessions, websocketSessions, framesArrived, framesWebSocket, samplesExcluded,
 //          rttMs, bytes, bufferMs }   // see ./moq.js (samples over WebSocket are left out
 //                                 // of latency; stalls: picture not updated for > 200 ms)

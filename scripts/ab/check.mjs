@@ -35,7 +35,9 @@ const arms = values.arms.split(',');
 const profiles = values.profiles.split(',');
 const minSamples = Number(values['min-samples']);
 const MAX_MS = 10000;
-const EXPECT = { h3: 'h3', h1: 'http/1.1', h2: 'h2' };
+const EXPECT = { h3: 'h3', h1: 'http/1.1', h2: 'h2', moq: 'moq' };
+// An arm is a transport, optionally prefixed with its format (hls-h3, dash-h1).
+const expected = (arm) => EXPECT[arm.replace(/^(dash|hls)-/, '')];
 
 let passed = 0, failed = 0;
 function check(name, ok, detail = '') {
@@ -66,7 +68,7 @@ const svg = parse('latency.svg', (s) => {
 const csvRows = parse('samples.csv', (s) => {
   const lines = s.trim().split('\n');
   const head = lines[0].split(',');
-  if (head.join(',') !== 'profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats,browser') throw new Error(`header ${lines[0]}`);
+  if (head.join(',') !== 'profile,arm,round,kind,epoch_ms,t_s,latency_ms,playback_rate,buffer_s,screen_ms,in_stats,browser,arrival_ms') throw new Error(`header ${lines[0]}`);
   return lines.slice(1).map((l, i) => {
     const c = l.split(',');
     if (c.length !== head.length || !Number.isFinite(Number(c[4]))) throw new Error(`line ${i + 2}: ${l}`);
@@ -81,7 +83,7 @@ for (const p of profiles) {
     const row = summary && summary.rows.find((r) => r.profile === p && r.arm === a && (r.browser || 'chromium') === b);
     if (!row) { check(`${id} has a row in summary.json`, false); continue; }
     check(`${id} produced frame samples`, row.samples >= minSamples, `${row.samples} after warm-up (of ${row.framesTotal}), need ${minSamples}`);
-    check(`${id} media segments used ${EXPECT[a]}`, row.protocolOk && row.expect === EXPECT[a], `nextHopProtocol ${JSON.stringify(row.protocolCounts)}`);
+    check(`${id} media segments used ${expected(a)}`, row.protocolOk && row.expect === expected(a), `nextHopProtocol ${JSON.stringify(row.protocolCounts)}`);
     const ps = [row.p50, row.p95, row.p99];
     check(`${id} p50/p95/p99 plausible (0 < x < 10 s)`, ps.every((v) => v != null && v > 0 && v < MAX_MS), `${ps.join(' / ')} ms`);
     if (csvRows) {

@@ -53,11 +53,22 @@ pub struct MoqLimits {
     pub send_window: u64,
     /// A session that sends no media for this long is closed.
     pub idle_timeout: Duration,
+    /// QUIC idle timeout of the MoQ endpoint (`max_idle_timeout`, keep-alives
+    /// every third of it). A browser takes the smaller of its own and this
+    /// one, so it bounds how long a viewer whose origin was killed keeps a
+    /// dead session before reconnecting: nothing else tells it (a killed
+    /// process closes nothing, and the client has nothing to send).
+    pub quic_idle_timeout: Duration,
 }
 
 impl Default for MoqLimits {
     fn default() -> Self {
-        MoqLimits { max_subscriptions: 16, send_window: 4 << 20, idle_timeout: Duration::from_secs(30) }
+        MoqLimits {
+            max_subscriptions: 16,
+            send_window: 4 << 20,
+            idle_timeout: Duration::from_secs(30),
+            quic_idle_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -98,8 +109,8 @@ impl MoqServer {
 /// Transport parameters of the MoQ endpoint.
 pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.quic.idle_timeout).ok());
-    t.keep_alive_interval(Some(limits.quic.keep_alive_interval));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(limits.moq.quic_idle_timeout).ok());
+    t.keep_alive_interval(Some(limits.moq.quic_idle_timeout / 3));
     t.max_concurrent_bidi_streams((limits.moq.max_subscriptions + CONTROL_STREAMS).into());
     // Clients send only control messages on their own streams.
     t.max_concurrent_uni_streams(8u32.into());

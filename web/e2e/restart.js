@@ -19,11 +19,12 @@
 // new page must start playing within 15 s.  The page must show the
 // interruption (window.h3liveStats.recovery) and must not have reloaded.
 // --arm moq: the page plays the origin's Media over QUIC broadcast (?format=moq,
-// the origin with --moq); after an encoder restart (its subscriptions end) or
-// an origin restart (a new process with a new certificate, whose hash the page
-// fetches again) the page starts a new MoQ player (new session, subscriptions
-// and playout clock, web/moq.js), so "noticed" is h3liveStats.moq.recovery
-// instead of a source reload.
+// the origin with --moq); after an encoder restart (a new broadcast generation:
+// new init segments in the catalog, media times from 0) the page starts a new
+// MoQ player (new session, subscriptions and playout clock, web/moq.js); after
+// an origin restart the player's session ends (the MoQ endpoint's short QUIC
+// idle timeout) and the player reconnects and subscribes again.  "Noticed" is
+// h3liveStats.moq.recovery (restarts + reconnects) instead of a source reload.
 //
 // Usage (repository root, after cargo build --release and npm ci in web/):
 //   node web/e2e/restart.js [--bin target/release/h3live] [--scenarios encoder,origin]
@@ -32,7 +33,7 @@
 //   RESTART_DEBUG=1: log the video element, dash.js and resource timing every 0.5 s after 'back'
 // Soak mode (scripts/soak.sh): --soak SECONDS --period SECONDS [--load N] --out DIR
 //   repeats the scenarios in turn, one every PERIOD, for SECONDS; --load N runs N viewers
-//   of `h3live load` split over h3, h2, h1-tls and h1-clear meanwhile; every 10 s it samples
+//   of `h3live load` split over h3, h2, h1-tls and h1-clear (and moq with --arm moq) meanwhile; every 10 s it samples
 //   the origin's RSS, its /metrics counters and the page's stats into DIR/samples.csv;
 //   DIR/restarts.json gets every check and recovery, DIR/load-*.json the load reports.
 //   --encoder-args='ARGS' passes more options to scripts/encoder.sh (e.g. --encoder-args='--size 640x360';
@@ -268,8 +269,9 @@ async function scenario(name, page, restart) {
   if (opts.arm === 'moq') {
     const d = (f) => (s && before ? f(s.moq) - f(before.moq) : 0);
     const restarts = d((m) => m.recovery.restarts);
-    check(name, 'page noticed the interruption (started a new MoQ player)', restarts > 0,
-      `new players +${restarts}, sessions +${d((m) => m.sessions)}, certificate changes +${d((m) => m.certificateChanges)}; ${JSON.stringify(s && s.moq.recovery.events.slice(-3))}; transport ${s && s.moq.transport}, WebSocket sessions ${s && s.moq.websocketSessions}`);
+    const reconnects = d((m) => m.recovery.reconnects || 0);
+    check(name, 'page noticed the interruption (a new MoQ player or session)', restarts + reconnects > 0,
+      `new players +${restarts}, sessions reopened +${reconnects}, sessions +${d((m) => m.sessions)}, certificate changes +${d((m) => m.certificateChanges)}; ${JSON.stringify(s && s.moq.recovery.events.slice(-3))}; transport ${s && s.moq.transport}, WebSocket sessions ${s && s.moq.websocketSessions}`);
   } else {
     check(name, 'page noticed the interruption (source reloaded)', reloads > 0,
       `reloads ${reloads}: ${JSON.stringify(rec(s).events.slice(-reloads))}`);
@@ -333,8 +335,9 @@ async function main() {
   if (opts.soak) {
     mkdirSync(opts.out, { recursive: true });
     soakEnd = Date.now() + opts.soak * 1000;
-    const addr = { h3: `127.0.0.1:${tlsPort}`, h2: `127.0.0.1:${h2Port}`, 'h1-tls': `127.0.0.1:${h1Port}`, 'h1-clear': `127.0.0.1:${httpPort}` };
-    const per = Math.ceil((opts.load || 0) / 4);
+    const addr = { h3: `127.0.0.1:${tlsPort}`, h2: `127.0.0.1:${h2Port}`, 'h1-tls': `127.0.0.1:${h1Port}`, 'h1-clear': `127.0.0.1:${httpPort}`,
+      ...(moqPort ? { moq: `127.0.0.1:${moqPort}` } : {}) };
+    const per = Math.ceil((opts.load || 0) / Object.keys(addr).length);
     for (const t of per > 0 ? Object.keys(addr) : []) {
       start(`load-${t}`, opts.bin, ['load', '-t', t, '--addr', addr[t], '--ca', cert, '--stream', stream, '-n', String(per),
         '-d', `${Math.max(10, Math.round((soakEnd - Date.now()) / 1000))}s`, '--ramp', '5s', '--wait', '60s', '-q', '--json', join(opts.out, `load-${t}.json`)]);
@@ -395,7 +398,7 @@ async function main() {
   if (soakEnd) {
     await sleep(Math.max(0, soakEnd - Date.now()));
     stopSampler();
-    for (const t of ['h3', 'h2', 'h1-tls', 'h1-clear']) {
+    for (const t of ['h3', 'h2', 'h1-tls', 'h1-clear', 'moq']) {
       const p = procs[`load-${t}`] && procs[`load-${t}`].p;
       for (let i = 0; i < 300 && alive(p); i++) await sleep(100);
       if (alive(p)) await stop(p);
