@@ -19,131 +19,82 @@ import asyncio
 import hashlib
 import json
 import os
-import ssl
 import sys
 import time
 
 from aioquic import tls
 from aioquic.asyncio import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h0.connection import H0_ALPN, H0Connection
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import HandshakeCompleted, StreamReset
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.tls import CipherSuite
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
+from h3client import Client, config  # noqa: E402  (the shared client, tests/py/h3client.py)
 
-class Client(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.http = None
-        self.streams = {}  # stream id -> dict(path, hash, bytes, done future, status)
-        self.authority = ""
-        # aioquic's wait_connected() hangs when the handshake completed before
-        # it is called (it only records completion for a waiting caller).
-        self.handshake_done = asyncio.Event()
 
-    def use(self, alpn):
-        self.http = H0Connection(self._quic) if alpn == "hq" else H3Connection(self._quic)
+def report(c, requests):
+    """What the matrix checks about the connection: Retry, resumption, 0-RTT, cipher, key phase."""
+    q = c._quic
+    crypto = q._cryptos.get(tls.Epoch.ONE_RTT)
+    ks = q.tls.key_schedule
+    return dict(
+        retry=q._retry_count > 0,
+        resumed=bool(q.tls.session_resumed),
+        early_data_accepted=bool(q.tls.early_data_accepted),
+        cipher=CipherSuite(ks.cipher_suite).name if ks else None,
+        key_phase=dict(send=crypto.send.key_phase, recv=crypto.recv.key_phase) if crypto else None,
+        requests=requests,
+    )
 
-    def quic_event_received(self, event):
-        if isinstance(event, HandshakeCompleted):
-            self.handshake_done.set()
-        if isinstance(event, StreamReset) and event.stream_id in self.streams:
-            s = self.streams[event.stream_id]
-            s["error"] = f"stream reset, code {event.error_code}"
-            if not s["done"].done():
-                s["done"].set_result(False)
-            return
-        if self.http is None:
-            return
-        for ev in self.http.handle_event(event):
-            s = self.streams.get(getattr(ev, "stream_id", None))
-            if s is None:
-                continue
-            if isinstance(ev, HeadersReceived):
-                h = {k.decode(): v.decode() for k, v in ev.headers}
-                s["status"] = int(h.get(":status", "200"))  # HTTP/0.9 has no status
-                ended = ev.stream_ended
-            elif isinstance(ev, DataReceived):
-                if ev.data:
-                    if s["first"] is None:
-                        s["first"] = time.time()
-                    s["hash"].update(ev.data)
-                    s["bytes"] += len(ev.data)
-                    if s["file"]:
-                        s["file"].write(ev.data)
-                ended = ev.stream_ended
+
+async def download(c, authority, path, out_dir):
+    """GET `path`, saving the body under out_dir; its size, SHA-256, status and times."""
+    f = open(os.path.join(out_dir, os.path.basename(path) or "index.html"), "wb") if out_dir else None
+    r = dict(bytes=0, status=None, error=None, first=None, end=None)
+    sha = hashlib.sha256()
+    try:
+        async for ev in c.request(authority, path, "aioquic-h3live-interop").events():
+            if ev[0] == "headers":
+                r["status"] = ev[1]
+            elif ev[0] == "data":
+                if r["first"] is None:
+                    r["first"] = time.time()
+                sha.update(ev[1])
+                r["bytes"] += len(ev[1])
+                if f:
+                    f.write(ev[1])
+            elif ev[0] == "end":
+                r["end"] = time.time()
             else:
-                ended = False
-            if ended and not s["done"].done():
-                s["end"] = time.time()
-                s["done"].set_result(True)
-
-    def request(self, path, out_dir):
-        sid = self._quic.get_next_available_stream_id()
-        f = None
-        if out_dir:
-            f = open(os.path.join(out_dir, os.path.basename(path) or "index.html"), "wb")
-        self.streams[sid] = dict(path=path, hash=hashlib.sha256(), bytes=0, status=None,
-                                 first=None, end=None, file=f, error=None,
-                                 done=asyncio.get_event_loop().create_future())
-        self.http.send_headers(
-            stream_id=sid,
-            headers=[(b":method", b"GET"), (b":scheme", b"https"),
-                     (b":authority", self.authority.encode()), (b":path", path.encode()),
-                     (b"user-agent", b"aioquic-h3live-interop")],
-            end_stream=True,
-        )
-        self.transmit()
-        return self.streams[sid]["done"]
-
-    def report(self):
-        q = self._quic
-        crypto = q._cryptos.get(tls.Epoch.ONE_RTT)
-        ks = q.tls.key_schedule
-        return dict(
-            retry=q._retry_count > 0,
-            resumed=bool(q.tls.session_resumed),
-            early_data_accepted=bool(q.tls.early_data_accepted),
-            cipher=CipherSuite(ks.cipher_suite).name if ks else None,
-            key_phase=dict(send=crypto.send.key_phase, recv=crypto.recv.key_phase) if crypto else None,
-            requests=len(self.streams),
-        )
+                r["error"] = f"stream reset, code {ev[1]}"
+    finally:
+        if f:
+            f.close()
+    r["sha256"] = sha.hexdigest()
+    return path, r
 
 
 async def one_connection(args, paths, ticket=None, tickets=None, early=False):
-    cfg = QuicConfiguration(
-        is_client=True,
-        alpn_protocols=H0_ALPN if args.alpn == "hq" else H3_ALPN,
-        server_name=args.server_name,
-        max_data=64 << 20,
-        max_stream_data=32 << 20,
-    )
-    cfg.load_verify_locations(args.ca)
-    cfg.verify_mode = ssl.CERT_REQUIRED
+    extra = dict(max_data=64 << 20, max_stream_data=32 << 20)
     if args.chacha20:
-        cfg.cipher_suites = [CipherSuite.CHACHA20_POLY1305_SHA256]
+        extra["cipher_suites"] = [CipherSuite.CHACHA20_POLY1305_SHA256]
     if ticket is not None:
-        cfg.session_ticket = ticket
+        extra["session_ticket"] = ticket
     if args.qlog_dir:
-        cfg.quic_logger = QuicFileLogger(args.qlog_dir)
+        extra["quic_logger"] = QuicFileLogger(args.qlog_dir)
     if os.environ.get("SSLKEYLOGFILE"):
-        cfg.secrets_log_file = open(os.environ["SSLKEYLOGFILE"], "a")
+        extra["secrets_log_file"] = open(os.environ["SSLKEYLOGFILE"], "a")
+    cfg = config(ca=args.ca, server_name=args.server_name, alpn=args.alpn, **extra)
     handler = (lambda t: tickets.append(t)) if tickets is not None else None
     async with connect(args.host, args.port, configuration=cfg, create_protocol=Client,
                        session_ticket_handler=handler, wait_connected=not early) as c:
-        c.use(args.alpn)
-        c.authority = f"{args.server_name}:{args.port}"
         if args.key_update:
             await c.handshake_done.wait()
             # Deferred by aioquic until the handshake is confirmed (HANDSHAKE_DONE).
             c._quic.request_key_update()
             c.transmit()
-        futs = [c.request(p, args.out) for p in paths]
-        results = await asyncio.wait_for(asyncio.gather(*futs), args.timeout)
+        authority = f"{args.server_name}:{args.port}"
+        done = await asyncio.wait_for(asyncio.gather(*(download(c, authority, p, args.out) for p in paths)),
+                                      args.timeout)
         if early:
             await asyncio.wait_for(c.handshake_done.wait(), args.timeout)
         if tickets is not None and not tickets:
@@ -152,15 +103,10 @@ async def one_connection(args, paths, ticket=None, tickets=None, early=False):
                 if tickets:
                     break
                 await asyncio.sleep(0.02)
-        rep = c.report()
-        files = {}
-        for s in c.streams.values():
-            if s["file"]:
-                s["file"].close()
-            files[s["path"]] = dict(bytes=s["bytes"], sha256=s["hash"].hexdigest(), status=s["status"],
-                                    error=s["error"], first=s["first"], end=s["end"])
+        rep = report(c, len(paths))
         c.close()
-    return all(results), rep, files
+    files = dict(done)
+    return all(f["end"] is not None and f["error"] is None for f in files.values()), rep, files
 
 
 async def main():

@@ -32,7 +32,11 @@ try {
   log(`browser ${await browser.version()}`);
   const page = await browser.newPage();
   const result = new Promise((resolve) => {
-    page.on('console', (m) => { if (m.text().startsWith('H3LIVE_RESULT ')) resolve(m.text().slice('H3LIVE_RESULT '.length)); });
+    page.on('console', (m) => {
+      if (m.text().startsWith('H3LIVE_RESULT ')) resolve(m.text().slice('H3LIVE_RESULT '.length));
+      // A live read's first bytes: interop/run.sh then sends the rest of the upload.
+      if (m.text().startsWith('H3LIVE_FIRST ')) log(m.text());
+    });
   });
   // Said on stderr once the page's script has run (it starts its fetches right away):
   // interop/run.sh waits for this line before it starts the upload of a live segment.

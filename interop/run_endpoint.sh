@@ -9,6 +9,7 @@
 #   H3LIVE_BIN (default: target/release/h3live, else h3live on PATH)
 #   WWW (/www)  PORT (443)  LISTEN_ADDR ([::])  CERTS (/certs)
 #   CERT_FILE ($CERTS/cert.pem)  KEY_FILE ($CERTS/priv.key)
+#   PORTS_FILE: write the bound port there as `quic=PORT` (for PORT=0)
 # Cases other than http3 use HTTP/0.9 over ALPN hq-interop; the server offers
 # both ALPNs on every connection.
 set -euo pipefail
@@ -37,6 +38,8 @@ args=(
   --key "${KEY_FILE:-$CERTS/priv.key}"
 )
 [ -n "${QLOGDIR:-}" ] && args+=(--qlog-dir "$QLOGDIR")
+# Not in the runner's contract: with PORT=0, where the port it got is written.
+[ -n "${PORTS_FILE:-}" ] && args+=(--ports-file "$PORTS_FILE")
 
 case "$TESTCASE" in
   handshake|transfer|multiplexing|longrtt|blackhole|http3|keyupdate|ecn|resumption) ;;
@@ -61,5 +64,4 @@ case "$TESTCASE" in
 esac
 
 say "TESTCASE=$TESTCASE: $BIN ${args[*]}"
-export RUST_LOG=${RUST_LOG:-info,quinn=warn,h3=warn,rustls=warn}
 exec "$BIN" "${args[@]}"

@@ -92,7 +92,7 @@
 #   --serve-arg ARG   extra argument for 'h3live serve' (repeatable), e.g.
 #                     --serve-arg --tcp-notsent-lowat=128K to A/B an origin setting
 #   --loopback        no namespaces, no impairment (clean only), no root needed:
-#                     origin + encoder on free loopback ports
+#                     origin + encoder on loopback (ports chosen by the kernel)
 #   --running         use the origin + encoder that ./run.sh runs (localhost, ports
 #                     4433/4443/4444, certs/cert.pem, stream 'test'); implies --loopback
 # Output folder: report.md (table, spread over rounds, verdicts, measured paths, floor),
@@ -194,7 +194,7 @@ LOG="$OUT/ab.log"
 SAY_LOG="$LOG"
 
 # ------------------------------------------------------------------ checks
-for c in node openssl curl; do command -v "$c" >/dev/null || die "$c not found (scripts/test.sh installs the test dependencies)"; done
+for c in node openssl curl jq; do command -v "$c" >/dev/null || die "$c not found (scripts/test.sh installs the test dependencies)"; done
 [ "$RUNNING" = 1 ] || [ "$CHECK_ONLY" = 1 ] || command -v ffmpeg >/dev/null || die "ffmpeg not found"
 if [ "$LOOPBACK" = 0 ]; then
   for c in ip tc iptables; do command -v "$c" >/dev/null || die "$c not found (apt-get install iproute2 iptables)"; done
@@ -213,7 +213,7 @@ if [ "$CHECK_ONLY" = 0 ] && [ "$BROWSER" != chromium ]; then
 fi
 [ "$CHECK_ONLY" = 1 ] && [ "$LOOPBACK" = 1 ] && die "--check-only needs the namespaces (no --loopback/--running)"
 [ -d web/node_modules/dashjs ] && [ -d web/node_modules/ws ] || die "web/node_modules missing: run (cd web && npm ci)"
-[ "$RUNNING" = 1 ] || [ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
+[ -x "$BIN" ] || die "$BIN missing: run cargo build --release"
 case "$DURATION$WARMUP$FLOOR_HOLD" in *[!0-9.]*) die "--duration, --warmup and --floor-hold take seconds" ;; esac
 case "$FLOOR_LATENCIES" in ''|*[!0-9.,]*) die "--floor-latencies takes a comma list of seconds" ;; esac
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds takes a positive integer" ;; esac
@@ -238,45 +238,21 @@ to_kbit() { # 2M / 2500k / 2000000 -> kbit/s
 }
 N_STREAMS=1; [ "$CONCURRENT" = 1 ] && N_STREAMS=${#ARM_LIST[@]}
 [ -n "$RATE_KBIT" ] || RATE_KBIT=$(awk -v v="$(to_kbit "$BITRATE")" -v n="$N_STREAMS" 'BEGIN{printf "%d", 1.5*(v+128)*n}')
-# profile_specs NAME: sets DOWN and UP (h3live pathemu spec text, origin -> client and back).
+# profile_specs NAME: sets DOWN and UP (h3live pathemu spec text, origin ->
+# client and back), STEP (1 with the ABR rate step) and PROFILE_DESC. The
+# grammar is parsed once, in Rust: h3live pathemu profile (it says what is wrong).
 profile_specs() {
-  local part n d=() u=() delay="" jit="" reorder=""
-  DOWN=""; UP=""; STEP=0
-  [ "$1" = clean ] && { DOWN=none; UP=none; return 0; }
-  IFS=- read -r -a parts <<< "$1"
-  case "-$1-" in *-step-*) STEP=1 ;; esac
-  for part in "${parts[@]}"; do
-    [ "$STEP" = 1 ] && case "$part" in step|rate) continue ;; esac   # the step's tbf, not the emulator
-    n="${part##*[a-z]}"
-    case "$part" in
-      rtt[0-9]*) delay=$(awk -v n="$n" 'BEGIN{printf "%g", n/2}') ;;
-      loss[0-9]*) d+=("loss=$n%"); u+=("loss=$n%") ;;
-      jitter[0-9]*) jit=$(awk -v n="$n" 'BEGIN{printf "%g", n/2}') ;;
-      reorder) reorder=1 ;;
-      burst) d+=("burst=2%/3"); u+=("burst=2%/3") ;;
-      burst[0-9]*) d+=("burst=$n%/3"); u+=("burst=$n%/3") ;;
-      rate) d+=("rate=${RATE_KBIT}kbit" "queue=100ms") ;;
-      rate[0-9]*) d+=("rate=${n}kbit" "queue=100ms") ;;
-      *) return 1 ;;
-    esac
-  done
-  [ -n "$delay" ] && { d=("delay=${delay}ms" "${d[@]}"); u=("delay=${delay}ms" "${u[@]}"); }
-  if [ -n "$jit" ]; then
-    d+=("jitter=${jit}ms" "dist=normal"); u+=("jitter=${jit}ms" "dist=normal")
-    [ -n "$reorder" ] && { d+=(reorder); u+=(reorder); }
-  elif [ -n "$reorder" ]; then return 1
-  fi
-  DOWN=$(IFS=,; echo "${d[*]:-none}"); UP=$(IFS=,; echo "${u[*]:-none}")
+  local out
+  out=$("$BIN" pathemu profile "$1" --rate-default "$RATE_KBIT") || return 1
+  DOWN="" UP="" STEP="" DESC=""
+  eval "$out"
+  PROFILE_DESC=$DESC
 }
 for p in "${PROFILE_LIST[@]}"; do
-  profile_specs "$p" || die "unknown profile '$p' (parts: clean, rttN, lossN, jitterN, reorder, burst[N], rate[K], step)"
+  profile_specs "$p" || die "invalid profile '$p'"
   if [ "$STEP" = 1 ]; then
     [ "$LOOPBACK" = 0 ] || die "profile '$p': the rate step needs the namespaces (no --loopback)"
     LADDER=1
-  fi
-  if [ "$LOOPBACK" = 0 ]; then
-    "$BIN" pathemu describe "$DOWN" >/dev/null && "$BIN" pathemu describe "$UP" >/dev/null \
-      || die "profile '$p' gives an invalid path ($DOWN / $UP)"
   fi
 done
 
@@ -403,13 +379,6 @@ PROFILE_DESC=""
 apply_profile() {
   reset_impairment
   profile_specs "$1"
-  if [ "$DOWN$UP" = nonenone ]; then
-    PROFILE_DESC="no impairment"
-  elif [ "$DOWN" = "$UP" ]; then
-    PROFILE_DESC="$("$BIN" pathemu describe "$DOWN") each way"
-  else
-    PROFILE_DESC="down: $("$BIN" pathemu describe "$DOWN"); up: $("$BIN" pathemu describe "$UP")"
-  fi
   case "$ENGINE" in
     netem)
       # shellcheck disable=SC2046  # netem-args prints the arguments, split on purpose
@@ -463,23 +432,24 @@ else
   say "certificate for $HOST"
   "$BIN" cert --out "$OUT/certs" --host "$HOST" > "$OUT/certs.txt" 2>&1 || die "h3live cert failed: $(cat "$OUT/certs.txt")"
   CERT="$OUT/certs/cert.pem"
-  if [ "$LOOPBACK" = 1 ]; then
-    HOST=localhost
-    read -r HTTP_PORT H3_PORT H1_PORT H2_PORT MOQ_PORT < <(free_ports 5) || die "no free ports"
-  else
-    # a fresh namespace: no collisions
-    HTTP_PORT=$DEFAULT_HTTP_PORT H3_PORT=$DEFAULT_H3_PORT H1_PORT=$DEFAULT_H1_PORT H2_PORT=$DEFAULT_H2_PORT MOQ_PORT=$DEFAULT_MOQ_PORT
-  fi
-  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT,moq=$MOQ_PORT"
-  # The MoQ endpoint only when a moq arm plays: the HTTP arms' runs stay as they were.
-  MOQ_ARGS=(); [ "$MOQ" = 1 ] && MOQ_ARGS=(--moq "[::]:$MOQ_PORT")
-  say "starting origin (ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT$([ "$MOQ" = 1 ] && echo ", MoQ $MOQ_PORT"); log origin.log)"
+  [ "$LOOPBACK" = 1 ] && HOST=localhost
+  # Every listener on port 0: the origin reports the ports it got (h3 and
+  # https share one) in origin.ports. The MoQ endpoint only when a moq arm
+  # plays: the HTTP arms' runs stay as they were.
+  MOQ_ARGS=(); [ "$MOQ" = 1 ] && MOQ_ARGS=(--moq "[::]:0")
   STATE=(--state-dir "$(new_state_dir "$OUT/state")")
   for a in ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"}; do [[ $a == --state-dir* ]] && STATE=(); done
-  "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:$HTTP_PORT" --h3 "[::]:$H3_PORT" --https "[::]:$H3_PORT" \
-    --https-h1 "[::]:$H1_PORT" --https-h2 "[::]:$H2_PORT" --cert "$CERT" --key "$OUT/certs/key.pem" \
+  say "starting origin (log origin.log)"
+  "${IN_O[@]}" "$BIN" serve --http "127.0.0.1:0" --h3 "[::]:0" --https "[::]:0" \
+    --https-h1 "[::]:0" --https-h2 "[::]:0" --ports-file "$OUT/origin.ports" --cert "$CERT" --key "$OUT/certs/key.pem" \
     --web-dir "$ROOT/web" ${MOQ_ARGS[@]+"${MOQ_ARGS[@]}"} ${STATE[@]+"${STATE[@]}"} ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
+  wait_ports "$OUT/origin.ports" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
+  HTTP_PORT=$(port_of "$OUT/origin.ports" http) H3_PORT=$(port_of "$OUT/origin.ports" h3)
+  H1_PORT=$(port_of "$OUT/origin.ports" https_h1) H2_PORT=$(port_of "$OUT/origin.ports" https_h2)
+  MOQ_PORT=$(port_of "$OUT/origin.ports" moq)
+  PORTS="h3=$H3_PORT,h1=$H1_PORT,h2=$H2_PORT,moq=${MOQ_PORT:-0}"
+  say "origin ports: ingest 127.0.0.1:$HTTP_PORT, h3 + https $H3_PORT, https-h1 $H1_PORT, https-h2 $H2_PORT$([ "$MOQ" = 1 ] && echo ", MoQ $MOQ_PORT")"
   wait_url "http://127.0.0.1:$HTTP_PORT/time" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   ENC=(--origin "http://127.0.0.1:$HTTP_PORT" --stream "$STREAM" --size "$SIZE" --fps "$FPS" --bitrate "$BITRATE")
   [ "$LADDER" = 1 ] && ENC+=(--ladder)
@@ -498,37 +468,34 @@ else
 fi
 
 # ------------------------------------------------------------ metadata
-json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
-{
-  echo "{"
-  echo "  \"date\": $(json_str "$(date -Iseconds)"),"
-  echo "  \"machine\": $(json_str "$(uname -srm); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //'))"),"
-  echo "  \"load\": $(json_str "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"),"
-  echo "  \"commit\": $(json_str "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"),"
-  echo "  \"ffmpeg\": $(json_str "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"),"
-  echo "  \"setup\": $(json_str "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")"),"
-  echo "  \"mode\": $(json_str "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)"),"
-  echo "  \"encoder\": $(json_str "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, ${SEG:-2} s segments, one CMAF fragment per frame"),"
-  echo "  \"abr\": $(json_str "${ABR:-throughput}"),"
-  echo "  \"step\": {\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD},"
-  echo "  \"targetLatencyS\": $(json_str "${LATENCY:-0.5}"),"
-  echo "  \"moqJitter\": $(json_str "$([ -n "$LATENCY" ] && echo "${LATENCY} s" || echo real-time)"),"
-  echo "  \"durationS\": $DURATION, \"warmupS\": $WARMUP, \"rounds\": $ROUNDS,"
-  echo "  \"arms\": $(json_str "$ARMS"),"
-  echo "  \"browsers\": [$(printf '"%s",' "${BROWSER_LIST[@]}" | sed 's/,$//')],"
-  echo "  \"engine\": $(json_str "$ENGINE"), \"engineDesc\": $(json_str "$ENGINE_DESC"),"
-  echo "  \"floor\": $([ "$FLOOR" = 1 ] && echo "{\"latencies\": [$FLOOR_LATENCIES], \"holdS\": $FLOOR_HOLD}" || echo null),"
-  echo "  \"abPlays\": $([ "$AB_PLAYS" = 1 ] && echo true || echo false),"
-  echo "  \"skipped\": ["
-  first=1
-  for s in "${SKIPPED[@]}"; do
-    [ "$first" = 1 ] || echo ","
-    first=0
-    printf '    {"profile": %s, "reason": %s}' "$(json_str "${s%%|*}")" "$(json_str "${s#*|}")"
-  done
-  echo; echo "  ],"
-  echo "  \"profiles\": {"
-} > "$OUT/meta.json.part"
+# meta.json, written by jq (a JSON encoder: any text is escaped right); each
+# profile is added to it as it is applied.
+skipped_json=$(for s in ${SKIPPED[@]+"${SKIPPED[@]}"}; do jq -n --arg p "${s%%|*}" --arg r "${s#*|}" '{profile: $p, reason: $r}'; done | jq -s .)
+floor_json=null
+[ "$FLOOR" = 1 ] && floor_json=$(jq -n --argjson l "[$FLOOR_LATENCIES]" --argjson h "$FLOOR_HOLD" '{latencies: $l, holdS: $h}')
+jq -n \
+  --arg date "$(date -Iseconds)" \
+  --arg machine "$(uname -srm); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //'))" \
+  --arg load "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" \
+  --arg commit "$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')" \
+  --arg ffmpeg "$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)" \
+  --arg setup "$([ "$LOOPBACK" = 1 ] && echo "loopback" || echo "netns + veth ($ORIGIN_IP origin, $CLIENT_IP client), GSO capped to 1 packet")" \
+  --arg mode "$([ "$CONCURRENT" = 1 ] && echo concurrent || echo sequential)" \
+  --arg encoder "$([ "$LADDER" = 1 ] && echo "ABR ladder 1280x720 2M, 768x432 900k, 416x234 300k" || echo "${SIZE} ${BITRATE}")@${FPS}, ${SEG:-2} s segments, one CMAF fragment per frame" \
+  --arg abr "${ABR:-throughput}" \
+  --argjson step "{\"highKbit\": $STEP_HIGH, \"lowKbit\": $STEP_LOW, \"atS\": $STEP_AT, \"holdS\": $STEP_HOLD}" \
+  --arg latency "${LATENCY:-0.5}" \
+  --arg moqJitter "$([ -n "$LATENCY" ] && echo "${LATENCY} s" || echo real-time)" \
+  --argjson duration "$DURATION" --argjson warmup "$WARMUP" --argjson rounds "$ROUNDS" \
+  --arg arms "$ARMS" --arg engine "$ENGINE" --arg engineDesc "$ENGINE_DESC" \
+  --argjson browsers "$(printf '%s\n' "${BROWSER_LIST[@]}" | jq -R . | jq -s .)" \
+  --argjson floor "$floor_json" --argjson abPlays "$([ "$AB_PLAYS" = 1 ] && echo true || echo false)" \
+  --argjson skipped "$skipped_json" \
+  '{date: $date, machine: $machine, load: $load, commit: $commit, ffmpeg: $ffmpeg, setup: $setup, mode: $mode,
+    encoder: $encoder, abr: $abr, step: $step, targetLatencyS: $latency, moqJitter: $moqJitter, durationS: $duration,
+    warmupS: $warmup, rounds: $rounds, arms: $arms, browsers: $browsers, engine: $engine, engineDesc: $engineDesc,
+    floor: $floor, abPlays: $abPlays,
+    skipped: $skipped, profiles: {}}' > "$OUT/meta.json.part" || die "cannot write meta.json"
 
 # -------------------------------------------------------------- profiles
 DRIVER_ARGS=(--host "$HOST" --cert "${CERT:-}" --stream "$STREAM" --ports "${PORTS:-}" --warmup "$WARMUP")
@@ -569,9 +536,9 @@ for p in "${RUN_PROFILES[@]}"; do
   apply_profile "$p" || die "could not apply profile $p (engine $ENGINE)"
   say "profile $n/${#RUN_PROFILES[@]}: $p — $PROFILE_DESC [down: $DOWN; up: $UP]"
   check_path "$p"
-  [ "$n" -gt 1 ] && echo "," >> "$OUT/meta.json.part"
-  printf '    %s: {"desc": %s, "down": %s, "up": %s}' "$(json_str "$p")" "$(json_str "$PROFILE_DESC")" \
-    "$(json_str "$DOWN")" "$(json_str "$UP")" >> "$OUT/meta.json.part"
+  jq --arg p "$p" --arg desc "$PROFILE_DESC" --arg down "$DOWN" --arg up "$UP" \
+    '.profiles[$p] = {desc: $desc, down: $down, up: $up}' "$OUT/meta.json.part" > "$OUT/meta.json.tmp" \
+    && mv "$OUT/meta.json.tmp" "$OUT/meta.json.part"
   if [ "$CHECK_ONLY" = 1 ]; then reset_impairment; emu_stats "$p"; continue; fi
   if [ "$AB_PLAYS" = 1 ]; then
     SHOT=(); [ "$SCREENSHOTS" = 1 ] && SHOT=(--screenshot "$OUT/raw/$p")
@@ -618,7 +585,6 @@ for p in "${RUN_PROFILES[@]}"; do
   alive "$ORIGIN_PID" || [ "$RUNNING" = 1 ] || die "origin exited (see origin.log)"
 done
 reset_impairment
-printf '\n  }\n}\n' >> "$OUT/meta.json.part"
 mv "$OUT/meta.json.part" "$OUT/meta.json"
 
 if [ "$CHECK_ONLY" = 1 ]; then

@@ -248,7 +248,7 @@ measure() {
   [ "$mode" = idle ] && extra+=(--idle)
   [ "$mode" = segment ] && extra+=(--pace segment)
   [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m0"
-  local t0 rss0 s0 peak r
+  local t0 rss0 s0 peak
   t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
     -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
@@ -261,13 +261,10 @@ measure() {
       rp=$!
     fi
   fi
-  peak=$rss0
-  local lt=0 x  # the load tool's own CPU ticks, last seen before it exits
-  while kill -0 "$lp" 2>/dev/null; do
-    r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
-    x=$(proc_ticks "$lp" 2>/dev/null) && lt=$x
-    sleep 0.5
-  done
+  # The server's peak RSS, and the load tool's own CPU ticks last seen before it exits.
+  local lt
+  read -r peak lt < <(sample_while "$lp" "$pid" "$lp")
+  [ "$rss0" -gt "$peak" ] && peak=$rss0
   local ok=true
   wait "$lp" || ok=false
   local task_ms=null

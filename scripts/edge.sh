@@ -322,13 +322,11 @@ if [ "$COMPARE" = 1 ]; then
       step "$front $t: $VIEWERS viewers through the edge + 10 direct, ${DURATION}s"
       # Varnish's cache process (the manager's child) does the caching work.
       vpid=$(pgrep -P "${PID[varnish1]}" | head -1)
-      t0=$(proc_ticks "$pid" || echo 0); v0=$(proc_ticks "$vpid" || echo 0); rss0=$(proc_rss_kb "$pid" || echo 0); peak=$rss0
+      t0=$(proc_ticks "$pid" || echo 0); v0=$(proc_ticks "$vpid" || echo 0); rss0=$(proc_rss_kb "$pid" || echo 0)
       load_group edge "$t" "$addr" "$VIEWERS" "$DURATION"
       load_group direct "$t" "$daddr" 10 "$DURATION"
-      while kill -0 "${LOADS[0]}" 2>/dev/null; do
-        r=$(proc_rss_kb "$pid" || echo 0); [ "$r" -gt "$peak" ] && peak=$r
-        sleep 0.5
-      done
+      read -r peak _ < <(sample_while "${LOADS[0]}" "$pid")
+      [ "$rss0" -gt "$peak" ] && peak=$rss0
       wait_loads
       t1=$(proc_ticks "$pid" || echo 0); v1=$(proc_ticks "$vpid" || echo 0)
       printf '{"front":"%s","transport":"%s","viewers":%s,"cpu_ticks":%s,"varnish_ticks":%s,"clk_tck":%s,"rss0_kb":%s,"rss_peak_kb":%s}\n' \
@@ -524,7 +522,10 @@ for seg in $segs; do
   done
 done
 rm -f "$OUT/raw/ref.bin"
-say "$(grep -c ' same$' "$OUT/raw/bytecheck.txt") identical, $(grep -c DIFFERENT "$OUT/raw/bytecheck.txt") different"
+CHECKS=$(wc -l < "$OUT/raw/bytecheck.txt")
+DIFFERENT=$(grep -vc ' same$' "$OUT/raw/bytecheck.txt" || true)
+# A mismatch fails the run; it is reported once, at the end, after the report.
+[ "$DIFFERENT" = 0 ] && say "$CHECKS fetches through the edges, all identical to the origin's copy"
 
 EVENTS=()
 if [ "$RESTARTS" = 1 ]; then
@@ -639,3 +640,8 @@ text = "\n".join(L) + "\n"
 open(f"{out}/report.md", "w").write(text)
 print(text)
 EOF
+[ "$CHECKS" -gt 0 ] || die "byte check: no complete segment at the origin to compare"
+if [ "$DIFFERENT" != 0 ]; then
+  grep -v ' same$' "$OUT/raw/bytecheck.txt" | sed 's/^/  /' >&2
+  die "byte check: $DIFFERENT of $CHECKS fetches through the edges differ from the origin's copy (segment, path, origin and edge SHA-256 above; $OUT/raw/bytecheck.txt)"
+fi

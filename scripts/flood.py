@@ -25,11 +25,13 @@ import asyncio
 import ssl
 import time
 
+import os
+import sys
+
 from aioquic.asyncio import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "py"))
+from h3client import Client, config  # noqa: E402  (the shared client, tests/py/h3client.py)
 
 # Probes come from another loopback address than the flood, so the
 # per-client-IP limit (which the flood from one address hits) does not refuse
@@ -105,7 +107,7 @@ async def idle_h2(args, n):
 
 
 async def idle_quic(args, n):
-    cfg = QuicConfiguration(is_client=True, alpn_protocols=["h3"], verify_mode=ssl.CERT_NONE)
+    cfg = config()
     stop = asyncio.Event()
     ok = 0
 
@@ -204,40 +206,16 @@ def rss_kib(pid):
     return None
 
 
-class H3Seq(QuicConnectionProtocol):
-    """One QUIC connection, one GET at a time."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.h3 = H3Connection(self._quic)
-        self.waiting = {}
-
-    def quic_event_received(self, event):
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, (HeadersReceived, DataReceived)) and ev.stream_ended:
-                fut = self.waiting.pop(ev.stream_id, None)
-                if fut and not fut.done():
-                    fut.set_result(True)
-
-    async def get(self, authority, path):
-        sid = self._quic.get_next_available_stream_id()
-        fut = asyncio.get_event_loop().create_future()
-        self.waiting[sid] = fut
-        self.h3.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority.encode()),
-                                   (b":path", path.encode())], end_stream=True)
-        self.transmit()
-        await asyncio.wait_for(fut, 10)
-
-
 async def lifetime(args, m):
     out = []
-    cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, verify_mode=ssl.CERT_NONE)
+    cfg = config()
     before = rss_kib(args.pid)
     t0, done, err = time.monotonic(), 0, ""
     try:
-        async with connect(args.host, args.h3, configuration=cfg, create_protocol=H3Seq, wait_connected=True) as c:
+        async with connect(args.host, args.h3, configuration=cfg, create_protocol=Client, wait_connected=True) as c:
             for _ in range(m):
-                await c.get(f"{args.host}:{args.h3}", "/healthz")
+                if await asyncio.wait_for(c.get(f"{args.host}:{args.h3}", "/healthz"), 10) != 200:
+                    raise RuntimeError("GET /healthz failed")
                 done += 1
     except Exception as e:  # noqa: BLE001
         err = f", stopped by {type(e).__name__} {e}"

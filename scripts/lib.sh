@@ -123,33 +123,23 @@ stop_pid() {
 # port_busy PORT: something listens on PORT (TCP or UDP, any address). Linux (ss).
 port_busy() { [ -n "$(ss -Hltun "( sport = :$1 )" 2>/dev/null)" ]; }
 
-# free_ports N: N distinct ports, each free right now for both TCP and UDP on
-# IPv4 and IPv6 (an h3 port needs UDP, its HTTPS sibling TCP), printed on one
-# line. The kernel picks them; all are held until the last is found, so none
-# repeats. Another program may take one before the caller binds it (rare on
-# loopback).
-free_ports() {
-  command -v python3 >/dev/null || { say "python3 not found: cannot pick free ports"; return 1; }
-  python3 - "$1" <<'EOF'
-import socket, sys
-want, held, ports = int(sys.argv[1]), [], []
-for _ in range(100 * want):
-    if len(ports) == want:
-        break
-    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)  # dual-stack: IPv4 too
-    u.bind(("::", 0))
-    t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    try:
-        t.bind(("::", u.getsockname()[1]))
-    except OSError:
-        u.close(); t.close(); continue
-    held += [u, t]
-    ports.append(u.getsockname()[1])
-if len(ports) < want:
-    sys.exit("no free ports")
-print(" ".join(map(str, ports)))
-EOF
+# wait_ports FILE SECONDS [PID]: wait until a server started with
+# --ports-file FILE (h3live serve, front, interop-server; their listeners on
+# port 0) has written FILE, at most SECONDS; with PID, fail as soon as that
+# process has exited. The server binds port 0 itself and reports what it got:
+# no port is picked here and released for another program to take first.
+wait_ports() {
+  local file=$1 end=$((SECONDS + $2)) pid=${3:-}
+  until [ -s "$file" ]; do
+    if [ -n "$pid" ] && ! alive "$pid"; then return 1; fi
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.1
+  done
 }
+
+# port_of FILE NAME: the port of listener NAME in a ports file (http, h3,
+# https, https_h1, https_h2 for serve and front; quic for interop-server).
+port_of() { sed -n "s/^$2=//p" "$1"; }
 
 # new_state_dir DIR: a new, empty directory under DIR for a throwaway
 # origin's --state-dir, printed. Without the flag, `h3live serve` keeps init
@@ -186,3 +176,20 @@ spki_of() {
 # counted after its closing parenthesis.)
 proc_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
 proc_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# sample_while WATCH PID [TICKS_PID]: while process WATCH runs (e.g. a load
+# tool), sample PID's resident memory every 0.5 s, and TICKS_PID's CPU ticks;
+# then print "PEAK_RSS_KB TICKS": the largest RSS seen (from the first
+# sample on) and TICKS_PID's ticks at the last sample before it exited (0
+# without TICKS_PID). Linux (/proc).
+sample_while() {
+  local watch=$1 pid=$2 tpid=${3:-} peak r ticks=0 x
+  peak=$(proc_rss_kb "$pid" || echo 0)
+  while kill -0 "$watch" 2>/dev/null; do
+    r=$(proc_rss_kb "$pid" || echo 0)
+    [ "${r:-0}" -gt "$peak" ] && peak=$r
+    if [ -n "$tpid" ] && x=$(proc_ticks "$tpid") && [ -n "$x" ]; then ticks=$x; fi
+    sleep 0.5
+  done
+  echo "$peak $ticks"
+}

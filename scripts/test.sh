@@ -64,6 +64,7 @@ if [ "$INSTALL" = 1 ]; then
   command -v npm >/dev/null || need+=(npm)
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
+  command -v jq >/dev/null || need+=(jq)
   command -v gtlsclient >/dev/null || need+=(ngtcp2-client)
   command -v nft >/dev/null || need+=(nftables)
   [ -x /usr/sbin/varnishd ] || need+=(varnish)

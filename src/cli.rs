@@ -107,7 +107,8 @@ pub struct ListenArgs {
     /// Cleartext HTTP/1.1 listener: ingest (PUT/POST/DELETE) and reads. `off` disables it.
     #[arg(long, default_value_t = ListenAddr::loopback(ports::HTTP), value_name = "ADDR|off")]
     pub http: ListenAddr,
-    /// HTTP/3 (QUIC, UDP) listener. `[::]` is dual-stack.
+    /// HTTP/3 (QUIC, UDP) listener. `[::]` is dual-stack. Port 0 here and in --https: both
+    /// get the same port, chosen by the kernel.
     #[arg(long, default_value_t = ListenAddr::any(ports::H3), value_name = "ADDR|off")]
     pub h3: ListenAddr,
     /// TLS listener offering h2 and http/1.1; every response advertises h3 with Alt-Svc.
@@ -119,6 +120,10 @@ pub struct ListenArgs {
     /// TLS listener offering HTTP/2 only, no Alt-Svc: the HTTP/2 arm.
     #[arg(long = "https-h2", default_value_t = ListenAddr::any(ports::HTTPS_H2), value_name = "ADDR|off")]
     pub https_h2: ListenAddr,
+    /// Once every listener is bound, write their ports here, one `NAME=PORT` line each (http, h3,
+    /// https, https_h1, https_h2, moq): for scripts that start the origin on port 0.
+    #[arg(long, value_name = "FILE")]
+    pub ports_file: Option<PathBuf>,
 }
 
 /// Media over QUIC (MoQ) listener and limits.

@@ -29,6 +29,18 @@ pub mod ports {
     /// Media over QUIC (WebTransport, UDP; off unless `--moq` is given), and
     /// its read-only cleartext HTTP/1.1 twin on TCP.
     pub const MOQ: u16 = 4435;
+
+    /// Write `name=port` lines (`http=40123`) to `path` in one step (written
+    /// aside, then renamed into place): how a binary started with port 0
+    /// tells a script or test the ports it got (`--ports-file`), with no port
+    /// picked beforehand and released for someone else to take.
+    pub fn write_file(path: &std::path::Path, ports: &[(&str, u16)]) -> std::io::Result<()> {
+        let text: String = ports.iter().map(|(name, port)| format!("{name}={port}\n")).collect();
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(".part");
+        std::fs::write(&aside, text)?;
+        std::fs::rename(&aside, path)
+    }
 }
 
 /// Which protocol a response travels over (a metrics label).

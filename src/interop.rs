@@ -84,12 +84,19 @@ pub struct InteropArgs {
     /// Write one qlog trace (JSON-SEQ, `.sqlog`, opens in qvis) per connection here.
     #[arg(long)]
     pub qlog_dir: Option<PathBuf>,
+    /// Once bound, write the port here as one `quic=PORT` line (for --listen with port 0).
+    #[arg(long, value_name = "FILE")]
+    pub ports_file: Option<PathBuf>,
 }
 
 /// Load the certificate and run the endpoint until SIGINT/SIGTERM.
 pub async fn run_cli(args: InteropArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
     let keys = cert::load(&CertPaths { cert: args.cert.clone(), key: args.key.clone() })?;
     let socket = transport::bind_udp(args.listen).with_context(|| format!("binding --listen {}", args.listen))?;
+    if let Some(path) = &args.ports_file {
+        crate::conn::ports::write_file(path, &[("quic", socket.local_addr()?.port())])
+            .with_context(|| format!("writing --ports-file {}", path.display()))?;
+    }
     serve(&args, &keys, socket, shutdown).await
 }
 
@@ -237,6 +244,7 @@ async fn handle_conn(
     if ctx.key_update {
         tokio::spawn(update_keys_mid_transfer(conn.clone()));
     }
+    let watched = conn.clone();
     match alpn.as_slice() {
         ALPN_HQ => serve_hq(conn, ctx, shutdown, tracker).await,
         ALPN_H3 => {
@@ -244,6 +252,34 @@ async fn handle_conn(
             transport::h3::serve_conn(conn, info, ctx.origin.clone(), &ctx.limits, shutdown, tracker).await;
         }
         other => warn!(alpn = %String::from_utf8_lossy(other), "unexpected ALPN"),
+    }
+    // Who ended it, for the interop matrix: a client that closes by itself
+    // with its downloads unfinished failed on its own side. The close
+    // reason alone cannot tell: the h3 layer closes the connection too once
+    // it sees the client's close, and quinn then reports a local close; the
+    // count of CONNECTION_CLOSE frames received can.
+    let reason = watched.closed().await;
+    let client_closed = watched.stats().frame_rx.connection_close > 0;
+    info!(ended = %ended_by(&reason, client_closed), "connection ended");
+}
+
+/// Who ended a connection, in words: the client (with its close frame's
+/// code and reason when quinn kept them), this server, an idle timeout or a
+/// protocol error. `client_closed`: a CONNECTION_CLOSE came from the client.
+fn ended_by(e: &quinn::ConnectionError, client_closed: bool) -> String {
+    use quinn::ConnectionError as E;
+    let reason =
+        |r: &[u8]| if r.is_empty() { String::new() } else { format!(", reason {:?}", String::from_utf8_lossy(r)) };
+    match e {
+        E::ApplicationClosed(c) => {
+            format!("closed by the client, application code {}{}", c.error_code, reason(&c.reason))
+        }
+        E::ConnectionClosed(c) => format!("closed by the client, transport code {}{}", c.error_code, reason(&c.reason)),
+        _ if client_closed => "closed by the client (its CONNECTION_CLOSE was received)".into(),
+        E::LocallyClosed => "closed by this server".into(),
+        E::TimedOut => "idle timeout".into(),
+        E::Reset => "reset by the client (stateless reset)".into(),
+        other => format!("protocol error: {other}"),
     }
 }
 
@@ -363,6 +399,22 @@ async fn open_in(www: &Path, path: &str) -> Result<tokio::fs::File, LookupError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_ended_a_connection() {
+        let app = quinn::ApplicationClose { error_code: quinn::VarInt::from_u32(0x100), reason: "bye".into() };
+        assert_eq!(
+            ended_by(&quinn::ConnectionError::ApplicationClosed(app), true),
+            "closed by the client, application code 256, reason \"bye\""
+        );
+        assert_eq!(ended_by(&quinn::ConnectionError::LocallyClosed, false), "closed by this server");
+        // The client's close came first, then the h3 layer closed locally.
+        assert_eq!(
+            ended_by(&quinn::ConnectionError::LocallyClosed, true),
+            "closed by the client (its CONNECTION_CLOSE was received)"
+        );
+        assert_eq!(ended_by(&quinn::ConnectionError::TimedOut, false), "idle timeout");
+    }
 
     #[test]
     fn request_lines() {

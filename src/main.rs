@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use h3live::cert::{self, CertPaths};
 use h3live::cli::{CertArgs, HttpArgs, ListenArgs, MoqArgs, StoreArgs};
 use h3live::server::{self, Listeners, ServerConfig};
-use h3live::transport::{bind_tcp, bind_udp};
+use h3live::transport::{bind_tcp, bind_tcp_udp_same_port, bind_udp};
 use tracing::info;
 
 /// Low-latency live video origin: LL-DASH ingest over HTTP/1.1, progressive
@@ -159,26 +159,26 @@ fn cert_cmd(args: CertCmd) -> Result<()> {
 
 /// The TLS certificate: `--cert`/`--key`, else the one in `--cert-dir`
 /// (generated when missing). Logs the Chromium command for the h3 port.
-fn load_certificate(args: &CertArgs, h3: Option<std::net::SocketAddr>) -> Result<cert::TlsKeys> {
+fn load_certificate(args: &CertArgs, h3_port: Option<u16>) -> Result<cert::TlsKeys> {
     let paths = match (&args.cert, &args.key) {
         (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
         _ => CertPaths::in_dir(&args.cert_dir),
     };
     let keys = if args.cert.is_some() { cert::load(&paths)? } else { cert::load_or_generate(&paths, &args.hosts)? };
     info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
-    if let Some(h3) = h3 {
-        let url = format!("https://localhost:{}/", h3.port());
-        info!("Chromium: {}", cert::chromium_command(&keys.spki_sha256, "localhost", h3.port(), &url));
+    if let Some(port) = h3_port {
+        let url = format!("https://localhost:{port}/");
+        info!("Chromium: {}", cert::chromium_command(&keys.spki_sha256, "localhost", port, &url));
     }
     Ok(keys)
 }
 
 /// The MoQ endpoint's WebTransport certificate (kept in `--cert-dir`) and
 /// its SHA-256 for `serverCertificateHashes`.
-fn load_moq_certificate(args: &ServeArgs, addr: std::net::SocketAddr) -> Result<(server::MoqSetup, String)> {
+fn load_moq_certificate(args: &ServeArgs, port: u16) -> Result<(server::MoqSetup, String)> {
     let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
     info!(
-        url = %format!("https://localhost:{}/", addr.port()),
+        url = %format!("https://localhost:{port}/"),
         certificate_sha256 = %sha256,
         moq_spki_sha256 = %keys.spki_sha256,
         "MoQ: certificate for serverCertificateHashes (ECDSA, 13 days), also at /certificate.sha256"
@@ -197,15 +197,38 @@ async fn serve(
     let bind = |a: Option<std::net::SocketAddr>, what: &str| -> Result<_> {
         a.map(|a| bind_tcp(a).with_context(|| format!("binding --{what} {a}"))).transpose()
     };
+    let (https, h3) = match (l.https.0, l.h3.0) {
+        // Port 0 for both: one kernel-chosen number for TCP and UDP.
+        (Some(t), Some(u)) if t.port() == 0 && u.port() == 0 => {
+            let (t, u) = bind_tcp_udp_same_port(t, u).with_context(|| format!("binding --https {t} and --h3 {u}"))?;
+            (Some(t), Some(u))
+        }
+        (t, u) => (bind(t, "https")?, u.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?),
+    };
+    // MoQ's UDP endpoint and its TCP twin share one number, port 0 included.
+    let (moq_http, moq) = match args.moq.moq.0 {
+        Some(a) if a.port() == 0 => {
+            let (t, u) = bind_tcp_udp_same_port(a, a).with_context(|| format!("binding --moq {a}"))?;
+            (Some(t), Some(u))
+        }
+        a => (
+            bind(a, "moq (TCP)")?,
+            a.map(|a| bind_udp(a).with_context(|| format!("binding --moq {a} (UDP)"))).transpose()?,
+        ),
+    };
     let listeners = Listeners {
         http: bind(l.http.0, "http")?,
-        https: bind(l.https.0, "https")?,
+        https,
         https_h1: bind(l.https_h1.0, "https-h1")?,
         https_h2: bind(l.https_h2.0, "https-h2")?,
-        h3: l.h3.0.map(|a| bind_udp(a).with_context(|| format!("binding --h3 {a}"))).transpose()?,
-        moq: args.moq.moq.0.map(|a| bind_udp(a).with_context(|| format!("binding --moq {a} (UDP)"))).transpose()?,
-        moq_http: bind(args.moq.moq.0, "moq (TCP)")?,
+        h3,
+        moq,
+        moq_http,
     };
+    if let Some(path) = &l.ports_file {
+        h3live::conn::ports::write_file(path, &listeners.ports())
+            .with_context(|| format!("writing --ports-file {}", path.display()))?;
+    }
     if let Some(sock) = &listeners.h3 {
         let want = args.http.udp_buffer;
         let (rcv, snd) = h3live::transport::set_udp_buffers(sock, want);
@@ -219,12 +242,20 @@ async fn serve(
         }
         tracing::info!(receive = rcv, send = snd, "h3 UDP socket buffers");
     }
-    let tls = if listeners.need_tls() { Some(load_certificate(&args.cert, l.h3.0)?) } else { None };
+    // The bound ports (a flag's may be 0).
+    let h3_port = listeners.h3.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port());
+    let tls = if listeners.need_tls() { Some(load_certificate(&args.cert, h3_port)?) } else { None };
     let front = upstream.is_some();
     let ingest_on_http = !args.http.no_ingest && !front;
     // The state directory's default is keyed by the ingest listener's address.
     let ingest = l.http.0.filter(|_| ingest_on_http);
-    let moq = args.moq.moq.0.map(|addr| load_moq_certificate(&args, addr)).transpose()?;
+    let moq = match args.moq.moq.0 {
+        Some(addr) => {
+            let port = listeners.moq.as_ref().and_then(|s| s.local_addr().ok()).map_or(addr.port(), |a| a.port());
+            Some(load_moq_certificate(&args, port)?)
+        }
+        None => None,
+    };
     let mut limits = args.http.limits();
     limits.moq = args.moq.limits();
     let config = ServerConfig {

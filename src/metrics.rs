@@ -280,6 +280,11 @@ impl Metrics {
         self.aborted_uploads.inc();
     }
 
+    /// Uploads aborted so far (broken, idle or too slow).
+    pub fn aborted_uploads(&self) -> u64 {
+        self.aborted_uploads.get()
+    }
+
     /// Count a QUIC Retry sent.
     pub fn quic_retry(&self) {
         self.quic_retries.inc();

@@ -45,6 +45,24 @@ impl Listeners {
     pub fn need_tls(&self) -> bool {
         self.https.is_some() || self.https_h1.is_some() || self.https_h2.is_some() || self.h3.is_some()
     }
+
+    /// The bound listeners' ports by name (`http`, `h3`, `https`,
+    /// `https_h1`, `https_h2`, `moq`), for `--ports-file`.
+    pub fn ports(&self) -> Vec<(&'static str, u16)> {
+        let tcp = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+        let udp = |s: &Option<std::net::UdpSocket>| s.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port());
+        [
+            ("http", tcp(&self.http)),
+            ("h3", udp(&self.h3)),
+            ("https", tcp(&self.https)),
+            ("https_h1", tcp(&self.https_h1)),
+            ("https_h2", tcp(&self.https_h2)),
+            ("moq", udp(&self.moq)),
+        ]
+        .into_iter()
+        .filter_map(|(name, port)| port.map(|p| (name, p)))
+        .collect()
+    }
 }
 
 /// Everything [`run`] needs besides the sockets.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{read_all, RawUpload, TestOrigin};
+use common::{spawn_reader, wait_readers, RawUpload, TestOrigin};
 use h3live::cert::{self, CertPaths};
 use h3live::client::Client;
 use h3live::core::upstream::Upstream;
@@ -30,10 +30,6 @@ struct Varnish {
     workdir: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The project's VCL with its backend port replaced (the lines marked BACKEND).
@@ -64,15 +60,16 @@ impl Varnish {
         let vcl = dir.path().join("h3live.vcl");
         std::fs::write(&vcl, vcl_for(backend)).unwrap();
         let workdir = dir.path().join("varnish");
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = std::fs::File::create(dir.path().join("varnishd.log")).unwrap();
+        // Varnish binds port 0 itself (no port picked here and released, for
+        // another process to take first) and tells varnishadm, through its
+        // management port (also port 0, found in the work directory), which
+        // port it got.
         let child = Command::new(varnishd)
-            .args(["-F", "-j", "none", "-T", "none", "-s", "malloc,64m", "-p", "thread_pool_min=20"])
+            .args(["-F", "-j", "none", "-a", "127.0.0.1:0", "-T", "127.0.0.1:0"])
+            .args(["-s", "malloc,64m", "-p", "thread_pool_min=20"])
             .arg("-n")
             .arg(&workdir)
-            .arg("-a")
-            .arg(addr.to_string())
             .arg("-f")
             .arg(&vcl)
             .stdin(Stdio::null())
@@ -80,9 +77,18 @@ impl Varnish {
             .stderr(log)
             .spawn()
             .expect("starting varnishd");
-        let v = Varnish { addr, workdir, child, _dir: dir };
-        // Ready once it answers and its probe finds the origin healthy.
+        let mut v = Varnish { addr: "127.0.0.1:0".parse().unwrap(), workdir, child, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
+        v.addr = loop {
+            if let Some(addr) = v.listen_address() {
+                break addr;
+            }
+            let log = std::fs::read_to_string(v._dir.path().join("varnishd.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "varnishd reported no listen address:\n{log}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let addr = v.addr;
+        // Ready once it answers and its probe finds the origin healthy.
         loop {
             if let Ok(mut c) = Client::connect(Transport::H1Clear, addr, "localhost", &[]).await {
                 if let Ok(mut r) = c.get("/healthz").await {
@@ -99,16 +105,40 @@ impl Varnish {
         v
     }
 
+    /// The address varnishd listens on (`varnishadm debug.listen_address`:
+    /// `a0 127.0.0.1 PORT`), once its management process answers.
+    fn listen_address(&self) -> Option<SocketAddr> {
+        let out = Command::new("varnishadm").arg("-n").arg(&self.workdir).arg("debug.listen_address").output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut f = text.lines().next()?.split_whitespace().skip(1);
+        format!("{}:{}", f.next()?, f.next()?).parse().ok()
+    }
+
+    /// Whether Varnish's health probe counts the origin healthy (at least
+    /// `.threshold` 2 of the last `.window` 3 probes good, the VCL's figures).
+    fn backend_healthy(&self) -> bool {
+        let happy = self.stat("VBE.boot.origin.happy");
+        (happy & 0b111).count_ones() >= 2
+    }
+
     /// A counter from varnishstat, e.g. `MAIN.backend_req`.
     fn stat(&self, name: &str) -> u64 {
-        let out = Command::new("varnishstat").arg("-n").arg(&self.workdir).args(["-1", "-f", name]).output().unwrap();
+        self.stats(name).first().copied().unwrap_or_else(|| panic!("varnishstat has no {name}"))
+    }
+
+    /// The values of the varnishstat fields that `pattern` matches (a glob).
+    fn stats(&self, pattern: &str) -> Vec<u64> {
+        let out =
+            Command::new("varnishstat").arg("-n").arg(&self.workdir).args(["-1", "-f", pattern]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        text.lines()
-            .find_map(|l| {
-                let mut f = l.split_whitespace();
-                (f.next() == Some(name)).then(|| f.next().and_then(|v| v.parse().ok())).flatten()
-            })
-            .unwrap_or_else(|| panic!("varnishstat has no {name}: {text}"))
+        text.lines().filter_map(|l| l.split_whitespace().nth(1)?.parse().ok()).collect()
+    }
+
+    /// Client requests Varnish is working on right now (being answered,
+    /// fetching, or queued behind another request's fetch): its request
+    /// structures in use, a gauge kept as they are taken and given back.
+    fn requests_in_progress(&self) -> u64 {
+        self.stats("MEMPOOL.req*.live").iter().sum()
     }
 
     async fn client(&self) -> Client {
@@ -232,8 +262,21 @@ async fn twenty_viewers_cost_one_origin_fetch_per_segment() {
             }));
         }
         drop(tx);
-        // Everyone is waiting (held at the origin, or on Varnish's busy object).
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Everyone is waiting before the upload starts: Varnish holds all 20
+        // requests (its pool of request structures in use, a live gauge),
+        // and its one fetch for them is held at the origin.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (held, in_varnish) = (o.origin.metrics().held_reads(), varnish.requests_in_progress());
+            if held == 1 && in_varnish == VIEWERS as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "segment {seg}: {held} held at the origin, {in_varnish} requests in Varnish"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let up = o.put(&path).await;
         let mut expected = Vec::new();
         let mut have = vec![0usize; VIEWERS];
@@ -276,13 +319,21 @@ async fn twenty_viewers_cost_one_origin_fetch_per_segment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_never_caches_errors_or_aborted_uploads() {
     // Segments live one second here, so the init-segment rule can be seen.
-    let o = TestOrigin::start_with(|c| c.origin.segment_max_age = 1).await;
+    // The hold (2 s) leaves time to see every viewer queued before it ends.
+    const HOLD: Duration = Duration::from_secs(2);
+    let o = TestOrigin::start_with(|c| {
+        c.origin.segment_max_age = 1;
+        c.store.hold = HOLD;
+    })
+    .await;
     let varnish = Varnish::start(o.http).await;
     let front = Front::start(varnish.addr, &o.cert_pem, false).await;
     let mut v = varnish.client().await;
 
-    // Viewers queued on a segment that never comes all get the 404 when the
-    // origin's hold (300 ms here) ends, not one hold after another.
+    // Viewers queued on a segment that never comes all get the 404 of one
+    // origin fetch when the origin's hold ends, not one hold after another
+    // (each queued request waking alone and fetching again).
+    let fetches_before = varnish.stat("MAIN.backend_req");
     let started = Instant::now();
     let mut waiting = Vec::new();
     for _ in 0..12 {
@@ -293,11 +344,24 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
             r.status
         }));
     }
+    // All twelve are in Varnish while its one fetch is held at the origin.
+    let deadline = Instant::now() + HOLD;
+    loop {
+        let (held, in_varnish) = (o.origin.metrics().held_reads(), varnish.requests_in_progress());
+        if held == 1 && in_varnish == 12 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{held} held at the origin, {in_varnish} requests in Varnish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for w in waiting {
         assert_eq!(w.await.unwrap(), StatusCode::NOT_FOUND);
     }
-    // One hold after another would take 12 × 300 ms.
-    assert!(started.elapsed() < Duration::from_millis(2000), "404s were serialized: {:?}", started.elapsed());
+    let fetches = varnish.stat("MAIN.backend_req") - fetches_before;
+    assert_eq!(fetches, 1, "origin fetches for 12 viewers of a missing segment");
+    // Sanity bound, generous for a loaded machine: one hold after another
+    // would take 12 holds.
+    assert!(started.elapsed() < HOLD * 4, "404s were serialized: {:?}", started.elapsed());
 
     // 404, then the segment appears: served within a second, not a 404
     // cached for the segments' lifetime.
@@ -312,20 +376,18 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
     let before = varnish.stat("MAIN.backend_req");
     let up = o.put(seg).await;
     up.send("sev").await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let mut early = Vec::new();
-    for _ in 0..6 {
-        let mut c = varnish.client().await;
-        early.push(tokio::spawn(async move {
-            let mut r = c.get(seg).await.unwrap();
-            (r.status, r.bytes().await.unwrap())
-        }));
+    for id in 0..6 {
+        early.push(spawn_reader(varnish.client().await, seg.to_string(), id, tx.clone()));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every viewer is reading it before the upload finishes.
+    wait_readers(&mut [0; 6], &mut rx, 3, "the segment's first bytes through Varnish").await;
     up.send("en").await;
     assert_eq!(up.finish().await, StatusCode::CREATED);
     for e in early {
-        let (status, body) = e.await.unwrap();
-        assert_eq!(status, StatusCode::OK);
+        let (status, body, err) = e.await.unwrap();
+        assert_eq!((status, err), (StatusCode::OK, None));
         assert_eq!(&body[..], b"seven");
     }
     assert_eq!(varnish.stat("MAIN.backend_req") - before, 1, "origin fetches after a 404");
@@ -341,26 +403,27 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
     let seg = "/live/err/chunk-stream0-00008.m4s";
     let mut raw = RawUpload::start(o.http, seg).await;
     raw.chunk(&[b'x'; 3000]).await;
-    let mut readers = Vec::new();
     let mut clients = vec![(Transport::H1Clear, varnish.client().await)];
     for t in [Transport::H3, Transport::H2, Transport::H1Tls] {
         clients.push((t, front.client(t).await));
     }
-    for (t, mut c) in clients {
-        readers.push(tokio::spawn(async move {
-            let mut r = c.get(seg).await.unwrap();
-            assert_eq!(r.status, StatusCode::OK, "{t}");
-            (t, read_all(&mut r).await)
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(id, (t, c))| (t, spawn_reader(c, seg.to_string(), id, tx.clone())))
+        .collect();
+    let mut have = [0; 4];
+    wait_readers(&mut have, &mut rx, 3000, "the first chunk through the edge").await;
     raw.chunk(&[b'y'; 3000]).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every viewer has both chunks when the upload breaks.
+    wait_readers(&mut have, &mut rx, 6000, "the second chunk through the edge").await;
     raw.kill();
-    for r in readers {
-        let (t, (body, err)) = r.await.unwrap();
+    for (t, r) in readers {
+        let (status, body, err) = r.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{t}");
         assert!(err.is_some(), "{t}: an aborted segment must end in an error, got a clean {} bytes", body.len());
-        assert!(body.len() <= 6000, "{t}");
+        assert_eq!(body.len(), 6000, "{t}");
     }
     // Not kept by Varnish: the next request goes to the origin (502, no-store).
     let mut v = varnish.client().await;
@@ -450,7 +513,11 @@ async fn edge_never_caches_errors_or_aborted_uploads() {
     // serving the last manifest (grace) instead of errors.
     front.stop().await;
     o.stop().await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while varnish.backend_healthy() {
+        assert!(Instant::now() < deadline, "Varnish's probe still finds the stopped origin healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut v = varnish.client().await;
     let mut r = v.get(mpd).await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "manifest during an origin outage");

@@ -1,11 +1,17 @@
 //! HTTP/3 over a lossy path, without root: a user-space UDP relay between the
-//! load tool's viewers and the origin's QUIC listener delays every datagram by
-//! 50 ms each way (100 ms RTT) and drops 2 % of them each way in bursts of 3
-//! on average (seeded; scripts/ab.sh's rtt100-burst profile). A live stream of 2 Mbit/s must still reach
-//! the viewers about one RTT after it was pushed: with quinn's default CUBIC
-//! the sender's window fell below the stream's rate after a few losses (it
-//! does not grow on application-limited ACKs) and latency grew to seconds;
-//! see docs/results/2026-11-30-http3-under-loss.md.
+//! viewers and the origin's QUIC listener delays every datagram by 50 ms each
+//! way (100 ms RTT) and drops 2 % of them each way in bursts of 3 on average
+//! (seeded; scripts/ab.sh's rtt100-burst profile). A live stream of 2 Mbit/s
+//! must still reach the viewers about as fast as over the same path without
+//! loss: with quinn's default CUBIC the sender's window fell below the
+//! stream's rate after a few losses (it does not grow on application-limited
+//! ACKs) and latency grew to seconds; see
+//! docs/results/2026-11-30-http3-under-loss.md.
+//!
+//! Each test reads the stream over the lossy path and, at the same time, over
+//! a control path (the same relay and delay, no loss), and compares the two
+//! tails: a loaded machine slows both, so the comparison holds on a busy
+//! 2-core CI machine where an absolute latency bound does not.
 
 mod common;
 
@@ -31,15 +37,17 @@ const BURST_START_PPM: u64 = 6_800;
 const BURST_STAY_PPM: u64 = 666_667;
 
 /// Deterministic bursty loss (Gilbert-Elliott, about 2 % of datagrams in
-/// bursts of 3 on average): xorshift64, one draw per datagram.
-struct Loss(u64, bool);
+/// bursts of 3 on average): xorshift64, one draw per datagram. `None`: the
+/// control path, no loss.
+struct Loss(Option<u64>, bool);
 
 impl Loss {
     fn drop_next(&mut self) -> bool {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let draw = self.0 % 1_000_000;
+        let Some(state) = self.0.as_mut() else { return false };
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let draw = *state % 1_000_000;
         self.1 = if self.1 { draw < BURST_STAY_PPM } else { draw < BURST_START_PPM };
         self.1
     }
@@ -57,13 +65,14 @@ fn delay_line(sock: Arc<UdpSocket>) -> mpsc::UnboundedSender<(Instant, Vec<u8>, 
     tx
 }
 
-/// Relay on a fresh loopback port to `server`, impairing both directions.
-async fn lossy_relay(server: SocketAddr, stop: CancellationToken) -> SocketAddr {
+/// Relay on a fresh loopback port to `server`, delaying both directions,
+/// and with `lossy` dropping datagrams both ways.
+async fn relay(server: SocketAddr, lossy: bool, stop: CancellationToken) -> SocketAddr {
     let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = front.local_addr().unwrap();
     let to_clients = delay_line(front.clone());
     tokio::spawn(async move {
-        let mut up_loss = Loss(0x9e37_79b9_7f4a_7c15, false);
+        let mut up_loss = Loss(lossy.then_some(0x9e37_79b9_7f4a_7c15), false);
         let mut flows: HashMap<SocketAddr, mpsc::UnboundedSender<(Instant, Vec<u8>, SocketAddr)>> = HashMap::new();
         let mut buf = vec![0u8; 65536];
         loop {
@@ -81,7 +90,7 @@ async fn lossy_relay(server: SocketAddr, stop: CancellationToken) -> SocketAddr 
                 let stop = stop.clone();
                 let rx_sock = back.clone();
                 tokio::spawn(async move {
-                    let mut down_loss = Loss(0xd1b5_4a32_d192_ed03 ^ u64::from(client.port()), false);
+                    let mut down_loss = Loss(lossy.then_some(0xd1b5_4a32_d192_ed03 ^ u64::from(client.port())), false);
                     let mut buf = vec![0u8; 65536];
                     loop {
                         let n = tokio::select! {
@@ -103,6 +112,20 @@ async fn lossy_relay(server: SocketAddr, stop: CancellationToken) -> SocketAddr 
     addr
 }
 
+/// How much loss may stretch the tail, a sanity bound: the p95 of prft ->
+/// last byte over the lossy path must stay within `TAIL_RATIO` x the control
+/// path's p95 (measured at the same time) plus `TAIL_SLACK_MS` (three round
+/// trips of retransmission). What it guards against is CUBIC's window stuck
+/// below the stream's rate: 13 x the control's tail (2.3 s against 170 ms)
+/// on a moderately loaded machine, about 20 x on an idle one. BBR measured
+/// 1.3-2.2 x with the machine's load average between 12 and 22 on 2 cores,
+/// where an absolute bound failed (p95 0.2-2.5 s on the lossy path alone).
+/// At such a load CUBIC's ratio also fell (1.7 x): there this test cannot
+/// tell the two apart, and the printed numbers and `scripts/bench.sh` on an
+/// idle machine are the measurement.
+const TAIL_RATIO: f64 = 4.0;
+const TAIL_SLACK_MS: f64 = 300.0;
+
 /// The two tests measure latency on a shared (often busy) machine: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -116,11 +139,12 @@ fn congestion() -> Congestion {
 }
 
 /// A live stream (synthetic, 2 Mbit/s, 1 s segments, prft stamped at push
-/// time) pushed into `o` as stream `t`, and a lossy relay in front of its
-/// QUIC listener. Cancel the token to stop both, then await the replay.
-async fn live_behind_lossy_relay(
+/// time) pushed into `o` as stream `t`, and two relays in front of its QUIC
+/// listener: `(lossy, control)`. Cancel the token to stop all, then await
+/// the replay.
+async fn live_behind_relays(
     o: &TestOrigin,
-) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>, tempfile::TempDir) {
+) -> ((SocketAddr, SocketAddr), CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>, tempfile::TempDir) {
     let capture = tempfile::tempdir().unwrap();
     let opts = SynthOptions {
         duration: Duration::from_secs(4),
@@ -132,31 +156,46 @@ async fn live_behind_lossy_relay(
     let plan = replay::load_plan(capture.path()).unwrap();
     let (stop, stats) = (CancellationToken::new(), Arc::new(ReplayStats::default()));
     let replay = tokio::spawn(replay::run(plan, o.http, "t", PrftMode::Push, None, stop.clone(), stats.clone()));
-    let relay = lossy_relay(o.h3, stop.clone()).await;
-    (relay, stop, replay, capture)
+    let lossy = relay(o.h3, true, stop.clone()).await;
+    let control = relay(o.h3, false, stop.clone()).await;
+    ((lossy, control), stop, replay, capture)
+}
+
+/// The lossy path's tail stays within [`TAIL_RATIO`] x the control path's plus [`TAIL_SLACK_MS`].
+fn assert_keeps_up(who: &str, lossy_p95: f64, control_p95: f64) {
+    eprintln!("{who}: p95 {lossy_p95:.1} ms over the lossy path, {control_p95:.1} ms over the control path");
+    assert!(
+        lossy_p95 <= TAIL_RATIO * control_p95 + TAIL_SLACK_MS,
+        "HTTP/3 fell behind the live stream over a lossy path ({who}): p95 {lossy_p95:.1} ms, \
+         {control_p95:.1} ms without loss at the same time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_keeps_up_with_a_live_stream_over_a_lossy_path() {
     let _serial = SERIAL.lock().await;
     let o = TestOrigin::start_with(|c| c.limits.quic.congestion = congestion()).await;
-    let (relay, stop, replay, _capture) = live_behind_lossy_relay(&o).await;
+    let ((lossy, control), stop, replay, _capture) = live_behind_relays(&o).await;
 
-    let cmd = common::load_cmd("h3", relay, &o.cert_pem, 2, "12s");
-    let r = h3live::load::run(cmd.viewers, CancellationToken::new()).await.unwrap();
+    let run = |addr| {
+        let cmd = common::load_cmd("h3", addr, &o.cert_pem, 2, "12s");
+        tokio::spawn(h3live::load::run(cmd.viewers, CancellationToken::new()))
+    };
+    let (r, c) = (run(lossy), run(control));
+    let (r, c) = (r.await.unwrap().unwrap(), c.await.unwrap().unwrap());
     stop.cancel();
     replay.await.unwrap().unwrap();
-    let summary = r.summary();
-    eprintln!("{summary}");
+    let (summary, control_summary) = (r.summary(), c.summary());
+    eprintln!("lossy path: {summary}\ncontrol path: {control_summary}");
     assert_eq!(r.errors, 0, "{summary}");
+    assert_eq!(c.errors, 0, "{control_summary}");
     assert!(r.latency.count > 300, "{summary}");
-    // One RTT is 100 ms; a sender that keeps up delivers most fragments
-    // within a few RTTs (retransmissions included).
-    assert!(r.latency.p95_ms < 500.0, "HTTP/3 fell behind the live stream over a lossy path: {summary}");
+    assert!(c.latency.count > 300, "{control_summary}");
+    assert_keeps_up("load tool", r.latency.p95_ms, c.latency.p95_ms);
     o.stop().await;
 }
 
-/// The same path read by an independent QUIC and HTTP/3 stack (aioquic,
+/// The same paths read by an independent QUIC and HTTP/3 stack (aioquic,
 /// tests/py/h3_live_probe.py: one connection, both tracks, segment after
 /// segment, prft -> last byte per fragment): the tail the load tool reports
 /// is the origin's, not an artefact of the load tool's own client. With
@@ -170,24 +209,32 @@ async fn aioquic_keeps_up_with_a_live_stream_over_a_lossy_path() {
         c.limits.quic.congestion = congestion();
     })
     .await;
-    let (relay, stop, replay, _capture) = live_behind_lossy_relay(&o).await;
+    let ((lossy, control), stop, replay, _capture) = live_behind_relays(&o).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/h3_live_probe.py");
-    let out = tokio::process::Command::new(py)
-        .arg(script)
-        .arg(format!("https://{relay}/live/t/"))
-        .arg("--ca")
-        .arg(&o.cert_pem)
-        .args(["--duration", "10"])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("probe hung").unwrap();
+    let probe = |addr: SocketAddr| {
+        tokio::process::Command::new(&py)
+            .arg(&script)
+            .arg(format!("https://{addr}/live/t/"))
+            .arg("--ca")
+            .arg(&o.cert_pem)
+            .args(["--duration", "10"])
+            .kill_on_drop(true)
+            .output()
+    };
+    let both = tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(probe(lossy), probe(control)) });
+    let (out, control_out) = both.await.expect("probe hung");
     stop.cancel();
     replay.await.unwrap().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    eprintln!("aioquic probe: {text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "aioquic probe failed: {text}");
-    let r: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-    assert!(r["fragments"].as_u64().unwrap() > 300, "{r}");
-    assert!(r["p95_ms"].as_f64().unwrap() < 500.0, "HTTP/3 fell behind the live stream for aioquic: {r}");
+    let result = |out: std::io::Result<std::process::Output>, path: &str| -> serde_json::Value {
+        let out = out.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("aioquic probe, {path} path: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "aioquic probe failed on the {path} path: {text}");
+        let r: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert!(r["fragments"].as_u64().unwrap() > 300, "{path}: {r}");
+        r
+    };
+    let (r, c) = (result(out, "lossy"), result(control_out, "control"));
+    assert_keeps_up("aioquic", r["p95_ms"].as_f64().unwrap(), c["p95_ms"].as_f64().unwrap());
     o.stop().await;
 }

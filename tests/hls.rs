@@ -340,14 +340,17 @@ async fn ll_hls_playlists_from_a_real_ffmpeg_push() {
     o.stop().await;
 }
 
-/// Blocking playlist reload: a request for the next part is answered when
-/// that part's last byte reaches the origin. Measured against a reader of
-/// the same growing segment (open range from the preload hint, as Safari
-/// reads it): the playlist arrives within a few ms of the part's bytes.
+/// Blocking playlist reload: a request for the next part is held, and
+/// answered when that part's last byte reaches the origin. The bytes are a
+/// real ffmpeg segment, pushed part by part by the test into a second
+/// stream, so the order is checked, not timed: each request is seen blocked
+/// at the origin before its part is pushed, the answer lists exactly the
+/// pushed bytes as the new part, and it arrives before anything more is
+/// pushed. The delay from push to answer is printed, not asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_reload_answers_when_the_part_completes() {
     let o = TestOrigin::start().await;
-    let _enc = started_stream(&o, "blk").await;
+    let enc = started_stream(&o, "blk").await;
     let mut h3 = o.client(Transport::H3).await;
     let path = "/live/blk/hls-stream0.m3u8";
 
@@ -355,67 +358,68 @@ async fn blocking_reload_answers_when_the_part_completes() {
     let (status, _) = text(&mut h3, &format!("{path}?_HLS_part=1")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "_HLS_part without _HLS_msn");
     let (_, pl) = text(&mut h3, path).await;
-    let m = check_media(&pl).unwrap();
+    let m = check_media(&pl).unwrap_or_else(|e| panic!("{e}\n{pl}"));
     let last = m.segments.last().unwrap().msn;
     let (status, _) = text(&mut h3, &format!("{path}?_HLS_msn={}", last + 10)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "too far ahead");
 
-    // The reader runs before the blocking request and is told which byte
-    // ends the part once the playlist names it.
-    let mut samples = Vec::new();
-    for _ in 0..20 {
-        if samples.len() >= 5 {
-            break;
-        }
-        let (_, pl) = text(&mut h3, path).await;
-        let m = check_media(&pl).unwrap();
-        let seg = m.segments.last().unwrap().clone();
-        if seg.duration.is_some() || seg.parts.len() >= 8 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            continue;
-        }
-        let want = seg.parts.len();
-        let (uri, start) = m.hint.clone();
-        let mut reader = o.client(Transport::H3).await;
-        let mut r = reader
-            .request_with(Method::GET, &format!("/live/blk/{uri}"), &[("range", &format!("bytes={start}-"))])
-            .await
-            .unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
-        let bytes_task = tokio::spawn(async move {
-            let need = rx.await.unwrap_or(u64::MAX);
-            let mut got = 0u64;
-            while let Some(Ok(c)) = r.chunk().await {
-                got += c.len() as u64;
-                if got >= need {
-                    return Some(Instant::now());
-                }
-            }
-            None
-        });
+    // A finished segment of the real push, its parts, and the init segment.
+    let src = m
+        .segments
+        .iter()
+        .find(|s| s.uri == "chunk-stream0-00002.m4s" && s.duration.is_some())
+        .unwrap_or_else(|| panic!("segment 2 is not complete in the playlist\n{pl}"))
+        .clone();
+    let seg = h3.get("/live/blk/chunk-stream0-00002.m4s").await.unwrap().bytes().await.unwrap();
+    let init = h3.get("/live/blk/init-stream0.m4s").await.unwrap().bytes().await.unwrap();
+    enc.kill().await;
+    assert!(src.parts.len() >= 3, "{src:?}");
+
+    // The same bytes pushed by the test, as segment 1 of stream "ctl".
+    let up = o.put("/live/ctl/init-stream0.m4s").await;
+    up.send(init).await;
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    let up = o.put("/live/ctl/chunk-stream0-00001.m4s").await;
+    let ctl = "/live/ctl/hls-stream0.m3u8";
+    let (status, pl) = text(&mut h3, ctl).await;
+    assert_eq!(status, StatusCode::OK, "{pl}");
+    let msn = sequences(&pl).0;
+    let mut pushed = 0usize;
+    let mut delays = Vec::new();
+    for (k, part) in src.parts.iter().enumerate() {
+        assert_eq!(part.offset as usize, pushed, "parts tile the segment");
         let mut blocking = o.client(Transport::H3).await;
-        let (status, pl) = text(&mut blocking, &format!("{path}?_HLS_msn={}&_HLS_part={want}", seg.msn)).await;
-        let answered = Instant::now();
-        assert_eq!(status, StatusCode::OK);
-        let m2 = check_media(&pl).unwrap_or_else(|e| panic!("{e}\n{pl}"));
-        let Some(part) = m2.segments.iter().find(|s| s.msn == seg.msn).and_then(|s| s.parts.get(want)).cloned() else {
-            bytes_task.abort();
-            continue;
-        };
-        let _ = tx.send(part.len);
-        let bytes_at = tokio::time::timeout(Duration::from_secs(5), bytes_task).await.unwrap().unwrap().unwrap();
-        // Positive: the playlist came after the part's bytes reached a reader.
-        let delta = answered.duration_since(bytes_at).as_secs_f64() * 1e3
-            - bytes_at.duration_since(answered).as_secs_f64() * 1e3;
-        samples.push(delta);
+        let query = format!("{ctl}?_HLS_msn={msn}&_HLS_part={k}");
+        let answer = tokio::spawn(async move {
+            let r = text(&mut blocking, &query).await;
+            (r, Instant::now())
+        });
+        common::wait_for("the blocking reload held at the origin", || o.origin.hls().blocked_reloads() == 1).await;
+        let end = (part.offset + part.len) as usize;
+        let mid = (pushed + end) / 2;
+        up.send(seg.slice(pushed..mid)).await;
+        assert!(!answer.is_finished(), "part {k}: answered before its last byte was pushed");
+        up.send(seg.slice(mid..end)).await;
+        pushed = end;
+        let done_at = Instant::now();
+        // Answered now, before anything more is pushed.
+        let ((status, pl), answered) = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .unwrap_or_else(|_| panic!("part {k}: no answer after its last byte was pushed"))
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "part {k}: {pl}");
+        let m = check_media(&pl).unwrap_or_else(|e| panic!("part {k}: {e}\n{pl}"));
+        let s = m.segments.iter().find(|s| s.msn == msn).unwrap_or_else(|| panic!("part {k}: no segment {msn}\n{pl}"));
+        assert_eq!(s.parts.len(), k + 1, "part {k}: the answer lists the parts pushed so far\n{pl}");
+        let got = s.parts.last().unwrap();
+        assert_eq!((got.offset, got.len), (part.offset, part.len), "part {k}: byte range\n{pl}");
+        assert_eq!((got.offset + got.len) as usize, pushed, "part {k}: the new part ends at the last byte pushed");
+        delays.push(answered.duration_since(done_at).as_secs_f64() * 1e3);
     }
-    eprintln!("blocking reload: playlist answered {samples:?} ms after the part's last byte reached a reader");
-    assert!(samples.len() >= 3, "too few measurements: {samples:?}");
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let median = samples[samples.len() / 2];
-    // Loose on a loaded machine: same chunk, same process, two h3 streams.
-    assert!(median.abs() < 50.0, "median {median} ms between the part's bytes and the playlist");
-    assert!(samples.iter().all(|d| d.abs() < 200.0), "{samples:?}");
+    assert_eq!(pushed, seg.len());
+    assert_eq!(up.finish().await, StatusCode::CREATED);
+    assert_eq!(o.origin.hls().blocked_reloads(), 0);
+    eprintln!("blocking reload: answered {delays:.1?} ms after each part's last byte was pushed (not asserted)");
     o.stop().await;
 }
 
@@ -438,8 +442,13 @@ async fn an_encoder_restart_keeps_the_media_sequence_going() {
     assert_eq!(sequences(&before).1, 0, "no discontinuity in the first run\n{before}");
 
     // kill -9 of the encoder, then a new run: file numbers start at 1 again.
-    drop(enc);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new encoder starts once the origin has seen the old one's uploads
+    // end (none of its objects is still growing).
+    enc.kill().await;
+    common::wait_for("the killed encoder's uploads to end", || {
+        o.origin.store().snapshot().iter().all(|s| s.objects.iter().all(|ob| ob.state != "growing"))
+    })
+    .await;
     let _enc = ffmpeg_push(o.http, "hlsrun");
     let started = Instant::now();
     let after = loop {

@@ -45,6 +45,7 @@ impl Server {
             zero_rtt: false,
             key_update: false,
             qlog_dir: None,
+            ports_file: None,
         };
         f(&mut args);
         let socket = h3live::transport::bind_udp(args.listen).unwrap();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{read_all, RawUpload, TestOrigin, ALL};
+use common::{read_all, spawn_reader, wait_for, wait_readers, RawUpload, TestOrigin, ALL};
 use h3live::transport::Transport;
 use http::{Method, StatusCode};
 use tokio::sync::mpsc;
@@ -161,11 +161,12 @@ async fn manifest_replace_is_atomic() {
         up.send(b.to_string()).await;
         assert_eq!(up.finish().await, StatusCode::NO_CONTENT);
     }
-    // A broken replacement leaves the last good manifest in place.
+    // A broken replacement leaves the last good manifest in place: the
+    // readers go on until the origin has seen it break.
     let mut raw = RawUpload::start(o.http, path).await;
     raw.chunk(b"<MPD broken").await;
     raw.kill();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for("the broken manifest upload to be aborted", || o.origin.metrics().aborted_uploads() == 1).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for r in readers {
         assert!(r.await.unwrap() > 0);
@@ -176,9 +177,12 @@ async fn manifest_replace_is_atomic() {
     o.stop().await;
 }
 
+/// A GET for a segment whose upload has not started is held (the origin
+/// counts it in `h3live_held_reads`) and answered when the upload starts;
+/// one for a segment that never comes is a 404 after the hold time.
 #[tokio::test]
 async fn held_get_is_answered_when_upload_starts_and_404s_after_hold() {
-    let o = TestOrigin::start().await;
+    let o = TestOrigin::start_with(|c| c.store.hold = Duration::from_secs(5)).await;
     let mut readers = Vec::new();
     for t in ALL {
         let mut c = o.client(t).await;
@@ -187,7 +191,10 @@ async fn held_get_is_answered_when_upload_starts_and_404s_after_hold() {
             (t, r.status, r.bytes().await.unwrap())
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Every reader is held at the origin before the upload starts.
+    wait_for("four held GETs", || o.origin.metrics().held_reads() == ALL.len() as i64).await;
+    let metrics = o.client(Transport::H1Clear).await.get("/metrics").await.unwrap().bytes().await.unwrap();
+    assert!(String::from_utf8_lossy(&metrics).contains("\nh3live_held_reads 4\n"), "held reads not in /metrics");
     let up = o.put("/live/held/seg-5.m4s").await;
     up.send("early").await;
     up.send("-bird").await;
@@ -197,6 +204,10 @@ async fn held_get_is_answered_when_upload_starts_and_404s_after_hold() {
         assert_eq!(status, StatusCode::OK, "{t}");
         assert_eq!(&body[..], b"early-bird", "{t}");
     }
+    assert_eq!(o.origin.metrics().held_reads(), 0);
+    o.stop().await;
+    // A segment that never comes: 404 once the hold time (300 ms here) is over.
+    let o = TestOrigin::start().await;
     for t in ALL {
         let mut c = o.client(t).await;
         let started = std::time::Instant::now();
@@ -205,6 +216,7 @@ async fn held_get_is_answered_when_upload_starts_and_404s_after_hold() {
         assert_eq!(r.header("cache-control"), Some("no-store"), "{t}: 404 must not be cached");
         assert!(started.elapsed() >= Duration::from_millis(250), "{t}: 404 before the hold time");
     }
+    assert_eq!(o.origin.metrics().held_reads(), 0);
     o.stop().await;
 }
 
@@ -276,20 +288,22 @@ async fn aborted_upload_is_an_error_for_readers_on_every_transport() {
     let path = "/live/abort/chunk-stream0-00003.m4s";
     let mut raw = RawUpload::start(o.http, path).await;
     raw.chunk(b"first-bytes").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = o.origin.store();
+    wait_for("the first chunk in the store", || {
+        store.get("abort", "chunk-stream0-00003.m4s").is_some_and(|ob| ob.len() == 11)
+    })
+    .await;
+    // Every reader has the first bytes before the upload breaks.
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let mut readers = Vec::new();
-    for t in ALL {
-        let mut c = o.client(t).await;
-        readers.push(tokio::spawn(async move {
-            let mut r = c.get(path).await.unwrap();
-            assert_eq!(r.status, StatusCode::OK);
-            (t, read_all(&mut r).await)
-        }));
+    for (id, t) in ALL.into_iter().enumerate() {
+        readers.push((t, spawn_reader(o.client(t).await, path.to_string(), id, tx.clone())));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_readers(&mut [0; ALL.len()], &mut rx, 11, "first bytes before the abort").await;
     raw.kill();
-    for r in readers {
-        let (t, (body, err)) = tokio::time::timeout(Duration::from_secs(5), r).await.unwrap().unwrap();
+    for (t, r) in readers {
+        let (status, body, err) = tokio::time::timeout(Duration::from_secs(5), r).await.unwrap().unwrap();
+        assert_eq!(status, StatusCode::OK, "{t}");
         assert_eq!(&body[..], b"first-bytes", "{t}");
         assert!(err.is_some(), "{t}: aborted upload ended as a clean body");
     }
@@ -516,12 +530,13 @@ async fn retention_bounds_memory_and_keeps_init_segments() {
 #[tokio::test]
 async fn idle_streams_are_dropped() {
     let o = TestOrigin::start_with(|c| c.store.stream_idle_timeout = Duration::from_millis(500)).await;
+    let kept = std::time::Instant::now();
     let up = o.put("/live/idle/init-stream0.m4s").await;
     up.send("x").await;
     up.finish().await;
     assert!(o.origin.store().get("idle", "init-stream0.m4s").is_some());
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(o.origin.store().get("idle", "init-stream0.m4s").is_none());
+    wait_for("the idle stream to be dropped", || o.origin.store().get("idle", "init-stream0.m4s").is_none()).await;
+    assert!(kept.elapsed() >= Duration::from_millis(490), "dropped before its idle timeout: {:?}", kept.elapsed());
     o.stop().await;
 }
 

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{read_all, TestOrigin, ALL};
+use common::{read_all, wait_for, TestOrigin, ALL};
 use h3live::core::range::LIVE_END;
 use http::{Method, StatusCode};
 
@@ -21,14 +21,11 @@ async fn ranges_on_growing_and_finished_objects_on_every_transport() {
         up.send("0123456789").await;
         let mut c = o.client(t).await;
         // Wait until the first piece is in (the PUT is asynchronous).
-        for _ in 0..100 {
-            let r = c.request(Method::HEAD, &path).await.unwrap();
-            if r.status == StatusCode::OK {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stream = format!("range-{}", t.as_str());
+        wait_for("the first piece in the store", || {
+            o.origin.store().get(&stream, "chunk-stream0-00001.m4s").is_some_and(|ob| ob.len() == 10)
+        })
+        .await;
 
         // Inside what has arrived, while growing: 206, total unknown.
         let mut r = c.request_with(Method::GET, &path, &[("range", "bytes=2-5")]).await.unwrap();
@@ -98,7 +95,8 @@ async fn range_beyond_the_object_limit_is_416_while_growing() {
     let o = TestOrigin::start().await;
     let up = o.put("/live/r416/c-1.m4s").await;
     up.send("x").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for("the first byte in the store", || o.origin.store().get("r416", "c-1.m4s").is_some_and(|ob| ob.len() == 1))
+        .await;
     let mut c = o.client(h3live::transport::Transport::H3).await;
     let far = format!("bytes={}-", 1u64 << 40);
     let r = c.request_with(Method::GET, "/live/r416/c-1.m4s", &[("range", &far)]).await.unwrap();

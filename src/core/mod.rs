@@ -161,6 +161,11 @@ impl Origin {
         self.store.next_revocation()
     }
 
+    /// The LL-HLS packager.
+    pub fn hls(&self) -> &crate::hls::Hls {
+        &self.hls
+    }
+
     /// Handle one request. `conn` says which listener and transport it came
     /// on; ingest is only accepted where the listener allows it.
     pub async fn handle<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {

@@ -183,12 +183,37 @@ pub struct Hls {
     config: HlsConfig,
     /// Representations being indexed, by (stream, rep).
     reps: Registry,
+    /// Blocking playlist reloads waiting for their part right now.
+    blocked: AtomicU64,
+}
+
+/// One blocking reload counted in [`Hls::blocked_reloads`] while it waits
+/// (dropped, also when the request is cancelled, it counts no more).
+struct Blocked<'a>(&'a AtomicU64);
+
+impl<'a> Blocked<'a> {
+    fn new(count: &'a AtomicU64) -> Blocked<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Blocked(count)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Hls {
     /// A packager over `store`.
     pub fn new(store: Store, config: HlsConfig) -> Hls {
-        Hls { store, config, reps: Arc::default() }
+        Hls { store, config, reps: Arc::default(), blocked: AtomicU64::new(0) }
+    }
+
+    /// Blocking playlist reloads (`_HLS_msn`) waiting right now for the part
+    /// or segment they asked for.
+    pub fn blocked_reloads(&self) -> u64 {
+        self.blocked.load(Ordering::Relaxed)
     }
 
     /// The representation's index, starting its indexer if needed.
@@ -250,6 +275,7 @@ impl Hls {
                     let mut rx = rep.changed.subscribe();
                     let td = playlist::target_duration(&rep.lock());
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(3 * td);
+                    let mut blocked = None;
                     loop {
                         {
                             let ix = rep.lock();
@@ -260,6 +286,7 @@ impl Hls {
                                 return Err(HlsError::TooFar);
                             }
                         }
+                        blocked.get_or_insert_with(|| Blocked::new(&self.blocked));
                         if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
                             return Err(HlsError::Timeout);
                         }

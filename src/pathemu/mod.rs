@@ -9,6 +9,8 @@
 //! - [`queue`]: the user-space engine: NFQUEUE with delayed verdicts.
 //! - [`probe`]: `pathemu echo` / `pathemu check`, the measurement of RTT,
 //!   one-way delay, jitter, loss per direction, rate and queue limit.
+//! - [`profile`]: the A/B path profiles (`rtt50-loss1`, ...) as the two
+//!   directions' specs (`pathemu profile`, what `scripts/ab.sh` sets up).
 //!
 //! `scripts/ab.sh` runs one `pathemu run` per direction, each in the
 //! receiving namespace, with an iptables rule diverting the veth's incoming
@@ -16,6 +18,7 @@
 
 pub mod model;
 pub mod probe;
+pub mod profile;
 pub mod queue;
 pub mod spec;
 
@@ -44,6 +47,23 @@ pub enum PathemuCmd {
     NetemArgs(SpecArg),
     /// Print a human description of a spec.
     Describe(SpecArg),
+    /// Print the paths of an A/B profile (`rtt50-loss1`; parts: clean, rttN, lossN, jitterN,
+    /// reorder, burst[N], rate[K], step) as `DOWN='spec'`, `UP='spec'`, `STEP=0|1`, `DESC='text'`
+    /// lines for a shell, or as JSON.
+    Profile(ProfileArgs),
+}
+
+/// Options of `pathemu profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The profile name, e.g. rtt50-loss1, rtt80-rate, rate-step.
+    pub name: String,
+    /// What a bare `rate` part means, in kbit/s (the A/B harness passes 1.5 x the stream's rate).
+    #[arg(long, value_name = "KBIT")]
+    pub rate_default: Option<u64>,
+    /// Print JSON instead of shell assignments.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `pathemu run`.
@@ -128,6 +148,15 @@ pub async fn main(cmd: PathemuCmd) -> Result<()> {
         }
         PathemuCmd::Describe(a) => {
             println!("{}", a.spec.describe());
+            Ok(())
+        }
+        PathemuCmd::Profile(a) => {
+            let p = profile::Profile::parse(&a.name, a.rate_default).map_err(|e| anyhow::anyhow!("profile {e}"))?;
+            if a.json {
+                println!("{}", p.json());
+            } else {
+                print!("{}", p.shell());
+            }
             Ok(())
         }
     }

@@ -334,183 +334,250 @@ fn loss_packets(d: &DirSpec, min: u64) -> u64 {
     ((9.0 * l * (1.0 - l) * f / 0.005f64.powi(2)).ceil() as u64).clamp(min, 200_000)
 }
 
-/// `pathemu check`: measure the path and compare with the configuration.
-pub fn check(a: &CheckArgs) -> Result<Report> {
-    let t0 = Instant::now();
-    go_realtime();
-    let mut ctl = connect_retry(a.target, Duration::from_secs(10))?;
-    ctl.set_nodelay(true)?;
-    ctl.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut ctl_rd = BufReader::new(ctl.try_clone()?);
-    let mut ask = |cmd: String| -> Result<String> {
-        writeln!(ctl, "{cmd}")?;
+/// Probe datagram bytes on the wire (header + IPv4 + UDP).
+const PROBE: usize = HDR + IP_UDP;
+
+/// Time a bottleneck of `d` takes to serialize `bytes`, in ms (0 without a rate).
+fn serialization_ms(d: &DirSpec, bytes: usize) -> f64 {
+    d.rate_bps.map_or(0.0, |r| bytes as f64 * 8.0 / r as f64 * 1000.0)
+}
+
+/// Standard deviation of a round trip's jitter (both directions'), in ms.
+fn round_trip_jitter_sd(down: &DirSpec, up: &DirSpec) -> f64 {
+    (jitter_sd(down).powi(2) + jitter_sd(up).powi(2)).sqrt()
+}
+
+/// Tolerance of a median of `n` samples with jitter of standard deviation
+/// `sd`: the measurement's own `base` plus 3 standard errors of the median
+/// (about 1.25 σ / √n). Both add: a median can be off by both at once (a
+/// clean-clone CI run measured 53.9 ms for a configured 50 ms at σ 14 ms,
+/// n 300, with each one-way median 1 ms late from scheduling). A path
+/// without jitter gets `base` alone (±2 ms for a round trip).
+fn median_tolerance(base: f64, sd: f64, n: usize) -> f64 {
+    base + 3.0 * 1.25 * sd / (n.max(1) as f64).sqrt()
+}
+
+/// The control connection to the echo server: one command line, one reply line.
+struct Control {
+    /// Where commands are written.
+    out: TcpStream,
+    /// Where replies are read.
+    replies: BufReader<TcpStream>,
+}
+
+impl Control {
+    fn connect(target: SocketAddr) -> Result<Control> {
+        let out = connect_retry(target, Duration::from_secs(10))?;
+        out.set_nodelay(true)?;
+        out.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Control { replies: BufReader::new(out.try_clone()?), out })
+    }
+
+    /// Send `cmd`, return the reply line.
+    fn ask(&mut self, cmd: String) -> Result<String> {
+        writeln!(self.out, "{cmd}")?;
         let mut l = String::new();
-        ctl_rd.read_line(&mut l).with_context(|| format!("echo server did not answer {cmd:?}"))?;
+        self.replies.read_line(&mut l).with_context(|| format!("echo server did not answer {cmd:?}"))?;
         Ok(l.trim().to_string())
-    };
-    let sock = UdpSocket::bind(if a.target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
-    big_buffers(&sock);
-    sock.connect(a.target)?;
-    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-    let port = sock.local_addr()?.port();
-    let rx = Arc::new(Rx { got: Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
-    let rx_thread = {
-        let (sock, rx) = (sock.try_clone()?, rx.clone());
-        std::thread::spawn(move || {
-            go_realtime();
-            let mut buf = vec![0u8; 65536];
-            while !rx.stop.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    let t = mono_ns();
-                    if let Some(p) = Pkt::read(&buf[..n]) {
-                        rx.got.lock().expect("rx lock").push((t, p, n + IP_UDP));
-                    }
-                }
-            }
-        })
-    };
-    let session_base = mono_ns() << 4;
-    let (down, up) = (&a.down, &a.up);
-    let max_delay = down.delay + up.delay + (down.jitter + up.jitter) * 4 + down.queue + up.queue;
-    let settle = max_delay + Duration::from_millis(300);
-    let mut items = Vec::new();
-    let mut item = |name: &str, configured: f64, measured: Option<f64>, tolerance: f64, how: &str, check: bool| {
+    }
+}
+
+/// A check in progress: the echo server's control connection, the probe
+/// socket and its receive thread, and the items measured so far.
+struct Checker<'a> {
+    /// What to check.
+    a: &'a CheckArgs,
+    /// Control connection.
+    ctl: Control,
+    /// Probe socket, connected to the echo server.
+    sock: UdpSocket,
+    /// The probe socket's port (where the server floods to).
+    port: u16,
+    /// What the receive thread got.
+    rx: Arc<Rx>,
+    /// The receive thread.
+    rx_thread: std::thread::JoinHandle<()>,
+    /// Session numbers of this check start here (one per measurement).
+    session_base: u64,
+    /// Wait after a measurement's last send for its last packets to arrive.
+    settle: Duration,
+    /// Measured items, in order.
+    items: Vec<Item>,
+    /// When the check started.
+    t0: Instant,
+}
+
+impl<'a> Checker<'a> {
+    /// Connect to the echo server and start receiving.
+    fn start(a: &'a CheckArgs) -> Result<Checker<'a>> {
+        let t0 = Instant::now();
+        go_realtime();
+        let ctl = Control::connect(a.target)?;
+        let sock = UdpSocket::bind(if a.target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+        big_buffers(&sock);
+        sock.connect(a.target)?;
+        sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let port = sock.local_addr()?.port();
+        let rx = Arc::new(Rx { got: Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
+        let rx_thread = {
+            let (sock, rx) = (sock.try_clone()?, rx.clone());
+            std::thread::spawn(move || receive(&sock, &rx))
+        };
+        let (down, up) = (&a.down, &a.up);
+        let max_delay = down.delay + up.delay + (down.jitter + up.jitter) * 4 + down.queue + up.queue;
+        let settle = max_delay + Duration::from_millis(300);
+        let session_base = mono_ns() << 4;
+        Ok(Checker { a, ctl, sock, port, rx, rx_thread, session_base, settle, items: Vec::new(), t0 })
+    }
+
+    /// Record an item; with `check`, it is ok when `measured` is within `tolerance` of `configured`.
+    fn item(&mut self, name: &str, configured: f64, measured: Option<f64>, tolerance: f64, how: &str, check: bool) {
         let ok = !check || measured.is_some_and(|m| (m - configured).abs() <= tolerance);
-        items.push(Item { name: name.into(), configured, measured, tolerance, how: how.into(), ok });
-    };
+        self.items.push(Item { name: name.into(), configured, measured, tolerance, how: how.into(), ok });
+    }
 
-    if let Some(kbit) = a.flood_kbit {
-        let s = session_base + 9;
-        let sent: f64 = ask(format!("flood {s} {kbit} {} {} {port}", a.flood_size, a.flood_secs))?.parse()?;
-        std::thread::sleep(settle);
-        let arr = take_floods(&rx, s);
+    /// `--flood-kbit`: only a downstream flood at `kbit`, its delivered rate and loss.
+    fn flood_only(&mut self, kbit: f64) -> Result<()> {
+        let s = self.session_base + 9;
+        let cmd = format!("flood {s} {kbit} {} {} {}", self.a.flood_size, self.a.flood_secs, self.port);
+        let sent: f64 = self.ctl.ask(cmd)?.parse()?;
+        std::thread::sleep(self.settle);
+        let arr = take_floods(&self.rx, s);
         let rate = flood_rate(&arr, Duration::from_secs(1)).map(|r| r / 1000.0);
-        item("flood_kbit", kbit, rate, kbit * 0.05, "downstream flood, IP bytes after the first second", true);
+        self.item("flood_kbit", kbit, rate, kbit * 0.05, "downstream flood, IP bytes after the first second", true);
         let loss = 100.0 * (1.0 - arr.len() as f64 / sent.max(1.0));
-        item("flood_loss_pct", 0.0, Some(loss), 0.5, &format!("{} of {sent} flood packets arrived", arr.len()), true);
-        return finish(a, items, rx, rx_thread, t0);
+        let how = format!("{} of {sent} flood packets arrived", arr.len());
+        self.item("flood_loss_pct", 0.0, Some(loss), 0.5, &how, true);
+        Ok(())
     }
 
-    // 1. TCP connect time.
-    let extra = |d: &DirSpec, bytes: usize| d.rate_bps.map_or(0.0, |r| bytes as f64 * 8.0 / r as f64 * 1000.0);
-    let rtt_cfg = ms(down.delay) + ms(up.delay);
-    // Jitter makes a median a random variable too: its standard error is about
-    // 1.25 σ / √n. The measurement's own tolerance (±2 ms for a round trip, the
-    // issue's bar, which is all a path without jitter gets) and 3 standard
-    // errors add: a median can be off by both at once (a clean-clone CI run
-    // measured 53.9 ms for a configured 50 ms at σ 14 ms, n 300, with each
-    // one-way median 1 ms late from scheduling).
-    let jit_cfg = (jitter_sd(down).powi(2) + jitter_sd(up).powi(2)).sqrt();
-    let tol = |base: f64, sd: f64, n: usize| base + 3.0 * 1.25 * sd / (n.max(1) as f64).sqrt();
-    let n_conn_try = if jit_cfg > 0.0 { 30 } else { 10 };
-    let mut connects = Vec::new();
-    for _ in 0..n_conn_try {
-        let s = Instant::now();
-        if TcpStream::connect_timeout(&a.target, Duration::from_secs(5)).is_ok() {
-            connects.push(ms(s.elapsed()));
+    /// Step 1, TCP connect time: one round trip through the path (SYN -> SYN-ACK).
+    fn tcp_connect(&mut self) {
+        let (down, up) = (&self.a.down, &self.a.up);
+        let jit = round_trip_jitter_sd(down, up);
+        let configured = ms(down.delay) + ms(up.delay) + serialization_ms(down, 60) + serialization_ms(up, 60);
+        let tries = if jit > 0.0 { 30 } else { 10 };
+        let mut connects = Vec::new();
+        for _ in 0..tries {
+            let s = Instant::now();
+            if TcpStream::connect_timeout(&self.a.target, Duration::from_secs(5)).is_ok() {
+                connects.push(ms(s.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let n = connects.len();
+        let how = format!("median of {n}/{tries} TCP connects (SYN → SYN-ACK)");
+        self.item("tcp_connect_ms", configured, median(&mut connects), median_tolerance(2.0, jit, n), &how, true);
     }
-    let n_conn = connects.len();
-    item(
-        "tcp_connect_ms",
-        rtt_cfg + extra(down, 60) + extra(up, 60),
-        median(&mut connects),
-        tol(2.0, jit_cfg, n_conn),
-        &format!("median of {n_conn}/{n_conn_try} TCP connects (SYN → SYN-ACK)"),
-        true,
-    );
 
-    // 2. RTT and one-way delays.
-    // Spaced 3 σ apart, in-order jitter almost never has to hold a probe back
-    // for the one before it, so the probes see the configured distribution.
-    let spacing =
-        Duration::from_millis(10).max(Duration::from_secs_f64(3.0 * jitter_sd(down).max(jitter_sd(up)) / 1000.0));
-    let n_rtt = if jit_cfg > 0.0 { 300 } else { 100 };
-    let s_rtt = session_base + 1;
-    let mut buf = [0u8; HDR];
-    for seq in 0..n_rtt {
-        Pkt { kind: ECHO_REQ, session: s_rtt, seq, t_send: mono_ns(), ..Default::default() }.write(&mut buf);
-        sock.send(&buf)?;
-        std::thread::sleep(spacing);
-    }
-    std::thread::sleep(settle);
-    let replies = take_replies(&rx, s_rtt);
-    let mut rtt: Vec<f64> = replies.iter().map(|(t, p)| (t - p.t_send) as f64 / 1e6).collect();
-    let mut owd_up: Vec<f64> =
-        replies.iter().map(|(_, p)| (p.t_srv_rx.saturating_sub(p.t_send)) as f64 / 1e6).collect();
-    let mut owd_down: Vec<f64> = replies.iter().map(|(t, p)| (t.saturating_sub(p.t_srv_tx)) as f64 / 1e6).collect();
-    if std::env::var_os("PATHEMU_DEBUG").is_some() {
-        for (t, p) in &replies {
-            eprintln!(
-                "seq {} up {:.2} srv {:.3} down {:.2}",
-                p.seq,
-                (p.t_srv_rx - p.t_send) as f64 / 1e6,
-                (p.t_srv_tx - p.t_srv_rx) as f64 / 1e6,
-                (t - p.t_srv_tx) as f64 / 1e6
-            );
+    /// Step 2, RTT and one-way delays from UDP echoes, spaced 3 σ of jitter
+    /// apart so that in-order jitter almost never holds a probe back for
+    /// the one before it: the probes see the configured distribution.
+    fn rtt_and_delays(&mut self) -> Result<()> {
+        let (down, up) = (self.a.down.clone(), self.a.up.clone());
+        let jit = round_trip_jitter_sd(&down, &up);
+        let spacing =
+            Duration::from_millis(10).max(Duration::from_secs_f64(3.0 * jitter_sd(&down).max(jitter_sd(&up)) / 1000.0));
+        let n_sent = if jit > 0.0 { 300 } else { 100 };
+        let session = self.session_base + 1;
+        let mut buf = [0u8; HDR];
+        for seq in 0..n_sent {
+            Pkt { kind: ECHO_REQ, session, seq, t_send: mono_ns(), ..Default::default() }.write(&mut buf);
+            self.sock.send(&buf)?;
+            std::thread::sleep(spacing);
         }
-    }
-    let how = format!("median of {} UDP echoes, {} ms apart", rtt.len(), spacing.as_millis());
-    let probe = HDR + IP_UDP;
-    let n = rtt.len();
-    item("rtt_ms", rtt_cfg + extra(down, probe) + extra(up, probe), median(&mut rtt), tol(2.0, jit_cfg, n), &how, true);
-    let (jd, ju) = (jitter_sd(down), jitter_sd(up));
-    item("delay_down_ms", ms(down.delay) + extra(down, probe), median(&mut owd_down), tol(1.0, jd, n), &how, true);
-    item("delay_up_ms", ms(up.delay) + extra(up, probe), median(&mut owd_up), tol(1.0, ju, n), &how, true);
-    if jit_cfg > 0.0 {
-        item("rtt_sd_ms", jit_cfg, sd(&rtt), (jit_cfg * 0.3).max(1.0), "standard deviation of the echo RTTs", true);
-    }
-    item("rtt_p10_ms", rtt_cfg, pctl(&mut rtt, 0.1), 0.0, "10th percentile (information)", false);
-    item("rtt_p90_ms", rtt_cfg, pctl(&mut rtt, 0.9), 0.0, "90th percentile (information)", false);
-
-    // 3. Loss per direction.
-    let n = loss_packets(down, a.min_loss_packets).max(loss_packets(up, a.min_loss_packets));
-    let slowest = [down.rate_bps, up.rate_bps].into_iter().flatten().min();
-    let pps = slowest.map_or(a.max_pps, |r| (0.5 * r as f64 / (probe as f64 * 8.0)).min(a.max_pps));
-    let s_loss = session_base + 2;
-    let start = Instant::now();
-    for seq in 0..n {
-        let due = start + Duration::from_secs_f64(seq as f64 / pps);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        std::thread::sleep(self.settle);
+        let replies = take_replies(&self.rx, session);
+        if std::env::var_os("PATHEMU_DEBUG").is_some() {
+            print_echoes(&replies);
         }
-        Pkt { kind: ECHO_REQ, session: s_loss, seq, t_send: mono_ns(), ..Default::default() }.write(&mut buf);
-        sock.send(&buf)?;
+        let mut rtt: Vec<f64> = replies.iter().map(|(t, p)| (t - p.t_send) as f64 / 1e6).collect();
+        let mut owd_up: Vec<f64> =
+            replies.iter().map(|(_, p)| (p.t_srv_rx.saturating_sub(p.t_send)) as f64 / 1e6).collect();
+        let mut owd_down: Vec<f64> = replies.iter().map(|(t, p)| (t.saturating_sub(p.t_srv_tx)) as f64 / 1e6).collect();
+        let how = format!("median of {} UDP echoes, {} ms apart", rtt.len(), spacing.as_millis());
+        let n = rtt.len();
+        let rtt_cfg = ms(down.delay) + ms(up.delay);
+        let rtt_expected = rtt_cfg + serialization_ms(&down, PROBE) + serialization_ms(&up, PROBE);
+        self.item("rtt_ms", rtt_expected, median(&mut rtt), median_tolerance(2.0, jit, n), &how, true);
+        let (jd, ju) = (jitter_sd(&down), jitter_sd(&up));
+        let down_expected = ms(down.delay) + serialization_ms(&down, PROBE);
+        self.item("delay_down_ms", down_expected, median(&mut owd_down), median_tolerance(1.0, jd, n), &how, true);
+        let up_expected = ms(up.delay) + serialization_ms(&up, PROBE);
+        self.item("delay_up_ms", up_expected, median(&mut owd_up), median_tolerance(1.0, ju, n), &how, true);
+        if jit > 0.0 {
+            self.item("rtt_sd_ms", jit, sd(&rtt), (jit * 0.3).max(1.0), "standard deviation of the echo RTTs", true);
+        }
+        self.item("rtt_p10_ms", rtt_cfg, pctl(&mut rtt, 0.1), 0.0, "10th percentile (information)", false);
+        self.item("rtt_p90_ms", rtt_cfg, pctl(&mut rtt, 0.9), 0.0, "90th percentile (information)", false);
+        Ok(())
     }
-    std::thread::sleep(settle);
-    let srv_rx: f64 = ask(format!("count {s_loss}"))?.parse().context("count reply")?;
-    let cli_rx = take_replies(&rx, s_loss).len() as f64;
-    let up_loss = 100.0 * (1.0 - srv_rx / n as f64);
-    let down_loss = (srv_rx > 0.0).then(|| 100.0 * (1.0 - cli_rx / srv_rx));
-    let how = format!("{n} UDP echoes at {pps:.0}/s: {srv_rx} reached the server, {cli_rx} came back");
-    item("loss_up_pct", 100.0 * up.expected_loss(), Some(up_loss), 0.5, &how, true);
-    item("loss_down_pct", 100.0 * down.expected_loss(), down_loss, 0.5, &how, true);
 
-    // 4. Rate per direction.
-    for (dir, spec) in [("down", down), ("up", up)] {
-        let Some(rate) = spec.rate_bps else { continue };
+    /// Step 3, loss per direction: echoes paced below any bottleneck; the server
+    /// counts what reached it, the client what came back.
+    fn loss(&mut self) -> Result<()> {
+        let (down, up) = (&self.a.down, &self.a.up);
+        let n = loss_packets(down, self.a.min_loss_packets).max(loss_packets(up, self.a.min_loss_packets));
+        let slowest = [down.rate_bps, up.rate_bps].into_iter().flatten().min();
+        let pps = slowest.map_or(self.a.max_pps, |r| (0.5 * r as f64 / (PROBE as f64 * 8.0)).min(self.a.max_pps));
+        let session = self.session_base + 2;
+        let mut buf = [0u8; HDR];
+        let start = Instant::now();
+        for seq in 0..n {
+            let due = start + Duration::from_secs_f64(seq as f64 / pps);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            Pkt { kind: ECHO_REQ, session, seq, t_send: mono_ns(), ..Default::default() }.write(&mut buf);
+            self.sock.send(&buf)?;
+        }
+        std::thread::sleep(self.settle);
+        let srv_rx: f64 = self.ctl.ask(format!("count {session}"))?.parse().context("count reply")?;
+        let cli_rx = take_replies(&self.rx, session).len() as f64;
+        let up_loss = 100.0 * (1.0 - srv_rx / n as f64);
+        let down_loss = (srv_rx > 0.0).then(|| 100.0 * (1.0 - cli_rx / srv_rx));
+        let how = format!("{n} UDP echoes at {pps:.0}/s: {srv_rx} reached the server, {cli_rx} came back");
+        let (up_expected, down_expected) = (100.0 * up.expected_loss(), 100.0 * down.expected_loss());
+        self.item("loss_up_pct", up_expected, Some(up_loss), 0.5, &how, true);
+        self.item("loss_down_pct", down_expected, down_loss, 0.5, &how, true);
+        Ok(())
+    }
+
+    /// Step 4, rate and queue of each direction that has a rate limit.
+    fn rates(&mut self) -> Result<()> {
+        for (dir, spec) in [("down", self.a.down.clone()), ("up", self.a.up.clone())] {
+            if let Some(rate) = spec.rate_bps {
+                self.rate(dir, &spec, rate)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A flood at 1.3 × `rate` for 3 s in direction `dir`: the rate
+    /// delivered after the first second, and the one-way delay of a full
+    /// queue (99th percentile).
+    fn rate(&mut self, dir: &str, spec: &DirSpec, rate: u64) -> Result<()> {
         let kbit = 1.3 * rate as f64 / 1000.0;
-        let s = session_base + if dir == "down" { 3 } else { 4 };
+        let s = self.session_base + if dir == "down" { 3 } else { 4 };
         let (got_rate, max_owd) = if dir == "down" {
-            ask(format!("flood {s} {kbit} 1200 3 {port}"))?;
-            std::thread::sleep(settle);
-            let arr = take_floods(&rx, s);
+            self.ctl.ask(format!("flood {s} {kbit} 1200 3 {}", self.port))?;
+            std::thread::sleep(self.settle);
+            let arr = take_floods(&self.rx, s);
             let mut owd: Vec<f64> = arr.iter().map(|x| x.2 as f64).collect();
             (flood_rate(&arr, Duration::from_secs(1)), pctl(&mut owd, 0.99).map(|x| x as u64))
         } else {
-            flood(&sock, None, s, kbit, 1200, 3.0);
-            std::thread::sleep(settle);
-            let r = ask(format!("upstats {s}"))?;
+            flood(&self.sock, None, s, kbit, 1200, 3.0);
+            std::thread::sleep(self.settle);
+            let r = self.ctl.ask(format!("upstats {s}"))?;
             let v: Vec<f64> = r.split_whitespace().filter_map(|x| x.parse().ok()).collect();
             (v.get(1).copied().filter(|r| *r > 0.0), v.get(2).map(|x| *x as u64))
         };
         let cfg = rate as f64 / 1000.0;
         let how = "3 s flood at 1.3 × the rate, IP bytes delivered after the first second";
-        item(&format!("rate_{dir}_kbit"), cfg, got_rate.map(|r| r / 1000.0), cfg * 0.05, how, true);
+        self.item(&format!("rate_{dir}_kbit"), cfg, got_rate.map(|r| r / 1000.0), cfg * 0.05, how, true);
         let q = ms(spec.delay) + ms(spec.queue) + 3.0 * jitter_sd(spec);
-        item(
+        self.item(
             &format!("queue_{dir}_p99_delay_ms"),
             q,
             max_owd.map(|x| x as f64 / 1e6),
@@ -518,19 +585,64 @@ pub fn check(a: &CheckArgs) -> Result<Report> {
             "99th percentile one-way delay during the flood (delay + full queue)",
             true,
         );
+        Ok(())
     }
-    finish(a, items, rx, rx_thread, t0)
+
+    /// Stop receiving; the report (also written as JSON with `--json`).
+    fn finish(self) -> Result<Report> {
+        self.rx.stop.store(true, Ordering::Relaxed);
+        let _ = self.rx_thread.join();
+        let ok = self.items.iter().all(|i| i.ok);
+        let a = self.a;
+        let seconds = self.t0.elapsed().as_secs_f64();
+        let r = Report { down: a.down.to_string(), up: a.up.to_string(), items: self.items, ok, seconds };
+        if let Some(f) = &a.json {
+            std::fs::write(f, serde_json::to_vec_pretty(&r)?).with_context(|| format!("writing {}", f.display()))?;
+        }
+        Ok(r)
+    }
 }
 
-fn finish(a: &CheckArgs, items: Vec<Item>, rx: Arc<Rx>, t: std::thread::JoinHandle<()>, t0: Instant) -> Result<Report> {
-    rx.stop.store(true, Ordering::Relaxed);
-    let _ = t.join();
-    let ok = items.iter().all(|i| i.ok);
-    let r = Report { down: a.down.to_string(), up: a.up.to_string(), items, ok, seconds: t0.elapsed().as_secs_f64() };
-    if let Some(f) = &a.json {
-        std::fs::write(f, serde_json::to_vec_pretty(&r)?).with_context(|| format!("writing {}", f.display()))?;
+/// The receive thread: every datagram with its arrival time, until `rx.stop`.
+fn receive(sock: &UdpSocket, rx: &Rx) {
+    go_realtime();
+    let mut buf = vec![0u8; 65536];
+    while !rx.stop.load(Ordering::Relaxed) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let t = mono_ns();
+            if let Some(p) = Pkt::read(&buf[..n]) {
+                rx.got.lock().expect("rx lock").push((t, p, n + IP_UDP));
+            }
+        }
     }
-    Ok(r)
+}
+
+/// `PATHEMU_DEBUG=1`: every RTT echo (up, server, down ms).
+fn print_echoes(replies: &[(u64, Pkt)]) {
+    for (t, p) in replies {
+        eprintln!(
+            "seq {} up {:.2} srv {:.3} down {:.2}",
+            p.seq,
+            (p.t_srv_rx - p.t_send) as f64 / 1e6,
+            (p.t_srv_tx - p.t_srv_rx) as f64 / 1e6,
+            (t - p.t_srv_tx) as f64 / 1e6
+        );
+    }
+}
+
+/// `pathemu check`: measure the path and compare with the configuration
+/// (the steps are in the module's documentation).
+pub fn check(a: &CheckArgs) -> Result<Report> {
+    let mut c = Checker::start(a)?;
+    if let Some(kbit) = a.flood_kbit {
+        c.flood_only(kbit)?;
+        return c.finish();
+    }
+    c.tcp_connect();
+    c.rtt_and_delays()?;
+    c.loss()?;
+    c.rates()?;
+    c.finish()
 }
 
 fn take_replies(rx: &Rx, session: u64) -> Vec<(u64, Pkt)> {

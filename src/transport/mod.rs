@@ -388,6 +388,28 @@ pub fn set_keepalive(stream: &tokio::net::TcpStream, every: Duration) {
     let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&ka);
 }
 
+/// Bind a TCP listener on `tcp` and a UDP socket on `udp` with the same port
+/// number, both asking for port 0: the kernel picks the TCP port and the UDP
+/// socket takes the same number (the defaults share 4433 between the HTTPS
+/// listener and h3, and a browser forced onto QUIC for `host:port` expects
+/// it). When that number is taken for UDP, a new TCP port is tried.
+pub fn bind_tcp_udp_same_port(
+    tcp: SocketAddr,
+    udp: SocketAddr,
+) -> std::io::Result<(tokio::net::TcpListener, std::net::UdpSocket)> {
+    let mut last = None;
+    for _ in 0..50 {
+        let listener = bind_tcp(SocketAddr::new(tcp.ip(), 0))?;
+        let port = listener.local_addr()?.port();
+        match bind_udp(SocketAddr::new(udp.ip(), port)) {
+            Ok(sock) => return Ok((listener, sock)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port free for both TCP and UDP")))
+}
+
 /// Bind a TCP listener; an unspecified IPv6 address (`[::]`) is bound
 /// dual-stack so IPv4 clients reach it too.
 pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

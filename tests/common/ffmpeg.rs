@@ -9,6 +9,13 @@ use std::process::Stdio;
 /// A running ffmpeg, killed when dropped.
 pub struct Encoder(tokio::process::Child);
 
+impl Encoder {
+    /// Kill ffmpeg (SIGKILL, as `kill -9`) and wait until it has exited.
+    pub async fn kill(mut self) {
+        self.0.kill().await.expect("killing ffmpeg");
+    }
+}
+
 impl Drop for Encoder {
     fn drop(&mut self) {
         let _ = self.0.start_kill();

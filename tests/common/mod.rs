@@ -256,6 +256,58 @@ impl RawUpload {
     }
 }
 
+/// Progress of concurrent readers: `(reader id, bytes received so far)`.
+pub type Progress = mpsc::UnboundedSender<(usize, usize)>;
+
+/// GET `path` with `client` on its own task, reporting `(id, bytes so far)`
+/// on `progress` after each piece. Gives the status, the body and the error
+/// if the body broke.
+pub fn spawn_reader(
+    mut client: Client,
+    path: String,
+    id: usize,
+    progress: Progress,
+) -> tokio::task::JoinHandle<(StatusCode, Vec<u8>, Option<String>)> {
+    tokio::spawn(async move {
+        let mut resp = client.get(&path).await.unwrap_or_else(|e| panic!("reader {id}: GET {path}: {e:#}"));
+        let mut body = Vec::new();
+        while let Some(piece) = resp.chunk().await {
+            match piece {
+                Ok(b) => body.extend_from_slice(&b),
+                Err(e) => return (resp.status, body, Some(format!("{e:#}"))),
+            }
+            let _ = progress.send((id, body.len()));
+        }
+        (resp.status, body, None)
+    })
+}
+
+/// Wait until every reader in `have` (indexed by id) has at least `want`
+/// bytes, taking progress reports from `rx`; fails after 10 s.
+pub async fn wait_readers(
+    have: &mut [usize],
+    rx: &mut mpsc::UnboundedReceiver<(usize, usize)>,
+    want: usize,
+    what: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while have.iter().any(|&n| n < want) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((id, n))) => have[id] = have[id].max(n),
+            _ => panic!("{what}: not every reader got {want} bytes: {have:?}"),
+        }
+    }
+}
+
+/// Wait until `cond` holds (checked every 10 ms), or fail with `what` after 10 s.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Everything a reader received, with an error if the body broke.
 pub async fn read_all(resp: &mut h3live::client::ClientResponse) -> (Vec<u8>, Option<String>) {
     let mut out = Vec::new();

@@ -13,17 +13,13 @@ import argparse
 import asyncio
 import hashlib
 import json
-import ssl
 import sys
 import time
 from urllib.parse import urlparse
 
 from aioquic.asyncio import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import StreamReset
+
+from h3client import Client, config
 
 
 def emit(**kw):
@@ -31,55 +27,24 @@ def emit(**kw):
     print(json.dumps(kw), flush=True)
 
 
-class Client(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
-        self.done = asyncio.get_event_loop().create_future()
-        self.hash = hashlib.sha256()
-        self.total = 0
-        self.authority = ""
-
-    def quic_event_received(self, event):
-        if isinstance(event, StreamReset):
-            emit(event="reset", code=event.error_code, bytes=self.total)
-            if not self.done.done():
-                self.done.set_result(False)
-            return
-        for ev in self.h3.handle_event(event):
-            if isinstance(ev, HeadersReceived):
-                h = {k.decode(): v.decode() for k, v in ev.headers}
-                emit(event="headers", status=int(h.get(":status", "0")), headers=h)
-                if ev.stream_ended:
-                    emit(event="end", bytes=0, sha256=self.hash.hexdigest())
-                    self.done.set_result(True)
-            elif isinstance(ev, DataReceived):
-                if ev.data:
-                    self.hash.update(ev.data)
-                    self.total += len(ev.data)
-                    emit(event="data", n=len(ev.data))
-                if ev.stream_ended and not self.done.done():
-                    emit(event="end", bytes=self.total, sha256=self.hash.hexdigest())
-                    self.done.set_result(True)
-
-    async def get(self, url):
-        u = urlparse(url)
-        sid = self._quic.get_next_available_stream_id()
-        path = u.path + ("?" + u.query if u.query else "")
-        self.h3.send_headers(
-            stream_id=sid,
-            headers=[
-                (b":method", b"GET"),
-                (b":scheme", b"https"),
-                (b":authority", self.authority.encode()),
-                (b":path", path.encode()),
-                (b"user-agent", b"aioquic-h3live-test"),
-            ],
-            end_stream=True,
-        )
-        self.transmit()
-        emit(event="sent")
-        return await self.done
+async def get(client, authority, path):
+    """Emit the response's events; True if it ended cleanly."""
+    s = client.request(authority, path, "aioquic-h3live-test")
+    emit(event="sent")
+    sha, total = hashlib.sha256(), 0
+    async for ev in s.events():
+        if ev[0] == "headers":
+            emit(event="headers", status=ev[1], headers=ev[2])
+        elif ev[0] == "data":
+            sha.update(ev[1])
+            total += len(ev[1])
+            emit(event="data", n=len(ev[1]))
+        elif ev[0] == "end":
+            emit(event="end", bytes=total, sha256=sha.hexdigest())
+            return True
+        else:
+            emit(event="reset", code=ev[1], bytes=total)
+    return False
 
 
 async def main():
@@ -90,12 +55,11 @@ async def main():
     ap.add_argument("--timeout", type=float, default=20)
     args = ap.parse_args()
     u = urlparse(args.url)
-    cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=args.server_name)
-    cfg.load_verify_locations(args.ca)
-    cfg.verify_mode = ssl.CERT_REQUIRED
-    async with connect(u.hostname, u.port or 443, configuration=cfg, create_protocol=Client) as client:
-        client.authority = f"{args.server_name}:{u.port or 443}"
-        ok = await asyncio.wait_for(client.get(args.url), args.timeout)
+    port = u.port or 443
+    path = u.path + ("?" + u.query if u.query else "")
+    cfg = config(ca=args.ca, server_name=args.server_name)
+    async with connect(u.hostname, port, configuration=cfg, create_protocol=Client) as client:
+        ok = await asyncio.wait_for(get(client, f"{args.server_name}:{port}", path), args.timeout)
     sys.exit(0 if ok else 3)
 
 

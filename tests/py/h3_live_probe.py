@@ -14,18 +14,14 @@ of each track is not measured (it may be joined late). Prints one JSON line:
 import argparse
 import asyncio
 import json
-import ssl
 import struct
 import sys
 import time
 from urllib.parse import urlparse
 
 from aioquic.asyncio import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.events import StreamReset
-from aioquic.quic.configuration import QuicConfiguration
+
+from h3client import Client, config
 
 # Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 NTP_UNIX = 2208988800
@@ -72,61 +68,6 @@ class Fragments:
             self.buf = self.buf[size:]
 
 
-class Client(QuicConnectionProtocol):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
-        self.streams = {}  # stream id -> (queue of events)
-
-    def quic_event_received(self, event):
-        if isinstance(event, StreamReset):
-            q = self.streams.get(event.stream_id)
-            if q:
-                q.put_nowait(("reset", event.error_code))
-            return
-        for ev in self.h3.handle_event(event):
-            q = self.streams.get(getattr(ev, "stream_id", None))
-            if q is None:
-                continue
-            if isinstance(ev, HeadersReceived):
-                status = dict(ev.headers).get(b":status", b"0").decode()
-                q.put_nowait(("status", int(status)))
-                if ev.stream_ended:
-                    q.put_nowait(("end", None))
-            elif isinstance(ev, DataReceived):
-                if ev.data:
-                    q.put_nowait(("data", ev.data))
-                if ev.stream_ended:
-                    q.put_nowait(("end", None))
-
-    async def get(self, authority, path, on_data):
-        """GET path; on_data(bytes) per piece. Returns the status (or 'reset')."""
-        sid = self._quic.get_next_available_stream_id()
-        q = asyncio.Queue()
-        self.streams[sid] = q
-        self.h3.send_headers(
-            stream_id=sid,
-            headers=[(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority.encode()),
-                     (b":path", path.encode()), (b"user-agent", b"aioquic-h3live-probe")],
-            end_stream=True,
-        )
-        self.transmit()
-        status = None
-        try:
-            while True:
-                kind, v = await q.get()
-                if kind == "status":
-                    status = v
-                elif kind == "data":
-                    on_data(v)
-                elif kind == "end":
-                    return status
-                else:
-                    return "reset"
-        finally:
-            del self.streams[sid]
-
-
 async def track(client, authority, template, first, until, lat, totals, errors):
     n = first
     while time.time() < until:
@@ -137,7 +78,7 @@ async def track(client, authority, template, first, until, lat, totals, errors):
             totals["bytes"] += len(d)
             frag.feed(d)
 
-        status = await client.get(authority, template % n, on_data)
+        status = await client.get(authority, template % n, on_data, "aioquic-h3live-probe")
         if status != 200:
             errors.append(f"{template % n}: {status}")
             return
@@ -159,10 +100,7 @@ async def main():
     ap.add_argument("--duration", type=float, default=10, help="seconds to read")
     args = ap.parse_args()
     u = urlparse(args.base)
-    cfg = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=args.server_name,
-                            idle_timeout=30)
-    cfg.load_verify_locations(args.ca)
-    cfg.verify_mode = ssl.CERT_REQUIRED
+    cfg = config(ca=args.ca, server_name=args.server_name, idle_timeout=30)
     lat, totals, errors = [], {"bytes": 0, "segments": 0}, []
     until = time.time() + args.duration
     async with connect(u.hostname, u.port or 443, configuration=cfg, create_protocol=Client) as client:

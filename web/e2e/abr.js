@@ -89,7 +89,6 @@ async function main() {
   await stack.startOrigin();
   const stream = `abr${process.pid}`;
   await stack.startEncoder(stream, ['--ladder']);
-  await sleep(1500);
   browser = await launch(stack.chromiumFlags(), { log });
   const url = `https://localhost:${stack.ports.tls}/?stream=${stream}&abr=${opts.abr}&abrstart=5000`;
   await rateLimited(url);

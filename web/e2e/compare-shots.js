@@ -203,7 +203,6 @@ async function main() {
   await stack.startOrigin({ moq: 'moq' in ARMS });
   const stream = `shots${process.pid}`;
   await stack.startEncoder(stream, ['--size', '640x360', '--bitrate', '600k', '--fps', '25']);
-  await sleep(1000);
   browser = await launchBrowser(opts.browser, { ...stack.browserOptions(), log });
   log(`browser: ${await browser.version()}`);
   const { tls, h1, h2, http, moq } = stack.ports;

@@ -287,7 +287,6 @@ async function main() {
   await stack.startOrigin({ moq: opts.format === 'moq' });
   const stream = opts.stream || `e2e${process.pid}`;
   await stack.startEncoder(stream);
-  await sleep(1500); // let a first segment start so the player joins a running stream
 
   browser = await launchBrowser(opts.browser, { ...stack.browserOptions(), log });
   log(`browser: ${await browser.version()}`);

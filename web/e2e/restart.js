@@ -2,7 +2,8 @@
 // Restart test: an open player page must resume by itself, without a page
 // reload, after the encoder and after the origin is restarted, and a new
 // viewer must be able to start afterwards.  Real parts only: h3live origin
-// (with --state-dir) and scripts/encoder.sh (real ffmpeg) on free ports,
+// (with --state-dir) and scripts/encoder.sh (real ffmpeg), started by
+// web/e2e/stack.js like every browser test (ports chosen by the kernel),
 // headless Chromium with the QUIC flags playing web/index.html over h3.
 //
 // Scenarios, in order, on one playing page:
@@ -39,24 +40,18 @@
 //   --encoder-args='ARGS' passes more options to scripts/encoder.sh (e.g. --encoder-args='--size 640x360';
 //   the = is needed for a value that starts with a dash).
 // Ends with "restart: N passed, N failed"; exits non-zero on failure.
-import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { launch, open, watch } from './chromium.js';
 import { cli } from './cli.js';
+import { ROOT, Stack, exited, sleep, stopChild, streamInfo } from './stack.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-let root = resolve(here, '..', '..');
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const log = (...a) => console.log(`[restart +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
 const { values: o } = cli(import.meta.url, {
-  bin: { type: 'string', default: join(root, 'target', 'release', 'h3live') },
+  bin: { type: 'string', default: join(ROOT, 'target', 'release', 'h3live') },
   scenarios: { type: 'string', default: 'encoder,origin' },
   bound: { type: 'string', default: '2' },
   seg: { type: 'string', default: '2' },
@@ -71,7 +66,6 @@ const { values: o } = cli(import.meta.url, {
   'encoder-args': { type: 'string', default: '' },
   json: { type: 'string' },
 });
-if (o.root) root = resolve(o.root);
 const num = (v) => (v === undefined ? undefined : Number(v));
 const opts = {
   bin: resolve(o.bin), scenarios: o.scenarios, bound: Number(o.bound), seg: Number(o.seg), keepLogs: o['keep-logs'],
@@ -81,25 +75,9 @@ const opts = {
 const boundMs = opts.bound * opts.seg * 1000;
 
 // ------------------------------------------------------------ child processes
-const work = mkdtempSync(join(tmpdir(), 'h3live-restart-'));
-const procs = {};
-function start(name, cmd, args) {
-  const out = [];
-  const p = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  p.stdout.on('data', (d) => out.push(d));
-  p.stderr.on('data', (d) => out.push(d));
-  p.on('exit', () => writeFileSync(join(work, `${name}-${p.pid}.log`), Buffer.concat(out)));
-  procs[name] = { p, out };
-  log(`started ${name} (pid ${p.pid})`);
-  return p;
-}
-const alive = (p) => p && p.exitCode === null && p.signalCode === null;
-async function stop(p) {
-  if (!alive(p)) return;
-  p.kill('SIGTERM');
-  for (let i = 0; i < 80 && alive(p); i++) await sleep(100);
-  if (alive(p)) p.kill('SIGKILL');
-}
+// Origin, encoder and load tools: web/e2e/stack.js (the same start, ports and
+// stop as every browser test), from another checkout with --root.
+const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs, root: o.root ? resolve(o.root) : ROOT });
 let browser = null;
 /** What the playing page logged (console, exceptions), for failure details. */
 let seen = { console: [], exceptions: [] };
@@ -107,40 +85,15 @@ async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   browser = null;
   stopSampler();
-  for (const n of Object.keys(procs).reverse()) await stop(procs[n].p);
-  if (opts.keepLogs) log(`logs kept in ${work}`);
-  else rmSync(work, { recursive: true, force: true });
+  await stack.stop();
 }
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); process.exit(130); });
 
-function freeTcp(host = '127.0.0.1') {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, host, () => { const { port } = s.address(); s.close(() => res(port)); });
-  });
-}
-function udpFree(port) {
-  return new Promise((res) => {
-    const s = createSocket('udp6');
-    s.once('error', () => res(false));
-    s.bind(port, '::', () => s.close(() => res(true)));
-  });
-}
-async function freeTcpUdp() {
-  for (let i = 0; i < 20; i++) {
-    const p = await freeTcp('::').catch(() => freeTcp());
-    if (await udpFree(p)) return p;
-  }
-  throw new Error('no free TCP+UDP port');
-}
 async function get(url, timeoutMs = 1000) {
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), timeoutMs);
   try {
-    const r = await fetch(url, { signal: ctl.signal });
+    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
     return r.ok ? await r.text() : null;
-  } catch { return null; } finally { clearTimeout(timer); }
+  } catch { return null; }
 }
 async function waitFor(what, fn, timeoutMs, everyMs = 100) {
   const end = Date.now() + timeoutMs;
@@ -192,11 +145,8 @@ async function playsFor(page, spanMs, timeoutMs) {
 }
 
 const stream = `restart${process.pid}`;
-let origin = null; // { args, base }
 async function streamsRun() {
-  const t = await get(`${origin.base}/streams`);
-  if (!t) return null;
-  const s = JSON.parse(t).streams.find((x) => x.name === stream);
+  const s = await streamInfo(stack.base, stream);
   return s ? s.run : null;
 }
 
@@ -224,10 +174,10 @@ function startSampler(page, file) {
   writeFileSync(file, `${cols.join(',')}\n`);
   const began = Date.now();
   sampler = setInterval(async () => {
-    const pid = procs.origin && procs.origin.p.pid;
+    const pid = stack.child('origin') && stack.child('origin').p.pid;
     let rss = '';
     try { rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]; } catch { /* restarting */ }
-    const m = metricSums(await get(`${origin.base}/metrics`, 2000));
+    const m = metricSums(await get(`${stack.base}/metrics`, 2000));
     const s = await statsOf(page);
     const row = [new Date().toISOString(), Math.round((Date.now() - began) / 1000), pid, rss, m.h3live_responses_total_ok ?? '',
       m.h3live_responses_total_err ?? '', m.h3live_aborted_uploads_total ?? '', m.h3live_ingest_rejected_total ?? 0,
@@ -295,32 +245,12 @@ async function scenario(name, page, restart) {
 }
 
 async function main() {
-  if (!existsSync(opts.bin)) throw new Error(`${opts.bin} not found: run cargo build --release first`);
-  const httpPort = await freeTcp();
-  const tlsPort = await freeTcpUdp();
-  const h1Port = await freeTcp('::').catch(() => freeTcp());
-  const h2Port = await freeTcp('::').catch(() => freeTcp());
-  const moqPort = opts.arm === 'moq' ? await freeTcpUdp() : null;
-  const certDir = join(work, 'certs');
-  execFileSync(opts.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
-  const cert = join(certDir, 'cert.pem');
-  const pub = execFileSync('openssl', ['x509', '-in', cert, '-pubkey', '-noout']);
-  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
-  const spki = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
-  origin = {
-    base: `http://127.0.0.1:${httpPort}`,
-    args: ['serve', '--http', `127.0.0.1:${httpPort}`, '--h3', `[::]:${tlsPort}`, '--https', `[::]:${tlsPort}`,
-      '--https-h1', `[::]:${h1Port}`, '--https-h2', opts.soak ? `[::]:${h2Port}` : 'off', '--cert', cert, '--key', join(certDir, 'key.pem'),
-      '--web-dir', join(root, 'web'), ...(opts.noStateDir ? [] : ['--state-dir', join(work, 'state')]),
-      ...(moqPort ? ['--moq', `[::]:${moqPort}`] : [])],
-  };
-  start('origin', opts.bin, origin.args);
-  await waitFor('the origin', () => get(`${origin.base}/healthz`), 15000);
-  start('encoder', join(root, 'scripts', 'encoder.sh'), ['--origin', origin.base, '--stream', stream, '--seg-duration', String(opts.seg), ...(opts.encoderArgs || [])]);
-  await waitFor('the manifest', () => get(`${origin.base}/live/${stream}/manifest.mpd`), 20000);
-  await sleep(1500);
+  await stack.startOrigin({ moq: opts.arm === 'moq', extra: opts.noStateDir ? [] : ['--state-dir', join(stack.work, 'state')] });
+  const { http: httpPort, tls: tlsPort, h1: h1Port, h2: h2Port, moq: moqPort } = stack.ports;
+  const cert = stack.cert;
+  await stack.startEncoder(stream, ['--seg-duration', String(opts.seg), ...opts.encoderArgs]);
 
-  browser = await launch([`--origin-to-force-quic-on=localhost:${tlsPort}`, `--ignore-certificate-errors-spki-list=${spki}`], { log });
+  browser = await launch(stack.chromiumFlags(), { log });
   const page = await browser.newPage();
   seen = watch(page);
   await open(page, `https://localhost:${opts.arm === 'h1' ? h1Port : tlsPort}/?stream=${stream}${moqPort ? `&format=moq&moqport=${moqPort}` : ''}`, log);
@@ -339,7 +269,7 @@ async function main() {
       ...(moqPort ? { moq: `127.0.0.1:${moqPort}` } : {}) };
     const per = Math.ceil((opts.load || 0) / Object.keys(addr).length);
     for (const t of per > 0 ? Object.keys(addr) : []) {
-      start(`load-${t}`, opts.bin, ['load', '-t', t, '--addr', addr[t], '--ca', cert, '--stream', stream, '-n', String(per),
+      stack.start(`load-${t}`, opts.bin, ['load', '-t', t, '--addr', addr[t], '--ca', cert, '--stream', stream, '-n', String(per),
         '-d', `${Math.max(10, Math.round((soakEnd - Date.now()) / 1000))}s`, '--ramp', '5s', '--wait', '60s', '-q', '--json', join(opts.out, `load-${t}.json`)]);
     }
     startSampler(page, join(opts.out, 'samples.csv'));
@@ -360,9 +290,9 @@ async function main() {
     if (name === 'encoder') {
       out.push(await scenario('encoder', page, async () => {
         const runBefore = await streamsRun();
-        const astOf = async () => { const m = await get(`${origin.base}/live/${stream}/manifest.mpd`); const x = m && /availabilityStartTime="([^"]+)"/.exec(m); return x ? x[1] : null; };
+        const astOf = async () => { const m = await get(`${stack.base}/live/${stream}/manifest.mpd`); const x = m && /availabilityStartTime="([^"]+)"/.exec(m); return x ? x[1] : null; };
         const astBefore = await astOf();
-        const enc = procs.encoder.p.pid;
+        const enc = stack.child('encoder').p.pid;
         const ff = execFileSync('pgrep', ['-P', String(enc), 'ffmpeg']).toString().trim().split('\n')[0];
         const killedAt = Date.now();
         process.kill(Number(ff), 'SIGKILL');
@@ -382,11 +312,14 @@ async function main() {
     } else if (name === 'origin') {
       out.push(await scenario('origin', page, async () => {
         const killedAt = Date.now();
-        procs.origin.p.kill('SIGKILL');
-        log(`[origin] kill -9 origin (pid ${procs.origin.p.pid})`);
-        await sleep(2000);
-        start('origin', opts.bin, origin.args);
-        await waitFor('the restarted origin', () => get(`${origin.base}/healthz`, 300), 15000, 50);
+        const old = stack.child('origin').p;
+        old.kill('SIGKILL');
+        log(`[origin] kill -9 origin (pid ${old.pid})`);
+        // Down for 2 s, counted from the kill, once the killed process is gone.
+        await exited(old, 10000);
+        await sleep(Math.max(0, killedAt + 2000 - Date.now()));
+        stack.startOriginAgain();
+        await waitFor('the restarted origin', () => get(`${stack.base}/healthz`, 300), 15000, 50);
         const backAt = Date.now();
         log(`[origin] answering again ${backAt - killedAt} ms after the kill`);
         return { backAt, detail: { downMs: backAt - killedAt } };
@@ -399,9 +332,8 @@ async function main() {
     await sleep(Math.max(0, soakEnd - Date.now()));
     stopSampler();
     for (const t of ['h3', 'h2', 'h1-tls', 'h1-clear', 'moq']) {
-      const p = procs[`load-${t}`] && procs[`load-${t}`].p;
-      for (let i = 0; i < 300 && alive(p); i++) await sleep(100);
-      if (alive(p)) await stop(p);
+      const c = stack.child(`load-${t}`);
+      if (c && !(await exited(c.p, 30000))) await stopChild(c.p);
     }
   }
   await page.close();

@@ -1,12 +1,11 @@
-// The live stack the browser tests play against: an h3live origin on free
-// ports (cleartext ingest, h3 + TLS, HTTPS-h1, HTTPS-h2, its own certificate)
-// and the real timecoded encoder (scripts/encoder.sh) pushing to it.  Used by
-// web/e2e/e2e.js (player page) and web/e2e/compare-shots.js (compare page), so
-// every browser test starts the same real components the same way.
+// The live stack the browser tests play against: an h3live origin on ports
+// the kernel picks (cleartext ingest, h3 + TLS, HTTPS-h1, HTTPS-h2, its own
+// certificate) and the real timecoded encoder (scripts/encoder.sh) pushing to
+// it.  Used by web/e2e/e2e.js (player page), compare-shots.js (compare page),
+// abr.js (ladder) and restart.js (restarts, soak), so every browser test
+// starts the same real components the same way.
 import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,31 +14,28 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// ---------------------------------------------------------------- free ports
-export function freeTcp(host = '127.0.0.1') {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, host, () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-function udpFree(port) {
-  return new Promise((res) => {
-    const s = createSocket('udp6');
-    s.once('error', () => res(false));
-    s.bind(port, '::', () => s.close(() => res(true)));
-  });
-}
-/** A port free for both TCP and UDP (the h3 listener shares its port with TLS). */
-export async function freeTcpUdp() {
-  for (let i = 0; i < 20; i++) {
-    const p = await freeTcp('::').catch(() => freeTcp());
-    if (await udpFree(p)) return p;
+// ------------------------------------------------------------------- ports
+/**
+ * The ports a server started with `--ports-file FILE` (h3live serve, front, interop-server, all
+ * listeners on port 0) wrote: { http, h3, https, https_h1, https_h2 } (or { quic }). Waits up to
+ * `timeoutMs` for the file; fails early if child process `p` exits. The server binds port 0 itself,
+ * so no port is picked here and released for another program to take first.
+ */
+export async function readPorts(file, timeoutMs, p = null) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (p && (p.exitCode !== null || p.signalCode !== null)) throw new Error(`exited before writing ${file}`);
+    if (existsSync(file)) {
+      const ports = {};
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const [k, v] = line.split('=');
+        if (k && v) ports[k] = Number(v);
+      }
+      return ports;
+    }
+    await sleep(50);
   }
-  throw new Error('no free TCP+UDP port');
+  throw new Error(`no ${file} after ${timeoutMs} ms`);
 }
 
 /** Poll `url` until it answers 2xx or `timeoutMs` passes. */
@@ -63,6 +59,50 @@ export async function httpOk(url, timeoutMs) {
   return false;
 }
 
+/** The origin's /streams view of `stream` at `base`, or null. */
+export async function streamInfo(base, stream) {
+  try {
+    const r = await fetch(`${base}/streams`, { signal: AbortSignal.timeout(1000) });
+    if (!r.ok) return null;
+    return (await r.json()).streams.find((s) => s.name === stream) || null;
+  } catch {
+    return null;
+  }
+}
+
+/** Wait (at most `timeoutMs`) until the origin at `base` holds a media segment of `stream`. */
+export async function segmentStarted(base, stream, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const s = await streamInfo(base, stream);
+    if (s && s.objects.some((o) => o.name.startsWith('chunk-'))) return true;
+    await sleep(100);
+  }
+  return false;
+}
+
+/** Wait until child process `p` has exited, at most `timeoutMs`; true if it has. */
+export function exited(p, timeoutMs) {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(true);
+  return new Promise((res) => {
+    const timer = setTimeout(() => res(false), timeoutMs);
+    p.once('exit', () => {
+      clearTimeout(timer);
+      res(true);
+    });
+  });
+}
+
+/** Stop child process `p`: SIGTERM, then SIGKILL if it has not exited after `graceMs`. */
+export async function stopChild(p, graceMs = 8000) {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill('SIGTERM');
+  if (!(await exited(p, graceMs))) {
+    p.kill('SIGKILL');
+    await exited(p, 5000);
+  }
+}
+
 /** Base64 SHA-256 of a certificate's SubjectPublicKeyInfo (Chromium's SPKI list). */
 export function spkiOf(certFile) {
   const pub = execFileSync('openssl', ['x509', '-in', certFile, '-pubkey', '-noout']);
@@ -71,21 +111,23 @@ export function spkiOf(certFile) {
 }
 
 /**
- * Child processes (origin, encoder) in a scratch directory; stop() ends them
+ * Child processes (origin, encoder, load tools) in a scratch directory; stop() ends them
  * newest first (SIGTERM, then SIGKILL after 8 s) and removes the directory
  * unless keepLogs.
  */
 export class Stack {
-  constructor({ bin = join(ROOT, 'target', 'release', 'h3live'), log = console.log, keepLogs = false } = {}) {
+  constructor({ bin = join(ROOT, 'target', 'release', 'h3live'), log = console.log, keepLogs = false, root = ROOT } = {}) {
     /** h3live binary under test. */
     this.bin = bin;
+    /** Checkout whose web/ the origin serves and whose scripts/encoder.sh runs. */
+    this.root = root;
     /** Progress logger. */
     this.log = log;
     /** Keep the scratch directory (logs, certs) after stop(). */
     this.keepLogs = keepLogs;
     /** Scratch directory: certificates and one log file per child. */
     this.work = mkdtempSync(join(tmpdir(), 'h3live-e2e-'));
-    /** Started children: { name, p, out, logFile }. */
+    /** Started children, oldest first: { name, p, out, logFile }. */
     this.children = [];
     /** Listener ports once startOrigin() ran: { http, tls (h3 + TLS), h1, h2 }. */
     this.ports = null;
@@ -95,12 +137,15 @@ export class Stack {
     this.spki = null;
     /** Cleartext base URL (ingest, /time). */
     this.base = null;
+    /** `h3live serve` arguments with the ports the first origin got, for startOriginAgain(). */
+    this.originArgs = null;
   }
 
+  /** Start `cmd` as child `name` (output kept, written to NAME-PID.log when it exits). */
   start(name, cmd, args, env = {}) {
-    const logFile = join(this.work, `${name}.log`);
     const out = [];
-    const p = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { cwd: this.root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const logFile = join(this.work, `${name}-${p.pid}.log`);
     const sink = (d) => {
       out.push(d);
     };
@@ -112,50 +157,69 @@ export class Stack {
     return p;
   }
 
+  /** The latest child started as `name`, or undefined. */
+  child(name) {
+    return this.children.filter((x) => x.name === name).pop();
+  }
+
   outputOf(name) {
-    const c = this.children.find((x) => x.name === name);
+    const c = this.child(name);
     return c ? Buffer.concat(c.out).toString() : '';
   }
 
   /**
-   * Origin on free ports with a fresh certificate, serving web/.  With
-   * `moq: true` also the MoQ endpoint (WebTransport on UDP, its read-only HTTP
-   * twin on TCP, same port number: this.ports.moq).
+   * Origin on ports the kernel picks (it binds port 0 and reports them), a fresh certificate,
+   * serving web/.  With `moq: true` also the MoQ endpoint (WebTransport on UDP, its read-only
+   * HTTP twin on TCP, same port number: this.ports.moq).  `extra`: more `h3live serve`
+   * arguments (e.g. --state-dir).
    */
-  async startOrigin({ moq = false } = {}) {
+  async startOrigin({ moq = false, extra = [] } = {}) {
     if (!existsSync(this.bin)) throw new Error(`${this.bin} not found: run cargo build --release first`);
-    if (!existsSync(join(ROOT, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
-    const http = await freeTcp();
-    const tls = await freeTcpUdp();
-    const h1 = await freeTcp('::').catch(() => freeTcp());
-    const h2 = await freeTcp('::').catch(() => freeTcp());
-    this.ports = { http, tls, h1, h2, moq: moq ? await freeTcpUdp() : null };
+    if (!existsSync(join(this.root, 'web', 'node_modules', 'dashjs'))) throw new Error('web/node_modules missing: run npm ci in web/');
     const certDir = join(this.work, 'certs');
     execFileSync(this.bin, ['cert', '--out', certDir], { stdio: 'ignore' });
-    const cert = join(certDir, 'cert.pem');
-    const key = join(certDir, 'key.pem');
-    this.cert = cert;
-    this.spki = spkiOf(cert);
-    this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}; spki ${this.spki}`);
-    this.start('origin', this.bin, ['serve', '--http', `127.0.0.1:${http}`, '--h3', `[::]:${tls}`,
-      '--https', `[::]:${tls}`, '--https-h1', `[::]:${h1}`, '--https-h2', `[::]:${h2}`,
-      '--cert', cert, '--key', key, '--web-dir', join(ROOT, 'web'),
-      ...(moq ? ['--moq', `[::]:${this.ports.moq}`] : []),
-      // Its own state directory: not the per-user default, which another run on the same port would restore.
-      '--state-dir', join(this.work, 'state')]);
+    this.cert = join(certDir, 'cert.pem');
+    this.spki = spkiOf(this.cert);
+    const args = (p) => ['serve', '--http', `127.0.0.1:${p.http}`, '--h3', `[::]:${p.tls}`, '--https', `[::]:${p.tls}`,
+      '--https-h1', `[::]:${p.h1}`, '--https-h2', `[::]:${p.h2}`,
+      '--cert', this.cert, '--key', join(certDir, 'key.pem'), '--web-dir', join(this.root, 'web'),
+      ...(moq ? ['--moq', `[::]:${p.moq}`] : []), ...extra];
+    // Every listener on port 0; h3 and https get one port between them, the
+    // MoQ endpoint and its TCP twin another.
+    const portsFile = join(this.work, 'origin.ports');
+    const p = this.start('origin', this.bin, [...args({ http: 0, tls: 0, h1: 0, h2: 0, moq: 0 }), '--ports-file', portsFile]);
+    const got = await readPorts(portsFile, 15000, p).catch((e) => {
+      throw new Error(`origin: ${e.message}\n${this.outputOf('origin')}`);
+    });
+    this.ports = { http: got.http, tls: got.https, h1: got.https_h1, h2: got.https_h2, moq: moq ? got.moq : null };
+    this.originArgs = args(this.ports);
+    const { http, tls, h1, h2 } = this.ports;
+    this.log(`ports: http ${http}, h3+tls ${tls}, https-h1 ${h1}, https-h2 ${h2}${moq ? `, moq ${this.ports.moq}` : ''}; spki ${this.spki}`);
     this.base = `http://127.0.0.1:${http}`;
     if (!(await httpOk(`${this.base}/time`, 15000))) {
       throw new Error(`origin did not answer ${this.base}/time:\n${this.outputOf('origin')}`);
     }
   }
 
-  /** The real encoder pushing `stream` (extra scripts/encoder.sh options in `args`); waits until it is live. */
+  /** A new origin process on the first one's ports, certificate and arguments (after it was stopped). */
+  startOriginAgain() {
+    return this.start('origin', this.bin, this.originArgs);
+  }
+
+  /**
+   * The real encoder pushing `stream` (extra scripts/encoder.sh options in `args`); waits until it is
+   * live: the manifest is served and a first media segment is being uploaded (so a player joins a
+   * running stream).
+   */
   async startEncoder(stream, args = []) {
-    this.start('encoder', join(ROOT, 'scripts', 'encoder.sh'), ['--origin', this.base, '--stream', stream, ...args]);
+    this.start('encoder', join(this.root, 'scripts', 'encoder.sh'), ['--origin', this.base, '--stream', stream, ...args]);
     if (!(await httpOk(`${this.base}/live/${stream}/manifest.mpd`, 20000))) {
       throw new Error(`manifest not live:\n${this.outputOf('encoder')}\n${this.outputOf('origin')}`);
     }
-    this.log('manifest is live');
+    if (!(await segmentStarted(this.base, stream, 20000))) {
+      throw new Error(`no media segment uploaded:\n${this.outputOf('encoder')}\n${this.outputOf('origin')}`);
+    }
+    this.log('manifest is live, a first segment is being uploaded');
   }
 
   /** Chromium flags that make it use h3 to this origin (QUIC forced, certificate trusted by SPKI). */
@@ -169,13 +233,7 @@ export class Stack {
   }
 
   async stop() {
-    for (const c of [...this.children].reverse()) {
-      if (c.p.exitCode === null && c.p.signalCode === null) {
-        c.p.kill('SIGTERM');
-        for (let i = 0; i < 80 && c.p.exitCode === null && c.p.signalCode === null; i++) await sleep(100);
-        if (c.p.exitCode === null && c.p.signalCode === null) c.p.kill('SIGKILL');
-      }
-    }
+    for (const c of [...this.children].reverse()) await stopChild(c.p);
     if (!this.keepLogs) rmSync(this.work, { recursive: true, force: true });
     else this.log(`logs kept in ${this.work}`);
   }
