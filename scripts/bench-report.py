@@ -20,18 +20,25 @@ TRANSPORTS = ["h3", "h2", "h1-tls", "h1-clear", "moq"]
 COLORS = {"h3": "#d62728", "h2": "#1f77b4", "h1-tls": "#2ca02c", "h1-clear": "#7f7f7f"}
 
 
+def metric_lines(path, pattern):
+    """The matches of `pattern` on the lines of a /metrics dump (none if it is missing)."""
+    if not os.path.exists(path):
+        return
+    pat = re.compile(pattern)
+    with open(path) as f:
+        for line in f:
+            m = pat.match(line.strip())
+            if m:
+                yield m
+
+
 def histogram(path, transport):
     """Cumulative buckets {le: count} of h3live_origin_delay_seconds for a transport."""
     out = {}
-    if not os.path.exists(path):
-        return out
-    pat = re.compile(r'^h3live_origin_delay_seconds_bucket\{transport="([^"]+)",le="([^"]+)"\} (\d+)')
-    with open(path) as f:
-        for line in f:
-            m = pat.match(line)
-            if m and m.group(1) == transport:
-                le = math.inf if m.group(2) == "+Inf" else float(m.group(2))
-                out[le] = int(m.group(3))
+    for m in metric_lines(path, r'^h3live_origin_delay_seconds_bucket\{transport="([^"]+)",le="([^"]+)"\} (\d+)'):
+        if m.group(1) == transport:
+            le = math.inf if m.group(2) == "+Inf" else float(m.group(2))
+            out[le] = int(m.group(3))
     return out
 
 
@@ -52,6 +59,88 @@ def quantile(q, buckets):
             return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
         prev_le, prev_c = le, c
     return items[-1][0]
+
+
+def quic_counters(path):
+    """{(name, dir): value} of the origin's h3live_quic_* series in a /metrics dump."""
+    pat = r'^h3live_quic_([a-z_]+?)(?:_total)?(?:\{dir="(tx|rx)"\})? (\d+)$'
+    return {(m.group(1), m.group(2) or ""): int(m.group(3)) for m in metric_lines(path, pat)}
+
+
+def syscalls(path):
+    """{syscall: count} from a perf stat -x, file with syscalls:sys_enter_* events.
+    read/write are counted with --filter 'count != 8' (socket I/O, not eventfd wake-ups)."""
+    out = {}
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) > 2 and parts[2].startswith("syscalls:sys_enter_"):
+                name = parts[2][len("syscalls:sys_enter_"):]
+                out[name] = int(parts[0]) if parts[0].isdigit() else 0
+    return out
+
+
+def tcp_sockets(path):
+    """Summed kernel counters of the origin's TCP sockets from `ss -tinH` (None if absent)."""
+    if not os.path.exists(path):
+        return None
+    keys = ["segs_out", "segs_in", "data_segs_out", "data_segs_in", "bytes_sent", "bytes_acked", "bytes_received"]
+    out = {k: 0 for k in keys}
+    out["sockets"] = 0
+    with open(path) as f:
+        text = f.read()
+    out["sockets"] = len(re.findall(r"\bsegs_out:", text))
+    for k in keys:
+        out[k] = sum(int(v) for v in re.findall(r"\b" + k + r":(\d+)", text))
+    return out
+
+
+def budget(out, r, rep):
+    """Packets and syscalls of the origin per delivered MB (runs made with --budget)."""
+    tag = r["tag"]
+    sc = syscalls(os.path.join(out, "raw", tag + ".perf"))
+    if not sc:
+        return None
+    mb = rep.get("bytes", 0) / 1e6
+    frags = rep.get("fragments", 0)
+    if mb <= 0:
+        return None
+    b = {"mb": mb, "fragments": frags}
+    b["send_calls"] = sum(sc.get(k, 0) for k in ("sendmsg", "sendmmsg", "sendto", "write", "writev"))
+    b["recv_calls"] = sum(sc.get(k, 0) for k in ("recvmsg", "recvmmsg", "recvfrom", "read", "readv"))
+    b["epoll_waits"] = sum(sc.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "epoll_pwait2"))
+    b["futex"] = sc.get("futex", 0)
+    b["syscalls"] = sc
+    if r["transport"] == "h3":
+        q0 = quic_counters(os.path.join(out, "raw", tag + ".m0"))
+        q1 = quic_counters(os.path.join(out, "raw", tag + ".m1"))
+        d = lambda name, dr="": q1.get((name, dr), 0) - q0.get((name, dr), 0)
+        b.update({
+            "pkts_out": d("udp_datagrams", "tx"), "bytes_out": d("udp_bytes", "tx"), "send_ops": d("udp_ios", "tx"),
+            "pkts_in": d("udp_datagrams", "rx"), "acks_in": d("ack_frames", "rx"),
+            "ack_freq_out": d("ack_frequency_frames", "tx"), "stream_frames_out": d("stream_frames", "tx"),
+            "lost": d("lost_packets"), "congestion": d("congestion_events"),
+        })
+        mtu = [q1.get(("path_mtu_bytes", "")), None]
+        for m in metric_lines(os.path.join(out, "raw", tag + ".m1"), r'^h3live_quic_path_mtu_bytes\{stat="(min|max)"\} (\d+)'):
+            mtu[0 if m.group(1) == "min" else 1] = int(m.group(2))
+        b["mtu"] = mtu
+        cq = rep.get("quic") or {}
+        b["client_acks_out"] = cq.get("tx_acks")
+        b["client_ack_freq_in"] = cq.get("rx_ack_frequency")
+        wire_mb = b["bytes_out"] / 1e6
+    else:
+        ss = tcp_sockets(os.path.join(out, "raw", tag + ".ss"))
+        if not ss or not ss["bytes_sent"]:
+            return b
+        wire_mb = ss["bytes_sent"] / 1e6
+        b.update({"pkts_out": ss["segs_out"], "bytes_out": ss["bytes_sent"], "pkts_in": ss["segs_in"],
+                  "acks_in": ss["segs_in"] - ss["data_segs_in"], "data_pkts_out": ss["data_segs_out"],
+                  "sockets": ss["sockets"]})
+    b["wire_mb"] = wire_mb
+    return b
 
 
 def load_runs(out):
@@ -97,6 +186,7 @@ def load_runs(out):
                 "stalls": rep.get("stalls"),
                 "connected": rep.get("connected"),
                 "error_kinds": rep.get("error_kinds", {}),
+                "budget": budget(out, r, rep) if r["mode"] == "live" else None,
             })
     return runs
 
@@ -138,12 +228,71 @@ def against_table(all_runs):
     return lines
 
 
+def per(v, d):
+    return None if v is None or not d else v / d
+
+
+def budget_table(all_runs):
+    """The packet and syscall budget of each live cell counted with --budget."""
+    rows = [r for r in all_runs if r.get("budget") and r["server"] == "h3live"]
+    if not rows:
+        return []
+    lines = ["\n### Packet and syscall budget of the origin (`bench.sh --budget`)\n",
+             "Packets: h3 from quinn's counters (UDP datagrams, all connections), TCP from the kernel's per-socket "
+             "counters (`ss -ti`, two seconds before the end); per MB sent on the wire (QUIC packets / TLS records). "
+             "Syscalls of the origin process (perf, syscall tracepoints; reads and writes of 8 bytes, eventfd "
+             "wake-ups, left out), per MB of body delivered to the viewers; they include the ingest of the "
+             "replayed stream (one upload, a few hundred calls per second). ACKs in: h3 ACK frames, TCP segments "
+             "without data. Packets per send call: h3 datagrams per `sendmsg` (GSO), TCP segments per write. "
+             "moq: syscalls only (the MoQ endpoint's QUIC connections are not in the h3live_quic_* counters).\n",
+             "| transport | viewers | build | MB delivered | packets out / MB | bytes per packet out | packets out per fragment | "
+             "packets in / MB | ACKs in / MB | send calls / MB | send calls per fragment | packets per send call | "
+             "recv calls / MB | packets in per recv call | epoll waits / MB | futex / MB | lost packets | path MTU |",
+             "|---|---:|---|---:|" + "---:|" * 13 + "---|"]
+    order = lambda r: (TRANSPORTS.index(r["transport"]), r["viewers"], r["variant"])
+    for r in sorted(rows, key=order):
+        b = r["budget"]
+        mtu = b.get("mtu")
+        mtu_s = "–" if not mtu or mtu[0] is None else (f"{mtu[0]}" if mtu[0] == mtu[1] else f"{mtu[0]}–{mtu[1]}")
+        out_mb = per(b.get("pkts_out"), b.get("wire_mb"))  # packets per MB on the wire
+        in_mb = per(b.get("pkts_in"), b.get("wire_mb"))
+        send_mb, recv_mb = per(b["send_calls"], b["mb"]), per(b["recv_calls"], b["mb"])
+        mb_per_fragment = per(b["mb"], b["fragments"])
+        cells = [
+            fmt(b["mb"], 0), fmt(out_mb, 0), fmt(per(b.get("bytes_out"), b.get("pkts_out")), 0),
+            fmt(out_mb * mb_per_fragment if out_mb and mb_per_fragment else None, 2),
+            fmt(in_mb, 0), fmt(per(b.get("acks_in"), b.get("wire_mb")), 0),
+            fmt(send_mb, 0), fmt(per(b["send_calls"], b["fragments"]), 2), fmt(per(out_mb, send_mb), 2),
+            fmt(recv_mb, 0), fmt(per(in_mb, recv_mb), 2),
+            fmt(per(b["epoll_waits"], b["mb"]), 0), fmt(per(b["futex"], b["mb"]), 0),
+            fmt(b.get("lost")), mtu_s,
+        ]
+        lines.append(f"| {r['transport']} | {r['viewers']} | {r['variant']} | " + " | ".join(cells) + " |")
+    h3 = [r for r in rows if r["transport"] == "h3" and r["budget"].get("ack_freq_out") is not None]
+    if h3:
+        lines.append("\nh3 ACK traffic: ACK frames the origin received per datagram it sent; ACK_FREQUENCY frames it "
+                     "sent; the load tool's own count of the ACK frames its clients sent and of ACK_FREQUENCY frames "
+                     "they received.\n")
+        lines.append("| viewers | build | ACK frames in per datagram out | ACK_FREQUENCY out | client ACKs out | "
+                     "client ACK_FREQUENCY in | stream frames per datagram | congestion events |")
+        lines.append("|---:|---|---:|---:|---:|---:|---:|---:|")
+        for r in sorted(h3, key=order):
+            b = r["budget"]
+            lines.append(f"| {r['viewers']} | {r['variant']} | {fmt(per(b['acks_in'], b['pkts_out']), 3)} | "
+                         f"{fmt(b['ack_freq_out'])} | {fmt(b.get('client_acks_out'))} | {fmt(b.get('client_ack_freq_in'))} | "
+                         f"{fmt(per(b['stream_frames_out'], b['pkts_out']), 2)} | {fmt(b['congestion'])} |")
+    return lines
+
+
 def table(out, all_runs):
     runs = [r for r in all_runs if r["variant"] == "new"]
     lines = []
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines.append(f"Benchmark {now} on {platform.node()}: {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
                  "origin, replay and load tool on the same machine.\n")
+    measured = os.path.join(out, "measured.txt")
+    if os.path.exists(measured):
+        lines.append("Measured process: " + open(measured).read().strip() + ".\n")
     live = [r for r in runs if r["server"] == "h3live" and r["mode"] == "live"]
     lines.append("### Live viewers (h3live, LL-DASH replay, next segment requested early and held)\n")
     lines.append("| transport | viewers | delivered Mbit/s | origin CPU s/GB | origin CPU % of a core | load tool CPU % | machine busy % (all cores) | origin RSS MB | KiB/viewer | origin delay p50 / p99 ms | prft→last byte p50 / p99 / max ms | errors | stalls |")
@@ -196,6 +345,7 @@ def table(out, all_runs):
     errs = sum((r["errors"] or 0) for r in runs)
     lines.append(f"- errors over all runs: {errs} (target 0): {'met' if errs == 0 else 'MISSED'}")
     lines += against_table(all_runs)
+    lines += budget_table(all_runs)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(text)

@@ -21,7 +21,8 @@
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--capture DIR | --synthetic]
 #          [--counts "1 10 100 500 1000"] [--transports "h3 h2 h1-tls h1-clear moq"]
 #          [--duration SECS] [--idle N] [--compare N] [--no-caddy] [--no-build] [--pin]
-#          [--against PATH [--against-args "ARGS"]] [--profile]
+#          [--against PATH [--against-args "ARGS"]] [--origin-args "ARGS"] [--load-args "ARGS"]
+#          [--profile] [--budget] [--front]
 #   --pin         origin (and Caddy) on core 0, load tool and replay on core 1 (taskset), so
 #                 the server's side is measured without contention from the load tool
 #   --against PATH  also run every h3live cell with the origin binary PATH (e.g. the previous
@@ -30,9 +31,25 @@
 #                 new/against ratios per cell. PATH must accept the same `serve` flags.
 #   --against-args "ARGS"  extra `serve` flags for the against origin only (e.g.
 #                 "--h3-congestion cubic" with --against target/release/h3live)
+#   --origin-args "ARGS"  extra `serve` flags for this tree's origin (e.g. "--h3-ack-frequency 9")
+#   --load-args "ARGS"  extra flags for every `h3live load` run (e.g. "--max-udp-payload 65527")
 #   --profile     also sample the origin during each live cell (perf record -e cpu-clock,
 #                 on the load tool's side of the pinning) and write its flat profile by
 #                 symbol to raw/<cell>.profile.txt (needs perf; sampling adds a few % of a core)
+#   --budget      also count, per live cell, the origin's packets and syscalls: send/receive
+#                 syscalls, epoll waits and futex calls (perf stat on syscall tracepoints),
+#                 quinn's counters from /metrics (h3: datagrams, send operations, ACK frames)
+#                 and the kernel's per-socket counters (TCP: segments in and out, from ss -ti
+#                 near the end of the run; moq: syscalls only, its QUIC connections are not in
+#                 quinn's /metrics counters); the report adds a table per delivered MB. These
+#                 counts barely depend on the machine's load (batching does, a little);
+#                 tracing syscalls adds CPU, so take CPU/GB from a run without --budget
+#   --front       measure `h3live front` behind Varnish instead of the origin: the origin
+#                 (this tree's build), the replay and Varnish (deploy/varnish/h3live.vcl) run
+#                 on the load tool's side of the pinning; the front (this tree's, or the
+#                 --against binary) is the measured process, on the server's core; its flags
+#                 come from --origin-args / --against-args. Needs varnish. No Caddy comparison,
+#                 no moq cells (the front has no MoQ endpoint).
 #   --quick       counts "1 10 50", 6 s runs, 50 idle viewers, compare at 10
 #   --capture DIR replay this capture (h3live load record); default: record
 #                 30 s of ffmpeg (720p30, 2 Mbit/s, every_frame) once into
@@ -59,7 +76,10 @@ COMPARE_N=""
 CADDY=1
 BUILD=1
 PROFILE=0
+BUDGET=0
+FRONT=0
 AGAINST="" AGAINST_ARGS=""
+ORIGIN_EXTRA=() LOAD_EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -75,9 +95,13 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --against) AGAINST="$2"; shift ;;
     --against-args) AGAINST_ARGS="$2"; shift ;;
+    --origin-args) read -ra ORIGIN_EXTRA <<< "$2"; shift ;;
+    --load-args) read -ra LOAD_EXTRA <<< "$2"; shift ;;
     --profile) PROFILE=1 ;;
+    --budget) BUDGET=1 ;;
+    --front) FRONT=1 CADDY=0 ;;
     --pin) PIN_SERVER=(taskset -c 0); PIN_CLIENT=(taskset -c 1) ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | cut -c3-; exit 0 ;;
     *) say "unknown option $1 (--help)"; exit 2 ;;
   esac
   shift
@@ -96,13 +120,16 @@ BIN=$PWD/target/release/h3live
 RUNS=$OUT/runs.jsonl
 : > "$RUNS"
 
-# Ports (loopback only): ours, then caddy's.
+# Ports (loopback only): ours (the measured server's), caddy's, and with
+# --front the origin's and Varnish's behind the front.
 P_HTTP=28080 P_H3=28433 P_H1=28443 P_H2=28444 P_MOQ=28435
 C_HTTPS=29443 C_HTTP=29080
-# BENCH_PORT_BASE=N moves all seven to N..N+6 (several benchmarks on one machine).
+P_ORIGIN=28090 P_VARNISH=28091
+# BENCH_PORT_BASE=N moves all nine to N..N+8 (several benchmarks on one machine).
 if [ -n "${BENCH_PORT_BASE:-}" ]; then
   B=$BENCH_PORT_BASE
   P_HTTP=$B P_H3=$((B + 1)) P_H1=$((B + 2)) P_H2=$((B + 3)) C_HTTPS=$((B + 4)) C_HTTP=$((B + 5)) P_MOQ=$((B + 6))
+  P_ORIGIN=$((B + 7)) P_VARNISH=$((B + 8))
 fi
 STREAM=bench
 CLK_TCK=$(getconf CLK_TCK)
@@ -116,7 +143,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for p in $P_HTTP $P_H3 $P_H1 $P_H2 $P_MOQ $C_HTTPS $C_HTTP; do
+for p in $P_HTTP $P_H3 $P_H1 $P_H2 $P_MOQ $C_HTTPS $C_HTTP $P_ORIGIN $P_VARNISH; do
   if port_busy "$p"; then die "port $p is in use: stop whatever listens there first"; fi
 done
 
@@ -131,8 +158,27 @@ if [ -n "$AGAINST" ]; then
   AGAINST=$(realpath "$AGAINST")
   VARIANTS=(new against)
 fi
+if [ "$FRONT" = 1 ]; then
+  [ -x /usr/sbin/varnishd ] || die "--front needs varnish (apt-get install varnish)"
+  # `h3live front` has no MoQ endpoint: a MoQ edge is a relay, not this front.
+  case " $TRANSPORTS " in *" moq "*) note "--front: no moq cells (the front serves HTTP only)" ;; esac
+  TRANSPORTS=$(echo " $TRANSPORTS " | sed 's/ moq / /; s/^ *//; s/ *$//')
+  [ -n "$TRANSPORTS" ] || die "--front: no HTTP transport left in --transports"
+fi
 PERF=0
 perf stat -x, -e task-clock true > /dev/null 2>&1 && PERF=1
+# --budget: syscalls counted on the origin (perf stat on tracepoints). Reads
+# and writes of exactly 8 bytes are eventfd wake-ups (tokio's, between
+# threads), counted apart from socket I/O.
+BUDGET_EVENTS=()
+if [ "$BUDGET" = 1 ]; then
+  [ "$PERF" = 1 ] || die "--budget needs perf (apt-get install linux-perf)"
+  for e in sendmsg sendmmsg sendto writev recvmsg recvmmsg recvfrom readv epoll_wait epoll_pwait epoll_pwait2 futex; do
+    BUDGET_EVENTS+=(-e "syscalls:sys_enter_$e")
+  done
+  BUDGET_EVENTS+=(-e syscalls:sys_enter_write --filter 'count != 8' -e syscalls:sys_enter_read --filter 'count != 8')
+  perf stat -x, "${BUDGET_EVENTS[@]}" true > /dev/null 2>&1 || die "--budget: perf cannot count syscall tracepoints here (needs root or perf_event_paranoid <= -1)"
+fi
 
 "$BIN" cert --out "$OUT/certs" >/dev/null
 CERT=$OUT/certs/cert.pem KEY=$OUT/certs/key.pem
@@ -151,6 +197,9 @@ if [ -z "$CAPTURE" ]; then
       2> "$OUT/logs/encoder.log" || die "the encoder failed (see $OUT/logs/encoder.log)"
     wait "$REC" || true
   else
+    # The synthetic stream's init segments carry no codec data, which the MoQ
+    # catalog is made from: moq viewers would find no track.
+    case " $TRANSPORTS " in *" moq "*) die "moq cells need an ffmpeg capture (ffmpeg, or --capture DIR), not the synthetic stream" ;; esac
     step "writing a synthetic capture into $CAPTURE"
     "$BIN" load synth -o "$CAPTURE" --duration 30s >&2
   fi
@@ -163,7 +212,7 @@ sys_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t-$5-$6, t}' /
 # Which origin binary runs the next cells: "new" (this tree's) or "against".
 VARIANT=new ORIGIN_BIN=$BIN ORIGIN_ARGS=() SUFFIX=""
 use_variant() {
-  VARIANT=$1 ORIGIN_BIN=$BIN ORIGIN_ARGS=() SUFFIX=""
+  VARIANT=$1 ORIGIN_BIN=$BIN ORIGIN_ARGS=(${ORIGIN_EXTRA[@]+"${ORIGIN_EXTRA[@]}"}) SUFFIX=""
   if [ "$1" = against ]; then
     ORIGIN_BIN=$AGAINST SUFFIX=-against
     read -ra ORIGIN_ARGS <<< "$AGAINST_ARGS"
@@ -177,10 +226,13 @@ next_cell() {
   if [ ${#VARIANTS[@]} = 2 ] && [ $((CELL % 2)) = 0 ]; then ORDER=(against new); fi
 }
 
-ORIGIN_PID="" REPLAY_PID="" CADDY_PID=""
+ORIGIN_PID="" REPLAY_PID="" CADDY_PID="" UP_PID="" VARNISH_PID=""
 # The transport of the cells being run: moq cells add the MoQ listener.
 CUR_T=""
+# The measured server: the origin itself, or with --front `h3live front`
+# behind Varnish behind an origin (started first, on the load tool's core).
 start_origin() {
+  if [ "$FRONT" = 1 ]; then start_front "$1"; return; fi
   local moq=()
   [ "$CUR_T" = moq ] && moq=(--moq 127.0.0.1:$P_MOQ --moq-idle-timeout 10m)
   ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
@@ -197,7 +249,32 @@ start_origin() {
   # track) so RSS growth during the run is the viewers'.
   sleep "$WARMUP"
 }
-stop_origin() { stop_pid "$REPLAY_PID"; stop_pid "$ORIGIN_PID"; REPLAY_PID="" ORIGIN_PID=""; }
+start_front() {
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" serve --http 127.0.0.1:$P_ORIGIN --h3 off --https off --https-h1 off \
+    --https-h2 off --web-dir "$OUT/empty" --keep-segments 3 --max-connections-per-ip 0 2> "$OUT/logs/upstream-$1$SUFFIX.log" &
+  UP_PID=$!; PIDS+=("$UP_PID")
+  wait_url "http://127.0.0.1:$P_ORIGIN/healthz" 10 "$UP_PID" || die "origin (behind the front) did not start"
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load replay -c "$CAPTURE" --ingest 127.0.0.1:$P_ORIGIN --stream $STREAM 2> "$OUT/logs/replay-$1$SUFFIX.log" > /dev/null &
+  REPLAY_PID=$!; PIDS+=("$REPLAY_PID")
+  sed -e "s/^\(\s*\.port = \)\"[0-9]*\";/\1\"$P_ORIGIN\";/" deploy/varnish/h3live.vcl > "$OUT/varnish.vcl"
+  rm -rf "$OUT/varnish"
+  ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} varnishd -F -j none -n "$OUT/varnish" -a 127.0.0.1:$P_VARNISH -T none \
+    -p backend_idle_timeout=20 -f "$OUT/varnish.vcl" -s malloc,256m > "$OUT/logs/varnish-$1$SUFFIX.log" 2>&1 &
+  VARNISH_PID=$!; PIDS+=("$VARNISH_PID")
+  wait_url "http://127.0.0.1:$P_VARNISH/healthz" 20 "$VARNISH_PID" || die "varnish did not start"
+  ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" front --upstream "http://127.0.0.1:$P_VARNISH" \
+    --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 \
+    --cert "$CERT" --key "$KEY" --web-dir "$OUT/empty" --max-connections 8192 --max-connections-per-ip 0 \
+    --idle-timeout 10m ${ORIGIN_ARGS[@]+"${ORIGIN_ARGS[@]}"} 2> "$OUT/logs/front-$1$SUFFIX.log" &
+  ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
+  wait_url "http://127.0.0.1:$P_HTTP/healthz" 10 "$ORIGIN_PID" || die "front did not start"
+  wait_url "http://127.0.0.1:$P_HTTP/live/$STREAM/manifest.mpd" 15 "$REPLAY_PID" || die "no manifest through the front"
+  sleep "$WARMUP"
+}
+stop_origin() {
+  stop_pid "$REPLAY_PID"; stop_pid "$ORIGIN_PID"; REPLAY_PID="" ORIGIN_PID=""
+  if [ -n "$VARNISH_PID" ]; then stop_pid "$VARNISH_PID"; stop_pid "$UP_PID"; VARNISH_PID="" UP_PID=""; fi
+}
 
 WWW=$OUT/www
 start_caddy() {
@@ -248,23 +325,37 @@ measure() {
   [ "$mode" = idle ] && extra+=(--idle)
   [ "$mode" = segment ] && extra+=(--pace segment)
   [ "$server" = h3live ] && curl -sf "http://127.0.0.1:$P_HTTP/metrics" > "$OUT/raw/$tag.m0"
+  local budget=0
+  [ "$BUDGET" = 1 ] && [ "$server" = h3live ] && [ "$mode" = live ] && budget=1
   local t0 rss0 s0 peak
   t0=$(proc_ticks "$pid"); rss0=$(proc_rss_kb "$pid"); s0=$(sys_ticks)
   ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} "$BIN" load -q -t "$t" --addr "$(addr_of "$server" "$t")" --ca "$CERT" --manifest "$manifest" \
-    -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" "${extra[@]}" 2> "$OUT/raw/$tag.log" &
+    -n "$n" -d "${DURATION}s" --ramp "${ramp}s" --json "$OUT/raw/$tag.json" ${extra[@]+"${extra[@]}"} \
+    ${LOAD_EXTRA[@]+"${LOAD_EXTRA[@]}"} 2> "$OUT/raw/$tag.log" &
   local lp=$! pp="" rp=""
   if [ "$PERF" = 1 ]; then
-    perf stat -x, -e task-clock -p "$pid" -o "$OUT/raw/$tag.perf" > /dev/null 2>&1 &
+    local events=(-e task-clock)
+    [ "$budget" = 1 ] && events+=("${BUDGET_EVENTS[@]}")
+    perf stat -x, "${events[@]}" -p "$pid" -o "$OUT/raw/$tag.perf" > /dev/null 2>&1 &
     pp=$!
     if [ "$PROFILE" = 1 ] && [ "$server" = h3live ] && [ "$mode" = live ]; then
       ${PIN_CLIENT[@]+"${PIN_CLIENT[@]}"} perf record -q -e cpu-clock -F 999 -p "$pid" -o "$OUT/raw/$tag.perf.data" > /dev/null 2>&1 &
       rp=$!
     fi
   fi
+  # --budget, TCP: the origin's sockets' kernel counters (segments, bytes)
+  # two seconds before the viewers disconnect.
+  local sp="" port
+  if [ "$budget" = 1 ] && [ "$t" != h3 ] && [ "$t" != moq ]; then
+    port=$(addr_of "$server" "$t"); port=${port##*:}
+    { sleep $(( ramp + DURATION - 2 )); ss -tinH state established "( sport = :$port )" > "$OUT/raw/$tag.ss" 2>/dev/null || true; } &
+    sp=$!
+  fi
   # The server's peak RSS, and the load tool's own CPU ticks last seen before it exits.
   local lt
   read -r peak lt < <(sample_while "$lp" "$pid" "$lp")
   [ "$rss0" -gt "$peak" ] && peak=$rss0
+  if [ -n "$sp" ]; then kill "$sp" 2>/dev/null || true; wait "$sp" 2>/dev/null || true; fi
   local ok=true
   wait "$lp" || ok=false
   local task_ms=null
@@ -277,7 +368,7 @@ measure() {
   if [ -n "$rp" ]; then
     kill -INT "$rp" 2>/dev/null || true
     wait "$rp" 2>/dev/null || true
-    perf report -i "$OUT/raw/$tag.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.3 \
+    perf report -i "$OUT/raw/$tag.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.05 \
       2> /dev/null | grep -v '^#' | sed -e 's/[[:space:]-]*$//' -e '/^$/d' > "$OUT/raw/$tag.profile.txt" || true
     rm -f "$OUT/raw/$tag.perf.data"
   fi
@@ -292,7 +383,13 @@ measure() {
 
 note "output: $OUT"
 note "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$FRONT" = 1 ]; then
+  echo "h3live front behind Varnish (the origin, the replay and Varnish on the load tool's side); \"origin\" below is the front" > "$OUT/measured.txt"
+  note "measured: $(cat "$OUT/measured.txt")"
+fi
 [ -n "$AGAINST" ] && note "against: $AGAINST $AGAINST_ARGS"
+[ ${#ORIGIN_EXTRA[@]} -gt 0 ] && note "origin flags: ${ORIGIN_EXTRA[*]}"
+[ ${#LOAD_EXTRA[@]} -gt 0 ] && note "load tool flags: ${LOAD_EXTRA[*]}"
 
 # ---------------------------------------------------------------- h3live, live viewers
 for t in $TRANSPORTS; do

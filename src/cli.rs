@@ -10,7 +10,7 @@ use crate::conn::ports;
 use crate::core::OriginConfig;
 use crate::store::StoreConfig;
 use crate::transport::{Congestion, Limits};
-use crate::units::{parse_duration, parse_positive_duration, parse_size};
+use crate::units::{parse_ack_delay, parse_duration, parse_positive_duration, parse_size, parse_udp_payload};
 
 /// The log filter when `RUST_LOG` is unset: noisy crates at warn. Filter
 /// targets match by prefix, so `h3=warn` alone would also silence `h3live`
@@ -310,6 +310,20 @@ pub struct HttpArgs {
     /// (1 % loss, 50 ms RTT); quinn's cubic and new-reno fall behind there (docs/results/2026-11-30-http3-under-loss.md).
     #[arg(long, value_enum, default_value = "bbr")]
     pub h3_congestion: Congestion,
+    /// Ask HTTP/3 clients that support the QUIC ACK frequency extension (quinn does) to acknowledge
+    /// only after more than N ack-eliciting packets (or --h3-max-ack-delay), 1-1000; default: no
+    /// request, clients keep their own policy (docs/load.md#ack-traffic).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub h3_ack_frequency: Option<u32>,
+    /// With --h3-ack-frequency: the longest a client may hold an ACK, 1ms-1s (quinn asks for at most
+    /// the larger of the RTT and 25 ms). Default: the client's own (25 ms for quinn and Chromium).
+    #[arg(long, requires = "h3_ack_frequency", value_parser = parse_ack_delay)]
+    pub h3_max_ack_delay: Option<Duration>,
+    /// Largest UDP payload HTTP/3 path MTU discovery tries, 1200-65527. 1452 fits a 1500-byte
+    /// Ethernet MTU; more only helps where the whole path carries it (loopback, jumbo frames) and
+    /// the client accepts it.
+    #[arg(long, default_value_t = crate::transport::DEFAULT_MTU_UPPER_BOUND, value_parser = parse_udp_payload)]
+    pub h3_mtu_upper_bound: u16,
     /// Kernel receive and send buffer of the HTTP/3 UDP socket, e.g. 8M; 0 leaves the kernel default
     /// (208 KiB on Linux, where 500 viewers overflow it: docs/results/2026-12-01-udp-buffer.md). Above
     /// net.core.rmem_max/wmem_max it needs root (SO_RCVBUFFORCE); the size obtained is logged.
@@ -406,6 +420,11 @@ impl HttpArgs {
         }
         l.quic.retry_above = self.quic_retry_above;
         l.quic.congestion = self.h3_congestion;
+        l.quic.ack_frequency = self.h3_ack_frequency.map(|n| crate::transport::AckFrequency {
+            ack_eliciting_threshold: n,
+            max_ack_delay: self.h3_max_ack_delay,
+        });
+        l.quic.mtu_upper_bound = self.h3_mtu_upper_bound;
         l.shutdown.grace = self.shutdown_grace;
         l
     }
@@ -475,6 +494,45 @@ mod tests {
 
     /// Each timeout has its own field; the unset ones keep their old
     /// derivation from --idle-timeout and --handshake-timeout.
+    fn http_args(args: &[&str]) -> Result<HttpArgs, clap::Error> {
+        use clap::Parser as _;
+        Http::try_parse_from(std::iter::once("t").chain(args.iter().copied())).map(|h| h.http)
+    }
+
+    #[test]
+    fn ack_frequency_flags() {
+        use crate::transport::AckFrequency;
+        assert_eq!(limits(&[]).quic.ack_frequency, None);
+        let l = limits(&["--h3-ack-frequency", "9"]);
+        assert_eq!(l.quic.ack_frequency, Some(AckFrequency { ack_eliciting_threshold: 9, max_ack_delay: None }));
+        let l = limits(&["--h3-ack-frequency", "1000", "--h3-max-ack-delay", "40ms"]);
+        let want = AckFrequency { ack_eliciting_threshold: 1000, max_ack_delay: Some(Duration::from_millis(40)) };
+        assert_eq!(l.quic.ack_frequency, Some(want));
+        for bad in [
+            &["--h3-ack-frequency", "0"][..],
+            &["--h3-ack-frequency", "1001"],
+            &["--h3-ack-frequency", "-1"],
+            &["--h3-max-ack-delay", "10ms"],
+            &["--h3-ack-frequency", "9", "--h3-max-ack-delay", "0ms"],
+            &["--h3-ack-frequency", "9", "--h3-max-ack-delay", "500us"],
+            &["--h3-ack-frequency", "9", "--h3-max-ack-delay", "2s"],
+        ] {
+            assert!(http_args(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn mtu_upper_bound_flag() {
+        assert_eq!(limits(&[]).quic.mtu_upper_bound, 1452);
+        assert_eq!(limits(&["--h3-mtu-upper-bound", "9000"]).quic.mtu_upper_bound, 9000);
+        assert_eq!(limits(&["--h3-mtu-upper-bound", "65527"]).quic.mtu_upper_bound, 65527);
+        for bad in ["1199", "65528", "64K", "0", "x"] {
+            assert!(http_args(&["--h3-mtu-upper-bound", bad]).is_err(), "{bad} accepted");
+        }
+        assert_eq!(parse_udp_payload("1200"), Ok(1200));
+        assert_eq!(parse_udp_payload("8K"), Ok(8192));
+    }
+
     #[test]
     fn timeouts_derive_and_override() {
         let l = limits(&["--idle-timeout", "60s", "--handshake-timeout", "5s"]);

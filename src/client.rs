@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::sync::mpsc;
 
+use crate::quic_stats::{QuicTally, Tracked};
 use crate::transport::Transport;
 
 /// A TLS client config trusting `roots`, offering `alpn`.
@@ -61,6 +62,8 @@ enum Conn {
         send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
         /// Kept alive for as long as the connection is used.
         _endpoint: quinn::Endpoint,
+        /// Counts the connection in the connector's tally, if it has one.
+        _tracked: Option<Arc<Tracked>>,
     },
 }
 
@@ -110,6 +113,14 @@ impl ClientResponse {
     }
 }
 
+/// HTTP/3 client settings that differ from quinn's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct QuicClientOptions {
+    /// The `max_udp_payload_size` transport parameter: the largest datagram
+    /// the client accepts (quinn's default 1472 fits a 1500-byte Ethernet MTU).
+    pub max_udp_payload_size: Option<u16>,
+}
+
 /// Everything needed to open connections to one origin over one transport,
 /// built once and shared by many clients: the TLS config and, for HTTP/3, the
 /// quinn client endpoint (one UDP socket carrying many QUIC connections).
@@ -125,6 +136,8 @@ pub struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Client endpoint for HTTP/3.
     endpoint: Option<quinn::Endpoint>,
+    /// Where HTTP/3 connections are counted (quinn's statistics), if anywhere.
+    tally: Option<Arc<QuicTally>>,
 }
 
 impl Connector {
@@ -136,6 +149,17 @@ impl Connector {
         server_name: &str,
         roots: &[CertificateDer<'static>],
     ) -> Result<Connector> {
+        Connector::with_options(transport, addr, server_name, roots, &QuicClientOptions::default())
+    }
+
+    /// [`Connector::new`] with HTTP/3 client options.
+    pub fn with_options(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        quic: &QuicClientOptions,
+    ) -> Result<Connector> {
         let tls = match transport {
             Transport::H1Clear => None,
             _ => Some(tls_config(roots, alpn(transport))?),
@@ -146,12 +170,11 @@ impl Connector {
                 // Many connections share this socket: give it room (see set_udp_buffers).
                 let socket = std::net::UdpSocket::bind(bind)?;
                 crate::transport::set_udp_buffers(&socket, crate::transport::UDP_BUFFER);
-                let mut endpoint = quinn::Endpoint::new(
-                    quinn::EndpointConfig::default(),
-                    None,
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )?;
+                let mut ep_config = quinn::EndpointConfig::default();
+                if let Some(max) = quic.max_udp_payload_size {
+                    ep_config.max_udp_payload_size(max)?;
+                }
+                let mut endpoint = quinn::Endpoint::new(ep_config, None, socket, Arc::new(quinn::TokioRuntime))?;
                 let mut tls = (**tls).clone();
                 tls.enable_early_data = true;
                 let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
@@ -164,7 +187,13 @@ impl Connector {
             }
             _ => None,
         };
-        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint })
+        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint, tally: None })
+    }
+
+    /// Count every HTTP/3 connection this connector opens in `tally`.
+    pub fn with_tally(mut self, tally: Arc<QuicTally>) -> Connector {
+        self.tally = Some(tally);
+        self
     }
 
     /// The transport connections are made over.
@@ -208,11 +237,12 @@ impl Connector {
             }
             (Transport::H3, _, Some(endpoint)) => {
                 let conn = endpoint.connect(addr, server_name)?.await.context("QUIC handshake")?;
+                let tracked = self.tally.as_ref().map(|t| Arc::new(t.track(&conn)));
                 let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
                 tokio::spawn(async move {
                     let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
                 });
-                Conn::H3 { send, _endpoint: endpoint.clone() }
+                Conn::H3 { send, _endpoint: endpoint.clone(), _tracked: tracked }
             }
             _ => anyhow::bail!("connector for {transport} has no TLS config"),
         };
@@ -246,7 +276,9 @@ impl Client {
         let conn = match &self.conn {
             Conn::H1(_) => return None,
             Conn::H2(send) => Conn::H2(send.clone()),
-            Conn::H3 { send, _endpoint } => Conn::H3 { send: send.clone(), _endpoint: _endpoint.clone() },
+            Conn::H3 { send, _endpoint, _tracked } => {
+                Conn::H3 { send: send.clone(), _endpoint: _endpoint.clone(), _tracked: _tracked.clone() }
+            }
         };
         Some(Client { transport: self.transport, authority: self.authority.clone(), conn })
     }

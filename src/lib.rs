@@ -22,6 +22,8 @@
 //! - [`cert`]: self-signed certificates and the SPKI hash Chromium needs.
 //! - [`metrics`]: Prometheus metrics (a prometheus-client registry), including
 //!   the origin-delay histogram.
+//! - [`quic_stats`]: quinn's per-connection counters summed over connections
+//!   (origin `/metrics`, load tool report).
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
 //! - [`units`]: durations and byte sizes as flags and specs write them,
 //!   shared by the origin's flags and the tools.
@@ -53,6 +55,7 @@ pub mod metrics;
 pub mod moq;
 pub mod mpd;
 pub mod pathemu;
+pub mod quic_stats;
 pub mod server;
 pub mod store;
 pub mod transport;

@@ -22,6 +22,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::conn::Transport;
+use crate::quic_stats::QuicTally;
 use crate::store::{allocated_bytes, Store};
 
 /// Upper bounds (seconds) of the origin-delay histogram buckets.
@@ -161,6 +162,9 @@ pub struct Metrics {
     /// Origin-assisted prefetch events (origin: paths named, prefetch
     /// requests served; front: prefetches sent, failed, skipped).
     prefetch: Family<EventLabel, Counter>,
+    /// quinn's counters of the HTTP/3 connections (added at each scrape by
+    /// [`QuicCollector`]).
+    quic: Arc<QuicTally>,
 }
 
 impl Default for Metrics {
@@ -211,6 +215,7 @@ impl Default for Metrics {
             rejected_ingest,
             held_reads,
             prefetch,
+            quic: Arc::default(),
         }
     }
 }
@@ -320,11 +325,17 @@ impl Metrics {
         self.prefetch.get_or_create(&EventLabel { event }).get()
     }
 
+    /// The HTTP/3 connections whose quinn counters `/metrics` shows.
+    pub fn quic(&self) -> &Arc<QuicTally> {
+        &self.quic
+    }
+
     /// Text exposition of everything, the store's figures first.
     pub fn render(&self, store: &Store) -> String {
         let mut out = String::with_capacity(8192);
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(StoreCollector(store.clone())));
+        scrape.register_collector(Box::new(QuicCollector(self.quic.clone())));
         for c in self.collectors.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             scrape.register_collector(Box::new(Shared(c.clone())));
         }
@@ -414,6 +425,46 @@ impl Collector for StoreCollector {
             None,
             MetricType::Counter,
         )?)?;
+        Ok(())
+    }
+}
+
+/// quinn's counters summed over the HTTP/3 connections (live and closed),
+/// read at each scrape: `h3live_quic_<name>{dir="tx"|"rx"}` and the path MTU
+/// range of the connections.
+#[derive(Debug)]
+struct QuicCollector(Arc<QuicTally>);
+
+impl Collector for QuicCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let t = self.0.totals();
+        let counters = t.counters();
+        let mut names: Vec<&str> = counters.iter().map(|c| c.0).collect();
+        names.dedup();
+        for name in names {
+            let help = match name {
+                "connections" => "HTTP/3 connections counted in the h3live_quic_ series.",
+                _ => "quinn's counter of the same name summed over HTTP/3 connections (dir: sent or received).",
+            };
+            let full = format!("h3live_quic_{name}");
+            let mut family = encoder.encode_descriptor(&full, help, None, MetricType::Counter)?;
+            for (_, dir, value) in counters.iter().filter(|c| c.0 == name) {
+                if dir.is_empty() {
+                    ConstCounter::new(*value).encode(family)?;
+                    break;
+                }
+                ConstCounter::new(*value).encode(family.encode_family(&[("dir", *dir)])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "h3live_quic_path_mtu_bytes",
+            "Smallest and largest path MTU (UDP payload) among the HTTP/3 connections counted.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (stat, v) in [("min", t.mtu_min), ("max", t.mtu_max)] {
+            ConstGauge::new(i64::from(v)).encode(family.encode_family(&[("stat", stat)])?)?;
+        }
         Ok(())
     }
 }

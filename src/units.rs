@@ -1,7 +1,8 @@
 //! Values that flags and specs share, parsed one way everywhere: durations
 //! (`2s`, `500ms`) and byte sizes (`64M`). The origin's flags (`crate::cli`),
 //! the load tool and the path emulator use them; this module depends on
-//! nothing else of the crate, so the tools do not pull in the origin's CLI.
+//! nothing else of the crate but the QUIC payload range of
+//! `crate::transport`, so the tools do not pull in the origin's CLI.
 
 use std::time::Duration;
 
@@ -36,6 +37,26 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?}: not a size"));
     }
     Ok((n * mult as f64) as u64)
+}
+
+/// Parse a requested QUIC max_ack_delay: 1 ms to 1 s.
+pub fn parse_ack_delay(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d < Duration::from_millis(1) || d > Duration::from_secs(1) => {
+            Err(format!("{s:?}: must be between 1ms and 1s"))
+        }
+        d => Ok(d),
+    }
+}
+
+/// Parse a UDP payload size for QUIC (1200 to 65527 bytes; K units allowed).
+pub fn parse_udp_payload(s: &str) -> Result<u16, String> {
+    let n = parse_size(s)?;
+    let range = crate::transport::UDP_PAYLOAD_RANGE;
+    match u16::try_from(n) {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: must be between {} and {} bytes", range.start(), range.end())),
+    }
 }
 
 #[cfg(test)]

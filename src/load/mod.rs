@@ -42,8 +42,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::client::Connector;
+use crate::client::{Connector, QuicClientOptions};
 use crate::conn::ports;
+use crate::quic_stats::{QuicTally, QuicTotals};
 use crate::transport::Transport;
 use crate::units::parse_duration;
 use stats::{Percentiles, Totals, ViewerReport};
@@ -165,6 +166,11 @@ pub struct LoadArgs {
     /// at 128 per endpoint, 7 ms at 16); too few costs sockets and wake-ups.
     #[arg(long, default_value_t = 32)]
     pub conns_per_endpoint: usize,
+    /// HTTP/3: the largest UDP datagram the clients accept (their `max_udp_payload_size`), 1200-65527.
+    /// quinn's default, 1472, fits a 1500-byte Ethernet MTU; an origin started with a larger
+    /// --h3-mtu-upper-bound sends larger datagrams on loopback only if this allows them.
+    #[arg(long, value_parser = crate::units::parse_udp_payload)]
+    pub max_udp_payload: Option<u16>,
     /// Write the report as JSON here (`-` for stdout).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -314,6 +320,9 @@ pub struct Report {
     pub first_byte_unix_us: BTreeMap<String, u64>,
     /// The in-process replay, if any: requests, bytes, errors.
     pub replay: Option<BTreeMap<String, u64>>,
+    /// HTTP/3: quinn's counters summed over the viewers' connections (what
+    /// the clients sent and received: ACKs, ACK_FREQUENCY honoured).
+    pub quic: Option<QuicTotals>,
     /// Per viewer.
     pub per_viewer: Vec<ViewerReport>,
 }
@@ -423,8 +432,9 @@ pub async fn main(cmd: LoadCmd) -> Result<()> {
 pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
     let transport = args.transport.label();
     let addr = args.addr();
+    let tally = Arc::new(QuicTally::default());
     let connectors = match args.transport.http() {
-        Some(t) => Connectors::Http(connectors(&args, t, addr)?),
+        Some(t) => Connectors::Http(connectors(&args, t, addr, &tally)?),
         None => Connectors::Moq(moq_clients(&args, addr).await?),
     };
     let endpoints = connectors.len();
@@ -468,6 +478,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
         error_kinds: totals.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         first_byte_unix_us: totals.first_bytes.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         replay,
+        quic: (args.transport.http() == Some(Transport::H3)).then(|| tally.totals()),
         per_viewer: totals.reports(elapsed),
     };
     if let Some(path) = &args.json {
@@ -478,7 +489,12 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<Report> {
 
 /// The viewers' connectors. HTTP/3: one client endpoint (UDP socket) per
 /// `conns_per_endpoint` viewers; other transports: one.
-fn connectors(args: &LoadArgs, transport: Transport, addr: SocketAddr) -> Result<Vec<Connector>> {
+fn connectors(
+    args: &LoadArgs,
+    transport: Transport,
+    addr: SocketAddr,
+    tally: &Arc<QuicTally>,
+) -> Result<Vec<Connector>> {
     let roots: Vec<CertificateDer<'static>> = if transport == Transport::H1Clear {
         Vec::new()
     } else {
@@ -489,7 +505,10 @@ fn connectors(args: &LoadArgs, transport: Transport, addr: SocketAddr) -> Result
     };
     let endpoints =
         if transport == Transport::H3 { args.viewers.div_ceil(args.conns_per_endpoint.max(1)).max(1) } else { 1 };
-    (0..endpoints).map(|_| Connector::new(transport, addr, &args.host, &roots)).collect()
+    let quic = QuicClientOptions { max_udp_payload_size: args.max_udp_payload };
+    (0..endpoints)
+        .map(|_| Ok(Connector::with_options(transport, addr, &args.host, &roots, &quic)?.with_tally(tally.clone())))
+        .collect()
 }
 
 /// The viewers' clients: HTTP connectors, or MoQ WebTransport clients.

@@ -47,6 +47,17 @@ pub fn transport_config(limits: &Limits) -> quinn::TransportConfig {
         Congestion::NewReno => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
         Congestion::Bbr => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
     };
+    if let Some(af) = limits.quic.ack_frequency {
+        let mut c = quinn::AckFrequencyConfig::default();
+        c.ack_eliciting_threshold(af.ack_eliciting_threshold.into());
+        c.max_ack_delay(af.max_ack_delay);
+        t.ack_frequency_config(Some(c));
+    }
+    if limits.quic.mtu_upper_bound != super::DEFAULT_MTU_UPPER_BOUND {
+        let mut m = quinn::MtuDiscoveryConfig::default();
+        m.upper_bound(limits.quic.mtu_upper_bound);
+        t.mtu_discovery_config(Some(m));
+    }
     t
 }
 
@@ -89,6 +100,7 @@ pub async fn serve_conn(
     tracker: TaskTracker,
 ) {
     let _gauge = origin.metrics().connection(Transport::H3);
+    let _tracked = origin.metrics().quic().track(&quic);
     // A request stream carries nothing else h3live reads than its header
     // section: twice the limit (so sections somewhat over it get h3's 431
     // rather than a reset) plus room for frame headers.
@@ -233,4 +245,35 @@ async fn handle_request(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What quinn is given (its config has no getters; its Debug shows the fields).
+    fn config(limits: &Limits) -> String {
+        format!("{:?}", transport_config(limits))
+    }
+
+    #[test]
+    fn ack_frequency_goes_to_quinn_only_when_asked() {
+        let mut l = Limits::default();
+        assert!(config(&l).contains("ack_frequency_config: None"), "{}", config(&l));
+        l.quic.ack_frequency = Some(super::super::AckFrequency {
+            ack_eliciting_threshold: 9,
+            max_ack_delay: Some(std::time::Duration::from_millis(40)),
+        });
+        let c = config(&l);
+        assert!(c.contains("ack_eliciting_threshold: 9"), "{c}");
+        assert!(c.contains("max_ack_delay: Some(40ms)"), "{c}");
+    }
+
+    #[test]
+    fn mtu_upper_bound_goes_to_quinn() {
+        let mut l = Limits::default();
+        assert!(config(&l).contains("upper_bound: 1452"), "{}", config(&l));
+        l.quic.mtu_upper_bound = 9000;
+        assert!(config(&l).contains("upper_bound: 9000"), "{}", config(&l));
+    }
 }

@@ -11,6 +11,11 @@
 //! rest of the `WriteBuf` itself as a `Bytes` (`Bytes::from_owner`): the
 //! payload's memory, shared with the store, goes to quinn as it is.
 //!
+//! What is copied (frame headers, frames under [`COPY_BELOW`] bytes) goes into
+//! blocks of [`COPY_BLOCK`] bytes that the copies share: an allocation per
+//! block, not one or two per frame (at 100 h3 viewers the header copies were
+//! about a third of the origin's `malloc` calls).
+//!
 //! Only request streams (client-initiated bidirectional) go through here; h3's
 //! own unidirectional streams (control, QPACK) stay on h3-quinn.
 
@@ -23,9 +28,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use h3::quic::{self, ConnectionErrorIncoming, StreamErrorIncoming, StreamId, WriteBuf};
 use quinn::VarInt;
 
-/// Frames this short (header + payload) are copied into one buffer: one
-/// allocation either way, and no owner to keep.
+/// Frames this short (header + payload) are copied whole: no owner to keep.
 const COPY_BELOW: usize = 512;
+
+/// Size of the blocks copies are made into. A block is freed once quinn has
+/// dropped every copy in it (they are acknowledged).
+const COPY_BLOCK: usize = 2048;
 
 /// The send half of a request stream.
 pub struct SendStream {
@@ -36,11 +44,13 @@ pub struct SendStream {
     pending: Vec<Bytes>,
     /// First entry of `pending` not fully taken.
     next: usize,
+    /// The rest of the block copies are made into.
+    copies: BytesMut,
 }
 
 impl SendStream {
     pub fn new(stream: quinn::SendStream) -> Self {
-        SendStream { stream, pending: Vec::with_capacity(2), next: 0 }
+        SendStream { stream, pending: Vec::with_capacity(2), next: 0, copies: BytesMut::new() }
     }
 }
 
@@ -57,26 +67,35 @@ impl<W: Buf> AsRef<[u8]> for Tail<W> {
 /// `buf` as `Bytes` for quinn: all of it copied if it is short, else the
 /// leading pieces copied (the frame header; for a payload that is not
 /// contiguous, all but its last piece) and the last piece, which holds the
-/// payload, shared without a copy.
-fn to_chunks<W: Buf + Send + 'static>(mut buf: W, out: &mut Vec<Bytes>) {
+/// payload, shared without a copy. Copies go into `block` (see [`COPY_BLOCK`]).
+fn to_chunks<W: Buf + Send + 'static>(mut buf: W, block: &mut BytesMut, out: &mut Vec<Bytes>) {
     let total = buf.remaining();
     if total == 0 {
         return;
     }
-    if total < COPY_BELOW {
-        out.push(buf.copy_to_bytes(total));
-        return;
-    }
-    let mut head = BytesMut::new();
-    while buf.chunk().len() < buf.remaining() {
-        let n = buf.chunk().len();
-        head.extend_from_slice(buf.chunk());
+    let copy_all = total < COPY_BELOW;
+    let mut copied = 0;
+    while buf.has_remaining() && (copy_all || buf.chunk().len() < buf.remaining()) {
+        let piece = buf.chunk();
+        let n = piece.len();
+        if block.capacity() - block.len() < n {
+            // The copies of this frame so far go first: a copy is contiguous.
+            if copied > 0 {
+                out.push(block.split().freeze());
+                copied = 0;
+            }
+            *block = BytesMut::with_capacity(COPY_BLOCK.max(n));
+        }
+        block.extend_from_slice(piece);
+        copied += n;
         buf.advance(n);
     }
-    if !head.is_empty() {
-        out.push(head.freeze());
+    if copied > 0 {
+        out.push(block.split().freeze());
     }
-    out.push(Bytes::from_owner(Tail(buf)));
+    if buf.has_remaining() {
+        out.push(Bytes::from_owner(Tail(buf)));
+    }
 }
 
 impl<B: Buf + Send + 'static> quic::SendStream<B> for SendStream {
@@ -100,7 +119,7 @@ impl<B: Buf + Send + 'static> quic::SendStream<B> for SendStream {
                 ),
             });
         }
-        to_chunks::<WriteBuf<B>>(data.into(), &mut self.pending);
+        to_chunks::<WriteBuf<B>>(data.into(), &mut self.copies, &mut self.pending);
         Ok(())
     }
 
@@ -196,7 +215,7 @@ mod tests {
         let payload = Bytes::from(vec![7u8; 0x800]);
         let frame = Bytes::from_static(&[0x00, 0x48, 0x00]).chain(payload.clone());
         let mut out = Vec::new();
-        to_chunks(frame, &mut out);
+        to_chunks(frame, &mut BytesMut::new(), &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(&out[0][..], &[0x00, 0x48, 0x00]);
         assert_eq!(out[1].as_ptr(), payload.as_ptr(), "payload memory handed over as it is");
@@ -210,7 +229,7 @@ mod tests {
         let c = Bytes::from(vec![3u8; 300]);
         let buf = Bytes::from_static(&[9]).chain(a.clone()).chain(b.clone()).chain(c.clone());
         let mut out = Vec::new();
-        to_chunks(buf, &mut out);
+        to_chunks(buf, &mut BytesMut::new(), &mut out);
         let want: Vec<u8> = [&[9u8][..], &a, &b, &c].concat();
         assert_eq!(joined(&out), want);
         assert_eq!(out.last().unwrap().as_ptr(), c.as_ptr());
@@ -219,10 +238,45 @@ mod tests {
     #[test]
     fn a_short_frame_is_one_copy_and_an_empty_one_nothing() {
         let mut out = Vec::new();
-        to_chunks(Bytes::from_static(&[0x01, 0x02]).chain(Bytes::from_static(b"abc")), &mut out);
+        let mut block = BytesMut::new();
+        to_chunks(Bytes::from_static(&[0x01, 0x02]).chain(Bytes::from_static(b"abc")), &mut block, &mut out);
         assert_eq!(out, vec![Bytes::from_static(&[0x01, 0x02, b'a', b'b', b'c'])]);
         out.clear();
-        to_chunks(Bytes::new(), &mut out);
+        to_chunks(Bytes::new(), &mut block, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn copies_share_a_block_until_it_is_full() {
+        let payload = Bytes::from(vec![7u8; 0x800]);
+        let mut block = BytesMut::new();
+        let mut heads = Vec::new();
+        for _ in 0..(COPY_BLOCK / 3 + 1) {
+            let mut out = Vec::new();
+            to_chunks(Bytes::from_static(&[0x00, 0x48, 0x00]).chain(payload.clone()), &mut block, &mut out);
+            assert_eq!(out.len(), 2);
+            assert_eq!(&out[0][..], &[0x00, 0x48, 0x00]);
+            heads.push(out.swap_remove(0));
+        }
+        // Each header follows the previous one in the same allocation...
+        let adjacent = heads.windows(2).filter(|w| w[0].as_ptr().wrapping_add(3) == w[1].as_ptr()).count();
+        assert_eq!(adjacent, heads.len() - 2, "one new block after {} headers", COPY_BLOCK / 3);
+        // ...and a short frame is copied whole into the block.
+        let mut out = Vec::new();
+        to_chunks(Bytes::from_static(&[0x00, 0x05]).chain(Bytes::from_static(b"hello")), &mut block, &mut out);
+        assert_eq!(out, vec![Bytes::from_static(b"\x00\x05hello")]);
+        assert_eq!(out[0].as_ptr(), heads.last().unwrap().as_ptr().wrapping_add(3));
+    }
+
+    #[test]
+    fn a_copy_larger_than_a_block_gets_its_own() {
+        let mut block = BytesMut::new();
+        let mut out = Vec::new();
+        let big = Bytes::from(vec![5u8; COPY_BLOCK + 10]);
+        // Not contiguous: everything but the last piece is copied.
+        to_chunks(big.clone().chain(Bytes::from(vec![6u8; 600])), &mut block, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], big);
+        assert_eq!(out[1].len(), 600);
     }
 }

@@ -134,7 +134,36 @@ pub struct QuicLimits {
     pub retry_above: u32,
     /// Congestion controller for every connection.
     pub congestion: Congestion,
+    /// What to ask of clients that support the QUIC acknowledgement frequency
+    /// extension (quinn clients do); `None`: nothing, clients keep their own
+    /// ACK policy.
+    pub ack_frequency: Option<AckFrequency>,
+    /// Largest UDP payload that path MTU discovery tries (quinn's default,
+    /// 1452, fits a 1500-byte Ethernet MTU over IPv4 and IPv6). Larger sizes
+    /// only help where every hop carries them (loopback, jumbo frames) and the
+    /// client accepts them (its `max_udp_payload_size`).
+    pub mtu_upper_bound: u16,
 }
+
+/// ACK_FREQUENCY request sent to clients that support the extension
+/// (draft-ietf-quic-ack-frequency): acknowledge after more than
+/// `ack_eliciting_threshold` ack-eliciting packets, or after `max_ack_delay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckFrequency {
+    /// Ack-eliciting packets a client may receive without acknowledging at once.
+    pub ack_eliciting_threshold: u32,
+    /// Longest a client may hold an ACK; `None`: the client's own
+    /// `max_ack_delay` (25 ms for quinn and Chromium). quinn requests at most
+    /// the larger of the path's RTT and 25 ms, whatever is asked.
+    pub max_ack_delay: Option<Duration>,
+}
+
+/// Range of `--h3-mtu-upper-bound` and the load tool's `--max-udp-payload`:
+/// QUIC's minimum datagram size to the largest UDP payload over IPv6.
+pub const UDP_PAYLOAD_RANGE: std::ops::RangeInclusive<u16> = 1200..=65527;
+
+/// quinn's default upper bound of path MTU discovery.
+pub const DEFAULT_MTU_UPPER_BOUND: u16 = 1452;
 
 /// Graceful shutdown ([`Tasks::stop`]).
 #[derive(Debug, Clone)]
@@ -185,6 +214,8 @@ impl Limits {
                 keep_alive_interval: idle / 3,
                 retry_above: 100,
                 congestion: Congestion::Bbr,
+                ack_frequency: None,
+                mtu_upper_bound: DEFAULT_MTU_UPPER_BOUND,
             },
             shutdown: ShutdownLimits { grace: Duration::from_secs(3) },
             moq: moq::MoqLimits::default(),
