@@ -1,15 +1,27 @@
 #!/usr/bin/env python3
-"""Connection floods against a running origin (slowloris, idle h2/QUIC, PUTs, lifetime), each
-followed by a probe of what a normal client gets meanwhile.
+"""Connection floods against a running origin (slowloris, idle h2/QUIC, stalled static
+reads, PUTs, lifetime), with probes of what a normal client gets meanwhile.
 
   .venv/bin/python scripts/flood.py --host 127.0.0.1 --http 21400 --https 21401 --h3 21402 --scale 0.25
 
+--sources 127.0.0.10-26 spreads the slowloris, idle-h2 and static floods over those
+addresses (the per-address limit then does not stop them). During slowloris and
+idle-h2, a viewer's GET /healthz (h1 on --http for slowloris, h2 on --https for
+idle-h2) and an encoder's PUT on --http are sent from --probe-ip every half
+second for the whole flood; each reports the number of probes, the slowest, and
+how many took longer than 2 s or failed. --log FILE (the origin's log) reports
+how many lines each flood added to it.
+
 - idle-h2:   N TLS connections that speak the h2 preface and answer nothing but
-             send a PING every 5 s; probe: a fresh h2 TLS handshake + preface.
+             send a PING every 5 s.
 - idle-quic: N QUIC (aioquic, ALPN h3) connections that handshake and idle;
-             probe: a new QUIC handshake.
-- slowloris: N h1 connections that send a request head one byte every 2 s;
-             probe: GET /healthz latency on the cleartext listener.
+             probe: a new QUIC handshake (aioquic cannot choose its source
+             address: the probe shares the flood's).
+- slowloris: N h1 connections that send a request head one byte every 2 s.
+- static:    --static-conns h2 connections (12) with --static-streams stalled GETs
+             each (256) of --static-path; with --pid, the origin's RSS before,
+             at its peak, and 15 s after the connections closed (the origin hands
+             freed memory back to the kernel every 10 s).
 - puts:      M zero-byte PUTs to distinct names, one connection at a time;
              reports the time per PUT at the start and at the end, and the
              origin's answers (201 until --max-objects, then 503).
@@ -22,11 +34,15 @@ Full scale: N = 4096 (slowloris 4200), M = 60000 (lifetime: 100000).
 """
 import argparse
 import asyncio
+import itertools
+import os
 import ssl
+import sys
 import time
 
-import os
-import sys
+import h2.config
+import h2.connection
+import h2.events
 
 from aioquic.asyncio import connect
 
@@ -49,32 +65,119 @@ def tls_ctx(alpn):
     return ctx
 
 
-async def get_healthz(host, port):
+def parse_sources(spec):
+    """127.0.0.10-26 -> ["127.0.0.10", ..., "127.0.0.26"]; none -> [None] (any address)."""
+    if not spec:
+        return [None]
+    base, _, last = spec.rpartition(".")
+    first, _, end = last.partition("-")
+    return [f"{base}.{i}" for i in range(int(first), int(end or first) + 1)]
+
+
+def local(ip):
+    return {"local_addr": (ip, 0)} if ip else {}
+
+
+async def get_healthz(host, port, ip=PROBE_IP):
     t0 = time.monotonic()
-    r, w = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=(PROBE_IP, 0)), 30)
+    r, w = await asyncio.wait_for(asyncio.open_connection(host, port, **local(ip)), 30)
     w.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
     head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
     w.close()
     return time.monotonic() - t0, head.split(b" ")[1].decode()
 
 
-async def h2_probe(host, port):
+async def put_probe(host, port, n, ip=PROBE_IP):
+    """An encoder's PUT of a 5-byte segment on a fresh connection."""
     t0 = time.monotonic()
-    r, w = await asyncio.wait_for(
-        asyncio.open_connection(host, port, ssl=tls_ctx("h2"), local_addr=(PROBE_IP, 0)), 30
-    )
-    w.write(H2_PREFACE)
-    await asyncio.wait_for(r.read(9), 30)  # the server's SETTINGS frame header
+    r, w = await asyncio.wait_for(asyncio.open_connection(host, port, **local(ip)), 30)
+    w.write(f"PUT /live/flood-probe/seg-{n}.m4s HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n"
+            f"Connection: close\r\n\r\nhello".encode())
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
     w.close()
-    return time.monotonic() - t0
+    return time.monotonic() - t0, head.split(b" ")[1].decode()
+
+
+async def h2_get(host, port, path, ip=PROBE_IP):
+    """GET over a fresh h2 TLS connection (the h2 library frames it)."""
+    t0 = time.monotonic()
+    r, w = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=tls_ctx("h2"), **local(ip)), 30)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", host), (":path", path)],
+                      end_stream=True)
+    w.write(conn.data_to_send())
+    status = None
+    while status is None:
+        data = await asyncio.wait_for(r.read(65536), 30)
+        if not data:
+            raise ConnectionError("closed")
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                status = dict(ev.headers)[b":status"].decode()
+        w.write(conn.data_to_send())
+    w.close()
+    return time.monotonic() - t0, status
+
+
+async def probe_process(args, kind):
+    """The probes of a flood, in a process of their own (this one is busy with
+    the flood's connections): `kind` h1 (GET /healthz on --http) or h2 (on
+    --https), plus the encoder's PUT on --http, until it is told to stop."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--only", "probe", "--probe-kind", kind, "--host", args.host,
+        "--http", str(args.http), "--https", str(args.https), "--h3", str(args.h3), "--probe-ip", args.probe_ip,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+async def probe_report(proc):
+    out, _ = await proc.communicate(b"stop\n")
+    return out.decode().strip()
+
+
+async def probe(args):
+    """--only probe: probe until a line arrives on stdin, then report."""
+    get = {
+        "h1": ("GET /healthz", lambda i: get_healthz(args.host, args.http, args.probe_ip)),
+        "h2": ("h2 GET /healthz", lambda i: h2_get(args.host, args.https, "/healthz", args.probe_ip)),
+    }[args.probe_kind]
+    stop = asyncio.Event()
+    loop = asyncio.get_event_loop()
+    loop.add_reader(sys.stdin.fileno(), stop.set)
+    return await prober([get, ("PUT", lambda i: put_probe(args.host, args.http, i, args.probe_ip))], stop)
+
+
+async def prober(probes, stop):
+    """Run each (name, probe) every half second until `stop`; report per name."""
+    out = {name: [] for name, _ in probes}
+    n = 0
+    while not stop.is_set():
+        for name, probe in probes:
+            n += 1
+            try:
+                t, code = await asyncio.wait_for(probe(n), 30)
+                out[name].append((t, code))
+            except Exception as e:  # noqa: BLE001
+                out[name].append((float("inf"), type(e).__name__))
+        await asyncio.sleep(0.5)
+    lines = []
+    for name, res in out.items():
+        slow = sum(1 for t, c in res if t > 2 or c not in ("200", "201", "204"))
+        worst = max((t for t, _ in res), default=0) * 1e3
+        codes = sorted({c for _, c in res})
+        lines.append(f"{name}: {len(res)} probes, slowest {worst:.0f} ms, over 2 s or failed: {slow}, answers {codes}")
+    return "; ".join(lines)
 
 
 async def idle_h2(args, n):
     conns, stop = [], asyncio.Event()
+    sources = itertools.cycle(parse_sources(args.sources))
+    probes = await probe_process(args, "h2")
 
-    async def one():
+    async def one(ip):
         try:
-            r, w = await asyncio.wait_for(asyncio.open_connection(args.host, args.https, ssl=tls_ctx("h2")), 60)
+            r, w = await asyncio.wait_for(
+                asyncio.open_connection(args.host, args.https, ssl=tls_ctx("h2"), **local(ip)), 60)
         except Exception:
             return False
         w.write(H2_PREFACE)
@@ -92,18 +195,15 @@ async def idle_h2(args, n):
         asyncio.ensure_future(pinger())
         return True
 
-    ok = sum(await asyncio.gather(*[one() for _ in range(n)]))
-    await asyncio.sleep(5)
-    try:
-        probe = f"{await h2_probe(args.host, args.https) * 1e3:.0f} ms"
-    except Exception as e:  # noqa: BLE001
-        probe = f"failed ({type(e).__name__})"
+    ok = sum(await asyncio.gather(*[one(next(sources)) for _ in range(n)]))
     await asyncio.sleep(args.hold)
     closed = sum(1 for w in conns if w.is_closing() or w.transport.is_closing())
+    report = await probe_report(probes)
     stop.set()
     for w in conns:
         w.close()
-    return f"idle-h2: {ok}/{n} connected; new h2 connection during the flood: {probe}; closed by the origin after {args.hold + 5:.0f} s: {closed}"
+    return (f"idle-h2: {ok}/{n} connected from {len(parse_sources(args.sources))} address(es); "
+            f"closed (by our side's view) after {args.hold:.0f} s: {closed}; probes meanwhile: {report}")
 
 
 async def idle_quic(args, n):
@@ -141,35 +241,78 @@ async def idle_quic(args, n):
 
 async def slowloris(args, n):
     writers = []
+    sources = itertools.cycle(parse_sources(args.sources))
+    probes = await probe_process(args, "h1")
 
-    async def one():
+    async def one(ip):
         try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(args.host, args.http), 60)
+            _, w = await asyncio.wait_for(asyncio.open_connection(args.host, args.http, **local(ip)), 60)
             writers.append(w)
         except Exception:
             return
 
-    await asyncio.gather(*[one() for _ in range(n)])
+    await asyncio.gather(*[one(next(sources)) for _ in range(n)])
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
-    lat = []
-    for i in range(6):
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < args.hold:
         for w in writers:
             if not w.is_closing():
-                w.write(head[i : i + 1])
-        try:
-            t, _ = await get_healthz(args.host, args.http)
-            lat.append(t * 1e3)
-        except Exception:
-            lat.append(float("inf"))
+                w.write(head[i % len(head) : i % len(head) + 1])
+        i += 1
         await asyncio.sleep(2)
-    await asyncio.sleep(args.hold)
     open_ = sum(1 for w in writers if not w.is_closing())
+    report = await probe_report(probes)
     for w in writers:
         w.close()
     return (
-        f"slowloris: {len(writers)}/{n} connected; GET /healthz meanwhile: "
-        f"{min(lat):.0f}-{max(lat):.0f} ms; still open after {args.hold + 12:.0f} s: {open_} (by our side's view)"
+        f"slowloris: {len(writers)}/{n} connected from {len(parse_sources(args.sources))} address(es); "
+        f"still open after {args.hold:.0f} s: {open_} (by our side's view); probes meanwhile: {report}"
     )
+
+
+async def static(args, conns, streams):
+    """Stalled h2 readers of one static file: they never acknowledge data."""
+    sources = itertools.cycle(parse_sources(args.sources))
+    before = rss_kib(args.pid)
+    peak = before or 0
+    held = []
+
+    async def one(ip):
+        r, w = await asyncio.wait_for(
+            asyncio.open_connection(args.host, args.https, ssl=tls_ctx("h2"), **local(ip)), 60)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        for k in range(streams):
+            conn.send_headers(1 + 2 * k, [(":method", "GET"), (":scheme", "https"), (":authority", args.host),
+                                          (":path", args.static_path)], end_stream=True)
+            w.write(conn.data_to_send())
+        held.append((r, w, conn))
+
+    async def drain(r, w, conn):
+        # Read what arrives (so the kernel buffers do not hide the origin's),
+        # never acknowledge it: the flow-control windows stay shut.
+        try:
+            while data := await r.read(1 << 16):
+                conn.receive_data(data)
+                w.write(conn.data_to_send())
+        except Exception:  # noqa: BLE001
+            pass
+
+    await asyncio.gather(*[one(next(sources)) for _ in range(conns)])
+    readers = [asyncio.ensure_future(drain(*h)) for h in held]
+    start = time.monotonic()
+    while time.monotonic() - start < args.hold:
+        peak = max(peak, rss_kib(args.pid) or 0)
+        await asyncio.sleep(0.5)
+    for _, w, _ in held:
+        w.close()
+    for t in readers:
+        t.cancel()
+    await asyncio.sleep(15)
+    after = rss_kib(args.pid)
+    return (f"static: {conns} h2 connections x {streams} stalled GETs of {args.static_path}; "
+            f"origin RSS {before} KiB before, peak {peak} KiB, {after} KiB 15 s after they closed")
 
 
 async def puts(args, m):
@@ -246,19 +389,38 @@ async def main():
     p.add_argument("--hold", type=float, default=40.0, help="seconds each flood is held")
     p.add_argument("--only", nargs="*", default=["idle-h2", "idle-quic", "slowloris", "puts"],
                    help="floods to run (also: lifetime)")
-    p.add_argument("--pid", type=int, help="the origin's pid, for its RSS (lifetime)")
+    p.add_argument("--pid", type=int, help="the origin's pid, for its RSS (lifetime, static)")
+    p.add_argument("--sources", help="flood source addresses, e.g. 127.0.0.10-26 (default: any)")
+    p.add_argument("--probe-ip", default=PROBE_IP, help="source address of the probes")
+    p.add_argument("--static-path", default="/dash.all.min.js.map", help="static file of the static flood")
+    p.add_argument("--static-conns", type=int, default=12)
+    p.add_argument("--static-streams", type=int, default=256)
+    p.add_argument("--log", help="the origin's log file: report the lines each flood added")
+    p.add_argument("--probe-kind", default="h1", help=argparse.SUPPRESS)
     args = p.parse_args()
     s = args.scale
     runs = {
         "idle-h2": lambda: idle_h2(args, int(4096 * s)),
         "idle-quic": lambda: idle_quic(args, int(4096 * s)),
         "slowloris": lambda: slowloris(args, int(4200 * s)),
+        "static": lambda: static(args, args.static_conns, args.static_streams),
+        "probe": lambda: probe(args),
         "puts": lambda: puts(args, int(60000 * s)),
         "lifetime": lambda: lifetime(args, int(100000 * s)),
     }
     for name in args.only:
+        lines = log_lines(args.log)
         print(await runs[name](), flush=True)
+        if args.log:
+            print(f"  {name}: {log_lines(args.log) - lines} lines added to {args.log}", flush=True)
         await asyncio.sleep(2)
+
+
+def log_lines(path):
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ use crate::conn::ports;
 use crate::core::OriginConfig;
 use crate::store::StoreConfig;
 use crate::transport::{Congestion, Limits};
-use crate::units::{parse_ack_delay, parse_duration, parse_positive_duration, parse_size, parse_udp_payload};
+use crate::units::{count_in, duration_in, parse_ack_delay, parse_udp_payload, size_in};
 
 /// The log filter when `RUST_LOG` is unset: noisy crates at warn. Filter
 /// targets match by prefix, so `h3=warn` alone would also silence `h3live`
@@ -101,6 +101,25 @@ pub fn default_state_dir(ingest: SocketAddr, env: impl Fn(&str) -> Option<std::f
     Some(base.join(format!("{}-{}", ingest.ip().to_string().replace(':', "_"), ingest.port())))
 }
 
+/// Seconds.
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Milliseconds.
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// One day.
+const DAY: Duration = Duration::from_secs(86_400);
+/// One hour.
+const HOUR: Duration = Duration::from_secs(3600);
+/// A mebibyte, a gibibyte, a tebibyte.
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+const TIB: u64 = 1 << 40;
+
 /// Listener addresses.
 #[derive(Debug, Clone, Args)]
 pub struct ListenArgs {
@@ -136,28 +155,30 @@ pub struct MoqArgs {
     #[arg(long, default_value = "off", value_name = "ADDR|off")]
     pub moq: ListenAddr,
     /// Concurrent track subscriptions per MoQ session (QUIC flow control: the client cannot open more).
-    #[arg(long, default_value_t = 16)]
+    /// 1 to 1000.
+    #[arg(long, default_value = "16", value_parser = count_in(1u32, 1000))]
     pub moq_max_subscriptions: u32,
     /// Bytes quinn buffers per MoQ session (sent, not yet acknowledged): what a subscriber that stops
-    /// reading can pin besides the shared group cache.
-    #[arg(long, default_value = "4M", value_parser = parse_size)]
+    /// reading can pin besides the shared group cache. 64K to 1G.
+    #[arg(long, default_value = "4M", value_parser = size_in(64 << 10, GIB))]
     pub moq_send_window: u64,
     /// A MoQ session that sends less than 64 KiB in a window this long (nothing subscribed, or a subscriber
-    /// that stopped reading) is closed. More than 0.
-    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    /// that stopped reading) is closed. 1s to 1h.
+    #[arg(long, default_value = "30s", value_parser = duration_in(secs(1), HOUR))]
     pub moq_idle_timeout: Duration,
     /// QUIC idle timeout of MoQ sessions (transport parameter `max_idle_timeout`; the origin sends a
     /// keep-alive every third of it): a viewer whose origin vanished (killed, path cut) sees its session
     /// end after this long and reconnects. Short, so players follow an origin restart within a segment
-    /// or two. More than 0.
-    #[arg(long, default_value = "3s", value_parser = parse_positive_duration)]
+    /// or two. 1s to 1h.
+    #[arg(long, default_value = "3s", value_parser = duration_in(secs(1), HOUR))]
     pub moq_quic_idle_timeout: Duration,
     /// How far (media time) a group may fall behind the newest of its track before it is dropped; a
-    /// subscriber further behind skips ahead to newer groups.
-    #[arg(long, default_value = "4s", value_parser = parse_positive_duration)]
+    /// subscriber further behind skips ahead to newer groups. 100ms to 60s.
+    #[arg(long, default_value = "4s", value_parser = duration_in(ms(100), secs(60)))]
     pub moq_max_age: Duration,
     /// Bytes of published groups the MoQ view keeps for all subscribers together (oldest dropped beyond).
-    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    /// 1M to 64G.
+    #[arg(long, default_value = "64M", value_parser = size_in(MIB, 64 * GIB))]
     pub moq_cache_size: u64,
 }
 
@@ -170,8 +191,9 @@ impl MoqArgs {
     /// The session limits.
     pub fn limits(&self) -> crate::transport::moq::MoqLimits {
         crate::transport::moq::MoqLimits {
-            max_subscriptions: self.moq_max_subscriptions.max(1),
-            send_window: self.moq_send_window.max(64 << 10),
+            // Both within their flags' ranges.
+            max_subscriptions: self.moq_max_subscriptions,
+            send_window: self.moq_send_window,
             idle_timeout: self.moq_idle_timeout,
             quic_idle_timeout: self.moq_quic_idle_timeout,
         }
@@ -198,30 +220,34 @@ pub struct CertArgs {
 /// Store limits.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// How long a GET for a missing object waits for its upload to start before 404.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    /// How long a GET for a missing object waits for its upload to start before 404. 0s to 60s
+    /// (0: 404 at once).
+    #[arg(long, default_value = "2s", value_parser = duration_in(Duration::ZERO, secs(60)))]
     pub hold: Duration,
-    /// Finished media segments kept per representation (older ones are evicted; init segments and manifests stay).
-    #[arg(long, default_value_t = 10)]
+    /// Finished media segments kept per representation (older ones are evicted; init segments and manifests
+    /// stay). 1 to 100000.
+    #[arg(long, default_value = "10", value_parser = count_in(1usize, 100_000))]
     pub keep_segments: usize,
-    /// Largest object one upload may create (413 beyond).
-    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    /// Largest object one upload may create (413 beyond). 1K to 64G.
+    #[arg(long, default_value = "64M", value_parser = size_in(1 << 10, 64 * GIB))]
     pub max_object_size: u64,
-    /// New uploads get 503 while stored objects hold this much.
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    /// New uploads get 503 while stored objects hold this much. 1M to 1T.
+    #[arg(long, default_value = "1G", value_parser = size_in(MIB, TIB))]
     pub max_store_size: u64,
-    /// A stream with no ingest for this long is dropped whole.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// A stream with no ingest for this long is dropped whole. 1s to 1day.
+    #[arg(long, default_value = "60s", value_parser = duration_in(secs(1), DAY))]
     pub stream_timeout: Duration,
     /// Most objects (names) in the store over all streams; uploads of new names get 503 beyond.
-    #[arg(long, default_value_t = 10_000)]
+    /// 1 to 10000000.
+    #[arg(long, default_value = "10000", value_parser = count_in(1usize, 10_000_000))]
     pub max_objects: usize,
-    /// Most live streams (/live/<stream>/); an upload that would create another one gets 503.
-    #[arg(long, default_value_t = 100)]
+    /// Most live streams (/live/<stream>/); an upload that would create another one gets 503. 1 to 100000.
+    #[arg(long, default_value = "100", value_parser = count_in(1usize, 100_000))]
     pub max_live_streams: usize,
     /// Most bytes that evicted segments still being read may keep alive (outside --max-store-size);
     /// beyond it the readers of the oldest ones get an error (stream reset / connection closed).
-    #[arg(long, default_value = "128M", value_parser = parse_size)]
+    /// 0 to 1T (0: an evicted segment is taken from its readers at once).
+    #[arg(long, default_value = "128M", value_parser = size_in(0, TIB))]
     pub max_pinned_size: u64,
 }
 
@@ -254,57 +280,62 @@ pub struct HttpArgs {
     #[arg(long)]
     pub no_ingest: bool,
     /// Cache-Control max-age of media and init segments, in seconds (while growing and when finished).
-    #[arg(long, default_value_t = 30)]
+    /// 0 to 31536000.
+    #[arg(long, default_value = "30", value_parser = count_in(0u64, 31_536_000))]
     pub segment_max_age: u64,
-    /// Open connections per listener (on the ingest listener: for viewers; ingest has its own budget).
-    #[arg(long, default_value_t = 4096)]
+    /// Connections per listener (on the ingest listener: viewers and connections that have not finished
+    /// a request head; ingest has its own budget). At the cap, the connections idle the longest are closed
+    /// for a newcomer. 1 to 1000000.
+    #[arg(long, default_value = "4096", value_parser = count_in(1usize, 1_000_000))]
     pub max_connections: usize,
-    /// Extra connections on the ingest listener for connections whose first request is PUT/POST/DELETE.
-    #[arg(long, default_value_t = 64)]
+    /// Connections on the ingest listener whose first request is PUT/POST/DELETE (they leave the
+    /// --max-connections budget). 1 to 100000; --no-ingest turns ingest off.
+    #[arg(long, default_value = "64", value_parser = count_in(1usize, 100_000))]
     pub max_ingest_connections: usize,
-    /// Open connections per client IP address on each listener (0: no limit).
-    #[arg(long, default_value_t = 256)]
+    /// Open connections per client IP address on each listener. 0 to 1000000 (0: no limit).
+    #[arg(long, default_value = "256", value_parser = count_in(0usize, 1_000_000))]
     pub max_connections_per_ip: usize,
-    /// Concurrent requests per HTTP/2 or HTTP/3 connection.
-    #[arg(long, default_value_t = 256)]
+    /// Concurrent requests per HTTP/2 or HTTP/3 connection. 1 to 10000.
+    #[arg(long, default_value = "256", value_parser = count_in(1u32, 10_000))]
     pub max_streams: u32,
     /// Connections with no open request are closed after this (all protocols). Also the default of
     /// --quic-idle-timeout and the TCP keepalive time; HTTP/2 pings and QUIC keep-alives are sent every
-    /// third of it. More than 0.
-    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    /// third of it. 1s to 1day.
+    #[arg(long, default_value = "30s", value_parser = duration_in(secs(1), DAY))]
     pub idle_timeout: Duration,
     /// QUIC idle timeout: a QUIC path silent for this long (keep-alives included) is dead. Keep-alives
-    /// are sent every third of it. Default: --idle-timeout. More than 0.
-    #[arg(long, value_parser = parse_positive_duration)]
+    /// are sent every third of it. Default: --idle-timeout. 1s to 1day.
+    #[arg(long, value_parser = duration_in(secs(1), DAY))]
     pub quic_idle_timeout: Option<Duration>,
     /// An HTTP/2 connection whose PING is not answered within this is closed. Default: a third of
-    /// --idle-timeout. More than 0.
-    #[arg(long, value_parser = parse_positive_duration)]
+    /// --idle-timeout. 100ms to 1h.
+    #[arg(long, value_parser = duration_in(ms(100), HOUR))]
     pub h2_ping_timeout: Option<Duration>,
     /// A response the client does not read for this long is dropped (HTTP/1.1, HTTP/2: connection
-    /// closed; HTTP/3: stream reset). Bounds how long a viewer can pin memory. More than 0.
-    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    /// closed; HTTP/3: stream reset). Bounds how long a viewer can pin memory. 1s to 1h.
+    #[arg(long, default_value = "30s", value_parser = duration_in(secs(1), HOUR))]
     pub send_timeout: Duration,
-    /// An upload whose body brings no byte for this long is aborted (408). More than 0.
-    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    /// An upload whose body brings no byte for this long is aborted (408). 1s to 1h.
+    #[arg(long, default_value = "30s", value_parser = duration_in(secs(1), HOUR))]
     pub ingest_idle_timeout: Duration,
     /// An upload must bring at least this many bytes in every --ingest-rate-window, else it is aborted
-    /// (408): a body that drips a byte every few seconds cannot hold a connection for ever. 0: no floor.
-    #[arg(long, default_value = "1K", value_parser = parse_size)]
+    /// (408): a body that drips a byte every few seconds cannot hold a connection for ever. 0 to 1G
+    /// (0: no floor).
+    #[arg(long, default_value = "1K", value_parser = size_in(0, GIB))]
     pub ingest_min_bytes: u64,
-    /// Window of --ingest-min-bytes (consecutive windows from the start of each upload).
-    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    /// Window of --ingest-min-bytes (consecutive windows from the start of each upload). 1s to 1h.
+    #[arg(long, default_value = "30s", value_parser = duration_in(secs(1), HOUR))]
     pub ingest_rate_window: Duration,
-    /// Largest request header section for HTTP/2 and HTTP/3 (431 beyond).
-    #[arg(long, default_value = "16K", value_parser = parse_size)]
+    /// Largest request header section for HTTP/2 and HTTP/3 (431 beyond). 1K to 1M.
+    #[arg(long, default_value = "16K", value_parser = size_in(1 << 10, MIB))]
     pub max_header_size: u64,
     /// Browser origin allowed to send ingest requests (repeatable), e.g. https://tool.example.
     /// Ingest requests with any other Origin header get 403; requests without one (ffmpeg) are unaffected.
     #[arg(long = "ingest-allow-origin", value_name = "ORIGIN")]
     pub ingest_allow_origins: Vec<String>,
     /// QUIC connection attempts per second above which clients must first answer a Retry
-    /// (address validation; 0: always).
-    #[arg(long, default_value_t = 100)]
+    /// (address validation). 0 to 4294967295 (0: always).
+    #[arg(long, default_value = "100", value_parser = count_in(0u32, u32::MAX))]
     pub quic_retry_above: u32,
     /// QUIC congestion controller for HTTP/3. bbr keeps a live stream's rate over a lossy path
     /// (1 % loss, 50 ms RTT); quinn's cubic and new-reno fall behind there (docs/results/2026-11-30-http3-under-loss.md).
@@ -327,27 +358,35 @@ pub struct HttpArgs {
     /// Kernel receive and send buffer of the HTTP/3 UDP socket, e.g. 8M; 0 leaves the kernel default
     /// (208 KiB on Linux, where 500 viewers overflow it: docs/results/2026-12-01-udp-buffer.md). Above
     /// net.core.rmem_max/wmem_max it needs root (SO_RCVBUFFORCE); the size obtained is logged.
+    /// 0 to 1G.
     // "8M" is transport::UDP_BUFFER, which the load tool uses.
-    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    #[arg(long, default_value = "8M", value_parser = size_in(0, GIB))]
     pub udp_buffer: u64,
     /// Serve /streams and /metrics on every listener (default: only on the cleartext --http listener).
     #[arg(long)]
     pub public_status: bool,
-    /// Time allowed for a TLS or QUIC handshake. Also the default of --header-read-timeout.
-    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    /// Time allowed for a TLS or QUIC handshake. Also the default of --header-read-timeout. 1s to 10m.
+    #[arg(long, default_value = "10s", value_parser = duration_in(secs(1), secs(600)))]
     pub handshake_timeout: Duration,
-    /// Time allowed for an HTTP/1.1 request's header section to arrive. Default: --handshake-timeout.
-    /// More than 0.
-    #[arg(long, value_parser = parse_positive_duration)]
+    /// Time allowed for a request's header section to arrive, from its first byte wait (HTTP/1.1: after the
+    /// connection opens or the previous response ends; HTTP/3: after the request stream opens).
+    /// Default: --handshake-timeout. 1s to 10m.
+    #[arg(long, value_parser = duration_in(secs(1), secs(600)))]
     pub header_read_timeout: Option<Duration>,
     /// TCP_NOTSENT_LOWAT for accepted TCP connections (Linux), e.g. 128K; 0 leaves the kernel default.
     /// Keeps an HTTP/2 connection's backlog out of the kernel send buffer so new responses are not queued behind it.
-    #[arg(long, default_value = "0", value_parser = parse_size)]
+    /// 0 to 1G.
+    #[arg(long, default_value = "0", value_parser = size_in(0, GIB))]
     pub tcp_notsent_lowat: u64,
     /// LL-HLS part target: CMAF fragments are grouped into parts of at most this length
-    /// (at fragment boundaries; a single longer fragment makes a longer part).
-    #[arg(long, default_value = "200ms", value_parser = parse_positive_duration)]
+    /// (at fragment boundaries; a single longer fragment makes a longer part). 10ms to 10s.
+    #[arg(long, default_value = "200ms", value_parser = duration_in(ms(10), secs(10)))]
     pub hls_part_target: Duration,
+    /// Most memory static-file responses (pages, players) hold at once: files of up to an eighth of it are
+    /// read once and shared by every reader, larger ones are streamed from disk in pieces that count against
+    /// it (a reader waits when it is spent). 1M to 64G.
+    #[arg(long, default_value = "64M", value_parser = size_in(MIB, 64 * GIB))]
+    pub max_static_memory: u64,
     /// Keep init segments and the latest manifest of each stream in this directory and publish them again after a
     /// restart (ffmpeg sends init segments only once per run, so without them a restarted origin cannot serve the
     /// running stream until the encoder restarts). `none`: keep nothing. Default: a directory per ingest listener
@@ -356,8 +395,8 @@ pub struct HttpArgs {
     /// --no-ingest, front) or on port 0.
     #[arg(long, env = "H3LIVE_STATE_DIR", value_name = "DIR|none")]
     pub state_dir: Option<StateDirArg>,
-    /// How long running responses may continue after SIGINT/SIGTERM.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    /// How long running responses may continue after SIGINT/SIGTERM. 0s to 10m (0: closed at once).
+    #[arg(long, default_value = "3s", value_parser = duration_in(Duration::ZERO, secs(600)))]
     pub shutdown_grace: Duration,
 }
 
@@ -376,6 +415,7 @@ impl HttpArgs {
             ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
             state_dir: self.state_dir(ingest, |k| std::env::var_os(k)),
+            max_static_memory: self.max_static_memory,
             moq_certificate_sha256: None,
             prefetch: false,
         }
@@ -406,8 +446,9 @@ impl HttpArgs {
         l.conn.max_ingest_connections = self.max_ingest_connections;
         l.http.send_timeout = self.send_timeout;
         l.http.max_streams_per_connection = self.max_streams;
-        l.http.max_header_bytes = self.max_header_size.clamp(1024, u32::MAX as u64) as u32;
-        l.tcp.notsent_lowat = (self.tcp_notsent_lowat > 0).then(|| self.tcp_notsent_lowat.min(u32::MAX as u64) as u32);
+        // Both within u32 by their ranges.
+        l.http.max_header_bytes = self.max_header_size as u32;
+        l.tcp.notsent_lowat = (self.tcp_notsent_lowat > 0).then_some(self.tcp_notsent_lowat as u32);
         if let Some(t) = self.header_read_timeout {
             l.h1.header_read_timeout = t;
         }

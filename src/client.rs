@@ -138,6 +138,8 @@ pub struct Connector {
     endpoint: Option<quinn::Endpoint>,
     /// Where HTTP/3 connections are counted (quinn's statistics), if anywhere.
     tally: Option<Arc<QuicTally>>,
+    /// Source address of the connections (any, if `None`).
+    source: Option<std::net::IpAddr>,
 }
 
 impl Connector {
@@ -149,7 +151,7 @@ impl Connector {
         server_name: &str,
         roots: &[CertificateDer<'static>],
     ) -> Result<Connector> {
-        Connector::with_options(transport, addr, server_name, roots, &QuicClientOptions::default())
+        Connector::build(transport, addr, server_name, roots, &QuicClientOptions::default(), None)
     }
 
     /// [`Connector::new`] with HTTP/3 client options.
@@ -160,13 +162,40 @@ impl Connector {
         roots: &[CertificateDer<'static>],
         quic: &QuicClientOptions,
     ) -> Result<Connector> {
+        Connector::build(transport, addr, server_name, roots, quic, None)
+    }
+
+    /// [`Connector::new`] whose connections come from the local address
+    /// `source` (e.g. one of 127.0.0.0/8, to look like many clients).
+    pub fn from_source(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Connector> {
+        Connector::build(transport, addr, server_name, roots, &QuicClientOptions::default(), source)
+    }
+
+    fn build(
+        transport: Transport,
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[CertificateDer<'static>],
+        quic: &QuicClientOptions,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Connector> {
         let tls = match transport {
             Transport::H1Clear => None,
             _ => Some(tls_config(roots, alpn(transport))?),
         };
         let endpoint = match (&tls, transport) {
             (Some(tls), Transport::H3) => {
-                let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+                let bind: SocketAddr = match source {
+                    Some(ip) => SocketAddr::new(ip, 0),
+                    None if addr.is_ipv6() => "[::]:0".parse()?,
+                    None => "0.0.0.0:0".parse()?,
+                };
                 // Many connections share this socket: give it room (see set_udp_buffers).
                 let socket = std::net::UdpSocket::bind(bind)?;
                 crate::transport::set_udp_buffers(&socket, crate::transport::UDP_BUFFER);
@@ -187,13 +216,29 @@ impl Connector {
             }
             _ => None,
         };
-        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint, tally: None })
+        Ok(Connector { transport, addr, server_name: server_name.to_string(), tls, endpoint, tally: None, source })
     }
 
     /// Count every HTTP/3 connection this connector opens in `tally`.
     pub fn with_tally(mut self, tally: Arc<QuicTally>) -> Connector {
         self.tally = Some(tally);
         self
+    }
+
+    /// A TCP connection to the origin, from `source` if set.
+    async fn tcp(&self) -> Result<tokio::net::TcpStream> {
+        let tcp = match self.source {
+            None => tokio::net::TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket =
+                    if ip.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(self.addr).await
+            }
+        };
+        let tcp = tcp.context("TCP connect")?;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
     }
 
     /// The transport connections are made over.
@@ -208,15 +253,13 @@ impl Connector {
         let authority = format!("{server_name}:{}", addr.port());
         let conn = match (transport, &self.tls, &self.endpoint) {
             (Transport::H1Clear, _, _) => {
-                let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
-                tcp.set_nodelay(true)?;
+                let tcp = self.tcp().await?;
                 let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
                 Conn::H1(send)
             }
             (Transport::H1Tls | Transport::H2, Some(tls), _) => {
-                let tcp = tokio::net::TcpStream::connect(addr).await.context("TCP connect")?;
-                tcp.set_nodelay(true)?;
+                let tcp = self.tcp().await?;
                 let connector = tokio_rustls::TlsConnector::from(tls.clone());
                 let name = ServerName::try_from(server_name.to_string())?;
                 let tls = connector.connect(name, tcp).await.context("TLS handshake")?;

@@ -36,7 +36,7 @@ use crate::core::static_files::{self, LookupError};
 use crate::core::{Origin, OriginConfig};
 use crate::store::{Store, StoreConfig};
 use crate::transport::accept::{ConfigFor, Door, QuicAccept};
-use crate::transport::{self, ConnInfo, Limits, ListenerInfo, Tasks, Transport};
+use crate::transport::{self, Activity, ConnInfo, Limits, ListenerInfo, Tasks, Transport};
 
 /// ALPN of HTTP/0.9 over QUIC, as the interop runner names it.
 pub const ALPN_HQ: &[u8] = b"hq-interop";
@@ -157,24 +157,18 @@ pub async fn serve(
         zero_rtt = args.zero_rtt, key_update = args.key_update, "interop server listening (hq-interop, h3)");
     let ctx = conn_ctx(args, &limits);
     let tasks = Tasks::default();
-    let door = Door::new(
-        ctx.listener.clone(),
-        limits.conn.max_connections,
-        limits.conn.max_connections_per_ip,
-        limits.conn.handshake_timeout,
-        tasks.shutdown.clone(),
-        tasks.tracker.clone(),
-    );
+    let metrics = ctx.origin.metrics().clone();
+    let door =
+        Door::new(ctx.listener.clone(), &limits.conn, metrics, None, tasks.shutdown.clone(), tasks.tracker.clone());
     let opts = QuicAccept {
         // Retry for every new address when asked, else never.
         retry_above: if args.retry { 0 } else { u32::MAX },
         zero_rtt: args.zero_rtt,
         config_for: args.qlog_dir.clone().map(|dir| qlog_per_connection(dir, base, limits.clone())),
     };
-    let metrics = ctx.origin.metrics().clone();
     let t = tasks.clone();
-    let accept = door.accept_quic(&endpoint, opts, &metrics, move |conn, remote| {
-        handle_conn(conn, ctx.clone(), remote, t.shutdown.clone(), t.tracker.clone())
+    let accept = door.accept_quic(&endpoint, opts, move |conn, remote, activity| {
+        handle_conn(conn, ctx.clone(), remote, activity, t.shutdown.clone(), t.tracker.clone())
     });
     tokio::select! {
         _ = accept => {}
@@ -232,6 +226,7 @@ async fn handle_conn(
     conn: quinn::Connection,
     ctx: Arc<ConnCtx>,
     remote: SocketAddr,
+    activity: Arc<Activity>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -249,7 +244,7 @@ async fn handle_conn(
         ALPN_HQ => serve_hq(conn, ctx, shutdown, tracker).await,
         ALPN_H3 => {
             let info = Arc::new(ConnInfo { listener: ctx.listener.clone(), transport: Transport::H3, remote });
-            transport::h3::serve_conn(conn, info, ctx.origin.clone(), &ctx.limits, shutdown, tracker).await;
+            transport::h3::serve_conn(conn, info, activity, ctx.origin.clone(), &ctx.limits, shutdown, tracker).await;
         }
         other => warn!(alpn = %String::from_utf8_lossy(other), "unexpected ALPN"),
     }

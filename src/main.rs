@@ -58,8 +58,9 @@ struct FrontArgs {
     /// The edge cache to forward to: http://HOST:PORT (Varnish with deploy/varnish/h3live.vcl).
     #[arg(long, value_name = "URL")]
     upstream: String,
-    /// Time allowed to connect and for response headers (more than the origin's --hold).
-    #[arg(long, default_value = "10s", value_parser = h3live::units::parse_duration)]
+    /// Time allowed to connect and for response headers (more than the origin's --hold). 1s to 10m.
+    #[arg(long, default_value = "10s", value_parser = h3live::units::duration_in(
+        std::time::Duration::from_secs(1), std::time::Duration::from_secs(600)))]
     upstream_timeout: std::time::Duration,
     /// Do not prefetch the objects the origin names (CDN-Origin-Assist-Prefetch-Path, docs/edge.md).
     #[arg(long)]

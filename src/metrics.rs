@@ -107,6 +107,66 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// `{listener="http",reason="per_ip"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerReason {
+    /// The listener's flag name.
+    listener: &'static str,
+    /// What happened.
+    reason: &'static str,
+}
+
+/// `{listener="http",pool="ingest"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerPool {
+    /// The listener's flag name.
+    listener: &'static str,
+    /// Which of its connection budgets (`connections`, or `ingest` on the ingest listener).
+    pool: &'static str,
+}
+
+/// `{listener="http",pool="connections",reason="idle"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvictionLabels {
+    /// The listener's flag name.
+    listener: &'static str,
+    /// The budget that was full.
+    pool: &'static str,
+    /// What the closed connection was doing (`idle`, `slow_upload`).
+    reason: &'static str,
+}
+
+/// `{listener="http"}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    /// The listener's flag name.
+    listener: &'static str,
+}
+
+/// Count one occurrence in `counter`: the running count, and whether this
+/// one is to be logged at warn. Only the 1st, 2nd, 4th, 8th, ... occurrence
+/// of a series is (the others go to debug), so a flood adds one warn line
+/// per doubling and never grows the log faster than that; the counter has
+/// every one. Every refusal an attacker can cause is logged this way (see
+/// [`crate::doubling_log`]).
+pub fn doubling(counter: &Counter) -> (u64, bool) {
+    let n = counter.inc() + 1;
+    (n, n.is_power_of_two())
+}
+
+/// Log at warn if the second argument (from [`doubling`]) says so, else at
+/// debug: `doubling_log!(loud, field = value, "message")`.
+#[macro_export]
+macro_rules! doubling_log {
+    ($loud:expr, $($arg:tt)+) => {
+        if $loud {
+            tracing::warn!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
+
 /// `{event="sent"}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabel {
@@ -157,6 +217,18 @@ pub struct Metrics {
     quic_retries: Counter,
     /// Refused ingest requests by reason.
     rejected_ingest: Family<ReasonLabel, Counter>,
+    /// Connections refused at a listener's door, by reason.
+    refused_connections: Family<ListenerReason, Counter>,
+    /// Connections closed by the overload policy.
+    evictions: Family<EvictionLabels, Counter>,
+    /// Connection slots in use, per listener and budget.
+    slots: Family<ListenerPool, Gauge>,
+    /// TLS and QUIC handshakes that failed (not client aborts), per listener.
+    handshake_failures: Family<ListenerLabel, Counter>,
+    /// HTTP/3 request streams refused before reaching the core, by reason.
+    rejected_h3_streams: Family<ReasonLabel, Counter>,
+    /// Bytes static-file responses hold.
+    static_bytes: Gauge,
     /// Reads waiting for their object's upload to start.
     held_reads: Gauge,
     /// Origin-assisted prefetch events (origin: paths named, prefetch
@@ -185,6 +257,21 @@ impl Default for Metrics {
         );
         let rejected_ingest =
             registered(&mut r, "h3live_ingest_rejected", "Refused ingest requests by reason", Family::default());
+        let help = "Connections refused at a listener's door: per_ip (the address has --max-connections-per-ip), \
+            cap (at --max-connections with nothing to close: QUIC refused, TCP left waiting)";
+        let refused_connections = registered(&mut r, "h3live_connections_refused", help, Family::default());
+        let help = "Connections closed because their listener's budget was full and they did no useful work, \
+            by budget and by what they were doing (idle, slow_upload)";
+        let evictions = registered(&mut r, "h3live_evictions", help, Family::default());
+        let help = "Connection slots in use, per listener and budget (connections; ingest on the ingest listener)";
+        let slots = registered(&mut r, "h3live_connection_slots", help, Family::default());
+        let help = "TLS and QUIC handshakes that failed (client aborts and timeouts not counted), per listener";
+        let handshake_failures = registered(&mut r, "h3live_handshake_failures", help, Family::default());
+        let help = "HTTP/3 request streams refused before reaching the core, by reason";
+        let rejected_h3_streams = registered(&mut r, "h3live_h3_streams_rejected", help, Family::default());
+        let help = "Bytes static-file responses hold: shared copies of small files, pieces of large ones in flight \
+            (under --max-static-memory)";
+        let static_bytes = registered(&mut r, "h3live_static_bytes", help, Gauge::default());
         let readers = PerTransport::<Gauge>::new();
         let help = "Responses currently streaming an object, per transport";
         registered(&mut r, "h3live_active_readers", help, readers.family.clone());
@@ -213,6 +300,12 @@ impl Default for Metrics {
             aborted_uploads,
             quic_retries,
             rejected_ingest,
+            refused_connections,
+            evictions,
+            slots,
+            handshake_failures,
+            rejected_h3_streams,
+            static_bytes,
             held_reads,
             prefetch,
             quic: Arc::default(),
@@ -280,9 +373,9 @@ impl Metrics {
         self.collectors.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::from(collector));
     }
 
-    /// Count an aborted upload.
-    pub fn upload_aborted(&self) {
-        self.aborted_uploads.inc();
+    /// Count an aborted upload; see [`doubling`] for the result.
+    pub fn upload_aborted(&self) -> (u64, bool) {
+        doubling(&self.aborted_uploads)
     }
 
     /// Uploads aborted so far (broken, idle or too slow).
@@ -300,9 +393,59 @@ impl Metrics {
         self.quic_retries.get()
     }
 
-    /// Count a refused ingest request.
-    pub fn ingest_rejected(&self, reason: &'static str) {
-        self.rejected_ingest.get_or_create(&ReasonLabel { reason }).inc();
+    /// Count a refused ingest request; see [`doubling`] for the result.
+    pub fn ingest_rejected(&self, reason: &'static str) -> (u64, bool) {
+        doubling(&self.rejected_ingest.get_or_create(&ReasonLabel { reason }))
+    }
+
+    /// Refused ingest requests with `reason` so far.
+    pub fn ingest_rejected_count(&self, reason: &'static str) -> u64 {
+        self.rejected_ingest.get_or_create(&ReasonLabel { reason }).get()
+    }
+
+    /// Count a connection refused at `listener`'s door; see [`doubling`].
+    pub fn connection_refused(&self, listener: &'static str, reason: &'static str) -> (u64, bool) {
+        doubling(&self.refused_connections.get_or_create(&ListenerReason { listener, reason }))
+    }
+
+    /// Connections refused at `listener`'s door for `reason` so far.
+    pub fn connections_refused(&self, listener: &'static str, reason: &'static str) -> u64 {
+        self.refused_connections.get_or_create(&ListenerReason { listener, reason }).get()
+    }
+
+    /// Count a connection closed by the overload policy; see [`doubling`].
+    pub fn evicted(&self, listener: &'static str, pool: &'static str, reason: &'static str) -> (u64, bool) {
+        doubling(&self.evictions.get_or_create(&EvictionLabels { listener, pool, reason }))
+    }
+
+    /// Connections of `listener`'s `pool` closed by the overload policy for `reason` so far.
+    pub fn evictions(&self, listener: &'static str, pool: &'static str, reason: &'static str) -> u64 {
+        self.evictions.get_or_create(&EvictionLabels { listener, pool, reason }).get()
+    }
+
+    /// The gauge of slots in use in `listener`'s `pool`.
+    pub fn slots(&self, listener: &'static str, pool: &'static str) -> Gauge {
+        self.slots.get_or_create(&ListenerPool { listener, pool }).clone()
+    }
+
+    /// The gauge of bytes static responses hold.
+    pub fn static_bytes(&self) -> Gauge {
+        self.static_bytes.clone()
+    }
+
+    /// Count a failed handshake on `listener`; see [`doubling`].
+    pub fn handshake_failed(&self, listener: &'static str) -> (u64, bool) {
+        doubling(&self.handshake_failures.get_or_create(&ListenerLabel { listener }))
+    }
+
+    /// Count an HTTP/3 request stream refused before the core; see [`doubling`].
+    pub fn h3_stream_rejected(&self, reason: &'static str) -> (u64, bool) {
+        doubling(&self.rejected_h3_streams.get_or_create(&ReasonLabel { reason }))
+    }
+
+    /// HTTP/3 request streams refused for `reason` so far.
+    pub fn h3_streams_rejected(&self, reason: &'static str) -> u64 {
+        self.rejected_h3_streams.get_or_create(&ReasonLabel { reason }).get()
     }
 
     /// One more read waiting for its object until the guard drops.
@@ -472,6 +615,14 @@ impl Collector for QuicCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn occurrences_are_loud_at_powers_of_two() {
+        let c = Counter::default();
+        let loud: Vec<u64> = (0..100).map(|_| doubling(&c)).filter(|&(_, l)| l).map(|(n, _)| n).collect();
+        assert_eq!(loud, [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(c.get(), 100);
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

@@ -219,11 +219,12 @@ async fn default_log_filter_shows_the_origins_own_info_lines() {
     let _ = child.kill().await;
 }
 
-/// Zero timeouts are refused with a clear message instead of breaking what they time
-/// (`--idle-timeout 0s` made quinn drop every QUIC Initial).
+/// Zero timeouts, and timeouts of microseconds, are refused with a clear message instead
+/// of breaking what they time (`--idle-timeout 0s` made quinn drop every QUIC Initial;
+/// 500us made every h3 request time out with nothing logged).
 #[tokio::test]
 async fn zero_timeouts_are_refused() {
-    for flag in [
+    for (flag, value) in [
         "--idle-timeout",
         "--send-timeout",
         "--ingest-idle-timeout",
@@ -231,22 +232,87 @@ async fn zero_timeouts_are_refused() {
         "--header-read-timeout",
         "--quic-idle-timeout",
         "--h2-ping-timeout",
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|flag| [(flag, "0s"), (flag, "500us")])
+    // Counts and sizes whose 0 (or tiny value) would silently break serving.
+    .chain([
+        ("--max-connections", "0"),
+        ("--max-streams", "0"),
+        ("--max-ingest-connections", "0"),
+        ("--keep-segments", "0"),
+        ("--max-header-size", "100"),
+        ("--hls-part-target", "0s"),
+        ("--max-static-memory", "1K"),
+    ]) {
         let child = tokio::process::Command::new(BIN)
             .args(["serve", "--http", "off", "--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"])
-            .args([flag, "0s"])
+            .args([flag, value])
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let out = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
             .await
-            .unwrap_or_else(|_| panic!("{flag} 0s accepted: serve is running"))
+            .unwrap_or_else(|_| panic!("{flag} {value} accepted: serve is running"))
             .unwrap();
-        assert!(!out.status.success(), "{flag} 0s accepted");
+        assert!(!out.status.success(), "{flag} {value} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(flag) && err.contains("more than 0"), "{flag}: {err}");
+        assert!(err.contains(flag) && err.contains("outside the accepted range"), "{flag} {value}: {err}");
     }
+}
+
+/// 10,000 refused ingest requests (no token) and 10,000 connections refused
+/// by the per-address limit write a few dozen log lines at the default
+/// level, not one per refusal; /metrics counts every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_and_logged_at_doubling_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--h3", "off", "--https", "off", "--ingest-token", "secret", "--max-connections-per-ip", "1"];
+    let mut child = spawn_serve(&args, dir.path(), None);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let http = listening_addr(&mut lines, "http", &mut seen).await;
+    let counter = tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Ok(Some(_)) = lines.next_line().await {
+            n += 1;
+        }
+        n
+    });
+    // One keep-alive connection from 127.0.0.2 sends the PUTs; each gets 401.
+    let mut c = h3live::client::Connector::from_source(
+        h3live::transport::Transport::H1Clear,
+        http,
+        "localhost",
+        &[],
+        Some([127, 0, 0, 2].into()),
+    )
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    for i in 0..10_000 {
+        let r = c.request(http::Method::PUT, &format!("/live/log/seg-{i}.m4s")).await.unwrap();
+        assert_eq!(r.status, http::StatusCode::UNAUTHORIZED);
+    }
+    // A second connection from 127.0.0.2 is over its limit (1): closed at once.
+    for _ in 0..10_000 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+        let mut s = socket.connect(http).await.unwrap();
+        let mut b = [0u8; 1];
+        let _ = tokio::io::AsyncReadExt::read(&mut s, &mut b).await;
+    }
+    let metrics = c.get("/metrics").await.unwrap().bytes().await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("h3live_ingest_rejected_total{reason=\"unauthorized\"} 10000"), "{metrics}");
+    assert!(metrics.contains("h3live_connections_refused_total{listener=\"http\",reason=\"per_ip\"} 10000"));
+    assert_eq!(unsafe_kill(child.id().unwrap() as i32), 0);
+    let _ = child.wait().await;
+    let written = seen.len() + counter.await.unwrap();
+    // Start-up and shutdown lines, then 14 doublings of each refusal class.
+    assert!(written <= 48, "{written} log lines for 20,000 refusals");
 }
 
 /// A failing TLS handshake (here the client does not trust the certificate)

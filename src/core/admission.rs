@@ -10,7 +10,6 @@ use std::borrow::Cow;
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode};
-use tracing::warn;
 
 use super::{auth, Origin, Resp};
 use crate::conn::ConnInfo;
@@ -98,12 +97,16 @@ impl Origin {
         None
     }
 
-    /// The answer to a refused ingest request: logged at warn and counted.
+    /// The answer to a refused ingest request: counted, and logged at warn
+    /// for the 1st, 2nd, 4th, 8th... refusal of each reason (debug between).
     /// 405 says what the listener allows, 401 how to authenticate.
     pub(super) fn refuse_ingest(&self, at: &Attempt<'_>, r: Refusal) -> Resp {
         let (conn, method, path, why) = (at.conn, at.method, at.path, &r.why);
-        warn!(%method, path, status = r.status.as_u16(), remote = %conn.remote, listener = conn.listener.name, "ingest refused: {why}");
-        self.metrics.ingest_rejected(r.reason);
+        let (reason, status) = (r.reason, r.status.as_u16());
+        let (refused, loud) = self.metrics.ingest_rejected(reason);
+        crate::doubling_log!(loud, %method, path, status, remote = %conn.remote,
+            listener = conn.listener.name, reason, refused,
+            "ingest refused: {why} (logged at warn for the 1st, 2nd, 4th, 8th... refusal of each reason)");
         let mut resp = self.error(conn, r.status, why);
         let h = resp.headers_mut();
         match r.status {

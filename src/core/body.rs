@@ -7,7 +7,6 @@
 //! store's objects or errors.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -108,14 +107,9 @@ pub(super) enum BodyKind {
     },
     /// A response body streaming in from the upstream (front mode).
     Upstream(upstream::UpstreamBody),
-    /// A static file, read one piece at a time when the transport asks for
-    /// the next one (never whole).
-    File {
-        /// The open file, positioned at the next byte to send.
-        file: tokio::fs::File,
-        /// Bytes still to send.
-        remaining: u64,
-    },
+    /// A static file, one piece at a time when the transport asks for the
+    /// next one (see [`static_files::StaticMemory`]).
+    File(static_files::FileBody),
 }
 
 /// How far a response body has got, shared with the connection sending it so
@@ -136,9 +130,10 @@ pub struct Progress {
     sent: AtomicU64,
     /// Set once the body returned its end or error.
     finished: AtomicBool,
-    /// Front mode only: set while the last poll of an upstream body returned
-    /// `Pending`, i.e. it waits for the edge cache, not for the client (an
-    /// upstream body has no object to compare `sent` with). Not used for
+    /// Set while the last poll of an upstream body returned `Pending`, i.e.
+    /// it waits for the edge cache, not for the client (front mode: an
+    /// upstream body has no object to compare `sent` with), and while a
+    /// static body waits for the static memory budget. Not used for
     /// objects: hyper's h2 stops polling a body while the stream has no
     /// flow-control capacity, so "last poll was Pending" can hide a stalled
     /// client there; the object's length tells the truth instead. A front
@@ -244,7 +239,7 @@ impl Body {
         let finished = matches!(kind, BodyKind::Empty);
         let total = match &kind {
             BodyKind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
-            BodyKind::File { remaining, .. } => Some(*remaining),
+            BodyKind::File(f) => Some(f.remaining()),
             _ => None,
         };
         let mut progress = Progress::new(object, total, finished);
@@ -270,7 +265,7 @@ impl Body {
                 _ => None,
             },
             BodyKind::Upstream(b) => b.exact_len(),
-            BodyKind::File { remaining, .. } => Some(*remaining),
+            BodyKind::File(f) => Some(f.remaining()),
         }
     }
 
@@ -281,7 +276,7 @@ impl Body {
             BodyKind::Full(b) => b.is_none(),
             BodyKind::Object { .. } => false,
             BodyKind::Upstream(b) => b.is_end(),
-            BodyKind::File { remaining, .. } => *remaining == 0,
+            BodyKind::File(f) => f.remaining() == 0,
         }
     }
 
@@ -291,8 +286,11 @@ impl Body {
         let p = &self.progress;
         p.polls.store(p.polls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         let r = self.poll_inner(cx);
-        if matches!(self.kind, BodyKind::Upstream(_)) {
-            self.progress.waiting.store(r.is_pending(), Ordering::Relaxed);
+        match &self.kind {
+            BodyKind::Upstream(_) => self.progress.waiting.store(r.is_pending(), Ordering::Relaxed),
+            // Waiting for the static budget is not the client's doing.
+            BodyKind::File(f) => self.progress.waiting.store(f.waits_for_memory(), Ordering::Relaxed),
+            _ => {}
         }
         match &r {
             Poll::Ready(Some(Ok(b))) => {
@@ -307,29 +305,14 @@ impl Body {
 
     fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ResponseBodyError>>> {
         match &mut self.kind {
-            BodyKind::File { file, remaining } => {
-                if *remaining == 0 {
-                    return Poll::Ready(None);
+            BodyKind::File(f) => match f.poll_piece(cx) {
+                Poll::Ready(Some(Err(e))) => {
+                    // Truncated or unreadable under us: end visibly broken.
+                    warn!(remaining = f.remaining(), error = %e, "static file ended early");
+                    Poll::Ready(Some(Err(ResponseBodyError::File)))
                 }
-                let want = (*remaining).min(static_files::FILE_CHUNK as u64) as usize;
-                let mut buf = vec![0u8; want];
-                let mut rb = tokio::io::ReadBuf::new(&mut buf);
-                match tokio::io::AsyncRead::poll_read(Pin::new(file), cx, &mut rb) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
-                        let n = rb.filled().len();
-                        buf.truncate(n);
-                        *remaining -= n as u64;
-                        Poll::Ready(Some(Ok(Bytes::from(buf))))
-                    }
-                    Poll::Ready(_) => {
-                        // Truncated or unreadable under us: end visibly broken.
-                        warn!(remaining = *remaining, "static file ended early");
-                        *remaining = 0;
-                        Poll::Ready(Some(Err(ResponseBodyError::File)))
-                    }
-                }
-            }
+                other => other.map(|o| o.map(|r| r.map_err(|_| ResponseBodyError::File))),
+            },
             BodyKind::Empty => Poll::Ready(None),
             BodyKind::Full(b) => Poll::Ready(b.take().map(Ok)),
             BodyKind::Object { reader, started, window } => loop {

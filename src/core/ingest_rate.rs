@@ -9,8 +9,19 @@
 //! fraction of a segment (kilobytes per second), and even a non-fragmented
 //! 30 s segment arrives whole within its window. An encoder's persistent
 //! connection idling *between* requests is not a body and is not measured.
+//!
+//! The floor is shared with the upload's connection ([`SharedFloor`]): when
+//! its listener's ingest budget is full, the transport closes connections
+//! whose upload is behind the floor *pro rata* ([`RateFloor::behind`]) at
+//! once, instead of waiting for the end of the window.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How long a window must have run before [`RateFloor::behind`] judges it
+/// (a new body, or one between two fragments, is not judged on its first
+/// milliseconds).
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// What a too-slow body brought in the window that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +64,47 @@ impl RateFloor {
         self.got += n;
         Ok(())
     }
+
+    /// True if, at `now`, the body is behind the floor pro rata: the current
+    /// window has run for at least [`GRACE`] and brought less than its share
+    /// of `min_bytes` so far, or a window ended short (the next byte will
+    /// fail it). What a full ingest budget applies early.
+    pub fn behind(&self, now: Instant) -> bool {
+        if self.min_bytes == 0 || self.window.is_zero() {
+            return false;
+        }
+        let elapsed = now.saturating_duration_since(self.start);
+        if elapsed >= self.window {
+            // The window ended: short, or nothing since in the next one.
+            return self.got < self.min_bytes || elapsed >= self.window + GRACE.min(self.window);
+        }
+        elapsed >= GRACE.min(self.window)
+            && u128::from(self.got) * self.window.as_nanos() < u128::from(self.min_bytes) * elapsed.as_nanos()
+    }
+}
+
+/// An upload's [`RateFloor`], shared between the core (which counts the
+/// body's bytes in it) and the upload's connection (which asks whether it
+/// keeps pace when its listener's ingest budget is full). Unset until the
+/// core starts it.
+#[derive(Debug, Default)]
+pub struct SharedFloor(Mutex<Option<RateFloor>>);
+
+impl SharedFloor {
+    /// Start the floor of `min_bytes` per `window`, now.
+    pub(super) fn start(&self, min_bytes: u64, window: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(RateFloor::new(min_bytes, window));
+    }
+
+    /// [`RateFloor::add`]; a floor not started takes anything.
+    pub(super) fn add(&self, n: u64, now: Instant) -> Result<(), TooSlow> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut().map_or(Ok(()), |f| f.add(n, now))
+    }
+
+    /// [`RateFloor::behind`]; false before the core started it.
+    pub fn behind(&self, now: Instant) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|f| f.behind(now))
+    }
 }
 
 #[cfg(test)]
@@ -77,5 +129,24 @@ mod tests {
         // No floor.
         let mut f = RateFloor::new(0, s(10));
         assert!(f.add(1, Instant::now() + s(100)).is_ok());
+    }
+
+    #[test]
+    fn behind_is_pro_rata_after_the_grace() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = RateFloor { min_bytes: 1000, window: ms(10_000), start: t0, got: 0 };
+        // Nothing yet: not judged in the first second.
+        assert!(!f.behind(t0 + ms(900)));
+        assert!(f.behind(t0 + ms(1100)));
+        // 300 bytes by 2 s is ahead of 200; by 4 s it is behind 400.
+        f.add(300, t0 + ms(1500)).unwrap();
+        assert!(!f.behind(t0 + ms(2000)));
+        assert!(f.behind(t0 + ms(4000)));
+        // A window that ended short is behind; one that ended full is not, for a second.
+        f.add(700, t0 + ms(9000)).unwrap();
+        assert!(!f.behind(t0 + ms(10_500)));
+        assert!(f.behind(t0 + ms(11_500)));
+        assert!(!RateFloor::new(0, ms(1000)).behind(t0 + ms(60_000)));
     }
 }

@@ -36,6 +36,10 @@ pub use admission::is_ingest;
 use admission::{Attempt, Refusal};
 use body::BodyKind;
 pub use body::{Body, BodyError, IngestBody, NoBody, Progress, ResponseBodyError};
+pub use ingest_rate::SharedFloor;
+
+/// How repeated upload failures are logged (see [`crate::metrics::doubling`]).
+const ABORT_LOG: &str = " (logged at warn for the 1st, 2nd, 4th, 8th... aborted upload)";
 
 /// Settings of the HTTP layer (the store has its own).
 #[derive(Debug, Clone)]
@@ -64,6 +68,9 @@ pub struct OriginConfig {
     pub hls_part_target: Duration,
     /// Where init segments and manifests are kept across a restart (none: not kept).
     pub state_dir: Option<PathBuf>,
+    /// Most bytes static-file responses hold at once (shared copies of
+    /// small files and pieces of large ones, see [`static_files::StaticMemory`]).
+    pub max_static_memory: u64,
     /// Hex SHA-256 of the MoQ endpoint's certificate, served at
     /// `/certificate.sha256` for WebTransport's `serverCertificateHashes`
     /// (none: 404, MoQ is off).
@@ -86,6 +93,7 @@ impl Default for OriginConfig {
             ingest_rate_window: Duration::from_secs(30),
             hls_part_target: crate::hls::HlsConfig::default().part_target,
             state_dir: None,
+            max_static_memory: 64 << 20,
             moq_certificate_sha256: None,
             prefetch: false,
         }
@@ -104,6 +112,8 @@ pub struct Origin {
     hls: crate::hls::Hls,
     /// Init segments and manifests kept across a restart.
     state: Option<state_dir::StateDir>,
+    /// The memory budget of static responses.
+    statics: Arc<static_files::StaticMemory>,
     /// Front mode with prefetch on: sends the prefetches.
     prefetcher: Option<Arc<prefetcher::Prefetcher>>,
 }
@@ -130,11 +140,12 @@ impl Origin {
         });
         let hls = crate::hls::Hls::new(store.clone(), crate::hls::HlsConfig { part_target: config.hls_part_target });
         let metrics = Arc::new(Metrics::default());
+        let statics = Arc::new(static_files::StaticMemory::new(config.max_static_memory, metrics.static_bytes()));
         let prefetcher = match (&config.upstream, config.prefetch) {
             (Some(up), true) => Some(prefetcher::Prefetcher::new(up.clone(), metrics.clone())),
             _ => None,
         };
-        Origin { store, metrics, config, hls, state, prefetcher }
+        Origin { store, metrics, config, hls, state, statics, prefetcher }
     }
 
     /// A stream was dropped from the store (idle): forget its kept state.
@@ -159,6 +170,11 @@ impl Origin {
     /// its bodies at once. Revocations in other origins do not wake it.
     pub fn next_revocation(&self) -> impl std::future::Future<Output = ()> + '_ {
         self.store.next_revocation()
+    }
+
+    /// Bytes static-file responses hold now (within `max_static_memory`).
+    pub fn static_bytes(&self) -> u64 {
+        self.statics.held()
     }
 
     /// The LL-HLS packager.
@@ -328,7 +344,7 @@ impl Origin {
         &self,
         conn: &ConnInfo,
         req: &http::HeaderMap,
-        mut file: static_files::StaticFile,
+        file: static_files::StaticFile,
         head: bool,
     ) -> Resp {
         use static_files::RangeReq;
@@ -363,15 +379,13 @@ impl Origin {
                 return r;
             }
         };
-        if start > 0 {
-            use tokio::io::AsyncSeekExt as _;
-            if file.file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-                return self.error(conn, StatusCode::INTERNAL_SERVER_ERROR, "cannot read file");
-            }
-        }
         let total = file.len;
         let ctype = headers::content_type(&file.name);
-        let mut r = self.response(conn, status, BodyKind::File { file: file.file, remaining: len }, head);
+        let body = if head { BodyKind::Empty } else { BodyKind::File(self.statics.body(&file, start, len).await) };
+        let mut r = self.response(conn, status, body, head);
+        if head {
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         set_type(&mut r, ctype);
         validators(&mut r);
         r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -500,9 +514,12 @@ impl Origin {
             Ok(u) => u,
             Err(e) => return self.ingest_error(conn, &path, e),
         };
+        // The transport may share the floor with the connection (overload).
+        let floor = req.extensions().get::<Arc<SharedFloor>>().cloned().unwrap_or_default();
+        floor.start(self.config.ingest_min_bytes, self.config.ingest_rate_window);
         // Init segments and manifests are also written to the state directory.
         let mut kept = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)).map(|_| Vec::new());
-        if let Err(refused) = self.receive(req.into_body(), &mut upload, kept.as_mut(), conn, &path).await {
+        if let Err(refused) = self.receive(req.into_body(), &floor, &mut upload, kept.as_mut(), conn, &path).await {
             return refused;
         }
         let replaced = upload.replaces();
@@ -522,6 +539,7 @@ impl Origin {
     async fn receive<B: IngestBody>(
         &self,
         mut body: B,
+        floor: &SharedFloor,
         upload: &mut Upload,
         mut kept: Option<&mut Vec<Bytes>>,
         conn: &ConnInfo,
@@ -529,7 +547,6 @@ impl Origin {
     ) -> Result<(), Resp> {
         let idle = self.config.ingest_idle_timeout;
         let (min, window) = (self.config.ingest_min_bytes, self.config.ingest_rate_window);
-        let mut floor = ingest_rate::RateFloor::new(min, window);
         loop {
             let data = match tokio::time::timeout(idle, body.next_chunk()).await {
                 Ok(None) => return Ok(()),
@@ -537,31 +554,41 @@ impl Origin {
                 Err(_) => {
                     // A body that stalls holds a connection, a stream and a
                     // growing object forever: treat it as broken.
-                    let r = self.abort(upload, conn, StatusCode::REQUEST_TIMEOUT, "request body idle for too long");
-                    warn!(path, received = upload.len(), idle = ?idle, "upload idle: aborted, readers see an error");
-                    return Err(r);
+                    let (aborted, loud) = self.abort(upload);
+                    crate::doubling_log!(loud, path, received = upload.len(), idle = ?idle, aborted,
+                        "upload idle: aborted, readers see an error{ABORT_LOG}");
+                    return Err(self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body idle for too long"));
                 }
                 Ok(Some(Err(e))) => {
-                    let r = self.abort(upload, conn, StatusCode::BAD_REQUEST, "request body broken");
+                    let (aborted, loud) = self.abort(upload);
                     // The error's source is the transport's reason (tracing prints the chain).
                     let e: &(dyn std::error::Error + 'static) = &e;
-                    warn!(path, received = upload.len(), error = e, "upload aborted: readers see an error");
-                    return Err(r);
+                    crate::doubling_log!(
+                        loud,
+                        path,
+                        received = upload.len(),
+                        error = e,
+                        aborted,
+                        "upload aborted: readers see an error{ABORT_LOG}"
+                    );
+                    return Err(self.error(conn, StatusCode::BAD_REQUEST, "request body broken"));
                 }
             };
             if let Err(slow) = floor.add(data.len() as u64, std::time::Instant::now()) {
                 // A drip: it would hold its connection and object for ever.
-                let r = self.abort(upload, conn, StatusCode::REQUEST_TIMEOUT, "request body too slow");
+                let (aborted, loud) = self.abort(upload);
                 let (received, got) = (upload.len(), slow.got);
-                warn!(
+                crate::doubling_log!(
+                    loud,
                     path,
                     received,
                     got,
                     min,
                     ?window,
-                    "upload below the minimum rate: aborted, readers see an error"
+                    aborted,
+                    "upload below the minimum rate: aborted, readers see an error{ABORT_LOG}"
                 );
-                return Err(r);
+                return Err(self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body too slow"));
             }
             if let Some(k) = kept.as_mut() {
                 k.push(data.clone());
@@ -572,11 +599,11 @@ impl Origin {
         }
     }
 
-    /// Abort `upload` (its readers end in an error) and answer `status`.
-    fn abort(&self, upload: &mut Upload, conn: &ConnInfo, status: StatusCode, text: &str) -> Resp {
+    /// Abort `upload` (its readers end in an error) and count it: the
+    /// aborted uploads so far, and whether this one is logged at warn.
+    fn abort(&self, upload: &mut Upload) -> (u64, bool) {
         upload.abort();
-        self.metrics.upload_aborted();
-        self.error(conn, status, text)
+        self.metrics.upload_aborted()
     }
 
     async fn delete<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo, stream: &str, file: &str) -> Resp {
@@ -624,10 +651,17 @@ impl Origin {
         }
     }
 
-    /// 503 for a request the transport cannot admit (its listener's
-    /// connection budget for this kind of request is used up); the
-    /// connection is closed after it.
-    pub fn busy(&self, conn: &ConnInfo) -> Resp {
+    /// 503 for a request the transport cannot admit: an ingest request when
+    /// every ingest connection is busy (`ingest`: counted and logged as an
+    /// ingest refusal), or a read that waited for its head in an ingest slot
+    /// because every viewer connection was busy (the transport counts it).
+    /// The connection is closed after it.
+    pub fn busy(&self, conn: &ConnInfo, ingest: bool) -> Resp {
+        if ingest {
+            let (refused, loud) = self.metrics.ingest_rejected("busy");
+            crate::doubling_log!(loud, remote = %conn.remote, listener = conn.listener.name, refused,
+                "ingest refused: every ingest connection is busy (logged at warn for the 1st, 2nd, 4th, 8th... refusal)");
+        }
         let mut r = self.error(conn, StatusCode::SERVICE_UNAVAILABLE, "too many connections");
         r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -3,10 +3,12 @@
 //! comes in, how long its handshake may take, which span it runs in, and at
 //! which level its failures are logged.
 //!
-//! - Permits: at most `max_connections` open connections per listener (a TCP
-//!   listener waits for a free permit before it accepts; a QUIC listener
-//!   refuses the Initial) and at most `max_connections_per_ip` per client
-//!   address (closed or refused at once).
+//! - Slots: at most `max_connections_per_ip` connections per client address
+//!   (closed or refused at once), and at most `max_connections` per listener
+//!   ([`overload::Pool`]). At that cap the connections that do no useful work
+//!   the longest are closed for the newcomer; when there are none a TCP
+//!   connection waits (the listener accepts nothing meanwhile) and a QUIC
+//!   one is refused.
 //! - Handshakes run in the connection's task, never in the accept loop, under
 //!   the handshake timeout.
 //! - Every connection task runs in [`crate::conn::connection_span`].
@@ -16,41 +18,33 @@
 //!   port) is what a user setting up TLS must see, so it is logged at warn,
 //!   but only the 1st, 2nd, 4th, 8th, … failure of a listener (with the
 //!   running count); the others go to debug. A scanner or a broken client
-//!   therefore adds one warn line per doubling, never a flood. Refusals at
-//!   the connection limit are logged the same way.
+//!   therefore adds one warn line per doubling, never a flood. Refusals
+//!   (per address, at the cap) and evictions are counted in `/metrics` and
+//!   logged the same way ([`crate::metrics::doubling`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument as _};
 
-use super::{IpPermit, ListenerInfo, PerIp};
+use super::overload::Pool;
+use super::{Activity, IpPermit, ListenerInfo, PerIp};
 use crate::conn::connection_span;
+use crate::doubling_log;
 use crate::metrics::Metrics;
 
-/// A failure that recurs per connection, logged at warn only at the 1st,
-/// 2nd, 4th, 8th, … occurrence (so a flood adds one line per doubling).
-#[derive(Debug, Default)]
-pub struct FailureLog {
-    /// Occurrences so far.
-    count: AtomicU64,
-}
+/// How long a QUIC connection attempt waits for the slot of a connection
+/// closed for it (an idle one closes at once).
+const QUIC_SLOT_WAIT: Duration = Duration::from_secs(1);
 
-impl FailureLog {
-    /// Count one occurrence; returns the running count and whether this one
-    /// is to be logged at warn.
-    pub fn record(&self) -> (u64, bool) {
-        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        (n, n.is_power_of_two())
-    }
-}
+/// How long the TCP accept loop waits for a spare slot of a connection
+/// closed for it (the loop accepts nothing meanwhile).
+const SPARE_SLOT_WAIT: Duration = Duration::from_millis(200);
 
 /// A handshake error that knows whether it is a routine client abort.
 pub trait HandshakeError: std::fmt::Display {
@@ -77,15 +71,6 @@ impl HandshakeError for quinn::ConnectionError {
             TransportError(_) | CidsExhausted => false,
         }
     }
-}
-
-/// The permits an admitted connection holds until it ends.
-#[derive(Debug)]
-pub struct Admission {
-    /// One of the listener's connections.
-    _slot: OwnedSemaphorePermit,
-    /// One of its client address's connections.
-    _ip: IpPermit,
 }
 
 /// How a QUIC listener admits connections.
@@ -115,16 +100,18 @@ pub struct Door {
 struct DoorInner {
     /// The listener it guards.
     info: Arc<ListenerInfo>,
-    /// Open connections (permits).
-    open: Arc<Semaphore>,
+    /// The listener's connection slots.
+    pool: Arc<Pool>,
+    /// Where a connection waits for its first request head when `pool` is
+    /// full of busy connections (the ingest listener's ingest budget), if
+    /// anywhere.
+    spare: Option<Arc<Pool>>,
     /// Open connections per client address.
     per_ip: Arc<PerIp>,
     /// Time allowed for a TLS or QUIC handshake.
     handshake_timeout: Duration,
-    /// Handshake failures (not client aborts) on this listener.
-    handshake_failures: FailureLog,
-    /// Connections refused at the connection limit.
-    refusals: FailureLog,
+    /// Refusals, evictions and handshake failures are counted here.
+    metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down: the accept loop stops.
     shutdown: CancellationToken,
     /// Where connection tasks are spawned (the server waits for them).
@@ -132,24 +119,26 @@ struct DoorInner {
 }
 
 impl Door {
-    /// A door admitting `max_connections` connections, `max_per_ip` per client
-    /// address (0: no limit), handshakes limited to `handshake_timeout`.
+    /// A door admitting `limits.max_connections` connections,
+    /// `limits.max_connections_per_ip` per client address (0: no limit),
+    /// handshakes limited to `limits.handshake_timeout`.
+    /// A TCP door may have a `spare` budget (see [`Door::accept_tcp`]).
     pub fn new(
         info: Arc<ListenerInfo>,
-        max_connections: usize,
-        max_per_ip: usize,
-        handshake_timeout: Duration,
+        limits: &super::ConnLimits,
+        metrics: Arc<Metrics>,
+        spare: Option<Arc<Pool>>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Door {
         Door {
             inner: Arc::new(DoorInner {
+                pool: Pool::new(info.name, "connections", limits.max_connections, metrics.clone()),
+                spare,
                 info,
-                open: Arc::new(Semaphore::new(max_connections)),
-                per_ip: PerIp::new(max_per_ip),
-                handshake_timeout,
-                handshake_failures: FailureLog::default(),
-                refusals: FailureLog::default(),
+                per_ip: PerIp::new(limits.max_connections_per_ip),
+                handshake_timeout: limits.handshake_timeout,
+                metrics,
                 shutdown,
                 tracker,
             }),
@@ -161,14 +150,24 @@ impl Door {
         &self.inner.info
     }
 
-    /// Run `handshake` under the handshake timeout. A failure is logged (see
+    /// Run `handshake` under the handshake timeout, unless the connection is
+    /// closed for a newcomer meanwhile (overload). A failure is logged (see
     /// the module comment for the level) and gives `None`.
     pub async fn handshake<T, E: HandshakeError>(
         &self,
         what: &'static str,
+        activity: &Activity,
         handshake: impl Future<Output = Result<T, E>>,
     ) -> Option<T> {
-        match tokio::time::timeout(self.inner.handshake_timeout, handshake).await {
+        let timed = tokio::time::timeout(self.inner.handshake_timeout, handshake);
+        let result = tokio::select! {
+            r = timed => r,
+            _ = activity.evicted() => {
+                debug!("{what} handshake: closed for a newcomer (listener full)");
+                return None;
+            }
+        };
+        match result {
             Ok(Ok(c)) => Some(c),
             Ok(Err(e)) if e.client_went_away() => {
                 debug!(error = %e, "{what} handshake: client went away");
@@ -176,13 +175,9 @@ impl Door {
             }
             Ok(Err(e)) => {
                 // The connection span names the listener and the peer.
-                let (failures, loud) = self.inner.handshake_failures.record();
-                if loud {
-                    warn!(failures, error = %e,
-                        "{what} handshake failed (logged at warn for the 1st, 2nd, 4th, 8th... failure of this listener, else at debug)");
-                } else {
-                    debug!(failures, error = %e, "{what} handshake failed");
-                }
+                let (failures, loud) = self.inner.metrics.handshake_failed(self.inner.info.name);
+                doubling_log!(loud, failures, error = %e,
+                    "{what} handshake failed (logged at warn for the 1st, 2nd, 4th, 8th... failure of this listener, else at debug)");
                 None
             }
             Err(_) => {
@@ -192,44 +187,69 @@ impl Door {
         }
     }
 
-    /// Take the per-address permit for `remote` (a free connection permit is
-    /// already held), or `None` (logged at debug) when the address has its limit.
-    fn admit(&self, slot: OwnedSemaphorePermit, remote: SocketAddr) -> Option<Admission> {
-        match self.inner.per_ip.try_acquire(remote.ip()) {
-            Some(ip) => Some(Admission { _slot: slot, _ip: ip }),
-            None => {
-                debug!(listener = self.inner.info.name, %remote, "connection limit per IP reached, refusing");
-                None
-            }
+    /// The per-address permit for `remote`, or `None` (counted, logged) when
+    /// the address has its limit.
+    fn per_ip(&self, remote: SocketAddr) -> Option<IpPermit> {
+        let permit = self.inner.per_ip.try_acquire(remote.ip());
+        if permit.is_none() {
+            let listener = self.inner.info.name;
+            let (refused, loud) = self.inner.metrics.connection_refused(listener, "per_ip");
+            doubling_log!(loud, listener, %remote, refused,
+                "connection limit per IP reached, refusing (logged at warn for the 1st, 2nd, 4th, 8th... refusal)");
         }
+        permit
     }
 
-    /// Spawn a connection's task in its span; it holds `admission` until it ends.
-    fn spawn(&self, remote: SocketAddr, admission: Admission, task: impl Future<Output = ()> + Send + 'static) {
+    /// Count and log a connection that found the listener full with nothing
+    /// to close (QUIC: refused; TCP: left waiting, or answered 503).
+    pub fn at_cap(&self, remote: SocketAddr, what: &'static str) {
+        let listener = self.inner.info.name;
+        let (refused, loud) = self.inner.metrics.connection_refused(listener, "cap");
+        doubling_log!(loud, listener, %remote, refused,
+            "connection limit reached and every connection busy: {what} (logged at warn for the 1st, 2nd, 4th, 8th... time)");
+    }
+
+    /// The listener's connection slots.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.inner.pool
+    }
+
+    /// Spawn a connection's task in its span; it holds its address's permit
+    /// and `activity` (with its slot) until it ends.
+    fn spawn(
+        &self,
+        remote: SocketAddr,
+        ip: IpPermit,
+        activity: Arc<Activity>,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
         let span = connection_span(self.inner.info.name, remote);
         self.inner.tracker.spawn(
             async move {
-                let _admission = admission;
+                let _held = (ip, activity);
                 task.await
             }
             .instrument(span),
         );
     }
 
-    /// Accept TCP connections until shutdown: wait for a connection permit,
-    /// accept, take the address's permit, then spawn `serve(stream, remote)`
-    /// (which runs any TLS handshake through [`Door::handshake`]).
+    /// Accept TCP connections until shutdown: accept, take the address's
+    /// permit, then a slot (closing idle connections at the cap; when every
+    /// connection is busy, a slot of the spare budget if there is one, else
+    /// waiting for a slot), then spawn `serve(stream, remote, activity)`,
+    /// which runs any TLS handshake through [`Door::handshake`] and must
+    /// close the connection when `activity` is evicted. The ingest listener
+    /// gives its ingest budget as the spare: an encoder is not kept out by
+    /// busy viewers, and the connection is answered 503 if its first request
+    /// is not ingest.
     pub async fn accept_tcp<F, Fut>(&self, listener: TcpListener, mut serve: F)
     where
-        F: FnMut(TcpStream, SocketAddr) -> Fut,
+        F: FnMut(TcpStream, SocketAddr, Arc<Activity>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let shutdown = &self.inner.shutdown;
+        let pool = &self.inner.pool;
         loop {
-            let slot = tokio::select! {
-                p = self.inner.open.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                _ = shutdown.cancelled() => return,
-            };
             let (stream, remote) = tokio::select! {
                 r = listener.accept() => match r {
                     Ok(x) => x,
@@ -242,21 +262,42 @@ impl Door {
                 },
                 _ = shutdown.cancelled() => return,
             };
-            let Some(admission) = self.admit(slot, remote) else { continue };
-            let task = serve(stream, remote);
-            self.spawn(remote, admission, task);
+            let Some(ip) = self.per_ip(remote) else { continue };
+            let activity = Arc::new(Activity::default());
+            // Near the cap, idle connections are closed ahead of need.
+            let evicted = if pool.near_cap() { pool.evict() } else { 0 };
+            if !pool.try_join(&activity) && evicted == 0 {
+                let spare = match &self.inner.spare {
+                    Some(spare) => spare.join_or_evict(&activity, SPARE_SLOT_WAIT).await,
+                    None => false,
+                };
+                if !spare {
+                    self.at_cap(remote, "waiting for one to end");
+                }
+            }
+            if !activity.has_slot() {
+                tokio::select! {
+                    _ = pool.join(&activity) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            let task = serve(stream, remote, activity.clone());
+            self.spawn(remote, ip, activity, task);
         }
     }
 
     /// Accept QUIC connections on `endpoint` until shutdown: ask for a Retry
-    /// when `opts` says so, refuse over the limits, else spawn a task that
-    /// completes the handshake and runs `serve(connection, remote)`.
-    pub async fn accept_quic<F, Fut>(&self, endpoint: &quinn::Endpoint, opts: QuicAccept, metrics: &Metrics, serve: F)
+    /// when `opts` says so, refuse over the per-address limit, take a slot
+    /// (at the cap: close idle connections and wait briefly for one of their
+    /// slots, else refuse), then spawn a task that completes the handshake
+    /// and runs `serve(connection, remote, activity)`, which must close the
+    /// connection when `activity` is evicted.
+    pub async fn accept_quic<F, Fut>(&self, endpoint: &quinn::Endpoint, opts: QuicAccept, serve: F)
     where
-        F: Fn(quinn::Connection, SocketAddr) -> Fut + Clone + Send + 'static,
+        F: Fn(quinn::Connection, SocketAddr, Arc<Activity>) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send,
     {
-        let name = self.inner.info.name;
+        let metrics = &self.inner.metrics;
         // Connection attempts in the current one-second window (for Retry).
         let (mut window, mut attempts) = (Instant::now(), 0u32);
         loop {
@@ -278,29 +319,36 @@ impl Door {
                 }
                 continue;
             }
-            let Ok(slot) = self.inner.open.clone().try_acquire_owned() else {
-                let (refused, loud) = self.inner.refusals.record();
-                if loud {
-                    warn!(listener = name, %remote, refused, "connection limit reached, refusing (logged at warn for the 1st, 2nd, 4th, 8th... refusal)");
-                } else {
-                    debug!(listener = name, %remote, refused, "connection limit reached, refusing");
-                }
+            let Some(ip) = self.per_ip(remote) else {
                 incoming.refuse();
                 continue;
             };
-            let Some(admission) = self.admit(slot, remote) else {
+            let activity = Arc::new(Activity::default());
+            let pool = self.inner.pool.clone();
+            let evicted = if pool.near_cap() { pool.evict() } else { 0 };
+            let slot_now = pool.try_join(&activity);
+            if !slot_now && evicted == 0 {
+                self.at_cap(remote, "refusing");
                 incoming.refuse();
                 continue;
-            };
-            let accepted = match &opts.config_for {
-                Some(config_for) => {
-                    let config = config_for(&incoming);
-                    incoming.accept_with(config)
+            }
+            let (door, serve, zero_rtt, config_for) =
+                (self.clone(), serve.clone(), opts.zero_rtt, opts.config_for.clone());
+            let a = activity.clone();
+            self.spawn(remote, ip, activity, async move {
+                // Connections were closed for this one: wait for a slot.
+                if !slot_now && tokio::time::timeout(QUIC_SLOT_WAIT, pool.join(&a)).await.is_err() {
+                    door.at_cap(remote, "refusing");
+                    incoming.refuse();
+                    return;
                 }
-                None => incoming.accept(),
-            };
-            let (door, serve, zero_rtt) = (self.clone(), serve.clone(), opts.zero_rtt);
-            self.spawn(remote, admission, async move {
+                let accepted = match &config_for {
+                    Some(config_for) => {
+                        let config = config_for(&incoming);
+                        incoming.accept_with(config)
+                    }
+                    None => incoming.accept(),
+                };
                 let connecting = match accepted {
                     Ok(c) => c,
                     Err(e) => {
@@ -320,13 +368,13 @@ impl Door {
                             tokio::spawn(log.in_current_span());
                             Some(quic)
                         }
-                        Err(connecting) => door.handshake("QUIC", connecting).await,
+                        Err(connecting) => door.handshake("QUIC", &a, connecting).await,
                     }
                 } else {
-                    door.handshake("QUIC", connecting).await
+                    door.handshake("QUIC", &a, connecting).await
                 };
                 let Some(quic) = handshake else { return };
-                serve(quic, remote).await;
+                serve(quic, remote, a).await;
             });
         }
     }
@@ -335,13 +383,6 @@ impl Door {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_are_loud_at_powers_of_two() {
-        let log = FailureLog::default();
-        let loud: Vec<u64> = (0..100).map(|_| log.record()).filter(|&(_, l)| l).map(|(n, _)| n).collect();
-        assert_eq!(loud, [1, 2, 4, 8, 16, 32, 64]);
-    }
 
     #[test]
     fn client_aborts_are_not_failures() {

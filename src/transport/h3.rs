@@ -71,29 +71,25 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let door = Door::new(
-        info.clone(),
-        limits.conn.max_connections,
-        limits.conn.max_connections_per_ip,
-        limits.conn.handshake_timeout,
-        shutdown.clone(),
-        tracker.clone(),
-    );
-    let opts = QuicAccept { retry_above: limits.quic.retry_above, ..QuicAccept::default() };
     let metrics = origin.metrics().clone();
-    door.accept_quic(&endpoint, opts, &metrics, move |quic, remote| {
+    let door = Door::new(info.clone(), &limits.conn, metrics, None, shutdown.clone(), tracker.clone());
+    let opts = QuicAccept { retry_above: limits.quic.retry_above, ..QuicAccept::default() };
+    door.accept_quic(&endpoint, opts, move |quic, remote, activity| {
         let conn = Arc::new(ConnInfo { listener: info.clone(), transport: Transport::H3, remote });
         let (origin, limits, shutdown, tracker) = (origin.clone(), limits.clone(), shutdown.clone(), tracker.clone());
-        async move { serve_conn(quic, conn, origin, &limits, shutdown, tracker).await }
+        async move { serve_conn(quic, conn, activity, origin, &limits, shutdown, tracker).await }
     })
     .await
 }
 
 /// Serve HTTP/3 on one established QUIC connection (also used by
-/// [`crate::interop`], which dispatches on ALPN first).
+/// [`crate::interop`], which dispatches on ALPN first). `activity` is the
+/// connection's, from its door: a request counts in it once its header
+/// section has arrived, and the connection is closed when it is evicted.
 pub async fn serve_conn(
     quic: quinn::Connection,
     conn: Arc<ConnInfo>,
+    activity: Arc<Activity>,
     origin: Arc<Origin>,
     limits: &Limits,
     shutdown: CancellationToken,
@@ -117,7 +113,6 @@ pub async fn serve_conn(
             return;
         }
     };
-    let activity = Arc::new(Activity::default());
     let mut closing = false;
     let idle = activity.idle(limits.http.idle_timeout);
     tokio::pin!(idle);
@@ -125,13 +120,9 @@ pub async fn serve_conn(
         tokio::select! {
             r = h3conn.accept() => match r {
                 Ok(Some(resolver)) => {
-                    let (origin, conn) = (origin.clone(), conn.clone());
-                    let guard = activity.begin();
-                    let send_timeout = limits.http.send_timeout;
-                    tracker.spawn(async move {
-                        handle_request(resolver, origin, conn, send_timeout).await;
-                        drop(guard);
-                    });
+                    let (origin, conn, activity) = (origin.clone(), conn.clone(), activity.clone());
+                    let timeouts = (limits.h1.header_read_timeout, limits.http.send_timeout);
+                    tracker.spawn(handle_request(resolver, origin, conn, activity, timeouts));
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -148,6 +139,12 @@ pub async fn serve_conn(
                 if let Err(e) = h3conn.shutdown(0).await {
                     debug!(error = %e, "h3 GOAWAY failed");
                 }
+            }
+            _ = activity.evicted() => {
+                // No request, closed for a newcomer (listener full).
+                debug!("h3 connection closed for a newcomer (connection budget full)");
+                quic.close(quinn::VarInt::from_u32(0x100), b"overload"); // H3_NO_ERROR
+                break;
             }
             _ = &mut idle, if !closing => {
                 // No request for the idle timeout: pings and keep-alives do
@@ -187,19 +184,53 @@ async fn send_within<F: std::future::Future>(
     }
 }
 
+/// One request stream: its header section within `header_timeout` (the
+/// request counts as open in `activity` from then on), then the answer, each
+/// piece sent within `send_timeout`.
 async fn handle_request(
     resolver: RequestResolver<h3_limit::Connection, Bytes>,
     origin: Arc<Origin>,
     conn: Arc<ConnInfo>,
-    send_timeout: std::time::Duration,
+    activity: Arc<Activity>,
+    (header_timeout, send_timeout): (std::time::Duration, std::time::Duration),
 ) {
-    let (req, mut stream) = match resolver.resolve_request().await {
-        Ok(x) => x,
-        Err(e) => {
-            debug!(error = %e, "h3: bad request stream");
+    let (req, mut stream) = match tokio::time::timeout(header_timeout, resolver.resolve_request()).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            match rejected_reason(&e) {
+                Some(reason) => {
+                    let (rejected, loud) = origin.metrics().h3_stream_rejected(reason);
+                    crate::doubling_log!(loud, error = %e, reason, rejected,
+                        "h3: request stream rejected (logged at warn for the 1st, 2nd, 4th, 8th... of each reason)");
+                }
+                None => debug!(error = %e, "h3: request stream ended before its header section"),
+            }
+            return;
+        }
+        Err(_) => {
+            // The resolver (and its stream) is dropped: h3 resets it.
+            let (rejected, loud) = origin.metrics().h3_stream_rejected("header_timeout");
+            crate::doubling_log!(loud, timeout = ?header_timeout, rejected,
+                "h3: request header section not complete in time (logged at warn for the 1st, 2nd, 4th, 8th...)");
             return;
         }
     };
+    let _guard = activity.begin();
+    if let Some(why) = malformed(&req) {
+        let (rejected, loud) = origin.metrics().h3_stream_rejected("malformed");
+        crate::doubling_log!(
+            loud,
+            why,
+            rejected,
+            "h3: malformed request answered 400 (logged at warn for the 1st, 2nd, 4th, 8th...)"
+        );
+        let resp = http::Response::builder().status(http::StatusCode::BAD_REQUEST).body(()).expect("a 400 head");
+        if stream.send_response(resp).await.is_ok() {
+            let _ = stream.send_data(Bytes::from(format!("400 malformed request: {why}\n"))).await;
+            let _ = stream.finish().await;
+        }
+        return;
+    }
     let span = request_span(Transport::H3, req.method(), req.uri().path());
     async move {
         let resp = origin.handle(req.map(|()| NoBody), &conn).await;
@@ -245,6 +276,53 @@ async fn handle_request(
     }
     .instrument(span)
     .await
+}
+
+/// Why a request h3 resolved is malformed (RFC 9114 4.1.2), for what h3
+/// hands over: connection-specific fields (4.2), `TE` other than
+/// `trailers` (4.2), `:protocol` without extended CONNECT (RFC 9220, not
+/// offered here), a `:path` that is neither absolute nor `*` for OPTIONS
+/// (4.3.1). h3 itself rejects uppercase or invalid field names, unknown
+/// pseudo-headers, a missing `:method`, `:scheme` or `:path`, and
+/// `:authority` and `Host` that disagree (H3_MESSAGE_ERROR). What it hides
+/// (pseudo-header order, repeated pseudo-headers, a response pseudo-header
+/// in a request) is in docs/security.md, "Known gaps".
+fn malformed(req: &http::Request<()>) -> Option<&'static str> {
+    use http::header;
+    const CONNECTION_SPECIFIC: [&str; 5] =
+        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
+    let h = req.headers();
+    if CONNECTION_SPECIFIC.iter().any(|n| h.contains_key(*n)) {
+        return Some("connection-specific header field");
+    }
+    if h.get_all(header::TE).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+        return Some("TE other than trailers");
+    }
+    if req.extensions().get::<h3::ext::Protocol>().is_some() {
+        return Some(":protocol without extended CONNECT");
+    }
+    let path = req.uri().path_and_query().map_or("", |p| p.as_str());
+    let options_star = req.method() == http::Method::OPTIONS && path == "*";
+    if req.method() != http::Method::CONNECT && !path.starts_with('/') && !options_star {
+        return Some(":path neither absolute nor * (OPTIONS)");
+    }
+    None
+}
+
+/// The `reason` label of a request stream h3 could not resolve, or `None`
+/// when the client went away (reset, connection closed).
+fn rejected_reason(e: &h3::error::StreamError) -> Option<&'static str> {
+    use h3::error::StreamError;
+    match e {
+        // 431 sent by h3.
+        StreamError::HeaderTooBig { .. } => Some("header_too_large"),
+        // Malformed (RFC 9114 4.1.2): h3 resets it with H3_MESSAGE_ERROR.
+        StreamError::StreamError { code, .. } if *code == Code::H3_MESSAGE_ERROR => Some("malformed"),
+        // Stopped by `h3_limit` (more bytes than a header section may hold).
+        StreamError::RemoteTerminate { code, .. } if *code == Code::H3_REQUEST_REJECTED => Some("oversized_stream"),
+        StreamError::StreamError { .. } => Some("other"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

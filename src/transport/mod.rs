@@ -8,13 +8,14 @@ mod h3_limit;
 mod h3_stream;
 pub mod hyper;
 pub mod moq;
+pub mod overload;
 pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::Notify;
@@ -23,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use crate::conn::{ConnInfo, ListenerInfo, Transport};
-use crate::core::{Origin, Progress};
+use crate::core::{Origin, Progress, SharedFloor};
 
 /// Limits and timeouts of the listeners, grouped by the layer that applies
 /// them. [`Limits::default`] (and the CLI flags) derive some from others:
@@ -53,14 +54,16 @@ pub struct Limits {
 /// Admission at a listener's door ([`accept::Door`]).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// Open connections per listener; further ones wait (TCP) or are refused (QUIC).
+    /// Connections per listener ([`overload::Pool`]): near it, the ones doing
+    /// no useful work are closed for newcomers; when all are busy, further
+    /// ones wait (TCP) or are refused (QUIC).
     pub max_connections: usize,
     /// Open connections per client IP address on each listener (0: no limit).
     pub max_connections_per_ip: usize,
-    /// Extra connections the ingest listener keeps for ingest requests: a
-    /// connection whose first request is a PUT/POST/DELETE takes one of these,
-    /// any other one of `max_connections`, so viewers cannot lock out the
-    /// encoder.
+    /// The ingest listener's second budget: a connection whose first
+    /// completed request head is a PUT/POST/DELETE moves to one of these
+    /// (giving its `max_connections` slot back), so neither viewers nor
+    /// connections that never finish a head can lock out the encoder.
     pub max_ingest_connections: usize,
     /// Time allowed for a TLS or QUIC handshake.
     pub handshake_timeout: Duration,
@@ -329,9 +332,11 @@ impl Drop for IpPermit {
     }
 }
 
-/// What a connection is doing: its open requests (for the idle timeout) and
-/// the progress of their response bodies (for the send timeout).
-#[derive(Debug, Default)]
+/// What a connection is doing: its open requests (for the idle timeout and
+/// the overload policy), the progress of their response bodies (for the
+/// send timeout) and of its uploads (for the overload policy), and the slot
+/// it holds in its listener's budget ([`overload::Pool`]).
+#[derive(Debug)]
 pub struct Activity {
     /// Requests whose response has not been dropped yet.
     open: AtomicUsize,
@@ -339,6 +344,30 @@ pub struct Activity {
     changed: Notify,
     /// Bodies being sent, weakly (a finished body drops out).
     bodies: Mutex<Vec<Weak<Progress>>>,
+    /// Rate floors of its uploads, weakly (a finished upload drops out).
+    uploads: Mutex<Vec<Weak<SharedFloor>>>,
+    /// When `open` last fell to 0 (or the connection was admitted), as an
+    /// [`overload::stamp`].
+    idle_since: AtomicU64,
+    /// Cancelled when the overload policy closes the connection.
+    evicted: CancellationToken,
+    /// Its slot in its listener's budget; given back when the connection
+    /// ends (with the last reference to this).
+    slot: Mutex<Option<overload::Slot>>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            open: AtomicUsize::new(0),
+            changed: Notify::new(),
+            bodies: Mutex::default(),
+            uploads: Mutex::default(),
+            idle_since: AtomicU64::new(overload::stamp(Instant::now())),
+            evicted: CancellationToken::new(),
+            slot: Mutex::new(None),
+        }
+    }
 }
 
 /// One open request; ends it when dropped (with its response body).
@@ -347,7 +376,9 @@ pub struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.idle_since.store(overload::stamp(Instant::now()), Ordering::Relaxed);
+        }
         self.0.changed.notify_waiters();
     }
 }
@@ -358,6 +389,57 @@ impl Activity {
         self.open.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
         RequestGuard(self.clone())
+    }
+
+    /// Hold `slot` (giving back the one held before, if any).
+    pub fn hold(&self, slot: overload::Slot) {
+        let old = self.slot.lock().unwrap_or_else(|e| e.into_inner()).replace(slot);
+        drop(old);
+    }
+
+    /// True if the connection holds a slot.
+    pub fn has_slot(&self) -> bool {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// True if the connection's slot is one of `pool`'s.
+    pub fn in_pool(&self, pool: &Arc<overload::Pool>) -> bool {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.of(pool))
+    }
+
+    /// Watch an upload's rate floor for the overload policy.
+    pub fn watch_upload(&self, floor: &Arc<SharedFloor>) {
+        let mut u = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        u.retain(|w| w.strong_count() > 0);
+        u.push(Arc::downgrade(floor));
+    }
+
+    /// Whether the connection does no useful work at `now`, and since when
+    /// (an [`overload::stamp`]): no open request (idle since the last one
+    /// ended, or since admission), or only uploads behind their rate floor.
+    /// `None` once it was told to close.
+    pub fn useless(&self, now: Instant) -> Option<(u64, overload::Useless)> {
+        if self.evicted.is_cancelled() {
+            return None;
+        }
+        let since = self.idle_since.load(Ordering::Relaxed);
+        let open = self.open.load(Ordering::Relaxed);
+        if open == 0 {
+            return Some((since, overload::Useless::Idle));
+        }
+        let u = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let slow = u.iter().filter_map(Weak::upgrade).filter(|f| f.behind(now)).count();
+        (slow >= open).then_some((since, overload::Useless::SlowUpload))
+    }
+
+    /// Tell the connection to close (overload).
+    pub fn evict(&self) {
+        self.evicted.cancel();
+    }
+
+    /// Resolves once the connection was told to close (overload).
+    pub async fn evicted(&self) {
+        self.evicted.cancelled().await
     }
 
     /// Watch a response body for the send timeout.

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use super::accept::{Door, HandshakeError, QuicAccept};
-use super::{Congestion, Limits, ListenerInfo};
+use super::{Activity, Congestion, Limits, ListenerInfo};
 use crate::moq::Moq;
 
 /// Bidirectional streams a moq-lite-05 session holds besides its
@@ -154,38 +154,33 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let door = Door::new(
-        info,
-        limits.conn.max_connections,
-        limits.conn.max_connections_per_ip,
-        limits.conn.handshake_timeout,
-        shutdown.clone(),
-        tracker,
-    );
+    let door = Door::new(info, &limits.conn, metrics, None, shutdown.clone(), tracker);
     let opts = QuicAccept { retry_above: limits.quic.retry_above, ..QuicAccept::default() };
     let door2 = door.clone();
-    door.accept_quic(&endpoint, opts, &metrics, move |quic, remote| {
+    door.accept_quic(&endpoint, opts, move |quic, remote, activity| {
         let (door, server, limits, shutdown) = (door2.clone(), server.clone(), limits.clone(), shutdown.clone());
-        async move { session(quic, remote, door, server, &limits, shutdown).await }
+        async move { session(quic, remote, activity, door, server, &limits, shutdown).await }
     })
     .await
 }
 
 /// One WebTransport connection: CONNECT, subprotocol, MoQ handshake, then
 /// serve until the peer leaves, the session idles or the server shuts down.
+/// Until its session is up the connection does no useful work (the overload
+/// policy may close it for a newcomer); from then on it counts as busy, and
+/// its own idle rule closes it when it carries no media.
 async fn session(
     quic: quinn::Connection,
     remote: SocketAddr,
+    activity: Arc<Activity>,
     door: Door,
     server: MoqServer,
     limits: &Limits,
     shutdown: CancellationToken,
 ) {
     let stats = &server.stats;
-    let Some(request) = door
-        .handshake("WebTransport", async { web_transport_quinn::Request::accept(quic.clone()).await.map_err(WtError) })
-        .await
-    else {
+    let accept = async { web_transport_quinn::Request::accept(quic.clone()).await.map_err(WtError) };
+    let Some(request) = door.handshake("WebTransport", &activity, accept).await else {
         stats.failed_handshake.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -203,7 +198,8 @@ async fn session(
         }
     };
     let path = request.url.path().to_string();
-    let wt = match door.handshake("WebTransport", async { request.respond(response).await.map_err(WtError) }).await {
+    let respond = async { request.respond(response).await.map_err(WtError) };
+    let wt = match door.handshake("WebTransport", &activity, respond).await {
         Some(s) => s,
         None => {
             stats.failed_handshake.fetch_add(1, Ordering::Relaxed);
@@ -229,6 +225,7 @@ async fn session(
     };
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     stats.open.fetch_add(1, Ordering::Relaxed);
+    let _busy = activity.begin();
     debug!(%remote, protocol = chosen.as_deref().unwrap_or("(in band)"), version = %session.version(), "moq: session");
     tokio::select! {
         err = moq_net::time::run(driver) => debug!(error = %err, "moq: session ended"),
