@@ -429,7 +429,8 @@ for c in "${CASES[@]}"; do
     live|h1-tls|h2)
       mkdir -p "$W/$c"
       start "$W/$c/server.log" env RUST_LOG=info "$BIN" serve --http "127.0.0.1:0" --h3 "[::]:0" --https off \
-        --https-h1 "[::]:0" --https-h2 "[::]:0" --ports-file "$W/$c/ports" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s
+        --https-h1 "[::]:0" --https-h2 "[::]:0" --ports-file "$W/$c/ports" --cert "$CERT" --key "$KEY" --web-dir "$WWW" --hold 5s \
+        --state-dir "$(new_state_dir "$W/$c")"
       SPID=$STARTED
       wait_ports "$W/$c/ports" 10 "$SPID" || say "h3live serve did not start"
       P1=$(port_of "$W/$c/ports" http) P3=$(port_of "$W/$c/ports" h3)

@@ -531,10 +531,12 @@ else
   # address of the origin's namespace (the encoder's relay comes over the veth).
   INGEST_ADDR=127.0.0.1
   [ "$FIRST_MILE" != 0 ] && INGEST_ADDR=0.0.0.0
+  STATE=(--state-dir "$(new_state_dir "$OUT/state")")
+  for a in ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"}; do [[ $a == --state-dir* ]] && STATE=(); done
   say "starting origin (log origin.log)"
   "${IN_O[@]}" "$BIN" serve --http "$INGEST_ADDR:0" --h3-ingest "$INGEST_ADDR:0" --h3 "[::]:0" --https "[::]:0" \
     --https-h1 "[::]:0" --https-h2 "[::]:0" --ports-file "$OUT/origin.ports" --cert "$CERT" --key "$OUT/certs/key.pem" \
-    --web-dir "$ROOT/web" ${MOQ_ARGS[@]+"${MOQ_ARGS[@]}"} ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
+    --web-dir "$ROOT/web" ${MOQ_ARGS[@]+"${MOQ_ARGS[@]}"} ${STATE[@]+"${STATE[@]}"} ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"} > "$OUT/origin.log" 2>&1 &
   ORIGIN_PID=$!
   wait_ports "$OUT/origin.ports" 10 "$ORIGIN_PID" || { tail -n 20 "$OUT/origin.log" >&2; die "origin did not come up"; }
   HTTP_PORT=$(port_of "$OUT/origin.ports" http) H3_PORT=$(port_of "$OUT/origin.ports" h3)

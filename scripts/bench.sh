@@ -238,7 +238,7 @@ start_origin() {
   ${PIN_SERVER[@]+"${PIN_SERVER[@]}"} "$ORIGIN_BIN" serve --http 127.0.0.1:$P_HTTP --h3 127.0.0.1:$P_H3 --https off \
     --https-h1 127.0.0.1:$P_H1 --https-h2 127.0.0.1:$P_H2 --cert "$CERT" --key "$KEY" \
     --web-dir "$OUT/empty" --max-connections 8192 --keep-segments 3 \
-    --max-connections-per-ip 0 --idle-timeout 10m ${moq[@]+"${moq[@]}"} \
+    --max-connections-per-ip 0 --idle-timeout 10m --state-dir "$(new_state_dir "$OUT/state")" ${moq[@]+"${moq[@]}"} \
     ${ORIGIN_ARGS[@]+"${ORIGIN_ARGS[@]}"} 2> "$OUT/logs/origin-$1$SUFFIX.log" &
   ORIGIN_PID=$!; PIDS+=("$ORIGIN_PID")
   wait_url "http://127.0.0.1:$P_HTTP/healthz" 10 "$ORIGIN_PID" || die "origin did not start"

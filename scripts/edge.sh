@@ -167,7 +167,8 @@ fi
 start_origin() {
   "${CPU0[@]}" "$BIN" serve --http 127.0.0.1:$P_ORIGIN --h3 127.0.0.1:$P_DIRECT_H3 --https off \
     --https-h1 127.0.0.1:$P_DIRECT_H1 --https-h2 off --cert "$CERT" --key "$KEY" \
-    --keep-segments 10 --max-connections-per-ip 0 >> "$OUT/logs/origin.log" 2>&1 &
+    --keep-segments 10 --max-connections-per-ip 0 --state-dir "$(new_state_dir "$OUT/state")" \
+    >> "$OUT/logs/origin.log" 2>&1 &
   PID[origin]=$!
   wait_url "http://127.0.0.1:$P_ORIGIN/healthz" 10 "${PID[origin]}" || die "origin did not start"
 }

@@ -141,6 +141,13 @@ wait_ports() {
 # https, https_h1, https_h2 for serve and front; quic for interop-server).
 port_of() { sed -n "s/^$2=//p" "$1"; }
 
+# new_state_dir DIR: a new, empty directory under DIR for a throwaway
+# origin's --state-dir, printed. Without the flag, `h3live serve` keeps init
+# segments in a per-user directory named after its ingest address, which a
+# test or benchmark origin must neither fill nor restore from (another run on
+# the same port would). Every build of the binary accepts a directory.
+new_state_dir() { mkdir -p "$1" && mktemp -d "$1/state.XXXXXX"; }
+
 # apt_install PACKAGE...: install Debian packages without recommends, non-
 # interactively (sudo when not root). Nothing to do without arguments.
 apt_install() {

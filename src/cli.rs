@@ -10,6 +10,7 @@ use crate::conn::ports;
 use crate::core::OriginConfig;
 use crate::store::StoreConfig;
 use crate::transport::{Congestion, Limits};
+use crate::units::{count_in, duration_in, parse_ack_delay, parse_udp_payload, size_in};
 
 /// The log filter when `RUST_LOG` is unset: noisy crates at warn. Filter
 /// targets match by prefix, so `h3=warn` alone would also silence `h3live`
@@ -55,77 +56,49 @@ impl std::str::FromStr for ListenAddr {
     }
 }
 
-/// Parse a duration such as `2s`, `500ms`, `1m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+/// `--state-dir`: a directory, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDirArg {
+    /// Keep state in this directory.
+    Dir(PathBuf),
+    /// Keep nothing across a restart.
+    None,
 }
 
-/// A duration flag's parser that refuses values outside `min..=max` with a
-/// message naming the range (a timeout of a few microseconds, like one of
-/// 0, breaks what it times without a word). The range is in the flag's help
-/// and in docs/reference.md ("Ranges of the flags").
-pub fn duration_in(min: Duration, max: Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync {
-    move |s| match parse_duration(s)? {
-        d if d < min || d > max => Err(format!(
-            "{s:?} is outside the accepted range {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        )),
-        d => Ok(d),
-    }
-}
-
-/// Parse a requested QUIC max_ack_delay: 1 ms to 1 s.
-pub fn parse_ack_delay(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d < Duration::from_millis(1) || d > Duration::from_secs(1) => {
-            Err(format!("{s:?}: must be between 1ms and 1s"))
+impl std::str::FromStr for StateDirArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "off" => Ok(StateDirArg::None),
+            "" => Err("empty: give a directory or none".into()),
+            dir => Ok(StateDirArg::Dir(PathBuf::from(dir))),
         }
-        d => Ok(d),
     }
 }
 
-/// Parse a UDP payload size for QUIC (1200 to 65527 bytes; K units allowed).
-pub fn parse_udp_payload(s: &str) -> Result<u16, String> {
-    let n = parse_size(s)?;
-    let range = crate::transport::UDP_PAYLOAD_RANGE;
-    match u16::try_from(n) {
-        Ok(v) if range.contains(&v) => Ok(v),
-        _ => Err(format!("{s:?}: must be between {} and {} bytes", range.start(), range.end())),
+/// The default state directory of an origin whose ingest listener is bound
+/// to `ingest`, given the environment `env`: `<base>/<ip>-<port>`, the base
+/// being `$STATE_DIRECTORY` (what systemd's `StateDirectory=` sets), else
+/// `$XDG_STATE_HOME/h3live`, else `$HOME/.local/state/h3live` (relative
+/// paths do not count, as the XDG spec says). Keyed by the listener address
+/// so that origins on one machine never share a directory: two processes
+/// cannot listen on the same address, and a restart on the same address
+/// finds its own. `None` on port 0 (a restart gets another port and could
+/// not find it) and without any base.
+pub fn default_state_dir(ingest: SocketAddr, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    if ingest.port() == 0 {
+        return None;
     }
-}
-
-/// A byte-size flag's parser that refuses values outside `min..=max`.
-pub fn size_in(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync {
-    move |s| match parse_size(s)? {
-        n if n < min || n > max => {
-            Err(format!("{s:?} is outside the accepted range {} to {}", show_size(min), show_size(max)))
-        }
-        n => Ok(n),
-    }
-}
-
-/// A count flag's parser that refuses values outside `min..=max`.
-pub fn count_in<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
-{
-    move |s| match s.trim().parse::<T>() {
-        Ok(n) if n < min || n > max => Err(format!("{s:?} is outside the accepted range {min} to {max}")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?}: not a whole number")),
-    }
-}
-
-/// `n` bytes in the largest binary unit that divides it.
-fn show_size(n: u64) -> String {
-    match n {
-        0 => "0".into(),
-        n if n % (1 << 30) == 0 => format!("{}G", n >> 30),
-        n if n % (1 << 20) == 0 => format!("{}M", n >> 20),
-        n if n % (1 << 10) == 0 => format!("{}K", n >> 10),
-        n => n.to_string(),
-    }
+    let absolute = |k: &str| env(k).map(PathBuf::from).filter(|p| p.is_absolute());
+    // systemd joins several StateDirectory= entries with ':'.
+    let systemd = env("STATE_DIRECTORY")
+        .and_then(|v| v.to_str().and_then(|v| v.split(':').next()).map(PathBuf::from))
+        .filter(|p| p.is_absolute());
+    let base = systemd
+        .or_else(|| absolute("XDG_STATE_HOME").map(|p| p.join("h3live")))
+        .or_else(|| absolute("HOME").map(|p| p.join(".local/state/h3live")))?;
+    // `::1` becomes `__1`: no ':' in a path.
+    Some(base.join(format!("{}-{}", ingest.ip().to_string().replace(':', "_"), ingest.port())))
 }
 
 /// Seconds.
@@ -146,25 +119,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 const TIB: u64 = 1 << 40;
-
-/// Parse a byte size such as `64M`, `1G`, `512K` or `1000` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        _ => return Err(format!("{s:?}: unknown unit (use K, M or G)")),
-    };
-    let n: f64 = num.trim().parse().map_err(|_| format!("{s:?}: not a size"))?;
-    if !(n >= 0.0 && n.is_finite()) {
-        return Err(format!("{s:?}: not a size"));
-    }
-    Ok((n * mult as f64) as u64)
-}
 
 /// Listener addresses.
 #[derive(Debug, Clone, Args)]
@@ -454,18 +408,22 @@ pub struct HttpArgs {
     #[arg(long, default_value = "64M", value_parser = size_in(MIB, 64 * GIB))]
     pub max_static_memory: u64,
     /// Keep init segments and the latest manifest of each stream in this directory and publish them again after a
-    /// restart (ffmpeg sends init segments only once per run, so without it a restarted origin cannot serve the
-    /// running stream until the encoder restarts).
-    #[arg(long, env = "H3LIVE_STATE_DIR", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// restart (ffmpeg sends init segments only once per run, so without them a restarted origin cannot serve the
+    /// running stream until the encoder restarts). `none`: keep nothing. Default: a directory per ingest listener
+    /// address, e.g. 127.0.0.1-8080, under $STATE_DIRECTORY (systemd's StateDirectory=), else
+    /// $XDG_STATE_HOME/h3live, else ~/.local/state/h3live; none without an ingest listener (--http off,
+    /// --no-ingest, front) or on port 0.
+    #[arg(long, env = "H3LIVE_STATE_DIR", value_name = "DIR|none")]
+    pub state_dir: Option<StateDirArg>,
     /// How long running responses may continue after SIGINT/SIGTERM. 0s to 10m (0: closed at once).
     #[arg(long, default_value = "3s", value_parser = duration_in(Duration::ZERO, secs(600)))]
     pub shutdown_grace: Duration,
 }
 
 impl HttpArgs {
-    /// The HTTP-layer configuration these flags describe.
-    pub fn origin_config(&self) -> OriginConfig {
+    /// The HTTP-layer configuration these flags describe, for an origin whose
+    /// ingest listener is `ingest` (`None`: it has none; see [`HttpArgs::state_dir`]).
+    pub fn origin_config(&self, ingest: Option<SocketAddr>) -> OriginConfig {
         OriginConfig {
             web_dir: self.web_dir.clone(),
             ingest_token: self.ingest_token.clone(),
@@ -476,10 +434,25 @@ impl HttpArgs {
             ingest_min_bytes: self.ingest_min_bytes,
             ingest_rate_window: self.ingest_rate_window,
             hls_part_target: self.hls_part_target,
-            state_dir: self.state_dir.clone(),
+            state_dir: self.state_dir(ingest, |k| std::env::var_os(k)),
             max_static_memory: self.max_static_memory,
             moq_certificate_sha256: None,
             prefetch: false,
+        }
+    }
+
+    /// The state directory in force: `--state-dir` (or `H3LIVE_STATE_DIR`),
+    /// else [`default_state_dir`] for the ingest listener `ingest` with the
+    /// environment `env`.
+    pub fn state_dir(
+        &self,
+        ingest: Option<SocketAddr>,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Option<PathBuf> {
+        match &self.state_dir {
+            Some(StateDirArg::Dir(dir)) => Some(dir.clone()),
+            Some(StateDirArg::None) => None,
+            None => default_state_dir(ingest?, env),
         }
     }
 
@@ -522,15 +495,34 @@ impl HttpArgs {
 mod tests {
     use super::*;
 
+    /// The default state directory: one per ingest address, under the first
+    /// base the environment gives; none on port 0 or without ingest;
+    /// `--state-dir DIR|none` overrides it.
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("1.5k"), Ok(1536));
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("abc").is_err());
+    fn state_dir_defaults() {
+        use std::ffi::OsString;
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
+        };
+        let at: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let all = env(&[("STATE_DIRECTORY", "/var/lib/h3live:/x"), ("XDG_STATE_HOME", "/xdg"), ("HOME", "/home/u")]);
+        assert_eq!(default_state_dir(at, all), Some(PathBuf::from("/var/lib/h3live/127.0.0.1-8080")));
+        let xdg = env(&[("XDG_STATE_HOME", "/xdg"), ("HOME", "/home/u")]);
+        assert_eq!(default_state_dir(at, xdg), Some(PathBuf::from("/xdg/h3live/127.0.0.1-8080")));
+        let home = env(&[("XDG_STATE_HOME", "relative"), ("HOME", "/home/u")]);
+        assert_eq!(default_state_dir(at, home), Some(PathBuf::from("/home/u/.local/state/h3live/127.0.0.1-8080")));
+        let v6: SocketAddr = "[::1]:9000".parse().unwrap();
+        assert_eq!(default_state_dir(v6, home), Some(PathBuf::from("/home/u/.local/state/h3live/__1-9000")));
+        assert_ne!(default_state_dir("127.0.0.1:8081".parse().unwrap(), home), default_state_dir(at, home));
+        assert_eq!(default_state_dir("127.0.0.1:0".parse().unwrap(), home), None);
+        assert_eq!(default_state_dir(at, env(&[])), None);
+
+        use clap::Parser as _;
+        let http = |args: &[&str]| Http::parse_from(std::iter::once("t").chain(args.iter().copied())).http;
+        assert_eq!(http(&[]).state_dir(Some(at), xdg), Some(PathBuf::from("/xdg/h3live/127.0.0.1-8080")));
+        assert_eq!(http(&[]).state_dir(None, xdg), None);
+        assert_eq!(http(&["--state-dir", "none"]).state_dir(Some(at), xdg), None);
+        assert_eq!(http(&["--state-dir", "/s"]).state_dir(None, xdg), Some(PathBuf::from("/s")));
     }
 
     #[derive(clap::Parser)]

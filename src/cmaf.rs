@@ -76,9 +76,47 @@ pub struct MoofInfo {
 /// Largest `moof` the tracker buffers to read (larger ones are skipped).
 const MAX_MOOF: usize = 256 << 10;
 
+/// `sample_is_non_sync_sample` in sample flags (ISO/IEC 14496-12 8.8.3.1).
+const SAMPLE_IS_NON_SYNC: u32 = 0x0001_0000;
+
 /// True if sample flags describe a sync sample (`sample_is_non_sync_sample` clear).
 pub fn is_sync(flags: u32) -> bool {
-    flags & 0x0001_0000 == 0
+    flags & SAMPLE_IS_NON_SYNC == 0
+}
+
+/// `tf_flags` of a track fragment header, `tfhd` (ISO/IEC 14496-12 8.8.7):
+/// which optional fields follow the track ID, in this order.
+mod tfhd {
+    /// 64-bit base data offset.
+    pub const BASE_DATA_OFFSET: u32 = 0x1;
+    /// 32-bit sample description index.
+    pub const SAMPLE_DESCRIPTION_INDEX: u32 = 0x2;
+    /// 32-bit default sample duration.
+    pub const DEFAULT_SAMPLE_DURATION: u32 = 0x8;
+    /// 32-bit default sample size.
+    pub const DEFAULT_SAMPLE_SIZE: u32 = 0x10;
+    /// 32-bit default sample flags.
+    pub const DEFAULT_SAMPLE_FLAGS: u32 = 0x20;
+}
+
+/// `tr_flags` of a track fragment run, `trun` (ISO/IEC 14496-12 8.8.8):
+/// which optional fields follow the sample count, and which fields each
+/// sample record has (32 bits each, in the order of the bits).
+mod trun {
+    /// 32-bit data offset.
+    pub const DATA_OFFSET: u32 = 0x1;
+    /// 32-bit flags of the first sample (instead of per-sample flags for it).
+    pub const FIRST_SAMPLE_FLAGS: u32 = 0x4;
+    /// Per sample: duration.
+    pub const SAMPLE_DURATION: u32 = 0x100;
+    /// Per sample: size.
+    pub const SAMPLE_SIZE: u32 = 0x200;
+    /// Per sample: flags.
+    pub const SAMPLE_FLAGS: u32 = 0x400;
+    /// Per sample: composition time offset.
+    pub const SAMPLE_CTS_OFFSET: u32 = 0x800;
+    /// Every per-sample field, in record order.
+    pub const PER_SAMPLE: [u32; 4] = [SAMPLE_DURATION, SAMPLE_SIZE, SAMPLE_FLAGS, SAMPLE_CTS_OFFSET];
 }
 
 /// Incremental parser of one media segment's top-level boxes. Feed it the
@@ -129,7 +167,7 @@ impl FragmentTracker {
                     return;
                 }
                 State::Header => {
-                    let want = if self.buf.len() >= 8 && be32(&self.buf[0..4]) == 1 { 16 } else { 8 };
+                    let want = if self.buf.len() >= 8 && be32(&self.buf, 0) == Some(1) { 16 } else { 8 };
                     let take = (want - self.buf.len()).min(data.len());
                     self.buf.extend_from_slice(&data[..take]);
                     data = &data[take..];
@@ -137,7 +175,7 @@ impl FragmentTracker {
                     if self.buf.len() < want {
                         continue;
                     }
-                    let size32 = be32(&self.buf[0..4]);
+                    let size32 = be32(&self.buf, 0).unwrap_or_default();
                     if size32 == 1 && want == 8 {
                         continue; // a 64-bit size follows
                     }
@@ -148,7 +186,7 @@ impl FragmentTracker {
                             self.buf.clear();
                             continue;
                         }
-                        1 => (be64(&self.buf[8..16]), 16),
+                        1 => (be64(&self.buf, 8).unwrap_or_default(), 16),
                         n => (n as u64, 8),
                     };
                     self.buf.clear();
@@ -219,111 +257,130 @@ impl FragmentTracker {
 pub fn moof_info(body: &[u8]) -> Option<MoofInfo> {
     let (_, _, tb, te) = children(body, 0, body.len()).into_iter().find(|c| &c.0 == b"traf")?;
     let mut info = MoofInfo::default();
-    let (mut default_duration, mut default_flags) = (None, None);
+    let mut defaults = Defaults::default();
     for (k, _, b, e) in children(body, tb, te) {
-        let field = |at: usize, w: usize| -> Option<u64> {
-            (at + w <= e).then(|| if w == 8 { be64(&body[at..]) } else { be32(&body[at..]) as u64 })
-        };
+        let inside = &body[..e];
         match &k {
-            b"tfhd" if e - b >= 8 => {
-                let flags = be32(&body[b..]) & 0xff_ffff;
-                info.track = be32(&body[b + 4..]);
-                let mut at = b + 8;
-                if flags & 0x1 != 0 {
-                    at += 8; // base data offset
-                }
-                if flags & 0x2 != 0 {
-                    at += 4; // sample description index
-                }
-                if flags & 0x8 != 0 {
-                    default_duration = field(at, 4);
-                    at += 4;
-                }
-                if flags & 0x10 != 0 {
-                    at += 4; // default sample size
-                }
-                if flags & 0x20 != 0 {
-                    default_flags = field(at, 4).map(|f| f as u32);
-                }
-            }
+            b"tfhd" if e - b >= 8 => (info.track, defaults) = tfhd_defaults(inside, b),
             b"tfdt" if e - b >= 8 => {
-                let w = if body[b] == 1 { 8 } else { 4 };
-                info.decode_time = field(b + 4, w);
+                info.decode_time = if body[b] == 1 { be64(inside, b + 4) } else { be32(inside, b + 4).map(u64::from) };
             }
-            b"trun" if e - b >= 8 => {
-                let flags = be32(&body[b..]) & 0xff_ffff;
-                let count = be32(&body[b + 4..]);
-                info.samples = count;
-                let mut at = b + 8;
-                if flags & 0x1 != 0 {
-                    at += 4; // data offset
-                }
-                let mut first_flags = None;
-                if flags & 0x4 != 0 {
-                    first_flags = field(at, 4).map(|f| f as u32);
-                    at += 4;
-                }
-                let per = [0x100, 0x200, 0x400, 0x800].iter().filter(|&&f| flags & f != 0).count() * 4;
-                let mut total = 0u64;
-                let fits = e.saturating_sub(at).checked_div(per).unwrap_or(0);
-                if flags & 0x100 == 0 {
-                    total = default_duration.unwrap_or(0) * count as u64;
-                }
-                for i in 0..(count as usize).min(fits) {
-                    let s = at + i * per;
-                    if s + per > e {
-                        break;
-                    }
-                    let mut o = s;
-                    if flags & 0x100 != 0 {
-                        total += be32(&body[o..]) as u64;
-                        o += 4;
-                    } else if flags & 0x400 == 0 || i > 0 {
-                        break;
-                    }
-                    if flags & 0x200 != 0 {
-                        o += 4;
-                    }
-                    if i == 0 && flags & 0x400 != 0 && first_flags.is_none() {
-                        first_flags = Some(be32(&body[o..]));
-                    }
-                }
-                if flags & 0x100 != 0 || default_duration.is_some() {
-                    info.duration = Some(total);
-                }
-                info.first_flags = first_flags.or(default_flags);
-            }
+            b"trun" if e - b >= 8 => trun_info(inside, b, &defaults, &mut info),
             _ => {}
         }
     }
     Some(info)
 }
 
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes(b[..4].try_into().unwrap_or_default())
+/// Sample defaults a `tfhd` gives the runs of its track fragment.
+#[derive(Debug, Default)]
+struct Defaults {
+    /// Default sample duration.
+    duration: Option<u64>,
+    /// Default sample flags.
+    flags: Option<u32>,
 }
 
-fn be64(b: &[u8]) -> u64 {
-    u64::from_be_bytes(b[..8].try_into().unwrap_or_default())
+/// Track ID and sample defaults of the `tfhd` whose body starts at `b` in
+/// `boxed` (which ends where the box ends).
+fn tfhd_defaults(boxed: &[u8], b: usize) -> (u32, Defaults) {
+    let flags = be32(boxed, b).unwrap_or_default() & 0xff_ffff;
+    let track = be32(boxed, b + 4).unwrap_or_default();
+    let mut d = Defaults::default();
+    let mut at = b + 8;
+    if flags & tfhd::BASE_DATA_OFFSET != 0 {
+        at += 8;
+    }
+    if flags & tfhd::SAMPLE_DESCRIPTION_INDEX != 0 {
+        at += 4;
+    }
+    if flags & tfhd::DEFAULT_SAMPLE_DURATION != 0 {
+        d.duration = be32(boxed, at).map(u64::from);
+        at += 4;
+    }
+    if flags & tfhd::DEFAULT_SAMPLE_SIZE != 0 {
+        at += 4;
+    }
+    if flags & tfhd::DEFAULT_SAMPLE_FLAGS != 0 {
+        d.flags = be32(boxed, at);
+    }
+    (track, d)
+}
+
+/// Sample count, total duration and first sample's flags of the `trun`
+/// whose body starts at `b` in `boxed` (which ends where the box ends).
+fn trun_info(boxed: &[u8], b: usize, defaults: &Defaults, info: &mut MoofInfo) {
+    let flags = be32(boxed, b).unwrap_or_default() & 0xff_ffff;
+    let count = be32(boxed, b + 4).unwrap_or_default();
+    info.samples = count;
+    let mut at = b + 8;
+    if flags & trun::DATA_OFFSET != 0 {
+        at += 4;
+    }
+    let mut first_flags = None;
+    if flags & trun::FIRST_SAMPLE_FLAGS != 0 {
+        first_flags = be32(boxed, at);
+        at += 4;
+    }
+    let has = |f: u32| flags & f != 0;
+    let per = trun::PER_SAMPLE.iter().filter(|&&f| has(f)).count() * 4;
+    // Records that fit in the box (a truncated run counts what it has).
+    let fits = boxed.len().saturating_sub(at).checked_div(per).unwrap_or(0);
+    let mut total = if has(trun::SAMPLE_DURATION) { 0 } else { defaults.duration.unwrap_or(0) * count as u64 };
+    for i in 0..(count as usize).min(fits) {
+        let mut o = at + i * per;
+        if has(trun::SAMPLE_DURATION) {
+            total += u64::from(be32(boxed, o).unwrap_or_default());
+            o += 4;
+        } else if !has(trun::SAMPLE_FLAGS) || i > 0 {
+            break; // nothing more to read from the records
+        }
+        if has(trun::SAMPLE_SIZE) {
+            o += 4;
+        }
+        if i == 0 && has(trun::SAMPLE_FLAGS) && first_flags.is_none() {
+            first_flags = be32(boxed, o);
+        }
+    }
+    if has(trun::SAMPLE_DURATION) || defaults.duration.is_some() {
+        info.duration = Some(total);
+    }
+    info.first_flags = first_flags.or(defaults.flags);
+}
+
+/// The big-endian `u32` at `at`, if `b` holds all of it.
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+/// The big-endian `u64` at `at`, if `b` holds all of it.
+fn be64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+/// The big-endian `u16` at `at`, if `b` holds all of it.
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
 }
 
 /// The NTP time of a `prft` body (version/flags, reference track, NTP, media time).
 fn prft_time(body: &[u8]) -> Option<SystemTime> {
-    (body.len() >= 16).then(|| ntp_to_system(be64(&body[8..16]))).flatten()
+    be64(body, 8).and_then(ntp_to_system)
 }
 
 /// Iterate the boxes in `buf[start..end]`: (type, box start, body start, box end).
 fn children(buf: &[u8], start: usize, end: usize) -> Vec<([u8; 4], usize, usize, usize)> {
     let mut out = Vec::new();
+    let end = end.min(buf.len());
     let mut at = start;
     while at + 8 <= end {
-        let size32 = be32(&buf[at..]) as u64;
-        let kind: [u8; 4] = buf[at + 4..at + 8].try_into().unwrap_or_default();
+        let (Some(size32), Some(kind)) = (be32(buf, at), buf.get(at + 4..at + 8)) else { break };
+        let kind: [u8; 4] = kind.try_into().unwrap_or_default();
         let (size, header) = match size32 {
             0 => ((end - at) as u64, 8),
-            1 if at + 16 <= end => (be64(&buf[at + 8..]), 16),
+            1 if at + 16 <= end => (be64(buf, at + 8).unwrap_or_default(), 16),
             1 => break,
-            n => (n, 8),
+            n => (n as u64, 8),
         };
         if size < header as u64 || at as u64 + size > end as u64 {
             break;
@@ -360,7 +417,7 @@ pub fn fragments(seg: &[u8]) -> Vec<Fragment> {
                     let mut track = 0;
                     for (k, _, b, e) in children(seg, tb, te) {
                         match &k {
-                            b"tfhd" if e - b >= 8 => track = be32(&seg[b + 4..]),
+                            b"tfhd" if e - b >= 8 => track = be32(seg, b + 4).unwrap_or_default(),
                             b"tfdt" if e - b >= 8 => {
                                 let width = if seg[b] == 1 { 8 } else { 4 };
                                 if b + 4 + width <= e {
@@ -382,23 +439,26 @@ pub fn fragments(seg: &[u8]) -> Vec<Fragment> {
     out
 }
 
-/// Overwrite the NTP timestamp at `at` with `t`.
+/// Overwrite the NTP timestamp at `at` with `t` (nothing if `seg` ends before it does).
 pub fn write_ntp(seg: &mut [u8], at: usize, t: SystemTime) {
-    seg[at..at + 8].copy_from_slice(&system_to_ntp(t).to_be_bytes());
+    if let Some(dst) = at.checked_add(8).and_then(|end| seg.get_mut(at..end)) {
+        dst.copy_from_slice(&system_to_ntp(t).to_be_bytes());
+    }
 }
 
-/// Read the NTP timestamp at `at`.
+/// Read the NTP timestamp at `at` (`None` if `seg` ends before it does).
 pub fn read_ntp(seg: &[u8], at: usize) -> Option<SystemTime> {
-    ntp_to_system(be64(&seg[at..]))
+    ntp_to_system(be64(seg, at)?)
 }
 
-/// Add `delta` to the `tfdt` value at (`at`, `width`).
+/// Add `delta` to the `tfdt` value at (`at`, `width`) (nothing if `seg` ends before it does).
 pub fn shift_tfdt(seg: &mut [u8], at: usize, width: usize, delta: u64) {
     if width == 8 {
-        let v = be64(&seg[at..]).wrapping_add(delta);
-        seg[at..at + 8].copy_from_slice(&v.to_be_bytes());
-    } else {
-        let v = (be32(&seg[at..]) as u64).wrapping_add(delta) as u32;
+        if let Some(v) = be64(seg, at) {
+            seg[at..at + 8].copy_from_slice(&v.wrapping_add(delta).to_be_bytes());
+        }
+    } else if let Some(v) = be32(seg, at) {
+        let v = (v as u64).wrapping_add(delta) as u32;
         seg[at..at + 4].copy_from_slice(&v.to_be_bytes());
     }
 }
@@ -421,14 +481,14 @@ pub fn track_timescales(init: &[u8]) -> Vec<(u32, u32)> {
                     b"tkhd" => {
                         let at = b + if v1 { 20 } else { 12 };
                         if at + 4 <= e {
-                            id = Some(be32(&init[at..]));
+                            id = be32(init, at);
                         }
                     }
                     b"mdia" => {
                         for (k, _, b, e) in children(init, b, e) {
                             let at = b + if init.get(b) == Some(&1) { 20 } else { 12 };
                             if &k == b"mdhd" && at + 4 <= e {
-                                scale = Some(be32(&init[at..]));
+                                scale = be32(init, at);
                             }
                         }
                     }
@@ -479,7 +539,7 @@ pub fn init_tracks(init: &[u8]) -> Vec<TrackInfo> {
                             b"tkhd" => {
                                 let at = b + if init.get(b) == Some(&1) { 20 } else { 12 };
                                 if at + 4 <= e {
-                                    t.id = be32(&init[at..]);
+                                    t.id = be32(init, at).unwrap_or_default();
                                 }
                             }
                             b"mdia" => mdia_info(init, b, e, &mut t),
@@ -490,8 +550,13 @@ pub fn init_tracks(init: &[u8]) -> Vec<TrackInfo> {
                 }
                 b"mvex" => {
                     for (k, _, b, e) in children(init, tb, te) {
-                        if &k == b"trex" && b + 24 <= e {
-                            trex.push((be32(&init[b + 4..]), be32(&init[b + 12..]), be32(&init[b + 20..])));
+                        if &k != b"trex" || b + 24 > e {
+                            continue;
+                        }
+                        if let (Some(id), Some(d), Some(f)) =
+                            (be32(init, b + 4), be32(init, b + 12), be32(init, b + 20))
+                        {
+                            trex.push((id, d, f));
                         }
                     }
                 }
@@ -515,7 +580,7 @@ fn mdia_info(buf: &[u8], start: usize, end: usize, t: &mut TrackInfo) {
             b"mdhd" => {
                 let at = b + if buf.get(b) == Some(&1) { 20 } else { 12 };
                 if at + 4 <= e {
-                    t.timescale = be32(&buf[at..]);
+                    t.timescale = be32(buf, at).unwrap_or_default();
                 }
             }
             b"hdlr" if b + 12 <= e => t.handler = buf[b + 8..b + 12].try_into().unwrap_or_default(),
@@ -527,7 +592,7 @@ fn mdia_info(buf: &[u8], start: usize, end: usize, t: &mut TrackInfo) {
                 let Some((kind, _, sb, se)) = children(buf, stsd.2 + 8, stsd.3).into_iter().next() else { continue };
                 match &kind {
                     b"avc1" | b"avc3" if sb + 78 <= se => {
-                        t.size = Some((be16(&buf[sb + 24..]), be16(&buf[sb + 26..])));
+                        t.size = be16(buf, sb + 24).zip(be16(buf, sb + 26));
                         if let Some((_, _, cb, ce)) = children(buf, sb + 78, se).into_iter().find(|c| &c.0 == b"avcC") {
                             if cb + 4 <= ce {
                                 let name = String::from_utf8_lossy(&kind);
@@ -544,10 +609,6 @@ fn mdia_info(buf: &[u8], start: usize, end: usize, t: &mut TrackInfo) {
             _ => {}
         }
     }
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes(b[..2].try_into().unwrap_or_default())
 }
 
 /// A box: 32-bit size, type, body.
@@ -632,8 +693,54 @@ mod tests {
         let (at, width, track) = frags[0].tfdt[0];
         assert_eq!((width, track), (8, 2));
         shift_tfdt(&mut seg, at, width, 500);
-        assert_eq!(be64(&seg[at..]), 1500);
+        assert_eq!(be64(&seg, at), Some(1500));
         assert_eq!(read_ntp(&seg, frags[0].prft_ntp.unwrap()).unwrap().duration_since(t1).unwrap(), Duration::ZERO);
+    }
+
+    /// The readers are total: a short buffer is `None`, never a panic.
+    #[test]
+    fn readers_of_short_buffers() {
+        assert_eq!(be32(&[0, 0, 1, 2], 0), Some(258));
+        assert_eq!(be32(&[0, 0, 1], 0), None);
+        assert_eq!(be32(&[0, 0, 1, 2], 1), None);
+        assert_eq!(be32(&[0, 0, 1, 2], usize::MAX), None);
+        assert_eq!(be64(&[0; 7], 0), None);
+        assert_eq!(be16(&[1], 0), None);
+        // Public entry points on offsets past the end (the old readers
+        // indexed `b[..8]` first and panicked here).
+        let mut short = [0u8; 6];
+        assert_eq!(read_ntp(&short, 0), None);
+        assert_eq!(read_ntp(&short, 100), None);
+        write_ntp(&mut short, 2, UNIX_EPOCH);
+        shift_tfdt(&mut short, 4, 4, 1);
+        shift_tfdt(&mut short, 0, 8, 1);
+        assert_eq!(short, [0u8; 6], "nothing written past the end");
+    }
+
+    /// Every truncation of a segment and of a `moof` body parses without a
+    /// panic, and the flags a `trun` names are read.
+    #[test]
+    fn truncated_boxes_parse() {
+        let sample = |d: u32, f: u32| [d.to_be_bytes(), 100u32.to_be_bytes(), f.to_be_bytes()].concat();
+        let mut trun_body = (trun::SAMPLE_DURATION | trun::SAMPLE_SIZE | trun::SAMPLE_FLAGS).to_be_bytes().to_vec();
+        trun_body.extend_from_slice(&2u32.to_be_bytes());
+        trun_body.extend([sample(512, SAMPLE_IS_NON_SYNC), sample(512, 0)].concat());
+        let mut tfhd_body = tfhd::DEFAULT_SAMPLE_DURATION.to_be_bytes().to_vec();
+        tfhd_body.extend_from_slice(&7u32.to_be_bytes());
+        tfhd_body.extend_from_slice(&1024u32.to_be_bytes());
+        let traf = [boxed(b"tfhd", &tfhd_body), boxed(b"trun", &trun_body)].concat();
+        let moof = boxed(b"traf", &traf);
+        let info = moof_info(&moof).unwrap();
+        assert_eq!((info.track, info.samples, info.duration), (7, 2, Some(1024)));
+        assert_eq!(info.first_flags.map(is_sync), Some(false));
+        for n in 0..moof.len() {
+            let _ = moof_info(&moof[..n]);
+        }
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let seg = [boxed(b"styp", b"msdh"), fragment(1, t0, 10)].concat();
+        for n in 0..seg.len() {
+            let _ = (fragments(&seg[..n]), init_tracks(&seg[..n]), track_timescales(&seg[..n]));
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //! - [`quic_stats`]: quinn's per-connection counters summed over connections
 //!   (origin `/metrics`, load tool report).
 //! - [`cli`]: clap option groups shared by the binary's subcommands.
+//! - [`units`]: durations and byte sizes as flags and specs write them,
+//!   shared by the origin's flags and the tools.
 //! - [`interop`]: the quic-interop-runner server endpoint (hq-interop + h3).
 //! - [`frames`]: a hyper body read as data pieces (server, client, recorder).
 //! - [`client`]: a streaming client for all four transports (tests, viewer tools).
@@ -61,3 +63,53 @@ pub mod relay;
 pub mod server;
 pub mod store;
 pub mod transport;
+pub mod units;
+
+/// The layer rules, checked on the source text: an import never runs back
+/// up (store below core, core below the transports), and the transports see
+/// the store only through the core.
+#[cfg(test)]
+mod layers {
+    use std::path::Path;
+
+    /// Every `.rs` file under `src/<dir>` that mentions one of `forbidden`.
+    fn offenders(dir: &str, forbidden: &[&str]) -> Vec<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&root).expect("source folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).expect("source file");
+            // Imports, not doc links: a comment may name the layer that uses this one.
+            let text: String =
+                source.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+            // A whole path segment: `crate::cli` does not match `crate::client`.
+            let names = |f: &str| {
+                text.match_indices(f)
+                    .any(|(i, _)| !text[i + f.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+            };
+            for f in forbidden.iter().filter(|f| names(f)) {
+                found.push(format!("{} names {f}", path.display()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn imports_only_run_down() {
+        assert_eq!(offenders("transport", &["crate::store"]), Vec::<String>::new());
+        assert_eq!(offenders("core", &["crate::transport", "crate::server", "crate::cli"]), Vec::<String>::new());
+        let above_store =
+            ["crate::core", "crate::transport", "crate::server", "crate::cli", "crate::hls", "crate::moq"];
+        assert_eq!(offenders("store", &above_store), Vec::<String>::new());
+        // The delivery formats are views of the store: the transports use them, never the reverse.
+        let above_views = ["crate::core", "crate::transport", "crate::server", "crate::cli"];
+        assert_eq!(offenders("hls", &above_views), Vec::<String>::new());
+        assert_eq!(offenders("moq", &above_views), Vec::<String>::new());
+        // The tools use the shared value parsers, not the origin's flags.
+        assert_eq!(offenders("load", &["crate::cli"]), Vec::<String>::new());
+        assert_eq!(offenders("pathemu", &["crate::cli"]), Vec::<String>::new());
+    }
+}

@@ -62,7 +62,7 @@ struct FrontArgs {
     #[arg(long, value_name = "URL")]
     upstream: String,
     /// Time allowed to connect and for response headers (more than the origin's --hold). 1s to 10m.
-    #[arg(long, default_value = "10s", value_parser = h3live::cli::duration_in(
+    #[arg(long, default_value = "10s", value_parser = h3live::units::duration_in(
         std::time::Duration::from_secs(1), std::time::Duration::from_secs(600)))]
     upstream_timeout: std::time::Duration,
     /// Do not prefetch the objects the origin names (CDN-Origin-Assist-Prefetch-Path, docs/edge.md).
@@ -167,6 +167,35 @@ fn cert_cmd(args: CertCmd) -> Result<()> {
     Ok(())
 }
 
+/// The TLS certificate: `--cert`/`--key`, else the one in `--cert-dir`
+/// (generated when missing). Logs the Chromium command for the h3 port.
+fn load_certificate(args: &CertArgs, h3_port: Option<u16>) -> Result<cert::TlsKeys> {
+    let paths = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
+        _ => CertPaths::in_dir(&args.cert_dir),
+    };
+    let keys = if args.cert.is_some() { cert::load(&paths)? } else { cert::load_or_generate(&paths, &args.hosts)? };
+    info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
+    if let Some(port) = h3_port {
+        let url = format!("https://localhost:{port}/");
+        info!("Chromium: {}", cert::chromium_command(&keys.spki_sha256, "localhost", port, &url));
+    }
+    Ok(keys)
+}
+
+/// The MoQ endpoint's WebTransport certificate (kept in `--cert-dir`) and
+/// its SHA-256 for `serverCertificateHashes`.
+fn load_moq_certificate(args: &ServeArgs, port: u16) -> Result<(server::MoqSetup, String)> {
+    let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
+    info!(
+        url = %format!("https://localhost:{port}/"),
+        certificate_sha256 = %sha256,
+        moq_spki_sha256 = %keys.spki_sha256,
+        "MoQ: certificate for serverCertificateHashes (ECDSA, 13 days), also at /certificate.sha256"
+    );
+    Ok((server::MoqSetup { view: args.moq.view(), keys }, sha256))
+}
+
 async fn serve(
     args: ServeArgs,
     upstream: Option<std::sync::Arc<h3live::core::upstream::Upstream>>,
@@ -250,40 +279,17 @@ async fn serve(
         }
         tracing::info!(receive = rcv, send = snd, "h3 UDP socket buffers");
     }
-    let tls = if listeners.need_tls() {
-        let paths = match (&args.cert.cert, &args.cert.key) {
-            (Some(c), Some(k)) => CertPaths { cert: c.clone(), key: k.clone() },
-            _ => CertPaths::in_dir(&args.cert.cert_dir),
-        };
-        let keys = if args.cert.cert.is_some() {
-            cert::load(&paths)?
-        } else {
-            cert::load_or_generate(&paths, &args.cert.hosts)?
-        };
-        info!(cert = %paths.cert.display(), spki_sha256 = %keys.spki_sha256, "certificate loaded");
-        if let Some(port) = listeners.h3.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port()) {
-            info!(
-                "Chromium: {}",
-                cert::chromium_command(&keys.spki_sha256, "localhost", port, &format!("https://localhost:{port}/"))
-            );
-        }
-        Some(keys)
-    } else {
-        None
-    };
+    // The bound ports (a flag's may be 0).
+    let h3_port = listeners.h3.as_ref().and_then(|s| s.local_addr().ok()).map(|a| a.port());
+    let tls = if listeners.need_tls() { Some(load_certificate(&args.cert, h3_port)?) } else { None };
     let front = upstream.is_some();
+    let ingest_on_http = !args.http.no_ingest && !front;
+    // The state directory's default is keyed by the ingest listener's address.
+    let ingest = l.http.0.filter(|_| ingest_on_http);
     let moq = match args.moq.moq.0 {
         Some(addr) => {
-            let (keys, sha256) = cert::load_or_generate_webtransport(&args.cert.cert_dir, &args.cert.hosts)?;
-            // The bound port (the flag's may be 0).
             let port = listeners.moq.as_ref().and_then(|s| s.local_addr().ok()).map_or(addr.port(), |a| a.port());
-            info!(
-                url = %format!("https://localhost:{port}/"),
-                certificate_sha256 = %sha256,
-                moq_spki_sha256 = %keys.spki_sha256,
-                "MoQ: certificate for serverCertificateHashes (ECDSA, 13 days), also at /certificate.sha256"
-            );
-            Some((server::MoqSetup { view: args.moq.view(), keys }, sha256))
+            Some(load_moq_certificate(&args, port)?)
         }
         None => None,
     };
@@ -295,11 +301,11 @@ async fn serve(
             upstream,
             prefetch,
             moq_certificate_sha256: moq.as_ref().map(|m| m.1.clone()),
-            ..args.http.origin_config()
+            ..args.http.origin_config(ingest)
         },
         limits,
         tls,
-        ingest_on_http: !args.http.no_ingest && !front,
+        ingest_on_http,
         public_status: args.http.public_status,
         moq: moq.map(|m| m.0),
     };

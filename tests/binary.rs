@@ -402,3 +402,104 @@ async fn h3_socket_gets_the_udp_buffer_it_asks_for() {
     }
     let _ = child.kill().await;
 }
+
+/// `serve` with no state flag keeps init segments in its default state
+/// directory, one per ingest address (under `$XDG_STATE_HOME`, here a
+/// temporary directory; `HOME` too, so nothing is written to the real one):
+/// killed with SIGKILL and started again on the same ingest address, it
+/// serves the init segment it had, byte for byte, and a second origin on the
+/// same machine with the same default kept its own.
+#[tokio::test]
+async fn serve_keeps_init_segments_across_a_kill_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = "/live/s/init-stream0.m4s";
+    let mine: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let other = b"another origin's init segment".to_vec();
+
+    let (mut a, addr_a) = spawn_stateful(dir.path(), None).await;
+    let (mut b, addr_b) = spawn_stateful(dir.path(), None).await;
+    assert_eq!(put(addr_a, path, &mine).await, http::StatusCode::CREATED);
+    assert_eq!(put(addr_b, path, &other).await, http::StatusCode::CREATED);
+    // The answer comes once the file is written: kill at once.
+    let kept = dir.path().join(format!("state/h3live/127.0.0.1-{}/s/init-stream0.m4s", addr_a.port()));
+    assert_eq!(std::fs::read(&kept).unwrap(), mine, "{}", kept.display());
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+
+    let (_a, again) = spawn_stateful(dir.path(), Some(addr_a)).await;
+    assert_eq!(get(again, path).await, (http::StatusCode::OK, mine));
+    assert_eq!(get(addr_b, path).await, (http::StatusCode::OK, other));
+    let _ = b.start_kill();
+
+    // `--help` states the default and how to turn it off.
+    let help = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("XDG_STATE_HOME") && help.contains("`none`: keep nothing"), "{help}");
+}
+
+/// `serve` on `at` (a fresh loopback port when `None`) with only the
+/// cleartext listener and no state flag, in an environment whose state and
+/// home directories are under `dir`; returns it once it listens, with the
+/// ingest address.
+async fn spawn_stateful(
+    dir: &std::path::Path,
+    at: Option<std::net::SocketAddr>,
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    // A fixed port (the default is keyed by it, and port 0 has none): picked
+    // free, so another process may take it first; then try another.
+    for _ in 0..5 {
+        let addr = at.unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+        let mut child = tokio::process::Command::new(BIN)
+            .args(["serve", "--http", &addr.to_string()])
+            .args(["--h3", "off", "--https", "off", "--https-h1", "off", "--https-h2", "off"])
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .env("HOME", dir.join("home"))
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("H3LIVE_STATE_DIR")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let listening = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let plain = strip_ansi(&line);
+                let up = plain.contains("listening") && plain.contains("listener=\"http\"");
+                seen.push(plain);
+                if up {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if listening == Ok(true) {
+            // Keep draining the log so the origin never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, addr);
+        }
+        assert!(at.is_none() && seen.iter().any(|l| l.contains("binding --http")), "serve did not start: {seen:?}");
+    }
+    panic!("no free port for serve");
+}
+
+async fn put(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> http::StatusCode {
+    let mut c =
+        h3live::client::Client::connect(h3live::transport::Transport::H1Clear, addr, "localhost", &[]).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(bytes::Bytes::copy_from_slice(body)).await.unwrap();
+    drop(tx);
+    c.request_streaming(http::Method::PUT, path, rx).await.unwrap().status
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (http::StatusCode, Vec<u8>) {
+    let mut c =
+        h3live::client::Client::connect(h3live::transport::Transport::H1Clear, addr, "localhost", &[]).await.unwrap();
+    let mut r = c.get(path).await.unwrap();
+    let body = r.bytes().await.unwrap();
+    (r.status, body.to_vec())
+}

@@ -1,7 +1,10 @@
 //! The body types between the core and the transports: [`IngestBody`], what
 //! ingest reads from a request whatever the transport, and [`Body`], the
 //! response body the adapters copy to the wire piece by piece, with its
-//! [`Progress`] for the connections' stall watchdogs.
+//! [`Progress`] for the connections' stall watchdogs, and
+//! [`ResponseBodyError`], how such a body ends when it cannot end cleanly.
+//! These are the transports' whole view of a body: they never see the
+//! store's objects or errors.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +19,7 @@ use super::{range, static_files, upstream};
 use crate::conn::Transport;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::store::{Object, ObjectError, ObjectReader, Status};
+use upstream::UpstreamBroken;
 
 /// A request body as ingest reads it, whatever the transport.
 pub trait IngestBody: Send {
@@ -35,6 +39,43 @@ impl BodyError {
     /// A broken body caused by `e`.
     pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BodyError {
         BodyError(e.into())
+    }
+}
+
+/// Why a response body ends in an error. The transport must then end the
+/// response visibly broken (HTTP/1.1: close the connection without the last
+/// chunk; h2/h3: reset the stream): what the reader got is a truncated
+/// prefix and must never look like a whole object. One byte, `Copy`: it is
+/// part of every piece a body returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseBodyError {
+    /// The object's upload ended without its terminating chunk.
+    #[error("upload aborted before completion")]
+    Aborted,
+    /// The object was evicted and then revoked under this reader (evicted
+    /// objects held by readers passed the pinned-bytes budget).
+    #[error("evicted object revoked: readers holding evicted objects passed the pinned-bytes budget")]
+    Revoked,
+    /// Front mode: the upstream's body broke before its end.
+    #[error("upstream body broken before its end")]
+    Upstream,
+    /// A static file was truncated or became unreadable while it was sent.
+    #[error("static file ended early")]
+    File,
+}
+
+impl From<ObjectError> for ResponseBodyError {
+    fn from(e: ObjectError) -> Self {
+        match e {
+            ObjectError::Aborted => ResponseBodyError::Aborted,
+            ObjectError::Evicted => ResponseBodyError::Revoked,
+        }
+    }
+}
+
+impl From<UpstreamBroken> for ResponseBodyError {
+    fn from(_: UpstreamBroken) -> Self {
+        ResponseBodyError::Upstream
     }
 }
 
@@ -240,7 +281,7 @@ impl Body {
     }
 
     /// The next piece to send. Cancel safe.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ResponseBodyError>>> {
         // Plain load + store: this body is the counters' only writer.
         let p = &self.progress;
         p.polls.store(p.polls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
@@ -262,15 +303,15 @@ impl Body {
         r
     }
 
-    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ResponseBodyError>>> {
         match &mut self.kind {
             BodyKind::File(f) => match f.poll_piece(cx) {
                 Poll::Ready(Some(Err(e))) => {
                     // Truncated or unreadable under us: end visibly broken.
                     warn!(remaining = f.remaining(), error = %e, "static file ended early");
-                    Poll::Ready(Some(Err(ObjectError::Aborted)))
+                    Poll::Ready(Some(Err(ResponseBodyError::File)))
                 }
-                other => other.map(|o| o.map(|r| r.map_err(|_| ObjectError::Aborted))),
+                other => other.map(|o| o.map(|r| r.map_err(|_| ResponseBodyError::File))),
             },
             BodyKind::Empty => Poll::Ready(None),
             BodyKind::Full(b) => Poll::Ready(b.take().map(Ok)),
@@ -288,10 +329,10 @@ impl Body {
                         }
                         return Poll::Ready(Some(Ok(data)));
                     }
-                    other => return other.map(|o| o.map(|r| r.map(|c| c.data))),
+                    other => return other.map(|o| o.map(|r| r.map(|c| c.data).map_err(ResponseBodyError::from))),
                 }
             },
-            BodyKind::Upstream(b) => b.poll_next(cx),
+            BodyKind::Upstream(b) => b.poll_next(cx).map(|o| o.map(|r| r.map_err(ResponseBodyError::from))),
         }
     }
 
@@ -300,23 +341,14 @@ impl Body {
     /// then resets the response instead of waiting for the send timeout.
     /// Never resolves for other bodies.
     pub async fn revoked(&self) {
-        let Some(obj) = &self.progress.object else {
-            return std::future::pending().await;
-        };
-        loop {
-            let next = crate::store::next_revocation();
-            tokio::pin!(next);
-            // Registered before looking, so a revocation in between is seen.
-            next.as_mut().enable();
-            if obj.is_revoked() {
-                return;
-            }
-            next.await;
+        match &self.progress.object {
+            Some(obj) => obj.revoked().await,
+            None => std::future::pending().await,
         }
     }
 
     /// Async form of [`Body::poll_next`].
-    pub async fn next(&mut self) -> Option<Result<Bytes, ObjectError>> {
+    pub async fn next(&mut self) -> Option<Result<Bytes, ResponseBodyError>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }

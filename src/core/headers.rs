@@ -94,6 +94,13 @@ pub fn cache(headers: &mut HeaderMap, policy: CachePolicy, segment_max_age: u64)
     headers.insert(header::CACHE_CONTROL, value);
 }
 
+/// True if the request's `If-None-Match` matches `etag` (weak comparison, `*` included).
+pub fn none_match(req: &HeaderMap, etag: &str) -> bool {
+    req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|inm| {
+        inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! [`Origin::handle`], and copy the returned [`Body`] to the wire. Every rule
 //! of how an object is served is decided here, once.
 
+mod admission;
 mod auth;
 mod body;
 pub mod headers;
@@ -27,12 +28,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::conn::{ConnInfo, Transport};
 use crate::metrics::Metrics;
-use crate::store::{IngestError, Kind, Status, Store};
+use crate::store::{IngestError, Kind, Object, Status, Store, Upload};
 use headers::CachePolicy;
 use route::Route;
 
+pub use admission::is_ingest;
+use admission::{Attempt, Refusal};
 use body::BodyKind;
-pub use body::{Body, BodyError, IngestBody, NoBody, Progress};
+pub use body::{Body, BodyError, IngestBody, NoBody, Progress, ResponseBodyError};
 pub use ingest_rate::SharedFloor;
 
 /// How repeated upload failures are logged (see [`crate::metrics::doubling`]).
@@ -162,6 +165,13 @@ impl Origin {
         &self.metrics
     }
 
+    /// Resolves at the next revocation of an evicted object in this origin's
+    /// store (pinned budget): a connection's stall watchdog then looks at
+    /// its bodies at once. Revocations in other origins do not wake it.
+    pub fn next_revocation(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.store.next_revocation()
+    }
+
     /// Bytes static-file responses hold now (within `max_static_memory`).
     pub fn static_bytes(&self) -> u64 {
         self.statics.held()
@@ -180,122 +190,60 @@ impl Origin {
         resp
     }
 
+    /// Routing: which handler serves the request. Front mode forwards
+    /// (nearly) everything; OPTIONS is a CORS preflight; anything else passes admission
+    /// (`admission.rs`) and then goes by its path.
     async fn route<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
         if let Some(up) = &self.config.upstream {
-            // The front's own counters, where the origin's would be.
-            if req.uri().path() == "/metrics" && conn.listener.status_pages && req.method() == Method::GET {
-                let body = self.metrics.render(&self.store);
-                return status_page(self.text(
-                    conn,
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    body,
-                    false,
-                ));
-            }
-            return self.forward(up, req, conn).await;
+            return self.front(up, req, conn).await;
         }
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let is_ingest = matches!(method, Method::PUT | Method::POST | Method::DELETE);
-
-        if method == Method::OPTIONS {
+        if req.method() == Method::OPTIONS {
             return self.preflight(req, conn);
         }
-        if is_ingest {
-            if !conn.listener.ingest {
-                return self.refuse_ingest(
-                    conn,
-                    &method,
-                    &path,
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "ingest is not accepted on this listener",
-                    "wrong_listener",
-                );
-            }
-            if let Some(origin) = req.headers().get(header::ORIGIN) {
-                // Browsers send Origin on every cross-site PUT/POST/DELETE
-                // (CORS-safelisted "simple" POSTs included): refuse them
-                // unless the operator allowed that origin.
-                if !auth::origin_allowed(&self.config.ingest_allow_origins, origin) {
-                    return self.refuse_ingest(
-                        conn,
-                        &method,
-                        &path,
-                        StatusCode::FORBIDDEN,
-                        "ingest from a web page (Origin header) is not allowed (--ingest-allow-origin)",
-                        "origin",
-                    );
-                }
-            }
-            if let Some(coding) = unsupported_transfer_coding(req.headers()) {
-                // RFC 9112 6.1: an unknown transfer coding is 501; storing the
-                // still-encoded bytes would serve garbage.
-                return self.refuse_ingest(
-                    conn,
-                    &method,
-                    &path,
-                    StatusCode::NOT_IMPLEMENTED,
-                    &format!("transfer coding {coding:?} is not supported (only chunked)"),
-                    "transfer_coding",
-                );
-            }
-            if !auth::authorized(self.config.ingest_token.as_deref(), req.headers()) {
-                let mut r = self.refuse_ingest(
-                    conn,
-                    &method,
-                    &path,
-                    StatusCode::UNAUTHORIZED,
-                    "missing or wrong ingest token",
-                    "unauthorized",
-                );
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"h3live ingest\""));
-                return r;
-            }
-        } else if method != Method::GET && method != Method::HEAD {
-            return self.error(conn, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        if let Some(refused) = self.refusal(&req, conn) {
+            return refused;
         }
-
-        let route = match Route::parse(&path) {
+        let ingest = is_ingest(req.method());
+        let at = Attempt { conn, method: req.method(), path: req.uri().path() };
+        let route = match Route::parse(req.uri().path()) {
             Ok(r) => r,
-            Err(e) => {
-                if is_ingest {
-                    return self.refuse_ingest(
-                        conn,
-                        &method,
-                        &path,
-                        StatusCode::BAD_REQUEST,
-                        &e.to_string(),
-                        "bad_path",
-                    );
-                }
-                return self.error(conn, StatusCode::BAD_REQUEST, &e.to_string());
+            Err(e) if ingest => {
+                return self.refuse_ingest(&at, Refusal::new(StatusCode::BAD_REQUEST, e.to_string(), "bad_path"))
             }
+            Err(e) => return self.error(conn, StatusCode::BAD_REQUEST, &e.to_string()),
         };
-        let head = method == Method::HEAD;
         match route {
-            Route::Live { stream, file } => {
-                crate::conn::record_object(&stream, &file);
-                match method {
-                    Method::PUT | Method::POST => self.ingest(req, conn, &stream, &file).await,
-                    Method::DELETE => self.delete(req, conn, &stream, &file).await,
-                    _ => match crate::hls::PlaylistName::parse(&file) {
-                        Some(name) => {
-                            self.hls_playlist(conn, req.headers(), &stream, &name, req.uri().query(), head).await
-                        }
-                        None => self.read_live(conn, req.headers(), &stream, &file, req.uri().query(), head).await,
-                    },
-                }
+            Route::Live { stream, file } => self.live(req, conn, &stream, &file).await,
+            _ if ingest => {
+                let why = "only /live/<stream>/<file> (or /ldash/<stream>/<file>) is writable";
+                self.refuse_ingest(&at, Refusal::new(StatusCode::METHOD_NOT_ALLOWED, why, "not_writable"))
             }
-            _ if is_ingest => self.refuse_ingest(
-                conn,
-                &method,
-                &path,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only /live/<stream>/<file> (or /ldash/<stream>/<file>) is writable",
-                "not_writable",
-            ),
+            other => self.read_other(other, req, conn).await,
+        }
+    }
+
+    /// `/live/<stream>/<file>`: ingest, delete, or a read of an object or a
+    /// generated LL-HLS playlist.
+    async fn live<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo, stream: &str, file: &str) -> Resp {
+        crate::conn::record_object(stream, file);
+        let head = req.method() == Method::HEAD;
+        let (h, query) = (req.headers(), req.uri().query());
+        match *req.method() {
+            Method::PUT | Method::POST => self.ingest(req, conn, stream, file).await,
+            Method::DELETE => self.delete(req, conn, stream, file).await,
+            _ => match crate::hls::PlaylistName::parse(file) {
+                Some(name) => self.hls_playlist(conn, h, stream, &name, query, head).await,
+                None => self.read_live(conn, h, stream, file, query, head).await,
+            },
+        }
+    }
+
+    /// GET/HEAD of everything but the live store: the player redirect, the
+    /// clock, health, the status pages (where the listener shows them) and
+    /// static files.
+    async fn read_other<B>(&self, route: Route, req: Request<B>, conn: &ConnInfo) -> Resp {
+        let head = req.method() == Method::HEAD;
+        match route {
             Route::Play { stream, file } => {
                 let mut r = self.response(conn, StatusCode::FOUND, BodyKind::Empty, false);
                 let to = route::player_location(&stream, &file, req.uri().query());
@@ -327,7 +275,25 @@ impl Origin {
                 Ok(file) => self.static_file(conn, req.headers(), file, head).await,
                 Err(e) => self.error(conn, e.status(), e.public_message()),
             },
+            // Routed to `live` before getting here.
+            Route::Live { .. } => self.error(conn, StatusCode::NOT_FOUND, "not found"),
         }
+    }
+
+    /// Front mode: its own `/metrics` (where the origin's would be), every
+    /// other request forwarded.
+    async fn front<B>(&self, up: &Arc<upstream::Upstream>, req: Request<B>, conn: &ConnInfo) -> Resp {
+        if req.uri().path() == "/metrics" && conn.listener.status_pages && req.method() == Method::GET {
+            let body = self.metrics.render(&self.store);
+            return status_page(self.text(
+                conn,
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
+                false,
+            ));
+        }
+        self.forward(up, req, conn).await
     }
 
     /// Front mode: forward a read to the upstream and stream its answer.
@@ -445,19 +411,7 @@ impl Origin {
         query: Option<&str>,
         head: bool,
     ) -> Resp {
-        let is_prefetch = prefetch::is_prefetch(req);
-        if is_prefetch {
-            self.metrics.prefetch("request");
-        }
-        let obj = match self.store.get(stream, file) {
-            Some(obj) => Some(obj),
-            None => {
-                let _held = self.metrics.held_read();
-                let hold = self.store.config().hold * if is_prefetch { prefetch::PREFETCH_HOLD_FACTOR } else { 1 };
-                self.store.get_or_wait_within(stream, file, hold).await
-            }
-        };
-        let Some(obj) = obj else {
+        let Some(obj) = self.find_live(req, stream, file).await else {
             return self.error(conn, StatusCode::NOT_FOUND, "no such object (yet)");
         };
         let (len, status) = obj.snapshot();
@@ -466,20 +420,12 @@ impl Origin {
         }
         let policy = headers::live_policy(Kind::of(file));
         let max_age = self.config.segment_max_age;
-        // Finished objects never change under their name without a new
-        // upload (a new object with a new creation time): a cheap strong
-        // validator for caches revalidating a segment.
-        let etag = (status == Status::Complete).then(|| {
-            let ns = obj.created().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            format!("\"{ns:x}-{len:x}\"")
-        });
-        if let (Some(tag), Some(inm)) = (&etag, req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())) {
-            if inm.split(',').map(str::trim).any(|t| t == "*" || t == tag || t.strip_prefix("W/") == Some(tag)) {
-                let mut r = self.response(conn, StatusCode::NOT_MODIFIED, BodyKind::Empty, false);
-                r.headers_mut().insert(header::ETAG, HeaderValue::from_str(tag).expect("hex etag"));
-                headers::cache(r.headers_mut(), policy, max_age);
-                return r;
-            }
+        let etag = (status == Status::Complete).then(|| live_etag(&obj, len));
+        if let Some(tag) = etag.as_deref().filter(|t| headers::none_match(req, t)) {
+            let mut r = self.response(conn, StatusCode::NOT_MODIFIED, BodyKind::Empty, false);
+            r.headers_mut().insert(header::ETAG, HeaderValue::from_str(tag).expect("hex etag"));
+            headers::cache(r.headers_mut(), policy, max_age);
+            return r;
         }
         let range = req.get(header::RANGE).and_then(|v| v.to_str().ok());
         let max_len = self.store.config().max_object_bytes;
@@ -515,6 +461,21 @@ impl Origin {
         }
         debug!(stream, file, status = obj.status().as_str(), "serving live object");
         r
+    }
+
+    /// The live object `stream/file`, held until its upload starts (a
+    /// prefetch longer, see [`prefetch`]); `None` if it did not appear in time.
+    async fn find_live(&self, req: &http::HeaderMap, stream: &str, file: &str) -> Option<Arc<Object>> {
+        let is_prefetch = prefetch::is_prefetch(req);
+        if is_prefetch {
+            self.metrics.prefetch("request");
+        }
+        if let Some(obj) = self.store.get(stream, file) {
+            return Some(obj);
+        }
+        let _held = self.metrics.held_read();
+        let hold = self.store.config().hold * if is_prefetch { prefetch::PREFETCH_HOLD_FACTOR } else { 1 };
+        self.store.get_or_wait_within(stream, file, hold).await
     }
 
     /// A generated LL-HLS playlist (`crate::hls`), cached like a manifest.
@@ -556,66 +517,10 @@ impl Origin {
         // The transport may share the floor with the connection (overload).
         let floor = req.extensions().get::<Arc<SharedFloor>>().cloned().unwrap_or_default();
         floor.start(self.config.ingest_min_bytes, self.config.ingest_rate_window);
-        let mut body = req.into_body();
         // Init segments and manifests are also written to the state directory.
         let mut kept = self.state.as_ref().filter(|_| state_dir::StateDir::keeps(file)).map(|_| Vec::new());
-        let idle = self.config.ingest_idle_timeout;
-        loop {
-            let piece = match tokio::time::timeout(idle, body.next_chunk()).await {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(_) => {
-                    // A body that stalls holds a connection, a stream and a
-                    // growing object forever: treat it as broken.
-                    upload.abort();
-                    let (aborted, loud) = self.metrics.upload_aborted();
-                    crate::doubling_log!(loud, path, received = upload.len(), idle = ?idle, aborted,
-                        "upload idle: aborted, readers see an error{ABORT_LOG}");
-                    return self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body idle for too long");
-                }
-            };
-            match piece {
-                Ok(data) => {
-                    if let Err(slow) = floor.add(data.len() as u64, std::time::Instant::now()) {
-                        // A drip: it would hold its connection and object for ever.
-                        upload.abort();
-                        let (aborted, loud) = self.metrics.upload_aborted();
-                        let (min, window) = (self.config.ingest_min_bytes, self.config.ingest_rate_window);
-                        crate::doubling_log!(
-                            loud,
-                            path,
-                            received = upload.len(),
-                            got = slow.got,
-                            min,
-                            ?window,
-                            aborted,
-                            "upload below the minimum rate: aborted, readers see an error{ABORT_LOG}"
-                        );
-                        return self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body too slow");
-                    }
-                    if let Some(k) = kept.as_mut() {
-                        k.push(data.clone());
-                    }
-                    if let Err(e) = upload.push(data) {
-                        return self.ingest_error(conn, &path, e);
-                    }
-                }
-                Err(e) => {
-                    upload.abort();
-                    let (aborted, loud) = self.metrics.upload_aborted();
-                    // The error's source is the transport's reason (tracing prints the chain).
-                    let e: &(dyn std::error::Error + 'static) = &e;
-                    crate::doubling_log!(
-                        loud,
-                        path,
-                        received = upload.len(),
-                        error = e,
-                        aborted,
-                        "upload aborted: readers see an error{ABORT_LOG}"
-                    );
-                    return self.error(conn, StatusCode::BAD_REQUEST, "request body broken");
-                }
-            }
+        if let Err(refused) = self.receive(req.into_body(), &floor, &mut upload, kept.as_mut(), conn, &path).await {
+            return refused;
         }
         let replaced = upload.replaces();
         let len = upload.len();
@@ -626,6 +531,79 @@ impl Origin {
         }
         let status = if replaced { StatusCode::NO_CONTENT } else { StatusCode::CREATED };
         self.response(conn, status, BodyKind::Empty, false)
+    }
+
+    /// Copy a request body into `upload` (and `kept`) until its clean end.
+    /// A body that goes idle, drips below the rate floor or breaks aborts the
+    /// upload (its readers see an error): `Err` is then the answer.
+    async fn receive<B: IngestBody>(
+        &self,
+        mut body: B,
+        floor: &SharedFloor,
+        upload: &mut Upload,
+        mut kept: Option<&mut Vec<Bytes>>,
+        conn: &ConnInfo,
+        path: &str,
+    ) -> Result<(), Resp> {
+        let idle = self.config.ingest_idle_timeout;
+        let (min, window) = (self.config.ingest_min_bytes, self.config.ingest_rate_window);
+        loop {
+            let data = match tokio::time::timeout(idle, body.next_chunk()).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(Ok(data))) => data,
+                Err(_) => {
+                    // A body that stalls holds a connection, a stream and a
+                    // growing object forever: treat it as broken.
+                    let (aborted, loud) = self.abort(upload);
+                    crate::doubling_log!(loud, path, received = upload.len(), idle = ?idle, aborted,
+                        "upload idle: aborted, readers see an error{ABORT_LOG}");
+                    return Err(self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body idle for too long"));
+                }
+                Ok(Some(Err(e))) => {
+                    let (aborted, loud) = self.abort(upload);
+                    // The error's source is the transport's reason (tracing prints the chain).
+                    let e: &(dyn std::error::Error + 'static) = &e;
+                    crate::doubling_log!(
+                        loud,
+                        path,
+                        received = upload.len(),
+                        error = e,
+                        aborted,
+                        "upload aborted: readers see an error{ABORT_LOG}"
+                    );
+                    return Err(self.error(conn, StatusCode::BAD_REQUEST, "request body broken"));
+                }
+            };
+            if let Err(slow) = floor.add(data.len() as u64, std::time::Instant::now()) {
+                // A drip: it would hold its connection and object for ever.
+                let (aborted, loud) = self.abort(upload);
+                let (received, got) = (upload.len(), slow.got);
+                crate::doubling_log!(
+                    loud,
+                    path,
+                    received,
+                    got,
+                    min,
+                    ?window,
+                    aborted,
+                    "upload below the minimum rate: aborted, readers see an error{ABORT_LOG}"
+                );
+                return Err(self.error(conn, StatusCode::REQUEST_TIMEOUT, "request body too slow"));
+            }
+            if let Some(k) = kept.as_mut() {
+                k.push(data.clone());
+            }
+            if let Err(e) = upload.push(data) {
+                return Err(self.ingest_error(conn, path, e));
+            }
+        }
+    }
+
+    /// Abort `upload` (its readers end in an error) and count it: the
+    /// aborted uploads so far, and whether this one is logged at warn.
+    fn abort(&self, upload: &mut Upload) -> (u64, bool) {
+        upload.abort();
+        self.metrics.upload_aborted()
     }
 
     async fn delete<B: IngestBody>(&self, req: Request<B>, conn: &ConnInfo, stream: &str, file: &str) -> Resp {
@@ -651,66 +629,7 @@ impl Origin {
     }
 
     fn ingest_error(&self, conn: &ConnInfo, path: &str, e: IngestError) -> Resp {
-        let (status, reason) = match e {
-            IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            IngestError::StoreFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "store_full"),
-            IngestError::TooManyObjects(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_objects"),
-            IngestError::TooManyStreams(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams"),
-        };
-        self.refuse_ingest(conn, &Method::PUT, path, status, &e.to_string(), reason)
-    }
-
-    /// A refused ingest request: logged at warn (ffmpeg ignores status codes,
-    /// so the origin's log is where an operator sees it) and counted.
-    fn refuse_ingest(
-        &self,
-        conn: &ConnInfo,
-        method: &Method,
-        path: &str,
-        status: StatusCode,
-        why: &str,
-        reason: &'static str,
-    ) -> Resp {
-        let (refused, loud) = self.metrics.ingest_rejected(reason);
-        crate::doubling_log!(loud, %method, path, status = status.as_u16(), remote = %conn.remote,
-            listener = conn.listener.name, reason, refused,
-            "ingest refused: {why} (logged at warn for the 1st, 2nd, 4th, 8th... refusal of each reason)");
-        let mut r = self.error(conn, status, why);
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-        }
-        r
-    }
-
-    /// CORS preflight. Ingest methods are offered only to an allowed origin
-    /// on the ingest listener; everyone else may only read.
-    fn preflight<B>(&self, req: Request<B>, conn: &ConnInfo) -> Resp {
-        let mut r = self.response(conn, StatusCode::NO_CONTENT, BodyKind::Empty, false);
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .filter(|o| auth::origin_allowed(&self.config.ingest_allow_origins, o))
-            .cloned();
-        let h = r.headers_mut();
-        let methods = match origin {
-            Some(o) if conn.listener.ingest => {
-                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
-                h.insert(header::VARY, HeaderValue::from_static("Origin"));
-                "GET, HEAD, OPTIONS, PUT, POST, DELETE"
-            }
-            _ => "GET, HEAD, OPTIONS",
-        };
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
-        let allow_headers = req
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("*"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-        h.insert(header::ALLOW, HeaderValue::from_static(methods));
-        headers::cache(h, CachePolicy::NoStore, 0);
-        r
+        self.refuse_ingest(&Attempt { conn, method: &Method::PUT, path }, Refusal::of(e))
     }
 
     fn text(&self, conn: &ConnInfo, status: StatusCode, ctype: &'static str, body: String, head: bool) -> Resp {
@@ -777,6 +696,14 @@ impl Origin {
     }
 }
 
+/// The strong validator of a finished live object. Finished objects never
+/// change under their name without a new upload (a new object with a new
+/// creation time): a cheap validator for caches revalidating a segment.
+fn live_etag(obj: &Object, len: u64) -> String {
+    let ns = obj.created().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("\"{ns:x}-{len:x}\"")
+}
+
 /// `/streams` and `/metrics`: not readable by other sites' pages.
 fn status_page(mut r: Resp) -> Resp {
     let h = r.headers_mut();
@@ -784,15 +711,6 @@ fn status_page(mut r: Resp) -> Resp {
     h.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
     h.remove("timing-allow-origin");
     r
-}
-
-/// The first transfer coding other than `chunked` in `Transfer-Encoding`, if any.
-fn unsupported_transfer_coding(h: &http::HeaderMap) -> Option<String> {
-    h.get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .find(|c| !c.is_empty() && c != "chunked")
 }
 
 fn set_type(r: &mut Resp, ctype: &'static str) {
@@ -807,6 +725,79 @@ mod tests {
     fn conn() -> ConnInfo {
         let listener = ListenerInfo { name: "test", ingest: false, alt_svc: None, status_pages: true };
         ConnInfo { listener: Arc::new(listener), transport: Transport::H1Clear, remote: ([127, 0, 0, 1], 1).into() }
+    }
+
+    fn ingest_conn(ingest: bool) -> ConnInfo {
+        let listener = ListenerInfo { name: "test", ingest, alt_svc: None, status_pages: true };
+        ConnInfo { listener: Arc::new(listener), transport: Transport::H1Clear, remote: ([127, 0, 0, 1], 1).into() }
+    }
+
+    /// Method, path, ingest listener, request headers; status, a response
+    /// header, the reason counted.
+    type Case<'a> =
+        (&'a str, &'a str, bool, &'a [(&'a str, &'a str)], u16, Option<(&'a str, &'a str)>, Option<&'a str>);
+
+    /// Each refusal: its status, the header that tells the client what to
+    /// do, and the reason it is counted under.
+    #[tokio::test]
+    async fn admission_refusals() {
+        let config = OriginConfig { ingest_token: Some("secret".into()), ..OriginConfig::default() };
+        let origin = Origin::new(Store::new(Default::default()), config);
+        let auth = ("authorization", "Bearer secret");
+        let cases: &[Case] = &[
+            (
+                "PUT",
+                "/live/s/a.m4s",
+                false,
+                &[auth],
+                405,
+                Some(("allow", "GET, HEAD, OPTIONS")),
+                Some("wrong_listener"),
+            ),
+            ("PUT", "/live/s/a.m4s", true, &[auth, ("origin", "https://x.example")], 403, None, Some("origin")),
+            (
+                "PUT",
+                "/live/s/a.m4s",
+                true,
+                &[auth, ("transfer-encoding", "gzip, chunked")],
+                501,
+                None,
+                Some("transfer_coding"),
+            ),
+            (
+                "PUT",
+                "/live/s/a.m4s",
+                true,
+                &[],
+                401,
+                Some(("www-authenticate", "Basic realm=\"h3live ingest\"")),
+                Some("unauthorized"),
+            ),
+            ("POST", "/live/s/..", true, &[auth], 400, None, Some("bad_path")),
+            ("DELETE", "/index.html", true, &[auth], 405, Some(("allow", "GET, HEAD, OPTIONS")), Some("not_writable")),
+            ("PATCH", "/live/s/a.m4s", true, &[auth], 405, None, None),
+            ("GET", "/live/s/%2e%2e", true, &[], 400, None, None),
+        ];
+        for &(method, path, ingest, headers, status, header, reason) in cases {
+            let mut req = Request::builder().method(method).uri(path);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let before = origin.metrics.render(&origin.store);
+            let r = origin.handle(req.body(NoBody).unwrap(), &ingest_conn(ingest)).await;
+            assert_eq!(r.status().as_u16(), status, "{method} {path} {headers:?}");
+            if let Some((k, v)) = header {
+                assert_eq!(r.headers().get(k).and_then(|v| v.to_str().ok()), Some(v), "{method} {path}");
+            }
+            let counted = |text: &str, reason: &str| {
+                text.lines().find(|l| l.contains(&format!("reason=\"{reason}\""))).map(str::to_string)
+            };
+            let after = origin.metrics.render(&origin.store);
+            for label in ["wrong_listener", "origin", "transfer_coding", "unauthorized", "bad_path", "not_writable"] {
+                let changed = counted(&before, label) != counted(&after, label);
+                assert_eq!(changed, reason == Some(label), "{method} {path}: reason {label}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -294,9 +294,8 @@ impl StaticFile {
 
     /// True if the request's validators say the client's copy is current (304).
     pub fn not_modified(&self, req: &HeaderMap) -> bool {
-        if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-            let etag = self.etag();
-            return inm.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(&etag));
+        if req.contains_key(header::IF_NONE_MATCH) {
+            return super::headers::none_match(req, &self.etag());
         }
         match (req.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()), self.modified) {
             (Some(ims), Some(m)) => match httpdate::parse_http_date(ims) {

@@ -29,8 +29,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
-use crate::store::ObjectError;
-
 /// Why an upstream request failed (the front answers 502 or 504).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -47,6 +45,13 @@ pub enum UpstreamError {
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
 }
+
+/// An upstream response body that broke before its end (connection closed,
+/// timeout): the viewer's response must end in an error too, never as a
+/// short clean body. Zero-sized: returned on the per-piece path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("upstream body broken before its end")]
+pub struct UpstreamBroken;
 
 /// An HTTP/1.1 upstream with a pool of idle keep-alive connections.
 pub struct Upstream {
@@ -264,9 +269,9 @@ impl UpstreamBody {
     }
 
     /// The next piece of the body. A broken upstream body (connection closed
-    /// before the end, timeout) is reported as [`ObjectError::Aborted`]: the
+    /// before the end, timeout) is reported as [`UpstreamBroken`]: the
     /// viewer must see an error, not a short clean body. Cancel safe.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ObjectError>>> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, UpstreamBroken>>> {
         loop {
             match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -277,7 +282,7 @@ impl UpstreamBody {
                 Poll::Ready(Some(Err(e))) => {
                     debug!(error = %e, "upstream body broken");
                     self.conn = None;
-                    return Poll::Ready(Some(Err(ObjectError::Aborted)));
+                    return Poll::Ready(Some(Err(UpstreamBroken)));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {

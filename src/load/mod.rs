@@ -41,11 +41,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::parse_duration;
 use crate::client::{Connector, QuicClientOptions};
 use crate::conn::ports;
 use crate::quic_stats::{QuicTally, QuicTotals};
 use crate::transport::Transport;
+use crate::units::parse_duration;
 use stats::{Percentiles, Totals, ViewerReport};
 use viewer::{Pace, Shared, Tracks};
 
@@ -168,7 +168,7 @@ pub struct LoadArgs {
     /// HTTP/3: the largest UDP datagram the clients accept (their `max_udp_payload_size`), 1200-65527.
     /// quinn's default, 1472, fits a 1500-byte Ethernet MTU; an origin started with a larger
     /// --h3-mtu-upper-bound sends larger datagrams on loopback only if this allows them.
-    #[arg(long, value_parser = crate::cli::parse_udp_payload)]
+    #[arg(long, value_parser = crate::units::parse_udp_payload)]
     pub max_udp_payload: Option<u16>,
     /// Write the report as JSON here (`-` for stdout).
     #[arg(long)]

@@ -151,7 +151,7 @@ impl FromStr for DirSpec {
                 "queue" if v.ends_with('s') => d.queue = parse_ms(k, v)?,
                 "queue" => {
                     d.queue_bytes =
-                        Some(crate::cli::parse_size(v).map_err(|e| format!("queue={v}: {e} (100ms or 64K)"))?)
+                        Some(crate::units::parse_size(v).map_err(|e| format!("queue={v}: {e} (100ms or 64K)"))?)
                 }
                 _ => {
                     return Err(format!(

@@ -36,11 +36,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument as _};
 
-use crate::cli::{duration_in, size_in};
 use crate::client::{Connector, QuicTuning};
 use crate::conn::Transport;
 use crate::core::route::Route;
 use crate::store::{Kind, Object};
+use crate::units::{duration_in, size_in};
 use journal::{Journal, Lane, Request};
 use metrics::RelayMetrics;
 use upstream::{Upstream, UpstreamConfig};

@@ -55,7 +55,7 @@ pub use name::Kind;
 pub use object::{
     allocated_bytes, Account, Chunk, Ledger, Object, ObjectError, ObjectReader, ObjectWriter, Status, CHUNK_OVERHEAD,
 };
-pub use pinned::{next_revocation, Pins};
+pub use pinned::Pins;
 pub use view::{ObjectInfo, StreamInfo};
 
 use std::collections::{HashMap, HashSet};
@@ -470,6 +470,13 @@ impl Store {
     /// Evicted objects revoked because the pinned budget was passed.
     pub fn pinned_revoked(&self) -> u64 {
         self.inner.pins.revoked()
+    }
+
+    /// Resolves at the next revocation of an evicted object in this store
+    /// (not in any other). Call `enable()` on it before looking at what it
+    /// guards, so none is missed.
+    pub fn next_revocation(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.pins.next_revocation()
     }
 
     /// Where this store's objects are counted.

@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
-use super::pinned::Pins;
+use super::pinned::{Pinned, Pins};
 
 /// Bytes charged per stored chunk on top of its length: the `Chunk` entry
 /// itself (handle, arrival time) and allocator slack. Charging it makes the
@@ -256,6 +256,25 @@ impl Object {
         }
     }
 
+    /// Resolves once this object is revoked (evicted and over its store's
+    /// pinned budget); never for an object outside a store. Woken only by
+    /// revocations in its own store.
+    pub async fn revoked(&self) {
+        let Some(pins) = &self.pins else {
+            return std::future::pending().await;
+        };
+        loop {
+            let next = pins.next_revocation();
+            tokio::pin!(next);
+            // Registered before looking, so a revocation in between is seen.
+            next.as_mut().enable();
+            if self.is_revoked() {
+                return;
+            }
+            next.await;
+        }
+    }
+
     /// Bytes this object holds in the pinned budget (0 if it is not pinned).
     pub fn pinned(&self) -> u64 {
         self.lock().pinned
@@ -269,7 +288,7 @@ impl Object {
     /// Drop the chunks of a pinned object and make its readers fail with
     /// [`ObjectError::Evicted`]. False if it was not pinned (still counted
     /// by the store, or revoked already).
-    pub(super) fn revoke(&self) -> bool {
+    fn revoke(&self) -> bool {
         let mut chunks = Vec::new();
         let mut revoked = false;
         self.update(|st| {
@@ -344,6 +363,16 @@ impl Object {
         for w in wakers {
             w.wake();
         }
+    }
+}
+
+impl Pinned for Object {
+    fn pinned(&self) -> u64 {
+        Object::pinned(self)
+    }
+
+    fn revoke(&self) -> bool {
+        Object::revoke(self)
     }
 }
 

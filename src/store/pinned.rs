@@ -6,26 +6,27 @@
 //! that; this budget bounds how *much*: the bytes of such objects are counted
 //! here (exactly: added when an object becomes uncounted, removed when it is
 //! freed), and when they pass the budget the oldest pinned objects are
-//! revoked: their chunks are dropped at once and their readers get
-//! [`super::ObjectError::Evicted`] (a reset stream or an aborted connection,
-//! never a clean short body). Ingest is never refused because of readers.
+//! revoked: their chunks are dropped at once and their readers get an error
+//! (a reset stream or an aborted connection, never a clean short body).
+//! Ingest is never refused because of readers.
+//!
+//! This module knows objects only through [`Pinned`], so it sits below the
+//! object module (which counts itself here) rather than beside it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use super::object::Object;
-
-/// Woken on every revocation in the process, so the watchdogs of stalled
-/// connections (whose bodies are not being polled) look at their bodies.
-static REVOKED: Notify = Notify::const_new();
-
-/// Resolves at the next revocation of a pinned object (any store). Call
-/// `enable()` on it before looking at an object, so none is missed.
-pub fn next_revocation() -> tokio::sync::futures::Notified<'static> {
-    REVOKED.notified()
+/// What the budget needs of a pinned object.
+pub trait Pinned: Send + Sync {
+    /// Bytes it holds in the budget (0 once it is not pinned any more).
+    fn pinned(&self) -> u64;
+    /// Drop its chunks and fail its readers; false if it was not pinned
+    /// (any more). Called without any lock of the budget held.
+    fn revoke(&self) -> bool;
 }
 
 /// The pinned objects of one store and their budget.
@@ -39,13 +40,17 @@ pub struct Pins {
     revoked: AtomicU64,
     /// Pinned objects, oldest first, held weakly (a freed one drops out).
     queue: Mutex<Queue>,
+    /// Woken on every revocation in this store, so the watchdogs of its
+    /// stalled connections (whose bodies are not being polled) look at
+    /// their bodies. Other stores' watchdogs are not woken.
+    revocations: Notify,
 }
 
 /// The queue of [`Pins`] and when to prune it.
 #[derive(Debug, Default)]
 struct Queue {
     /// Pinned objects, oldest first.
-    objects: VecDeque<Weak<Object>>,
+    objects: VecDeque<Weak<dyn Pinned>>,
     /// Length at which freed entries are swept out (amortised O(1) per pin).
     prune_at: usize,
 }
@@ -53,7 +58,19 @@ struct Queue {
 impl Pins {
     /// An empty set with a budget of `budget` bytes.
     pub fn new(budget: u64) -> Pins {
-        Pins { budget, bytes: AtomicU64::new(0), revoked: AtomicU64::new(0), queue: Mutex::default() }
+        Pins {
+            budget,
+            bytes: AtomicU64::new(0),
+            revoked: AtomicU64::new(0),
+            queue: Mutex::default(),
+            revocations: Notify::new(),
+        }
+    }
+
+    /// Resolves at the next revocation in this budget's store. Call
+    /// `enable()` on it before looking at an object, so none is missed.
+    pub fn next_revocation(&self) -> Notified<'_> {
+        self.revocations.notified()
     }
 
     /// Bytes held by evicted objects that readers still stream.
@@ -68,7 +85,7 @@ impl Pins {
 
     /// `obj` became uncounted while still alive, holding `n` bytes. Called
     /// without the object's lock held (it may be revoked here at once).
-    pub(super) fn pin(&self, obj: Weak<Object>, n: u64) {
+    pub(super) fn pin(&self, obj: Weak<dyn Pinned>, n: u64) {
         let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
         let mut victims = Vec::new();
         {
@@ -96,7 +113,7 @@ impl Pins {
                 budget = self.budget,
                 "evicted segments held by stalled readers passed the pinned budget: oldest revoked, their readers get an error"
             );
-            REVOKED.notify_waiters();
+            self.revocations.notify_waiters();
         }
     }
 
@@ -115,6 +132,38 @@ mod tests {
         let mut up = st.begin_upload("s", name, None).unwrap();
         up.push(Bytes::from(vec![0u8; len])).unwrap();
         up.finish();
+    }
+
+    /// A revocation wakes its own store's waiters (the stall watchdogs of
+    /// its connections, its objects' readers) and no other store's.
+    #[test]
+    fn a_revocation_wakes_only_its_store() {
+        use std::future::Future as _;
+        let config = || StoreConfig { keep_segments: 1, max_pinned_bytes: 1000, ..Default::default() };
+        let (a, b) = (Store::new(config()), Store::new(config()));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let (wait_a, wait_b) = (a.next_revocation(), b.next_revocation());
+        tokio::pin!(wait_a, wait_b);
+        wait_a.as_mut().enable();
+        wait_b.as_mut().enable();
+        put(&a, "c-1.m4s", 2000);
+        let held = a.get("s", "c-1.m4s").unwrap();
+        let object_revoked = held.revoked();
+        tokio::pin!(object_revoked);
+        assert!(object_revoked.as_mut().poll(&mut cx).is_pending());
+        // c-1 evicted while held, alone over the budget: revoked at once.
+        put(&a, "c-2.m4s", 10);
+        assert!(held.is_revoked() && a.pinned_revoked() == 1);
+        assert!(wait_a.as_mut().poll(&mut cx).is_ready());
+        assert!(object_revoked.as_mut().poll(&mut cx).is_ready());
+        assert!(wait_b.as_mut().poll(&mut cx).is_pending(), "woken by another store's revocation");
+        // Its own store's revocation wakes it.
+        put(&b, "c-1.m4s", 2000);
+        let held_b = b.get("s", "c-1.m4s").unwrap();
+        put(&b, "c-2.m4s", 10);
+        assert!(held_b.is_revoked());
+        assert!(wait_b.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]

@@ -33,8 +33,7 @@ use super::accept::Door;
 use super::overload::Pool;
 use super::{Activity, ConnInfo, Limits, ListenerInfo, RequestGuard, Transport};
 use crate::conn::request_span;
-use crate::core::{Body, BodyError, IngestBody, Origin, SharedFloor};
-use crate::store::ObjectError;
+use crate::core::{is_ingest, Body, BodyError, IngestBody, Origin, ResponseBodyError, SharedFloor};
 
 /// A hyper request body as seen by ingest.
 pub struct HyperIngest(pub Incoming);
@@ -53,9 +52,9 @@ pub struct HyperBody(pub Body, pub Option<RequestGuard>);
 
 impl http_body::Body for HyperBody {
     type Data = Bytes;
-    type Error = ObjectError;
+    type Error = ResponseBodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ObjectError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         self.get_mut().0.poll_next(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 
@@ -164,10 +163,6 @@ struct ConnCtx {
     shutdown: CancellationToken,
 }
 
-fn is_ingest(method: &http::Method) -> bool {
-    matches!(*method, http::Method::PUT | http::Method::POST | http::Method::DELETE)
-}
-
 async fn serve_conn<S>(stream: S, conn: ConnInfo, ctx: ConnCtx, limits: &Limits)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -179,6 +174,7 @@ where
     // Set by the first request: later ones never change the budget.
     let classified = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watched = activity.clone();
+    let stall_origin = origin.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let (origin, conn, activity) = (origin.clone(), conn.clone(), watched.clone());
         let guard = activity.begin();
@@ -246,7 +242,7 @@ where
                 Err(_) => Ok(()),
             }
         }
-        _ = activity.stall(limits.http.send_timeout) => {
+        _ = activity.stall(limits.http.send_timeout, &stall_origin) => {
             debug!(timeout = ?limits.http.send_timeout, "a response was not read for the send timeout: closing the connection");
             Ok(())
         }

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use crate::conn::{ConnInfo, ListenerInfo, Transport};
-use crate::core::{Progress, SharedFloor};
+use crate::core::{Origin, Progress, SharedFloor};
 
 /// Limits and timeouts of the listeners, grouped by the layer that applies
 /// them. [`Limits::default`] (and the CLI flags) derive some from others:
@@ -486,8 +486,9 @@ impl Activity {
     }
 
     /// Resolves once a body has been stalled for longer than `timeout`
-    /// (checked a few times per timeout).
-    pub async fn stall(&self, timeout: Duration) {
+    /// (checked a few times per timeout, and at each revocation in
+    /// `origin`'s store).
+    pub async fn stall(&self, timeout: Duration, origin: &Origin) {
         let period = (timeout / 4).max(Duration::from_millis(50));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -495,7 +496,7 @@ impl Activity {
             // A revoked body (pinned budget) counts as stalled: look at once.
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = crate::store::next_revocation() => {}
+                _ = origin.next_revocation() => {}
             }
             if self.stalled(timeout) {
                 return;
