@@ -23,7 +23,7 @@
 import { join, resolve } from 'node:path';
 import { launch, open, playerStats, waitForStats, watch } from './chromium.js';
 import { cli } from './cli.js';
-import { ROOT as root, Stack, sleep } from './stack.js';
+import { ROOT as root, Stack, checks, sleep } from './stack.js';
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[abr-e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
@@ -36,11 +36,7 @@ const opts = { bin: resolve(o.bin), abr: o.abr, keepLogs: o['keep-logs'] };
 
 const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
 let browser = null;
-const results = [];
-const check = (name, ok, detail = '') => {
-  results.push({ name, ok });
-  log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` — ${detail}` : ''}`);
-};
+const { results, check } = checks(log);
 const statsOf = playerStats;
 const waitFor = waitForStats;
 

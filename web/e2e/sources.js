@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import { launch, open, playerStats as statsOf, waitForStats as waitFor, watch } from './chromium.js';
 import { cli } from './cli.js';
 import { crop, decodePng } from './png.js';
-import { ROOT as root, Stack, httpOk, sleep } from './stack.js';
+import { ROOT as root, Stack, checks, httpOk, sleep } from './stack.js';
 import { decodeStrip, stripHeight, unwrap } from '../timecode.js';
 
 const t0 = Date.now();
@@ -43,11 +43,7 @@ const opts = { bin: resolve(o.bin), keepLogs: o['keep-logs'], only: o.only };
 
 const stack = new Stack({ bin: opts.bin, log, keepLogs: opts.keepLogs });
 let browser = null;
-const results = [];
-const check = (name, ok, detail = '') => {
-  results.push({ name, ok });
-  log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` — ${detail}` : ''}`);
-};
+const { results, check } = checks(log);
 
 const CLIP_S = 4; // scripts/test-clip.sh
 

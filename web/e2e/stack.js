@@ -82,6 +82,17 @@ export async function segmentStarted(base, stream, timeoutMs) {
 }
 
 /** Wait until child process `p` has exited, at most `timeoutMs`; true if it has. */
+/** A suite's checks: `check(name, ok, detail)` logs PASS/FAIL through `log` and records
+ * `{ name, ok }` in `results`. */
+export function checks(log) {
+  const results = [];
+  const check = (name, ok, detail = '') => {
+    results.push({ name, ok });
+    log(`${ok ? 'PASS' : 'FAIL'} ${name}${detail ? ` — ${detail}` : ''}`);
+  };
+  return { results, check };
+}
+
 export function exited(p, timeoutMs) {
   if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(true);
   return new Promise((res) => {
