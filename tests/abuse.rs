@@ -667,7 +667,11 @@ async fn store_cap_holds_under_concurrent_uploads() {
             up.send(vec![2u8; 8 << 10]).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The cap is reached once the origin refuses an upload for it; then it must hold.
+    common::wait_for("an upload refused at the store cap", || {
+        o.origin.metrics().ingest_rejected_count("store_full") > 0
+    })
+    .await;
     let store = o.origin.store();
     assert!(store.named_bytes() <= cap, "store counts {} over a cap of {cap}", store.named_bytes());
     let mut refused = 0;

@@ -97,8 +97,10 @@ async fn the_origin_names_the_next_object_for_dash_and_ll_hls_across_an_encoder_
     assert_eq!(named, ["chunk-stream0-00003.m4s"]);
 
     // The encoder restarts: numbers from 1 again, a new availabilityStartTime.
+    let aborted = o.origin.metrics().aborted_uploads();
     drop(enc);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The old run is over for the origin once the killed encoder's open upload breaks.
+    common::wait_for("the killed encoder's upload to break", || o.origin.metrics().aborted_uploads() > aborted).await;
     let _enc = ffmpeg_push(o.http, "pf");
     let started = Instant::now();
     let new_run = loop {
