@@ -120,8 +120,11 @@ if [ "$E2E" = 1 ]; then
   node web/e2e/e2e.js --bin target/release/h3live --format moq --max-latency 1000
 
   step "restarts: kill -9 of the encoder and of the origin (through the encoder relay, then direct) under a playing headless Chromium (LL-DASH over h3, then the MoQ player)"
-  node web/e2e/restart.js --bin target/release/h3live
-  node web/e2e/restart.js --bin target/release/h3live --arm moq --encoder-args='--size 640x360'
+  # --bound 4: a sanity bound on recovery (8 s with 2 s segments) on a shared 2-core machine,
+  # where 3.4-4.2 s have been seen under load; the recovery time itself is measured in
+  # docs/results (restart-recovery), not asserted here.
+  node web/e2e/restart.js --bin target/release/h3live --bound 4
+  node web/e2e/restart.js --bin target/release/h3live --arm moq --bound 4 --encoder-args='--size 640x360'
 
   step "ABR ladder in headless Chromium over h3: down-switch under a 700 kbit/s limit and under a cap, timecode at 234p (~90 s)"
   node web/e2e/abr.js --bin target/release/h3live

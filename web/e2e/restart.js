@@ -26,7 +26,9 @@
 //            not be longer than direct (the origin is down 2 s both times).
 // For each: recovery = time from "back" to the video advancing again (a new
 // frame shown and currentTime moving for the next 3 s); it must be within
-// --bound segment durations (default 2, i.e. 4 s with 2 s segments).  Then a
+// --bound segment durations (default 2, i.e. 4 s with 2 s segments; the test
+// command passes 4 as a sanity bound for a loaded machine), and the timecode
+// latency must settle under 3 s (polled up to 15 s).  Then a
 // new page must start playing within 15 s.  The page must not have reloaded,
 // and must show the interruption (window.h3liveStats.recovery: a source
 // reload), except after an origin restart through the relay, where nothing
@@ -265,11 +267,17 @@ async function scenario(name, page, restart, { expectReload = true } = {}) {
     // Through the relay nothing is lost: dash.js usually carries on without a reload.
     log(`[${name}] source reloads: ${reloads}`);
   }
-  // Back at the live edge: the timecode latency settles under 3 s.
-  await sleep(4000);
-  const s2 = await statsOf(page);
-  check(name, 'latency back under 3 s', s2 && s2.latency.timecodeAvgMs !== null && s2.latency.timecodeAvgMs < 3000,
-    `timecode ${s2 && s2.latency.timecodeAvgMs} ms, dash.js ${s2 && s2.latency.dashAvgMs} ms`);
+  // Back at the live edge: the timecode latency (the page's mean over its last 2 s, all
+  // after the recovery by now) settles under 3 s; polled for up to 15 s.
+  const settled = (x) => x && x.latency.timecodeAvgMs !== null && x.latency.timecodeAvgMs < 3000;
+  const tSettle = Date.now();
+  let s2 = await statsOf(page);
+  while (!settled(s2) && Date.now() - tSettle < 15000) {
+    await sleep(250);
+    s2 = await statsOf(page);
+  }
+  check(name, 'latency back under 3 s', settled(s2),
+    `timecode ${s2 && s2.latency.timecodeAvgMs} ms after ${Date.now() - tSettle} ms more, dash.js ${s2 && s2.latency.dashAvgMs} ms`);
   // A new viewer starts.
   const fresh = await browser.newPage();
   const tNew = Date.now();
