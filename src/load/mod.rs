@@ -47,7 +47,7 @@ use crate::quic_stats::{QuicTally, QuicTotals};
 use crate::transport::Transport;
 use crate::units::parse_duration;
 use stats::{Percentiles, Totals, ViewerReport};
-use viewer::{Pace, Shared, Tracks};
+use viewer::{Pace, Shared, Tracks, Viewers};
 
 /// Viewer swarm and stream replay for benchmarks.
 #[derive(Debug, Parser)]
@@ -584,6 +584,15 @@ fn spawn_viewers(
         Http(Arc<Shared>),
         Moq(Arc<moq::MoqShared>),
     }
+    let viewers = Arc::new(Viewers {
+        tracks: args.tracks,
+        representation: args.representation.clone(),
+        stall_margin: args.stall_margin,
+        idle: args.idle,
+        wait_for_stream: args.wait,
+        totals: totals.clone(),
+        stop: stop.clone(),
+    });
     let shared: Vec<Group> = match connectors {
         Connectors::Http(c) => c
             .into_iter()
@@ -592,13 +601,7 @@ fn spawn_viewers(
                     connector,
                     manifest_path: args.manifest_path(),
                     pace: args.pace,
-                    tracks: args.tracks,
-                    representation: args.representation.clone(),
-                    stall_margin: args.stall_margin,
-                    idle: args.idle,
-                    wait_for_stream: args.wait,
-                    totals: totals.clone(),
-                    stop: stop.clone(),
+                    viewers: viewers.clone(),
                 }))
             })
             .collect(),
@@ -609,13 +612,7 @@ fn spawn_viewers(
                     client,
                     url: url::Url::parse(&format!("https://{}/", args.addr())).expect("an address is a URL authority"),
                     broadcast: args.broadcast(),
-                    tracks: args.tracks,
-                    representation: args.representation.clone(),
-                    stall_margin: args.stall_margin,
-                    idle: args.idle,
-                    wait_for_stream: args.wait,
-                    totals: totals.clone(),
-                    stop: stop.clone(),
+                    viewers: viewers.clone(),
                 }))
             })
             .collect(),

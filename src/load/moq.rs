@@ -25,11 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use tokio_util::sync::CancellationToken;
 
 use super::cmaf::FragmentTracker;
-use super::stats::Totals;
-use super::viewer::Tracks;
+use super::viewer::{Tracks, Viewers};
 
 /// The WebTransport subprotocol the load tool offers.
 pub const PROTOCOL: &str = "moq-lite-05";
@@ -42,21 +40,8 @@ pub struct MoqShared {
     pub url: url::Url,
     /// Broadcast path (the stream name).
     pub broadcast: String,
-    /// Representations to follow.
-    pub tracks: Tracks,
-    /// One video rendition instead of every one (`ID`: track `streamID` or
-    /// the track of that name; lowest/highest: by picture size).
-    pub representation: Option<super::mpd::Representation>,
-    /// Extra lateness of a frame that counts as a stall.
-    pub stall_margin: Duration,
-    /// Connect and read the catalog, then hold the session idle.
-    pub idle: bool,
-    /// Give up waiting for the broadcast after this long.
-    pub wait_for_stream: Duration,
-    /// Counters.
-    pub totals: Arc<Totals>,
-    /// Ends every viewer.
-    pub stop: CancellationToken,
+    /// What every viewer shares.
+    pub viewers: Arc<Viewers>,
 }
 
 /// A WebTransport client whose QUIC endpoint has the load tool's UDP buffers
@@ -152,14 +137,14 @@ impl rustls::client::danger::ServerCertVerifier for PinnedHash {
     }
 }
 
-/// Run MoQ viewer `id` until `shared.stop`, starting a new session a second
+/// Run MoQ viewer `id` until `shared.viewers.stop`, starting a new session a second
 /// after each error.
 pub async fn run(shared: Arc<MoqShared>, id: usize) {
-    super::viewer::reconnecting(&shared.totals, &shared.stop, id, || session(&shared, id)).await
+    super::viewer::reconnecting(&shared.viewers.totals, &shared.viewers.stop, id, || session(&shared, id)).await
 }
 
 async fn session(shared: &MoqShared, id: usize) -> Result<()> {
-    let stats = &shared.totals.viewers[id];
+    let stats = &shared.viewers.totals.viewers[id];
     let request =
         web_transport_quinn::proto::ConnectRequest::new(shared.url.clone()).with_protocol(PROTOCOL.to_string());
     let wt = shared.client.connect(request).await.context("WebTransport connect")?;
@@ -175,10 +160,11 @@ async fn session(shared: &MoqShared, id: usize) -> Result<()> {
     let _abort_session = AbortOnDrop(session_driver);
     stats.connected.store(1, Ordering::Relaxed);
     let consumer = origin.consume();
-    let broadcast = tokio::time::timeout(shared.wait_for_stream, consumer.routed_broadcast(shared.broadcast.as_str()))
-        .await
-        .with_context(|| format!("broadcast {:?} not announced in time", shared.broadcast))?
-        .context("broadcast")?;
+    let broadcast =
+        tokio::time::timeout(shared.viewers.wait_for_stream, consumer.routed_broadcast(shared.broadcast.as_str()))
+            .await
+            .with_context(|| format!("broadcast {:?} not announced in time", shared.broadcast))?
+            .context("broadcast")?;
     let mut catalog = broadcast
         .track(hang::Catalog::DEFAULT_NAME)?
         .subscribe(hang::Catalog::default_subscription())
@@ -188,10 +174,10 @@ async fn session(shared: &MoqShared, id: usize) -> Result<()> {
     let frame = group.read_frame().await?.context("empty catalog group")?;
     stats.bytes.fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
     let cat = hang::catalog::Catalog::<()>::from_slice(&frame.payload).context("catalog")?;
-    if shared.idle {
+    if shared.viewers.idle {
         std::future::pending::<()>().await;
     }
-    let names = pick(&cat, shared.tracks, shared.representation.as_ref())?;
+    let names = pick(&cat, shared.viewers.tracks, shared.viewers.representation.as_ref())?;
     let follows = names.iter().map(|name| follow(shared, id, &broadcast, name));
     futures_util::future::try_join_all(follows).await?;
     Ok(())
@@ -244,7 +230,7 @@ fn pick(
 
 /// Follow one track from the live edge.
 async fn follow(shared: &MoqShared, id: usize, broadcast: &moq_net::broadcast::Consumer, name: &str) -> Result<()> {
-    let stats = &shared.totals.viewers[id];
+    let stats = &shared.viewers.totals.viewers[id];
     // A group may trail the newest by up to this much before it is skipped.
     let subscription = moq_net::track::Subscription::default().with_max_age(Duration::from_secs(2));
     let mut track =
@@ -274,7 +260,7 @@ async fn follow(shared: &MoqShared, id: usize, broadcast: &moq_net::broadcast::C
                 // The session itself failed: one error, a new session.
                 Err(e @ moq_net::Error::Transport(_)) => return Err(e).with_context(|| format!("track {name}")),
                 Err(e) => {
-                    shared.totals.error(id, format!("group ended in an error: {e}"));
+                    shared.viewers.totals.error(id, format!("group ended in an error: {e}"));
                     break;
                 }
             };
@@ -284,7 +270,7 @@ async fn follow(shared: &MoqShared, id: usize, broadcast: &moq_net::broadcast::C
             stats.fragments.fetch_add(1, Ordering::Relaxed);
             let media = Duration::from_micros(frame.timestamp.as_micros() as u64);
             if let Some((at, was)) = previous {
-                let due = media.saturating_sub(was) + shared.stall_margin;
+                let due = media.saturating_sub(was) + shared.viewers.stall_margin;
                 if measure && arrived.duration_since(at) > due {
                     stats.stalls.fetch_add(1, Ordering::Relaxed);
                 }
@@ -294,7 +280,7 @@ async fn follow(shared: &MoqShared, id: usize, broadcast: &moq_net::broadcast::C
                 let mut tracker = FragmentTracker::default();
                 tracker.feed(&frame.payload, |f| {
                     if let Some(prft) = f.prft {
-                        shared.totals.latency(now.duration_since(prft).unwrap_or_default());
+                        shared.viewers.totals.latency(now.duration_since(prft).unwrap_or_default());
                     }
                 });
             }

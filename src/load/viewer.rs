@@ -55,7 +55,28 @@ pub enum Tracks {
     Audio,
 }
 
-/// What every viewer shares.
+/// What every viewer shares, HTTP and MoQ alike: what to follow, when a
+/// fragment is late, the counters and the stop signal.
+pub struct Viewers {
+    /// Representations to follow.
+    pub tracks: Tracks,
+    /// ABR ladder: the one video representation to follow (else every one `tracks` names).
+    pub representation: Option<Representation>,
+    /// A segment (MoQ: a frame) ending later than this after the previous one
+    /// (beyond its duration) counts as a stall.
+    pub stall_margin: Duration,
+    /// Connect and read the manifest (MoQ: the catalog) once, then hold the
+    /// connection idle.
+    pub idle: bool,
+    /// Give up waiting for the stream (manifest 404, no broadcast) after this long.
+    pub wait_for_stream: Duration,
+    /// Counters.
+    pub totals: Arc<Totals>,
+    /// Ends every viewer.
+    pub stop: CancellationToken,
+}
+
+/// What every HTTP viewer of one connector shares.
 pub struct Shared {
     /// Opens connections.
     pub connector: Connector,
@@ -63,21 +84,8 @@ pub struct Shared {
     pub manifest_path: String,
     /// Request pacing.
     pub pace: Pace,
-    /// Representations to follow.
-    pub tracks: Tracks,
-    /// ABR ladder: the one video representation to follow (else every one `tracks` names).
-    pub representation: Option<Representation>,
-    /// A segment ending later than this after the previous one (beyond its
-    /// duration) counts as a stall.
-    pub stall_margin: Duration,
-    /// Connect and read the manifest once, then hold the connection idle.
-    pub idle: bool,
-    /// Give up waiting for the stream (manifest 404) after this long.
-    pub wait_for_stream: Duration,
-    /// Counters.
-    pub totals: Arc<Totals>,
-    /// Ends every viewer.
-    pub stop: CancellationToken,
+    /// What every viewer shares.
+    pub viewers: Arc<Viewers>,
 }
 
 impl Shared {
@@ -86,10 +94,10 @@ impl Shared {
     }
 }
 
-/// Run viewer `id` until `shared.stop`: reconnect after errors (each one
+/// Run viewer `id` until `shared.viewers.stop`: reconnect after errors (each one
 /// counted) with a one-second pause.
 pub async fn run(shared: Arc<Shared>, id: usize) {
-    reconnecting(&shared.totals, &shared.stop, id, || session(&shared, id)).await
+    reconnecting(&shared.viewers.totals, &shared.viewers.stop, id, || session(&shared, id)).await
 }
 
 /// Run sessions of viewer `id` one after another until `stop`: after one
@@ -124,7 +132,7 @@ where
 async fn get_all(shared: &Shared, id: usize, client: &mut Client, path: &str) -> Result<(StatusCode, bytes::Bytes)> {
     let mut r = client.get(path).await.with_context(|| format!("GET {path}"))?;
     let body = r.bytes().await.with_context(|| format!("GET {path} body"))?;
-    shared.totals.viewers[id].bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    shared.viewers.totals.viewers[id].bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
     Ok((r.status, body))
 }
 
@@ -135,7 +143,7 @@ async fn get_when_there(shared: &Shared, id: usize, client: &mut Client, path: &
         let (status, body) = get_all(shared, id, client, path).await?;
         match status {
             StatusCode::OK => return Ok(body),
-            StatusCode::NOT_FOUND if started.elapsed() < shared.wait_for_stream => {
+            StatusCode::NOT_FOUND if started.elapsed() < shared.viewers.wait_for_stream => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             s => bail!("GET {path}: {s}"),
@@ -144,30 +152,30 @@ async fn get_when_there(shared: &Shared, id: usize, client: &mut Client, path: &
 }
 
 async fn session(shared: &Shared, id: usize) -> Result<()> {
-    let stats = &shared.totals.viewers[id];
+    let stats = &shared.viewers.totals.viewers[id];
     let mut client = shared.connector.connect().await.context("connect")?;
     stats.connected.store(1, Ordering::Relaxed);
     let xml = get_when_there(shared, id, &mut client, &shared.manifest_path).await?;
     let manifest = Manifest::parse(&String::from_utf8_lossy(&xml)).context("manifest")?;
-    if shared.idle {
+    if shared.viewers.idle {
         std::future::pending::<()>().await;
     }
     let pick = |kind: &str| manifest.tracks.iter().find(|t| t.content == kind).cloned().into_iter().collect::<Vec<_>>();
-    let mut tracks: Vec<Track> = match shared.tracks {
+    let mut tracks: Vec<Track> = match shared.viewers.tracks {
         Tracks::All => manifest.tracks.clone(),
         Tracks::Video => pick("video"),
         Tracks::Audio => pick("audio"),
     };
-    if let Some(choice) = &shared.representation {
+    if let Some(choice) = &shared.viewers.representation {
         // One rendition of the ladder instead of every (or the first) video representation.
         let video = manifest.pick_video(choice)?.clone();
         tracks.retain(|t| t.content != "video");
-        if shared.tracks != Tracks::Audio {
+        if shared.viewers.tracks != Tracks::Audio {
             tracks.insert(0, video);
         }
     }
     if tracks.is_empty() {
-        bail!("no {:?} representation in the manifest", shared.tracks);
+        bail!("no {:?} representation in the manifest", shared.viewers.tracks);
     }
     let mut clients = vec![client];
     for _ in 1..tracks.len() {
@@ -184,7 +192,7 @@ async fn session(shared: &Shared, id: usize) -> Result<()> {
 
 /// Follow one representation from the live edge.
 async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, mut client: Client) -> Result<()> {
-    let stats = &shared.totals.viewers[id];
+    let stats = &shared.viewers.totals.viewers[id];
     let dir = shared.dir();
     // The player page's encoder-run marker (web/measure.js): edge caches key
     // on it, and the origin names prefetch paths with it.
@@ -228,7 +236,7 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
                 bail!("GET {path}: {} {MAX_MISSES} times in a row: re-reading the manifest", resp.status);
             }
             let edge = live_edge();
-            shared.totals.error(id, format!("GET media: {}", resp.status));
+            shared.viewers.totals.error(id, format!("GET media: {}", resp.status));
             warn!(viewer = id, path, status = %resp.status, live_edge = edge, "segment missing: re-joining at the live edge");
             number = edge.max(number);
             measure = false;
@@ -243,20 +251,20 @@ async fn follow(shared: &Shared, id: usize, manifest: &Manifest, track: &Track, 
             let piece = piece.with_context(|| format!("GET {path} body"))?;
             let now = SystemTime::now();
             if std::mem::take(&mut first) {
-                shared.totals.first_byte(&track.media_name(number), now);
+                shared.viewers.totals.first_byte(&track.media_name(number), now);
             }
             stats.bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
             tracker.feed(&piece, |f| {
                 stats.fragments.fetch_add(1, Ordering::Relaxed);
                 if let (true, Some(prft)) = (measure, f.prft) {
-                    shared.totals.latency(now.duration_since(prft).unwrap_or_default());
+                    shared.viewers.totals.latency(now.duration_since(prft).unwrap_or_default());
                 }
             });
         }
         let end = Instant::now();
         stats.segments.fetch_add(1, Ordering::Relaxed);
         if let Some(prev) = previous_end {
-            if end.duration_since(prev) > track.duration + shared.stall_margin {
+            if end.duration_since(prev) > track.duration + shared.viewers.stall_margin {
                 stats.stalls.fetch_add(1, Ordering::Relaxed);
             }
         }
