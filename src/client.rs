@@ -98,12 +98,18 @@ pub struct UploadAborted;
 /// A request whose body is being sent (see [`Client::upload`]).
 pub struct Upload(UploadKind);
 
+/// What the task awaiting an HTTP/1.1 or HTTP/2 upload's response ended with.
+type Answer = Result<hyper::Result<http::Response<Incoming>>, tokio::task::JoinError>;
+
 enum UploadKind {
     /// HTTP/1.1 or HTTP/2: pieces go to hyper through a channel; the response
     /// is awaited in its own task (hyper writes the body meanwhile).
     Hyper {
         tx: mpsc::Sender<Result<Bytes, UploadAborted>>,
         resp: tokio::task::JoinHandle<hyper::Result<http::Response<Incoming>>>,
+        /// The response task's result once `send` had to await it (hyper
+        /// dropped the body early), so that `finish` does not poll it again.
+        answer: Option<Answer>,
     },
     /// HTTP/3: DATA frames written on the request stream.
     H3(Box<h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>>),
@@ -115,13 +121,18 @@ impl Upload {
     /// failed (connection lost, stream reset).
     pub async fn send(&mut self, data: Bytes) -> Result<()> {
         match &mut self.0 {
-            UploadKind::Hyper { tx, resp } => {
+            UploadKind::Hyper { tx, resp, answer } => {
                 if tx.send(Ok(data)).await.is_err() {
-                    // hyper dropped the body: the request is over, say why.
-                    return Err(match resp.await {
-                        Ok(Err(e)) => anyhow!(e).context("upload failed"),
-                        Ok(Ok(r)) => anyhow!("the server answered {} before the body ended", r.status()),
-                        Err(e) => anyhow!(e).context("upload task"),
+                    // hyper dropped the body: the request is over, say why
+                    // (and keep the answer for `finish`).
+                    if answer.is_none() {
+                        *answer = Some(resp.await);
+                    }
+                    return Err(match answer.as_ref() {
+                        Some(Ok(Err(e))) => anyhow!("upload failed: {e}"),
+                        Some(Ok(Ok(r))) => anyhow!("the server answered {} before the body ended", r.status()),
+                        Some(Err(e)) => anyhow!("upload task: {e}"),
+                        None => anyhow!("upload task: no answer"),
                     });
                 }
                 Ok(())
@@ -133,9 +144,13 @@ impl Upload {
     /// End the body cleanly and wait for the response.
     pub async fn finish(self) -> Result<ClientResponse> {
         match self.0 {
-            UploadKind::Hyper { tx, resp } => {
+            UploadKind::Hyper { tx, resp, answer } => {
                 drop(tx);
-                let resp = resp.await.context("upload task")?.context("upload failed")?;
+                let answer = match answer {
+                    Some(a) => a,
+                    None => resp.await,
+                };
+                let resp = answer.context("upload task")?.context("upload failed")?;
                 let (parts, body) = resp.into_parts();
                 Ok(ClientResponse { status: parts.status, headers: parts.headers, body: RespBody::Hyper(body) })
             }
@@ -156,10 +171,12 @@ impl Upload {
     /// h2/h3: the stream is reset). An HTTP/1.1 connection is unusable after it.
     pub async fn abort(self) {
         match self.0 {
-            UploadKind::Hyper { tx, resp } => {
+            UploadKind::Hyper { tx, resp, answer } => {
                 let _ = tx.send(Err(UploadAborted)).await;
                 drop(tx);
-                let _ = resp.await;
+                if answer.is_none() {
+                    let _ = resp.await;
+                }
             }
             UploadKind::H3(mut stream) => {
                 stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
@@ -515,7 +532,7 @@ impl Client {
                     }
                     Conn::H3 { .. } => unreachable!("matched above"),
                 };
-                Ok(Upload(UploadKind::Hyper { tx, resp }))
+                Ok(Upload(UploadKind::Hyper { tx, resp, answer: None }))
             }
             Conn::H3 { send, .. } => {
                 let uri = format!("{scheme}://{}{path}", self.authority);
