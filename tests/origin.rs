@@ -581,3 +581,21 @@ async fn static_file_io_errors_are_500_not_404() {
     assert_eq!(c.get("/file.js/x").await.unwrap().status, StatusCode::NOT_FOUND);
     o.stop().await;
 }
+
+/// An upload the origin refuses before reading its body (an invalid name):
+/// the client's `send` fails once the answer is in, and `finish` still
+/// returns that answer (it used to poll the finished response task again and
+/// panic).
+#[tokio::test]
+async fn an_upload_refused_before_its_body_reports_the_status() {
+    let o = TestOrigin::start().await;
+    let mut c = o.client(Transport::H1Clear).await;
+    let mut up = c.upload(Method::PUT, "/live/b/%2e%2e", &[]).await.unwrap();
+    let mut sent = 0;
+    while up.send(Bytes::from(vec![0u8; 64 << 10])).await.is_ok() {
+        sent += 1;
+        assert!(sent < 10_000, "the origin kept reading the body of a refused upload");
+    }
+    assert_eq!(up.finish().await.unwrap().status, StatusCode::BAD_REQUEST);
+    o.stop().await;
+}
