@@ -342,6 +342,11 @@ impl Metrics {
         self.responses.get_or_create(&ResponseLabels { transport: transport.as_str(), status }).inc();
     }
 
+    /// Responses counted on `transport` with `status`.
+    pub fn responses(&self, transport: Transport, status: u16) -> u64 {
+        self.responses.get_or_create(&ResponseLabels { transport: transport.as_str(), status }).get()
+    }
+
     /// One more reader streaming on `transport` until the guard drops.
     pub fn reader(&self, transport: Transport) -> GaugeGuard {
         GaugeGuard::new(&self.active_readers[transport.index()])

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{read_all, spawn_reader, wait_for, wait_readers, RawUpload, TestOrigin, ALL};
+use common::{
+    read_all, spawn_reader, wait_for, wait_readers, whole_then_reset, whole_then_shutdown, RawUpload, TestOrigin, ALL,
+};
 use h3live::transport::Transport;
 use http::{Method, StatusCode};
 use tokio::sync::mpsc;
@@ -240,6 +242,65 @@ async fn delete_removes_name_but_running_readers_finish() {
     assert_eq!(err, None);
     assert_eq!(&rest[..], b"part2");
     assert_eq!(o.upload("DELETE", "/live/del/seg-1.m4s", &[]).await.finish().await, StatusCode::NOT_FOUND);
+    o.stop().await;
+}
+
+/// A request that arrived whole is applied even if the client closes at once
+/// (shuts its side, or resets a connection with answers it never read), as
+/// ffmpeg does with its last requests at exit (-remove_at_exit).
+#[tokio::test]
+async fn a_whole_request_is_applied_when_the_client_closes_at_once() {
+    let o = TestOrigin::start().await;
+    let addr = o.addr(Transport::H1Clear);
+    for i in 0..5 {
+        let path = format!("/ldash/gone/seg-{i}.m4s");
+        let put =
+            format!("PUT {path} HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        let answer = whole_then_shutdown(addr, &put).await;
+        assert!(answer.starts_with("HTTP/1.1 201"), "PUT {i}: {answer:?}");
+        let mut c = o.client(Transport::H1Clear).await;
+        let mut r = c.get(&path).await.unwrap();
+        assert_eq!(read_all(&mut r).await, (b"hello".to_vec(), None), "PUT {i}");
+
+        let delete = format!("DELETE {path} HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+        let answer = whole_then_shutdown(addr, &delete).await;
+        assert!(answer.starts_with("HTTP/1.1 204"), "DELETE {i}: {answer:?}");
+        assert_eq!(c.get(&path).await.unwrap().status, StatusCode::NOT_FOUND, "DELETE {i}");
+
+        // The same DELETE, the connection reset right after it.
+        let up = o.put(&path).await;
+        assert_eq!(up.finish().await, StatusCode::CREATED);
+        let answered = || o.origin.metrics().responses(Transport::H1Clear, 204);
+        let before = answered();
+        whole_then_reset(addr, &delete).await;
+        wait_for("the reset DELETE to be answered", || answered() > before).await;
+        assert_eq!(c.get(&path).await.unwrap().status, StatusCode::NOT_FOUND, "reset DELETE {i}");
+    }
+    o.stop().await;
+}
+
+/// ffmpeg at exit (-remove_at_exit) sends its last manifest on one
+/// connection and the manifest's DELETE on another, right after: a DELETE
+/// that completes while that manifest is still being uploaded wins. The
+/// manifest used to be published when its upload ended, after the DELETE,
+/// and the stream stayed on the origin (seen in the sources e2e).
+#[tokio::test]
+async fn a_delete_wins_over_the_manifest_upload_it_overtook() {
+    let o = TestOrigin::start().await;
+    let path = "/ldash/1234/manifest.mpd";
+    let first = o.put(path).await;
+    first.send("<MPD/>").await;
+    assert_eq!(first.finish().await, StatusCode::CREATED);
+    let last = o.put(path).await;
+    let charged = o.origin.store().named_bytes();
+    last.send("<MPD the last one/>").await;
+    wait_for("the last manifest's first bytes at the origin", || o.origin.store().named_bytes() > charged).await;
+    let delete = o.upload("DELETE", path, &[]).await;
+    assert_eq!(delete.finish().await, StatusCode::NO_CONTENT);
+    assert_eq!(last.finish().await, StatusCode::NO_CONTENT, "the upload itself went through (a replacement)");
+    let mut c = o.client(Transport::H1Clear).await;
+    assert_eq!(c.get(path).await.unwrap().status, StatusCode::NOT_FOUND, "the manifest came back after its DELETE");
+    assert_eq!(o.origin.store().named_bytes(), 0);
     o.stop().await;
 }
 

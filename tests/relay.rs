@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::ffmpeg::ffmpeg_push;
-use common::{cert_dir, objects, read_all, segments, start_relay, wait_until, OriginProc, RawUpload, TestOrigin};
+use common::{
+    cert_dir, objects, read_all, segments, start_relay, wait_until, whole_then_shutdown, OriginProc, RawUpload,
+    TestOrigin,
+};
 use h3live::client::Client;
 use h3live::transport::Transport;
 use http::{Method, StatusCode};
@@ -259,6 +262,35 @@ async fn broken_uploads_stay_broken_and_pages_are_refused() {
     let mut m = c.get("/metrics").await.unwrap();
     let text = String::from_utf8(m.bytes().await.unwrap().to_vec()).unwrap();
     assert!(text.contains("h3live_relay_broken_uploads_total 1"), "{text}");
+    r.stop().await;
+    a.stop().await;
+}
+
+/// ffmpeg's last requests at exit (-remove_at_exit's DELETEs) arrive whole
+/// and the socket closes at once: the relay still answers and forwards them.
+#[tokio::test]
+async fn a_whole_request_then_close_reaches_the_origin() {
+    let a = TestOrigin::start().await;
+    let r = start_relay(&["--origin", &format!("http://{}", a.http)]).await;
+    for i in 0..3 {
+        let file = format!("chunk-stream0-{:05}.m4s", i + 1);
+        let path = format!("/live/gone/{file}");
+        let put =
+            format!("PUT {path} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        let answer = whole_then_shutdown(r.addr, &put).await;
+        assert!(answer.starts_with("HTTP/1.1 201"), "PUT {i}: {answer:?}");
+        wait_until("the PUT at the origin", 10, || async {
+            a.origin.store().get("gone", &file).is_some_and(|o| o.len() == 5).then_some(())
+        })
+        .await;
+        let delete = format!("DELETE {path} HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+        let answer = whole_then_shutdown(r.addr, &delete).await;
+        assert!(answer.starts_with("HTTP/1.1 204"), "DELETE {i}: {answer:?}");
+        wait_until("the DELETE at the origin", 10, || async {
+            a.origin.store().get("gone", &file).is_none().then_some(())
+        })
+        .await;
+    }
     r.stop().await;
     a.stop().await;
 }

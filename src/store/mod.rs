@@ -8,7 +8,11 @@
 //!   completes, so a reader sees the old or the new document, never a mix.
 //! - **Replacement and DELETE** change what the *name* points to. A reader
 //!   holds the object itself (`Arc`), so it finishes what it started even if
-//!   the name is replaced, deleted or evicted meanwhile.
+//!   the name is replaced, deleted or evicted meanwhile. A DELETE also
+//!   cancels the manifest uploads of that name already running: they finish
+//!   without publishing. ffmpeg sends its last manifest and, on another
+//!   connection, its `-remove_at_exit` DELETE right after; the origin may
+//!   complete them in either order, and the stream must end up gone.
 //! - **Retention.** Per stream and per representation (the file name with its
 //!   last run of digits masked, e.g. `chunk-stream0-00042.m4s` belongs to
 //!   `chunk-stream0-#.m4s`), only the newest `keep_segments` *finished* media
@@ -232,6 +236,20 @@ struct StreamState {
     stats: Arc<StreamStats>,
     /// Encoder runs and upload order, for retention.
     runs: Runs,
+    /// Manifest uploads running, by name (an entry lives while one runs).
+    replacing: HashMap<String, Replacing>,
+}
+
+/// The manifest uploads of one name that are running, and which of them a
+/// DELETE of the name cancelled. Each upload's ticket is `begun` when it began.
+#[derive(Debug, Default)]
+struct Replacing {
+    /// Uploads begun since the entry was made.
+    begun: u64,
+    /// Uploads with a lower ticket began before a DELETE: not published.
+    cancelled_below: u64,
+    /// Uploads still running.
+    running: u32,
 }
 
 /// Encoder runs of one stream and the arrival order of its media segments
@@ -265,7 +283,44 @@ struct Runs {
 
 impl StreamState {
     fn new(objects: Objects) -> StreamState {
-        StreamState { objects, stats: Arc::new(StreamStats::default()), runs: Runs::default() }
+        StreamState {
+            objects,
+            stats: Arc::new(StreamStats::default()),
+            runs: Runs::default(),
+            replacing: HashMap::new(),
+        }
+    }
+
+    /// A manifest upload of `name` begins: its ticket.
+    fn begin_replacing(&mut self, name: &str) -> u64 {
+        let r = self.replacing.entry(name.to_string()).or_default();
+        r.running += 1;
+        r.begun += 1;
+        r.begun - 1
+    }
+
+    /// A DELETE of `name`: the manifest uploads running now will not
+    /// publish. True if there were any.
+    fn cancel_replacing(&mut self, name: &str) -> bool {
+        self.replacing.get_mut(name).is_some_and(|r| {
+            let any = r.cancelled_below < r.begun;
+            r.cancelled_below = r.begun;
+            any
+        })
+    }
+
+    /// The manifest upload of `name` with `ticket` ended: true if it may
+    /// publish (no DELETE of the name since it began).
+    fn end_replacing(&mut self, name: &str, ticket: u64) -> bool {
+        let Some(r) = self.replacing.get_mut(name) else {
+            return false;
+        };
+        let publish = ticket >= r.cancelled_below;
+        r.running -= 1;
+        if r.running == 0 {
+            self.replacing.remove(name);
+        }
+        publish
     }
 
     /// Book an upload of `name` that is starting (before it is published):
@@ -441,14 +496,17 @@ impl Store {
         self.streams().get(stream)?.runs.began
     }
 
-    /// Remove `stream/name`. Readers already streaming it finish normally.
+    /// Remove `stream/name`, and cancel its manifest uploads still running
+    /// (see "Replacement and DELETE"). Readers already streaming it finish
+    /// normally. False if there was nothing to remove or cancel.
     pub fn delete(&self, stream: &str, name: &str) -> bool {
         let mut streams = self.streams();
         let Some(s) = streams.get_mut(stream) else {
             return false;
         };
         s.stats.touch();
-        let removed = s.objects.remove(name).is_some();
+        let cancelled = s.cancel_replacing(name);
+        let removed = s.objects.remove(name).is_some() || cancelled;
         drop(streams);
         self.inner.published.notify_waiters();
         removed
@@ -528,7 +586,7 @@ impl Store {
             return Err(IngestError::TooManyObjects(cfg.max_objects));
         }
         let target = if kind == Kind::Manifest {
-            Target::Buffered(Vec::new(), 0)
+            Target::Buffered { chunks: Vec::new(), charged: 0, ticket: s.begin_replacing(name) }
         } else {
             let (obj, writer) = Object::growing_in(Some(self.ledger()));
             s.objects.insert(name.to_string(), obj);
@@ -643,8 +701,9 @@ enum Target {
     /// Published at the first byte; readers follow it as it grows.
     Live(ObjectWriter),
     /// Collected and published whole on completion (manifests), with the
-    /// bytes charged to the store so far.
-    Buffered(Vec<Chunk>, u64),
+    /// bytes charged to the store so far and the upload's ticket (see
+    /// `Replacing`).
+    Buffered { chunks: Vec<Chunk>, charged: u64, ticket: u64 },
 }
 
 /// A running upload. Dropping it without [`Upload::finish`] aborts it: a live
@@ -700,7 +759,7 @@ impl Upload {
                 self.store.inner.used.fetch_sub(n + CHUNK_OVERHEAD, Ordering::Relaxed);
                 w.push(data)
             }
-            Some(Target::Buffered(chunks, charged)) => {
+            Some(Target::Buffered { chunks, charged, .. }) => {
                 // A copy, so the chunk does not pin the transport's read buffer.
                 chunks.push(Chunk { data: Bytes::copy_from_slice(&data), arrived: Instant::now() });
                 *charged += n + CHUNK_OVERHEAD;
@@ -725,14 +784,19 @@ impl Upload {
     pub fn finish(mut self) {
         match self.target.take() {
             Some(Target::Live(w)) => w.finish(),
-            Some(Target::Buffered(chunks, charged)) => {
+            Some(Target::Buffered { chunks, charged, ticket }) => {
                 let mut streams = self.store.streams();
-                if let Some(s) = streams.get_mut(&self.stream) {
-                    // The upload's charge moves to the published object.
-                    let obj = Object::complete_in(chunks, Some(self.store.ledger()));
-                    s.objects.insert(self.name.clone(), obj);
-                } else {
-                    self.store.inner.used.fetch_sub(charged, Ordering::Relaxed);
+                let stream = streams.get_mut(&self.stream);
+                match stream.and_then(|s| s.end_replacing(&self.name, ticket).then_some(s)) {
+                    Some(s) => {
+                        // The upload's charge moves to the published object.
+                        let obj = Object::complete_in(chunks, Some(self.store.ledger()));
+                        s.objects.insert(self.name.clone(), obj);
+                    }
+                    // Deleted meanwhile (the name or the whole stream).
+                    _ => {
+                        self.store.inner.used.fetch_sub(charged, Ordering::Relaxed);
+                    }
                 }
                 drop(streams);
                 self.store.inner.published.notify_waiters();
@@ -750,7 +814,10 @@ impl Upload {
     pub fn abort(&mut self) {
         match self.target.take() {
             Some(Target::Live(w)) => w.abort(),
-            Some(Target::Buffered(_, charged)) => {
+            Some(Target::Buffered { charged, ticket, .. }) => {
+                if let Some(s) = self.store.streams().get_mut(&self.stream) {
+                    s.end_replacing(&self.name, ticket);
+                }
                 self.store.inner.used.fetch_sub(charged, Ordering::Relaxed);
             }
             None => {}
@@ -902,6 +969,37 @@ mod tests {
         assert!(st.get("s", "c-1.m4s").is_some());
         assert!(st.get("s", "c-4.m4s").is_some());
         assert!(st.get("s", "c-2.m4s").is_none());
+    }
+
+    /// ffmpeg's last manifest and its -remove_at_exit DELETE come on two
+    /// connections: a DELETE that the origin completes while that manifest
+    /// upload still runs must win, whichever finishes last.
+    #[test]
+    fn a_delete_cancels_the_manifest_uploads_running() {
+        let st = store(StoreConfig::default());
+        let mut first = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        first.push(Bytes::from_static(b"<MPD/>")).unwrap();
+        first.finish();
+        let mut last = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        last.push(Bytes::from_static(b"<MPD last/>")).unwrap();
+        assert!(st.delete("s", "manifest.mpd"));
+        last.finish();
+        assert!(st.get("s", "manifest.mpd").is_none(), "a manifest begun before the DELETE came back");
+        assert_eq!(st.named_bytes(), 0, "the cancelled manifest is still charged");
+
+        // Only a manifest upload running, nothing published yet: the DELETE
+        // still cancels it (and says it did).
+        let running = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        assert!(st.delete("s", "manifest.mpd"));
+        assert!(!st.delete("s", "manifest.mpd"));
+        // An upload begun after the DELETE publishes, even while the cancelled one still runs.
+        let mut after = st.begin_upload("s", "manifest.mpd", None).unwrap();
+        after.push(Bytes::from_static(b"<MPD new/>")).unwrap();
+        after.finish();
+        running.finish();
+        assert_eq!(st.get("s", "manifest.mpd").unwrap().len(), 10);
+        let streams = st.streams();
+        assert!(streams["s"].replacing.is_empty(), "an ended upload is still tracked");
     }
 
     #[test]

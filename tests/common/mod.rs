@@ -261,6 +261,28 @@ impl RawUpload {
     }
 }
 
+/// Send `request` whole on a new connection and shut the sending side at
+/// once, as ffmpeg does with its last requests at exit; then read until the
+/// server closes. The answer, or "" if the server dropped the request.
+pub async fn whole_then_shutdown(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Send `request` whole on a new connection and reset it at once (RST), as
+/// a client closing a keep-alive connection with answers it never read does
+/// (ffmpeg with `-http_persistent 1` at exit). Nothing can be read back.
+pub async fn whole_then_reset(addr: SocketAddr, request: &str) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+}
+
 /// Progress of concurrent readers: `(reader id, bytes received so far)`.
 pub type Progress = mpsc::UnboundedSender<(usize, usize)>;
 

@@ -161,7 +161,8 @@ async function preview() {
     gone = (await fetch(`${stack.base}/live/${id}/manifest.mpd`).then((r) => r.status)) === 404;
     if (!gone) await sleep(200);
   }
-  check('-remove_at_exit deleted the stream through /ldash (404 at /live/1234/manifest.mpd)', gone);
+  check('-remove_at_exit deleted the stream through /ldash (404 at /live/1234/manifest.mpd)', gone,
+    gone ? '' : `ffmpeg's last words: ${Buffer.concat(out).toString().slice(-1000)}`);
 }
 
 /** 3. The clock page: its strip decodes from a screenshot to the capture time. */
