@@ -98,6 +98,22 @@ pub struct SpecArg {
     pub spec: DirSpec,
 }
 
+/// Give socket `fd` a receive buffer of `bytes` past `net.core.rmem_max`
+/// (`SO_RCVBUFFORCE`, root only): room for bursts while the reading thread
+/// is not running. False if the kernel refused.
+fn force_recv_buffer(fd: std::os::fd::RawFd, bytes: libc::c_int) -> bool {
+    // SAFETY: setsockopt reads one c_int.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
 /// A flag set by SIGINT/SIGTERM (for the blocking loops of `run` and `echo`).
 fn stop_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));

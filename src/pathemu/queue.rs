@@ -206,17 +206,7 @@ pub fn run(num: u16, spec: DirSpec, seed: u64, stats_file: Option<&FsPath>, stop
     let fd = find_queue_fd();
     if let Some(fd) = fd {
         // Room for bursts while the thread sleeps: the default (~200 kB) holds a few hundred.
-        let size: libc::c_int = 16 << 20;
-        // SAFETY: setsockopt reads one c_int.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        super::force_recv_buffer(fd, 16 << 20);
     }
     let realtime = go_realtime();
     let start = Instant::now();
