@@ -81,7 +81,6 @@ export async function segmentStarted(base, stream, timeoutMs) {
   return false;
 }
 
-/** Wait until child process `p` has exited, at most `timeoutMs`; true if it has. */
 /** A suite's checks: `check(name, ok, detail)` logs PASS/FAIL through `log` and records
  * `{ name, ok }` in `results`. */
 export function checks(log) {
@@ -93,6 +92,7 @@ export function checks(log) {
   return { results, check };
 }
 
+/** Wait until child process `p` has exited, at most `timeoutMs`; true if it has. */
 export function exited(p, timeoutMs) {
   if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(true);
   return new Promise((res) => {
