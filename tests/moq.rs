@@ -397,3 +397,33 @@ async fn moq_session_to_a_vanished_origin_ends_within_seconds() {
     eprintln!("session ended {:?} after the path was cut: {err}", cut_at.elapsed());
     o.stop().await;
 }
+
+/// A MoQ listener that is full closes, for a newcomer, a session that sends
+/// no media (connected, nothing subscribed), like an idle HTTP connection;
+/// the session that delivers media goes on. Such a session used to count as
+/// busy and hold its slot until the idle timeout (30 s), refusing newcomers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_moq_listener_closes_a_session_without_media_for_a_newcomer() {
+    let (o, sha) = moq_origin(|c| c.limits.conn.max_connections = 2).await;
+    let moq = o.moq.unwrap();
+    let _enc = ffmpeg_push(o.http, "room");
+    let (_s1, consumer, _k1) = connect(moq, &sha).await;
+    let broadcast = tokio::time::timeout(EVENT, consumer.routed_broadcast("room")).await.expect("announced").unwrap();
+    let live = || track::Subscription::default().with_max_age(Duration::from_secs(10));
+    let mut video = broadcast.track("stream0").unwrap().subscribe(live()).await.unwrap();
+    next_group(&mut video).await;
+    let (idle, _c2, _k2) = connect(moq, &sha).await;
+    // The watching session sends media, the other one nothing.
+    wait_metric(&o, "h3live_moq_sessions_sending", |v| v == 1).await;
+
+    let (_s3, consumer3, _k3) = connect(moq, &sha).await;
+    let b3 = tokio::time::timeout(EVENT, consumer3.routed_broadcast("room")).await.expect("newcomer served").unwrap();
+    let mut newcomer = b3.track("stream0").unwrap().subscribe(live()).await.unwrap();
+    let (_, frames, _) = next_group(&mut newcomer).await;
+    assert!(!frames.is_empty(), "the newcomer gets media");
+    assert_eq!(wait_metric(&o, "h3live_moq_closed_for_newcomer_total", |v| v >= 1).await, 1);
+    tokio::time::timeout(EVENT, idle.closed()).await.expect("the session without media is closed");
+    let (_, frames, ok) = next_group(&mut video).await;
+    assert!(ok && !frames.is_empty(), "the watching session goes on");
+    o.stop().await;
+}

@@ -23,7 +23,11 @@
 //! - a session that sends less than [`IDLE_BYTES`] in an `idle_timeout`
 //!   window (nothing subscribed, or a subscriber that stopped reading, so
 //!   flow control stopped it) is closed, as is a QUIC path silent for the
-//!   QUIC idle timeout.
+//!   QUIC idle timeout;
+//! - listener full: a session counts as busy only while it sends media (at
+//!   least [`BUSY_BYTES`] in each [`BUSY_WINDOW`]); one that does not is
+//!   idle for the overload policy, like an HTTP connection between requests,
+//!   and the first to be closed for a newcomer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +90,10 @@ pub struct SessionStats {
     pub failed_handshake: AtomicU64,
     /// Sessions closed for sending no media for the idle timeout.
     pub closed_idle: AtomicU64,
+    /// Sessions sending media now (busy for the overload policy).
+    pub sending: AtomicU64,
+    /// Sessions closed for a newcomer (listener full, no media sent lately).
+    pub closed_for_newcomer: AtomicU64,
 }
 
 /// What a MoQ listener shares with its sessions.
@@ -221,7 +229,6 @@ async fn session(
     };
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     stats.open.fetch_add(1, Ordering::Relaxed);
-    let _busy = activity.begin();
     debug!(%remote, protocol = chosen.as_deref().unwrap_or("(in band)"), version = %session.version(), "moq: session");
     tokio::select! {
         err = moq_net::time::run(driver) => debug!(error = %err, "moq: session ended"),
@@ -230,10 +237,53 @@ async fn session(
             info!(%remote, timeout = ?limits.moq.idle_timeout, "moq: session sent no media for the idle timeout, closed");
             quic.close(quinn::VarInt::from_u32(0), b"idle");
         }
+        () = busy_while_sending(&quic, &activity, stats) => {}
+        _ = activity.evicted() => {
+            stats.closed_for_newcomer.fetch_add(1, Ordering::Relaxed);
+            debug!(%remote, "moq: session sent no media lately, closed for a newcomer (listener full)");
+            quic.close(quinn::VarInt::from_u32(0), b"listener full");
+        }
         _ = shutdown.cancelled() => quic.close(quinn::VarInt::from_u32(0), b"shutdown"),
     }
     drop(session);
     stats.open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The window over which a session's sending decides whether it is busy.
+pub const BUSY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Bytes a session must send in a [`BUSY_WINDOW`] to count as busy: about
+/// the rate of [`IDLE_BYTES`] (a 128 kbit/s audio track alone sends 32 KB
+/// in 2 s; keep-alives and acknowledgements a few hundred bytes).
+pub const BUSY_BYTES: u64 = 4 << 10;
+
+/// Holds the session's request guard (busy for the overload policy) while
+/// it sends at least [`BUSY_BYTES`] in each [`BUSY_WINDOW`], starting busy.
+/// Never resolves.
+async fn busy_while_sending(quic: &quinn::Connection, activity: &Arc<Activity>, stats: &SessionStats) {
+    struct Sending<'a> {
+        _guard: super::RequestGuard,
+        count: &'a AtomicU64,
+    }
+    impl Drop for Sending<'_> {
+        fn drop(&mut self) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let begin = || {
+        stats.sending.fetch_add(1, Ordering::Relaxed);
+        Sending { _guard: activity.begin(), count: &stats.sending }
+    };
+    let mut busy = Some(begin());
+    loop {
+        let before = quic.stats().udp_tx.bytes;
+        tokio::time::sleep(BUSY_WINDOW).await;
+        if quic.stats().udp_tx.bytes.saturating_sub(before) >= BUSY_BYTES {
+            busy.get_or_insert_with(begin);
+        } else {
+            busy = None;
+        }
+    }
 }
 
 /// Bytes a session must send in an idle-timeout window to count as
@@ -285,6 +335,11 @@ impl prometheus_client::collector::Collector for Collector {
         let gauges = [
             ("h3live_moq_sessions", "MoQ sessions open", load(&s.open)),
             (
+                "h3live_moq_sessions_sending",
+                "MoQ sessions sending media (the others may be closed for a newcomer when the listener is full)",
+                load(&s.sending),
+            ),
+            (
                 "h3live_moq_subscriptions",
                 "MoQ track subscriptions open, over all sessions",
                 egress.active_subscriptions(),
@@ -310,6 +365,11 @@ impl prometheus_client::collector::Collector for Collector {
                 "h3live_moq_idle_closed",
                 "MoQ sessions closed for sending no media for the idle timeout",
                 load(&s.closed_idle),
+            ),
+            (
+                "h3live_moq_closed_for_newcomer",
+                "MoQ sessions that sent no media lately, closed for a newcomer (listener full)",
+                load(&s.closed_for_newcomer),
             ),
             ("h3live_moq_published_frames", "Frames (CMAF fragments) published by the MoQ view", load(&v.frames)),
             ("h3live_moq_published_bytes", "Bytes of frames published by the MoQ view", load(&v.bytes)),
