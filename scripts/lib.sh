@@ -78,6 +78,27 @@ wait_until() {
   done
 }
 
+# cpu_busy_pct: the share of all cores' time spent busy (not idle, not
+# waiting for I/O) over the next second, in whole percent (/proc/stat).
+cpu_busy_pct() {
+  local a b
+  a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+  echo "$a $b" | awk '{ busy = $3 - $1; all = busy + $4 - $2; print (all > 0 ? int(100 * busy / all) : 0) }'
+}
+
+# wait_quiet SECONDS PCT: wait until the machine's CPU use over one second is
+# at most PCT %, at most SECONDS (status 1 then); QUIET_PCT is the last reading.
+wait_quiet() {
+  local end=$((SECONDS + $1))
+  QUIET_PCT=$(cpu_busy_pct)
+  while [ "$QUIET_PCT" -gt "$2" ]; do
+    [ "$SECONDS" -lt "$end" ] || return 1
+    QUIET_PCT=$(cpu_busy_pct)
+  done
+}
+
 # wait_url URL SECONDS [PID]: wait until URL answers with a 2xx status, at most
 # SECONDS; with PID, fail as soon as that process has exited (the server that
 # should answer died). The certificate is not checked (-k): this waits for a
