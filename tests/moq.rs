@@ -413,7 +413,9 @@ async fn a_full_moq_listener_closes_a_session_without_media_for_a_newcomer() {
     let mut video = broadcast.track("stream0").unwrap().subscribe(live()).await.unwrap();
     next_group(&mut video).await;
     let (idle, _c2, _k2) = connect(moq, &sha).await;
-    // The watching session sends media, the other one nothing.
+    // Both sessions open at the origin (each counted as sending from its
+    // start), then only the watching one still sending.
+    wait_metric(&o, "h3live_moq_sessions", |v| v == 2).await;
     wait_metric(&o, "h3live_moq_sessions_sending", |v| v == 1).await;
 
     let (_s3, consumer3, _k3) = connect(moq, &sha).await;

@@ -227,6 +227,9 @@ async fn session(
             return;
         }
     };
+    // Counted as sending from the start, before it counts as open: a reader
+    // of the metrics never sees an open session in neither count.
+    let sending = Sending::begin(&activity, stats);
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     stats.open.fetch_add(1, Ordering::Relaxed);
     debug!(%remote, protocol = chosen.as_deref().unwrap_or("(in band)"), version = %session.version(), "moq: session");
@@ -237,7 +240,7 @@ async fn session(
             info!(%remote, timeout = ?limits.moq.idle_timeout, "moq: session sent no media for the idle timeout, closed");
             quic.close(quinn::VarInt::from_u32(0), b"idle");
         }
-        () = busy_while_sending(&quic, &activity, stats) => {}
+        () = busy_while_sending(&quic, &activity, stats, sending) => {}
         _ = activity.evicted() => {
             stats.closed_for_newcomer.fetch_add(1, Ordering::Relaxed);
             debug!(%remote, "moq: session sent no media lately, closed for a newcomer (listener full)");
@@ -257,29 +260,41 @@ pub const BUSY_WINDOW: Duration = Duration::from_secs(2);
 /// in 2 s; keep-alives and acknowledgements a few hundred bytes).
 pub const BUSY_BYTES: u64 = 4 << 10;
 
-/// Holds the session's request guard (busy for the overload policy) while
-/// it sends at least [`BUSY_BYTES`] in each [`BUSY_WINDOW`], starting busy.
-/// Never resolves.
-async fn busy_while_sending(quic: &quinn::Connection, activity: &Arc<Activity>, stats: &SessionStats) {
-    struct Sending<'a> {
-        _guard: super::RequestGuard,
-        count: &'a AtomicU64,
-    }
-    impl Drop for Sending<'_> {
-        fn drop(&mut self) {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-    let begin = || {
+/// A session counted as sending media: busy for the overload policy (its
+/// request guard) and in [`SessionStats::sending`], until dropped.
+struct Sending<'a> {
+    _guard: super::RequestGuard,
+    count: &'a AtomicU64,
+}
+
+impl<'a> Sending<'a> {
+    fn begin(activity: &Arc<Activity>, stats: &'a SessionStats) -> Sending<'a> {
         stats.sending.fetch_add(1, Ordering::Relaxed);
         Sending { _guard: activity.begin(), count: &stats.sending }
-    };
-    let mut busy = Some(begin());
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps `busy` (the session counted as sending) while the session sends at
+/// least [`BUSY_BYTES`] in each [`BUSY_WINDOW`]; drops it for a window that
+/// sends less, takes it again after one that sends enough. Never resolves.
+async fn busy_while_sending<'a>(
+    quic: &quinn::Connection,
+    activity: &Arc<Activity>,
+    stats: &'a SessionStats,
+    busy: Sending<'a>,
+) {
+    let mut busy = Some(busy);
     loop {
         let before = quic.stats().udp_tx.bytes;
         tokio::time::sleep(BUSY_WINDOW).await;
         if quic.stats().udp_tx.bytes.saturating_sub(before) >= BUSY_BYTES {
-            busy.get_or_insert_with(begin);
+            busy.get_or_insert_with(|| Sending::begin(activity, stats));
         } else {
             busy = None;
         }
