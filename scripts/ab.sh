@@ -473,9 +473,10 @@ check_path() {
 # run if the path does not measure as configured.
 measure_path() {
   # The check times the path to a millisecond: a browser of the previous play
-  # still shutting down delays the delay line's verdicts and fails it.
-  if ! wait_quiet 30 25; then
-    say "  the machine is still busy ($QUIET_PCT % CPU after 30 s): the $7 may fail on timing"
+  # still shutting down delays the delay line's verdicts and fails it. The
+  # encoder of a full run alone takes about 40 % of a 2-core machine.
+  if ! wait_quiet 10 50; then
+    say "  the machine is still busy ($QUIET_PCT % CPU after 10 s): the $7 may fail on timing"
   fi
   say "  $7 (h3live pathemu check; raw/$1.$2.txt; machine at $QUIET_PCT % CPU before it)"
   ip netns exec "$3" "$BIN" pathemu check --target "$4:$ECHO_PORT" --down "$5" --up "$6" \
