@@ -291,9 +291,7 @@ async fn busy_while_sending<'a>(
 ) {
     let mut busy = Some(busy);
     loop {
-        let before = quic.stats().udp_tx.bytes;
-        tokio::time::sleep(BUSY_WINDOW).await;
-        if quic.stats().udp_tx.bytes.saturating_sub(before) >= BUSY_BYTES {
+        if sent_during(quic, BUSY_WINDOW).await >= BUSY_BYTES {
             busy.get_or_insert_with(|| Sending::begin(activity, stats));
         } else {
             busy = None;
@@ -311,13 +309,14 @@ pub const IDLE_BYTES: u64 = 64 << 10;
 /// from the session's start) in which the connection sent less than
 /// [`IDLE_BYTES`].
 async fn idle(quic: &quinn::Connection, timeout: Duration) {
-    loop {
-        let before = quic.stats().udp_tx.bytes;
-        tokio::time::sleep(timeout).await;
-        if quic.stats().udp_tx.bytes.saturating_sub(before) < IDLE_BYTES {
-            return;
-        }
-    }
+    while sent_during(quic, timeout).await >= IDLE_BYTES {}
+}
+
+/// UDP bytes the connection sends during the next `window`.
+async fn sent_during(quic: &quinn::Connection, window: Duration) -> u64 {
+    let before = quic.stats().udp_tx.bytes;
+    tokio::time::sleep(window).await;
+    quic.stats().udp_tx.bytes.saturating_sub(before)
 }
 
 /// The MoQ figures for `/metrics`: sessions and refusals (this listener),
