@@ -212,9 +212,27 @@ export class Stack {
     }
   }
 
-  /** A new origin process on the first one's ports, certificate and arguments (after it was stopped). */
-  startOriginAgain() {
-    return this.start('origin', this.bin, this.originArgs);
+  /**
+   * A new origin process on the first one's ports, certificate and arguments (after it was
+   * stopped); resolves once its /healthz answers (polled every 50 ms, so the caller can time the
+   * restart). Fails at once if the process exits, and after `timeoutMs` otherwise, with its output
+   * either way (a port taken while the origin was down, a state directory it cannot read).
+   */
+  async startOriginAgain(timeoutMs = 15000) {
+    const p = this.start('origin', this.bin, this.originArgs);
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      if (p.exitCode !== null || p.signalCode !== null) break;
+      try {
+        const r = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(300) });
+        if (r.ok) return p;
+      } catch {
+        /* not yet */
+      }
+      await sleep(50);
+    }
+    const how = p.exitCode !== null || p.signalCode !== null ? `exited (code ${p.exitCode}, signal ${p.signalCode})` : `not answering /healthz after ${timeoutMs} ms`;
+    throw new Error(`the restarted origin (pid ${p.pid}) ${how}; its output:\n${this.outputOf('origin')}`);
   }
 
   /**
