@@ -149,7 +149,7 @@ pub async fn serve(
     let limits = Limits::default();
     let mut base = quinn::ServerConfig::with_crypto(Arc::new(tls_config(args, keys)?));
     base.transport_config(Arc::new(transport_config(&limits, None)));
-    let endpoint = transport::quic_endpoint(socket, base.clone())?;
+    let endpoint = transport::quic_endpoint(socket, base.clone(), &keys.key)?;
     if let Some(dir) = &args.qlog_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

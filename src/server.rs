@@ -215,7 +215,7 @@ fn start_h3(
 ) -> Result<quinn::Endpoint> {
     let mut server_config = transport::tls::quic_server_config(keys, &[b"h3"])?;
     server_config.transport_config(Arc::new(transport::h3::transport_config(&config.limits, info.ingest)));
-    let ep = transport::quic_endpoint(sock, server_config)?;
+    let ep = transport::quic_endpoint(sock, server_config, &keys.key)?;
     info!(listener = info.name, addr = %ep.local_addr()?, ingest = info.ingest, "h3 (QUIC) listening");
     let info = Arc::new(info);
     tasks.tracker.spawn(transport::h3::serve(
@@ -239,7 +239,7 @@ fn start_moq(
 ) -> Result<quinn::Endpoint> {
     let mut server_config = transport::tls::quic_server_config(&setup.keys, &[web_transport_quinn::ALPN.as_bytes()])?;
     server_config.transport_config(Arc::new(transport::moq::transport_config(&config.limits)));
-    let ep = transport::quic_endpoint(sock, server_config)?;
+    let ep = transport::quic_endpoint(sock, server_config, &setup.keys.key)?;
     info!(addr = %ep.local_addr()?, "MoQ (WebTransport) listening");
     let metrics = origin.metrics().clone();
     let view = Moq::start(

@@ -75,3 +75,38 @@ async fn state_dir_restores_init_segments_and_manifest() {
     assert_eq!(get(&c, "/live/s/manifest.mpd").await.0, StatusCode::OK);
     c.stop().await;
 }
+
+/// An origin killed and started again with the same certificate key resets the
+/// QUIC connections of the old process at their next packet (a stateless reset,
+/// RFC 9000 §10.3), so a player reconnects at once. The old code drew a random
+/// reset key per process: the restarted origin's resets did not match the old
+/// connection's tokens, the client ignored them and its request hung until its
+/// own timers gave up.
+#[tokio::test]
+async fn a_restarted_origin_resets_the_old_processes_quic_connections() {
+    let certs = common::cert_dir();
+    let roots = h3live::cert::load_certs(&certs.path().join("cert.pem")).unwrap();
+    let mut o = common::OriginProc::start(certs.path(), &[]).await;
+    let mut c = h3live::client::Client::connect(Transport::H3, o.addr, "localhost", &roots).await.unwrap();
+    let mut r = c.get("/healthz").await.unwrap();
+    let (_, err) = read_all(&mut r).await;
+    assert!(r.status == StatusCode::OK && err.is_none(), "h3 GET /healthz before the restart: {} {err:?}", r.status);
+
+    o.kill9();
+    o.restart().await;
+    // The guard only turns the old code's hang into a failure; the reset comes
+    // with the first packet the client sends.
+    let got = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut r = c.get("/healthz").await?;
+        let (_, err) = read_all(&mut r).await;
+        anyhow::Ok(err)
+    })
+    .await;
+    let err = match got {
+        Err(_) => panic!("the old connection got no reset it accepted within 20 s"),
+        Ok(Ok(None)) => panic!("the old connection answered after the restart"),
+        Ok(Ok(Some(e))) => e,
+        Ok(Err(e)) => format!("{e:#}"),
+    };
+    assert!(err.contains("reset"), "expected a stateless reset, got: {err}");
+}

@@ -286,13 +286,41 @@ impl Tasks {
     }
 }
 
-/// A QUIC endpoint on a bound UDP socket with `config` (HTTP/3 listener and
-/// interop endpoint alike).
-pub fn quic_endpoint(socket: std::net::UdpSocket, config: quinn::ServerConfig) -> anyhow::Result<quinn::Endpoint> {
-    let ep =
-        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))
-            .context("starting the QUIC endpoint")?;
+/// A QUIC endpoint on a bound UDP socket with `config` (HTTP/3 listener, MoQ
+/// endpoint and interop endpoint alike), configured by [`endpoint_config`].
+pub fn quic_endpoint(
+    socket: std::net::UdpSocket,
+    config: quinn::ServerConfig,
+    tls_key: &rustls::pki_types::PrivateKeyDer<'_>,
+) -> anyhow::Result<quinn::Endpoint> {
+    let ep = quinn::Endpoint::new(endpoint_config(tls_key), Some(config), socket, Arc::new(quinn::TokioRuntime))
+        .context("starting the QUIC endpoint")?;
     Ok(ep)
+}
+
+/// A server endpoint's configuration whose two keys, the one its connection
+/// IDs are checked with and the one its stateless-reset tokens are derived
+/// from (RFC 9000 §10.3), come from the TLS private key `tls_key` (HMAC-SHA256
+/// of a fixed label under it), so an origin restarted with the same key, and
+/// every origin sharing it, recognises the old process's connection IDs and
+/// sends the resets their tokens promised. A client whose connection died with
+/// the old process learns it at its next packet and opens a new connection at
+/// once, instead of retransmitting into the restarted origin until its own
+/// timers give up. quinn's defaults draw both keys at random per process: the
+/// restarted origin dropped the old connection IDs as invalid and sent nothing.
+/// Neither key can be recovered from what is sent, and without the TLS key no
+/// one can forge a reset.
+pub fn endpoint_config(tls_key: &rustls::pki_types::PrivateKeyDer<'_>) -> quinn::EndpointConfig {
+    use ring::hmac;
+    let master = hmac::Key::new(hmac::HMAC_SHA256, tls_key.secret_der());
+    let reset = hmac::sign(&master, b"h3live QUIC stateless reset key v1");
+    let cid = hmac::sign(&master, b"h3live QUIC connection ID key v1");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid.as_ref()[..8]);
+    let cid_key = u64::from_be_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, reset.as_ref())));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    config
 }
 
 /// Open connections per client IP on one listener.
