@@ -565,6 +565,53 @@ async fn edge_keeps_the_run_marker_and_drops_other_queries() {
     }
 }
 
+/// The prefetch path of an init segment (or a manifest) is the live edge when
+/// the origin answered: only the response that filled the cache carries it. A
+/// cached init segment's hit named the segment that was the live edge at the
+/// fill, seconds or minutes old, and the front's prefetch of it was held at the
+/// origin and ended in a 404 (scripts/edge.sh --prefetch: 1 of the 2 failed
+/// prefetches per run, "segment 4" when the live edge was 19). A media
+/// segment's path (N+1) does not age: its hits keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_init_segment_names_no_stale_live_edge() {
+    let o = TestOrigin::start().await;
+    let varnish = Varnish::start(o.http).await;
+    let mut v = varnish.client().await;
+    let put = |name: String, body: &'static str| {
+        let o = &o;
+        async move {
+            let up = o.put(&format!("/live/pi/{name}")).await;
+            up.send(body).await;
+            assert_eq!(up.finish().await, StatusCode::CREATED, "{name}");
+        }
+    };
+    let seg = |n: u32| format!("chunk-stream0-{n:05}.m4s");
+    let prefetch_path = |r: &h3live::client::ClientResponse| {
+        r.header("cdn-origin-assist-prefetch-path").map(str::to_string)
+    };
+    // The live edge of a representation is found through the manifest's SegmentTemplate.
+    const MPD: &str = r#"<?xml version="1.0"?>
+<MPD type="dynamic" availabilityStartTime="2026-12-07T10:00:00.250Z"><Period><AdaptationSet contentType="video">
+ <SegmentTemplate timescale="15360" duration="30720" startNumber="1"
+  initialization="init-$RepresentationID$.m4s" media="chunk-$RepresentationID$-$Number%05d$.m4s"/>
+ <Representation id="stream0" bandwidth="2000000"/></AdaptationSet></Period></MPD>"#;
+    put("init-stream0.m4s".into(), "init").await;
+    put("manifest.mpd".into(), MPD).await;
+    put(seg(1), "one").await;
+    let mut get = async |path: &str| {
+        let mut r = v.get(&format!("/live/pi/{path}")).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let _ = r.bytes().await.unwrap();
+        (r.header("x-cache").map(str::to_string), prefetch_path(&r))
+    };
+    assert_eq!(get("init-stream0.m4s").await, (Some("MISS".into()), Some(seg(1))), "the fill names the live edge");
+    assert_eq!(get(&seg(1)).await, (Some("MISS".into()), Some(seg(2))));
+    put(seg(2), "two").await;
+    put(seg(3), "three").await;
+    assert_eq!(get("init-stream0.m4s").await, (Some("HIT".into()), None), "a hit names no stale live edge");
+    assert_eq!(get(&seg(1)).await, (Some("HIT".into()), Some(seg(2))), "a media segment's hit keeps N+1");
+}
+
 /// A counter of the front's own /metrics (`h3live_prefetch_total{event="sent"}`).
 async fn front_prefetches(front: &Front, event: &str) -> u64 {
     let mut c = front.client(Transport::H1Tls).await;

@@ -162,7 +162,8 @@ sub vcl_backend_fetch {
     # Origin-assisted prefetch (docs/edge.md): every origin fetch asks the
     # origin to name the next object (CDN-Origin-Assist-Prefetch-Path), so
     # the cached object carries it whichever client fetched it first, and
-    # the front (h3live front) prefetches from its viewers' hits too. The
+    # the front (h3live front) prefetches from its viewers' hits of media
+    # segments too (init segments and manifests: see vcl_deliver). The
     # front's own prefetches arrive marked CDN-Origin-Assist-Prefetch-Request
     # and pass through as they are. None of these headers is in the cache
     # key (vcl_hash), so they never split the cache.
@@ -296,6 +297,14 @@ sub vcl_deliver {
         set resp.http.X-Cache = "HIT";
     } else {
         set resp.http.X-Cache = "MISS";
+    }
+    # The prefetch path of an init segment or a manifest is the live edge at
+    # the moment the origin answered: only the response that filled the cache
+    # carries it. An init segment stays cached for its max-age (and grace),
+    # and a hit would send the front to a segment long gone (a prefetch held
+    # at the origin, then 404). A media segment's path (N+1) does not age.
+    if (obj.hits > 0 && (req.url ~ "\.(mpd|m3u8)(\?|$)" || req.url ~ "^/live/[^/]+/[^/?]*init[^/?]*(\?|$)")) {
+        unset resp.http.CDN-Origin-Assist-Prefetch-Path;
     }
     return (deliver);
 }
