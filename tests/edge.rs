@@ -586,9 +586,8 @@ async fn a_cached_init_segment_names_no_stale_live_edge() {
         }
     };
     let seg = |n: u32| format!("chunk-stream0-{n:05}.m4s");
-    let prefetch_path = |r: &h3live::client::ClientResponse| {
-        r.header("cdn-origin-assist-prefetch-path").map(str::to_string)
-    };
+    let prefetch_path =
+        |r: &h3live::client::ClientResponse| r.header("cdn-origin-assist-prefetch-path").map(str::to_string);
     // The live edge of a representation is found through the manifest's SegmentTemplate.
     const MPD: &str = r#"<?xml version="1.0"?>
 <MPD type="dynamic" availabilityStartTime="2026-12-07T10:00:00.250Z"><Period><AdaptationSet contentType="video">
