@@ -78,10 +78,10 @@ async fn state_dir_restores_init_segments_and_manifest() {
 
 /// An origin killed and started again with the same certificate key resets the
 /// QUIC connections of the old process at their next packet (a stateless reset,
-/// RFC 9000 §10.3), so a player reconnects at once. The old code drew a random
-/// reset key per process: the restarted origin's resets did not match the old
-/// connection's tokens, the client ignored them and its request hung until its
-/// own timers gave up.
+/// RFC 9000 §10.3), so a player reconnects at once. The old code drew its
+/// connection-ID and reset keys at random per process: the restarted origin
+/// dropped the old connection's packets as carrying invalid connection IDs and
+/// sent nothing, and the client's request hung until its own timers gave up.
 #[tokio::test]
 async fn a_restarted_origin_resets_the_old_processes_quic_connections() {
     let certs = common::cert_dir();

@@ -24,7 +24,7 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function readPorts(file, timeoutMs, p = null) {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    if (p && (p.exitCode !== null || p.signalCode !== null)) throw new Error(`exited before writing ${file}`);
+    if (p && gone(p)) throw new Error(`exited before writing ${file}`);
     if (existsSync(file)) {
       const ports = {};
       for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -38,13 +38,19 @@ export async function readPorts(file, timeoutMs, p = null) {
   throw new Error(`no ${file} after ${timeoutMs} ms`);
 }
 
-/** Poll `url` until it answers 2xx or `timeoutMs` passes. */
-export async function httpOk(url, timeoutMs) {
+/** Whether child process `p` has exited. */
+export const gone = (p) => p.exitCode !== null || p.signalCode !== null;
+
+/**
+ * Poll `url` until it answers 2xx (true) or `timeoutMs` passes (false): one request every
+ * `everyMs`, each given `fetchMs`; with `p`, false as soon as that child process has exited.
+ */
+export async function httpOk(url, timeoutMs, { everyMs = 200, fetchMs = 1000, p = null } = {}) {
   const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
+  while (Date.now() < end && !(p && gone(p))) {
     try {
       const ctl = new AbortController();
-      const timer = setTimeout(() => ctl.abort(), 1000);
+      const timer = setTimeout(() => ctl.abort(), fetchMs);
       const r = await fetch(url, { signal: ctl.signal });
       clearTimeout(timer);
       if (r.ok) {
@@ -54,7 +60,7 @@ export async function httpOk(url, timeoutMs) {
     } catch {
       /* not yet */
     }
-    await sleep(200);
+    await sleep(everyMs);
   }
   return false;
 }
@@ -94,7 +100,7 @@ export function checks(log) {
 
 /** Wait until child process `p` has exited, at most `timeoutMs`; true if it has. */
 export function exited(p, timeoutMs) {
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(true);
+  if (gone(p)) return Promise.resolve(true);
   return new Promise((res) => {
     const timer = setTimeout(() => res(false), timeoutMs);
     p.once('exit', () => {
@@ -106,7 +112,7 @@ export function exited(p, timeoutMs) {
 
 /** Stop child process `p`: SIGTERM, then SIGKILL if it has not exited after `graceMs`. */
 export async function stopChild(p, graceMs = 8000) {
-  if (p.exitCode !== null || p.signalCode !== null) return;
+  if (gone(p)) return;
   p.kill('SIGTERM');
   if (!(await exited(p, graceMs))) {
     p.kill('SIGKILL');
@@ -220,18 +226,8 @@ export class Stack {
    */
   async startOriginAgain(timeoutMs = 15000) {
     const p = this.start('origin', this.bin, this.originArgs);
-    const end = Date.now() + timeoutMs;
-    while (Date.now() < end) {
-      if (p.exitCode !== null || p.signalCode !== null) break;
-      try {
-        const r = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(300) });
-        if (r.ok) return p;
-      } catch {
-        /* not yet */
-      }
-      await sleep(50);
-    }
-    const how = p.exitCode !== null || p.signalCode !== null ? `exited (code ${p.exitCode}, signal ${p.signalCode})` : `not answering /healthz after ${timeoutMs} ms`;
+    if (await httpOk(`${this.base}/healthz`, timeoutMs, { everyMs: 50, fetchMs: 300, p })) return p;
+    const how = gone(p) ? `exited (code ${p.exitCode}, signal ${p.signalCode})` : `not answering /healthz after ${timeoutMs} ms`;
     throw new Error(`the restarted origin (pid ${p.pid}) ${how}; its output:\n${this.outputOf('origin')}`);
   }
 
